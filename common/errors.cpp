@@ -1,0 +1,51 @@
+#include "common/errors.hpp"
+
+#include <string>
+
+namespace strelay {
+
+namespace {
+
+class Category final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "strelay"; }
+  std::string message(int value) const override {
+    switch (static_cast<errc>(value)) {
+      case errc::ok: return "success";
+      case errc::bad_magic: return "the peer does not speak the strelay protocol";
+      case errc::unsupported_version:
+        return "the peer speaks another strelay protocol version; upgrade one side";
+      case errc::handshake_failed: return "handshake failed to authenticate";
+      case errc::relay_identity_mismatch:
+        return "relay identity mismatch: the relay's key is not the one in the ticket";
+      case errc::peer_identity_mismatch:
+        return "peer identity mismatch: the peer's key is not the expected one";
+      case errc::handshake_timeout: return "the handshake did not complete before its deadline";
+      case errc::frame_too_large: return "a frame is larger than the protocol allows";
+      case errc::decrypt_failed: return "a frame failed to authenticate; the channel was ended";
+      case errc::nonce_exhausted: return "the channel used up its nonces; reconnect";
+      case errc::channel_closed: return "the peer closed the channel";
+      case errc::aborted: return "aborted: the connection ended without an authenticated close";
+      case errc::protocol_error: return "protocol error: malformed or unexpected message";
+      case errc::timeout: return "timed out";
+      case errc::not_found: return "not found: the peer is not listening on this relay";
+      case errc::rejected: return "rejected: the peer refused the connection";
+      case errc::peer_gone: return "the peer went away";
+      case errc::rate_limited: return "rate limited by the relay; retry later";
+      case errc::overloaded: return "the relay is overloaded; retry later or use another relay";
+      case errc::not_allowed: return "not allowed: this relay's allowlist does not include this key";
+      case errc::no_pending: return "no pending connection from that peer";
+      case errc::relay_unreachable: return "no relay could be reached";
+    }
+    return "unknown strelay error";
+  }
+};
+
+}  // namespace
+
+const std::error_category& strelay_category() noexcept {
+  static const Category category;
+  return category;
+}
+
+}  // namespace strelay

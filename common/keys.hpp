@@ -1,0 +1,86 @@
+// Identities: Ed25519 signing keys that only ever sign.
+//
+// PublicKey is a regular value (==, hashable, printable as base64url).
+// Identity owns a secret seed and the expanded signing key in wiped, locked memory;
+// it is move-only and has no way to print its secret.
+#pragma once
+
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "common/protocol.hpp"
+#include "common/secure.hpp"
+
+namespace strelay {
+
+// Initialises libsodium; throws std::runtime_error if it cannot (a fatal start-up error).
+void init_crypto();
+
+using Signature = std::array<std::uint8_t, signature_bytes>;
+
+class PublicKey {
+ public:
+  PublicKey() = default;
+  explicit PublicKey(const std::array<std::uint8_t, key_bytes>& bytes) : bytes_(bytes) {}
+
+  // Only keys that are canonical, on the curve and not of small order
+  // (crypto_core_ed25519_is_valid_point) are accepted as identities.
+  static std::optional<PublicKey> from_bytes(std::span<const std::uint8_t> bytes);
+  bool is_valid_point() const;
+
+  const std::array<std::uint8_t, key_bytes>& bytes() const { return bytes_; }
+  std::string to_base64url() const;
+  // A short, non-secret tag for log lines: the first 8 base64url characters.
+  std::string fingerprint() const;
+
+  // Strict Ed25519 verification (libsodium's, plus the point check on this key).
+  bool verify(std::span<const std::uint8_t> message, const Signature& signature) const;
+
+  friend bool operator==(const PublicKey&, const PublicKey&) = default;
+  friend auto operator<=>(const PublicKey&, const PublicKey&) = default;
+
+ private:
+  std::array<std::uint8_t, key_bytes> bytes_{};
+};
+
+class Identity {
+ public:
+  // A fresh random identity.
+  static Identity generate();
+  // From a 32-byte seed (the Offset identity file's privateKey). The caller wipes its copy.
+  static Identity from_seed(std::span<const std::uint8_t, key_bytes> seed);
+
+  const PublicKey& public_key() const { return public_key_; }
+  Signature sign(std::span<const std::uint8_t> message) const;
+  // The seed, for writing an identity file; never log it.
+  std::span<const unsigned char, key_bytes> seed() const { return seed_.span(); }
+
+  Identity(Identity&&) noexcept = default;
+  Identity& operator=(Identity&&) noexcept = default;
+  Identity(const Identity&) = delete;
+  Identity& operator=(const Identity&) = delete;
+
+ private:
+  Identity() = default;
+  Secret<key_bytes> seed_;
+  Secret<crypto_sign_SECRETKEYBYTES> signing_key_;
+  PublicKey public_key_;
+};
+
+}  // namespace strelay
+
+template <>
+struct std::hash<strelay::PublicKey> {
+  // Not for tables that hostile clients can fill: those use a keyed hash (relay_state).
+  std::size_t operator()(const strelay::PublicKey& key) const noexcept {
+    std::size_t h = 0;
+    for (std::size_t i = 0; i < sizeof h; ++i) h = (h << 8) | key.bytes()[i];
+    return h;
+  }
+};

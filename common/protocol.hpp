@@ -1,0 +1,114 @@
+// Every wire number and every default of strelay, in one place.
+//
+// Protocol flow (node N, relay R; docs/protocol.md is the full specification):
+//
+//  0. TCP connect.  N -> R  preamble: "strelay" (7 bytes) || version (1 byte).
+//     R answers an unknown version with its own preamble (R's version) and closes.
+//     The 8 preamble bytes are the Noise prologue, so a downgrade breaks the handshake.
+//  1. N -> R  msg1 = len16 || e                      (N's ephemeral X25519 key)
+//  2. R -> N  msg2 = len16 || e || Enc(sig_R)        (ee; R signs ctx_responder || h)
+//     N checks sig_R against the Ed25519 key in its ticket; on mismatch it stops here.
+//  3. N -> R  msg3 = len16 || Enc(s_N) || Enc(sig_N) || Enc(payload)
+//                                                    (N's Ed25519 key; N signs ctx_initiator || h)
+//  4. Split(): one ChaChaPoly key per direction; h is the session id.
+//  5. Transport: frames = len16 || ChaChaPoly(plaintext), nonces are implicit counters.
+//     plaintext = kind (1 byte) || body; kinds are FrameKind below.
+//  6. Control (kind = control): Cap'n Proto messages of schema/relay.capnp.
+//     Listen -> ListenOk, then IncomingConnection pushes; Connect(L) -> one outcome;
+//     Accept(P) -> Connected or NoPending.
+//  7. After Connected a tunnel connection is a raw pipe: the relay forwards bytes as they are,
+//     and the two nodes run steps 0-5 end to end through it.
+//
+// Specification constants change the wire; implementation constants are our choices.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace strelay {
+
+using namespace std::chrono_literals;
+
+// ---------------------------------------------------------------- specification constants
+
+// Keys and signatures (Ed25519 identities, X25519 ephemerals).
+inline constexpr std::size_t key_bytes = 32;        // Ed25519 public key, seed, X25519 key
+inline constexpr std::size_t signature_bytes = 64;  // Ed25519 signature
+inline constexpr std::size_t hash_bytes = 32;       // SHA-256, the Noise HASHLEN
+inline constexpr std::size_t aead_tag_bytes = 16;   // ChaChaPoly tag
+
+// Preamble: sent first by the client; also the Noise prologue.
+inline constexpr std::array<std::uint8_t, 7> preamble_magic{'s', 't', 'r', 'e', 'l', 'a', 'y'};
+inline constexpr std::uint8_t protocol_version = 1;
+inline constexpr std::size_t preamble_bytes = preamble_magic.size() + 1;
+
+// Framing: every handshake message and transport frame is a 2-byte big-endian length + body.
+inline constexpr std::size_t length_prefix_bytes = 2;
+inline constexpr std::size_t max_frame_bytes = 65535;  // the largest body a u16 can announce
+inline constexpr std::size_t max_plaintext_bytes = max_frame_bytes - aead_tag_bytes;  // 65519
+
+// Transport plaintext starts with one of these kinds.
+enum class FrameKind : std::uint8_t {
+  control = 1,  // a Cap'n Proto control message (node <-> relay only)
+  data = 2,     // application bytes (end to end only)
+  close = 3,    // authenticated close: CloseReason (1 byte) then optional UTF-8 detail
+  ping = 4,     // 8-byte opaque token, answered by a pong with the same token
+  pong = 5,
+};
+
+// Reasons carried by an authenticated close, and counted in metrics and logs.
+// `aborted` is never sent: it is what a reader reports for an EOF without a close.
+enum class CloseReason : std::uint8_t {
+  normal = 0,          // the application is done
+  replaced = 1,        // a newer Listen for the same key won
+  shutdown = 2,        // the relay is draining
+  protocol_error = 3,  // a malformed or unexpected message
+  timeout = 4,         // a deadline passed (handshake, first request, half-tunnel)
+  dead_peer = 5,       // no keepalive answer in time
+  overloaded = 6,      // a resource limit was hit
+  rate_limited = 7,    // a rate limit was hit
+  not_allowed = 8,     // the key is not on the allowlist / friend list
+  stalled = 9,         // the peer stopped reading for longer than the stall limit
+  peer_gone = 10,      // the other end of a tunnel went away
+  internal = 11,       // a bug; logged with detail locally, never sent with detail
+  aborted = 255,       // local only: EOF or reset with no authenticated close
+};
+
+// ---------------------------------------------------------------- implementation constants
+// Each of these is a default that strelay exposes as a flag (see docs/operations.md).
+
+// Absolute deadline from TCP accept to the first request; not an idle timer.
+inline constexpr auto handshake_deadline = 10s;
+// A frame header announced, its body must follow within this (slowloris on frames).
+inline constexpr auto frame_deadline = 10s;
+// Pending handshakes in total, and per source (an IPv4 /32 or an IPv6 /64).
+inline constexpr std::size_t max_pending_handshakes = 1024;
+inline constexpr std::size_t max_pending_per_source = 8;
+// Handshake attempts per source: a token bucket.
+inline constexpr double handshake_rate_per_source = 20.0;  // tokens per second
+inline constexpr double handshake_burst_per_source = 5.0;
+// Total connections, as a share of RLIMIT_NOFILE after raising the soft limit to the hard one.
+inline constexpr double connections_share_of_nofile = 0.8;
+// A Connect waits this long for the listener's Accept.
+inline constexpr auto half_tunnel_ttl = 30s;
+// Connect requests per identity: a token bucket.
+inline constexpr double connect_rate_per_identity = 60.0 / 60.0;  // 60 per minute
+inline constexpr double connect_burst_per_identity = 20.0;
+// User-space buffering per tunnel direction (backpressure beyond it; never dropped).
+inline constexpr std::size_t tunnel_buffer_bytes = 256 * 1024;
+// A peer that accepts no bytes for this long is declared stalled.
+inline constexpr auto write_stall_timeout = 30s;
+// Keepalive: a ping after this much silence; the peer is dead after this much silence.
+inline constexpr auto keepalive_interval = 15s;
+inline constexpr auto dead_peer_timeout = 45s;
+// Control messages: size and Cap'n Proto reader limits (checked before any allocation).
+inline constexpr std::size_t max_control_message_bytes = 4096;
+inline constexpr std::uint64_t capnp_traversal_limit_words = 2048;
+inline constexpr int capnp_nesting_limit = 8;
+// SIGTERM: how long sessions get to receive Close{shutdown} and drain.
+inline constexpr auto drain_deadline = 5s;
+
+}  // namespace strelay

@@ -1,0 +1,63 @@
+// Tests for common/keys and common/base64url.
+#include <doctest/doctest.h>
+
+#include <vector>
+
+#include "common/base64url.hpp"
+#include "common/keys.hpp"
+
+using namespace strelay;
+
+TEST_CASE("an identity from the all-0..31 seed has the public key Offset's vectors give") {
+  std::array<std::uint8_t, key_bytes> seed{};
+  for (std::size_t i = 0; i < seed.size(); ++i) seed[i] = static_cast<std::uint8_t>(i);
+  const auto id = Identity::from_seed(seed);
+  CHECK(id.public_key().to_base64url() == "A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg");
+  CHECK(id.public_key().fingerprint() == "A6EHv_PO");
+}
+
+TEST_CASE("a signature verifies under its key and fails for any other message or key") {
+  const auto a = Identity::generate();
+  const auto b = Identity::generate();
+  const std::vector<std::uint8_t> msg{1, 2, 3};
+  const auto sig = a.sign(msg);
+  CHECK(a.public_key().verify(msg, sig));
+  CHECK_FALSE(b.public_key().verify(msg, sig));
+  const std::vector<std::uint8_t> other{1, 2, 4};
+  CHECK_FALSE(a.public_key().verify(other, sig));
+}
+
+TEST_CASE("small-order and all-zero Ed25519 keys are not identities") {
+  std::array<std::uint8_t, key_bytes> zero{};
+  CHECK_FALSE(PublicKey::from_bytes(zero).has_value());
+  std::array<std::uint8_t, key_bytes> one{};  // the identity point, order 1
+  one[0] = 1;
+  CHECK_FALSE(PublicKey::from_bytes(one).has_value());
+  const std::vector<std::uint8_t> short_key(31, 9);
+  CHECK_FALSE(PublicKey::from_bytes(short_key).has_value());
+}
+
+TEST_CASE("base64url round-trips and names what is wrong") {
+  std::vector<std::uint8_t> out;
+  std::string error;
+  const std::vector<std::uint8_t> bytes{0xfb, 0xff, 0x00};
+  CHECK(to_base64url(bytes) == "-_8A");
+  REQUIRE(try_from_base64url("-_8A", out, error));
+  CHECK(out == bytes);
+  SUBCASE("standard alphabet") {
+    CHECK_FALSE(try_from_base64url("+/8A", out, error));
+    CHECK(error.find("'+'") != std::string::npos);
+  }
+  SUBCASE("padding") {
+    CHECK_FALSE(try_from_base64url("AA==", out, error));
+    CHECK(error.find("padding") != std::string::npos);
+  }
+  SUBCASE("impossible length") {
+    CHECK_FALSE(try_from_base64url("AAAAA", out, error));
+    CHECK(error.find("length") != std::string::npos);
+  }
+  SUBCASE("non-zero trailing bits") {
+    CHECK_FALSE(try_from_base64url("AB", out, error));
+    CHECK(error.find("trailing") != std::string::npos);
+  }
+}
