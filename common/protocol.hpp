@@ -50,6 +50,28 @@ inline constexpr std::size_t length_prefix_bytes = 2;
 inline constexpr std::size_t max_frame_bytes = 65535;  // the largest body a u16 can announce
 inline constexpr std::size_t max_plaintext_bytes = max_frame_bytes - aead_tag_bytes;  // 65519
 
+// Handshake (docs/protocol.md section 2): Noise XK1 in shape, authenticated by Ed25519 signatures.
+// The name is InitializeSymmetric's input (36 bytes, so h starts as its SHA-256).
+inline constexpr std::string_view handshake_protocol_name = "Noise_XK1sig_25519_ChaChaPoly_SHA256";
+// Each side signs  context || h.  Distinct per role and per version, so that a signature made
+// here can serve no other role, version or purpose. Changing protocol_version changes these.
+inline constexpr std::string_view responder_signature_context =
+    "strelay v1 handshake: responder signature";
+inline constexpr std::string_view initiator_signature_context =
+    "strelay v1 handshake: initiator signature";
+static_assert(protocol_version == 1, "the signature contexts name the protocol version");
+// Message bodies (without the length prefix). msg1 = e; msg2 = e || Enc(sig);
+// msg3 = Enc(s) || Enc(sig) || Enc(payload), where Enc adds one tag.
+inline constexpr std::size_t handshake_msg1_bytes = key_bytes;
+inline constexpr std::size_t handshake_msg2_bytes = key_bytes + signature_bytes + aead_tag_bytes;
+inline constexpr std::size_t handshake_msg3_min_bytes =
+    (key_bytes + aead_tag_bytes) + (signature_bytes + aead_tag_bytes) + aead_tag_bytes;  // 144
+// The first request rides in msg3's payload; msg3 must fit one length prefix.
+inline constexpr std::size_t max_handshake_payload_bytes =
+    max_frame_bytes - handshake_msg3_min_bytes;  // 65391
+// Noise reserves nonce 2^64-1: a CipherState refuses to use it, so a channel ends before it.
+inline constexpr std::uint64_t reserved_nonce = ~std::uint64_t{0};
+
 // Transport plaintext starts with one of these kinds.
 enum class FrameKind : std::uint8_t {
   control = 1,  // a Cap'n Proto control message (node <-> relay only)
@@ -77,6 +99,10 @@ enum class CloseReason : std::uint8_t {
   aborted = 255,       // local only: EOF or reset with no authenticated close
 };
 
+// Files (Offset-compatible formats; docs/file-formats.md).
+inline constexpr std::size_t max_address_bytes = 256;  // a ticket's "host:port", Offset's bound
+inline constexpr std::size_t offset_legacy_identity_bytes = 85;  // Offset <= 0.1.10 PKCS#8 blob
+
 // ---------------------------------------------------------------- implementation constants
 // Each of these is a default that strelay exposes as a flag (see docs/operations.md).
 
@@ -84,6 +110,12 @@ enum class CloseReason : std::uint8_t {
 inline constexpr auto handshake_deadline = 10s;
 // A frame header announced, its body must follow within this (slowloris on frames).
 inline constexpr auto frame_deadline = 10s;
+// A frame body buffer starts at this size and doubles as bytes arrive (never past the announced
+// length), so a header announcing 65535 bytes followed by silence costs at most this much.
+inline constexpr std::size_t frame_buffer_first_bytes = 4096;
+// A channel going idle frees any frame buffer larger than this (10,000 idle listeners must
+// stay small); a busy channel keeps its buffers, so bulk transfer does not reallocate.
+inline constexpr std::size_t idle_buffer_bytes = 1024;
 // Pending handshakes in total, and per source (an IPv4 /32 or an IPv6 /64).
 inline constexpr std::size_t max_pending_handshakes = 1024;
 inline constexpr std::size_t max_pending_per_source = 8;
@@ -110,5 +142,13 @@ inline constexpr std::uint64_t capnp_traversal_limit_words = 2048;
 inline constexpr int capnp_nesting_limit = 8;
 // SIGTERM: how long sessions get to receive Close{shutdown} and drain.
 inline constexpr auto drain_deadline = 5s;
+// Files: read limits, checked on fstat before any byte is read (an identity file is ~60 bytes).
+inline constexpr std::size_t max_identity_file_bytes = 4096;
+inline constexpr std::size_t max_ticket_file_bytes = 64 * 1024;
+// A friend ticket names a few relays for redundancy; more is a mistake or an attack.
+inline constexpr std::size_t max_friend_ticket_relays = 16;
+// QR codes: each module is this many pixels in a PNG, and ISO 18004 asks for a 4-module margin.
+inline constexpr int qr_png_module_pixels = 8;
+inline constexpr int qr_quiet_zone_modules = 4;
 
 }  // namespace strelay
