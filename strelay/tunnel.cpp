@@ -1,0 +1,281 @@
+#include "strelay/tunnel.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace strelay {
+
+namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr unsigned splice_flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+// The read/write fallback copies through a user buffer of at most this size.
+constexpr std::size_t copy_chunk_bytes = 64 * 1024;
+
+bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
+
+}  // namespace
+
+// One direction: bytes read from `in` are written to `out`, through `pipe` (splice) or
+// `copy` (fallback). Owned by the Tunnel; touched only on the tunnel's executor.
+struct Tunnel::Direction {
+  Direction(tcp::socket& in_socket, tcp::socket& out_socket, int index)
+      : in(in_socket), out(out_socket), id(index) {}
+  ~Direction() {
+    for (int fd : pipe)
+      if (fd >= 0) ::close(fd);
+  }
+  tcp::socket& in;
+  tcp::socket& out;
+  int id;
+  std::array<int, 2> pipe{-1, -1};
+  std::size_t capacity = 0;   // bytes the pipe (or copy buffer) may hold
+  std::size_t held = 0;       // bytes in the pipe (or copy buffer) not yet written
+  std::uint64_t forwarded = 0;
+  std::unique_ptr<std::uint8_t[]> copy;  // fallback buffer, allocated on first use
+  std::size_t copy_offset = 0;
+  bool blocked = false;                   // waiting for `out` to accept bytes
+  clock::time_point blocked_since{};
+  std::atomic<std::uint64_t> held_gauge{0};
+};
+
+Tunnel::Tunnel(tcp::socket a, tcp::socket b, Options options,
+               std::atomic<std::uint64_t>* relayed)
+    : a_(std::move(a)),
+      b_(std::move(b)),
+      options_(options),
+      relayed_(relayed),
+      watchdog_(a_.get_executor()),
+      last_activity_(clock::now()) {
+  dirs_[0] = std::make_unique<Direction>(a_, b_, 0);
+  dirs_[1] = std::make_unique<Direction>(b_, a_, 1);
+  a_.non_blocking(true);
+  b_.non_blocking(true);
+  for (auto& d : dirs_) {
+    d->capacity = std::max<std::size_t>(options_.buffer_bytes, 1);
+    if (!options_.use_splice) continue;
+    if (::pipe2(d->pipe.data(), O_NONBLOCK | O_CLOEXEC) != 0) {
+      options_.use_splice = false;  // out of fds for pipes: copy instead of failing the tunnel
+      continue;
+    }
+    // The pipe is the direction's buffer. The kernel rounds the size up to a power of two
+    // pages; we never let more than `capacity` bytes in, so the bound holds either way.
+    const int got = ::fcntl(d->pipe[1], F_SETPIPE_SZ, static_cast<int>(d->capacity));
+    if (got > 0) {
+      d->capacity = std::min(d->capacity, static_cast<std::size_t>(got));
+    } else {
+      const int size = ::fcntl(d->pipe[1], F_GETPIPE_SZ);
+      d->capacity = std::min(d->capacity, static_cast<std::size_t>(std::max(size, 4096)));
+    }
+  }
+  if (!options_.use_splice) {
+    for (auto& d : dirs_) d->capacity = std::min(d->capacity, copy_chunk_bytes);
+  }
+}
+
+Tunnel::~Tunnel() = default;
+
+std::uint64_t Tunnel::buffered_bytes() const {
+  return dirs_[0]->held_gauge.load(std::memory_order_relaxed) +
+         dirs_[1]->held_gauge.load(std::memory_order_relaxed);
+}
+
+asio::awaitable<Tunnel::Result> Tunnel::run() {
+  auto self = shared_from_this();  // the watchdog and pumps need the tunnel alive
+  arm_watchdog(last_activity_ + options_.idle_timeout);
+  co_await (pump(*dirs_[0]) && pump(*dirs_[1]));
+  finished_ = true;
+  watchdog_.cancel();
+  boost::system::error_code ignored;
+  a_.shutdown(tcp::socket::shutdown_both, ignored);
+  b_.shutdown(tcp::socket::shutdown_both, ignored);
+  a_.close(ignored);
+  b_.close(ignored);
+  Result result;
+  result.bytes = {dirs_[0]->forwarded, dirs_[1]->forwarded};
+  result.reason = reason_;
+  result.spliced = options_.use_splice;
+  co_return result;
+}
+
+void Tunnel::stop(CloseReason reason) {
+  asio::post(a_.get_executor(), [self = shared_from_this(), reason] { self->fail(reason); });
+}
+
+void Tunnel::fail(CloseReason reason) {
+  if (failed_ || finished_) return;
+  failed_ = true;
+  reason_ = reason;
+  boost::system::error_code ignored;
+  a_.cancel(ignored);
+  b_.cancel(ignored);
+  watchdog_.cancel();
+}
+
+asio::awaitable<void> Tunnel::pump(Direction& d) {
+  const bool clean = options_.use_splice ? co_await pump_spliced(d) : co_await pump_copied(d);
+  d.held_gauge.store(0, std::memory_order_relaxed);
+  if (!clean) co_return;
+  // EOF from `in`, with everything before it delivered: carry the half-close through.
+  boost::system::error_code ignored;
+  d.out.shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+// Returns true at a clean EOF (all bytes delivered), false when the tunnel failed.
+asio::awaitable<bool> Tunnel::pump_spliced(Direction& d) {
+  const int in_fd = d.in.native_handle();
+  const int out_fd = d.out.native_handle();
+  bool eof = false;
+  while (!failed_) {
+    if (d.held == 0 && !eof) {
+      const ssize_t n = ::splice(in_fd, nullptr, d.pipe[1], nullptr, d.capacity, splice_flags);
+      if (n > 0) {
+        d.held = static_cast<std::size_t>(n);
+        d.held_gauge.store(d.held, std::memory_order_relaxed);
+        touch();
+      } else if (n == 0) {
+        eof = true;
+      } else if (would_block(errno)) {
+        if (!co_await wait_readable(d)) co_return false;
+        continue;
+      } else if (errno != EINTR) {
+        fail(CloseReason::aborted);
+        co_return false;
+      }
+    }
+    while (d.held > 0 && !failed_) {
+      const ssize_t m = ::splice(d.pipe[0], nullptr, out_fd, nullptr, d.held, splice_flags);
+      if (m > 0) {
+        const auto moved = static_cast<std::size_t>(m);
+        d.held -= moved;
+        d.forwarded += moved;
+        d.held_gauge.store(d.held, std::memory_order_relaxed);
+        if (relayed_ != nullptr) relayed_->fetch_add(moved, std::memory_order_relaxed);
+        d.blocked = false;
+        touch();
+      } else if (m < 0 && would_block(errno)) {
+        if (!co_await wait_writable(d)) co_return false;
+      } else if (m == 0 || errno != EINTR) {
+        fail(CloseReason::aborted);
+        co_return false;
+      }
+    }
+    if (eof) co_return !failed_;
+  }
+  co_return false;
+}
+
+// The same loop through a user-space buffer, for sockets that splice refuses.
+asio::awaitable<bool> Tunnel::pump_copied(Direction& d) {
+  const int in_fd = d.in.native_handle();
+  const int out_fd = d.out.native_handle();
+  bool eof = false;
+  while (!failed_) {
+    if (d.held == 0 && !eof) {
+      if (!d.copy) d.copy = std::make_unique<std::uint8_t[]>(d.capacity);
+      const ssize_t n = ::read(in_fd, d.copy.get(), d.capacity);
+      if (n > 0) {
+        d.held = static_cast<std::size_t>(n);
+        d.copy_offset = 0;
+        d.held_gauge.store(d.held, std::memory_order_relaxed);
+        touch();
+      } else if (n == 0) {
+        eof = true;
+      } else if (would_block(errno)) {
+        if (!co_await wait_readable(d)) co_return false;
+        continue;
+      } else if (errno != EINTR) {
+        fail(CloseReason::aborted);
+        co_return false;
+      }
+    }
+    while (d.held > 0 && !failed_) {
+      const ssize_t m = ::send(out_fd, d.copy.get() + d.copy_offset, d.held, MSG_NOSIGNAL);
+      if (m > 0) {
+        const auto moved = static_cast<std::size_t>(m);
+        d.held -= moved;
+        d.copy_offset += moved;
+        d.forwarded += moved;
+        d.held_gauge.store(d.held, std::memory_order_relaxed);
+        if (relayed_ != nullptr) relayed_->fetch_add(moved, std::memory_order_relaxed);
+        d.blocked = false;
+        touch();
+      } else if (m < 0 && would_block(errno)) {
+        if (!co_await wait_writable(d)) co_return false;
+      } else if (m == 0 || errno != EINTR) {
+        fail(CloseReason::aborted);
+        co_return false;
+      }
+    }
+    if (eof) co_return !failed_;
+  }
+  co_return false;
+}
+
+asio::awaitable<bool> Tunnel::wait_readable(Direction& d) {
+  auto [ec] = co_await d.in.async_wait(tcp::socket::wait_read, await_tuple);
+  co_return !ec && !failed_;
+}
+
+asio::awaitable<bool> Tunnel::wait_writable(Direction& d) {
+  if (!d.blocked) {
+    d.blocked = true;
+    d.blocked_since = clock::now();
+    arm_watchdog(d.blocked_since + options_.write_stall);
+  }
+  auto [ec] = co_await d.out.async_wait(tcp::socket::wait_write, await_tuple);
+  co_return !ec && !failed_;
+}
+
+// One timer per tunnel watches both the write stall of each direction and the idle timeout.
+// It is re-armed only when a deadline earlier than the armed one appears, or when it fires
+// early (progress was made since): at most a few timer operations per stall period,
+// not one per blocked write.
+void Tunnel::arm_watchdog(clock::time_point when) {
+  if (when >= watchdog_at_ || finished_) return;
+  watchdog_at_ = when;
+  watchdog_.expires_at(when);
+  watchdog_.async_wait([self = shared_from_this(), when](boost::system::error_code ec) {
+    if (ec || self->watchdog_at_ != when) return;  // cancelled, or re-armed earlier
+    self->watchdog_at_ = clock::time_point::max();
+    self->on_watchdog();
+  });
+}
+
+void Tunnel::on_watchdog() {
+  if (failed_ || finished_) return;
+  const auto now = clock::now();
+  // A blocked direction is not idle: it is judged by the stall limit alone.
+  auto next = clock::time_point::max();
+  for (auto& d : dirs_) {
+    if (!d->blocked) continue;
+    const auto stall_at = d->blocked_since + options_.write_stall;
+    if (stall_at <= now) {
+      fail(CloseReason::stalled);
+      return;
+    }
+    next = std::min(next, stall_at);
+  }
+  if (next == clock::time_point::max()) {
+    next = last_activity_ + options_.idle_timeout;
+    if (next <= now) {
+      fail(CloseReason::dead_peer);
+      return;
+    }
+  }
+  arm_watchdog(next);
+}
+
+}  // namespace strelay

@@ -1,0 +1,99 @@
+// The pass-through pipe between two paired nodes.
+//
+// After Connected, the relay forwards the bytes of a tunnel as they are: it never parses or
+// decrypts them (the nodes run their own end-to-end channel inside). Bytes move zero-copy with
+// splice(2) through a kernel pipe per direction, driven by Asio readiness waits; where splice
+// is refused (a socket type that does not support it) a read/write loop takes over.
+//
+// Bounds and timers (all from Tunnel::Options, defaults in common/protocol.hpp):
+//  - each direction holds at most `buffer_bytes` in its pipe; when the receiver does not read,
+//    the relay stops reading the sender (TCP backpressure), it never drops bytes;
+//  - a direction blocked on a receiver that accepts no byte for `write_stall` ends the tunnel
+//    with CloseReason::stalled;
+//  - a tunnel with no byte in either direction for `idle_timeout` ends with dead_peer (the nodes'
+//    end-to-end keepalives make an idle but live tunnel carry a ping every 15 s);
+//  - an EOF from one side is carried through as a half-close (shutdown(SHUT_WR)) of the other;
+//    the tunnel ends normally when both sides have closed;
+//  - any error on either side (RST, EPIPE) ends both sides at once (CloseReason::aborted).
+//
+// Ownership: a Tunnel owns both sockets and both pipes. Its two pump coroutines and its
+// watchdog timer run on the executor of socket `a`, which must also be the executor of `b`
+// (the caller moves the sockets onto one executor). stop() may be called from any thread.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "common/protocol.hpp"
+
+namespace strelay {
+
+class Tunnel : public std::enable_shared_from_this<Tunnel> {
+ public:
+  using tcp = boost::asio::ip::tcp;
+  using clock = std::chrono::steady_clock;
+
+  struct Options {
+    std::size_t buffer_bytes = tunnel_buffer_bytes;
+    clock::duration write_stall = write_stall_timeout;
+    clock::duration idle_timeout = dead_peer_timeout;
+    bool use_splice = true;  // false forces the read/write fallback (tests, benchmarks)
+  };
+
+  struct Result {
+    std::array<std::uint64_t, 2> bytes{};  // [0]: a -> b, [1]: b -> a
+    CloseReason reason = CloseReason::normal;
+    bool spliced = true;  // false when the read/write fallback carried the data
+  };
+
+  // `relayed` (may be null) is bumped by every byte forwarded, for metrics.
+  Tunnel(tcp::socket a, tcp::socket b, Options options,
+         std::atomic<std::uint64_t>* relayed = nullptr);
+  ~Tunnel();
+  Tunnel(const Tunnel&) = delete;
+  Tunnel& operator=(const Tunnel&) = delete;
+
+  // Forwards until both sides have closed, or the tunnel fails; then closes both sockets.
+  // Must be co_awaited on the sockets' executor, through a shared_ptr that outlives it.
+  boost::asio::awaitable<Result> run();
+
+  // Ends the tunnel with `reason` (for example shutdown); thread-safe.
+  void stop(CloseReason reason);
+
+  // Bytes currently held in the relay for this tunnel (both pipes), for the buffered gauge.
+  std::uint64_t buffered_bytes() const;
+
+ private:
+  struct Direction;
+  boost::asio::awaitable<void> pump(Direction& d);
+  boost::asio::awaitable<bool> pump_spliced(Direction& d);
+  boost::asio::awaitable<bool> pump_copied(Direction& d);
+  boost::asio::awaitable<bool> wait_readable(Direction& d);
+  boost::asio::awaitable<bool> wait_writable(Direction& d);
+  void fail(CloseReason reason);
+  void touch() { last_activity_ = clock::now(); }
+  void arm_watchdog(clock::time_point when);
+  void on_watchdog();
+
+  tcp::socket a_;
+  tcp::socket b_;
+  Options options_;
+  std::atomic<std::uint64_t>* relayed_;
+  std::unique_ptr<Direction> dirs_[2];
+  boost::asio::steady_timer watchdog_;
+  clock::time_point watchdog_at_ = clock::time_point::max();
+  clock::time_point last_activity_;
+  CloseReason reason_ = CloseReason::normal;
+  bool failed_ = false;
+  bool finished_ = false;
+};
+
+}  // namespace strelay

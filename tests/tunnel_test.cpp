@@ -1,0 +1,187 @@
+// Tests for strelay/tunnel: in-process sockets on 127.0.0.1 (node A <-> relay <-> node B).
+#include "strelay/tunnel.hpp"
+
+#include <doctest/doctest.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <optional>
+
+#include "support/loopback.hpp"
+
+using namespace strelay;
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+// Node A and B each hold one end of a loopback connection; the relay holds the other ends.
+struct Fixture {
+  asio::io_context ioc;
+  tcp::socket node_a{ioc}, node_b{ioc};
+  std::shared_ptr<Tunnel> tunnel;
+  std::optional<Tunnel::Result> result;
+  std::atomic<std::uint64_t> relayed{0};
+
+  explicit Fixture(Tunnel::Options options) {
+    auto [a_client, a_relay] = test::loopback_pair(ioc);
+    auto [b_client, b_relay] = test::loopback_pair(ioc);
+    node_a = std::move(a_client);
+    node_b = std::move(b_client);
+    tunnel = std::make_shared<Tunnel>(std::move(a_relay), std::move(b_relay), options, &relayed);
+    asio::co_spawn(
+        ioc, [this]() -> asio::awaitable<void> { result = co_await tunnel->run(); },
+        asio::detached);
+  }
+};
+
+// Writes `data` then half-closes.
+asio::awaitable<void> send_all(tcp::socket& s, const std::vector<std::uint8_t>& data) {
+  auto [ec, n] = co_await asio::async_write(s, asio::buffer(data), await_tuple);
+  CHECK_FALSE(ec);
+  CHECK(n == data.size());
+  s.shutdown(tcp::socket::shutdown_send);
+}
+
+// Reads until EOF.
+asio::awaitable<void> read_all(tcp::socket& s, std::vector<std::uint8_t>& out) {
+  std::vector<std::uint8_t> chunk(64 * 1024);
+  for (;;) {
+    auto [ec, n] = co_await s.async_read_some(asio::buffer(chunk), await_tuple);
+    out.insert(out.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(n));
+    if (ec) break;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a tunnel forwards bytes both ways unchanged and ends normally after both half-close") {
+  for (const bool splice : {true, false}) {
+    CAPTURE(splice);
+    Fixture f(Tunnel::Options{.use_splice = splice});
+    const auto to_b = test::pattern_bytes(8 * 1024 * 1024 + 13, 1);
+    const auto to_a = test::pattern_bytes(3 * 1024 * 1024 + 7, 2);
+    std::vector<std::uint8_t> got_b, got_a;
+    asio::co_spawn(f.ioc, send_all(f.node_a, to_b), asio::detached);
+    asio::co_spawn(f.ioc, send_all(f.node_b, to_a), asio::detached);
+    asio::co_spawn(f.ioc, read_all(f.node_b, got_b), asio::detached);
+    asio::co_spawn(f.ioc, read_all(f.node_a, got_a), asio::detached);
+    test::run_for(f.ioc, 20s);
+    CHECK(got_b == to_b);
+    CHECK(got_a == to_a);
+    REQUIRE(f.result.has_value());
+    CHECK(f.result->reason == CloseReason::normal);
+    CHECK(f.result->spliced == splice);
+    CHECK(f.result->bytes[0] == to_b.size());
+    CHECK(f.result->bytes[1] == to_a.size());
+    CHECK(f.relayed.load() == to_a.size() + to_b.size());
+  }
+}
+
+TEST_CASE("a half-close is carried through while the other direction keeps flowing") {
+  Fixture f(Tunnel::Options{});
+  const auto reply = test::pattern_bytes(100000, 3);
+  std::vector<std::uint8_t> got_at_b, got_at_a;
+  asio::co_spawn(
+      f.ioc,
+      [&]() -> asio::awaitable<void> {
+        f.node_a.shutdown(tcp::socket::shutdown_send);  // A is done talking at once
+        co_await read_all(f.node_b, got_at_b);          // B sees EOF with nothing before it
+        CHECK(got_at_b.empty());
+        co_await send_all(f.node_b, reply);  // and can still answer
+      },
+      asio::detached);
+  asio::co_spawn(f.ioc, read_all(f.node_a, got_at_a), asio::detached);
+  test::run_for(f.ioc, 10s);
+  CHECK(got_at_a == reply);
+  REQUIRE(f.result.has_value());
+  CHECK(f.result->reason == CloseReason::normal);
+}
+
+TEST_CASE("a receiver that never reads is declared stalled, and the relay buffers at most its bound") {
+  for (const bool splice : {true, false}) {
+    CAPTURE(splice);
+    Tunnel::Options options{.buffer_bytes = 64 * 1024, .write_stall = 300ms, .use_splice = splice};
+    Fixture f(options);
+    // Keep the socket buffers small so the pipe fills quickly.
+    f.node_b.set_option(tcp::socket::receive_buffer_size(4096));
+    const auto flood = test::pattern_bytes(32 * 1024 * 1024, 4);
+    std::uint64_t max_buffered = 0;
+    asio::co_spawn(
+        f.ioc,
+        [&]() -> asio::awaitable<void> {
+          co_await asio::async_write(f.node_a, asio::buffer(flood), await_tuple);
+        },
+        asio::detached);
+    asio::steady_timer sampler(f.ioc);
+    asio::co_spawn(
+        f.ioc,
+        [&]() -> asio::awaitable<void> {
+          while (!f.result) {
+            max_buffered = std::max(max_buffered, f.tunnel->buffered_bytes());
+            sampler.expires_after(10ms);
+            co_await sampler.async_wait(await_tuple);
+          }
+          f.node_a.close();
+          f.node_b.close();
+        },
+        asio::detached);
+    test::run_for(f.ioc, 20s);
+    REQUIRE(f.result.has_value());
+    CHECK(f.result->reason == CloseReason::stalled);
+    CHECK(max_buffered > 0);
+    CHECK(max_buffered <= options.buffer_bytes);
+    CHECK(f.result->bytes[0] < flood.size());
+  }
+}
+
+TEST_CASE("a tunnel with no traffic in either direction ends as a dead peer after the idle timeout") {
+  Fixture f(Tunnel::Options{.idle_timeout = 200ms});
+  std::vector<std::uint8_t> got;
+  asio::co_spawn(f.ioc, read_all(f.node_a, got), asio::detached);
+  asio::co_spawn(f.ioc, read_all(f.node_b, got), asio::detached);
+  const auto start = std::chrono::steady_clock::now();
+  test::run_for(f.ioc, 10s);
+  REQUIRE(f.result.has_value());
+  CHECK(f.result->reason == CloseReason::dead_peer);
+  CHECK(std::chrono::steady_clock::now() - start >= 200ms);
+}
+
+TEST_CASE("a reset on one side ends the other side at once") {
+  Fixture f(Tunnel::Options{});
+  std::vector<std::uint8_t> got;
+  asio::co_spawn(
+      f.ioc,
+      [&]() -> asio::awaitable<void> {
+        // Data the relay cannot deliver yet keeps B's side busy; then A resets.
+        f.node_a.set_option(asio::socket_base::linger(true, 0));
+        const std::vector<std::uint8_t> some(1000, 7);
+        co_await asio::async_write(f.node_a, asio::buffer(some), await_tuple);
+        f.node_a.close();
+      },
+      asio::detached);
+  asio::co_spawn(f.ioc, read_all(f.node_b, got), asio::detached);
+  test::run_for(f.ioc, 10s);
+  REQUIRE(f.result.has_value());
+  CHECK(f.result->reason == CloseReason::aborted);
+}
+
+TEST_CASE("stop ends a tunnel with the given reason and both nodes see the pipe close") {
+  Fixture f(Tunnel::Options{});
+  std::vector<std::uint8_t> got_a, got_b;
+  asio::co_spawn(f.ioc, read_all(f.node_a, got_a), asio::detached);
+  asio::co_spawn(f.ioc, read_all(f.node_b, got_b), asio::detached);
+  asio::steady_timer t(f.ioc);
+  t.expires_after(50ms);
+  t.async_wait([&](auto) { f.tunnel->stop(CloseReason::shutdown); });
+  test::run_for(f.ioc, 10s);
+  REQUIRE(f.result.has_value());
+  CHECK(f.result->reason == CloseReason::shutdown);
+}
