@@ -1,0 +1,271 @@
+#include "common/handshake.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "common/errors.hpp"
+
+namespace strelay {
+
+namespace {
+
+static_assert(handshake_msg3_min_bytes == 144);
+static_assert(max_handshake_payload_bytes == 65391);
+
+// The message each side signs: context || h. Fixed-size, no allocation.
+class SignedMessage {
+ public:
+  SignedMessage(std::string_view context, const Hash& h) : size_(context.size() + h.size()) {
+    std::copy(context.begin(), context.end(), bytes_.begin());
+    std::copy(h.begin(), h.end(), bytes_.begin() + static_cast<std::ptrdiff_t>(context.size()));
+  }
+  std::span<const std::uint8_t> bytes() const { return std::span(bytes_).first(size_); }
+
+ private:
+  static_assert(responder_signature_context.size() + hash_bytes <= 96);
+  static_assert(initiator_signature_context.size() + hash_bytes <= 96);
+  std::array<std::uint8_t, 96> bytes_{};
+  std::size_t size_;
+};
+
+SymmetricState initial_state(std::span<const std::uint8_t> prologue,
+                             const PublicKey& responder) {
+  SymmetricState state(handshake_protocol_name, Cipher::chachapoly);
+  state.mix_hash(prologue);
+  state.mix_hash(responder.bytes());  // <- s (pre-message)
+  return state;
+}
+
+std::span<const std::uint8_t, key_bytes> first_key(std::span<const std::uint8_t> bytes) {
+  return bytes.first<key_bytes>();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- initiator
+
+InitiatorHandshake::InitiatorHandshake(const Identity& self, const PublicKey& responder,
+                                       std::span<const std::uint8_t> prologue)
+    : InitiatorHandshake(self, responder, DhKeyPair::generate(), prologue) {}
+
+InitiatorHandshake::InitiatorHandshake(const Identity& self, const PublicKey& responder,
+                                       DhKeyPair e, std::span<const std::uint8_t> prologue)
+    : self_(&self),
+      responder_(responder),
+      e_(std::move(e)),
+      symmetric_(initial_state(prologue, responder)) {}
+
+InitiatorHandshake InitiatorHandshake::with_ephemeral_for_testing(
+    const Identity& self, const PublicKey& responder,
+    std::span<const std::uint8_t, key_bytes> e_secret, std::span<const std::uint8_t> prologue) {
+  return InitiatorHandshake(self, responder, DhKeyPair::from_secret(e_secret), prologue);
+}
+
+InitiatorHandshake::InitiatorHandshake(InitiatorHandshake&& other) noexcept
+    : self_(other.self_),
+      responder_(other.responder_),
+      e_(std::move(other.e_)),
+      symmetric_(std::move(other.symmetric_)),
+      state_(std::exchange(other.state_, State::failed)) {}
+
+std::error_code InitiatorHandshake::fail(errc code) {
+  e_.wipe();
+  symmetric_.wipe();
+  state_ = State::failed;
+  return code;
+}
+
+std::vector<std::uint8_t> InitiatorHandshake::create_msg1() {
+  if (state_ != State::started) return {};
+  // e
+  const auto& e_pub = e_.public_key();
+  symmetric_.mix_hash(e_pub);
+  // payload: always empty, and without a key EncryptAndHash("") is MixHash("")
+  symmetric_.mix_hash({});
+  state_ = State::msg1_sent;
+  return {e_pub.begin(), e_pub.end()};
+}
+
+std::error_code InitiatorHandshake::consume_msg2(std::span<const std::uint8_t> body) {
+  if (state_ != State::msg1_sent) return fail(errc::handshake_failed);
+  if (body.size() != handshake_msg2_bytes) return fail(errc::handshake_failed);
+  SymmetricState next = symmetric_.clone();
+  // e
+  const auto re = first_key(body);
+  next.mix_hash(re);
+  // ee
+  DhOutput ee;
+  if (!e_.dh(re, ee)) return fail(errc::handshake_failed);
+  next.mix_key(ee.span());
+  // sig: the tag fails when the responder mixed another key into h than the ticket's,
+  // the signature when it signed with another key. Either way it is not our relay.
+  const SignedMessage signed_message(responder_signature_context, next.handshake_hash());
+  Signature sig{};
+  if (!next.decrypt_and_hash(body.subspan(key_bytes), sig)) {
+    return fail(errc::relay_identity_mismatch);
+  }
+  if (!responder_.verify(signed_message.bytes(), sig)) {
+    return fail(errc::relay_identity_mismatch);
+  }
+  // Success: commit. The ephemeral has done its only DH.
+  symmetric_ = std::move(next);
+  e_.wipe();
+  state_ = State::msg2_verified;
+  return {};
+}
+
+std::vector<std::uint8_t> InitiatorHandshake::create_msg3(std::span<const std::uint8_t> payload) {
+  if (payload.size() > max_handshake_payload_bytes) {
+    throw std::length_error("handshake payload larger than max_handshake_payload_bytes");
+  }
+  if (state_ != State::msg2_verified) return {};
+  SymmetricState next = symmetric_.clone();
+  std::vector<std::uint8_t> out(handshake_msg3_min_bytes + payload.size());
+  auto rest = std::span(out);
+  // s: our Ed25519 identity, encrypted under ee
+  const auto& s = self_->public_key().bytes();
+  bool ok = next.encrypt_and_hash(s, rest.first(key_bytes + aead_tag_bytes));
+  rest = rest.subspan(key_bytes + aead_tag_bytes);
+  // sig
+  const Signature sig =
+      self_->sign(SignedMessage(initiator_signature_context, next.handshake_hash()).bytes());
+  ok = ok && next.encrypt_and_hash(sig, rest.first(signature_bytes + aead_tag_bytes));
+  rest = rest.subspan(signature_bytes + aead_tag_bytes);
+  // payload
+  ok = ok && next.encrypt_and_hash(payload, rest);
+  if (!ok) {
+    fail(errc::handshake_failed);
+    return {};
+  }
+  symmetric_ = std::move(next);
+  state_ = State::msg3_sent;
+  return out;
+}
+
+HandshakeResult InitiatorHandshake::finish() {
+  if (state_ != State::msg3_sent) {
+    throw std::logic_error("InitiatorHandshake::finish before msg3 was created");
+  }
+  auto [c1, c2] = symmetric_.split();
+  HandshakeResult result{std::move(c1), std::move(c2), symmetric_.handshake_hash(), responder_};
+  symmetric_.wipe();
+  state_ = State::finished;
+  return result;
+}
+
+// ---------------------------------------------------------------- responder
+
+ResponderHandshake::ResponderHandshake(const Identity& self,
+                                       std::span<const std::uint8_t> prologue)
+    : ResponderHandshake(self, DhKeyPair::generate(), prologue) {}
+
+ResponderHandshake::ResponderHandshake(const Identity& self, DhKeyPair e,
+                                       std::span<const std::uint8_t> prologue)
+    : self_(&self), e_(std::move(e)), symmetric_(initial_state(prologue, self.public_key())) {}
+
+ResponderHandshake ResponderHandshake::with_ephemeral_for_testing(
+    const Identity& self, std::span<const std::uint8_t, key_bytes> e_secret,
+    std::span<const std::uint8_t> prologue) {
+  return ResponderHandshake(self, DhKeyPair::from_secret(e_secret), prologue);
+}
+
+ResponderHandshake::ResponderHandshake(ResponderHandshake&& other) noexcept
+    : self_(other.self_),
+      e_(std::move(other.e_)),
+      ee_(std::move(other.ee_)),
+      symmetric_(std::move(other.symmetric_)),
+      peer_(other.peer_),
+      state_(std::exchange(other.state_, State::failed)) {}
+
+std::error_code ResponderHandshake::fail() {
+  e_.wipe();
+  ee_.wipe();
+  symmetric_.wipe();
+  peer_ = PublicKey();
+  state_ = State::failed;
+  return errc::handshake_failed;
+}
+
+std::error_code ResponderHandshake::consume_msg1(std::span<const std::uint8_t> body) {
+  if (state_ != State::started) return fail();
+  if (body.size() != handshake_msg1_bytes) return fail();
+  SymmetricState next = symmetric_.clone();
+  // e
+  const auto re = first_key(body);
+  next.mix_hash(re);
+  // ee is msg2's token; computing it now rejects a small-order e before we sign anything.
+  DhOutput ee;
+  if (!e_.dh(re, ee)) return fail();
+  // payload: empty
+  next.mix_hash({});
+  symmetric_ = std::move(next);
+  ee_ = std::move(ee);
+  state_ = State::msg1_received;
+  return {};
+}
+
+std::vector<std::uint8_t> ResponderHandshake::create_msg2() {
+  if (state_ != State::msg1_received) return {};
+  SymmetricState next = symmetric_.clone();
+  std::vector<std::uint8_t> out(handshake_msg2_bytes);
+  // e
+  const auto& e_pub = e_.public_key();
+  std::copy(e_pub.begin(), e_pub.end(), out.begin());
+  next.mix_hash(e_pub);
+  // ee
+  next.mix_key(ee_.span());
+  // sig
+  const Signature sig =
+      self_->sign(SignedMessage(responder_signature_context, next.handshake_hash()).bytes());
+  if (!next.encrypt_and_hash(sig, std::span(out).subspan(key_bytes))) {
+    fail();
+    return {};
+  }
+  symmetric_ = std::move(next);
+  e_.wipe();
+  ee_.wipe();
+  state_ = State::msg2_sent;
+  return out;
+}
+
+std::error_code ResponderHandshake::consume_msg3(std::span<const std::uint8_t> body,
+                                                 std::vector<std::uint8_t>& payload_out) {
+  payload_out.clear();
+  if (state_ != State::msg2_sent) return fail();
+  // Limits before allocation: the payload buffer below is at most max_handshake_payload_bytes.
+  if (body.size() < handshake_msg3_min_bytes || body.size() > max_frame_bytes) return fail();
+  SymmetricState next = symmetric_.clone();
+  // s
+  std::array<std::uint8_t, key_bytes> s{};
+  if (!next.decrypt_and_hash(body.first(key_bytes + aead_tag_bytes), s)) return fail();
+  const auto peer = PublicKey::from_bytes(s);  // canonical, on the curve, not small order
+  if (!peer) return fail();
+  body = body.subspan(key_bytes + aead_tag_bytes);
+  // sig
+  const SignedMessage signed_message(initiator_signature_context, next.handshake_hash());
+  Signature sig{};
+  if (!next.decrypt_and_hash(body.first(signature_bytes + aead_tag_bytes), sig)) return fail();
+  if (!peer->verify(signed_message.bytes(), sig)) return fail();
+  body = body.subspan(signature_bytes + aead_tag_bytes);
+  // payload
+  std::vector<std::uint8_t> payload(body.size() - aead_tag_bytes);
+  if (!next.decrypt_and_hash(body, payload)) return fail();
+  symmetric_ = std::move(next);
+  peer_ = *peer;
+  payload_out = std::move(payload);
+  state_ = State::msg3_verified;
+  return {};
+}
+
+HandshakeResult ResponderHandshake::finish() {
+  if (state_ != State::msg3_verified) {
+    throw std::logic_error("ResponderHandshake::finish before msg3 was verified");
+  }
+  auto [c1, c2] = symmetric_.split();
+  HandshakeResult result{std::move(c2), std::move(c1), symmetric_.handshake_hash(), peer_};
+  symmetric_.wipe();
+  state_ = State::finished;
+  return result;
+}
+
+}  // namespace strelay
