@@ -142,6 +142,32 @@ inline constexpr std::uint64_t capnp_traversal_limit_words = 2048;
 inline constexpr int capnp_nesting_limit = 8;
 // SIGTERM: how long sessions get to receive Close{shutdown} and drain.
 inline constexpr auto drain_deadline = 5s;
+// Operability (common/log, strelay/http, strelay/metrics).
+// Log lines per event name: a token bucket, so an EMFILE storm or a flood of bad handshakes
+// cannot fill the disk, while a burst after a quiet spell is still shown in full.
+inline constexpr double log_rate_per_event = 10.0;  // lines per second
+inline constexpr double log_burst_per_event = 50.0;
+// Suppressed lines are summarised (event, count) at least this often, so none go unreported.
+inline constexpr auto log_summary_interval = 10s;
+// Distinct event names with their own bucket; more share one bucket (names come from code).
+inline constexpr std::size_t log_max_events = 256;
+// A string value longer than this is cut: a peer's close detail cannot inflate the logs.
+inline constexpr std::size_t log_max_value_bytes = 512;
+// HTTP endpoint: only small GETs are served, so requests are capped far below Beast's defaults.
+inline constexpr std::size_t http_max_header_bytes = 8 * 1024;
+inline constexpr std::size_t http_max_body_bytes = 1024;
+// Each request (and each idle keep-alive wait) must arrive within this: slowloris on HTTP.
+inline constexpr auto http_request_deadline = 10s;
+// Concurrent HTTP connections; more are answered 503 and closed, so scrapers cannot starve fds.
+inline constexpr std::size_t http_max_connections = 64;
+// Requests per keep-alive connection before the server closes it.
+inline constexpr std::size_t http_max_requests_per_connection = 100;
+// The status page's live chart: one sample every 5 s, the last 10 minutes.
+inline constexpr auto status_sample_interval = 5s;
+inline constexpr std::size_t status_sample_count = 120;
+// Allowlist files: bounded before reading (100,000 keys at ~60 bytes a line fit in 8 MiB).
+inline constexpr std::size_t max_allowlist_file_bytes = 8 * 1024 * 1024;
+inline constexpr std::size_t max_allowlist_line_bytes = 1024;
 // Files: read limits, checked on fstat before any byte is read (an identity file is ~60 bytes).
 inline constexpr std::size_t max_identity_file_bytes = 4096;
 inline constexpr std::size_t max_ticket_file_bytes = 64 * 1024;
