@@ -81,6 +81,16 @@ enum class FrameKind : std::uint8_t {
   pong = 5,
 };
 
+// Transport plaintext = kind (1 byte) || body, so a body holds at most 65518 bytes.
+inline constexpr std::size_t frame_kind_bytes = 1;
+inline constexpr std::size_t max_frame_body_bytes = max_plaintext_bytes - frame_kind_bytes;
+// The smallest valid transport ciphertext: a kind byte and the tag (17 bytes).
+inline constexpr std::size_t min_transport_frame_bytes = frame_kind_bytes + aead_tag_bytes;
+// A close body is the reason byte then at most this much UTF-8 detail (for logs, not for code).
+inline constexpr std::size_t max_close_detail_bytes = 200;
+// A ping or pong body is exactly this opaque token.
+inline constexpr std::size_t ping_token_bytes = 8;
+
 // Reasons carried by an authenticated close, and counted in metrics and logs.
 // `aborted` is never sent: it is what a reader reports for an EOF without a close.
 enum class CloseReason : std::uint8_t {
