@@ -1,0 +1,105 @@
+// Control messages (schema/relay.capnp) as our own regular values, and the ONE boundary where
+// Cap'n Proto bytes become those values and back.
+//
+//   node -> relay  NodeMessage  = Listen | Connect{target} | Accept{from} | RejectConnection{from}
+//   relay -> node  RelayMessage = ListenOk | IncomingConnection{from} | Connected{peer}
+//                                 | Refused{reason}
+//
+// Nothing outside messages.cpp touches a Cap'n Proto Reader or sets capnp::ReaderOptions.
+// Decoding is total: any input, however hostile, gives either a value whose keys are valid
+// Ed25519 points or errc::protocol_error, costs at most a bounded amount of work (a 4 KiB copy
+// and a walk bounded by the traversal limit), and never throws.
+#pragma once
+
+#include <boost/system/result.hpp>
+#include <cstdint>
+#include <span>
+#include <system_error>
+#include <variant>
+#include <vector>
+
+#include "common/keys.hpp"
+#include "common/protocol.hpp"
+
+namespace strelay {
+
+// ---------------------------------------------------------------- node -> relay
+
+// Become the listener for the handshake's key.
+struct Listen {
+  friend bool operator==(const Listen&, const Listen&) = default;
+};
+// Be paired with the node listening as `target`.
+struct Connect {
+  PublicKey target;
+  friend bool operator==(const Connect&, const Connect&) = default;
+};
+// On a new connection of the listener's identity: pair with the oldest pending connect
+// from `from`.
+struct Accept {
+  PublicKey from;
+  friend bool operator==(const Accept&, const Accept&) = default;
+};
+// On the listening connection: refuse every pending connect from `from`.
+struct RejectConnection {
+  PublicKey from;
+  friend bool operator==(const RejectConnection&, const RejectConnection&) = default;
+};
+
+using NodeMessage = std::variant<Listen, Connect, Accept, RejectConnection>;
+
+// ---------------------------------------------------------------- relay -> node
+
+// Why a request failed; the values are the wire values of schema/relay.capnp's RefuseReason.
+enum class RefuseReason : std::uint16_t {
+  not_found = 0,     // connect: the target is not listening
+  rejected = 1,      // connect: the listener refused
+  timeout = 2,       // connect: no accept within the half-tunnel TTL
+  peer_gone = 3,     // connect: the listener went away while pending
+  rate_limited = 4,  // connect: this identity's rate, or the per-pair pending cap
+  overloaded = 5,    // connect: a relay-wide resource limit
+  no_pending = 6,    // accept: nothing pending from that key
+  not_allowed = 7,   // listen/connect/accept: the allowlist excludes this key
+};
+
+struct ListenOk {
+  friend bool operator==(const ListenOk&, const ListenOk&) = default;
+};
+struct IncomingConnection {
+  PublicKey from;
+  friend bool operator==(const IncomingConnection&, const IncomingConnection&) = default;
+};
+struct Connected {
+  PublicKey peer;
+  friend bool operator==(const Connected&, const Connected&) = default;
+};
+struct Refused {
+  RefuseReason reason = RefuseReason::not_found;
+  friend bool operator==(const Refused&, const Refused&) = default;
+};
+
+using RelayMessage = std::variant<ListenOk, IncomingConnection, Connected, Refused>;
+
+// ---------------------------------------------------------------- the boundary
+
+// Single-segment flat arrays; a multiple of 8 bytes and far below max_control_message_bytes.
+std::vector<std::uint8_t> encode(const NodeMessage& message);
+std::vector<std::uint8_t> encode(const RelayMessage& message);
+
+// errc::protocol_error for anything that is not exactly one valid message: over 4096 bytes,
+// not a multiple of 8, not exactly one segment, bytes after the segment, a bad pointer, a
+// nesting or traversal limit hit (anywhere in the message, known fields or not), an unknown
+// union member or enumerant, or a key that is not 32 bytes of a valid Ed25519 point.
+boost::system::result<NodeMessage, std::error_code> try_decode_node_message(
+    std::span<const std::uint8_t> bytes);
+boost::system::result<RelayMessage, std::error_code> try_decode_relay_message(
+    std::span<const std::uint8_t> bytes);
+
+// The transport close that follows a refusal (each refusal ends its connection).
+CloseReason close_reason_for(RefuseReason reason);
+// What a node reports for a refusal: errc::not_found, errc::rejected, and so on.
+std::error_code to_error_code(RefuseReason reason);
+// A stable lower-case name ("not_found"), for logs and metric labels.
+const char* to_string(RefuseReason reason);
+
+}  // namespace strelay
