@@ -1,0 +1,279 @@
+// The relay's counters and gauges, and their renderings for /metrics, /status and /samples.
+//
+// Every member of Metrics is a relaxed atomic, so a hot path (a tunnel's byte count, an
+// accept) pays one uncontended atomic add and never takes a lock. The set is fixed: each
+// metric is a named member, and each labelled family is indexed by an enum, so a typo is a
+// compile error and a scrape never allocates per metric name.
+//
+// Ownership: Metrics is owned by the daemon and outlives every session, the HTTP server and
+// the io_context threads. Any thread may bump any member. SampleRing has its own mutex; it is
+// written by the HTTP server's sampling timer and read by the HTTP handlers.
+//
+// Rates: Prometheus users take rate(strelay_accepts_total[1m]) and
+// rate(strelay_bytes_relayed_total[1m]). For people without Prometheus, /status, / and the
+// strelay_accept_rate gauge report the rate over the last sample interval (status_sample_interval).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/protocol.hpp"
+
+namespace strelay {
+
+// ---------------------------------------------------------------- label sets
+
+enum class AcceptError : std::uint8_t { emfile, enfile, other };
+enum class HandshakeOutcome : std::uint8_t { ok, failed, timeout, bad_magic, bad_version, refused };
+enum class LimitReason : std::uint8_t {
+  pending_total,       // max_pending_handshakes
+  pending_per_source,  // max_pending_per_source
+  rate_per_source,     // handshake rate per source
+  connections_total,   // max connections
+  connect_rate,        // connect requests per identity
+  half_tunnels,        // half-tunnel table full
+  stalled,             // a peer stopped reading past the write-stall timeout
+};
+enum class ConnectOutcome : std::uint8_t {
+  connected, not_found, rejected, timeout, peer_gone, rate_limited, overloaded, not_allowed, no_pending,
+};
+enum class TunnelDirection : std::uint8_t { to_listener, to_connector };
+enum class ReloadOutcome : std::uint8_t { ok, failed };
+
+// Each label set lists its values with their label text, in rendering order.
+template <class E>
+struct MetricLabels;
+
+#define STRELAY_LABELS(E, ...)                                                              \
+  template <>                                                                              \
+  struct MetricLabels<E> {                                                                 \
+    static constexpr std::pair<E, std::string_view> all[] = {__VA_ARGS__};                 \
+  }
+STRELAY_LABELS(AcceptError, {AcceptError::emfile, "emfile"}, {AcceptError::enfile, "enfile"},
+               {AcceptError::other, "other"});
+STRELAY_LABELS(HandshakeOutcome, {HandshakeOutcome::ok, "ok"}, {HandshakeOutcome::failed, "failed"},
+               {HandshakeOutcome::timeout, "timeout"}, {HandshakeOutcome::bad_magic, "bad_magic"},
+               {HandshakeOutcome::bad_version, "bad_version"}, {HandshakeOutcome::refused, "refused"});
+STRELAY_LABELS(LimitReason, {LimitReason::pending_total, "pending_total"},
+               {LimitReason::pending_per_source, "pending_per_source"},
+               {LimitReason::rate_per_source, "rate_per_source"},
+               {LimitReason::connections_total, "connections_total"},
+               {LimitReason::connect_rate, "connect_rate"}, {LimitReason::half_tunnels, "half_tunnels"},
+               {LimitReason::stalled, "stalled"});
+STRELAY_LABELS(CloseReason, {CloseReason::normal, "normal"}, {CloseReason::replaced, "replaced"},
+               {CloseReason::shutdown, "shutdown"}, {CloseReason::protocol_error, "protocol_error"},
+               {CloseReason::timeout, "timeout"}, {CloseReason::dead_peer, "dead_peer"},
+               {CloseReason::overloaded, "overloaded"}, {CloseReason::rate_limited, "rate_limited"},
+               {CloseReason::not_allowed, "not_allowed"}, {CloseReason::stalled, "stalled"},
+               {CloseReason::peer_gone, "peer_gone"}, {CloseReason::internal, "internal"},
+               {CloseReason::aborted, "aborted"});
+STRELAY_LABELS(ConnectOutcome, {ConnectOutcome::connected, "connected"},
+               {ConnectOutcome::not_found, "not_found"}, {ConnectOutcome::rejected, "rejected"},
+               {ConnectOutcome::timeout, "timeout"}, {ConnectOutcome::peer_gone, "peer_gone"},
+               {ConnectOutcome::rate_limited, "rate_limited"}, {ConnectOutcome::overloaded, "overloaded"},
+               {ConnectOutcome::not_allowed, "not_allowed"}, {ConnectOutcome::no_pending, "no_pending"});
+STRELAY_LABELS(TunnelDirection, {TunnelDirection::to_listener, "to_listener"},
+               {TunnelDirection::to_connector, "to_connector"});
+STRELAY_LABELS(ReloadOutcome, {ReloadOutcome::ok, "ok"}, {ReloadOutcome::failed, "failed"});
+#undef STRELAY_LABELS
+
+// The label text of a value ("unknown" for a value outside the set, e.g. a cast wire byte).
+template <class E>
+constexpr std::string_view metric_label(E value) {
+  for (const auto& [v, name] : MetricLabels<E>::all) {
+    if (v == value) return name;
+  }
+  return "unknown";
+}
+
+// ---------------------------------------------------------------- metric types
+
+class Counter {
+ public:
+  void inc(std::uint64_t n = 1) noexcept { value_.fetch_add(n, std::memory_order_relaxed); }
+  std::uint64_t get() const noexcept { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> value_{0};
+};
+
+class Gauge {
+ public:
+  void add(std::int64_t n = 1) noexcept { value_.fetch_add(n, std::memory_order_relaxed); }
+  void sub(std::int64_t n = 1) noexcept { value_.fetch_sub(n, std::memory_order_relaxed); }
+  void set(std::int64_t n) noexcept { value_.store(n, std::memory_order_relaxed); }
+  std::int64_t get() const noexcept { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::int64_t> value_{0};
+};
+
+// Holds one unit of a gauge for its lifetime (a connection, a listener, a tunnel), so no
+// teardown path can forget the decrement.
+class GaugeHold {
+ public:
+  GaugeHold() = default;
+  explicit GaugeHold(Gauge& gauge) noexcept : gauge_(&gauge) { gauge_->add(); }
+  ~GaugeHold() { release(); }
+  GaugeHold(GaugeHold&& other) noexcept : gauge_(std::exchange(other.gauge_, nullptr)) {}
+  GaugeHold& operator=(GaugeHold&& other) noexcept {
+    if (this != &other) {
+      release();
+      gauge_ = std::exchange(other.gauge_, nullptr);
+    }
+    return *this;
+  }
+  GaugeHold(const GaugeHold&) = delete;
+  GaugeHold& operator=(const GaugeHold&) = delete;
+  void release() noexcept {
+    if (gauge_ != nullptr) std::exchange(gauge_, nullptr)->sub();
+  }
+
+ private:
+  Gauge* gauge_ = nullptr;
+};
+
+// Counters labelled by one enum; a value outside the set is counted under "unknown".
+template <class E>
+class CounterFamily {
+ public:
+  static constexpr std::size_t size = std::size(MetricLabels<E>::all);
+
+  void inc(E value, std::uint64_t n = 1) noexcept {
+    values_[index_of(value)].fetch_add(n, std::memory_order_relaxed);
+  }
+  std::uint64_t get(E value) const noexcept {
+    return values_[index_of(value)].load(std::memory_order_relaxed);
+  }
+  std::uint64_t unknown() const noexcept { return values_[size].load(std::memory_order_relaxed); }
+  std::uint64_t total() const noexcept {
+    std::uint64_t sum = 0;
+    for (const auto& v : values_) sum += v.load(std::memory_order_relaxed);
+    return sum;
+  }
+
+ private:
+  static constexpr std::size_t index_of(E value) noexcept {
+    for (std::size_t i = 0; i < size; ++i) {
+      if (MetricLabels<E>::all[i].first == value) return i;
+    }
+    return size;
+  }
+  std::array<std::atomic<std::uint64_t>, size + 1> values_{};
+};
+
+struct Metrics {
+  Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  // gauges
+  Gauge connections;            // open TCP connections on the relay ports, in every state
+  Gauge pending_handshakes;     // accepted, first request not yet handled
+  Gauge listeners;              // keys with a live Listen
+  Gauge half_tunnels;           // Connects waiting for the listener's Accept
+  Gauge tunnels;                // paired pipes
+  Gauge tunnel_buffered_bytes;  // user-space bytes held in tunnel buffers, both directions
+  Gauge listen_sockets;         // bound --laddr sockets
+  Gauge allowlist_keys;         // keys on the allowlist; -1 when no allowlist (a public relay)
+
+  // counters
+  Counter accepts_total;
+  CounterFamily<AcceptError> accept_errors_total;
+  CounterFamily<HandshakeOutcome> handshakes_total;
+  CounterFamily<LimitReason> limit_hits_total;
+  CounterFamily<CloseReason> closes_total;
+  CounterFamily<ConnectOutcome> connect_outcomes_total;
+  CounterFamily<TunnelDirection> bytes_relayed_total;
+  Counter listen_total;
+  Counter replaced_total;
+  CounterFamily<ReloadOutcome> reloads_total;
+
+  std::chrono::steady_clock::duration uptime() const { return std::chrono::steady_clock::now() - started_; }
+
+ private:
+  std::chrono::steady_clock::time_point started_;
+};
+
+// ---------------------------------------------------------------- status and samples
+
+// What the status renderers need besides the numbers. Set by the daemon at start (and again
+// after a SIGHUP reload changes the limits).
+struct StatusInfo {
+  std::string version;
+  std::string public_key;   // base64url
+  std::string ticket_json;  // the relay ticket when --public-address is set; may be empty
+  std::string qr_svg;       // an SVG of the ticket's QR code from common/qr; trusted markup; may be empty
+  std::vector<std::string> listen_addresses;
+  std::chrono::system_clock::time_point start_time{};
+  std::vector<std::pair<std::string, std::string>> limits;  // name, value as text
+};
+
+// Read at scrape time from /proc; -1 where unavailable.
+struct ProcessStats {
+  std::int64_t open_fds = -1;
+  std::int64_t max_fds = -1;  // RLIMIT_NOFILE soft limit
+  std::int64_t resident_bytes = -1;
+};
+ProcessStats read_process_stats();
+
+struct MetricsSample {
+  std::int64_t unix_ms = 0;
+  std::uint64_t bytes_relayed_total = 0;
+  std::uint64_t accepts_total = 0;
+  std::int64_t connections = 0;
+  std::int64_t tunnels = 0;
+  std::int64_t listeners = 0;
+};
+MetricsSample take_sample(const Metrics& metrics, std::chrono::system_clock::time_point now);
+
+// The last `capacity` samples (status_sample_count every status_sample_interval: 10 minutes).
+class SampleRing {
+ public:
+  explicit SampleRing(std::size_t capacity = status_sample_count) : capacity_(capacity) {}
+  void push(const MetricsSample& sample);
+  std::vector<MetricsSample> snapshot() const;
+
+ private:
+  std::size_t capacity_;
+  mutable std::mutex mutex_;  // guards samples_
+  std::deque<MetricsSample> samples_;
+};
+
+// Per-second rates between the last two samples; zero with fewer than two.
+struct Rates {
+  double accepts_per_second = 0;
+  double bytes_relayed_per_second = 0;
+  double interval_seconds = 0;
+};
+Rates compute_rates(const std::vector<MetricsSample>& samples);
+
+// Everything a renderer reads, gathered once per request.
+struct StatusView {
+  const Metrics& metrics;
+  const StatusInfo& info;
+  ProcessStats process;
+  Rates rates;
+  std::chrono::system_clock::time_point now;
+};
+
+// Prometheus text exposition format 0.0.4: HELP and TYPE for each family, strelay_ prefix,
+// plus the conventional process_* metrics (open fds, max fds, resident memory, start time).
+std::string render_prometheus(const StatusView& view);
+// /status: version, key, ticket, uptime, addresses, every gauge and counter, rates, limits.
+std::string render_status_json(const StatusView& view);
+// /samples: {"interval_seconds":5,"samples":[{"t":unix_ms,"bytes":..,"accepts":..,...}]}
+std::string render_samples_json(const std::vector<MetricsSample>& samples);
+
+// 2024-05-01T12:00:00Z
+std::string format_utc(std::chrono::system_clock::time_point when);
+
+}  // namespace strelay
