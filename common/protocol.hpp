@@ -132,6 +132,9 @@ inline constexpr std::size_t max_pending_per_source = 8;
 // Handshake attempts per source: a token bucket.
 inline constexpr double handshake_rate_per_source = 20.0;  // tokens per second
 inline constexpr double handshake_burst_per_source = 5.0;
+// Sources (IPv4 /32, IPv6 /64) tracked for admission; idle ones are evicted first, and a new
+// source beyond this is refused: at 20/s burst 5 a source's entry is idle again within 0.25 s.
+inline constexpr std::size_t max_admission_sources = 16384;
 // Total connections, as a share of RLIMIT_NOFILE after raising the soft limit to the hard one.
 inline constexpr double connections_share_of_nofile = 0.8;
 // A Connect waits this long for the listener's Accept.
@@ -139,6 +142,13 @@ inline constexpr auto half_tunnel_ttl = 30s;
 // Connect requests per identity: a token bucket.
 inline constexpr double connect_rate_per_identity = 60.0 / 60.0;  // 60 per minute
 inline constexpr double connect_burst_per_identity = 20.0;
+// Pending half-tunnels in total: a few hundred bytes each, so a few tens of MiB at the cap.
+inline constexpr std::size_t max_half_tunnels = 65536;
+// Pending connects from one identity to one listener: a retrying node needs a few, not more.
+inline constexpr std::size_t max_half_tunnels_per_pair = 8;
+// Identities with a connect-rate bucket; idle (full) buckets are evicted first, and a new
+// identity beyond this is refused with Overloaded.
+inline constexpr std::size_t max_rate_limited_identities = 65536;
 // User-space buffering per tunnel direction (backpressure beyond it; never dropped).
 inline constexpr std::size_t tunnel_buffer_bytes = 256 * 1024;
 // A peer that accepts no bytes for this long is declared stalled.
