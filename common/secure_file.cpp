@@ -18,7 +18,9 @@ constexpr mode_t shareable_file_mode = 0644;
 constexpr mode_t secret_dir_mode = 0700;
 constexpr mode_t shareable_dir_mode = 0755;  // then narrowed by the umask, as mkdir(1) does
 
-std::string os_error(int e) { return std::generic_category().message(e); }
+std::string os_error(int e) {
+  return std::generic_category().message(e);
+}
 
 std::string octal_mode(mode_t mode) {
   char text[8];
@@ -204,8 +206,9 @@ std::optional<SecretText> try_read_file_bounded(const std::filesystem::path& pat
   Fd fd(::open(path.c_str(), flags));
   if (fd.get() < 0) {
     error = errno == ELOOP && secrecy == FileSecrecy::secret
-                ? path.string() + ": is a symbolic link; a private key file must be a regular "
-                                  "file (symlinks are refused)"
+                ? path.string() +
+                      ": is a symbolic link; a private key file must be a regular "
+                      "file (symlinks are refused)"
                 : path.string() + ": " + os_error(errno);
     return std::nullopt;
   }

@@ -11,14 +11,14 @@
 // group or others may access. Every refusal is a one-line message that starts with the path.
 #pragma once
 
+#include <sodium.h>
+
 #include <cstddef>
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-
-#include <sodium.h>
 
 namespace strelay {
 
@@ -52,7 +52,7 @@ struct WipingAllocator {
 // Text that is wiped when freed.
 using SecretText = std::basic_string<char, std::char_traits<char>, WipingAllocator<char>>;
 
-enum class Overwrite { refuse, replace };  // replace is stmgr's --force
+enum class Overwrite { refuse, replace };      // replace is stmgr's --force
 enum class FileSecrecy { secret, shareable };  // secret: 0600 file, 0700 new directories
 
 // Writes `contents` to `path` atomically (see the top of this file). On failure nothing is

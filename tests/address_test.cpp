@@ -1,9 +1,10 @@
 // Tests for common/address: host:port parsing, its limits and its one-line causes.
+#include "common/address.hpp"
+
 #include <doctest/doctest.h>
 
 #include <string>
 
-#include "common/address.hpp"
 #include "common/protocol.hpp"
 
 using namespace strelay;

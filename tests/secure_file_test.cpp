@@ -1,15 +1,14 @@
 // Tests for common/secure_file: atomic, non-clobbering writes with exact modes, and the ssh-like
 // rules for loading secret files.
-#include <doctest/doctest.h>
+#include "common/secure_file.hpp"
 
+#include <doctest/doctest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include "common/secure_file.hpp"
 
 using namespace strelay;
 namespace fs = std::filesystem;
@@ -112,7 +111,8 @@ TEST_CASE("an existing file is never overwritten without Overwrite::replace") {
   put(file, "old", 0600);
   std::string error;
   CHECK_FALSE(try_write_file_atomic(file, "new", FileSecrecy::secret, Overwrite::refuse, error));
-  CHECK(error == file.string() + ": already exists; refusing to overwrite it (--force replaces it)");
+  CHECK(error ==
+        file.string() + ": already exists; refusing to overwrite it (--force replaces it)");
   CHECK(contents_of(file) == "old");
   CHECK(entries_in(tmp.path) == 1);  // no temporary file left behind
   CHECK_THROWS_AS(write_file_atomic(file, "new", FileSecrecy::secret, Overwrite::refuse),
@@ -154,8 +154,8 @@ TEST_CASE("a write that cannot happen leaves nothing behind and says why in one 
                                     Overwrite::refuse, error));
   CHECK(contains(error, "is not a directory"));
   fs::create_directory(tmp / "dir");
-  CHECK_FALSE(try_write_file_atomic(tmp / "dir", "s", FileSecrecy::secret, Overwrite::replace,
-                                    error));
+  CHECK_FALSE(
+      try_write_file_atomic(tmp / "dir", "s", FileSecrecy::secret, Overwrite::replace, error));
   CHECK(contains(error, "cannot write"));
   CHECK(entries_in(tmp.path) == 2);
   CHECK(entries_in(tmp / "dir") == 0);
@@ -181,7 +181,8 @@ TEST_CASE("a secret file that group or others may access is refused, as ssh does
     std::snprintf(expected, sizeof expected, "%04o", static_cast<unsigned>(mode));
     CHECK(error == key.string() + ": permissions " + expected +
                        " are too open; a private key file must not be accessible by others "
-                       "(chmod 600 " + key.string() + ")");
+                       "(chmod 600 " +
+                       key.string() + ")");
   }
   // A ticket is public: the same file loads as a shareable file.
   CHECK(read_file_bounded(key, 100, FileSecrecy::shareable) == "key");
