@@ -1,0 +1,98 @@
+// The daemon's options: command-line flags and the same names in a config file (--config,
+// TOML or INI through CLI11; the command line wins over the file).
+//
+// Every limit of the brief's table is a flag whose default is the constant in protocol.hpp.
+// Durations are given in seconds (fractions allowed: 0.5) and held as milliseconds.
+// Addresses:
+//   --laddr, --metrics-addr  an IP address and a port: 0.0.0.0:4567, [::]:4567 (IPv6 needs
+//                            brackets). Names are refused (the relay binds, it does not resolve).
+//                            Port 0 means "any free port": useful in tests, and the HTTP server
+//                            and the start-up line report the port actually bound.
+//   --public-address         host:port as written in the relay ticket (a name or an IP; port 1..65535).
+//
+// Every error is one line naming the flag (CLI11's ValidationError and friends); main prints it
+// and exits non-zero. On SIGHUP the daemon re-parses argv and the config file with
+// try_parse_relay_options(), and keeps the old options if that fails.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include "common/log.hpp"
+#include "common/protocol.hpp"
+
+namespace CLI {
+class App;
+}
+
+namespace strelay {
+
+// Each member is named after its flag; the defaults are protocol.hpp's.
+struct RelayLimits {
+  std::chrono::milliseconds handshake_timeout = handshake_deadline;        // absolute, accept to first request
+  std::size_t max_pending_handshakes = strelay::max_pending_handshakes;    // in total
+  std::size_t max_pending_per_source = strelay::max_pending_per_source;    // per IPv4 /32 or IPv6 /64
+  double handshake_rate_per_second = handshake_rate_per_source;            // per source
+  double handshake_burst = handshake_burst_per_source;
+  std::size_t max_connections = 0;                                         // 0: 80% of RLIMIT_NOFILE
+  std::chrono::milliseconds half_tunnel_ttl = strelay::half_tunnel_ttl;
+  double connect_rate_per_minute = connect_rate_per_identity * 60.0;       // per identity
+  double connect_burst = connect_burst_per_identity;
+  std::size_t tunnel_buffer = tunnel_buffer_bytes;                         // bytes per direction
+  std::chrono::milliseconds write_stall_timeout = strelay::write_stall_timeout;
+  std::chrono::milliseconds keepalive_interval = strelay::keepalive_interval;
+  std::chrono::milliseconds dead_peer_timeout = strelay::dead_peer_timeout;
+  std::chrono::milliseconds drain_timeout = drain_deadline;
+
+  friend bool operator==(const RelayLimits&, const RelayLimits&) = default;
+};
+
+struct RelayOptions {
+  std::string idfile;                                       // required
+  std::vector<boost::asio::ip::tcp::endpoint> laddr;        // at least one
+  std::string public_address;                               // empty: not set
+  std::string config_file;                                  // empty: none
+  LogFormat log_format = LogFormat::text;
+  LogLevel log_level = LogLevel::info;
+  std::optional<boost::asio::ip::tcp::endpoint> metrics_addr;  // empty: no HTTP endpoint
+  std::string allow_file;                                   // empty: a public relay
+  RelayLimits limits;
+};
+
+// Adds every flag to `app`, bound to `options`, plus --config, --version, a footer example and
+// a one-line failure message. Values are range-checked as they are parsed.
+void setup_relay_options(CLI::App& app, RelayOptions& options);
+
+// Checks what single flags cannot: keepalive below the dead-peer timeout, per-source pending
+// below the total, the metrics address apart from the relay addresses. Throws
+// CLI::ValidationError with a one-line message.
+void validate_relay_options(const RelayOptions& options);
+
+// For main: parses argv (and the config file it names) and validates. Returns the options, or
+// nullopt after printing help, the version (exit_code 0) or a one-line error (exit_code != 0)
+// to stdout/stderr as CLI11 does; main then returns exit_code.
+std::optional<RelayOptions> parse_relay_options(int argc, const char* const* argv, int& exit_code);
+
+// For SIGHUP: the same parse, silent. On failure returns nullopt and sets `error` to one line.
+std::optional<RelayOptions> try_parse_relay_options(int argc, const char* const* argv, std::string& error);
+
+// "0.0.0.0:4567", "[::1]:0": an IP address (IPv6 in brackets) and a port 0..65535.
+// On failure returns nullopt and sets `error` to a one-line cause quoting the text.
+std::optional<boost::asio::ip::tcp::endpoint> try_parse_endpoint(std::string_view text, std::string& error);
+// "0.0.0.0:4567" or "[::1]:4567".
+std::string endpoint_to_string(const boost::asio::ip::tcp::endpoint& endpoint);
+
+// The connection cap in force: the flag, or 80% of the (raised) soft RLIMIT_NOFILE when 0.
+std::size_t effective_max_connections(const RelayLimits& limits, std::uint64_t nofile_soft_limit);
+
+// name (the flag without dashes) and value with its unit, for /status and the status page.
+std::vector<std::pair<std::string, std::string>> describe_limits(const RelayLimits& limits);
+
+}  // namespace strelay
