@@ -1,0 +1,213 @@
+// The pairing table (sans-io): listen / connect / accept / reject, as decisions.
+//
+// RelayState is a plain single-threaded object. It takes requests that arrived on connections
+// (ConnId, given by the caller, never reused) together with the key that the connection's
+// handshake authenticated and the current time, and returns Actions for the caller to perform
+// in order: send a message, close a connection with a reason, or join two connections into a
+// pipe. It never reads a clock, owns a socket or runs a timer; the daemon guards it with a
+// mutex and arms one timer at next_deadline().
+//
+// Half-tunnel (a Connect that found its target listening), from C (key S) to listener key T:
+//
+//   connect(C, S, T) ─┬─ T not listening ............................ Refused{not_found}
+//                     ├─ S not allowed / rate / caps ................. Refused{not_allowed,
+//                     │                                                   rate_limited, overloaded}
+//                     └─ ok: T's listener gets IncomingConnection{S}
+//                          │
+//                       PENDING ─┬─ accept(A, self = T, from = S) ..... Paired{C, A} (oldest first)
+//                          │     ├─ reject(T's listener, from = S) .... Refused{rejected}  (all of
+//                          S) │     ├─ now > created + ttl ............... Refused{timeout} │ ├─
+//                          T's listener goes, none newer ..... Refused{peer_gone} │     ├─
+//                          allowlist reload drops S .......... Refused{not_allowed} │     └─ C
+//                          disconnects or errs ............. removed (C is gone) └─ T's listener
+//                          replaced by a newer Listen: stays PENDING, and the
+//                             new listener gets IncomingConnection{S} (same identity, can accept)
+//
+// Every Refused{r} to a connection is followed at once by CloseConn{that connection,
+// close_reason_for(r)}: a connection carries one request (Listen, Connect or Accept), and
+// after its outcome (a refusal, Paired, a CloseConn) RelayState forgets it. The caller must not
+// feed it anything more from such a connection; disconnect() of it is a harmless no-op.
+//
+// Roles, and what each may send (anything else: Close{protocol_error}, and the role's state
+// is cleaned up as on disconnect):
+//   new connection       Listen, Connect or Accept
+//   listener (key K)     RejectConnection, any number of times
+//   pending connector    nothing (it waits for its outcome)
+//
+// Rules chosen (docs/protocol.md, section 4, is the specification):
+//   - The newest Listen for a key wins; the previous listener gets Close{replaced}.
+//   - Connect to self is allowed like any other key: another device of the same identity
+//     may be listening.
+//   - Several Connects from S to T may be pending, up to limits.half_tunnels_per_pair (8);
+//     one more gets Refused{rate_limited}. Accept(S) pairs the oldest; Reject(S) refuses all.
+//   - Accept pairs only half-tunnels whose target is the acceptor's own authenticated key;
+//     from any other identity it finds nothing: Refused{no_pending}.
+//   - A RejectConnection naming a key with nothing pending is a no-op (it raced an outcome).
+//   - Checks on Connect, in order: allowlist, rate (a token bucket per identity, so a flood
+//     of Connects to absent keys is rate-limited too), target listening, total cap, pair cap.
+//   - Every call that takes `now` first expires what is due, so outcomes depend only on the
+//     times given, not on when the caller's timer fired.
+//   - Action order: expiries first (oldest first), then the request's own actions; several
+//     half-tunnels ending together end in the order they were made.
+//
+// Metrics: the caller counts outcomes from the actions it performs (Refused by reason, Paired,
+// CloseConn by reason); RelayState keeps only gauges.
+//
+// Memory: entries exist only for listeners, pending half-tunnels (at most half_tunnels_total)
+// and identities whose connect bucket is not full (at most rate_entries_total; full buckets
+// are dropped, least recently used first). A refused Connect stores nothing but its bucket.
+// Tables keyed by client-chosen keys use a keyed hash (SipHash, random per-process key).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <optional>
+#include <set>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "common/keys.hpp"
+#include "common/messages.hpp"
+#include "common/protocol.hpp"
+#include "strelay/limits.hpp"
+
+namespace strelay {
+
+using ConnId = std::uint64_t;
+
+struct RelayLimits {
+  Clock::duration half_tunnel_ttl = strelay::half_tunnel_ttl;
+  double connect_rate = connect_rate_per_identity;  // Connects per second per identity
+  double connect_burst = connect_burst_per_identity;
+  std::size_t half_tunnels_total = max_half_tunnels;              // beyond: overloaded
+  std::size_t half_tunnels_per_pair = max_half_tunnels_per_pair;  // beyond: rate_limited
+  std::size_t rate_entries_total = max_rate_limited_identities;   // beyond: overloaded
+};
+
+// The keys allowed to listen, connect and accept on a private relay.
+using Allowlist = std::set<PublicKey>;
+
+// Send `message` on connection `to`.
+struct SendTo {
+  ConnId to = 0;
+  RelayMessage message;
+  friend bool operator==(const SendTo&, const SendTo&) = default;
+};
+// Send the transport's Close{reason} on `conn`, then close it.
+struct CloseConn {
+  ConnId conn = 0;
+  CloseReason reason = CloseReason::normal;
+  friend bool operator==(const CloseConn&, const CloseConn&) = default;
+};
+// Pairing made: send Connected{listener_key} to `connector` and Connected{connector_key} to
+// `acceptor`, then join the two connections into a pipe.
+struct Paired {
+  ConnId connector = 0;
+  ConnId acceptor = 0;
+  PublicKey connector_key;
+  PublicKey listener_key;
+  friend bool operator==(const Paired&, const Paired&) = default;
+};
+
+using Action = std::variant<SendTo, CloseConn, Paired>;
+using Actions = std::vector<Action>;
+
+class RelayState {
+ public:
+  // hash_key: tests pass a fixed one; the daemon leaves the random default.
+  explicit RelayState(const RelayLimits& limits = {}, const HashKey& hash_key = random_hash_key());
+  RelayState(const RelayState&) = delete;
+  RelayState& operator=(const RelayState&) = delete;
+
+  // A decoded request from connection `conn`, whose handshake authenticated `self`.
+  // Dispatches to listen / connect / accept / reject below.
+  Actions handle(ConnId conn, const PublicKey& self, const NodeMessage& message, TimePoint now);
+
+  Actions listen(ConnId conn, const PublicKey& self, TimePoint now);
+  Actions connect(ConnId conn, const PublicKey& self, const PublicKey& target, TimePoint now);
+  Actions accept(ConnId conn, const PublicKey& self, const PublicKey& from, TimePoint now);
+  // On a listening connection; the listener's key is the one it listened with.
+  Actions reject(ConnId conn, const PublicKey& from, TimePoint now);
+
+  // The connection is gone, whatever its role (or none): idempotent.
+  Actions disconnect(ConnId conn, TimePoint now);
+  // Ends half-tunnels whose TTL has passed (now > created + ttl) with Refused{timeout}.
+  Actions expire(TimePoint now);
+  // The earliest time at which expire() will have something to do, if any.
+  std::optional<TimePoint> next_deadline() const;
+
+  // SIGHUP. New limits apply to new requests: pending half-tunnels keep their deadlines, and
+  // buckets keep their time until full.
+  void set_limits(const RelayLimits& limits);
+  const RelayLimits& limits() const { return limits_; }
+  // SIGHUP. nullopt: everyone may use the relay. Listeners no longer allowed get
+  // Close{not_allowed} (their pending connectors then get Refused{peer_gone}); pending
+  // connectors no longer allowed get Refused{not_allowed}. Pipes already made are the
+  // caller's to keep or close.
+  Actions set_allowlist(std::optional<Allowlist> allowlist);
+
+  // Gauges.
+  std::size_t listeners() const { return listeners_.size(); }
+  std::size_t half_tunnels() const { return tunnels_.size(); }
+  std::size_t rate_entries() const { return rates_.size(); }
+  // Entries in every internal table, for tests that check nothing is left behind.
+  std::size_t index_entries() const;
+
+ private:
+  struct HalfTunnel {
+    std::uint64_t seq = 0;  // creation order
+    PublicKey from;         // the connector's key
+    PublicKey target;       // the listener's key
+    TimePoint deadline;     // created + ttl; expired once now > deadline
+  };
+  struct PairKey {
+    PublicKey target;
+    PublicKey from;
+    friend bool operator==(const PairKey&, const PairKey&) = default;
+  };
+  struct PairHash {
+    KeyedHash hash;
+    std::size_t operator()(const PairKey& key) const;
+  };
+  struct RateEntry {
+    TokenBucket bucket;
+    std::list<PublicKey>::iterator lru_pos;
+  };
+
+  bool allowed(const PublicKey& key) const;
+  std::optional<RefuseReason> connect_refusal(const PublicKey& self, const PublicKey& target,
+                                              TimePoint now);
+  std::optional<RefuseReason> take_connect_token(const PublicKey& self, TimePoint now);
+  // Appends Refused{reason} and the Close that follows it.
+  static void refuse(Actions& out, ConnId conn, RefuseReason reason);
+  // Closes `conn` with Close{protocol_error} and cleans up whatever role it had.
+  void protocol_error(Actions& out, ConnId conn);
+  void drop_role(Actions& out, ConnId conn);  // as on disconnect
+  void drop_listener(Actions& out, ConnId conn);
+  void add_tunnel(ConnId conn, const PublicKey& from, const PublicKey& target, TimePoint now);
+  void remove_tunnel(ConnId conn);
+  // Half-tunnels to `target`, oldest first.
+  std::vector<ConnId> pending_to(const PublicKey& target) const;
+
+  RelayLimits limits_;
+  std::optional<Allowlist> allowlist_;
+  std::uint64_t next_seq_ = 0;
+
+  std::unordered_map<PublicKey, ConnId, KeyedHash> listeners_;  // key -> its listener
+  std::unordered_map<ConnId, PublicKey> listener_keys_;         // listener -> its key
+  std::unordered_map<ConnId, HalfTunnel> tunnels_;              // connector -> half-tunnel
+  // target -> (seq -> connector): for announcing to a new listener and for peer_gone.
+  std::unordered_map<PublicKey, std::map<std::uint64_t, ConnId>, KeyedHash> by_target_;
+  // (target, from) -> connectors, oldest first: for accept and reject.
+  std::unordered_map<PairKey, std::vector<ConnId>, PairHash> by_pair_;
+  // (deadline, seq) -> connector: for expire and next_deadline.
+  std::map<std::pair<TimePoint, std::uint64_t>, ConnId> by_deadline_;
+
+  std::unordered_map<PublicKey, RateEntry, KeyedHash> rates_;
+  std::list<PublicKey> rate_lru_;  // least recently used first
+};
+
+}  // namespace strelay
