@@ -64,7 +64,6 @@
 #include <list>
 #include <map>
 #include <optional>
-#include <set>
 #include <unordered_map>
 #include <variant>
 #include <vector>
@@ -72,6 +71,7 @@
 #include "common/keys.hpp"
 #include "common/messages.hpp"
 #include "common/protocol.hpp"
+#include "strelay/allowlist.hpp"
 #include "strelay/limits.hpp"
 
 namespace strelay {
@@ -86,9 +86,6 @@ struct RelayLimits {
   std::size_t half_tunnels_per_pair = max_half_tunnels_per_pair;  // beyond: rate_limited
   std::size_t rate_entries_total = max_rate_limited_identities;   // beyond: overloaded
 };
-
-// The keys allowed to listen, connect and accept on a private relay.
-using Allowlist = std::set<PublicKey>;
 
 // Send `message` on connection `to`.
 struct SendTo {
@@ -143,7 +140,8 @@ class RelayState {
   // buckets keep their time until full.
   void set_limits(const RelayLimits& limits);
   const RelayLimits& limits() const { return limits_; }
-  // SIGHUP. nullopt: everyone may use the relay. Listeners no longer allowed get
+  // SIGHUP (strelay/allowlist.hpp parses the --allow file). nullopt: everyone may use the
+  // relay; an empty list: nobody. Listeners no longer allowed get
   // Close{not_allowed} (their pending connectors then get Refused{peer_gone}); pending
   // connectors no longer allowed get Refused{not_allowed}. Pipes already made are the
   // caller's to keep or close.

@@ -97,6 +97,12 @@ Actions closed(ConnId c, CloseReason r) {
 Actions paired(ConnId connector, ConnId acceptor, char from, char listener) {
   return {Paired{connector, acceptor, key(from), key(listener)}};
 }
+Allowlist allow_only(std::initializer_list<PublicKey> members) {
+  Allowlist list;
+  for (const auto& k : members) list.add(k);
+  return list;
+}
+
 Actions operator+(Actions a, const Actions& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
@@ -376,7 +382,7 @@ class Model {
     TimePoint deadline;
   };
 
-  bool allowed(const PublicKey& k) const { return !allow_ || allow_->count(k) > 0; }
+  bool allowed(const PublicKey& k) const { return !allow_ || allow_->contains(k); }
   const PublicKey* listener_key(ConnId c) const {
     for (const auto& [k, l] : listeners_) {
       if (l == c) return &k;
@@ -519,7 +525,7 @@ TEST_CASE(
 
 TEST_CASE("allowlist: only listed keys may listen, connect and accept; a reload closes the rest") {
   RelayState state({}, fixed_key);
-  CHECK(state.set_allowlist(Allowlist{key('A'), key('B'), key('C')}) == none());
+  CHECK(state.set_allowlist(allow_only({key('A'), key('B'), key('C')})) == none());
   CHECK(state.listen(1, key('D'), t0) == refused(1, R::not_allowed));
   CHECK(state.connect(2, key('D'), key('B'), t0) == refused(2, R::not_allowed));
   CHECK(state.accept(3, key('D'), key('A'), t0) == refused(3, R::not_allowed));
@@ -530,13 +536,17 @@ TEST_CASE("allowlist: only listed keys may listen, connect and accept; a reload 
   CHECK(state.connect(8, key('A'), key('C'), t0) == incoming(5, 'A'));
   // B is dropped: its listener closes, and its pending connectors lose their peer. A is
   // dropped: its remaining pending connect is refused.
-  CHECK(describe(state.set_allowlist(Allowlist{key('C')})) ==
+  CHECK(describe(state.set_allowlist(allow_only({key('C')}))) ==
         describe(closed(4, CloseReason::not_allowed) + refused(6, R::peer_gone) +
                  refused(7, R::peer_gone) + refused(8, R::not_allowed)));
   CHECK(state.listeners() == 1);
   CHECK(state.half_tunnels() == 0);
   CHECK(state.set_allowlist(std::nullopt) == none());
   CHECK(state.listen(9, key('D'), t0) == listen_ok(9));
+  // An empty list means nobody (a private relay with no members yet), not everybody.
+  CHECK(describe(state.set_allowlist(Allowlist{})) ==
+        describe(closed(5, CloseReason::not_allowed) + closed(9, CloseReason::not_allowed)));
+  CHECK(state.connect(10, key('C'), key('C'), t0) == refused(10, R::not_allowed));
 }
 
 TEST_CASE("next_deadline is one tick after the oldest half-tunnel's TTL") {
@@ -722,7 +732,7 @@ TEST_CASE("random operations agree with the reference model (10^5 operations)") 
       }
     } else if (rng() % 4 == 0) {
       std::optional<Allowlist> allow;
-      if (rng() % 3 == 0) allow = Allowlist{keys()[0], keys()[1], keys()[rng() % 4]};
+      if (rng() % 3 == 0) allow = allow_only({keys()[0], keys()[1], keys()[rng() % 4]});
       real = state.set_allowlist(allow);
       naive = model.set_allowlist(allow);
     }
