@@ -56,7 +56,9 @@ class FrameDecoder {
 
   // Pull interface (socket drivers): room for the next bytes, never beyond the current frame's
   // end; then commit(n) for the n bytes written there. Empty when complete or failed.
-  std::span<std::uint8_t> prepare();
+  // `waiting` is how many bytes the caller knows have already arrived (FIONREAD): the buffer may
+  // grow to hold them at once, since they are real bytes and not a claim.
+  std::span<std::uint8_t> prepare(std::size_t waiting = 0);
   void commit(std::size_t n);
 
   State state() const { return state_; }

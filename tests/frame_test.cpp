@@ -231,3 +231,15 @@ TEST_CASE("the body buffer grows with the bytes that arrive, then can be release
   CHECK(decoder.feed(small) == small.size());
   CHECK(decoder.complete());
 }
+
+TEST_CASE("bytes known to be waiting may be taken in one read, never past the frame") {
+  FrameDecoder decoder;
+  const Bytes header{0xff, 0xff};
+  CHECK(decoder.feed(header) == 2);
+  // 70000 bytes waiting in the kernel: room for exactly the rest of this frame, no more.
+  auto room = decoder.prepare(70000);
+  CHECK(room.size() == max_frame_bytes);
+  CHECK(decoder.capacity() == max_frame_bytes);
+  decoder.commit(room.size());
+  CHECK(decoder.complete());
+}
