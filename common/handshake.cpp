@@ -238,14 +238,21 @@ std::error_code ResponderHandshake::consume_msg3(std::span<const std::uint8_t> b
   // s
   std::array<std::uint8_t, key_bytes> s{};
   if (!next.decrypt_and_hash(body.first(key_bytes + aead_tag_bytes), s)) return fail();
-  const auto peer = PublicKey::from_bytes(s);  // canonical, on the curve, not small order
+  // Canonical, on the curve, not of small order, in the prime-order subgroup: the one point
+  // check of this key (a scalar multiplication, which is why the verify below is libsodium's
+  // own and not PublicKey::verify, which would repeat it).
+  const auto peer = PublicKey::from_bytes(s);
   if (!peer) return fail();
   body = body.subspan(key_bytes + aead_tag_bytes);
   // sig
   const SignedMessage signed_message(initiator_signature_context, next.handshake_hash());
   Signature sig{};
   if (!next.decrypt_and_hash(body.first(signature_bytes + aead_tag_bytes), sig)) return fail();
-  if (!peer->verify(signed_message.bytes(), sig)) return fail();
+  const auto message = signed_message.bytes();
+  if (crypto_sign_verify_detached(sig.data(), message.data(), message.size(),
+                                  peer->bytes().data()) != 0) {
+    return fail();  // also rejects S >= L and small-order R
+  }
   body = body.subspan(signature_bytes + aead_tag_bytes);
   // payload
   std::vector<std::uint8_t> payload(body.size() - aead_tag_bytes);
