@@ -181,6 +181,34 @@ TEST_CASE("the example config in examples/ parses and holds the defaults") {
   CHECK_FALSE(o.laddr.empty());
 }
 
+TEST_CASE("the example config documents every option with its default") {
+  const auto example = std::filesystem::path(STRELAY_TESTS_DIR) / ".." / "examples" / "strelay.conf";
+  std::ifstream in(example);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CLI::App app;
+  RelayOptions options;
+  setup_relay_options(app, options);
+  // The limits live in an option group, which CLI11 keeps as a nameless subcommand.
+  std::vector<const CLI::Option*> all;
+  for (const CLI::Option* option : app.get_options()) all.push_back(option);
+  for (const CLI::App* group : app.get_subcommands([](CLI::App*) { return true; })) {
+    for (const CLI::Option* option : group->get_options()) all.push_back(option);
+  }
+  std::size_t checked = 0;
+  for (const auto* option : all) {
+    const auto name = option->get_single_name();
+    if (name == "help" || name == "version" || name == "config") continue;
+    ++checked;
+    const auto line = name + " = ";
+    const bool documented = text.find("\n" + line) != std::string::npos || text.find("\n# " + line) != std::string::npos;
+    CHECK_MESSAGE(documented, name);
+    if (!option->get_default_str().empty() && name != "log-format" && name != "log-level") {
+      CHECK_MESSAGE(text.find("# " + line + option->get_default_str() + "\n") != std::string::npos, name);
+    }
+  }
+  CHECK(checked == 21);  // 7 general options and 14 limits
+}
+
 TEST_CASE("config file mistakes are one-line errors") {
   TempDir dir;
   SUBCASE("an unknown key") {
