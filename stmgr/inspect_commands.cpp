@@ -114,7 +114,10 @@ void run_qr(const QrOptions& options) {
       content = format_friend_ticket(parse_friend_ticket(text, options.file));
       break;
   }
-  const QrCode code = QrCode::encode(content);
+  std::string error;
+  const auto encoded = QrCode::try_encode(content, error);
+  if (!encoded) throw FileError(options.file + ": " + error);
+  const QrCode& code = *encoded;
   for (const auto& image : {options.png, options.svg}) {
     if (!image.empty()) refuse_same_file(image, options.file);
   }

@@ -245,6 +245,20 @@ cp node.friend expected.qr && printf '\n' >>expected.qr
 zbarimg --raw -q node.png >decoded.qr 2>/dev/null
 assert "a friend ticket's QR code decodes to the friend ticket" cmp -s expected.qr decoded.qr
 
+relay_flags=()
+for i in $(seq 1 17); do
+  "$stmgr" relay-ticket -i relay.ident -a "r$i.$label.$label.example:4567" -o "big$i.relay"
+  relay_flags+=(--relay "big$i.relay")
+done
+run friend-ticket -i node.ident "${relay_flags[@]}" -o big.friend
+assert "a friend ticket of 17 relays is refused" fails_with "17 relays given; a friend ticket names 1 to 16"
+run friend-ticket -i node.ident "${relay_flags[@]:0:32}" -o big.friend
+assert "a friend ticket of 16 relays is written" succeeds
+run qr big.friend --png big.png
+assert "a ticket too long for a QR code is refused, naming the file" \
+  fails_with "big.friend: the text is"
+assert "no image is written for it" test ! -e big.png
+
 cp relay.png before.png
 run qr name.relay --png relay.png
 assert "qr refuses to overwrite an image" fails_with "already exists"
