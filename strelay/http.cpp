@@ -208,6 +208,10 @@ void refuse(tcp::socket socket) {
   socket.non_blocking(true, ec);
   socket.write_some(asio::buffer(busy_response.data(), busy_response.size()), ec);
   socket.shutdown(tcp::socket::shutdown_send, ec);
+  // Closing with unread bytes makes the kernel send a reset, which can destroy the 503 still in
+  // flight; so read (without waiting) whatever the client has sent already, a bounded amount.
+  std::array<char, 4096> sink{};
+  for (int i = 0; i < 16 && !ec; ++i) socket.read_some(asio::buffer(sink), ec);
   socket.close(ec);
 }
 

@@ -17,7 +17,8 @@
 //
 // Ownership: HttpServer owns its acceptor, its sampling timer, its sessions and the SampleRing,
 // all inside a shared state that its coroutines keep alive until they finish; every one of them
-// runs on the server's strand. `metrics` must outlive the io_context's run (the daemon owns it).
+// runs on the server's strand. `metrics` and `logger` must outlive the io_context's run (the
+// daemon owns them), and the HttpServer must be destroyed before its io_context.
 // set_status_info() and stop() may be called from any thread.
 #pragma once
 
