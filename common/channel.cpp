@@ -137,6 +137,21 @@ asio::awaitable<std::error_code> read_frame_until(tcp::socket& socket, FrameDeco
   co_return std::error_code{};
 }
 
+// Tells a client of another version which version we speak: our preamble, a FIN, then what
+// the client still sends (its msg1) is read and discarded until it closes, so that our close
+// does not turn into a reset that could destroy the reply in flight.
+asio::awaitable<void> reply_preamble_and_drain(tcp::socket& socket, Deadline deadline) {
+  if (co_await write_all_until(socket, current_preamble, deadline)) co_return;
+  boost::system::error_code ignored;
+  socket.shutdown(tcp::socket::shutdown_send, ignored);
+  const Deadline until = std::min(deadline, saturating_add(Clock::now(), preamble_reply_linger));
+  std::array<std::uint8_t, 256> sink{};
+  for (;;) {
+    const auto result = co_await read_some_until(socket, sink, until);
+    if (result.error) co_return;
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- Channel
@@ -290,12 +305,9 @@ asio::awaitable<std::error_code> accept_handshake(tcp::socket& socket, const Ide
   switch (relay_reply_to(parsed)) {
     case PreambleReply::proceed:
       break;
-    case PreambleReply::send_preamble_and_close: {
-      (void)co_await write_all_until(socket, current_preamble, deadline);
-      boost::system::error_code ignored;
-      socket.shutdown(tcp::socket::shutdown_send, ignored);
+    case PreambleReply::send_preamble_and_close:
+      co_await reply_preamble_and_drain(socket, deadline);
       co_return parsed.error();
-    }
     case PreambleReply::close_silently:
       co_return parsed.error();
   }

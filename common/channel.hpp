@@ -130,7 +130,8 @@ boost::asio::awaitable<std::error_code> connect_handshake(
     std::span<const std::uint8_t> first_payload, Deadline deadline, std::optional<Channel>& out);
 
 // The relay's side: reads the preamble (another version: answers with ours, shuts down the send
-// side and returns errc::unsupported_version; not strelay: errc::bad_magic, having said nothing),
+// side, discards what the client still sends until it closes or preamble_reply_linger passes,
+// and returns errc::unsupported_version; not strelay: errc::bad_magic, having said nothing),
 // msg1, sends msg2, reads msg3, whose payload goes to first_payload. The peer's identity is
 // out->peer(). Every read checks the announced length against the message's size before taking
 // its body. On failure the caller closes the socket without a word (no detail before

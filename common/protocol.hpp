@@ -120,6 +120,10 @@ inline constexpr std::size_t offset_legacy_identity_bytes = 85;  // Offset <= 0.
 inline constexpr auto handshake_deadline = 10s;
 // A frame header announced, its body must follow within this (slowloris on frames).
 inline constexpr auto frame_deadline = 10s;
+// After answering another version with its preamble, the relay discards what the client still
+// sends, for at most this long, before closing: closing with unread bytes would send a reset,
+// which can destroy the reply before the client reads it.
+inline constexpr auto preamble_reply_linger = 2s;
 // A frame body buffer starts at this size and doubles as bytes arrive (never past the announced
 // length), so a header announcing 65535 bytes followed by silence costs at most this much.
 inline constexpr std::size_t frame_buffer_first_bytes = 4096;

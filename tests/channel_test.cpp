@@ -205,9 +205,15 @@ TEST_CASE("an unknown version gets the relay's preamble back, then a close") {
   Fixture f;
   Bytes reply;
   spawn(f.ioc, [&]() -> asio::awaitable<void> {
+    // Like a real client: its preamble and msg1 in one write, without waiting for an answer.
     const auto other = make_preamble(protocol_version + 1);
-    co_await asio::async_write(f.client, asio::buffer(other), tuple_awaitable);
+    Bytes hello(other.begin(), other.end());
+    hello.insert(hello.end(), {0, 32});
+    hello.resize(hello.size() + 32, 0x77);
+    co_await asio::async_write(f.client, asio::buffer(hello), tuple_awaitable);
+    co_await sleep_for(100ms);  // the relay has read msg1's bytes and replied before we read
     reply = co_await read_to_eof(f.client);
+    f.client.close();
   });
   spawn(f.ioc, [&]() -> asio::awaitable<void> {
     f.server_error =
