@@ -26,7 +26,7 @@ std::size_t RelayState::PairHash::operator()(const PairKey& key) const {
   return hash(std::span<const std::uint8_t>(bytes));
 }
 
-RelayState::RelayState(const RelayLimits& limits, const HashKey& hash_key)
+RelayState::RelayState(const PairingLimits& limits, const HashKey& hash_key)
     : limits_(limits),
       listeners_(0, KeyedHash(hash_key)),
       by_target_(0, KeyedHash(hash_key)),
@@ -169,7 +169,7 @@ std::optional<TimePoint> RelayState::next_deadline() const {
   return by_deadline_.begin()->first.first + one_tick;
 }
 
-void RelayState::set_limits(const RelayLimits& limits) {
+void RelayState::set_limits(const PairingLimits& limits) {
   (void)TokenBucket(limits.connect_rate, limits.connect_burst);  // validate before changing
   limits_ = limits;
   for (auto& [key, entry] : rates_)

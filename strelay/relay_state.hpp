@@ -7,21 +7,23 @@
 // pipe. It never reads a clock, owns a socket or runs a timer; the daemon guards it with a
 // mutex and arms one timer at next_deadline().
 //
+// clang-format off
 // Half-tunnel (a Connect that found its target listening), from C (key S) to listener key T:
 //
-//   connect(C, S, T) ─┬─ T not listening ............................ Refused{not_found}
-//                     ├─ S not allowed / rate / caps ................. Refused{not_allowed,
-//                     │                                                   rate_limited, overloaded}
-//                     └─ ok: T's listener gets IncomingConnection{S}
-//                          │
-//                       PENDING ─┬─ accept(A, self = T, from = S) ..... Paired{C, A} (oldest first)
-//                          │     ├─ reject(T's listener, from = S) .... Refused{rejected}  (all of
-//                          S) │     ├─ now > created + ttl ............... Refused{timeout} │ ├─
-//                          T's listener goes, none newer ..... Refused{peer_gone} │     ├─
-//                          allowlist reload drops S .......... Refused{not_allowed} │     └─ C
-//                          disconnects or errs ............. removed (C is gone) └─ T's listener
-//                          replaced by a newer Listen: stays PENDING, and the
+//   connect(C, S, T) -+- T not listening ...................... Refused{not_found}
+//                     +- S not allowed / rate / caps ........... Refused{not_allowed |
+//                     |                                            rate_limited | overloaded}
+//                     +- ok: T's listener gets IncomingConnection{S}
+//                          |
+//                       PENDING -+- accept(A, self = T, from = S) .. Paired{C, A} (oldest first)
+//                          |     +- reject(T's listener, from = S) . Refused{rejected} (all of S)
+//                          |     +- now > created + ttl ............ Refused{timeout}
+//                          |     +- T's listener goes, none newer .. Refused{peer_gone}
+//                          |     +- allowlist reload drops S ....... Refused{not_allowed}
+//                          |     +- C disconnects or errs .......... removed (C is gone)
+//                          +- T's listener replaced by a newer Listen: stays PENDING, and the
 //                             new listener gets IncomingConnection{S} (same identity, can accept)
+// clang-format on
 //
 // Every Refused{r} to a connection is followed at once by CloseConn{that connection,
 // close_reason_for(r)}: a connection carries one request (Listen, Connect or Accept), and
@@ -78,7 +80,7 @@ namespace strelay {
 
 using ConnId = std::uint64_t;
 
-struct RelayLimits {
+struct PairingLimits {
   Clock::duration half_tunnel_ttl = strelay::half_tunnel_ttl;
   double connect_rate = connect_rate_per_identity;  // Connects per second per identity
   double connect_burst = connect_burst_per_identity;
@@ -115,7 +117,8 @@ using Actions = std::vector<Action>;
 class RelayState {
  public:
   // hash_key: tests pass a fixed one; the daemon leaves the random default.
-  explicit RelayState(const RelayLimits& limits = {}, const HashKey& hash_key = random_hash_key());
+  explicit RelayState(const PairingLimits& limits = {},
+                      const HashKey& hash_key = random_hash_key());
   RelayState(const RelayState&) = delete;
   RelayState& operator=(const RelayState&) = delete;
 
@@ -138,8 +141,8 @@ class RelayState {
 
   // SIGHUP. New limits apply to new requests: pending half-tunnels keep their deadlines, and
   // buckets keep their time until full.
-  void set_limits(const RelayLimits& limits);
-  const RelayLimits& limits() const { return limits_; }
+  void set_limits(const PairingLimits& limits);
+  const PairingLimits& limits() const { return limits_; }
   // SIGHUP (strelay/allowlist.hpp parses the --allow file). nullopt: everyone may use the
   // relay; an empty list: nobody. Listeners no longer allowed get
   // Close{not_allowed} (their pending connectors then get Refused{peer_gone}); pending
@@ -190,7 +193,7 @@ class RelayState {
   // Half-tunnels to `target`, oldest first.
   std::vector<ConnId> pending_to(const PublicKey& target) const;
 
-  RelayLimits limits_;
+  PairingLimits limits_;
   std::optional<Allowlist> allowlist_;
   std::uint64_t next_seq_ = 0;
 

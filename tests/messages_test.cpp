@@ -1,6 +1,6 @@
 // Tests for common/messages: round trips, and hostile Cap'n Proto refused as protocol errors.
 //
-// Hostile messages are built word by word (Segment below), so each test controls exactly the
+// Hostile messages are built word by word (serialise, ConnectBuilder), so each test controls the
 // pointer it attacks. Layout reminders (Cap'n Proto encoding spec):
 //   struct pointer: bits 0-1 = 0, 2-31 = offset (words after the pointer), 32-47 = data words,
 //                   48-63 = pointer count
