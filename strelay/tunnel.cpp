@@ -51,12 +51,11 @@ struct Tunnel::Direction {
   std::atomic<std::uint64_t> held_gauge{0};
 };
 
-Tunnel::Tunnel(tcp::socket a, tcp::socket b, Options options,
-               std::atomic<std::uint64_t>* relayed)
+Tunnel::Tunnel(tcp::socket a, tcp::socket b, Options options, TunnelObserver* observer)
     : a_(std::move(a)),
       b_(std::move(b)),
       options_(options),
-      relayed_(relayed),
+      observer_(observer),
       watchdog_(a_.get_executor()),
       last_activity_(clock::now()) {
   dirs_[0] = std::make_unique<Direction>(a_, b_, 0);
@@ -126,7 +125,7 @@ void Tunnel::fail(CloseReason reason) {
 
 asio::awaitable<void> Tunnel::pump(Direction& d) {
   const bool clean = options_.use_splice ? co_await pump_spliced(d) : co_await pump_copied(d);
-  d.held_gauge.store(0, std::memory_order_relaxed);
+  set_held(d, 0);
   if (!clean) co_return;
   // EOF from `in`, with everything before it delivered: carry the half-close through.
   boost::system::error_code ignored;
@@ -142,8 +141,7 @@ asio::awaitable<bool> Tunnel::pump_spliced(Direction& d) {
     if (d.held == 0 && !eof) {
       const ssize_t n = ::splice(in_fd, nullptr, d.pipe[1], nullptr, d.capacity, splice_flags);
       if (n > 0) {
-        d.held = static_cast<std::size_t>(n);
-        d.held_gauge.store(d.held, std::memory_order_relaxed);
+        set_held(d, static_cast<std::size_t>(n));
         touch();
       } else if (n == 0) {
         eof = true;
@@ -158,12 +156,7 @@ asio::awaitable<bool> Tunnel::pump_spliced(Direction& d) {
     while (d.held > 0 && !failed_) {
       const ssize_t m = ::splice(d.pipe[0], nullptr, out_fd, nullptr, d.held, splice_flags);
       if (m > 0) {
-        const auto moved = static_cast<std::size_t>(m);
-        d.held -= moved;
-        d.forwarded += moved;
-        d.held_gauge.store(d.held, std::memory_order_relaxed);
-        if (relayed_ != nullptr) relayed_->fetch_add(moved, std::memory_order_relaxed);
-        d.blocked = false;
+        count_forwarded(d, static_cast<std::size_t>(m));
         touch();
       } else if (m < 0 && would_block(errno)) {
         if (!co_await wait_writable(d)) co_return false;
@@ -187,9 +180,8 @@ asio::awaitable<bool> Tunnel::pump_copied(Direction& d) {
       if (!d.copy) d.copy = std::make_unique<std::uint8_t[]>(d.capacity);
       const ssize_t n = ::read(in_fd, d.copy.get(), d.capacity);
       if (n > 0) {
-        d.held = static_cast<std::size_t>(n);
+        set_held(d, static_cast<std::size_t>(n));
         d.copy_offset = 0;
-        d.held_gauge.store(d.held, std::memory_order_relaxed);
         touch();
       } else if (n == 0) {
         eof = true;
@@ -204,13 +196,8 @@ asio::awaitable<bool> Tunnel::pump_copied(Direction& d) {
     while (d.held > 0 && !failed_) {
       const ssize_t m = ::send(out_fd, d.copy.get() + d.copy_offset, d.held, MSG_NOSIGNAL);
       if (m > 0) {
-        const auto moved = static_cast<std::size_t>(m);
-        d.held -= moved;
-        d.copy_offset += moved;
-        d.forwarded += moved;
-        d.held_gauge.store(d.held, std::memory_order_relaxed);
-        if (relayed_ != nullptr) relayed_->fetch_add(moved, std::memory_order_relaxed);
-        d.blocked = false;
+        d.copy_offset += static_cast<std::size_t>(m);
+        count_forwarded(d, static_cast<std::size_t>(m));
         touch();
       } else if (m < 0 && would_block(errno)) {
         if (!co_await wait_writable(d)) co_return false;
@@ -222,6 +209,21 @@ asio::awaitable<bool> Tunnel::pump_copied(Direction& d) {
     if (eof) co_return !failed_;
   }
   co_return false;
+}
+
+void Tunnel::set_held(Direction& d, std::size_t held) {
+  if (observer_ != nullptr && held != d.held) {
+    observer_->buffered(static_cast<std::int64_t>(held) - static_cast<std::int64_t>(d.held));
+  }
+  d.held = held;
+  d.held_gauge.store(held, std::memory_order_relaxed);
+}
+
+void Tunnel::count_forwarded(Direction& d, std::size_t n) {
+  set_held(d, d.held - n);
+  d.forwarded += n;
+  d.blocked = false;
+  if (observer_ != nullptr) observer_->forwarded(d.id, n);
 }
 
 asio::awaitable<bool> Tunnel::wait_readable(Direction& d) {

@@ -36,6 +36,16 @@
 
 namespace strelay {
 
+// Receives a tunnel's byte counts as they happen (metrics); called on the tunnel's executor.
+class TunnelObserver {
+ public:
+  virtual ~TunnelObserver() = default;
+  // `direction` 0 is a -> b, 1 is b -> a.
+  virtual void forwarded(int direction, std::uint64_t bytes) = 0;
+  // Bytes held in the relay for this tunnel changed by `delta`.
+  virtual void buffered(std::int64_t delta) = 0;
+};
+
 class Tunnel : public std::enable_shared_from_this<Tunnel> {
  public:
   using tcp = boost::asio::ip::tcp;
@@ -54,9 +64,8 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
     bool spliced = true;  // false when the read/write fallback carried the data
   };
 
-  // `relayed` (may be null) is bumped by every byte forwarded, for metrics.
-  Tunnel(tcp::socket a, tcp::socket b, Options options,
-         std::atomic<std::uint64_t>* relayed = nullptr);
+  // `observer` (may be null) must outlive the tunnel.
+  Tunnel(tcp::socket a, tcp::socket b, Options options, TunnelObserver* observer = nullptr);
   ~Tunnel();
   Tunnel(const Tunnel&) = delete;
   Tunnel& operator=(const Tunnel&) = delete;
@@ -86,7 +95,10 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
   tcp::socket a_;
   tcp::socket b_;
   Options options_;
-  std::atomic<std::uint64_t>* relayed_;
+  void set_held(Direction& d, std::size_t held);
+  void count_forwarded(Direction& d, std::size_t n);
+
+  TunnelObserver* observer_;
   std::unique_ptr<Direction> dirs_[2];
   boost::asio::steady_timer watchdog_;
   clock::time_point watchdog_at_ = clock::time_point::max();

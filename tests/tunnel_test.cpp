@@ -28,14 +28,19 @@ struct Fixture {
   tcp::socket node_a{ioc}, node_b{ioc};
   std::shared_ptr<Tunnel> tunnel;
   std::optional<Tunnel::Result> result;
-  std::atomic<std::uint64_t> relayed{0};
+  struct Counting : TunnelObserver {
+    std::uint64_t forwarded_bytes = 0;
+    std::int64_t buffered_bytes = 0;
+    void forwarded(int, std::uint64_t n) override { forwarded_bytes += n; }
+    void buffered(std::int64_t delta) override { buffered_bytes += delta; }
+  } observer;
 
   explicit Fixture(Tunnel::Options options) {
     auto [a_client, a_relay] = test::loopback_pair(ioc);
     auto [b_client, b_relay] = test::loopback_pair(ioc);
     node_a = std::move(a_client);
     node_b = std::move(b_client);
-    tunnel = std::make_shared<Tunnel>(std::move(a_relay), std::move(b_relay), options, &relayed);
+    tunnel = std::make_shared<Tunnel>(std::move(a_relay), std::move(b_relay), options, &observer);
     asio::co_spawn(
         ioc, [this]() -> asio::awaitable<void> { result = co_await tunnel->run(); },
         asio::detached);
@@ -81,7 +86,8 @@ TEST_CASE("a tunnel forwards bytes both ways unchanged and ends normally after b
     CHECK(f.result->spliced == splice);
     CHECK(f.result->bytes[0] == to_b.size());
     CHECK(f.result->bytes[1] == to_a.size());
-    CHECK(f.relayed.load() == to_a.size() + to_b.size());
+    CHECK(f.observer.forwarded_bytes == to_a.size() + to_b.size());
+    CHECK(f.observer.buffered_bytes == 0);
   }
 }
 
@@ -139,6 +145,7 @@ TEST_CASE("a receiver that never reads is declared stalled, and the relay buffer
     CHECK(max_buffered > 0);
     CHECK(max_buffered <= options.buffer_bytes);
     CHECK(f.result->bytes[0] < flood.size());
+    CHECK(f.observer.buffered_bytes == 0);  // the gauge returns to its baseline
   }
 }
 

@@ -1,0 +1,146 @@
+#include "strelay/daemon.hpp"
+
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <csignal>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "common/qr.hpp"
+#include "common/tickets.hpp"
+
+namespace strelay {
+
+namespace asio = boost::asio;
+
+std::uint64_t raise_nofile_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  return limit.rlim_cur;
+}
+
+void disable_core_dumps() {
+  const rlimit none{0, 0};
+  ::setrlimit(RLIMIT_CORE, &none);
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+ServerSettings to_server_settings(const RelayOptions& options, std::uint64_t nofile) {
+  const auto& l = options.limits;
+  ServerSettings s;
+  s.listen = options.laddr;
+  s.admission.connections_total = effective_max_connections(l, nofile);
+  s.admission.pending_total = l.max_pending_handshakes;
+  s.admission.pending_per_source = l.max_pending_per_source;
+  s.admission.rate_per_source = l.handshake_rate_per_second;
+  s.admission.burst_per_source = l.handshake_burst;
+  s.pairing.half_tunnel_ttl = l.half_tunnel_ttl;
+  s.pairing.connect_rate = l.connect_rate_per_minute / 60.0;
+  s.pairing.connect_burst = l.connect_burst;
+  s.tunnel.buffer_bytes = l.tunnel_buffer;
+  s.tunnel.write_stall = l.write_stall_timeout;
+  s.tunnel.idle_timeout = l.dead_peer_timeout;
+  s.handshake_timeout = l.handshake_timeout;
+  s.write_stall = l.write_stall_timeout;
+  s.keepalive = l.keepalive_interval;
+  s.dead_peer = l.dead_peer_timeout;
+  s.drain = l.drain_timeout;
+  return s;
+}
+
+std::optional<Allowlist> load_allowed_keys(const RelayOptions& options) {
+  if (options.allow_file.empty()) return std::nullopt;
+  return load_allowlist(options.allow_file);
+}
+
+std::string public_ticket(const RelayOptions& options, const PublicKey& key) {
+  if (options.public_address.empty()) return {};
+  return format_relay_ticket(RelayTicket{key, parse_address(options.public_address)});
+}
+
+std::string startup_line(const PublicKey& key, const std::vector<asio::ip::tcp::endpoint>& bound,
+                         const std::optional<asio::ip::tcp::endpoint>& metrics,
+                         const std::string& ticket_json) {
+  std::string line = "strelay " STRELAY_VERSION " listening on";
+  for (const auto& endpoint : bound) line += " " + endpoint_to_string(endpoint);
+  line += " public key " + key.to_base64url();
+  if (metrics) line += " metrics http://" + endpoint_to_string(*metrics) + "/";
+  if (!ticket_json.empty()) {
+    std::string compact;
+    for (char c : ticket_json) {
+      if (c != '\n' && c != ' ') compact += c;
+    }
+    line += " ticket " + compact;
+  }
+  return line;
+}
+
+StatusInfo status_info(const RelayOptions& options, const PublicKey& key, const std::string& ticket_json,
+                       const std::vector<asio::ip::tcp::endpoint>& bound) {
+  StatusInfo info;
+  info.version = STRELAY_VERSION;
+  info.public_key = key.to_base64url();
+  info.ticket_json = ticket_json;
+  if (!ticket_json.empty()) info.qr_svg = render_svg(QrCode::encode(ticket_json));
+  for (const auto& endpoint : bound) info.listen_addresses.push_back(endpoint_to_string(endpoint));
+  info.start_time = std::chrono::system_clock::now();
+  info.limits = describe_limits(options.limits);
+  return info;
+}
+
+std::unique_ptr<HttpServer> start_http(Server& server, const RelayOptions& options, StatusInfo info) {
+  if (!options.metrics_addr) return nullptr;
+  auto http = std::make_unique<HttpServer>(server.control_executor(), *options.metrics_addr,
+                                           server.metrics(), std::move(info), server.log());
+  http->start();
+  server.on_drain([raw = http.get()] { raw->stop(); });
+  return http;
+}
+
+void handle_signals(Server& server, int argc, const char* const* argv,
+                    std::function<void(const RelayOptions&)> on_reload) {
+  auto loop = [&server, argc, argv, on_reload = std::move(on_reload)]() -> asio::awaitable<void> {
+    asio::signal_set signals(co_await asio::this_coro::executor, SIGTERM, SIGINT, SIGHUP);
+    for (;;) {
+      auto [ec, signal] = co_await signals.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (ec) co_return;
+      if (signal != SIGHUP) {
+        server.shutdown();  // a second SIGTERM changes nothing: the drain has its deadline
+        continue;
+      }
+      std::string error;
+      auto options = try_parse_relay_options(argc, argv, error);
+      std::optional<Allowlist> allowed;
+      if (options && !options->allow_file.empty()) {
+        auto list = try_load_allowlist(options->allow_file, error);
+        if (list) {
+          allowed = std::move(*list);
+        } else {
+          options.reset();
+        }
+      }
+      if (!options) {
+        server.metrics().reloads_total.inc(ReloadOutcome::failed);
+        server.log().error("reload_failed", {}, {{"error", error}});
+        continue;
+      }
+      server.reload(to_server_settings(*options, raise_nofile_limit()), std::move(allowed));
+      if (on_reload) on_reload(*options);
+      server.metrics().reloads_total.inc(ReloadOutcome::ok);
+      server.log().info("reloaded", {}, {{"allowlist", options->allow_file}});
+    }
+  };
+  asio::co_spawn(server.control_executor(), std::move(loop), asio::detached);
+}
+
+}  // namespace strelay

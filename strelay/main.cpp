@@ -1,0 +1,53 @@
+// strelay: the relay daemon. Parses flags, sets up the process, loads the identity, runs.
+#include <cstdio>
+#include <exception>
+#include <iostream>
+
+#include "common/identity_file.hpp"
+#include "common/qr.hpp"
+#include "strelay/daemon.hpp"
+
+int main(int argc, char** argv) {
+  using namespace strelay;
+  int exit_code = 0;
+  auto options = parse_relay_options(argc, argv, exit_code);
+  if (!options) return exit_code;
+  try {
+    disable_core_dumps();
+    init_crypto();
+    const std::uint64_t nofile = raise_nofile_limit();
+    Logger& log = process_logger();
+    log.set_format(options->log_format);
+    log.set_level(options->log_level);
+
+    const Identity identity = load_identity(options->idfile);
+    const auto allowed = load_allowed_keys(*options);
+    const std::string ticket = public_ticket(*options, identity.public_key());
+
+    Metrics metrics;
+    Server server(identity, to_server_settings(*options, nofile), metrics, log);
+    server.bind();
+    if (allowed) server.set_allowlist(*allowed);
+    auto info = status_info(*options, identity.public_key(), ticket, server.local_endpoints());
+    const auto http = start_http(server, *options, info);
+    handle_signals(server, argc, argv, [&http, info](const RelayOptions& reloaded) mutable {
+      if (!http) return;
+      info.limits = describe_limits(reloaded.limits);
+      http->set_status_info(info);
+    });
+
+    // The start-up line goes to stderr, so `strelay ... &` and nohup keep stdout for the ticket.
+    std::cerr << startup_line(identity.public_key(), server.local_endpoints(),
+                              http ? std::optional(http->local_endpoint()) : std::nullopt, ticket)
+              << std::endl;
+    if (!ticket.empty()) {
+      std::cout << ticket << "\n"
+                << render_terminal(QrCode::encode(ticket), TerminalStyle::ansi_colors) << std::flush;
+    }
+    server.run();
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "strelay: " << e.what() << std::endl;
+    return 1;
+  }
+}

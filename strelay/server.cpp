@@ -1,0 +1,381 @@
+#include "strelay/server.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <algorithm>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "strelay/rendezvous.hpp"
+#include "strelay/session.hpp"
+
+namespace strelay {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
+// Back-off of the accept loop when the process is out of descriptors: it retries, never spins.
+constexpr auto accept_backoff_min = std::chrono::milliseconds(10);
+constexpr auto accept_backoff_max = std::chrono::seconds(1);
+// How often the drain looks whether every connection has gone.
+constexpr auto drain_poll = std::chrono::milliseconds(20);
+
+class MetricsObserver final : public TunnelObserver {
+ public:
+  explicit MetricsObserver(Metrics& metrics) : metrics_(metrics) {}
+  void forwarded(int direction, std::uint64_t bytes) override {
+    metrics_.bytes_relayed_total.inc(
+        direction == 0 ? TunnelDirection::to_listener : TunnelDirection::to_connector, bytes);
+  }
+  void buffered(std::int64_t delta) override { metrics_.tunnel_buffered_bytes.add(delta); }
+
+ private:
+  Metrics& metrics_;
+};
+
+LimitReason limit_reason(AdmissionRefusal refusal) {
+  switch (refusal) {
+    case AdmissionRefusal::connections_total: return LimitReason::connections_total;
+    case AdmissionRefusal::pending_total: return LimitReason::pending_total;
+    case AdmissionRefusal::sources_total: return LimitReason::pending_total;
+    case AdmissionRefusal::pending_per_source: return LimitReason::pending_per_source;
+    case AdmissionRefusal::rate_per_source: return LimitReason::rate_per_source;
+  }
+  return LimitReason::pending_total;
+}
+
+ConnectOutcome connect_outcome(RefuseReason reason) {
+  switch (reason) {
+    case RefuseReason::not_found: return ConnectOutcome::not_found;
+    case RefuseReason::rejected: return ConnectOutcome::rejected;
+    case RefuseReason::timeout: return ConnectOutcome::timeout;
+    case RefuseReason::peer_gone: return ConnectOutcome::peer_gone;
+    case RefuseReason::rate_limited: return ConnectOutcome::rate_limited;
+    case RefuseReason::overloaded: return ConnectOutcome::overloaded;
+    case RefuseReason::no_pending: return ConnectOutcome::no_pending;
+    case RefuseReason::not_allowed: return ConnectOutcome::not_allowed;
+  }
+  return ConnectOutcome::overloaded;
+}
+
+// Keepalive and a send timeout in the kernel too: a peer that vanished without a FIN or RST
+// is found even inside a tunnel, where the relay reads no keepalive frames.
+void tune_socket(tcp::socket& socket, Clock::duration dead_peer) {
+  boost::system::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  socket.set_option(asio::socket_base::keep_alive(true), ignored);
+  const int fd = socket.native_handle();
+  const int idle = static_cast<int>(
+      std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(dead_peer).count() / 3));
+  const int count = 3;
+  const auto user_timeout = static_cast<unsigned>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(dead_peer).count());
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
+}
+
+}  // namespace
+
+Server::Server(const Identity& identity, ServerSettings settings, Metrics& metrics, Logger& log)
+    : identity_(identity),
+      settings_(std::make_shared<const ServerSettings>(settings)),
+      listen_(settings.listen),
+      observer_(std::make_unique<MetricsObserver>(metrics)),
+      metrics_(metrics),
+      log_(log),
+      admission_(settings.admission),
+      relay_state_(settings.pairing) {
+  const unsigned threads =
+      settings.threads != 0 ? settings.threads : std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < threads; ++i) {
+    workers_.push_back(std::make_unique<asio::io_context>(1));
+    work_.push_back(std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
+        workers_.back()->get_executor()));
+  }
+  ttl_timer_ = std::make_unique<asio::steady_timer>(*workers_[0]);
+}
+
+Server::~Server() {
+  // I/O objects go before their io_contexts; then each io_context destroys what is still
+  // queued on it (suspended sessions and tunnels), while the tables those touch still exist.
+  acceptors_.clear();
+  ttl_timer_.reset();
+  work_.clear();
+  workers_.clear();
+}
+
+Server::Registration::~Registration() {
+  if (server_ == nullptr) return;
+  std::lock_guard lock(server_->state_mutex_);
+  server_->sessions_.erase(id_);
+}
+
+void Server::bind() {
+  for (const auto& endpoint : listen_) {
+    tcp::acceptor acceptor(*workers_[0]);
+    boost::system::error_code ec;
+    acceptor.open(endpoint.protocol(), ec);
+    if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    // Each --laddr is its own socket, so "0.0.0.0:P" and "[::]:P" can both be given.
+    if (!ec && endpoint.protocol() == tcp::v6()) acceptor.set_option(asio::ip::v6_only(true), ec);
+    if (!ec) acceptor.bind(endpoint, ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      throw std::system_error(ec, "cannot listen on " + endpoint.address().to_string() + " port " +
+                                      std::to_string(endpoint.port()));
+    }
+    acceptors_.push_back(std::move(acceptor));
+  }
+  metrics_.listen_sockets.set(static_cast<std::int64_t>(acceptors_.size()));
+}
+
+std::vector<tcp::endpoint> Server::local_endpoints() const {
+  std::vector<tcp::endpoint> out;
+  for (const auto& acceptor : acceptors_) {
+    boost::system::error_code ec;
+    out.push_back(acceptor.local_endpoint(ec));
+  }
+  return out;
+}
+
+asio::any_io_executor Server::control_executor() { return workers_[0]->get_executor(); }
+
+void Server::run() {
+  for (auto& acceptor : acceptors_) {
+    asio::co_spawn(*workers_[0], accept_loop(acceptor), asio::detached);
+  }
+  asio::co_spawn(*workers_[0], ttl_loop(), asio::detached);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < workers_.size(); ++i) {
+    threads.emplace_back([this, i] { workers_[i]->run(); });
+  }
+  workers_[0]->run();
+  for (auto& thread : threads) thread.join();
+}
+
+asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor) {
+  Clock::duration backoff{};
+  asio::steady_timer pause(acceptor.get_executor());
+  while (!draining()) {
+    auto& worker = *workers_[next_worker_.fetch_add(1, std::memory_order_relaxed) % workers_.size()];
+    auto [ec, socket] =
+        co_await acceptor.async_accept(asio::any_io_executor(worker.get_executor()), await_tuple);
+    if (ec == asio::error::operation_aborted || draining()) break;
+    if (ec) {
+      const bool out_of_fds = ec == asio::error::no_descriptors || ec.value() == ENFILE;
+      metrics_.accept_errors_total.inc(ec == asio::error::no_descriptors ? AcceptError::emfile
+                                       : ec.value() == ENFILE           ? AcceptError::enfile
+                                                                        : AcceptError::other);
+      log_.warn("accept_failed", {}, {{"error", std::error_code(ec)}});
+      if (out_of_fds) {
+        backoff = std::clamp<Clock::duration>(backoff * 2, accept_backoff_min, accept_backoff_max);
+        pause.expires_after(backoff);
+        co_await pause.async_wait(await_tuple);
+      }
+      continue;
+    }
+    backoff = {};
+    metrics_.accepts_total.inc();
+    boost::system::error_code remote_ec;
+    const auto remote = socket.remote_endpoint(remote_ec);
+    if (remote_ec) continue;  // already gone
+    auto admitted = admission_.try_admit(SourceKey::from_address(remote.address()), Clock::now());
+    if (auto* refusal = std::get_if<AdmissionRefusal>(&admitted)) {
+      // Before a handshake nothing can be said with authority: count, log (rate-limited), close.
+      metrics_.limit_hits_total.inc(limit_reason(*refusal));
+      metrics_.handshakes_total.inc(HandshakeOutcome::refused);
+      log_.info("admission_refused", {}, {{"reason", to_string(*refusal)},
+                                          {"source", SourceKey::from_address(remote.address()).to_string()}});
+      continue;
+    }
+    tune_socket(socket, settings()->dead_peer);
+    auto session = std::make_shared<Session>(
+        *this, std::move(socket),
+        ConnectionHold{std::get<Admission::Admitted>(std::move(admitted)),
+                       GaugeHold(metrics_.connections)});
+    Session::start(std::move(session));
+  }
+}
+
+Server::Registration Server::enroll(ConnId id, const std::shared_ptr<Session>& session) {
+  std::lock_guard lock(state_mutex_);
+  sessions_[id] = session;
+  return Registration(this, id);
+}
+
+void Server::submit(ConnId id, const PublicKey& self, const NodeMessage& message) {
+  Actions actions;
+  {
+    std::lock_guard lock(state_mutex_);
+    actions = relay_state_.handle(id, self, message, Clock::now());
+    if (std::holds_alternative<Listen>(message)) metrics_.listen_total.inc();
+    arm_ttl_locked();
+  }
+  dispatch(std::move(actions));
+}
+
+void Server::disconnect(ConnId id) {
+  Actions actions;
+  {
+    std::lock_guard lock(state_mutex_);
+    actions = relay_state_.disconnect(id, Clock::now());
+  }
+  dispatch(std::move(actions));
+}
+
+void Server::dispatch(Actions actions) {
+  // Look every addressee up under the lock, then post outside it.
+  std::vector<std::pair<std::shared_ptr<Session>, Session::Outbound>> posts;
+  std::vector<std::shared_ptr<Rendezvous>> orphans;
+  {
+    std::lock_guard lock(state_mutex_);
+    metrics_.listeners.set(static_cast<std::int64_t>(relay_state_.listeners()));
+    metrics_.half_tunnels.set(static_cast<std::int64_t>(relay_state_.half_tunnels()));
+    auto find = [this](ConnId id) -> std::shared_ptr<Session> {
+      auto it = sessions_.find(id);
+      return it == sessions_.end() ? nullptr : it->second.lock();
+    };
+    for (auto& action : actions) {
+      if (auto* send = std::get_if<SendTo>(&action)) {
+        if (auto* refused = std::get_if<Refused>(&send->message)) {
+          const auto outcome = connect_outcome(refused->reason);
+          metrics_.connect_outcomes_total.inc(outcome);
+          if (outcome == ConnectOutcome::rate_limited) metrics_.limit_hits_total.inc(LimitReason::connect_rate);
+          if (outcome == ConnectOutcome::overloaded) metrics_.limit_hits_total.inc(LimitReason::half_tunnels);
+        }
+        if (auto session = find(send->to)) posts.emplace_back(std::move(session), send->message);
+      } else if (auto* close = std::get_if<CloseConn>(&action)) {
+        if (close->reason == CloseReason::replaced) metrics_.replaced_total.inc();
+        if (auto session = find(close->conn)) posts.emplace_back(std::move(session), close->reason);
+      } else {
+        const auto& paired = std::get<Paired>(action);
+        metrics_.connect_outcomes_total.inc(ConnectOutcome::connected);
+        auto rendezvous = std::make_shared<Rendezvous>(*this, paired);
+        for (ConnId id : {paired.connector, paired.acceptor}) {
+          if (auto session = find(id)) {
+            posts.emplace_back(std::move(session), rendezvous);
+          } else {
+            orphans.push_back(rendezvous);  // that end is already gone
+          }
+        }
+      }
+    }
+  }
+  for (auto& rendezvous : orphans) rendezvous->abandon(0);
+  for (auto& [session, item] : posts) session->post(std::move(item));
+}
+
+void Server::arm_ttl_locked() {
+  const auto next = relay_state_.next_deadline();
+  if (!next || (ttl_armed_at_ && *ttl_armed_at_ <= *next)) return;
+  ttl_armed_at_ = next;
+  asio::post(*workers_[0], [this] { ttl_timer_->cancel(); });
+}
+
+asio::awaitable<void> Server::ttl_loop() {
+  while (!stopped_.load()) {
+    {
+      std::lock_guard lock(state_mutex_);
+      ttl_armed_at_ = relay_state_.next_deadline();
+      ttl_timer_->expires_at(ttl_armed_at_.value_or(Clock::time_point::max()));
+    }
+    co_await ttl_timer_->async_wait(await_tuple);
+    if (stopped_.load()) break;
+    Actions actions;
+    {
+      std::lock_guard lock(state_mutex_);
+      actions = relay_state_.expire(Clock::now());
+    }
+    dispatch(std::move(actions));
+  }
+}
+
+void Server::track(const std::shared_ptr<Tunnel>& tunnel) {
+  std::lock_guard lock(state_mutex_);
+  tunnels_[tunnel.get()] = tunnel;
+  if (draining()) tunnel->stop(CloseReason::shutdown);
+}
+
+void Server::untrack(const Tunnel* tunnel) {
+  std::lock_guard lock(state_mutex_);
+  tunnels_.erase(tunnel);
+}
+
+void Server::set_allowlist(std::optional<Allowlist> allowlist) {
+  metrics_.allowlist_keys.set(allowlist ? static_cast<std::int64_t>(allowlist->size()) : -1);
+  Actions actions;
+  {
+    std::lock_guard lock(state_mutex_);
+    actions = relay_state_.set_allowlist(std::move(allowlist));
+  }
+  dispatch(std::move(actions));
+}
+
+void Server::reload(const ServerSettings& settings, std::optional<Allowlist> allowlist) {
+  auto next = std::make_shared<ServerSettings>(settings);
+  const auto current = settings_.load();
+  next->listen = current->listen;
+  next->threads = current->threads;
+  settings_.store(std::move(next));
+  admission_.set_limits(settings.admission);
+  {
+    std::lock_guard lock(state_mutex_);
+    relay_state_.set_limits(settings.pairing);
+  }
+  set_allowlist(std::move(allowlist));
+}
+
+void Server::shutdown() {
+  if (draining_.exchange(true, std::memory_order_acq_rel)) return;
+  asio::co_spawn(*workers_[0], drain(), asio::detached);
+}
+
+asio::awaitable<void> Server::drain() {
+  log_.info("draining", {}, {{"connections", metrics_.connections.get()}});
+  for (auto& hook : drain_hooks_) hook();
+  for (auto& acceptor : acceptors_) {
+    boost::system::error_code ignored;
+    acceptor.close(ignored);
+  }
+  std::vector<std::shared_ptr<Session>> sessions;
+  std::vector<std::shared_ptr<Tunnel>> tunnels;
+  {
+    std::lock_guard lock(state_mutex_);
+    for (auto& [id, weak] : sessions_) {
+      if (auto session = weak.lock()) sessions.push_back(std::move(session));
+    }
+    for (auto& [ptr, weak] : tunnels_) {
+      if (auto tunnel = weak.lock()) tunnels.push_back(std::move(tunnel));
+    }
+  }
+  for (auto& session : sessions) session->post(CloseReason::shutdown);
+  for (auto& tunnel : tunnels) tunnel->stop(CloseReason::shutdown);
+  sessions.clear();
+  tunnels.clear();
+
+  // Wait for every connection to go, up to the drain deadline; then stop hard.
+  asio::steady_timer poll(*workers_[0]);
+  const auto deadline = Clock::now() + settings()->drain;
+  while (metrics_.connections.get() > 0 && Clock::now() < deadline) {
+    poll.expires_after(drain_poll);
+    co_await poll.async_wait(await_tuple);
+  }
+  log_.info("drained", {}, {{"connections_left", metrics_.connections.get()}});
+  stopped_.store(true);
+  ttl_timer_->cancel();
+  for (auto& guard : work_) guard->reset();
+  for (auto& worker : workers_) worker->stop();
+}
+
+}  // namespace strelay

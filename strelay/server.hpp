@@ -1,0 +1,154 @@
+// The relay daemon's I/O core: worker threads, acceptors, the shared tables, and shutdown.
+//
+// Threading (docs/architecture.md): one io_context per worker thread. A connection lives on one
+// worker for its whole life. The acceptors run on worker 0 and place each new socket on the
+// next worker, round robin. Shared state is small and locked briefly:
+//   state_mutex_  guards relay_state_, sessions_, tunnels_ and ttl_armed_at_;
+//   admission_    is internally locked;
+//   metrics_      is relaxed atomics.
+// Decisions of the pairing table are addressed to connection ids; the server looks the
+// sessions up under state_mutex_ and posts each decision to its session's worker, outside it.
+//
+// Shutdown has one path: shutdown() closes the acceptors, asks every session to close with
+// Close{shutdown} and every tunnel to stop, waits for them up to the drain deadline, then stops
+// the workers. run() returns when the workers have stopped.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "common/keys.hpp"
+#include "common/log.hpp"
+#include "common/messages.hpp"
+#include "strelay/limits.hpp"
+#include "strelay/metrics.hpp"
+#include "strelay/relay_state.hpp"
+#include "strelay/tunnel.hpp"
+
+namespace strelay {
+
+class Session;
+
+// Everything the server needs to know, in the units it uses. main builds it from the flags.
+struct ServerSettings {
+  std::vector<boost::asio::ip::tcp::endpoint> listen;
+  unsigned threads = 0;  // 0: one per core
+  AdmissionLimits admission;
+  PairingLimits pairing;
+  Tunnel::Options tunnel;
+  Clock::duration handshake_timeout = handshake_deadline;
+  Clock::duration write_stall = write_stall_timeout;
+  Clock::duration keepalive = keepalive_interval;
+  Clock::duration dead_peer = dead_peer_timeout;
+  Clock::duration drain = drain_deadline;
+};
+
+class Server {
+ public:
+  // `identity`, `metrics` and `log` must outlive the server.
+  Server(const Identity& identity, ServerSettings settings, Metrics& metrics, Logger& log);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds every listen address; throws std::system_error naming the address on failure
+  // (address in use, permission). Call before run().
+  void bind();
+  // The bound addresses (with the real port when 0 was asked for).
+  std::vector<boost::asio::ip::tcp::endpoint> local_endpoints() const;
+  // An executor for helpers that should share worker 0 (the HTTP endpoint, signals).
+  boost::asio::any_io_executor control_executor();
+
+  // Runs the workers on their threads and blocks until shutdown has completed.
+  void run();
+  // Starts the drain; thread-safe and idempotent.
+  void shutdown();
+  // Runs `hook` on worker 0 when the drain starts (e.g. to stop the HTTP endpoint). Before run().
+  void on_drain(std::function<void()> hook) { drain_hooks_.push_back(std::move(hook)); }
+  // SIGHUP: new limits and allowlist (nullopt: a public relay). Thread-safe.
+  // The listen addresses and thread count of `settings` are ignored (they need a restart).
+  void reload(const ServerSettings& settings, std::optional<Allowlist> allowlist);
+  void set_allowlist(std::optional<Allowlist> allowlist);
+
+  // ---- for sessions (any worker thread)
+  const Identity& identity() const { return identity_; }
+  // The settings in force; a reload swaps in a new snapshot, and each session keeps the one
+  // it started with.
+  std::shared_ptr<const ServerSettings> settings() const { return settings_.load(); }
+  Metrics& metrics() { return metrics_; }
+  Logger& log() { return log_; }
+  Admission& admission() { return admission_; }
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
+  ConnId next_conn_id() { return next_conn_.fetch_add(1, std::memory_order_relaxed); }
+
+  // A session that has authenticated joins the registry before its first request is handled,
+  // and leaves it when it ends (the guard's destructor), so no path can forget either.
+  class Registration {
+   public:
+    Registration() = default;
+    Registration(Server* server, ConnId id) : server_(server), id_(id) {}
+    Registration(Registration&& o) noexcept : server_(std::exchange(o.server_, nullptr)), id_(o.id_) {}
+    Registration& operator=(Registration&&) = delete;
+    ~Registration();
+
+   private:
+    Server* server_ = nullptr;
+    ConnId id_ = 0;
+  };
+  Registration enroll(ConnId id, const std::shared_ptr<Session>& session);
+
+  // A request from an authenticated session; its decisions are dispatched.
+  void submit(ConnId id, const PublicKey& self, const NodeMessage& message);
+  // The session is gone (idempotent); its decisions are dispatched.
+  void disconnect(ConnId id);
+  // A tunnel is running; it is stopped at shutdown. untrack() when it has ended.
+  void track(const std::shared_ptr<Tunnel>& tunnel);
+  void untrack(const Tunnel* tunnel);
+  TunnelObserver& tunnel_observer() { return *observer_; }
+
+ private:
+  boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor);
+  boost::asio::awaitable<void> ttl_loop();
+  boost::asio::awaitable<void> drain();
+  void dispatch(Actions actions);  // state_mutex_ NOT held
+  void arm_ttl_locked();           // state_mutex_ held
+
+  const Identity& identity_;
+  std::atomic<std::shared_ptr<const ServerSettings>> settings_;
+  std::vector<boost::asio::ip::tcp::endpoint> listen_;
+  std::unique_ptr<TunnelObserver> observer_;
+  Metrics& metrics_;
+  Logger& log_;
+  Admission admission_;
+
+  std::vector<std::unique_ptr<boost::asio::io_context>> workers_;
+  std::vector<std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>>
+      work_;
+  std::vector<boost::asio::ip::tcp::acceptor> acceptors_;  // on worker 0
+  std::atomic<std::size_t> next_worker_{0};
+  std::atomic<ConnId> next_conn_{1};
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> stopped_{false};
+
+  std::mutex state_mutex_;
+  RelayState relay_state_;
+  std::unordered_map<ConnId, std::weak_ptr<Session>> sessions_;
+  std::unordered_map<const Tunnel*, std::weak_ptr<Tunnel>> tunnels_;
+  std::optional<TimePoint> ttl_armed_at_;
+  std::unique_ptr<boost::asio::steady_timer> ttl_timer_;  // on worker 0
+  std::vector<std::function<void()>> drain_hooks_;
+};
+
+}  // namespace strelay
