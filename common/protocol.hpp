@@ -110,7 +110,7 @@ enum class CloseReason : std::uint8_t {
 };
 
 // Files (Offset-compatible formats; docs/file-formats.md).
-inline constexpr std::size_t max_address_bytes = 256;  // a ticket's "host:port", Offset's bound
+inline constexpr std::size_t max_address_bytes = 256;  // a ticket's "host:port", whole
 inline constexpr std::size_t offset_legacy_identity_bytes = 85;  // Offset <= 0.1.10 PKCS#8 blob
 
 // ---------------------------------------------------------------- implementation constants
@@ -200,5 +200,28 @@ inline constexpr std::size_t max_friend_ticket_relays = 16;
 // QR codes: each module is this many pixels in a PNG, and ISO 18004 asks for a 4-module margin.
 inline constexpr int qr_png_module_pixels = 8;
 inline constexpr int qr_quiet_zone_modules = 4;
+
+// Node side (common/backoff, relay_link, stream, node; docs/node-library.md).
+// Reconnection: full-jitter exponential backoff. The first retry comes within 1 s; the cap
+// bounds how long a listener stays away from a relay that is back (30 s, as a phone can afford).
+inline constexpr auto node_backoff_initial = 1s;
+inline constexpr auto node_backoff_cap = 30s;
+// A listen that stayed up this long resets the backoff: a relay restart after a long quiet spell
+// is retried at once, but two devices of one identity replacing each other slow down to the cap.
+inline constexpr auto node_backoff_stable_after = 10s;
+// One relay attempt (DNS, TCP connect and the relay handshake), before trying the next relay.
+inline constexpr auto node_connect_timeout = 10s;
+// A connector's wait for its outcome: the relay answers Refused{timeout} at the half-tunnel TTL,
+// so this bites only when the relay falls silent.
+inline constexpr auto node_outcome_timeout = half_tunnel_ttl + 5s;
+// Accepted streams waiting for the application's accept(); beyond this, incoming connects are
+// left pending at the relay (their TTL ends them), never accepted into unbounded memory.
+inline constexpr std::size_t node_max_queued_streams = 16;
+// End-to-end stream: received bytes buffered for the application before the node stops reading
+// the tunnel (backpressure through TCP and the relay, never dropping); at least one frame body.
+inline constexpr std::size_t stream_receive_buffer_bytes = 256 * 1024;
+// After sending its close, a stream reads (and discards) until the peer closes too, for at most
+// this long, so its own close does not become a reset that destroys the peer's last frames.
+inline constexpr auto stream_close_linger = 2s;
 
 }  // namespace strelay
