@@ -1,0 +1,302 @@
+#include "common/relay_link.hpp"
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <string>
+
+#include "common/errors.hpp"
+
+namespace strelay {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
+
+void rethrow(std::exception_ptr error) {
+  if (error) std::rethrow_exception(error);
+}
+
+// Before msg2 nothing is known about the relay but that it could not be reached in time: a
+// TCP error, a silent or closing relay (admission control closes without a word) or a deadline.
+std::error_code attempt_error(std::error_code ec) {
+  if (ec == errc::relay_identity_mismatch || ec == errc::unsupported_version ||
+      ec == errc::handshake_failed || ec == errc::bad_magic || ec == errc::frame_too_large) {
+    return ec;
+  }
+  return errc::relay_unreachable;
+}
+
+}  // namespace
+
+const char* close_reason_name(CloseReason reason) {
+  switch (reason) {
+    case CloseReason::normal: return "normal";
+    case CloseReason::replaced: return "replaced";
+    case CloseReason::shutdown: return "shutdown";
+    case CloseReason::protocol_error: return "protocol_error";
+    case CloseReason::timeout: return "timeout";
+    case CloseReason::dead_peer: return "dead_peer";
+    case CloseReason::overloaded: return "overloaded";
+    case CloseReason::rate_limited: return "rate_limited";
+    case CloseReason::not_allowed: return "not_allowed";
+    case CloseReason::stalled: return "stalled";
+    case CloseReason::peer_gone: return "peer_gone";
+    case CloseReason::internal: return "internal";
+    case CloseReason::aborted: return "aborted";
+  }
+  return "unknown";
+}
+
+std::error_code relay_close_error(CloseReason reason) {
+  switch (reason) {
+    case CloseReason::not_allowed: return errc::not_allowed;
+    case CloseReason::protocol_error: return errc::protocol_error;
+    case CloseReason::overloaded: return errc::overloaded;
+    case CloseReason::rate_limited: return errc::rate_limited;
+    case CloseReason::timeout: return errc::timeout;
+    case CloseReason::dead_peer:
+    case CloseReason::peer_gone: return errc::peer_gone;
+    case CloseReason::aborted: return errc::aborted;
+    default: return errc::channel_closed;  // normal, replaced, shutdown: the log says which
+  }
+}
+
+asio::awaitable<std::error_code> open_relay_channel(const RelayTicket& relay, const Identity& self,
+                                                    const NodeMessage& request, Deadline deadline,
+                                                    std::optional<Channel>& out) {
+  auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer timer(executor, deadline);
+  tcp::resolver resolver(executor);
+  auto resolved =
+      co_await (resolver.async_resolve(relay.address.host, std::to_string(relay.address.port),
+                                       tcp::resolver::numeric_service, await_tuple) ||
+                timer.async_wait(await_tuple));
+  if (resolved.index() != 0) co_return errc::relay_unreachable;
+  auto [resolve_error, endpoints] = std::get<0>(resolved);
+  if (resolve_error || endpoints.empty()) co_return errc::relay_unreachable;
+
+  tcp::socket socket(executor);
+  timer.expires_at(deadline);
+  auto connected = co_await (asio::async_connect(socket, endpoints, await_tuple) ||
+                             timer.async_wait(await_tuple));
+  if (connected.index() != 0 || std::get<0>(std::get<0>(connected))) {
+    co_return errc::relay_unreachable;
+  }
+  const auto payload = encode(request);
+  const auto ec =
+      co_await connect_handshake(socket, self, relay.public_key, payload, deadline, out);
+  if (ec) {
+    boost::system::error_code ignored;
+    socket.close(ignored);
+    co_return attempt_error(ec);
+  }
+  co_return std::error_code{};
+}
+
+asio::awaitable<std::error_code> await_pairing(Channel& channel, Deadline deadline,
+                                               PublicKey& peer) {
+  for (;;) {
+    Message message;
+    const auto ec = co_await channel.receive(message, deadline);
+    if (ec == errc::channel_closed) co_return relay_close_error(message.close_reason);
+    if (ec) co_return ec;
+    // A relay does not ping a pending connector; if it did, we could not answer anyway.
+    if (message.kind == FrameKind::ping || message.kind == FrameKind::pong) continue;
+    if (message.kind != FrameKind::control) co_return errc::protocol_error;
+    const auto decoded = try_decode_relay_message(message.body);
+    if (!decoded) co_return errc::protocol_error;
+    if (const auto* connected = std::get_if<Connected>(&*decoded)) {
+      peer = connected->peer;
+      co_return std::error_code{};
+    }
+    if (const auto* refused = std::get_if<Refused>(&*decoded)) {
+      co_return to_error_code(refused->reason);
+    }
+    co_return errc::protocol_error;  // ListenOk or IncomingConnection on a pairing connection
+  }
+}
+
+// ---------------------------------------------------------------- RelayLink
+
+RelayLink::RelayLink(asio::any_io_executor executor, RelayTicket ticket,
+                     std::shared_ptr<const Identity> self, LinkOptions options,
+                     LinkCallbacks callbacks, Logger& log, Backoff::Random random)
+    : executor_(executor),
+      ticket_(std::move(ticket)),
+      self_(std::move(self)),
+      options_(options),
+      callbacks_(std::move(callbacks)),
+      log_(log),
+      backoff_(options.backoff, std::move(random)),
+      sleep_(executor) {}
+
+void RelayLink::start() {
+  asio::co_spawn(
+      executor_, [self = shared_from_this()] { return self->run(); }, rethrow);
+}
+
+void RelayLink::stop() {
+  stopped_ = true;
+  callbacks_ = {};
+  if (channel_) channel_->close();
+  sleep_.notify();
+}
+
+void RelayLink::reconnect_now() {
+  if (stopped_) return;
+  reconnect_ = true;
+  backoff_.reset();
+  if (channel_) channel_->close();
+  sleep_.notify();
+}
+
+asio::awaitable<void> RelayLink::run() {
+  auto self = shared_from_this();
+  while (!stopped_) {
+    reconnect_ = false;
+    auto ec = co_await listen_once();
+    if (up_) {
+      up_ = false;
+      backoff_.connection_ended(Clock::now() - up_since_);
+    }
+    if (stopped_) break;
+    if (reconnect_) continue;  // reconnect_now(): at once, with a fresh backoff
+    const auto delay = backoff_.next_delay();
+    log_.info("relay_down", tags(),
+              {{"relay", ticket_.address.to_string()}, {"error", ec}, {"retry_ms", delay}});
+    if (callbacks_.on_down) callbacks_.on_down(ec, delay);
+    const auto until = Clock::now() + delay;
+    while (!stopped_ && !reconnect_ && Clock::now() < until) co_await sleep_.wait(until);
+  }
+}
+
+// One listener connection, from the TCP connect to its end; returns why it ended.
+asio::awaitable<std::error_code> RelayLink::listen_once() {
+  const Deadline deadline = Clock::now() + options_.attempt_timeout;
+  std::optional<Channel> channel;
+  auto ec = co_await open_relay_channel(ticket_, *self_, Listen{}, deadline, channel);
+  if (ec) co_return ec;
+  if (stopped_ || reconnect_) {
+    channel->close();
+    co_return std::make_error_code(std::errc::operation_canceled);
+  }
+  channel_ = std::move(channel);
+  pong_due_.reset();
+  rejects_due_.clear();
+  ec = co_await await_listen_ok(deadline);
+  if (!ec && !stopped_) {
+    up_ = true;
+    up_since_ = Clock::now();
+    log_.info("relay_up", tags(), {{"relay", ticket_.address.to_string()}});
+    if (callbacks_.on_up) callbacks_.on_up();
+    ec = co_await serve();
+  }
+  channel_->close();
+  channel_.reset();
+  co_return ec;
+}
+
+asio::awaitable<std::error_code> RelayLink::await_listen_ok(Deadline deadline) {
+  Keepalive unused(Clock::now());
+  for (;;) {
+    Message message;
+    const auto ec = co_await channel_->receive(message, deadline);
+    if (ec == errc::channel_closed) co_return relay_close_error(message.close_reason);
+    if (ec) co_return attempt_error(ec);
+    if (message.kind != FrameKind::control) {
+      if (auto error = co_await handle(message, unused)) co_return error;
+      continue;
+    }
+    const auto decoded = try_decode_relay_message(message.body);
+    if (!decoded) co_return errc::protocol_error;
+    if (std::holds_alternative<ListenOk>(*decoded)) co_return std::error_code{};
+    if (const auto* refused = std::get_if<Refused>(&*decoded)) {
+      co_return to_error_code(refused->reason);
+    }
+    co_return errc::protocol_error;
+  }
+}
+
+// The listener's life: one coroutine that sends what is due, then receives until the next
+// keepalive decision (a receive timeout loses nothing, so it can be resumed).
+asio::awaitable<std::error_code> RelayLink::serve() {
+  Keepalive keepalive(Clock::now(), options_.keepalive_interval, options_.dead_peer_timeout);
+  Message message;
+  for (;;) {
+    if (stopped_ || reconnect_) co_return std::make_error_code(std::errc::operation_canceled);
+    auto write_deadline = [this] { return Clock::now() + options_.write_stall; };
+    for (const auto& from : std::exchange(rejects_due_, {})) {
+      const auto bytes = encode(RejectConnection{from});
+      if (auto ec = co_await channel_->send(FrameKind::control, bytes, write_deadline())) {
+        co_return ec;
+      }
+    }
+    if (pong_due_) {
+      const PingToken token = *std::exchange(pong_due_, std::nullopt);
+      if (auto ec = co_await channel_->send(FrameKind::pong, token, write_deadline())) co_return ec;
+    }
+    const auto now = Clock::now();
+    const auto action = keepalive.poll(now);
+    if (action == Keepalive::Action::peer_dead) {
+      co_await channel_->send_close(CloseReason::dead_peer, {}, write_deadline());
+      co_return errc::peer_gone;
+    }
+    if (action == Keepalive::Action::send_ping) {
+      const PingToken token = keepalive.ping_sent(now);
+      if (auto ec = co_await channel_->send(FrameKind::ping, token, write_deadline())) co_return ec;
+    }
+    const Deadline until = keepalive.next_wakeup();
+    auto ec = co_await channel_->receive(message, until);
+    if (ec == errc::timeout && Clock::now() >= until) continue;  // time for a keepalive check
+    if (ec == errc::channel_closed) {
+      log_.info("relay_closed", tags(), {{"reason", close_reason_name(message.close_reason)}});
+      co_return relay_close_error(message.close_reason);
+    }
+    if (ec) co_return ec;
+    keepalive.on_frame_received(Clock::now());
+    if (auto error = co_await handle(message, keepalive)) {
+      co_await channel_->send_close(CloseReason::protocol_error, {}, write_deadline());
+      co_return error;
+    }
+  }
+}
+
+asio::awaitable<std::error_code> RelayLink::handle(const Message& message, Keepalive& keepalive) {
+  switch (message.kind) {
+    case FrameKind::ping:
+      pong_due_.emplace();
+      std::copy(message.body.begin(), message.body.end(), pong_due_->begin());
+      co_return std::error_code{};
+    case FrameKind::pong: {
+      PingToken token{};
+      std::copy(message.body.begin(), message.body.end(), token.begin());
+      if (const auto rtt = keepalive.pong_received(token, Clock::now())) {
+        rtt_ = *rtt;
+        if (callbacks_.on_rtt) callbacks_.on_rtt(*rtt);
+      }
+      co_return std::error_code{};
+    }
+    case FrameKind::control: {
+      const auto decoded = try_decode_relay_message(message.body);
+      const auto* incoming = decoded ? std::get_if<IncomingConnection>(&*decoded) : nullptr;
+      if (incoming == nullptr) co_return errc::protocol_error;
+      log_.debug("incoming", tags(), {{"from", incoming->from}});
+      const auto decision = callbacks_.on_incoming ? callbacks_.on_incoming(incoming->from)
+                                                   : IncomingDecision::reject;
+      if (decision == IncomingDecision::reject) rejects_due_.push_back(incoming->from);
+      co_return std::error_code{};
+    }
+    default: co_return errc::protocol_error;
+  }
+}
+
+}  // namespace strelay

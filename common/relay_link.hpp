@@ -1,0 +1,135 @@
+// A node's connections to one relay: opening a hop connection from a relay ticket, waiting for
+// a pairing's outcome, and the listener's long-lived connection with its reconnection loop.
+//
+// Hop connection (docs/protocol.md sections 2 and 4): DNS, TCP, then the relay handshake pinned
+// to the ticket's key, with the first request (Listen, Connect or Accept) in msg3. A relay that
+// does not hold the ticket's key is detected at msg2, before this node's identity is sent.
+//
+// RelayLink keeps one listener connection open on one relay:
+//
+//   connect + Listen ── ListenOk ── up: answer pings, ping when quiet, report
+//      ^                              IncomingConnection{from} to the node, send its
+//      |                              RejectConnection{from}; down on close, error, dead relay
+//      └── sleep: Backoff (full jitter, cap; reset after a stable listen) ──┘
+//
+// Timers of a link (all from LinkOptions): the attempt deadline (DNS + TCP + handshake +
+// ListenOk), the keepalive interval and dead-relay timeout while up, the write deadline of each
+// frame, and the backoff sleep. A relay restart, a network change (detected by the keepalive),
+// a replaced listen or a refused one all lead back to the sleep; reconnect_now() cuts it short.
+//
+// Ownership: a link runs one coroutine on its executor; stop() and reconnect_now() are called
+// on that executor. The coroutine holds a shared_ptr to the link, so the link lives until the
+// coroutine has seen stop(). Callbacks run on the executor and must not call stop() on the link
+// that called them (they may flag it for later).
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <system_error>
+#include <vector>
+
+#include "common/backoff.hpp"
+#include "common/channel.hpp"
+#include "common/keys.hpp"
+#include "common/log.hpp"
+#include "common/messages.hpp"
+#include "common/tickets.hpp"
+#include "common/wakeup.hpp"
+
+namespace strelay {
+
+// Opens a hop connection to `relay` with `request` as the first request, all before `deadline`.
+// Errors: relay_unreachable (no address, no TCP connection, or the relay closed or fell silent
+// before msg2), relay_identity_mismatch (the relay does not hold the ticket's key; our identity
+// was not sent), unsupported_version, handshake_failed.
+boost::asio::awaitable<std::error_code> open_relay_channel(const RelayTicket& relay,
+                                                           const Identity& self,
+                                                           const NodeMessage& request,
+                                                           Deadline deadline,
+                                                           std::optional<Channel>& out);
+
+// Waits for the one outcome of a Connect or an Accept, sending nothing meanwhile (a pending
+// connector must stay silent). Connected: no error and `peer` set; the channel is then between
+// frames, ready for release_socket(). Refused: its error (errc::not_found, rejected, ...). A
+// close from the relay: channel_closed (or not_allowed, peer_gone, ...). errc::timeout at the
+// deadline; errc::protocol_error for any other message.
+boost::asio::awaitable<std::error_code> await_pairing(Channel& channel, Deadline deadline,
+                                                      PublicKey& peer);
+
+// What a relay's close of a listener connection means ("replaced", "shutdown": see the log).
+std::error_code relay_close_error(CloseReason reason);
+// A stable name for logs ("replaced").
+const char* close_reason_name(CloseReason reason);
+
+struct LinkOptions {
+  BackoffOptions backoff{};
+  std::chrono::milliseconds attempt_timeout = node_connect_timeout;  // through ListenOk
+  std::chrono::milliseconds keepalive_interval = strelay::keepalive_interval;
+  std::chrono::milliseconds dead_peer_timeout = strelay::dead_peer_timeout;
+  std::chrono::milliseconds write_stall = write_stall_timeout;
+};
+
+enum class IncomingDecision {
+  accept,  // the node opens an Accept connection itself
+  reject,  // the link sends RejectConnection{from}: the connector gets Refused{rejected}
+  ignore,  // left pending (the node is full): the relay's TTL ends it
+};
+
+struct LinkCallbacks {
+  std::function<void()> on_up;
+  // After each failed attempt or lost connection, with the delay before the next attempt.
+  std::function<void(std::error_code why, std::chrono::milliseconds retry_in)> on_down;
+  std::function<IncomingDecision(const PublicKey& from)> on_incoming;
+  std::function<void(std::chrono::steady_clock::duration rtt)> on_rtt;
+};
+
+class RelayLink : public std::enable_shared_from_this<RelayLink> {
+ public:
+  RelayLink(boost::asio::any_io_executor executor, RelayTicket ticket,
+            std::shared_ptr<const Identity> self, LinkOptions options, LinkCallbacks callbacks,
+            Logger& log, Backoff::Random random = {});
+  RelayLink(const RelayLink&) = delete;
+  RelayLink& operator=(const RelayLink&) = delete;
+
+  void start();
+  // Ends the connection and the loop; no callback is made after this returns.
+  void stop();
+  // A network change: drop the connection (it may be dead without our knowing), reset the
+  // backoff and reconnect now.
+  void reconnect_now();
+
+  const RelayTicket& ticket() const { return ticket_; }
+  bool up() const { return up_; }
+  std::optional<std::chrono::steady_clock::duration> rtt() const { return rtt_; }
+
+ private:
+  boost::asio::awaitable<void> run();
+  boost::asio::awaitable<std::error_code> listen_once();
+  boost::asio::awaitable<std::error_code> await_listen_ok(Deadline deadline);
+  boost::asio::awaitable<std::error_code> serve();
+  boost::asio::awaitable<std::error_code> handle(const Message& message, Keepalive& keepalive);
+  LogTags tags() const { return {0, ticket_.public_key}; }
+
+  boost::asio::any_io_executor executor_;
+  RelayTicket ticket_;
+  std::shared_ptr<const Identity> self_;
+  LinkOptions options_;
+  LinkCallbacks callbacks_;
+  Logger& log_;
+  Backoff backoff_;
+  Wakeup sleep_;
+  std::optional<Channel> channel_;  // the current listener connection (owned by run())
+  std::optional<PingToken> pong_due_;
+  std::vector<PublicKey> rejects_due_;
+  std::optional<std::chrono::steady_clock::duration> rtt_;
+  bool stopped_ = false;
+  bool up_ = false;
+  std::chrono::steady_clock::time_point up_since_{};
+  bool reconnect_ = false;  // reconnect_now() was called
+};
+
+}  // namespace strelay

@@ -1,0 +1,147 @@
+// The end-to-end stream: what an application reads and writes once two nodes are paired.
+//
+// After the relay's Connected, a tunnel connection is a raw pipe. The two nodes run the same
+// preamble and XK1sig handshake through it (the connector is the initiator and pins the
+// listener's key; the listener checks the initiator's key), then exchange transport frames
+// (common/transport) whose kinds mean, end to end (docs/node-library.md, "Stream framing"):
+//
+//   data, non-empty body   application bytes, in order
+//   data, empty body       end of data from the sender (a half-close); no data frame follows
+//   ping / pong            keepalive and round-trip time (8-byte token echoed)
+//   close{reason}          the sender is done with the stream in both directions
+//   control                never valid end to end: a protocol error
+//
+// A relay (or anyone on the path) that flips, injects, drops or reorders a byte makes a frame
+// fail to authenticate: the stream then ends with errc::decrypt_failed after handing over only
+// the bytes of frames that authenticated before it. Corrupt data is never delivered.
+//
+// Concurrency: a Stream runs one reader and one writer coroutine on the executor of its socket.
+// The application calls read_some(), write(), shutdown_send() and close() from that executor,
+// at most one read_some() and one write()/shutdown_send() at a time (a reader and a writer, as
+// with a socket). The reader owns the receive buffer's tail, read_some() its head; the writer
+// owns the channel's send side, and pings are answered by the writer, never by the reader, so
+// a reader never waits on a blocked writer (two nodes writing at once cannot deadlock).
+//
+// Backpressure: received bytes wait in a buffer of receive_buffer_bytes; when it is full the
+// reader stops reading the socket, so the peer is slowed by TCP and the relay, never dropped.
+// An application that stops reading for longer than the relay's write-stall limit (30 s) loses
+// the stream (the relay ends the tunnel as stalled).
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <system_error>
+
+#include "common/channel.hpp"
+#include "common/keys.hpp"
+#include "common/protocol.hpp"
+
+namespace strelay {
+
+struct StreamOptions {
+  // A ping after this much silence from the peer; the peer is gone after dead_peer_timeout.
+  std::chrono::milliseconds keepalive_interval = strelay::keepalive_interval;
+  std::chrono::milliseconds dead_peer_timeout = strelay::dead_peer_timeout;
+  // A frame that the peer (or the relay) does not take within this ends the stream.
+  std::chrono::milliseconds write_stall = write_stall_timeout;
+  // How long close() waits for the peer's own close before dropping the socket.
+  std::chrono::milliseconds close_linger = stream_close_linger;
+  // Received bytes held for the application (at least one frame body is always allowed).
+  std::size_t receive_buffer_bytes = stream_receive_buffer_bytes;
+};
+
+// Called on the stream's executor. on_end is called once, when the stream is over: with no
+// error after a clean end (both sides sent their end of data, or this side chose to close),
+// otherwise with the error that ended it.
+struct StreamHooks {
+  std::function<void(std::chrono::steady_clock::duration rtt)> on_rtt;
+  std::function<void(std::error_code)> on_end;
+};
+
+struct StreamStats {
+  std::uint64_t bytes_sent = 0;      // application bytes handed to the transport
+  std::uint64_t bytes_received = 0;  // application bytes handed to read_some()
+  std::optional<std::chrono::steady_clock::duration> rtt;  // the last measured round trip
+};
+
+struct ReadResult {
+  std::error_code error;
+  std::size_t bytes = 0;
+  // The peer's end of data: no error and nothing read.
+  bool eof() const { return !error && bytes == 0; }
+};
+
+class Stream {
+ public:
+  // The largest write that goes out as one frame; larger writes are split.
+  static constexpr std::size_t max_frame_data = max_frame_body_bytes;
+
+  // Takes an established end-to-end channel and starts its reader and writer. The stream
+  // sends one ping at once, so a round-trip time is known early.
+  explicit Stream(Channel channel, StreamOptions options = {}, StreamHooks hooks = {});
+  Stream(Stream&&) noexcept;
+  Stream& operator=(Stream&&) noexcept;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  // Aborts (no close message) if the stream is still open: call close() to end it politely.
+  ~Stream();
+
+  const PublicKey& peer() const;
+
+  // Up to out.size() bytes. bytes > 0; or eof() once the peer has sent its end of data; or an
+  // error: decrypt_failed or protocol_error (integrity; nothing after the failure is ever
+  // delivered), channel_closed (the peer closed before its end of data, or we closed),
+  // aborted (the tunnel ended without a close), peer_gone (no keepalive answer in time), or
+  // the peer's close reason as a code (not_allowed, timeout, ...).
+  boost::asio::awaitable<ReadResult> read_some(std::span<std::uint8_t> out);
+  // Writes all of `bytes` (in frames of at most max_frame_data); returns when the last frame is
+  // on its way. channel_closed once this side sent its end of data or closed, or the peer
+  // closed; otherwise the error that ended the stream.
+  boost::asio::awaitable<std::error_code> write(std::span<const std::uint8_t> bytes);
+  // Sends the end of data (half-close); reading goes on until the peer's end of data.
+  boost::asio::awaitable<std::error_code> shutdown_send();
+  // Sends close{reason}, waits (close_linger at most) for the peer's close, closes the socket.
+  // Returns the stream's outcome: no error after a clean end or a close of our own before any
+  // failure, else the error that ended it.
+  boost::asio::awaitable<std::error_code> close(CloseReason reason = CloseReason::normal,
+                                                std::string_view detail = {});
+  // Ends at once: the socket is closed, the peer sees an abort.
+  void abort();
+  // Sends a ping now (the RTT arrives through StreamHooks::on_rtt and stats()).
+  void ping();
+
+  StreamStats stats() const;
+  // True once the stream is over (closed, aborted or failed) and its socket is closed.
+  bool finished() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// The end-to-end handshakes, on a tunnel's raw socket (after Connected and release_socket()).
+//
+// Connector: the initiator, pinned to `listener`. A responder that does not hold that key ends
+// the handshake at msg2 with errc::peer_identity_mismatch, before our identity is sent.
+boost::asio::awaitable<std::error_code> connect_stream_handshake(tcp::socket& socket,
+                                                                 const Identity& self,
+                                                                 const PublicKey& listener,
+                                                                 Deadline deadline,
+                                                                 std::optional<Channel>& out);
+
+// Listener: the responder. The initiator must be `announced` (the key of IncomingConnection
+// and Connected: errc::peer_identity_mismatch otherwise, a relay lying about who connects)
+// and a friend (errc::not_allowed); msg3 must carry no payload (errc::protocol_error). On these
+// failures the initiator gets an authenticated close saying why.
+boost::asio::awaitable<std::error_code> accept_stream_handshake(
+    tcp::socket& socket, const Identity& self, const PublicKey& announced,
+    const std::function<bool(const PublicKey&)>& is_friend, Deadline deadline,
+    std::optional<Channel>& out);
+
+}  // namespace strelay
