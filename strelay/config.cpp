@@ -285,6 +285,10 @@ void setup_relay_options(CLI::App& app, RelayOptions& o) {
   app.add_option("--allow", o.allow_file,
                  "Allowlist file: only these node keys may listen, connect or accept (a private relay)")
       ->type_name("FILE");
+  app.add_option("--threads", o.threads, "Worker threads, each with its own event loop (0: one per core)")
+      ->check(CLI::Range(0u, 256u))
+      ->capture_default_str()
+      ->type_name("N");
   setup_limits(app, o.limits);
 }
 

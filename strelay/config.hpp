@@ -63,6 +63,7 @@ struct RelayOptions {
   LogLevel log_level = LogLevel::info;
   std::optional<boost::asio::ip::tcp::endpoint> metrics_addr;  // empty: no HTTP endpoint
   std::string allow_file;                                   // empty: a public relay
+  unsigned threads = 0;                                     // worker threads; 0: one per core
   RelayLimits limits;
 };
 

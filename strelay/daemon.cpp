@@ -9,6 +9,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/qr.hpp"
@@ -39,6 +40,7 @@ ServerSettings to_server_settings(const RelayOptions& options, std::uint64_t nof
   const auto& l = options.limits;
   ServerSettings s;
   s.listen = options.laddr;
+  s.threads = options.threads;
   s.admission.connections_total = effective_max_connections(l, nofile);
   s.admission.pending_total = l.max_pending_handshakes;
   s.admission.pending_per_source = l.max_pending_per_source;
@@ -60,7 +62,10 @@ ServerSettings to_server_settings(const RelayOptions& options, std::uint64_t nof
 
 std::optional<Allowlist> load_allowed_keys(const RelayOptions& options) {
   if (options.allow_file.empty()) return std::nullopt;
-  return load_allowlist(options.allow_file);
+  std::vector<std::string> warnings;
+  auto list = load_allowlist(options.allow_file, &warnings);
+  for (const auto& warning : warnings) process_logger().warn("allowlist", {}, {{"warning", warning}});
+  return list;
 }
 
 std::string public_ticket(const RelayOptions& options, const PublicKey& key) {
@@ -95,6 +100,12 @@ StatusInfo status_info(const RelayOptions& options, const PublicKey& key, const 
   for (const auto& endpoint : bound) info.listen_addresses.push_back(endpoint_to_string(endpoint));
   info.start_time = std::chrono::system_clock::now();
   info.limits = describe_limits(options.limits);
+  // Show the connection cap in force, not the flag's 0.
+  for (auto& [name, value] : info.limits) {
+    if (name == "max-connections") {
+      value = std::to_string(effective_max_connections(options.limits, raise_nofile_limit()));
+    }
+  }
   return info;
 }
 
@@ -105,6 +116,18 @@ std::unique_ptr<HttpServer> start_http(Server& server, const RelayOptions& optio
   http->start();
   server.on_drain([raw = http.get()] { raw->stop(); });
   return http;
+}
+
+void start_log_summaries(Server& server) {
+  auto loop = [&server]() -> asio::awaitable<void> {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (!server.draining()) {
+      timer.expires_after(log_summary_interval);
+      co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+      server.log().flush_suppressed();
+    }
+  };
+  asio::co_spawn(server.control_executor(), std::move(loop), asio::detached);
 }
 
 void handle_signals(Server& server, int argc, const char* const* argv,

@@ -46,6 +46,9 @@ StatusInfo status_info(const RelayOptions& options, const PublicKey& key, const 
 // It is stopped when the server starts draining.
 std::unique_ptr<HttpServer> start_http(Server& server, const RelayOptions& options, StatusInfo info);
 
+// Every log_summary_interval, writes a summary of log lines suppressed by rate limiting.
+void start_log_summaries(Server& server);
+
 // SIGTERM/SIGINT drain the server; SIGHUP re-reads the flags (and the config file), then
 // reloads the limits and the allowlist, keeping the old ones when anything is wrong.
 // `on_reload` then sees the new options (the status page shows the new limits).

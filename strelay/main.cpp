@@ -44,7 +44,9 @@ int main(int argc, char** argv) {
       std::cout << ticket << "\n"
                 << render_terminal(QrCode::encode(ticket), TerminalStyle::ansi_colors) << std::flush;
     }
+    start_log_summaries(server);
     server.run();
+    log.flush_suppressed();
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "strelay: " << e.what() << std::endl;

@@ -206,7 +206,7 @@ TEST_CASE("the example config documents every option with its default") {
       CHECK_MESSAGE(text.find("# " + line + option->get_default_str() + "\n") != std::string::npos, name);
     }
   }
-  CHECK(checked == 21);  // 7 general options and 14 limits
+  CHECK(checked == 22);  // 8 general options and 14 limits
 }
 
 TEST_CASE("config file mistakes are one-line errors") {
