@@ -388,3 +388,49 @@ TEST_CASE("keepalive: a ping after each interval of silence, dead after the time
     CHECK(k.poll(t0 + 45s) == Keepalive::Action::peer_dead);
   }
 }
+
+namespace {
+
+Bytes from_hex(std::string_view hex) {
+  Bytes out;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<std::uint8_t>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
+  }
+  return out;
+}
+
+CipherState cipher_from_hex(std::string_view hex) {
+  const auto key = from_hex(hex);
+  return CipherState(std::span<const std::uint8_t, key_bytes>(key.data(), key_bytes),
+                     Cipher::chachapoly);
+}
+
+}  // namespace
+
+TEST_CASE("the example frames of docs/protocol.md section 3.7 are reproduced byte for byte") {
+  // k1 and k2: init_send_key and resp_send_key of tests/vectors/strelay-xk1sig.json.
+  constexpr std::string_view k1 = "bd6e3ba38297195feac06ce02d7fa8f0ca93111f664d6460f056bda5b920734e";
+  constexpr std::string_view k2 = "f4b0133a2a9134ff1f55b8aaacc1a7e590e9935fcb7b0032920ca85a4fd0911f";
+  Transport node{cipher_from_hex(k1), cipher_from_hex(k2)};
+  Transport relay{cipher_from_hex(k2), cipher_from_hex(k1)};
+  const Bytes token{0, 1, 2, 3, 4, 5, 6, 7};
+  Bytes frame;
+  REQUIRE(!node.seal(FrameKind::ping, token, frame));
+  CHECK(frame == from_hex("0019cdb2e743b59b3c7ec2c3dbd5e9e55cc81c0b6e69b854421222"));
+  REQUIRE(!relay.seal(FrameKind::pong, token, frame));
+  CHECK(frame == from_hex("0019e76564d9062599bf1f18f68c95d0563d2957a319feb289c1bd"));
+  REQUIRE(!node.seal(FrameKind::data, bytes_of("hello"), frame));
+  CHECK(frame == from_hex("0016d88de1ac22349076af3de1bc2c748bc1483c03bb54a4"));
+  REQUIRE(!node.seal_close(CloseReason::normal, "bye", frame));
+  CHECK(frame == from_hex("001554fd4bd88eee43436f7918d6e236c5fe227f08bc32"));
+  // And the relay opens the node's three frames in order.
+  Opened got;
+  Bytes storage;
+  for (auto hex : {"cdb2e743b59b3c7ec2c3dbd5e9e55cc81c0b6e69b854421222",
+                   "d88de1ac22349076af3de1bc2c748bc1483c03bb54a4",
+                   "54fd4bd88eee43436f7918d6e236c5fe227f08bc32"}) {
+    CHECK(!open_copy(relay, from_hex(hex), got, storage));
+  }
+  CHECK(got.kind == FrameKind::close);
+  CHECK(got.close_detail == "bye");
+}
