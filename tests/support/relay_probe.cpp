@@ -1,0 +1,537 @@
+#include "support/relay_probe.hpp"
+
+#include <arpa/inet.h>
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sodium.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "common/identity_file.hpp"
+#include "common/preamble.hpp"
+
+extern char** environ;
+
+namespace strelay::test {
+
+namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
+
+std::string read_file_text(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The fields after the ")" of /proc/PID/stat (field 3, the state, is index 0).
+std::vector<std::string> stat_fields(pid_t pid) {
+  const auto text = read_file_text("/proc/" + std::to_string(pid) + "/stat");
+  std::vector<std::string> out;
+  const auto close = text.rfind(')');
+  if (close == std::string::npos) return out;
+  std::istringstream in(text.substr(close + 1));
+  for (std::string field; in >> field;) out.push_back(field);
+  return out;
+}
+
+sockaddr_in ipv4(const std::string& address, unsigned short port) {
+  sockaddr_in out{};
+  out.sin_family = AF_INET;
+  out.sin_port = htons(port);
+  ::inet_pton(AF_INET, address.c_str(), &out.sin_addr);
+  return out;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- reading the relay
+
+std::string to_string(const Gauges& g) {
+  std::ostringstream out;
+  out << "connections=" << g.connections << " pending_handshakes=" << g.pending_handshakes
+      << " listeners=" << g.listeners << " half_tunnels=" << g.half_tunnels << " tunnels=" << g.tunnels
+      << " tunnel_buffered_bytes=" << g.tunnel_buffered_bytes << " open_fds=" << g.open_fds;
+  return out.str();
+}
+
+unsigned short parse_metrics_port(const std::string& log) {
+  static const std::regex metrics("metrics http://127\\.0\\.0\\.1:([0-9]+)/");
+  std::smatch match;
+  if (!std::regex_search(log, match, metrics)) return 0;
+  return static_cast<unsigned short>(std::stoi(match[1]));
+}
+
+Probe::Probe(const RelayProcess& relay) : pid_(relay.pid()), port_(parse_metrics_port(relay.log())) {
+  REQUIRE_MESSAGE(port_ != 0, "strelay was started without --metrics-addr 127.0.0.1:0");
+}
+
+std::optional<HttpReply> Probe::get(std::string_view path, std::chrono::milliseconds timeout) const {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  const auto to = ipv4("127.0.0.1", port_);
+  std::string raw;
+  const std::string request =
+      "GET " + std::string(path) + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 0 &&
+            ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size());
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (ok && std::chrono::steady_clock::now() < until) {
+    char buf[16384];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n == 0) break;
+    if (n < 0) {
+      ok = false;
+      break;
+    }
+    raw.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  const auto head_end = raw.find("\r\n\r\n");
+  if (!ok || head_end == std::string::npos || raw.compare(0, 9, "HTTP/1.1 ") != 0) return std::nullopt;
+  HttpReply reply;
+  reply.status = std::atoi(raw.c_str() + 9);
+  reply.headers = raw.substr(0, head_end);
+  reply.body = raw.substr(head_end + 4);
+  return reply;
+}
+
+nlohmann::json Probe::status() const {
+  std::optional<HttpReply> reply;
+  // The HTTP endpoint may be briefly out of descriptors in the fd tests: retry a little.
+  for (int i = 0; i < 50 && !(reply && reply->status == 200); ++i) {
+    if (i > 0) std::this_thread::sleep_for(100ms);
+    reply = get("/status");
+  }
+  REQUIRE_MESSAGE((reply && reply->status == 200), "/status did not answer");
+  auto json = nlohmann::json::parse(reply->body, nullptr, false);
+  REQUIRE_FALSE(json.is_discarded());
+  return json;
+}
+
+Gauges Probe::gauges() const {
+  const auto j = status();
+  const auto& g = j.at("gauges");
+  Gauges out;
+  out.connections = g.at("connections").get<std::int64_t>();
+  out.pending_handshakes = g.at("pending_handshakes").get<std::int64_t>();
+  out.listeners = g.at("listeners").get<std::int64_t>();
+  out.half_tunnels = g.at("half_tunnels").get<std::int64_t>();
+  out.tunnels = g.at("tunnels").get<std::int64_t>();
+  out.tunnel_buffered_bytes = g.at("tunnel_buffered_bytes").get<std::int64_t>();
+  out.open_fds = j.at("process").at("open_fds").get<std::int64_t>();
+  return out;
+}
+
+std::uint64_t Probe::counter(std::string_view family, std::string_view label) const {
+  const auto j = status();
+  const auto& c = j.at("counters").at(std::string(family));
+  return label.empty() ? c.get<std::uint64_t>() : c.at(std::string(label)).get<std::uint64_t>();
+}
+
+std::int64_t Probe::gauge(std::string_view name) const {
+  return status().at("gauges").at(std::string(name)).get<std::int64_t>();
+}
+
+double Probe::cpu_seconds() const {
+  const auto fields = stat_fields(pid_);
+  REQUIRE(fields.size() > 12);
+  const double ticks = static_cast<double>(std::stoull(fields[11]) + std::stoull(fields[12]));
+  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+std::int64_t Probe::rss_bytes() const {
+  std::istringstream in(read_file_text("/proc/" + std::to_string(pid_) + "/statm"));
+  std::int64_t size = 0;
+  std::int64_t resident = -1;
+  in >> size >> resident;
+  REQUIRE(resident >= 0);
+  return resident * static_cast<std::int64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+bool Probe::wait_for_gauges(const Gauges& baseline, std::chrono::milliseconds limit, Gauges& last) const {
+  return eventually(
+      [&] {
+        last = gauges();
+        return last == baseline;
+      },
+      limit);
+}
+
+Gauges Probe::settled_gauges(std::chrono::milliseconds limit) const {
+  Gauges previous = gauges();
+  Gauges current = previous;
+  const bool settled = eventually(
+      [&] {
+        std::this_thread::sleep_for(100ms);
+        previous = std::exchange(current, gauges());
+        return current == previous && current.pending_handshakes == 0 && current.tunnel_buffered_bytes == 0;
+      },
+      limit);
+  REQUIRE_MESSAGE(settled, "the relay's gauges did not settle: " << to_string(current));
+  return current;
+}
+
+std::string relay_seed(const std::filesystem::path& ident_file) {
+  auto json = nlohmann::json::parse(read_file_text(ident_file), nullptr, false);
+  REQUIRE_FALSE(json.is_discarded());
+  const auto seed = json.at("privateKey").get<std::string>();
+  REQUIRE(seed.size() == 43);
+  return seed;
+}
+
+std::uint64_t raise_test_nofile_limit() {
+  rlimit limit{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &limit) == 0);
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  return limit.rlim_cur;
+}
+
+// ---------------------------------------------------------------- raw connections
+
+RawSocket::RawSocket(const std::string& source, const tcp::endpoint& to) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) {
+    error_ = errno;
+    return;
+  }
+  const auto from = ipv4(source, 0);
+  const auto dest = ipv4(to.address().to_string(), to.port());
+  if (::bind(fd_, reinterpret_cast<const sockaddr*>(&from), sizeof from) != 0 ||
+      ::connect(fd_, reinterpret_cast<const sockaddr*>(&dest), sizeof dest) != 0) {
+    error_ = errno;
+    close();
+    return;
+  }
+  ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+}
+
+RawSocket& RawSocket::operator=(RawSocket&& other) noexcept {
+  if (this != &other) {
+    close();
+    fd_ = std::exchange(other.fd_, -1);
+    error_ = other.error_;
+  }
+  return *this;
+}
+
+bool RawSocket::peer_closed() {
+  if (fd_ < 0) return true;
+  for (;;) {
+    char buf[4096];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) continue;  // e.g. msg2 after a msg1: not a close
+    if (n == 0) return true;
+    if (errno == EINTR) continue;
+    return errno != EAGAIN && errno != EWOULDBLOCK;
+  }
+}
+
+bool RawSocket::wait_peer_closed(std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (peer_closed()) return true;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN | POLLRDHUP, 0};
+    ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 100)));
+  }
+}
+
+std::int64_t RawSocket::send_some(std::span<const std::uint8_t> bytes) {
+  if (fd_ < 0) return -1;
+  const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n >= 0) return n;
+  return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+}
+
+void RawSocket::set_receive_buffer(int bytes) {
+  if (fd_ >= 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+}
+
+void RawSocket::close() {
+  if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+}
+
+std::vector<std::uint8_t> preamble_and_msg1() {
+  std::vector<std::uint8_t> out(current_preamble.begin(), current_preamble.end());
+  std::array<std::uint8_t, crypto_scalarmult_SCALARBYTES> secret{};
+  std::array<std::uint8_t, crypto_scalarmult_BYTES> ephemeral{};
+  randombytes_buf(secret.data(), secret.size());
+  REQUIRE(crypto_scalarmult_base(ephemeral.data(), secret.data()) == 0);
+  sodium_memzero(secret.data(), secret.size());
+  out.push_back(0);
+  out.push_back(static_cast<std::uint8_t>(ephemeral.size()));
+  out.insert(out.end(), ephemeral.begin(), ephemeral.end());
+  return out;
+}
+
+// ---------------------------------------------------------------- protocol connections
+
+asio::awaitable<RelayConnection> open_connection_from(const asio::ip::address& source, const RelayAddress& relay,
+                                                      const Identity& self, const NodeMessage& request,
+                                                      std::chrono::milliseconds timeout) {
+  RelayConnection out;
+  tcp::socket socket(co_await asio::this_coro::executor);
+  boost::system::error_code ec;
+  socket.open(tcp::v4(), ec);
+  if (!ec) socket.bind(tcp::endpoint(source, 0), ec);
+  if (!ec) std::tie(ec) = co_await socket.async_connect(relay.endpoint, await_tuple);
+  if (ec) {
+    out.error = ec;
+    co_return out;
+  }
+  const auto payload = encode(request);
+  out.error = co_await connect_handshake(socket, self, relay.key, payload,
+                                         std::chrono::steady_clock::now() + timeout, out.channel);
+  co_return out;
+}
+
+asio::awaitable<bool> with_timeout(asio::awaitable<void> op, std::chrono::milliseconds limit) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  timer.expires_after(limit);
+  auto result = co_await (std::move(op) || timer.async_wait(await_tuple));
+  co_return result.index() == 0;
+}
+
+// ---------------------------------------------------------------- the canary
+
+Canary::Canary(const RelayAddress& relay, const std::string& source) {
+  asio::co_spawn(ioc_, run(relay, asio::ip::make_address(source)), [this](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      fail(std::string("exception: ") + ex.what());
+    }
+  });
+  thread_ = std::thread([this] { ioc_.run(); });
+  const bool paired = eventually([this] { return ready_.load() || failures_.load() > 0; }, 20s) && ready_.load();
+  if (!paired || !round_trips(2)) {
+    const auto why = error();
+    stop();
+    FAIL("the canary could not pair and exchange bytes: " << why);
+  }
+}
+
+Canary::~Canary() { stop(); }
+
+void Canary::stop() {
+  stopping_ = true;
+  ioc_.stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::string Canary::error() const {
+  std::lock_guard lock(mutex_);
+  return error_;
+}
+
+void Canary::fail(const std::string& what) {
+  if (stopping_.load()) return;
+  std::lock_guard lock(mutex_);
+  if (error_.empty()) error_ = what;
+  failures_.fetch_add(1);
+}
+
+bool Canary::round_trips(int n, std::chrono::milliseconds limit) {
+  const int target = completed_.load() + n;
+  eventually([&] { return completed_.load() >= target || failures_.load() > 0; }, limit);
+  return failures_.load() == 0 && completed_.load() >= target;
+}
+
+asio::awaitable<void> Canary::run(RelayAddress relay, asio::ip::address source) {
+  const auto listener_id = Identity::generate();
+  const auto connector_id = Identity::generate();
+  auto expect = [this](const Received& r, auto tag, const char* what) {
+    using T = decltype(tag);
+    if (r.message && std::holds_alternative<T>(*r.message)) return true;
+    fail(std::string("canary expected ") + what + ", got error " + r.error.message());
+    return false;
+  };
+  auto l = co_await open_connection_from(source, relay, listener_id, Listen{});
+  if (l.error) co_return fail("canary listener: " + l.error.message());
+  if (!expect(co_await next_message(*l.channel), ListenOk{}, "ListenOk")) co_return;
+  auto c = co_await open_connection_from(source, relay, connector_id, Connect{listener_id.public_key()});
+  if (c.error) co_return fail("canary connector: " + c.error.message());
+  if (!expect(co_await next_message(*l.channel), IncomingConnection{}, "IncomingConnection")) co_return;
+  auto a = co_await open_connection_from(source, relay, listener_id, Accept{connector_id.public_key()});
+  if (a.error) co_return fail("canary acceptor: " + a.error.message());
+  if (!expect(co_await next_message(*a.channel), Connected{}, "Connected (acceptor)")) co_return;
+  if (!expect(co_await next_message(*c.channel), Connected{}, "Connected (connector)")) co_return;
+  auto connector = c.channel->release_socket();
+  auto acceptor = a.channel->release_socket();
+  ready_ = true;
+  co_await (keep_listening(*l.channel) && echo(acceptor) && ping_pong(connector));
+}
+
+asio::awaitable<void> Canary::keep_listening(Channel& listener) {
+  for (;;) {
+    auto r = co_await next_message(listener, 1000ms);  // answers pings
+    if (r.error == errc::timeout) continue;
+    if (r.error) co_return fail("canary listener ended: " + r.error.message() + " reason " +
+                                std::to_string(static_cast<int>(r.close_reason)));
+  }
+}
+
+asio::awaitable<void> Canary::echo(tcp::socket& acceptor) {
+  std::array<std::uint8_t, 16> buf{};
+  for (;;) {
+    auto [e1, n1] = co_await asio::async_read(acceptor, asio::buffer(buf), await_tuple);
+    if (e1) co_return fail("canary acceptor read: " + e1.message());
+    auto [e2, n2] = co_await asio::async_write(acceptor, asio::buffer(buf), await_tuple);
+    if (e2) co_return fail("canary acceptor write: " + e2.message());
+  }
+}
+
+asio::awaitable<void> Canary::ping_pong(tcp::socket& connector) {
+  asio::steady_timer pause(co_await asio::this_coro::executor);
+  for (std::uint64_t round = 1;; ++round) {
+    pause.expires_after(100ms);
+    co_await pause.async_wait(await_tuple);
+    std::array<std::uint8_t, 16> out{};
+    std::array<std::uint8_t, 16> back{};
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::uint8_t>(round >> (8 * (i % 8)));
+    boost::system::error_code error;
+    const bool in_time = co_await with_timeout(
+        [&]() -> asio::awaitable<void> {
+          auto [e1, n1] = co_await asio::async_write(connector, asio::buffer(out), await_tuple);
+          if (e1) {
+            error = e1;
+            co_return;
+          }
+          auto [e2, n2] = co_await asio::async_read(connector, asio::buffer(back), await_tuple);
+          error = e2;
+        }(),
+        5000ms);
+    if (!in_time) co_return fail("canary echo took over 5 s");
+    if (error) co_return fail("canary pipe: " + error.message());
+    if (back != out) co_return fail("canary echo differs");
+    completed_.fetch_add(1);
+  }
+}
+
+// ---------------------------------------------------------------- the frame of a test
+
+namespace {
+std::vector<std::string> with_metrics(std::vector<std::string> extra) {
+  extra.insert(extra.begin(), {"--metrics-addr", "127.0.0.1:0"});
+  return extra;
+}
+}  // namespace
+
+WatchedRelay::WatchedRelay(std::vector<std::string> extra, bool with_canary)
+    : relay_(with_metrics(std::move(extra))), probe_(relay_) {
+  if (with_canary) canary_.emplace(relay_.address());
+  baseline_ = probe_.settled_gauges();
+}
+
+void WatchedRelay::check_clean(std::chrono::milliseconds limit) {
+  if (canary_) {
+    CHECK_MESSAGE(canary_->round_trips(3), "the canary failed: " << canary_->error());
+    CHECK_MESSAGE(canary_->failures() == 0, "the canary failed: " << canary_->error());
+  }
+  Gauges last;
+  const bool back = probe_.wait_for_gauges(baseline_, limit, last);
+  CHECK_MESSAGE(back, "gauges not back to baseline within " << limit.count() << " ms\n  baseline: "
+                                                            << to_string(baseline_) << "\n  now:      "
+                                                            << to_string(last));
+  check_no_secret_logged(relay_.dir() / "relay.ident", relay_.log());
+}
+
+void check_no_secret_logged(const std::filesystem::path& ident_file, const std::string& log) {
+  const auto seed = relay_seed(ident_file);
+  CHECK_MESSAGE(log.find(seed) == std::string::npos, "the relay's seed appears in its log");
+  CHECK_MESSAGE(log.find(seed.substr(0, 20)) == std::string::npos, "part of the relay's seed appears in its log");
+}
+
+// ---------------------------------------------------------------- a wrapped relay
+
+PrefixedRelay::PrefixedRelay(std::vector<std::string> prefix, std::vector<std::string> extra) {
+  char pattern[] = "/tmp/strelay-probe-XXXXXX";
+  REQUIRE(::mkdtemp(pattern) != nullptr);
+  dir_ = pattern;
+  const auto identity = Identity::generate();
+  write_identity(dir_ / "relay.ident", identity, Overwrite::refuse);
+  address_.key = identity.public_key();
+
+  std::vector<std::string> args = std::move(prefix);
+  for (const auto& a : {std::string(STRELAY_BIN_DIR) + "/strelay", std::string("--idfile"),
+                        (dir_ / "relay.ident").string(), std::string("--laddr"), std::string("127.0.0.1:0"),
+                        std::string("--metrics-addr"), std::string("127.0.0.1:0")}) {
+    args.push_back(a);
+  }
+  args.insert(args.end(), extra.begin(), extra.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  const auto log_path = (dir_ / "stderr.log").string();
+  posix_spawn_file_actions_addopen(&actions, 2, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  REQUIRE(posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), environ) == 0);
+  posix_spawn_file_actions_destroy(&actions);
+
+  static const std::regex listening("listening on 127\\.0\\.0\\.1:([0-9]+)");
+  const bool started = eventually(
+      [&] {
+        std::smatch match;
+        const auto text = log();
+        if (!std::regex_search(text, match, listening)) return false;
+        address_.endpoint = tcp::endpoint(asio::ip::address_v4::loopback(),
+                                          static_cast<unsigned short>(std::stoi(match[1])));
+        metrics_port_ = parse_metrics_port(text);
+        return true;
+      },
+      10s);
+  REQUIRE_MESSAGE(started, "wrapped strelay printed no start-up line: " << log());
+}
+
+PrefixedRelay::~PrefixedRelay() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(dir_, ignored);
+}
+
+std::string PrefixedRelay::log() const { return read_file_text(dir_ / "stderr.log"); }
+
+}  // namespace strelay::test

@@ -1,0 +1,255 @@
+// Test support for the relay's end-to-end and resource tests: what a test needs besides a node.
+//
+//  - Probe: reads a running strelay from outside, as an operator would: /status and /metrics on
+//    its --metrics-addr port (parsed from the start-up line), CPU time and resident memory
+//    from /proc/PID/stat and /proc/PID/statm (readable even though strelay is not dumpable).
+//  - Gauges: the gauges every resource test brings back to baseline.
+//  - RawSocket: a plain TCP connection from a chosen 127.0.0.x source, for silent, dripping or
+//    mass connections, where the protocol is not wanted.
+//  - open_connection_from: relay_client's open_connection from a chosen source address.
+//  - Canary: a listener and a paired tunnel that ping-pong bytes on their own thread for the
+//    whole test, so a test can tell whether anything else was disturbed.
+//  - PrefixedRelay: strelay started under a wrapper command (prlimit), which RelayProcess
+//    cannot do.
+//  - relay_seed: the relay identity's seed in base64url, to check that no log line holds it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <nlohmann/json.hpp>
+
+#include "support/relay_client.hpp"
+
+namespace strelay::test {
+
+// ---------------------------------------------------------------- reading the relay
+
+// The gauges that must come back to baseline after every resource test.
+struct Gauges {
+  std::int64_t connections = -1;
+  std::int64_t pending_handshakes = -1;
+  std::int64_t listeners = -1;
+  std::int64_t half_tunnels = -1;
+  std::int64_t tunnels = -1;
+  std::int64_t tunnel_buffered_bytes = -1;
+  std::int64_t open_fds = -1;  // process_open_fds, counting the scrape's own connection
+  friend bool operator==(const Gauges&, const Gauges&) = default;
+};
+std::string to_string(const Gauges& gauges);
+
+struct HttpReply {
+  int status = 0;
+  std::string headers;
+  std::string body;
+};
+
+// "metrics http://127.0.0.1:PORT/" in a start-up line; 0 when absent.
+unsigned short parse_metrics_port(const std::string& log);
+
+class Probe {
+ public:
+  Probe(pid_t pid, unsigned short metrics_port) : pid_(pid), port_(metrics_port) {}
+  // For a relay started with --metrics-addr 127.0.0.1:0 (REQUIREs the port in its log).
+  explicit Probe(const RelayProcess& relay);
+
+  unsigned short port() const { return port_; }
+  // GET over a fresh connection (Connection: close); nullopt when it fails or times out.
+  std::optional<HttpReply> get(std::string_view path,
+                               std::chrono::milliseconds timeout = std::chrono::milliseconds(3000)) const;
+  nlohmann::json status() const;  // /status, REQUIRE'd to answer 200 with JSON
+  Gauges gauges() const;
+  // A counter from /status: counters[family][label], or counters[family] without a label.
+  std::uint64_t counter(std::string_view family, std::string_view label = {}) const;
+  std::int64_t gauge(std::string_view name) const;
+
+  // utime + stime of the process, in seconds (/proc/PID/stat).
+  double cpu_seconds() const;
+  // Resident memory in bytes (/proc/PID/statm).
+  std::int64_t rss_bytes() const;
+
+  // Polls until the gauges equal `baseline`, up to `limit`; `last` gets the last reading.
+  bool wait_for_gauges(const Gauges& baseline, std::chrono::milliseconds limit, Gauges& last) const;
+  // Polls the stable baseline: two equal readings in a row, with nothing buffered or pending.
+  Gauges settled_gauges(std::chrono::milliseconds limit = std::chrono::milliseconds(5000)) const;
+
+ private:
+  pid_t pid_;
+  unsigned short port_;
+};
+
+// Polls `condition` every 20 ms until it holds or `limit` passes.
+template <class F>
+bool eventually(F condition, std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (condition()) return true;
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+// The relay identity's seed, base64url, from dir()/relay.ident: it must never be logged.
+std::string relay_seed(const std::filesystem::path& ident_file);
+
+// Raises this process's soft RLIMIT_NOFILE to its hard limit; returns the soft limit in force.
+std::uint64_t raise_test_nofile_limit();
+
+// ---------------------------------------------------------------- raw connections
+
+// A non-blocking TCP connection from `source` (any 127.0.0.0/8 address) that never speaks
+// unless told to. Move-only; closes on destruction.
+class RawSocket {
+ public:
+  RawSocket() = default;
+  // Connects (blocking, loopback completes at once). fd() < 0 when it failed; error() says why.
+  RawSocket(const std::string& source, const tcp::endpoint& to);
+  RawSocket(RawSocket&& other) noexcept : fd_(std::exchange(other.fd_, -1)), error_(other.error_) {}
+  RawSocket& operator=(RawSocket&& other) noexcept;
+  RawSocket(const RawSocket&) = delete;
+  RawSocket& operator=(const RawSocket&) = delete;
+  ~RawSocket() { close(); }
+
+  int fd() const { return fd_; }
+  int error() const { return error_; }
+  bool ok() const { return fd_ >= 0; }
+  // True when the peer closed (EOF or reset), looking without blocking; unread data is drained.
+  bool peer_closed();
+  // Waits up to `limit` for the peer to close; true when it did.
+  bool wait_peer_closed(std::chrono::milliseconds limit);
+  // Sends what it can without blocking; returns bytes sent (0 when the socket is full),
+  // -1 once the peer is gone.
+  std::int64_t send_some(std::span<const std::uint8_t> bytes);
+  // Sets a small receive buffer (before data flows), so a non-reader fills up sooner.
+  void set_receive_buffer(int bytes);
+  void close();
+
+ private:
+  int fd_ = -1;
+  int error_ = 0;
+};
+
+// The bytes a client sends before the relay answers: the preamble, then msg1 (a 2-byte length
+// and a fresh X25519 ephemeral public key).
+std::vector<std::uint8_t> preamble_and_msg1();
+
+// ---------------------------------------------------------------- protocol connections
+
+// open_connection() from a chosen source address (e.g. 127.0.0.9), so per-source limits of the
+// relay apply to it apart from the test's other clients.
+boost::asio::awaitable<RelayConnection> open_connection_from(
+    const boost::asio::ip::address& source, const RelayAddress& relay, const Identity& self,
+    const NodeMessage& request, std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
+
+// Runs `op` with a deadline on the current executor: true if it finished, false on timeout
+// (the operation is then cancelled).
+boost::asio::awaitable<bool> with_timeout(boost::asio::awaitable<void> op, std::chrono::milliseconds limit);
+
+// ---------------------------------------------------------------- the canary
+
+// A listener and one paired tunnel through the relay, from source 127.0.0.9, on their own
+// thread: every 100 ms the connector sends 16 bytes and the acceptor echoes them. The listener
+// answers keepalive pings. Any failure (a wrong echo, an echo later than 5 s, a close of the
+// listener or of the pipe) is recorded; the test asserts at the end.
+class Canary {
+ public:
+  explicit Canary(const RelayAddress& relay, const std::string& source = "127.0.0.9");
+  ~Canary();
+  Canary(const Canary&) = delete;
+  Canary& operator=(const Canary&) = delete;
+
+  // Waits until `n` more round trips have succeeded since the call (false on failure or after
+  // `limit`).
+  bool round_trips(int n, std::chrono::milliseconds limit = std::chrono::milliseconds(10000));
+  int completed() const { return completed_.load(); }
+  int failures() const { return failures_.load(); }
+  std::string error() const;
+  // Ends the pairing (closes all three connections) and joins the thread.
+  void stop();
+
+ private:
+  boost::asio::awaitable<void> run(RelayAddress relay, boost::asio::ip::address source);
+  boost::asio::awaitable<void> keep_listening(Channel& listener);
+  boost::asio::awaitable<void> echo(tcp::socket& acceptor);
+  boost::asio::awaitable<void> ping_pong(tcp::socket& connector);
+  void fail(const std::string& what);
+
+  boost::asio::io_context ioc_;
+  std::thread thread_;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> completed_{0};
+  std::atomic<int> failures_{0};
+  mutable std::mutex mutex_;  // guards error_
+  std::string error_;
+};
+
+// ---------------------------------------------------------------- the frame of a test
+
+// A relay started with --metrics-addr 127.0.0.1:0 and `extra`, a canary through it, and the
+// gauges' baseline taken once the canary is paired. check_clean() is every test's ending.
+class WatchedRelay {
+ public:
+  explicit WatchedRelay(std::vector<std::string> extra = {}, bool with_canary = true);
+
+  RelayProcess& process() { return relay_; }
+  const RelayAddress& address() const { return relay_.address(); }
+  const Probe& probe() const { return probe_; }
+  const Gauges& baseline() const { return baseline_; }
+  Canary* canary() { return canary_ ? &*canary_ : nullptr; }
+
+  // The checks that end every test: the canary still round-trips (and never failed), every
+  // gauge is back to its baseline within `limit`, and the relay's seed is not in its log.
+  void check_clean(std::chrono::milliseconds limit);
+
+ private:
+  RelayProcess relay_;
+  Probe probe_;
+  std::optional<Canary> canary_;
+  Gauges baseline_;
+};
+
+// CHECKs that the relay's identity seed does not appear in `log`.
+void check_no_secret_logged(const std::filesystem::path& ident_file, const std::string& log);
+
+// ---------------------------------------------------------------- a wrapped relay
+
+// strelay under a wrapper, e.g. {"prlimit", "--nofile=64:64", "--"}: the wrapper must exec
+// strelay so the PID is strelay's. A fresh identity; --laddr 127.0.0.1:0 and
+// --metrics-addr 127.0.0.1:0 are added before `extra`.
+class PrefixedRelay {
+ public:
+  PrefixedRelay(std::vector<std::string> prefix, std::vector<std::string> extra);
+  ~PrefixedRelay();
+  PrefixedRelay(const PrefixedRelay&) = delete;
+  PrefixedRelay& operator=(const PrefixedRelay&) = delete;
+
+  const RelayAddress& address() const { return address_; }
+  pid_t pid() const { return pid_; }
+  Probe probe() const { return Probe(pid_, metrics_port_); }
+  std::string log() const;
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  std::filesystem::path dir_;
+  pid_t pid_ = -1;
+  RelayAddress address_;
+  unsigned short metrics_port_ = 0;
+};
+
+}  // namespace strelay::test
