@@ -215,31 +215,25 @@ Server::Registration Server::enroll(ConnId id, const std::shared_ptr<Session>& s
 }
 
 void Server::submit(ConnId id, const PublicKey& self, const NodeMessage& message) {
-  Actions actions;
-  {
-    std::lock_guard lock(state_mutex_);
-    actions = relay_state_.handle(id, self, message, Clock::now());
-    if (std::holds_alternative<Listen>(message)) metrics_.listen_total.inc();
-    arm_ttl_locked();
-  }
-  dispatch(std::move(actions));
+  std::lock_guard lock(state_mutex_);
+  auto actions = relay_state_.handle(id, self, message, Clock::now());
+  if (std::holds_alternative<Listen>(message)) metrics_.listen_total.inc();
+  arm_ttl_locked();
+  dispatch_locked(std::move(actions));
 }
 
 void Server::disconnect(ConnId id) {
-  Actions actions;
-  {
-    std::lock_guard lock(state_mutex_);
-    actions = relay_state_.disconnect(id, Clock::now());
-  }
-  dispatch(std::move(actions));
+  std::lock_guard lock(state_mutex_);
+  dispatch_locked(relay_state_.disconnect(id, Clock::now()));
 }
 
-void Server::dispatch(Actions actions) {
-  // Look every addressee up under the lock, then post outside it.
+// Decisions are posted while the table's lock is held, so each session receives them in the
+// order the table made them: a ListenOk is never overtaken by the Close{replaced} of a newer
+// Listen handled on another worker. (Posting only queues a handler; it never blocks.)
+void Server::dispatch_locked(Actions actions) {
   std::vector<std::pair<std::shared_ptr<Session>, Session::Outbound>> posts;
   std::vector<std::shared_ptr<Rendezvous>> orphans;
   {
-    std::lock_guard lock(state_mutex_);
     metrics_.listeners.set(static_cast<std::int64_t>(relay_state_.listeners()));
     metrics_.half_tunnels.set(static_cast<std::int64_t>(relay_state_.half_tunnels()));
     auto find = [this](ConnId id) -> std::shared_ptr<Session> {
@@ -292,12 +286,8 @@ asio::awaitable<void> Server::ttl_loop() {
     }
     co_await ttl_timer_->async_wait(await_tuple);
     if (stopped_.load()) break;
-    Actions actions;
-    {
-      std::lock_guard lock(state_mutex_);
-      actions = relay_state_.expire(Clock::now());
-    }
-    dispatch(std::move(actions));
+    std::lock_guard lock(state_mutex_);
+    dispatch_locked(relay_state_.expire(Clock::now()));
   }
 }
 
@@ -314,12 +304,8 @@ void Server::untrack(const Tunnel* tunnel) {
 
 void Server::set_allowlist(std::optional<Allowlist> allowlist) {
   metrics_.allowlist_keys.set(allowlist ? static_cast<std::int64_t>(allowlist->size()) : -1);
-  Actions actions;
-  {
-    std::lock_guard lock(state_mutex_);
-    actions = relay_state_.set_allowlist(std::move(allowlist));
-  }
-  dispatch(std::move(actions));
+  std::lock_guard lock(state_mutex_);
+  dispatch_locked(relay_state_.set_allowlist(std::move(allowlist)));
 }
 
 void Server::reload(const ServerSettings& settings, std::optional<Allowlist> allowlist) {

@@ -7,7 +7,8 @@
 //   admission_    is internally locked;
 //   metrics_      is relaxed atomics.
 // Decisions of the pairing table are addressed to connection ids; the server looks the
-// sessions up under state_mutex_ and posts each decision to its session's worker, outside it.
+// sessions up and posts each decision to its session's worker under state_mutex_, so that
+// every session sees decisions in the order the table made them.
 //
 // Shutdown has one path: shutdown() closes the acceptors, asks every session to close with
 // Close{shutdown} and every tunnel to stop, waits for them up to the drain deadline, then stops
@@ -122,7 +123,7 @@ class Server {
   boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor);
   boost::asio::awaitable<void> ttl_loop();
   boost::asio::awaitable<void> drain();
-  void dispatch(Actions actions);  // state_mutex_ NOT held
+  void dispatch_locked(Actions actions);  // state_mutex_ held
   void arm_ttl_locked();           // state_mutex_ held
 
   const Identity& identity_;

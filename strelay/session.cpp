@@ -48,16 +48,22 @@ void Session::start(std::shared_ptr<Session> session) {
   });
 }
 
+// Items enter the inbox in the order callers make them (the server calls this under its
+// table lock), and only a wake-up crosses threads: asio::post alone would not keep that
+// order, because a post from the session's own worker is queued privately until the current
+// handler returns, so a post from another worker could overtake it.
 void Session::post(Outbound item) {
-  asio::post(wake_.get_executor(),
-             [self = shared_from_this(), item = std::move(item)]() mutable {
-               self->enqueue(std::move(item));
-             });
+  {
+    std::lock_guard lock(inbox_mutex_);
+    inbox_.push_back(std::move(item));
+  }
+  asio::post(wake_.get_executor(), [self = shared_from_this()] { self->wake(); });
 }
 
-void Session::enqueue(Outbound item) {
-  queue_.push_back(std::move(item));
-  wake();
+void Session::take_inbox() {
+  std::lock_guard lock(inbox_mutex_);
+  for (auto& item : inbox_) queue_.push_back(std::move(item));
+  inbox_.clear();
 }
 
 Deadline Session::write_deadline() const {
@@ -134,6 +140,7 @@ asio::awaitable<bool> Session::handshake() {
 // tunnel.
 asio::awaitable<void> Session::writer() {
   for (;;) {
+    take_inbox();
     while (!queue_.empty() && !closing_) {
       auto item = std::move(queue_.front());
       queue_.pop_front();
@@ -172,6 +179,11 @@ asio::awaitable<void> Session::writer() {
       }
     }
     wake_.expires_at(keepalive_ ? keepalive_->next_wakeup() : Clock::time_point::max());
+    {
+      // Something may have arrived while this loop ran; then do not sleep.
+      std::lock_guard lock(inbox_mutex_);
+      if (!inbox_.empty()) continue;
+    }
     co_await wake_.async_wait(await_tuple);
   }
 }

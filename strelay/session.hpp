@@ -9,7 +9,8 @@
 //      Accept  → Connected → tunnel, or Refused{no_pending}
 //
 // Ownership: a Session, its socket and channel, its queue and its timers belong to its worker
-// thread. Other threads reach it only through post(), which hops onto that worker. The writer
+// thread. Other threads reach it only through post(), which appends to inbox_ (guarded by
+// inbox_mutex_) and wakes the writer on that worker. The writer
 // coroutine is the only one that sends; the reader coroutine is the only one that receives.
 // A pending connector's reader first waits for readability without reading, so pairing can
 // stop it without a byte of the tunnel being taken as a frame.
@@ -18,6 +19,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <variant>
 #include <vector>
@@ -73,7 +75,7 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<void> send_close(CloseReason reason);
   boost::asio::awaitable<void> join_tunnel(std::shared_ptr<Rendezvous> rendezvous);
   boost::asio::awaitable<void> stop_reader();
-  void enqueue(Outbound item);
+  void take_inbox();  // moves what post() delivered into queue_
   void wake() { wake_.cancel(); }
   Deadline write_deadline() const;
   LogTags tags() const;
@@ -86,6 +88,10 @@ class Session : public std::enable_shared_from_this<Session> {
   Role role_ = Role::none;
   std::optional<PublicKey> peer_;
   std::vector<std::uint8_t> first_request_;
+
+  // post() side: any thread.
+  std::mutex inbox_mutex_;
+  std::deque<Outbound> inbox_;
 
   // Writer side.
   std::deque<Outbound> queue_;
