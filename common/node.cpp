@@ -228,7 +228,11 @@ StreamHooks Node::Impl::hooks_for(const PublicKey& peer) {
   hooks.on_end = [weak, peer](std::error_code why) {
     auto impl = weak.lock();
     if (!impl) return;
-    impl->log.info("peer_gone", {0, peer}, {{"error", why}});
+    if (why) {
+      impl->log.info("peer_gone", {0, peer}, {{"error", why}});
+    } else {
+      impl->log.info("peer_done", {0, peer});
+    }
     if (impl->observer) impl->observer->peer_gone(peer, why);
   };
   return hooks;

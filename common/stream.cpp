@@ -112,6 +112,7 @@ struct Stream::Impl : std::enable_shared_from_this<Stream::Impl> {
   void fail(std::error_code error);
   void terminate();
   std::error_code send_state_error() const;
+  std::error_code outcome() const;
   void notify_app() {
     app_read_wake.notify();
     app_write_wake.notify();
@@ -353,12 +354,22 @@ void Stream::Impl::terminate() {
   reader_wake.notify();
   writer_wake.notify();
   notify_app();
-  std::error_code outcome = failure;
-  if (!outcome && !close_request && peer_closed) outcome = rx_error;
+  const std::error_code outcome = this->outcome();
   if (hooks.on_end) {
     auto on_end = std::move(hooks.on_end);
     on_end(outcome);
   }
+}
+
+// How the stream ended. A clean end needs the peer's own close{normal}: only then do we know it
+// got our last frames and saw nothing wrong with them (its close{protocol_error} can arrive
+// after both ends of data, when it was our data that failed to authenticate).
+std::error_code Stream::Impl::outcome() const {
+  if (failure) return failure;
+  if (!peer_closed) return errc::aborted;  // no close came back before the socket ended
+  if (peer_reason != CloseReason::normal) return error_for_close(peer_reason);
+  if (!rx_eof && !close_request) return errc::channel_closed;  // it stopped sending early
+  return {};
 }
 
 std::error_code Stream::Impl::send_state_error() const {
@@ -464,9 +475,7 @@ asio::awaitable<std::error_code> Stream::close(CloseReason reason, std::string_v
   impl->writer_wake.notify();
   impl->reader_wake.notify();
   while (!impl->terminated) co_await impl->app_close_wake.wait();
-  if (impl->failure) co_return impl->failure;
-  if (impl->close_request || !impl->peer_closed) co_return std::error_code{};
-  co_return impl->rx_error;
+  co_return impl->outcome();
 }
 
 void Stream::abort() {

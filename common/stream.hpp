@@ -56,9 +56,8 @@ struct StreamOptions {
   std::size_t receive_buffer_bytes = stream_receive_buffer_bytes;
 };
 
-// Called on the stream's executor. on_end is called once, when the stream is over: with no
-// error after a clean end (both sides sent their end of data, or this side chose to close),
-// otherwise with the error that ended it.
+// Called on the stream's executor. on_end is called once, when the stream is over, with the
+// outcome that close() returns (no error for a clean end).
 struct StreamHooks {
   std::function<void(std::chrono::steady_clock::duration rtt)> on_rtt;
   std::function<void(std::error_code)> on_end;
@@ -107,8 +106,11 @@ class Stream {
   // Sends the end of data (half-close); reading goes on until the peer's end of data.
   boost::asio::awaitable<std::error_code> shutdown_send();
   // Sends close{reason}, waits (close_linger at most) for the peer's close, closes the socket.
-  // Returns the stream's outcome: no error after a clean end or a close of our own before any
-  // failure, else the error that ended it.
+  // Returns the stream's outcome: no error when the peer answered with its own close{normal}
+  // (after its end of data, or after our close); else why not: the error that ended the
+  // stream, the peer's close reason as a code (protocol_error when it found our data
+  // tampered with), channel_closed (it closed before its end of data), or aborted (no close
+  // came back within close_linger).
   boost::asio::awaitable<std::error_code> close(CloseReason reason = CloseReason::normal,
                                                 std::string_view detail = {});
   // Ends at once: the socket is closed, the peer sees an abort.

@@ -1,0 +1,246 @@
+// stcat listen and stcat connect: load the files, build a Node, run sessions.
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <stdexcept>
+
+#include "common/errors.hpp"
+#include "common/identity_file.hpp"
+#include "common/node.hpp"
+#include "common/tickets.hpp"
+#include "session.hpp"
+#include "stcat.hpp"
+#include "strelay/allowlist.hpp"
+
+namespace strelay::stcat {
+
+namespace asio = boost::asio;
+
+namespace {
+
+void rethrow(std::exception_ptr error) {
+  if (error) std::rethrow_exception(error);
+}
+
+std::chrono::milliseconds ms(double seconds) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+}
+
+NodeOptions node_options(const CommonOptions& o) {
+  if (o.backoff_cap < o.backoff_initial) {
+    throw std::invalid_argument("--backoff-cap must not be below --backoff-initial");
+  }
+  if (o.dead_peer_timeout <= o.keepalive_interval) {
+    throw std::invalid_argument("--dead-peer-timeout must be longer than --keepalive-interval");
+  }
+  NodeOptions options;
+  options.backoff.initial = ms(o.backoff_initial);
+  options.backoff.cap = ms(o.backoff_cap);
+  options.connect_timeout = ms(o.connect_timeout);
+  options.relay_keepalive_interval = ms(o.keepalive_interval);
+  options.relay_dead_peer_timeout = ms(o.dead_peer_timeout);
+  options.stream.keepalive_interval = ms(o.keepalive_interval);
+  options.stream.dead_peer_timeout = ms(o.dead_peer_timeout);
+  return options;
+}
+
+LogLevel log_level(int verbose) {
+  return verbose >= 3 ? LogLevel::debug : verbose == 2 ? LogLevel::info : LogLevel::warn;
+}
+
+std::vector<RelayTicket> load_relays(const std::vector<std::string>& paths) {
+  std::vector<RelayTicket> relays;
+  for (const auto& path : paths) relays.push_back(load_relay_ticket(path));
+  return relays;
+}
+
+// --allow: a key, a .friend file (JSON) or an allowlist file (strelay's --allow format).
+std::set<PublicKey> load_allowed(const std::vector<std::string>& values) {
+  std::set<PublicKey> keys;
+  for (const auto& value : values) {
+    std::string key_error;
+    if (const auto key = try_parse_public_key(value, key_error)) {
+      keys.insert(*key);
+      continue;
+    }
+    if (!std::filesystem::exists(value)) {
+      throw std::invalid_argument("--allow \"" + value + "\": not a public key (" + key_error +
+                                  ") and not a file");
+    }
+    char first = 0;
+    std::ifstream in(value);
+    in >> first;  // skips whitespace: a ticket is a JSON object
+    if (first == '{') {
+      keys.insert(load_friend_ticket(value).public_key);
+    } else {
+      const auto list = load_allowlist(value);
+      for (const auto& key : list.keys()) keys.insert(key);
+    }
+  }
+  return keys;
+}
+
+// -v: the node's events as plain lines on stderr. A relay that does not hold its ticket's key
+// is worth a warning even without -v.
+class Reporter : public NodeObserver {
+ public:
+  explicit Reporter(bool verbose) : verbose_(verbose) {}
+  void relay_up(const RelayTicket& relay) override {
+    if (verbose_) std::cerr << "stcat: listening on relay " << name(relay) << std::endl;
+  }
+  void relay_down(const RelayTicket& relay, std::error_code why,
+                  std::chrono::milliseconds retry_in) override {
+    if (!verbose_ && why != errc::relay_identity_mismatch) return;
+    std::cerr << "stcat: " << (verbose_ ? "" : "warning: ") << "relay " << name(relay) << ": "
+              << why.message() << "; retrying in "
+              << std::chrono::duration<double>(retry_in).count() << " s" << std::endl;
+  }
+  void connect_failed(const RelayTicket& relay, const PublicKey&, std::error_code why) override {
+    if (verbose_)
+      std::cerr << "stcat: via relay " << name(relay) << ": " << why.message() << std::endl;
+  }
+  void peer_connected(const PublicKey& peer, const RelayTicket& via) override {
+    if (verbose_) {
+      std::cerr << "stcat: connected to " << peer.to_base64url() << " via " << name(via)
+                << std::endl;
+    }
+  }
+  void peer_gone(const PublicKey& peer, std::error_code why) override {
+    if (verbose_ && why)
+      std::cerr << "stcat: " << peer.fingerprint() << ": " << why.message() << std::endl;
+  }
+
+ private:
+  static std::string name(const RelayTicket& relay) { return relay.address.to_string(); }
+  bool verbose_;
+};
+
+// Pipes one stream to stdin/stdout or to a --exec command; returns the session's exit code.
+asio::awaitable<int> serve(Stream& stream, const CommonOptions& o, bool keep_stdout_open) {
+  auto executor = co_await asio::this_coro::executor;
+  SessionOptions session;
+  session.summary = o.verbose > 0;
+  session.periodic_progress = o.verbose > 0 && (!o.exec.empty() || ::isatty(1) == 0);
+  SessionOutcome outcome;
+  if (!o.exec.empty()) {
+    Child child(executor, o.exec);
+    session.sink_may_refuse = true;
+    outcome = co_await run_session(stream, child.output(), child.input(), session);
+    child.input().close();
+    const int status = co_await child.wait(std::chrono::seconds(5));
+    if (o.verbose > 0) std::cerr << "stcat: --exec command exited with " << status << std::endl;
+  } else {
+    LocalFd input(executor, 0, false), output(executor, 1, false);
+    session.close_sink_at_eof = !keep_stdout_open;
+    outcome = co_await run_session(stream, input, output, session);
+  }
+  if (outcome.local_error) {
+    std::cerr << "stcat: local input/output: " << outcome.local_error.message() << std::endl;
+    co_return exit_local_error;
+  }
+  if (outcome.stream_error) {
+    std::cerr << "stcat: " << stream.peer().fingerprint() << ": " << outcome.stream_error.message()
+              << std::endl;
+  }
+  co_return exit_code_for_stream(outcome.stream_error);
+}
+
+// Runs `task` with SIGINT and SIGTERM ending the process (128 + signal).
+int run_until_done(asio::io_context& ioc, const std::function<asio::awaitable<int>()>& task) {
+  int code = exit_local_error;
+  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
+    code = 128 + signo;
+    ioc.stop();
+  });
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        code = co_await task();
+        ioc.stop();
+      },
+      rethrow);
+  try {
+    ioc.run();
+  } catch (const std::exception& e) {  // a bug, or a --exec command that cannot start
+    std::cerr << "stcat: " << e.what() << std::endl;
+    return exit_local_error;
+  }
+  return code;
+}
+
+}  // namespace
+
+int run_connect(const ConnectOptions& o) {
+  PublicKey target;
+  std::vector<RelayTicket> relays;
+  std::string key_error;
+  if (const auto key = try_parse_public_key(o.to, key_error)) {
+    target = *key;
+    if (o.relays.empty()) throw CLI::ValidationError("--to", "a public key needs --relay");
+  } else if (std::filesystem::exists(o.to)) {
+    auto ticket = load_friend_ticket(o.to);
+    target = ticket.public_key;
+    relays = std::move(ticket.relays);
+  } else {
+    throw CLI::ValidationError(
+        "--to", "\"" + o.to + "\" is neither a public key (" + key_error + ") nor a .friend file");
+  }
+  for (auto& relay : load_relays(o.relays)) relays.push_back(std::move(relay));
+  const auto options = node_options(o);
+
+  // The logger outlives the io_context, whose destruction may still end streams that log.
+  Logger log(Logger::Options{.level = log_level(o.verbose)});
+  asio::io_context ioc;
+  Node node(ioc.get_executor(), load_identity(o.idfile), log, options);
+  Reporter reporter(o.verbose > 0);
+  node.set_observer(&reporter);
+  return run_until_done(ioc, [&]() -> asio::awaitable<int> {
+    auto result = co_await node.connect(target, relays);
+    if (!result.stream) {
+      std::cerr << "stcat: cannot connect to " << target.to_base64url() << ": "
+                << result.error.message() << std::endl;
+      co_return exit_code_for_connect(result.error);
+    }
+    co_return co_await serve(*result.stream, o, false);
+  });
+}
+
+int run_listen(const ListenOptions& o) {
+  const auto relays = load_relays(o.relays);
+  const auto allowed = load_allowed(o.allow);
+  const auto options = node_options(o);
+
+  // The logger outlives the io_context, whose destruction may still end streams that log.
+  Logger log(Logger::Options{.level = log_level(o.verbose)});
+  asio::io_context ioc;
+  Node node(ioc.get_executor(), load_identity(o.idfile), log, options);
+  Reporter reporter(o.verbose > 0);
+  node.set_observer(&reporter);
+  node.set_friends(allowed);
+  if (o.verbose > 0) {
+    std::cerr << "stcat: this node is " << node.public_key().to_base64url() << "; "
+              << allowed.size() << " key(s) allowed" << std::endl;
+  }
+  node.listen(relays);
+  return run_until_done(ioc, [&]() -> asio::awaitable<int> {
+    int code = exit_ok;
+    do {
+      auto in = co_await node.accept();
+      if (!in.stream) co_return exit_local_error;  // listening stopped: not in this program
+      // Like nc -l: a single-connection listener stops listening once it has its peer.
+      if (!o.keep_listening) node.stop_listening();
+      code = co_await serve(*in.stream, o, o.keep_listening);
+    } while (o.keep_listening);
+    co_return code;
+  });
+}
+
+}  // namespace strelay::stcat

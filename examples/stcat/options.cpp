@@ -1,0 +1,139 @@
+// stcat's flags and exit codes.
+#include <chrono>
+
+#include "common/errors.hpp"
+#include "common/protocol.hpp"
+#include "stcat.hpp"
+
+namespace strelay::stcat {
+
+namespace {
+
+double seconds(std::chrono::milliseconds d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+void add_common(CLI::App& cmd, CommonOptions& o) {
+  cmd.add_option("-i,--idfile", o.idfile, "This node's identity file (stmgr gen-ident)")
+      ->required();
+  cmd.add_option("--exec", o.exec,
+                 "Serve this command's stdin and stdout (run with /bin/sh -c) instead of ours");
+  cmd.add_flag("-v,--verbose", o.verbose,
+               "Report relays, connections and progress on stderr (-vv adds the library's log)");
+  auto* timers = cmd.add_option_group("Timers (seconds)");
+  o.backoff_initial = seconds(node_backoff_initial);
+  o.backoff_cap = seconds(node_backoff_cap);
+  o.keepalive_interval = seconds(keepalive_interval);
+  o.dead_peer_timeout = seconds(dead_peer_timeout);
+  o.connect_timeout = seconds(node_connect_timeout);
+  timers->add_option("--backoff-initial", o.backoff_initial, "First reconnection delay bound")
+      ->check(CLI::Range(0.001, 3600.0).description(""))
+      ->capture_default_str()
+      ->type_name("SECONDS");
+  timers->add_option("--backoff-cap", o.backoff_cap, "Largest reconnection delay")
+      ->check(CLI::Range(0.001, 3600.0).description(""))
+      ->capture_default_str()
+      ->type_name("SECONDS");
+  timers
+      ->add_option("--keepalive-interval", o.keepalive_interval,
+                   "Ping relays and peers after this much silence")
+      ->check(CLI::Range(0.01, 3600.0).description(""))
+      ->capture_default_str()
+      ->type_name("SECONDS");
+  timers
+      ->add_option("--dead-peer-timeout", o.dead_peer_timeout,
+                   "A relay or peer silent this long is gone")
+      ->check(CLI::Range(0.02, 7200.0).description(""))
+      ->capture_default_str()
+      ->type_name("SECONDS");
+  timers
+      ->add_option("--connect-timeout", o.connect_timeout,
+                   "Per relay: DNS, TCP and the relay handshake")
+      ->check(CLI::Range(0.01, 600.0).description(""))
+      ->capture_default_str()
+      ->type_name("SECONDS");
+}
+
+}  // namespace
+
+std::string exit_codes_help() {
+  return "Exit codes:\n"
+         "  0  end of data: both directions finished\n"
+         "  1  local error: stdin/stdout or the --exec command failed\n"
+         "  2  bad usage, or an identity, ticket or allow file that cannot be used\n"
+         "  3  refused: the peer rejected us, is not listening, or a relay refused\n"
+         "     (not allowed, rate limited, overloaded, no accept in time)\n"
+         "  4  no relay could be reached\n"
+         "  5  identity mismatch: a relay (or the peer) does not hold the key it should\n"
+         "  6  integrity error: tunnel data failed to authenticate (tampering on the path)\n"
+         "  7  connection lost before all data was exchanged\n"
+         "  130, 143  interrupted by SIGINT, SIGTERM";
+}
+
+int exit_code_for_connect(std::error_code error) {
+  if (!error) return exit_ok;
+  if (error == errc::relay_identity_mismatch || error == errc::peer_identity_mismatch) {
+    return exit_identity_mismatch;
+  }
+  if (error == errc::relay_unreachable || error == errc::unsupported_version ||
+      error == errc::channel_closed || error == errc::aborted || error == errc::bad_magic) {
+    return exit_unreachable;
+  }
+  if (error == errc::decrypt_failed || error == errc::protocol_error ||
+      error == errc::handshake_failed) {
+    return exit_integrity;
+  }
+  return exit_refused;  // rejected, not_found, not_allowed, timeout, peer_gone, rate limits
+}
+
+int exit_code_for_stream(std::error_code error) {
+  if (!error) return exit_ok;
+  if (error == errc::decrypt_failed || error == errc::protocol_error) return exit_integrity;
+  if (error == errc::not_allowed) return exit_refused;
+  return exit_lost;  // aborted, peer_gone (dead peer), channel_closed early, timeout
+}
+
+CLI::App* setup_listen(CLI::App& app, ListenOptions& o) {
+  CLI::App* cmd = app.add_subcommand(
+      "listen", "Wait for friends on one or more relays and pipe the first connection");
+  add_common(*cmd, o);
+  cmd->add_option("-r,--relay", o.relays,
+                  "A relay ticket (.relay) to listen on; repeat to listen on several at once")
+      ->required()
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->add_option("-a,--allow", o.allow,
+                  "Who may connect: a public key, a .friend file or an allowlist file "
+                  "(one key per line); repeat to add more")
+      ->required()
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->add_flag("-k,--keep-listening", o.keep_listening,
+                "Serve connections one after another until interrupted");
+  cmd->footer(
+      "Example:\n"
+      "  stcat listen --idfile bob.ident --relay relay.relay --allow alice.friend\n\n" +
+      exit_codes_help());
+  return cmd;
+}
+
+CLI::App* setup_connect(CLI::App& app, ConnectOptions& o) {
+  CLI::App* cmd = app.add_subcommand(
+      "connect", "Connect to a friend through its relays (tried in order) and pipe stdin/stdout");
+  add_common(*cmd, o);
+  cmd->add_option("-t,--to", o.to,
+                  "The friend: a .friend file (its key and relays), or a public key with --relay")
+      ->required();
+  cmd->add_option("-r,--relay", o.relays,
+                  "A relay ticket (.relay) to reach the friend through; tried in order, after "
+                  "the .friend file's own relays")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->footer(
+      "Example:\n"
+      "  stcat connect --idfile alice.ident --to bob.friend\n\n" +
+      exit_codes_help());
+  return cmd;
+}
+
+}  // namespace strelay::stcat

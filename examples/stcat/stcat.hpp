@@ -1,0 +1,58 @@
+// stcat's subcommands (listen, connect): options structs, their CLI set-up, their runs, and
+// the exit codes (docs/node-library.md has the same table).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace strelay::stcat {
+
+enum ExitCode : int {
+  exit_ok = 0,                 // end of data: both directions finished
+  exit_local_error = 1,        // stdin/stdout or the --exec command failed, or a bug
+  exit_usage = 2,              // bad flags, or an identity/ticket/allow file that cannot be used
+  exit_refused = 3,            // the peer or the relay said no (rejected, not listening, ...)
+  exit_unreachable = 4,        // no relay could be reached
+  exit_identity_mismatch = 5,  // a relay's (or the peer's) key is not the pinned one
+  exit_integrity = 6,          // tunnel data failed to authenticate (tampering), either side
+  exit_lost = 7,               // the connection ended before all data was exchanged
+};
+
+// The --help text of the table above.
+std::string exit_codes_help();
+// For a failed connect (before any data), and for the end of a session's stream.
+int exit_code_for_connect(std::error_code error);
+int exit_code_for_stream(std::error_code error);
+
+struct CommonOptions {
+  std::string idfile;
+  std::vector<std::string> relays;
+  std::string exec;
+  int verbose = 0;
+  // Timers, in seconds (defaults from common/protocol.hpp); tests make them small.
+  double backoff_initial = 0;
+  double backoff_cap = 0;
+  double keepalive_interval = 0;
+  double dead_peer_timeout = 0;
+  double connect_timeout = 0;
+};
+
+struct ListenOptions : CommonOptions {
+  std::vector<std::string> allow;
+  bool keep_listening = false;
+};
+
+struct ConnectOptions : CommonOptions {
+  std::string to;
+};
+
+CLI::App* setup_listen(CLI::App& app, ListenOptions& options);
+CLI::App* setup_connect(CLI::App& app, ConnectOptions& options);
+
+// Both throw std::exception for bad files (main reports it with exit_usage).
+int run_listen(const ListenOptions& options);
+int run_connect(const ConnectOptions& options);
+
+}  // namespace strelay::stcat
