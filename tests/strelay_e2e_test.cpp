@@ -50,37 +50,6 @@ std::vector<std::string> flags(std::vector<std::string> extra) {
   return extra;
 }
 
-// A listener, a connector and an acceptor, paired: the two raw pipe ends and the listener.
-struct Pair {
-  RelayConnection listener;
-  tcp::socket connector;
-  tcp::socket acceptor;
-};
-
-// GCC 12 at -O2 wrongly reports -Wmismatched-new-delete for a coroutine returning a value that
-// holds sockets (Asio's frame has a matching operator new/delete; see also common/node.cpp).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-asio::awaitable<Pair> make_pair(const RelayAddress& relay, const Identity& l_id, const Identity& c_id) {
-  auto l = co_await open_connection(relay, l_id, Listen{});
-  REQUIRE_FALSE(l.error);
-  REQUIRE(is<ListenOk>(co_await next_message(*l.channel)));
-  auto c = co_await open_connection(relay, c_id, Connect{l_id.public_key()});
-  REQUIRE_FALSE(c.error);
-  auto incoming = co_await next_message(*l.channel);
-  REQUIRE(is<IncomingConnection>(incoming));
-  CHECK(std::get<IncomingConnection>(*incoming.message).from == c_id.public_key());
-  auto a = co_await open_connection(relay, l_id, Accept{c_id.public_key()});
-  REQUIRE_FALSE(a.error);
-  auto a_outcome = co_await next_message(*a.channel);
-  auto c_outcome = co_await next_message(*c.channel);
-  REQUIRE(is<Connected>(a_outcome));
-  REQUIRE(is<Connected>(c_outcome));
-  CHECK(std::get<Connected>(*a_outcome.message).peer == c_id.public_key());
-  CHECK(std::get<Connected>(*c_outcome.message).peer == l_id.public_key());
-  co_return Pair{std::move(l), c.channel->release_socket(), a.channel->release_socket()};
-}
-#pragma GCC diagnostic pop
 
 // Streams `total` pseudo-random bytes (from `seed`) into `socket`, hashing them, then shuts
 // down the sending side.
@@ -142,7 +111,7 @@ TEST_CASE("listen, connect and accept pair two nodes, and bytes flow both ways t
   const auto connector = Identity::generate();
   run_task(
       [&]() -> asio::awaitable<void> {
-        auto pair = co_await make_pair(relay.address(), listener, connector);
+        auto pair = co_await make_pipe(relay.address(), listener, connector);
         const auto up = pattern_bytes(4 * 1024 * 1024, 7);
         const auto down = pattern_bytes(1024 * 1024, 8);
         co_await asio::async_write(pair.connector, asio::buffer(up), await_tuple);
@@ -169,7 +138,7 @@ TEST_CASE("100 MiB each way through one pipe, at once, arrive with matching SHA-
   std::uint64_t n_down = 0;
   run_task(
       [&]() -> asio::awaitable<void> {
-        auto pair = co_await make_pair(relay.address(), Identity::generate(), Identity::generate());
+        auto pair = co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
         co_await (send_stream(pair.connector, size, 1, sent_up) && receive_stream(pair.acceptor, n_up, got_up) &&
                   send_stream(pair.acceptor, size, 2, sent_down) &&
                   receive_stream(pair.connector, n_down, got_down));
@@ -269,7 +238,7 @@ TEST_CASE("SIGTERM drains: listeners get Close{shutdown}, tunnels are closed, an
   std::chrono::steady_clock::duration took{};
   run_task(
       [&]() -> asio::awaitable<void> {
-        auto pair = co_await make_pair(relay.address(), Identity::generate(), Identity::generate());
+        auto pair = co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
         auto l = co_await open_connection(relay.address(), listener, Listen{});
         REQUIRE(is<ListenOk>(co_await next_message(*l.channel)));
         const auto start = std::chrono::steady_clock::now();
@@ -421,7 +390,7 @@ TEST_CASE("connect to self is allowed: the same identity listens, connects and a
   const auto self = Identity::generate();
   run_task(
       [&]() -> asio::awaitable<void> {
-        auto pair = co_await make_pair(relay.address(), self, self);
+        auto pair = co_await make_pipe(relay.address(), self, self);
         const std::array<std::uint8_t, 4> hello{1, 2, 3, 4};
         co_await asio::async_write(pair.connector, asio::buffer(hello), await_tuple);
         std::array<std::uint8_t, 4> got{};

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -85,13 +86,18 @@ class Probe {
 
   // Polls until the gauges equal `baseline`, up to `limit`; `last` gets the last reading.
   bool wait_for_gauges(const Gauges& baseline, std::chrono::milliseconds limit, Gauges& last) const;
-  // Polls the stable baseline: two equal readings in a row, with nothing buffered or pending.
+  // Polls the stable baseline: two equal readings 1.1 s apart (the relay re-reads its open fds at
+  // most once a second), with nothing buffered or pending. Call warm_up() first.
   Gauges settled_gauges(std::chrono::milliseconds limit = std::chrono::milliseconds(5000)) const;
 
  private:
   pid_t pid_;
   unsigned short port_;
 };
+
+// Opens and closes a few connections (from 127.0.0.8) so that every worker thread of the relay
+// has opened its descriptors: open_fds then stays put for a baseline.
+void warm_up(const RelayAddress& relay, const Probe& probe);
 
 // Polls `condition` every 20 ms until it holds or `limit` passes.
 template <class F>
@@ -119,6 +125,8 @@ class RawSocket {
   RawSocket() = default;
   // Connects (blocking, loopback completes at once). fd() < 0 when it failed; error() says why.
   RawSocket(const std::string& source, const tcp::endpoint& to);
+  // Takes ownership of a connected socket (e.g. released from an Asio socket); made non-blocking.
+  static RawSocket adopt(int fd);
   RawSocket(RawSocket&& other) noexcept : fd_(std::exchange(other.fd_, -1)), error_(other.error_) {}
   RawSocket& operator=(RawSocket&& other) noexcept;
   RawSocket(const RawSocket&) = delete;
@@ -156,9 +164,23 @@ boost::asio::awaitable<RelayConnection> open_connection_from(
     const boost::asio::ip::address& source, const RelayAddress& relay, const Identity& self,
     const NodeMessage& request, std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
 
+// A listener, and one pipe made by a connect and an accept through the relay; REQUIREs every
+// step to succeed (ListenOk, IncomingConnection{connector}, Connected on both with the right peer).
+struct PairedPipe {
+  RelayConnection listener;
+  tcp::socket connector;
+  tcp::socket acceptor;
+};
+boost::asio::awaitable<PairedPipe> make_pipe(const RelayAddress& relay, const Identity& listener,
+                                             const Identity& connector);
+
 // Runs `op` with a deadline on the current executor: true if it finished, false on timeout
 // (the operation is then cancelled).
 boost::asio::awaitable<bool> with_timeout(boost::asio::awaitable<void> op, std::chrono::milliseconds limit);
+
+// Runs body(0), ..., body(n - 1) concurrently on the current executor and waits for them all;
+// rethrows the first exception (a failed REQUIRE) once all have ended.
+boost::asio::awaitable<void> run_concurrently(int n, std::function<boost::asio::awaitable<void>(int)> body);
 
 // ---------------------------------------------------------------- the canary
 

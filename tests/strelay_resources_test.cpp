@@ -1,0 +1,301 @@
+// The relay's resources under faults, through the real strelay binary on 127.0.0.1: running
+// out of descriptors, a peer that never reads, racing connects, half-close. Every test ends
+// with the checks that apply: the canary unharmed, the gauges back to baseline, no seed logged.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "support/relay_client.hpp"
+#include "support/relay_probe.hpp"
+
+// GCC 12 at -O2 wrongly reports -Wmismatched-new-delete for some coroutine lambdas here (Asio's
+// frame has a matching operator new/delete; see also common/node.cpp).
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+using namespace strelay;
+using namespace strelay::test;
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+template <class T>
+bool is(const Received& r) {
+  return r.message && std::holds_alternative<T>(*r.message);
+}
+
+double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+const std::vector<std::string> fast_handshakes{"--handshake-rate", "100000", "--handshake-burst", "100000"};
+
+std::vector<std::string> flags(std::vector<std::string> extra) {
+  extra.insert(extra.end(), fast_handshakes.begin(), fast_handshakes.end());
+  return extra;
+}
+
+// strelay with RLIMIT_NOFILE 64 (soft and hard, so it cannot raise it): 80% is 51 connections.
+const std::vector<std::string> nofile_64{"prlimit", "--nofile=64:64", "--"};
+
+std::vector<RawSocket> open_raw(const RelayAddress& relay, const std::string& source, int count) {
+  std::vector<RawSocket> out;
+  for (int i = 0; i < count; ++i) {
+    out.emplace_back(source, relay.endpoint);
+    REQUIRE(out.back().ok());
+  }
+  return out;
+}
+
+std::size_t count_open(std::vector<RawSocket>& sockets) {
+  std::size_t open = 0;
+  for (auto& s : sockets) open += s.peer_closed() ? 0 : 1;
+  return open;
+}
+
+// A handshake and a NotFound: the relay serves a new client.
+void check_serves_a_client(const RelayAddress& relay) {
+  run_task(
+      [&]() -> asio::awaitable<void> {
+        auto c = co_await open_connection(relay, Identity::generate(), Connect{Identity::generate().public_key()});
+        REQUIRE_FALSE(c.error);
+        auto r = co_await next_message(*c.channel);
+        CHECK(is<Refused>(r));
+      }(),
+      10s);
+}
+
+}  // namespace
+
+TEST_CASE("EMFILE: at 80% of a 64-descriptor limit, new connections are refused before the descriptors run out" *
+          doctest::may_fail()) {
+  PrefixedRelay relay(nofile_64, flags({"--max-pending-handshakes", "64", "--max-pending-per-source", "64",
+                                        "--handshake-timeout", "10"}));
+  const auto probe = relay.probe();
+  REQUIRE(probe.status().at("process").at("max_fds") == 64);
+  warm_up(relay.address(), probe);
+  const auto baseline = probe.settled_gauges();
+  MESSAGE("descriptors open with no connection: " << baseline.open_fds << " (counting the scrape's own)");
+  auto sockets = open_raw(relay.address(), "127.0.0.2", 70);
+  std::this_thread::sleep_for(500ms);
+  // Refused ones are closed at once; admitted ones and those left in the backlog stay open.
+  CHECK(count_open(sockets) == 51);
+  sockets.clear();
+  CHECK(probe.counter("accept_errors_total", "emfile") == 0);
+  CHECK(probe.counter("limit_hits_total", "connections_total") == 70 - 51);
+  Gauges last;
+  CHECK_MESSAGE(probe.wait_for_gauges(baseline, 3s, last), to_string(last));
+  check_serves_a_client(relay.address());
+  check_no_secret_logged(relay.dir() / "relay.ident", relay.log());
+}
+
+TEST_CASE("EMFILE: when descriptors do run out, the accept loop neither spins nor dies, and resumes once they free up") {
+  // A connection cap above what 64 descriptors allow, so accept() itself fails with EMFILE.
+  PrefixedRelay relay(nofile_64, flags({"--max-connections", "1000", "--max-pending-handshakes", "1000",
+                                        "--max-pending-per-source", "1000", "--handshake-timeout", "10"}));
+  const auto probe = relay.probe();
+  warm_up(relay.address(), probe);
+  Canary canary(relay.address());
+  const auto baseline = probe.settled_gauges();
+  auto sockets = open_raw(relay.address(), "127.0.0.2", 80);  // more than 64 descriptors
+  std::this_thread::sleep_for(300ms);
+  const double cpu_before = probe.cpu_seconds();
+  std::this_thread::sleep_for(2s);
+  const double cpu_used = probe.cpu_seconds() - cpu_before;
+  MESSAGE("relay CPU over 2 s at EMFILE: " << cpu_used << " s");
+  CHECK(cpu_used < 1.0);
+  CHECK(::kill(relay.pid(), 0) == 0);  // still running
+  CHECK(count_open(sockets) == 80);    // none refused: the last ones wait in the backlog
+  CHECK(canary.round_trips(3));        // open pipes keep flowing meanwhile
+  sockets.clear();
+  CHECK(probe.counter("accept_errors_total", "emfile") > 0);
+  Gauges last;
+  CHECK_MESSAGE(probe.wait_for_gauges(baseline, 3s, last), to_string(last));
+  check_serves_a_client(relay.address());
+  CHECK(canary.round_trips(3));
+  CHECK(canary.failures() == 0);
+  check_no_secret_logged(relay.dir() / "relay.ident", relay.log());
+}
+
+TEST_CASE("EMFILE: the connection cap leaves room for the descriptors of open tunnels" * doctest::may_fail()) {
+  // Each tunnel holds two splice pipes (four descriptors) besides its two sockets; a cap of 80%
+  // of the descriptors counted in connections alone runs out of descriptors first.
+  PrefixedRelay relay(nofile_64, flags({"--max-pending-handshakes", "64", "--max-pending-per-source", "64",
+                                        "--handshake-timeout", "10"}));
+  const auto probe = relay.probe();
+  warm_up(relay.address(), probe);
+  Canary canary(relay.address());
+  const auto baseline = probe.settled_gauges();
+  auto sockets = open_raw(relay.address(), "127.0.0.2", 70);
+  std::this_thread::sleep_for(1s);
+  sockets.clear();
+  CHECK(probe.counter("accept_errors_total", "emfile") == 0);
+  Gauges last;
+  CHECK_MESSAGE(probe.wait_for_gauges(baseline, 3s, last), to_string(last));
+  CHECK(canary.round_trips(3));
+}
+
+TEST_CASE("a peer that never reads: the relay buffers at most its bound, then closes the tunnel as stalled") {
+  constexpr std::int64_t bound = 65536;
+  constexpr auto stall = 2s;
+  WatchedRelay relay({"--tunnel-buffer", "65536", "--write-stall-timeout", "2"});
+  RawSocket connector;
+  RawSocket acceptor;
+  run_task(
+      [&]() -> asio::awaitable<void> {
+        auto pipe = co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
+        connector = RawSocket::adopt(pipe.connector.release());
+        acceptor = RawSocket::adopt(pipe.acceptor.release());
+      }(),
+      20s);
+  const std::vector<std::uint8_t> chunk(64 * 1024, 0xab);
+  std::int64_t max_buffered = 0;
+  std::int64_t sent = 0;
+  std::optional<Clock::time_point> first_full;
+  const auto start = Clock::now();
+  auto next_sample = start;
+  bool closed = false;
+  while (!closed && Clock::now() - start < 15s) {
+    const auto n = connector.send_some(chunk);
+    if (n < 0) {
+      closed = true;
+      break;
+    }
+    sent += n;
+    if (n == 0) {
+      if (!first_full) first_full = Clock::now();
+      std::this_thread::sleep_for(10ms);
+    }
+    if (Clock::now() >= next_sample) {
+      max_buffered = std::max(max_buffered, relay.probe().gauge("tunnel_buffered_bytes"));
+      next_sample = Clock::now() + 100ms;
+    }
+  }
+  const auto ended = Clock::now();
+  REQUIRE(closed);
+  REQUIRE(first_full);
+  MESSAGE("sent " << sent << " bytes before the stall; most buffered in the relay at a sample: " << max_buffered);
+  CHECK(max_buffered > 0);
+  CHECK(max_buffered <= 2 * bound);
+  CHECK(seconds(ended - *first_full) >= seconds(stall) - 0.5);
+  CHECK(seconds(ended - *first_full) < seconds(stall) + 3.0);
+  CHECK(acceptor.wait_peer_closed(5s));
+  CHECK(relay.probe().counter("closes_total", "stalled") == 1);
+  CHECK(relay.probe().counter("limit_hits_total", "stalled") == 1);
+  relay.check_clean(stall + 1s);
+}
+
+TEST_CASE("racing connects: 100 connectors at once to one listener, 5 times: one outcome each, no pair made twice") {
+  raise_test_nofile_limit();
+  constexpr std::size_t connectors = 100;
+  constexpr int rounds = 5;
+  WatchedRelay relay(flags({"--max-pending-per-source", "1024"}));
+  const auto listener_id = Identity::generate();
+  run_task(
+      [&]() -> asio::awaitable<void> {
+        auto listener = co_await open_connection(relay.address(), listener_id, Listen{});
+        REQUIRE(is<ListenOk>(co_await next_message(*listener.channel)));
+        for (int round = 0; round < rounds; ++round) {
+          CAPTURE(round);
+          std::vector<Identity> ids;
+          std::map<PublicKey, int> index_of;
+          for (std::size_t i = 0; i < connectors; ++i) {
+            ids.push_back(Identity::generate());
+            index_of[ids.back().public_key()] = static_cast<int>(i);
+          }
+          std::vector<int> outcomes(connectors, 0);  // outcomes seen per connector
+          std::vector<int> echoed(connectors, 0);
+          std::multiset<int> tags_at_acceptors;
+          auto connect = [&](int i) -> asio::awaitable<void> {
+            auto c = co_await open_connection(relay.address(), ids[static_cast<std::size_t>(i)],
+                                              Connect{listener_id.public_key()});
+            REQUIRE_FALSE(c.error);
+            auto r = co_await next_message(*c.channel, 10000ms);
+            ++outcomes[static_cast<std::size_t>(i)];
+            REQUIRE(is<Connected>(r));
+            auto pipe = c.channel->release_socket();
+            const std::array<std::uint8_t, 2> tag{static_cast<std::uint8_t>(round), static_cast<std::uint8_t>(i)};
+            co_await asio::async_write(pipe, asio::buffer(tag), await_tuple);
+            std::array<std::uint8_t, 2> back{};
+            auto [ec, n] = co_await asio::async_read(pipe, asio::buffer(back), await_tuple);
+            CHECK_FALSE(ec);
+            if (back == tag) ++echoed[static_cast<std::size_t>(i)];
+          };
+          auto accept_one = [&](PublicKey from) -> asio::awaitable<void> {
+            auto a = co_await open_connection(relay.address(), listener_id, Accept{from});
+            REQUIRE_FALSE(a.error);
+            auto r = co_await next_message(*a.channel, 10000ms);
+            REQUIRE(is<Connected>(r));
+            CHECK(std::get<Connected>(*r.message).peer == from);
+            auto pipe = a.channel->release_socket();
+            std::array<std::uint8_t, 2> tag{};
+            auto [ec, n] = co_await asio::async_read(pipe, asio::buffer(tag), await_tuple);
+            REQUIRE_FALSE(ec);
+            CHECK(tag[0] == round);
+            CHECK(tag[1] == index_of.at(from));  // the pipe joins this acceptor to that connector
+            tags_at_acceptors.insert(tag[1]);
+            co_await asio::async_write(pipe, asio::buffer(tag), await_tuple);
+          };
+          auto listen = [&]() -> asio::awaitable<void> {
+            std::vector<PublicKey> incoming;
+            while (incoming.size() < connectors) {
+              auto r = co_await next_message(*listener.channel, 10000ms);
+              REQUIRE(is<IncomingConnection>(r));
+              incoming.push_back(std::get<IncomingConnection>(*r.message).from);
+            }
+            co_await run_concurrently(static_cast<int>(connectors), [&](int i) { return accept_one(incoming[static_cast<std::size_t>(i)]); });
+          };
+          co_await run_concurrently(static_cast<int>(connectors) + 1, [&](int i) {
+            return i < static_cast<int>(connectors) ? connect(i) : listen();
+          });
+          CHECK(static_cast<std::size_t>(std::count(outcomes.begin(), outcomes.end(), 1)) == connectors);
+          CHECK(static_cast<std::size_t>(std::count(echoed.begin(), echoed.end(), 1)) == connectors);
+          CHECK(std::set<int>(tags_at_acceptors.begin(), tags_at_acceptors.end()).size() == connectors);
+          CHECK(tags_at_acceptors.size() == connectors);
+        }
+      }(),
+      180s);
+  CHECK(relay.probe().counter("connect_outcomes_total", "connected") == connectors * rounds + 1);  // + the canary
+  relay.check_clean(2s);
+}
+
+TEST_CASE("half-close through a tunnel: one node shuts down its sending side, the other reads EOF and can still send") {
+  WatchedRelay relay;
+  const auto normal_before = relay.probe().counter("closes_total", "normal");
+  run_task(
+      [&]() -> asio::awaitable<void> {
+        auto pipe = co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
+        const std::array<std::uint8_t, 5> last{'b', 'y', 'e', '.', '\n'};
+        co_await asio::async_write(pipe.connector, asio::buffer(last), await_tuple);
+        pipe.connector.shutdown(tcp::socket::shutdown_send);
+        std::array<std::uint8_t, 5> got{};
+        auto [e1, n1] = co_await asio::async_read(pipe.acceptor, asio::buffer(got), await_tuple);
+        CHECK_FALSE(e1);
+        CHECK(got == last);
+        std::array<std::uint8_t, 1> more{};
+        auto [e2, n2] = co_await pipe.acceptor.async_read_some(asio::buffer(more), await_tuple);
+        CHECK(e2 == asio::error::eof);
+        // The other direction is still open.
+        const auto reply = std::vector<std::uint8_t>(100000, 0x42);
+        auto [e3, n3] = co_await asio::async_write(pipe.acceptor, asio::buffer(reply), await_tuple);
+        CHECK_FALSE(e3);
+        std::vector<std::uint8_t> got_reply(reply.size());
+        auto [e4, n4] = co_await asio::async_read(pipe.connector, asio::buffer(got_reply), await_tuple);
+        CHECK_FALSE(e4);
+        CHECK(got_reply == reply);
+        pipe.acceptor.shutdown(tcp::socket::shutdown_send);
+        auto [e5, n5] = co_await pipe.connector.async_read_some(asio::buffer(more), await_tuple);
+        CHECK(e5 == asio::error::eof);
+      }(),
+      20s);
+  CHECK(eventually([&] { return relay.probe().counter("closes_total", "normal") == normal_before + 1; }, 2s));
+  relay.check_clean(2s);
+}
