@@ -114,6 +114,7 @@ TEST_CASE("silent connections: only the pending caps are admitted, each until th
     for (auto& s : sockets) {
       if (s.socket.peer_closed()) continue;
       REQUIRE(s.socket.wait_peer_closed(deadline + 3s));
+      CHECK(s.socket.received() == 0);  // closed without a word
       const auto lived = Clock::now() - s.at;
       CHECK(seconds(lived) >= seconds(deadline) - 0.05);
       CHECK(seconds(lived) < seconds(deadline) + 1.5);
@@ -184,6 +185,7 @@ TEST_CASE("per-source cap: the 9th pending handshake from 127.0.0.2 is refused w
   RawSocket ninth("127.0.0.2", relay.address().endpoint);
   RawSocket other("127.0.0.3", relay.address().endpoint);
   CHECK(ninth.wait_peer_closed(2s));  // refused: closed without a word
+  CHECK(ninth.received() == 0);
   CHECK_FALSE(other.wait_peer_closed(500ms));
   for (auto& s : eight) CHECK_FALSE(s.peer_closed());
   CHECK(relay.probe().gauge("pending_handshakes") == 9);

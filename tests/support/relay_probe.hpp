@@ -127,7 +127,8 @@ class RawSocket {
   RawSocket(const std::string& source, const tcp::endpoint& to);
   // Takes ownership of a connected socket (e.g. released from an Asio socket); made non-blocking.
   static RawSocket adopt(int fd);
-  RawSocket(RawSocket&& other) noexcept : fd_(std::exchange(other.fd_, -1)), error_(other.error_) {}
+  RawSocket(RawSocket&& other) noexcept
+      : fd_(std::exchange(other.fd_, -1)), error_(other.error_), received_(other.received_) {}
   RawSocket& operator=(RawSocket&& other) noexcept;
   RawSocket(const RawSocket&) = delete;
   RawSocket& operator=(const RawSocket&) = delete;
@@ -136,8 +137,10 @@ class RawSocket {
   int fd() const { return fd_; }
   int error() const { return error_; }
   bool ok() const { return fd_ >= 0; }
-  // True when the peer closed (EOF or reset), looking without blocking; unread data is drained.
+  // True when the peer closed (EOF or reset), looking without blocking; unread data is drained
+  // (and counted in received()).
   bool peer_closed();
+  std::uint64_t received() const { return received_; }
   // Waits up to `limit` for the peer to close; true when it did.
   bool wait_peer_closed(std::chrono::milliseconds limit);
   // Sends what it can without blocking; returns bytes sent (0 when the socket is full),
@@ -150,6 +153,7 @@ class RawSocket {
  private:
   int fd_ = -1;
   int error_ = 0;
+  std::uint64_t received_ = 0;
 };
 
 // The bytes a client sends before the relay answers: the preamble, then msg1 (a 2-byte length
