@@ -2,6 +2,7 @@
 // out of descriptors, a peer that never reads, racing connects, half-close. Every test ends
 // with the checks that apply: the canary unharmed, the gauges back to baseline, no seed logged.
 #include <doctest/doctest.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <map>
@@ -298,4 +299,54 @@ TEST_CASE("half-close through a tunnel: one node shuts down its sending side, th
       20s);
   CHECK(eventually([&] { return relay.probe().counter("closes_total", "normal") == normal_before + 1; }, 2s));
   relay.check_clean(2s);
+}
+
+TEST_CASE("SIGTERM with 1,000 listeners open: every one gets Close{shutdown}, and strelay exits 0 within the drain deadline") {
+  raise_test_nofile_limit();
+  constexpr int sessions = 1000;
+  constexpr int openers = 16;
+  constexpr auto drain = 3s;
+  RelayProcess relay(flags({"--drain-timeout", "3", "--max-pending-per-source", "64"}));
+  int shut_down = 0;
+  auto start = Clock::now();
+  run_task(
+      [&]() -> asio::awaitable<void> {
+        std::vector<RelayConnection> listeners(sessions);  // sockets go before their io_context
+        co_await run_concurrently(openers, [&](int w) -> asio::awaitable<void> {
+          for (int i = w; i < sessions; i += openers) {
+            auto& l = listeners[static_cast<std::size_t>(i)];
+            l = co_await open_connection(relay.address(), Identity::generate(), Listen{});
+            REQUIRE_FALSE(l.error);
+            REQUIRE(is<ListenOk>(co_await next_message(*l.channel)));
+          }
+        });
+        start = Clock::now();
+        relay.signal(SIGTERM);
+        co_await run_concurrently(sessions, [&](int i) -> asio::awaitable<void> {
+          auto end = co_await next_message(*listeners[static_cast<std::size_t>(i)].channel, 10000ms);
+          if (end.error == errc::channel_closed && end.close_reason == CloseReason::shutdown) ++shut_down;
+        });
+      }(),
+      120s);
+  CHECK(shut_down == sessions);
+  CHECK(relay.wait_exit(drain + 3s) == 0);
+  MESSAGE("strelay exited " << seconds(Clock::now() - start) << " s after SIGTERM");
+  CHECK(Clock::now() - start < drain + 1s);
+  check_no_secret_logged(relay.dir() / "relay.ident", relay.log());
+}
+
+TEST_CASE("SIGTERM does not wait out the drain deadline for connections still in their handshake" * doctest::may_fail()) {
+  // Nothing authenticated can be said to them, so there is nothing to wait for.
+  constexpr auto drain = 3s;
+  RelayProcess relay({"--drain-timeout", "3"});
+  RawSocket silent("127.0.0.2", relay.address().endpoint);
+  REQUIRE(silent.ok());
+  std::this_thread::sleep_for(200ms);
+  const auto start = Clock::now();
+  relay.signal(SIGTERM);
+  CHECK(relay.wait_exit(drain + 3s) == 0);
+  const auto took = Clock::now() - start;
+  MESSAGE("strelay exited " << seconds(took) << " s after SIGTERM, with one silent connection open");
+  CHECK(took < drain / 2);
+  CHECK(silent.wait_peer_closed(1s));
 }
