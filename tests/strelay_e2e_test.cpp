@@ -310,36 +310,53 @@ TEST_CASE("SIGHUP reloads the limits from the --config file") {
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("SIGHUP reloads the allowlist: the newly listed key may listen, the dropped one is closed") {
+TEST_CASE("SIGHUP reloads the allowlist: the newly listed key may listen, the dropped ones are told") {
   char pattern[] = "/tmp/strelay-allow-XXXXXX";
   REQUIRE(::mkdtemp(pattern) != nullptr);
   const std::filesystem::path dir = pattern;
   const auto allow = dir / "allow.txt";
+  // a: a listener that will be dropped; b: not listed until the reload; c: a connector pending
+  // to e, dropped by the reload; e: a listener that stays.
   const auto a = Identity::generate();
   const auto b = Identity::generate();
-  std::ofstream(allow) << a.public_key().to_base64url() << "  node-a\n";
-  WatchedRelay relay({"--allow", allow.string()}, /*with_canary=*/false);  // a canary is not listed
+  const auto c = Identity::generate();
+  const auto e = Identity::generate();
+  std::ofstream(allow) << a.public_key().to_base64url() << "  node-a\n"
+                       << c.public_key().to_base64url() << "\n"
+                       << e.public_key().to_base64url() << "  # stays\n";
+  WatchedRelay relay(flags({"--allow", allow.string()}), /*with_canary=*/false);  // a canary is not listed
   run_task(
       [&]() -> asio::awaitable<void> {
         auto la = co_await open_connection(relay.address(), a, Listen{});
         REQUIRE(is<ListenOk>(co_await next_message(*la.channel)));
+        auto le = co_await open_connection(relay.address(), e, Listen{});
+        REQUIRE(is<ListenOk>(co_await next_message(*le.channel)));
+        auto ce = co_await open_connection(relay.address(), c, Connect{e.public_key()});
+        REQUIRE(is<IncomingConnection>(co_await next_message(*le.channel)));
         auto lb = co_await open_connection(relay.address(), b, Listen{});
         REQUIRE_FALSE(lb.error);
         CHECK(refusal(co_await next_message(*lb.channel)) == RefuseReason::not_allowed);
+        auto lb_end = co_await next_message(*lb.channel);
+        CHECK(lb_end.close_reason == CloseReason::not_allowed);
 
-        std::ofstream(allow, std::ios::trunc) << "# a was removed\n" << b.public_key().to_base64url() << "\n";
+        std::ofstream(allow, std::ios::trunc) << "# a and c were removed\n"
+                                              << b.public_key().to_base64url() << "\n"
+                                              << e.public_key().to_base64url() << "\n";
         relay.process().signal(SIGHUP);
         auto end = co_await next_message(*la.channel);
         CHECK(end.error == errc::channel_closed);
         CHECK(end.close_reason == CloseReason::not_allowed);
+        CHECK(refusal(co_await next_message(*ce.channel)) == RefuseReason::not_allowed);
 
         auto lb2 = co_await open_connection(relay.address(), b, Listen{});
         REQUIRE_FALSE(lb2.error);
         CHECK(is<ListenOk>(co_await next_message(*lb2.channel)));
+        auto quiet = co_await next_message(*le.channel, 300ms);  // e still listens
+        CHECK(quiet.error == errc::timeout);
       }(),
       20s);
   CHECK(relay.probe().counter("reloads_total", "ok") == 1);
-  CHECK(relay.probe().gauge("allowlist_keys") == 1);
+  CHECK(relay.probe().gauge("allowlist_keys") == 2);
   relay.check_clean(2s);
   std::filesystem::remove_all(dir);
 }
@@ -351,7 +368,10 @@ TEST_CASE("the HTTP endpoint answers /metrics, /healthz, /status and the status 
   CHECK(metrics->status == 200);
   CHECK(metrics->headers.find("text/plain") != std::string::npos);
   for (const char* name : {"strelay_connections 3", "strelay_listeners 1", "strelay_tunnels 1",
-                           "strelay_pending_handshakes 0", "process_open_fds "}) {
+                           "strelay_pending_handshakes 0", "strelay_half_tunnels 0", "process_open_fds ",
+                           "strelay_handshakes_total{outcome=\"ok\"} ", "strelay_limit_hits_total{reason=",
+                           "strelay_closes_total{reason=", "strelay_bytes_relayed_total{direction=\"to_listener\"} ",
+                           "strelay_accept_rate ", "# TYPE strelay_accepts_total counter"}) {
     CHECK_MESSAGE(metrics->body.find(name) != std::string::npos, name);
   }
   const auto health = relay.probe().get("/healthz");

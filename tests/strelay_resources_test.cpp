@@ -194,6 +194,27 @@ TEST_CASE("a peer that never reads: the relay buffers at most its bound, then cl
   relay.check_clean(stall + 1s);
 }
 
+TEST_CASE("an idle tunnel is closed as dead_peer after --dead-peer-timeout; a busy one stays") {
+  constexpr auto idle = 3s;
+  WatchedRelay relay({"--keepalive-interval", "1", "--dead-peer-timeout", "3"});  // the canary is busy
+  Clock::duration lived{};
+  run_task(
+      [&]() -> asio::awaitable<void> {
+        auto pipe = co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
+        pipe.listener.channel->close();  // it would not answer pings: only the tunnel is under test
+        const auto start = Clock::now();
+        std::array<std::uint8_t, 1> byte{};
+        auto [ec, n] = co_await pipe.connector.async_read_some(asio::buffer(byte), await_tuple);
+        lived = Clock::now() - start;
+        CHECK(ec);
+      }(),
+      20s);
+  CHECK(seconds(lived) >= seconds(idle) - 0.05);
+  CHECK(seconds(lived) < seconds(idle) + 1.5);
+  CHECK(relay.probe().counter("closes_total", "dead_peer") == 1);
+  relay.check_clean(2s);
+}
+
 TEST_CASE("racing connects: 100 connectors at once to one listener, 5 times: one outcome each, no pair made twice") {
   raise_test_nofile_limit();
   constexpr std::size_t connectors = 100;
@@ -298,6 +319,9 @@ TEST_CASE("half-close through a tunnel: one node shuts down its sending side, th
       }(),
       20s);
   CHECK(eventually([&] { return relay.probe().counter("closes_total", "normal") == normal_before + 1; }, 2s));
+  // Bytes are counted per tunnel.
+  const auto log = relay.process().log();
+  CHECK(log.find("bytes_to_listener=5 bytes_to_connector=100000") != std::string::npos);
   relay.check_clean(2s);
 }
 
