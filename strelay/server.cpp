@@ -350,10 +350,13 @@ asio::awaitable<void> Server::drain() {
   sessions.clear();
   tunnels.clear();
 
-  // Wait for every connection to go, up to the drain deadline; then stop hard.
+  // Wait for every authenticated connection to go, up to the drain deadline; then stop hard.
+  // Connections still in their handshake are owed nothing (they are closed at exit without a
+  // word, as any failed handshake is), so they do not hold the drain.
   asio::steady_timer poll(*workers_[0]);
   const auto deadline = Clock::now() + settings()->drain;
-  while (metrics_.connections.get() > 0 && Clock::now() < deadline) {
+  while (metrics_.connections.get() - metrics_.pending_handshakes.get() > 0 &&
+         Clock::now() < deadline) {
     poll.expires_after(drain_poll);
     co_await poll.async_wait(await_tuple);
   }
