@@ -136,7 +136,8 @@ std::error_code Transport::seal_close(CloseReason reason, std::string_view detai
   std::size_t detail_size = 0;
   if (is_valid_utf8(detail_bytes)) {
     detail_size = utf8_prefix(detail, max_close_detail_bytes);
-    std::memcpy(body.data() + 1, detail.data(), detail_size);
+    // An empty detail may have a null data(): memcpy from null is undefined even for 0 bytes.
+    if (detail_size > 0) std::memcpy(body.data() + 1, detail.data(), detail_size);
   }
   return seal(FrameKind::close, std::span(body).first(1 + detail_size), out);
 }
