@@ -9,13 +9,8 @@
 
 namespace strelay {
 
-namespace {
-
-constexpr std::size_t max_dns_name_bytes = 253;  // RFC 1035 limit, without the final dot
-constexpr std::size_t max_dns_label_bytes = 63;
-
 // Quotes text for a one-line message: control and non-ASCII bytes become \xNN.
-std::string quote(std::string_view text) {
+std::string quote_for_message(std::string_view text) {
   static constexpr char hex[] = "0123456789abcdef";
   std::string out = "\"";
   for (const char c : text) {
@@ -30,6 +25,12 @@ std::string quote(std::string_view text) {
   }
   return out + "\"";
 }
+
+namespace {
+
+constexpr std::size_t max_dns_name_bytes = 253;  // RFC 1035 limit, without the final dot
+constexpr std::size_t max_dns_label_bytes = 63;
+
 
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
@@ -50,19 +51,19 @@ std::string dns_name_problem(std::string_view host) {
     const std::size_t dot = host.find('.', start);
     const std::string_view label =
         host.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
-    if (label.empty()) return "host " + quote(host) + " has an empty label";
+    if (label.empty()) return "host " + quote_for_message(host) + " has an empty label";
     if (label.size() > max_dns_label_bytes) {
       return "host label of " + std::to_string(label.size()) + " bytes is longer than " +
              std::to_string(max_dns_label_bytes);
     }
     for (const char c : label) {
       if (!is_ldh(c)) {
-        return "host " + quote(host) + " has character " + quote(std::string_view(&c, 1)) +
+        return "host " + quote_for_message(host) + " has character " + quote_for_message(std::string_view(&c, 1)) +
                ", which a DNS name may not contain (letters, digits, '-' and '.')";
       }
     }
     if (label.front() == '-' || label.back() == '-') {
-      return "host " + quote(host) + " has a label that starts or ends with '-'";
+      return "host " + quote_for_message(host) + " has a label that starts or ends with '-'";
     }
     if (dot == std::string_view::npos) return "";
     start = dot + 1;
@@ -79,7 +80,7 @@ std::string host_problem(std::string_view host) {
   if (host.find_first_not_of("0123456789.") == std::string_view::npos) {
     in_addr v4{};
     if (inet_pton(AF_INET, std::string(host).c_str(), &v4) != 1) {
-      return quote(host) + " is not a valid IPv4 address";
+      return quote_for_message(host) + " is not a valid IPv4 address";
     }
     return "";
   }
@@ -93,12 +94,12 @@ std::optional<std::uint16_t> parse_port(std::string_view text, std::string& erro
   }
   for (const char c : text) {
     if (!is_digit(c)) {
-      error = "port " + quote(text) + " is not a decimal number";
+      error = "port " + quote_for_message(text) + " is not a decimal number";
       return std::nullopt;
     }
   }
   if (text.size() > 1 && text.front() == '0') {
-    error = "port " + quote(text) + " has a leading zero";
+    error = "port " + quote_for_message(text) + " has a leading zero";
     return std::nullopt;
   }
   // At most 5 digits are converted, so the value can never wrap.
@@ -125,7 +126,7 @@ bool split_host_port(std::string_view text, Address& out, std::string_view& port
     out.host = std::string(text.substr(1, close - 1));
     in6_addr v6{};
     if (inet_pton(AF_INET6, out.host.c_str(), &v6) != 1) {
-      error = quote(out.host) + " is not a valid IPv6 address";
+      error = quote_for_message(out.host) + " is not a valid IPv6 address";
       return false;
     }
     if (close + 1 >= text.size() || text[close + 1] != ':') {
@@ -175,12 +176,12 @@ std::optional<Address> try_parse_address(std::string_view text, std::string& err
   std::string_view port_text;
   std::string cause;
   if (!split_host_port(text, out, port_text, cause)) {
-    error = "address " + quote(text) + ": " + cause;
+    error = "address " + quote_for_message(text) + ": " + cause;
     return std::nullopt;
   }
   const auto port = parse_port(port_text, cause);
   if (!port) {
-    error = "address " + quote(text) + ": " + cause;
+    error = "address " + quote_for_message(text) + ": " + cause;
     return std::nullopt;
   }
   out.port = *port;

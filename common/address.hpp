@@ -34,4 +34,8 @@ std::optional<Address> try_parse_address(std::string_view text, std::string& err
 // Throws std::invalid_argument with the same one-line cause.
 Address parse_address(std::string_view text);
 
+// Quotes text for a one-line message: control and non-ASCII bytes become \xNN. Shared by
+// every parser of files and flags, so a hostile value can never break an error line.
+std::string quote_for_message(std::string_view text);
+
 }  // namespace strelay

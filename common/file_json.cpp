@@ -40,21 +40,6 @@ std::string described_type(const FileJson& value) {
 
 }  // namespace
 
-std::string quote_for_message(std::string_view text) {
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out = "\"";
-  for (const char c : text) {
-    const auto b = static_cast<unsigned char>(c);
-    if (b >= 0x20 && b < 0x7f && c != '"' && c != '\\') {
-      out += c;
-    } else {
-      out += "\\x";
-      out += hex[b >> 4];
-      out += hex[b & 0xf];
-    }
-  }
-  return out + "\"";
-}
 
 std::optional<FileJson> try_parse_file_json(std::string_view text, std::string& error) {
   if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {

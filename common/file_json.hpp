@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/address.hpp"  // quote_for_message
 #include "common/secure_file.hpp"
 
 namespace strelay {
@@ -37,7 +38,5 @@ bool check_fields(const FileJson& object, std::initializer_list<std::string_view
 // The field's string, or nullptr and `error` = `"address" must be a string, not a number`.
 const SecretText* string_field(const FileJson& object, std::string_view name, std::string& error);
 
-// Quotes text for a one-line message: control and non-ASCII bytes become \xNN.
-std::string quote_for_message(std::string_view text);
 
 }  // namespace strelay
