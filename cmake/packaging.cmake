@@ -1,0 +1,2 @@
+# Installation (cmake --install) and the Debian package (CPack DEB). Included from the top
+# CMakeLists.txt.
