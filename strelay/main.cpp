@@ -6,6 +6,7 @@
 #include "common/identity_file.hpp"
 #include "common/qr.hpp"
 #include "strelay/daemon.hpp"
+#include "strelay/notify.hpp"
 
 int main(int argc, char** argv) {
   using namespace strelay;
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
     auto info = status_info(*options, identity.public_key(), ticket, server.local_endpoints());
     const auto http = start_http(server, *options, info);
     handle_signals(server, argc, argv, [&http, info](const RelayOptions& reloaded) mutable {
+      notify(status_message("reloaded the limits and the allowlist"));
       if (!http) return;
       info.limits = describe_limits(reloaded.limits);
       http->set_status_info(info);
@@ -45,6 +47,10 @@ int main(int argc, char** argv) {
                 << render_terminal(QrCode::encode(ticket), TerminalStyle::ansi_colors) << std::flush;
     }
     start_log_summaries(server);
+    start_notify(server);
+    // Every socket listens already (the kernel queues connections until run() accepts them).
+    notify(ready_message("serving " + std::to_string(server.local_endpoints().size()) + " addresses, key " +
+                         identity.public_key().fingerprint()));
     server.run();
     log.flush_suppressed();
     return 0;
