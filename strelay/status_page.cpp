@@ -191,7 +191,10 @@ std::string identity_card(const StatusInfo& info) {
   } else {
     out += "<div class=\"muted\" style=\"margin-top:10px\">Relay ticket (save as <code>relay.relay</code>, or "
            "scan)</div><pre>" + html_escape(info.ticket_json) + "</pre>\n";
-    if (!info.qr_svg.empty()) out += "<div class=\"qr\">" + info.qr_svg + "</div>\n";  // trusted: common/qr
+    // Trusted markup from common/qr. Inline SVG in HTML takes no XML declaration (the parser
+    // would keep it as a bogus comment), so the markup starts at <svg.
+    const auto svg = info.qr_svg.find("<svg");
+    if (svg != std::string::npos) out += "<div class=\"qr\">" + info.qr_svg.substr(svg) + "</div>\n";
   }
   return out + "</div>\n";
 }

@@ -376,3 +376,20 @@ TEST_CASE("the page renders server-side numbers and the chart without JavaScript
   CHECK(std::count(match[1].first, match[1].second, ',') == 3);  // one point per sample
   CHECK(page.find("<script nonce=\"NONCE\">") != std::string::npos);
 }
+
+TEST_CASE("the QR code is inlined as SVG markup without its XML declaration") {
+  Metrics m;
+  auto info = test_info();
+  info.qr_svg = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"qr-test\"></svg>\n";
+  const StatusView view{m, info, ProcessStats{}, Rates{}, info.start_time};
+  const auto page = render_status_page(view, {}, "NONCE");
+  CHECK(page.find("<div class=\"qr\"><svg xmlns=\"http://www.w3.org/2000/svg\" id=\"qr-test\">") != std::string::npos);
+  CHECK(page.find("<?xml") == std::string::npos);
+  SUBCASE("no ticket, no QR code") {
+    info.ticket_json.clear();
+    const StatusView bare{m, info, ProcessStats{}, Rates{}, info.start_time};
+    const auto plain = render_status_page(bare, {}, "NONCE");
+    CHECK(plain.find("class=\"qr\"") == std::string::npos);
+    CHECK(plain.find("--public-address") != std::string::npos);
+  }
+}
