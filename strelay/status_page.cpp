@@ -66,7 +66,10 @@ function fmt(v,f){switch(f){case'bytes':return bytes(v);case'sumbytes':return by
  case'fds':return v<0?'n/a':num(v);default:return num(v);}}
 function pts(list,max,win,tl){return list.map(function(p){var x=W-(tl-p[0])/win*W;
  var y=H-p[1]/max*H*0.9;return x.toFixed(1)+','+y.toFixed(1);}).join(' ');}
-function chart(d){var s=d.samples||[];if(!s.length)return;var tl=s[s.length-1].t,
+function chart(d,st){var s=(d.samples||[]).slice(),t=Date.parse(st.now);
+ if(t>0&&(!s.length||t>s[s.length-1].t))s.push({t:t,bytes:sum(st.counters.bytes_relayed_total),
+  connections:st.gauges.connections});
+ if(!s.length)return;var tl=s[s.length-1].t,
  win=(d.interval_seconds||5)*1000*Math.max(s.length,120),r=[],c=[],mr=0,mc=0;
  for(var i=0;i<s.length;i++){c.push([s[i].t,s[i].connections]);mc=Math.max(mc,s[i].connections);
   if(i>0&&s[i].t>s[i-1].t){var v=Math.max(0,(s[i].bytes-s[i-1].bytes)/(s[i].t-s[i-1].t)*1000);
@@ -81,7 +84,7 @@ function tick(){Promise.all([fetch('/status',{cache:'no-store'}).then(function(r
  fetch('/samples',{cache:'no-store'}).then(function(r){return r.json();})]).then(function(a){
  document.querySelectorAll('[data-k]').forEach(function(el){var v=get(a[0],el.getAttribute('data-k'));
   if(v!==undefined&&v!==null)el.textContent=fmt(v,el.getAttribute('data-f'));});
- chart(a[1]);state(true);}).catch(function(){state(false);});}
+ chart(a[1],a[0]);state(true);}).catch(function(){state(false);});}
 setInterval(tick,2000);tick();
 })();
 )js";
@@ -174,6 +177,15 @@ std::string chart(const std::vector<MetricsSample>& samples) {
          signed_digits(max_conns) + "</b></span><span>one sample every " +
          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(status_sample_interval).count()) +
          " s</span></div></div>\n";
+  return out;
+}
+
+// The samples plus one for the moment of rendering, so the chart reaches "now" and a relay
+// started a moment ago already shows a line.
+std::vector<MetricsSample> with_now(const std::vector<MetricsSample>& samples, const StatusView& view) {
+  auto out = samples;
+  const auto now = take_sample(view.metrics, view.now);
+  if (out.empty() || now.unix_ms > out.back().unix_ms) out.push_back(now);
   return out;
 }
 
@@ -295,7 +307,7 @@ std::string render_status_page(const StatusView& view, const std::vector<Metrics
               format_bytes(view.rates.bytes_relayed_per_second) + "/s");
   out += stat("accepts per second", "rates.accepts_per_second", "rate", one_decimal(view.rates.accepts_per_second) + "/s");
   out += "</div>\n";
-  out += chart(samples);
+  out += chart(with_now(samples, view));
   out += "<div class=\"cols\">\n" + identity_card(view.info) +
          family_table("Limit hits", "limit_hits_total", m.limit_hits_total) + "</div>\n";
   out += "<div class=\"cols\">\n" + family_table("Handshakes", "handshakes_total", m.handshakes_total) +
