@@ -207,3 +207,14 @@ TEST_CASE("loading an identity applies the secret-file rules and names the file"
   CHECK_FALSE(try_load_identity(file, error));
   CHECK(error == file.string() + ": missing field \"privateKey\"");
 }
+
+// Inputs the fuzz targets (fuzz/identity_file_fuzz.cpp) found; each is also in
+// fuzz/corpus/identity_file/.
+TEST_CASE("regression inputs (fuzzing): an empty privateKey is refused as 0 bytes, without UB") {
+  // tickets_fuzz, first run: the empty base64url text passed a null output buffer to
+  // libsodium's sodium_base642bin (declared nonnull; UBSan aborted). The identity parser
+  // decodes the seed with the same function.
+  std::string error;
+  CHECK_FALSE(try_parse_identity_file("{\n  \"privateKey\": \"\"\n}", "e.ident", error));
+  CHECK(error == "e.ident: \"privateKey\" is 0 bytes, expected 32 (an Ed25519 seed)");
+}

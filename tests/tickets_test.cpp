@@ -258,3 +258,18 @@ TEST_CASE("the kind of a file is told from its fields") {
   CHECK_FALSE(try_detect_file_kind("nope", "x", error));
   CHECK(error == "x: not valid JSON (syntax error at line 1, column 2)");
 }
+
+// Inputs the fuzz targets (fuzz/tickets_fuzz.cpp) found; each is also in fuzz/corpus/tickets/.
+TEST_CASE("regression inputs (fuzzing): an empty publicKey is refused as 0 bytes, without UB") {
+  // tickets_fuzz, first run: the empty base64url text passed a null output buffer to
+  // libsodium's sodium_base642bin (declared nonnull; UBSan aborted).
+  std::string error;
+  CHECK_FALSE(try_parse_public_key("", error));
+  CHECK(error.find("is 0 bytes, expected 32") != std::string::npos);
+  error.clear();
+  CHECK_FALSE(try_parse_relay_ticket("{\"publicKey\": \"\", \"address\": \"a.org:1\"}", "t.relay", error));
+  CHECK(error == "t.relay: \"publicKey\" is 0 bytes, expected 32 (an Ed25519 public key)");
+  error.clear();
+  CHECK_FALSE(try_parse_friend_ticket("{\"publicKey\": \"\", \"relays\": []}", "t.friend", error));
+  CHECK(error.find("is 0 bytes") != std::string::npos);
+}
