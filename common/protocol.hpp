@@ -141,6 +141,11 @@ inline constexpr double handshake_burst_per_source = 5.0;
 inline constexpr std::size_t max_admission_sources = 16384;
 // Total connections, as a share of RLIMIT_NOFILE after raising the soft limit to the hard one.
 inline constexpr double connections_share_of_nofile = 0.8;
+// Descriptors kept free beyond those counted (strelay/limits.hpp, plan_descriptors): one accepted
+// socket awaiting refusal per listening socket, a /proc/self/fd read, a config file on SIGHUP.
+inline constexpr std::size_t descriptor_margin = 8;
+// Descriptors of one spliced tunnel beyond its two sockets: a pipe (two ends) per direction.
+inline constexpr std::size_t tunnel_pipe_fds = 4;
 // A Connect waits this long for the listener's Accept.
 inline constexpr auto half_tunnel_ttl = 30s;
 // Connect requests per identity: a token bucket.

@@ -157,7 +157,11 @@ void setup_limits(CLI::App& app, RelayLimits& l) {
            max_rate, " per second");
   add_rate(*g, "--handshake-burst", l.handshake_burst, "Handshake burst per source", 1, max_rate, "");
   add_count(*g, "--max-connections", l.max_connections,
-            "Connections in total; 0 = 80% of RLIMIT_NOFILE (raised to the hard limit at start)", 0, max_count);
+            "Connections in total; 0 = 80% of RLIMIT_NOFILE (raised to the hard limit at start), but no more "
+            "than the descriptors left after the relay's own (counted at start), the HTTP endpoint's and a "
+            "margin; spare descriptors go to tunnel pipes (4 each), and a tunnel without them copies instead "
+            "of splicing",
+            0, max_count);
   add_seconds(*g, "--half-tunnel-ttl", l.half_tunnel_ttl, "How long a Connect waits for the listener's Accept");
   add_rate(*g, "--connect-rate", l.connect_rate_per_minute, "Connect requests per minute per identity", 0.001,
            max_rate, " per minute");
@@ -373,7 +377,8 @@ std::vector<std::pair<std::string, std::string>> describe_limits(const RelayLimi
       {"handshake-rate", format_number(l.handshake_rate_per_second) + " per second per source"},
       {"handshake-burst", format_number(l.handshake_burst)},
       {"max-connections",
-       l.max_connections == 0 ? std::string("80% of RLIMIT_NOFILE") : std::to_string(l.max_connections)},
+       l.max_connections == 0 ? std::string("80% of RLIMIT_NOFILE, within the descriptor budget")
+                              : std::to_string(l.max_connections)},
       {"half-tunnel-ttl", s(l.half_tunnel_ttl)},
       {"connect-rate", format_number(l.connect_rate_per_minute) + " per minute per identity"},
       {"connect-burst", format_number(l.connect_burst)},

@@ -90,7 +90,9 @@ std::optional<boost::asio::ip::tcp::endpoint> try_parse_endpoint(std::string_vie
 // "0.0.0.0:4567" or "[::1]:4567".
 std::string endpoint_to_string(const boost::asio::ip::tcp::endpoint& endpoint);
 
-// The connection cap in force: the flag, or 80% of the (raised) soft RLIMIT_NOFILE when 0.
+// The connection cap before the descriptor budget: the flag, or 80% of the (raised) soft
+// RLIMIT_NOFILE when 0. When run() starts, the server lowers an automatic cap to the
+// descriptors actually left (strelay/limits.hpp, plan_descriptors; docs/architecture.md).
 std::size_t effective_max_connections(const RelayLimits& limits, std::uint64_t nofile_soft_limit);
 
 // name (the flag without dashes) and value with its unit, for /status and the status page.

@@ -41,7 +41,8 @@ ServerSettings to_server_settings(const RelayOptions& options, std::uint64_t nof
   ServerSettings s;
   s.listen = options.laddr;
   s.threads = options.threads;
-  s.admission.connections_total = effective_max_connections(l, nofile);
+  s.admission.connections_total = effective_max_connections(l, nofile);  // refined at run()
+  s.descriptors = {nofile, l.max_connections, options.metrics_addr ? http_connection_cap(nofile) : 0};
   s.admission.pending_total = l.max_pending_handshakes;
   s.admission.pending_per_source = l.max_pending_per_source;
   s.admission.rate_per_source = l.handshake_rate_per_second;
@@ -111,8 +112,10 @@ StatusInfo status_info(const RelayOptions& options, const PublicKey& key, const 
 
 std::unique_ptr<HttpServer> start_http(Server& server, const RelayOptions& options, StatusInfo info) {
   if (!options.metrics_addr) return nullptr;
+  HttpLimits limits;
+  limits.max_connections = http_connection_cap(raise_nofile_limit());  // within the fd budget
   auto http = std::make_unique<HttpServer>(server.control_executor(), *options.metrics_addr,
-                                           server.metrics(), std::move(info), server.log());
+                                           server.metrics(), std::move(info), server.log(), limits);
   http->start();
   server.on_drain([raw = http.get()] { raw->stop(); });
   return http;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 #include <utility>
 
@@ -104,6 +105,41 @@ const char* to_string(AdmissionRefusal refusal) {
   return "unknown";
 }
 
+// ---------------------------------------------------------------- descriptor budget
+
+DescriptorBudget plan_descriptors(std::uint64_t nofile, std::uint64_t fds_at_start, std::size_t http_connections,
+                                  std::size_t connections_flag) {
+  // RLIMIT_NOFILE may be "infinity"; Linux never allows more than fs.nr_open (2^20 by default).
+  constexpr std::uint64_t max_nofile = 1ull << 24;
+  nofile = std::min(nofile, max_nofile);
+  const std::uint64_t http = http_connections == 0 ? 0 : http_connections + 1;
+  const std::uint64_t reserved = fds_at_start + http + descriptor_margin;
+  DescriptorBudget b;
+  b.usable = static_cast<std::size_t>(nofile > reserved ? nofile - reserved : 0);
+  if (connections_flag != 0) {
+    b.connections = connections_flag;
+  } else {
+    const auto share = static_cast<std::size_t>(static_cast<double>(nofile) * connections_share_of_nofile);
+    b.connections = std::max<std::size_t>(std::min(share, b.usable), 1);
+  }
+  b.pipe_fds = b.usable > b.connections ? b.usable - b.connections : 0;
+  return b;
+}
+
+std::size_t http_connection_cap(std::uint64_t nofile) {
+  return static_cast<std::size_t>(std::clamp<std::uint64_t>(nofile / 32, 2, http_max_connections));
+}
+
+std::optional<std::uint64_t> count_open_descriptors() {
+  std::error_code ec;
+  std::uint64_t fds = 0;
+  for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end; it.increment(ec)) {
+    ++fds;
+  }
+  if (ec || fds == 0) return std::nullopt;
+  return fds - 1;  // the iterator's own descriptor
+}
+
 // ---------------------------------------------------------------- Admission
 
 Admission::Admission(const AdmissionLimits& limits, const HashKey& hash_key)
@@ -160,6 +196,23 @@ void Admission::release(const SourceKey& source, bool pending, bool connection) 
     if (s.pending == 0) s.idle_pos = idle_.insert(idle_.end(), source);
   }
   if (connection) --connections_;
+}
+
+bool Admission::try_reserve_pipe_fds(std::size_t count) {
+  std::lock_guard lock(mutex_);
+  if (count > limits_.pipe_fds_total || pipe_fds_ > limits_.pipe_fds_total - count) return false;
+  pipe_fds_ += count;
+  return true;
+}
+
+void Admission::release_pipe_fds(std::size_t count) {
+  std::lock_guard lock(mutex_);
+  pipe_fds_ -= std::min(count, pipe_fds_);
+}
+
+std::size_t Admission::pipe_fds() const {
+  std::lock_guard lock(mutex_);
+  return pipe_fds_;
 }
 
 void Admission::set_limits(const AdmissionLimits& limits) {

@@ -1,12 +1,13 @@
 // Admission control (sans-io): what the relay decides before and during a handshake, plus the
 // two tools that relay_state shares: a token bucket and a keyed hash for hostile-keyed tables.
 //
-// Time is always a parameter (`now`, steady_clock); nothing here reads a clock or touches a
-// socket. Every limit is a field of a limits struct whose defaults come from protocol.hpp, and
+// Time is always a parameter (`now`, strelay::Clock's time points, which are steady_clock's);
+// nothing here reads a clock or touches a socket. Every limit is a field of a limits struct whose defaults come from protocol.hpp, and
 // can be replaced at run time (SIGHUP).
 //
 // Admission, per accepted TCP connection, in this order (the first that fails names the refusal):
-//   1. connections_total   open connections < limit (the daemon sets 80% of RLIMIT_NOFILE)
+//   1. connections_total   open connections < limit (the daemon sets it from the descriptor
+//                          budget: plan_descriptors() below)
 //   2. pending_total       handshakes in progress, all sources < limit (1024)
 //   3. sources_total       a source not yet tracked needs room in the source table (16384)
 //   4. pending_per_source  handshakes in progress from this source < limit (8)
@@ -24,6 +25,7 @@
 #include <cstdint>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -31,11 +33,9 @@
 
 #include "common/keys.hpp"
 #include "common/protocol.hpp"
+#include "strelay/clock.hpp"
 
 namespace strelay {
-
-using Clock = std::chrono::steady_clock;
-using TimePoint = Clock::time_point;
 
 // A token bucket kept as one time point (GCRA): `full_at_` is when the bucket will be full
 // again. Taking a token pushes it one interval later; a take is allowed while full_at_ stays
@@ -89,8 +89,45 @@ class KeyedHash {
   HashKey key_;
 };
 
+// ---------------------------------------------------------------- descriptor budget
+//
+// Every connection costs one descriptor, and a spliced tunnel four more (a pipe per direction).
+// The process also holds descriptors of its own from the start: per worker an epoll, an
+// eventfd and a timerfd; the listening sockets; the HTTP listener and its connections; the
+// signal pipe; stdio. The budget is drawn from what is left after those, so that accept()
+// never meets EMFILE under the caps:
+//
+//   usable      = nofile - fds_at_start - http_connections - 1 - descriptor_margin
+//                 (the 1: the HTTP server's extra connection, answered 503 and closed)
+//   connections = the --max-connections flag, or else
+//                 min(80% of nofile, usable), at least 1
+//   pipe_fds    = usable - connections (0 when the flag takes more): descriptors for tunnel
+//                 pipes. A tunnel that finds no room for its 4 copies instead of splicing
+//                 (Tunnel's read/write fallback), so pipes never take a connection's descriptor.
+// descriptor_margin covers descriptors held for a moment: the socket accept() returns before
+// admission refuses it, /proc/self/fd being read for /status, a config file read on SIGHUP.
+struct DescriptorBudget {
+  std::size_t connections = 0;
+  std::size_t pipe_fds = 0;
+  std::size_t usable = 0;  // descriptors for connections and pipes together
+  friend bool operator==(const DescriptorBudget&, const DescriptorBudget&) = default;
+};
+
+// `connections_flag` 0 means automatic. `http_connections` is 0 without an HTTP endpoint.
+DescriptorBudget plan_descriptors(std::uint64_t nofile, std::uint64_t fds_at_start,
+                                  std::size_t http_connections, std::size_t connections_flag);
+
+// The HTTP endpoint's connection cap for a process limit of `nofile` descriptors:
+// http_max_connections, but at most 1/32 of the limit (and at least 2), so that a small limit
+// is not spent on scrapers.
+std::size_t http_connection_cap(std::uint64_t nofile);
+
+// The descriptors this process has open now (/proc/self/fd); nullopt when unreadable.
+std::optional<std::uint64_t> count_open_descriptors();
+
 struct AdmissionLimits {
-  std::size_t connections_total = 1024;  // the daemon sets 80% of RLIMIT_NOFILE
+  std::size_t connections_total = 1024;  // the daemon sets it from plan_descriptors()
+  std::size_t pipe_fds_total = SIZE_MAX;  // descriptors for tunnel pipes; SIZE_MAX: no budget
   std::size_t pending_total = max_pending_handshakes;
   std::size_t pending_per_source = max_pending_per_source;
   double rate_per_source = handshake_rate_per_source;  // handshakes per second
@@ -124,6 +161,12 @@ class Admission {
 
   std::variant<Admitted, AdmissionRefusal> try_admit(const SourceKey& source, TimePoint now);
 
+  // A tunnel asks for the descriptors of its pipes (4); false when the budget has no room
+  // (the tunnel then copies instead). Each granted reservation is given back with
+  // release_pipe_fds().
+  bool try_reserve_pipe_fds(std::size_t count);
+  void release_pipe_fds(std::size_t count);
+
   // SIGHUP: new limits apply to the next admission; nothing admitted is revoked.
   void set_limits(const AdmissionLimits& limits);
   AdmissionLimits limits() const;
@@ -132,6 +175,7 @@ class Admission {
   std::size_t pending_total() const;
   std::size_t connections() const;
   std::size_t sources() const;  // entries in the per-source table
+  std::size_t pipe_fds() const;  // descriptors reserved for tunnel pipes
 
  private:
   struct Source {
@@ -149,6 +193,7 @@ class Admission {
   std::list<SourceKey> idle_;  // sources with no pending handshake, least recently active first
   std::size_t pending_total_ = 0;
   std::size_t connections_ = 0;
+  std::size_t pipe_fds_ = 0;
 };
 
 // One admitted connection: a pending-handshake slot until handshake_done(), and a connection

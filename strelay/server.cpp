@@ -29,9 +29,12 @@ constexpr auto accept_backoff_max = std::chrono::seconds(1);
 // How often the drain looks whether every connection has gone.
 constexpr auto drain_poll = std::chrono::milliseconds(20);
 
+// Counts a tunnel's bytes, and grants its pipes' descriptors from the admission's budget.
 class MetricsObserver final : public TunnelObserver {
  public:
-  explicit MetricsObserver(Metrics& metrics) : metrics_(metrics) {}
+  MetricsObserver(Metrics& metrics, Admission& admission) : metrics_(metrics), admission_(admission) {}
+  bool reserve_pipe_fds() override { return admission_.try_reserve_pipe_fds(tunnel_pipe_fds); }
+  void release_pipe_fds() override { admission_.release_pipe_fds(tunnel_pipe_fds); }
   void forwarded(int direction, std::uint64_t bytes) override {
     metrics_.bytes_relayed_total.inc(
         direction == 0 ? TunnelDirection::to_listener : TunnelDirection::to_connector, bytes);
@@ -40,6 +43,7 @@ class MetricsObserver final : public TunnelObserver {
 
  private:
   Metrics& metrics_;
+  Admission& admission_;
 };
 
 LimitReason limit_reason(AdmissionRefusal refusal) {
@@ -91,7 +95,7 @@ Server::Server(const Identity& identity, ServerSettings settings, Metrics& metri
     : identity_(identity),
       settings_(std::make_shared<const ServerSettings>(settings)),
       listen_(settings.listen),
-      observer_(std::make_unique<MetricsObserver>(metrics)),
+      observer_(std::make_unique<MetricsObserver>(metrics, admission_)),
       metrics_(metrics),
       log_(log),
       admission_(settings.admission),
@@ -102,8 +106,11 @@ Server::Server(const Identity& identity, ServerSettings settings, Metrics& metri
     workers_.push_back(std::make_unique<asio::io_context>(1));
     work_.push_back(std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
         workers_.back()->get_executor()));
+    // A worker's reactor (an epoll, an eventfd, a timerfd) opens with its first I/O object:
+    // open it now, so that run() counts its descriptors in the budget.
+    RelayTimer open_reactor(*workers_.back());
   }
-  ttl_timer_ = std::make_unique<asio::steady_timer>(*workers_[0]);
+  ttl_timer_ = std::make_unique<RelayTimer>(*workers_[0]);
 }
 
 Server::~Server() {
@@ -152,6 +159,9 @@ std::vector<tcp::endpoint> Server::local_endpoints() const {
 asio::any_io_executor Server::control_executor() { return workers_[0]->get_executor(); }
 
 void Server::run() {
+  // Queued before the accept loops: the budget is in force before the first accept, and after
+  // the handlers main queued (the signal set's pipe, the HTTP listener) have opened theirs.
+  asio::post(*workers_[0], [this] { apply_descriptor_budget(); });
   for (auto& acceptor : acceptors_) {
     asio::co_spawn(*workers_[0], accept_loop(acceptor), asio::detached);
   }
@@ -162,6 +172,52 @@ void Server::run() {
   }
   workers_[0]->run();
   for (auto& thread : threads) thread.join();
+}
+
+AdmissionLimits Server::budgeted(const ServerSettings& settings, DescriptorBudget* budget) const {
+  AdmissionLimits limits = settings.admission;
+  const auto& d = settings.descriptors;
+  if (d.nofile == 0) return limits;
+  const auto plan = plan_descriptors(d.nofile, fds_at_start_.load(), d.http_connections, d.connections_flag);
+  limits.connections_total = plan.connections;
+  limits.pipe_fds_total = plan.pipe_fds;
+  if (budget != nullptr) *budget = plan;
+  return limits;
+}
+
+void Server::apply_descriptor_budget() {
+  const auto current = settings();
+  if (current->descriptors.nofile == 0) return;
+  // Unreadable /proc: assume every descriptor below the lowest free one is open, plus a margin.
+  fds_at_start_.store(count_open_descriptors().value_or(64));
+  DescriptorBudget plan;
+  admission_.set_limits(budgeted(*current, &plan));
+  {
+    std::lock_guard lock(budget_mutex_);
+    budget_ = plan;
+  }
+  log_.info("descriptor_budget", {},
+            {{"nofile", current->descriptors.nofile},
+             {"open_at_start", fds_at_start_.load()},
+             {"http_connections", current->descriptors.http_connections},
+             {"max_connections", plan.connections},
+             {"pipe_fds", plan.pipe_fds}});
+}
+
+DescriptorBudget Server::descriptor_budget() const {
+  std::lock_guard lock(budget_mutex_);
+  return budget_;
+}
+
+// A timer that expired long ago is the earliest in its queue, so scheduling it makes the
+// reactor recompute its timeout from Clock::now() and run every timer now due. (One that
+// expires "now" would not be earliest when a timer is already overdue by the moved clock, and
+// the reactor would keep waiting for the old real-time instant.)
+void Server::recheck_timers() {
+  for (auto& worker : workers_) {
+    auto kick = std::make_shared<RelayTimer>(*worker, Clock::time_point::min());
+    kick->async_wait([kick](boost::system::error_code) {});
+  }
 }
 
 asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor) {
@@ -314,7 +370,12 @@ void Server::reload(const ServerSettings& settings, std::optional<Allowlist> all
   next->listen = current->listen;
   next->threads = current->threads;
   settings_.store(std::move(next));
-  admission_.set_limits(settings.admission);
+  DescriptorBudget plan;
+  admission_.set_limits(budgeted(*settings_.load(), &plan));
+  if (settings.descriptors.nofile != 0) {
+    std::lock_guard lock(budget_mutex_);
+    budget_ = plan;
+  }
   {
     std::lock_guard lock(state_mutex_);
     relay_state_.set_limits(settings.pairing);

@@ -44,6 +44,14 @@ class Session;
 
 // Everything the server needs to know, in the units it uses. main builds it from the flags.
 struct ServerSettings {
+  // The descriptor budget (strelay/limits.hpp, plan_descriptors), applied when run() starts,
+  // once every descriptor of the process's own is open. nofile 0: no budget, and
+  // admission.connections_total and admission.pipe_fds_total are used as given (tests).
+  struct Descriptors {
+    std::uint64_t nofile = 0;             // the soft RLIMIT_NOFILE
+    std::size_t connections_flag = 0;     // --max-connections; 0: automatic
+    std::size_t http_connections = 0;     // the HTTP endpoint's cap; 0: no endpoint
+  } descriptors;
   std::vector<boost::asio::ip::tcp::endpoint> listen;
   unsigned threads = 0;  // 0: one per core
   AdmissionLimits admission;
@@ -76,6 +84,13 @@ class Server {
   void run();
   // Starts the drain; thread-safe and idempotent.
   void shutdown();
+  // Tests that moved strelay::Clock forward: makes every worker re-read the clock at once, so
+  // the timers now due fire (without this they fire at their old real-time instant).
+  void recheck_timers();
+  // The descriptor budget in force (all zero when settings.descriptors.nofile is 0), and the
+  // descriptors the process had open when run() started.
+  DescriptorBudget descriptor_budget() const;
+  std::uint64_t descriptors_at_start() const { return fds_at_start_.load(); }
   // Runs `hook` on worker 0 when the drain starts (e.g. to stop the HTTP endpoint). Before run().
   void on_drain(std::function<void()> hook) { drain_hooks_.push_back(std::move(hook)); }
   // SIGHUP: new limits and allowlist (nullopt: a public relay). Thread-safe.
@@ -125,6 +140,9 @@ class Server {
   boost::asio::awaitable<void> drain();
   void dispatch_locked(Actions actions);  // state_mutex_ held
   void arm_ttl_locked();           // state_mutex_ held
+  // The admission limits of `settings` with the descriptor budget applied (fds_at_start_).
+  AdmissionLimits budgeted(const ServerSettings& settings, DescriptorBudget* budget = nullptr) const;
+  void apply_descriptor_budget();  // on worker 0, before the first accept
 
   const Identity& identity_;
   std::atomic<std::shared_ptr<const ServerSettings>> settings_;
@@ -148,7 +166,10 @@ class Server {
   std::unordered_map<ConnId, std::weak_ptr<Session>> sessions_;
   std::unordered_map<const Tunnel*, std::weak_ptr<Tunnel>> tunnels_;
   std::optional<TimePoint> ttl_armed_at_;
-  std::unique_ptr<boost::asio::steady_timer> ttl_timer_;  // on worker 0
+  std::unique_ptr<RelayTimer> ttl_timer_;  // on worker 0
+  std::atomic<std::uint64_t> fds_at_start_{0};
+  mutable std::mutex budget_mutex_;  // guards budget_
+  DescriptorBudget budget_;
   std::vector<std::function<void()>> drain_hooks_;
 };
 

@@ -95,7 +95,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Writer side.
   std::deque<Outbound> queue_;
-  boost::asio::steady_timer wake_;  // the writer sleeps on it; cancel() wakes it
+  RelayTimer wake_;  // the writer sleeps on it (relay clock: keepalive); cancel() wakes it
   std::optional<Keepalive> keepalive_;
   std::vector<PingToken> pongs_due_;
   bool closing_ = false;

@@ -62,6 +62,12 @@ Tunnel::Tunnel(tcp::socket a, tcp::socket b, Options options, TunnelObserver* ob
   dirs_[1] = std::make_unique<Direction>(b_, a_, 1);
   a_.non_blocking(true);
   b_.non_blocking(true);
+  // Pipes take descriptors from the relay's budget: without a grant, copy (the connections'
+  // own descriptors come first).
+  if (options_.use_splice && observer_ != nullptr) {
+    pipes_reserved_ = observer_->reserve_pipe_fds();
+    if (!pipes_reserved_) options_.use_splice = false;
+  }
   for (auto& d : dirs_) {
     d->capacity = std::max<std::size_t>(options_.buffer_bytes, 1);
     if (!options_.use_splice) continue;
@@ -84,7 +90,10 @@ Tunnel::Tunnel(tcp::socket a, tcp::socket b, Options options, TunnelObserver* ob
   }
 }
 
-Tunnel::~Tunnel() = default;
+Tunnel::~Tunnel() {
+  for (auto& d : dirs_) d.reset();  // the pipes close before their grant is given back
+  if (pipes_reserved_) observer_->release_pipe_fds();
+}
 
 std::uint64_t Tunnel::buffered_bytes() const {
   return dirs_[0]->held_gauge.load(std::memory_order_relaxed) +

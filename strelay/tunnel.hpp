@@ -33,13 +33,19 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "common/protocol.hpp"
+#include "strelay/clock.hpp"
 
 namespace strelay {
 
 // Receives a tunnel's byte counts as they happen (metrics); called on the tunnel's executor.
+// It also grants the descriptors of the tunnel's pipes (the relay's descriptor budget).
 class TunnelObserver {
  public:
   virtual ~TunnelObserver() = default;
+  // Called once before the pipes are made: true lets the tunnel open its tunnel_pipe_fds
+  // descriptors, false makes it copy instead. A grant is returned with release_pipe_fds().
+  virtual bool reserve_pipe_fds() { return true; }
+  virtual void release_pipe_fds() {}
   // `direction` 0 is a -> b, 1 is b -> a.
   virtual void forwarded(int direction, std::uint64_t bytes) = 0;
   // Bytes held in the relay for this tunnel changed by `delta`.
@@ -49,7 +55,7 @@ class TunnelObserver {
 class Tunnel : public std::enable_shared_from_this<Tunnel> {
  public:
   using tcp = boost::asio::ip::tcp;
-  using clock = std::chrono::steady_clock;
+  using clock = strelay::Clock;  // steady time; tests move it (strelay/clock.hpp)
 
   struct Options {
     std::size_t buffer_bytes = tunnel_buffer_bytes;
@@ -100,7 +106,8 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
 
   TunnelObserver* observer_;
   std::unique_ptr<Direction> dirs_[2];
-  boost::asio::steady_timer watchdog_;
+  RelayTimer watchdog_;
+  bool pipes_reserved_ = false;  // the observer granted the pipes' descriptors
   clock::time_point watchdog_at_ = clock::time_point::max();
   clock::time_point last_activity_;
   CloseReason reason_ = CloseReason::normal;

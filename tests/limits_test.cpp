@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <optional>
 #include <stdexcept>
@@ -274,4 +276,75 @@ TEST_CASE("admission is safe from several threads and balances to zero") {
   for (auto& t : threads) t.join();
   CHECK(admission.pending_total() == 0);
   CHECK(admission.connections() == 0);
+}
+
+// ---------------------------------------------------------------- the descriptor budget
+
+TEST_CASE("descriptor budget: the automatic cap is 80% of the limit, or what the process's own descriptors leave") {
+  // A large limit: 80% binds; the rest (less the process's own) goes to tunnel pipes.
+  auto big = plan_descriptors(100000, 20, 64, 0);
+  CHECK(big.connections == 80000);
+  CHECK(big.usable == 100000 - 20 - 65 - descriptor_margin);
+  CHECK(big.pipe_fds == big.usable - 80000);
+  // A small limit: the descriptors open at start bind, and no pipe gets a descriptor.
+  auto small = plan_descriptors(64, 15, 2, 0);
+  CHECK(small.usable == 64 - 15 - 3 - descriptor_margin);
+  CHECK(small.connections == small.usable);
+  CHECK(small.pipe_fds == 0);
+  CHECK(small.connections + 15 + 3 + descriptor_margin == 64);  // never past the limit
+  // No HTTP endpoint: nothing reserved for it.
+  CHECK(plan_descriptors(64, 15, 0, 0).usable == 64 - 15 - descriptor_margin);
+  // Nothing left: one connection still, so the relay answers at all.
+  CHECK(plan_descriptors(16, 20, 2, 0).connections == 1);
+  CHECK(plan_descriptors(16, 20, 2, 0).pipe_fds == 0);
+  // "Unlimited" is clamped like Linux's fs.nr_open ceiling.
+  CHECK(plan_descriptors(~std::uint64_t{0}, 20, 64, 0).connections ==
+        static_cast<std::size_t>(static_cast<double>(1ull << 24) * 0.8));
+}
+
+TEST_CASE("descriptor budget: an explicit --max-connections is kept, and pipes get only what it leaves") {
+  auto flagged = plan_descriptors(1000, 20, 2, 500);
+  CHECK(flagged.connections == 500);
+  CHECK(flagged.pipe_fds == flagged.usable - 500);
+  auto over = plan_descriptors(64, 15, 2, 1000);  // the operator's choice, even past the limit
+  CHECK(over.connections == 1000);
+  CHECK(over.pipe_fds == 0);
+}
+
+TEST_CASE("the HTTP endpoint's connection cap is 1/32 of the descriptor limit, between 2 and the default") {
+  CHECK(http_connection_cap(64) == 2);
+  CHECK(http_connection_cap(16) == 2);
+  CHECK(http_connection_cap(320) == 10);
+  CHECK(http_connection_cap(1u << 20) == http_max_connections);
+}
+
+TEST_CASE("pipe descriptors: reservations up to the budget are granted, one more is refused, a release frees room") {
+  AdmissionLimits limits;
+  limits.pipe_fds_total = 3 * tunnel_pipe_fds;
+  Admission admission(limits, HashKey{});
+  for (int i = 0; i < 3; ++i) CHECK(admission.try_reserve_pipe_fds(tunnel_pipe_fds));  // at max
+  CHECK_FALSE(admission.try_reserve_pipe_fds(tunnel_pipe_fds));                        // max + 1
+  CHECK(admission.pipe_fds() == 3 * tunnel_pipe_fds);
+  admission.release_pipe_fds(tunnel_pipe_fds);
+  CHECK(admission.try_reserve_pipe_fds(tunnel_pipe_fds));
+  // A smaller budget after a reload refuses new pipes and keeps the granted ones.
+  limits.pipe_fds_total = tunnel_pipe_fds;
+  admission.set_limits(limits);
+  CHECK_FALSE(admission.try_reserve_pipe_fds(tunnel_pipe_fds));
+  for (int i = 0; i < 3; ++i) admission.release_pipe_fds(tunnel_pipe_fds);
+  CHECK(admission.pipe_fds() == 0);
+  CHECK(admission.try_reserve_pipe_fds(tunnel_pipe_fds));
+  // Pipes never count as connections.
+  CHECK(admission.connections() == 0);
+}
+
+TEST_CASE("the process's open descriptors are counted from /proc/self/fd") {
+  const auto before = count_open_descriptors();
+  REQUIRE(before);
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  CHECK(count_open_descriptors() == *before + 2);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  CHECK(count_open_descriptors() == *before);
 }
