@@ -30,6 +30,7 @@
 
 #include "common/identity_file.hpp"
 #include "common/preamble.hpp"
+#include "support/hostile_client.hpp"
 
 extern char** environ;
 
@@ -162,6 +163,10 @@ std::uint64_t Probe::counter(std::string_view family, std::string_view label) co
 
 std::int64_t Probe::gauge(std::string_view name) const {
   return status().at("gauges").at(std::string(name)).get<std::int64_t>();
+}
+
+std::int64_t Probe::status_rss_bytes() const {
+  return status().at("process").at("resident_memory_bytes").get<std::int64_t>();
 }
 
 double Probe::cpu_seconds() const {
@@ -541,13 +546,44 @@ void WatchedRelay::check_clean(std::chrono::milliseconds limit) {
   CHECK_MESSAGE(back, "gauges not back to baseline within " << limit.count() << " ms\n  baseline: "
                                                             << to_string(baseline_) << "\n  now:      "
                                                             << to_string(last));
+  if (canary_) canary_->stop();
+  if (relay_.running()) check_clean_exit(relay_, std::chrono::milliseconds(10000));
   check_no_secret_logged(relay_.dir() / "relay.ident", relay_.log());
 }
 
+void check_clean_exit(RelayProcess& relay, std::chrono::milliseconds limit) {
+  relay.signal(SIGTERM);
+  const int status = relay.wait_exit(limit);
+  CHECK_MESSAGE(status == 0, "strelay did not exit 0 on SIGTERM within " << limit.count() << " ms (status "
+                                                                           << status << ")");
+  if (status != 0) relay.kill();
+  check_no_sanitizer_report(relay.log());
+}
+
+void check_no_sanitizer_report(const std::string& log) {
+  for (const char* marker : {"ERROR: AddressSanitizer", "runtime error:", "WARNING: ThreadSanitizer",
+                             "LeakSanitizer", "ERROR: UndefinedBehaviorSanitizer"}) {
+    const auto at = log.find(marker);
+    CHECK_MESSAGE(at == std::string::npos,
+                  "sanitizer report in the relay's log: " << log.substr(at == std::string::npos ? 0 : at, 2000));
+  }
+}
+
 void check_no_secret_logged(const std::filesystem::path& ident_file, const std::string& log) {
-  const auto seed = relay_seed(ident_file);
-  CHECK_MESSAGE(log.find(seed) == std::string::npos, "the relay's seed appears in its log");
-  CHECK_MESSAGE(log.find(seed.substr(0, 20)) == std::string::npos, "part of the relay's seed appears in its log");
+  const auto identity = load_identity(ident_file);
+  std::vector<std::uint8_t> seed(identity.seed().begin(), identity.seed().end());
+  std::vector<std::uint8_t> signing_key = seed;  // libsodium's secret key: seed || public key
+  const auto& pk = identity.public_key().bytes();
+  signing_key.insert(signing_key.end(), pk.begin(), pk.end());
+  SecretLedger::add("the relay's seed", seed);
+  SecretLedger::add("the relay's signing key", signing_key);
+  sodium_memzero(seed.data(), seed.size());
+  sodium_memzero(signing_key.data(), signing_key.size());
+  const auto found = SecretLedger::find_in(log);
+  CHECK_MESSAGE(found.empty(), "a secret appears in the relay's log: " << found);
+  const auto base64url_seed = relay_seed(ident_file);
+  CHECK_MESSAGE(log.find(base64url_seed.substr(0, 20)) == std::string::npos,
+                "part of the relay's seed appears in its log");
 }
 
 // ---------------------------------------------------------------- a wrapped relay

@@ -83,6 +83,9 @@ class Probe {
   double cpu_seconds() const;
   // Resident memory in bytes (/proc/PID/statm).
   std::int64_t rss_bytes() const;
+  // Resident memory as the relay reports it on /status (process.resident_memory_bytes); the
+  // relay samples its process figures at most once a second.
+  std::int64_t status_rss_bytes() const;
 
   // Polls until the gauges equal `baseline`, up to `limit`; `last` gets the last reading.
   bool wait_for_gauges(const Gauges& baseline, std::chrono::milliseconds limit, Gauges& last) const;
@@ -239,8 +242,15 @@ class WatchedRelay {
   const Gauges& baseline() const { return baseline_; }
   Canary* canary() { return canary_ ? &*canary_ : nullptr; }
 
-  // The checks that end every test: the canary still round-trips (and never failed), every
-  // gauge is back to its baseline within `limit`, and the relay's seed is not in its log.
+  // The four checks that end every test (adversarial-tests.md):
+  //  1. the canary still round-trips, and never failed;
+  //  2. every gauge (open fds and buffered bytes included) is back to its baseline within
+  //     `limit` (the test's longest timeout + 1 s);
+  //  3. the relay exits 0 on SIGTERM, and its stderr holds no sanitizer report;
+  //  4. its log holds no secret: the relay's seed and signing key, and every secret in the
+  //     SecretLedger (node seeds, ephemeral secrets and DH outputs of hostile clients), in hex,
+  //     base64url or base64.
+  // The relay is stopped afterwards: call it last.
   void check_clean(std::chrono::milliseconds limit);
 
  private:
@@ -250,8 +260,13 @@ class WatchedRelay {
   Gauges baseline_;
 };
 
-// CHECKs that the relay's identity seed does not appear in `log`.
+// CHECKs that neither the relay's identity seed and signing key (in hex, base64url or base64,
+// whole or their first half) nor any secret of the SecretLedger appears in `log`.
 void check_no_secret_logged(const std::filesystem::path& ident_file, const std::string& log);
+// CHECKs that `log` (a relay's stderr) holds no report of ASan, UBSan, LSan or TSan.
+void check_no_sanitizer_report(const std::string& log);
+// SIGTERM, then CHECKs an exit status of 0 within `limit`, and no sanitizer report.
+void check_clean_exit(RelayProcess& relay, std::chrono::milliseconds limit);
 
 // ---------------------------------------------------------------- a wrapped relay
 
