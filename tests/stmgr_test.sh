@@ -66,7 +66,7 @@ assert "no file was written on a usage error" test ! -e x
 (umask 000 && "$stmgr" gen-ident --output new/deeper/relay.ident >out 2>err)
 rc=$?
 assert "gen-ident succeeds under umask 000" succeeds
-assert "the identity is 0600 under umask 000" test "$(mode_of new/deeper/relay.ident)" = 600
+assert "Mode 0600 even under umask 000: the identity is 0600" test "$(mode_of new/deeper/relay.ident)" = 600
 assert "a created directory is 0700" test "$(mode_of new)" = 700
 assert "a created nested directory is 0700" test "$(mode_of new/deeper)" = 700
 assert "gen-ident prints a 43-character base64url key" grep -qE '^[A-Za-z0-9_-]{43}$' out
@@ -77,8 +77,8 @@ assert "the identity file never holds the public key alone" grep -q '"privateKey
 
 cp new/deeper/relay.ident before.ident
 run gen-ident -o new/deeper/relay.ident
-assert "gen-ident refuses to overwrite" fails_with "already exists"
-assert "a refused overwrite leaves the file byte-identical" cmp -s before.ident new/deeper/relay.ident
+assert "No clobbering without --force: gen-ident refuses to overwrite" fails_with "already exists"
+assert "No clobbering without --force: the old file stays byte-identical" cmp -s before.ident new/deeper/relay.ident
 assert "a refused overwrite leaves no temporary file" test "$(ls -A new/deeper | wc -l)" -eq 1
 run gen-ident -o new/deeper/relay.ident --force
 assert "gen-ident --force replaces" succeeds
@@ -140,7 +140,7 @@ for bad in "127.0.0.1:65536|port 65536 is out of range 1..65535" \
   "$(printf 'a%.0s' $(seq 1 252)).org:4567|address is 261 bytes, longer than the 256 allowed" \
   "0.0.0.0:4567|listen-on-all address"; do
   run relay-ticket -i relay.ident -a "${bad%%|*}" -o bad.relay
-  assert "address ${bad:0:40} is refused" fails_with "${bad#*|}"
+  assert "Out-of-range numbers on the command line are refused, never wrapped: address ${bad:0:40}" fails_with "${bad#*|}"
   assert "no ticket is written for ${bad:0:40}" test ! -e bad.relay
 done
 
@@ -192,7 +192,7 @@ for bad in "corrupt.relay|not valid JSON (syntax error at line 1, column 1)" \
   "adir|is not a regular file" \
   "missing.relay|No such file or directory"; do
   run show "${bad%%|*}"
-  assert "show refuses ${bad%%|*} in one line" fails_with "${bad#*|}"
+  assert "Corrupt key files and tickets each get one precise error: show refuses ${bad%%|*} in one line" fails_with "${bad#*|}"
   assert "show names the file ${bad%%|*}" grep -qF "${bad%%|*}" err
   assert "show prints nothing on stdout for ${bad%%|*}" test ! -s out
 done
@@ -201,11 +201,11 @@ done
 cp relay.ident perm.ident
 chmod 640 perm.ident
 run pubkey -i perm.ident
-assert "a group-readable key is refused" \
+assert "A key file readable by group or world is refused (ssh-style): group-readable" \
   fails_with "perm.ident: permissions 0640 are too open; a private key file must not be accessible by others (chmod 600 perm.ident)"
 chmod 604 perm.ident
 run pubkey -i perm.ident
-assert "a world-readable key is refused" fails_with "permissions 0604 are too open"
+assert "A key file readable by group or world is refused (ssh-style): world-readable" fails_with "permissions 0604 are too open"
 run show perm.ident
 assert "show refuses a world-readable key too" fails_with "permissions 0604 are too open"
 run relay-ticket -i perm.ident -a 127.0.0.1:1 -o perm.relay
@@ -213,12 +213,41 @@ assert "relay-ticket refuses a world-readable key" fails_with "permissions 0604 
 chmod 600 perm.ident
 ln -s perm.ident link.ident
 run pubkey -i link.ident
-assert "a symlinked key is refused" fails_with "link.ident: is a symbolic link"
+assert "A symlinked key file is refused" fails_with "link.ident: is a symbolic link"
 if [[ $(id -u) -eq 0 ]]; then
   cp relay.ident other.ident
   chown 65534 other.ident
   run pubkey -i other.ident
-  assert "a key owned by another user is refused" fails_with "owned by uid 65534"
+  assert "A key file owned by another user is refused" fails_with "owned by uid 65534"
+fi
+
+# ---------------------------------------------------------------- a kill during a key write
+# strace's fault injection kills stmgr (SIGKILL) at the Nth call of each system call a key write
+# makes (open, chmod, write, fsync, rename), for every N until the write completes: each time
+# the key file is the old one, byte for byte, or a whole new one that loads; never torn.
+if strace -f -o /dev/null true 2>/dev/null; then
+  "$stmgr" gen-ident -o kill.ident >/dev/null 2>&1
+  cp kill.ident kill-old.ident
+  kills=0
+  for call in openat fchmod write fsync rename; do
+    for n in $(seq 1 60); do
+      cp -p kill-old.ident kill.ident
+      # (in a subshell, so the shell's "Killed" notice goes to /dev/null too)
+      (strace -f -o /dev/null -e trace="$call" -e inject="$call":signal=KILL:when="$n" \
+        "$stmgr" gen-ident --force -o kill.ident >out 2>err; exit $?) 2>/dev/null
+      rc=$?
+      [[ $rc -eq 0 ]] && break  # fewer than n such calls: the write completed
+      kills=$((kills + 1))
+      if ! cmp -s kill-old.ident kill.ident; then
+        "$stmgr" pubkey -i kill.ident >/dev/null 2>&1
+        assert "A kill at any step of a key write leaves the old key or the new key ($call #$n)" test $? -eq 0
+      fi
+    done
+  done
+  assert "A kill at any step of a key write: stmgr was killed at some step" test "$kills" -gt 3
+  echo "stmgr_test: killed a key write at $kills steps; the key was never torn"
+else
+  echo "stmgr_test: SKIPPED the kill-during-write case: strace cannot trace here (ptrace refused)"
 fi
 
 # ---------------------------------------------------------------- qr
