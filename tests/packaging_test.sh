@@ -4,8 +4,8 @@
 #     systemd unit with its paths rewritten for the prefix, the example config, the docs;
 #   - `systemd-analyze verify` passes on the installed unit (man pages found in the prefix);
 #   - every strelay flag is in examples/strelay.conf, in docs/operations.md and in strelay.1;
-#   - every metric family a running relay exports, and every /status section, is in
-#     docs/operations.md;
+#   - every metric family a running relay exports, every /status section, and every log event
+#     in strelay's sources is in docs/operations.md;
 #   - examples/strelay.conf as shipped, and with every commented option switched on, is
 #     accepted by strelay (the documented defaults parse).
 # The full Debian package (build, apt install, remove) is scripts/test-package.
@@ -122,6 +122,14 @@ for key in $(cat "$work/status-keys.txt"); do
   grep -q "$key" "$src/docs/operations.md" || fail "docs/operations.md does not explain /status's $key"
 done
 echo "ok: every metric family and /status field is in docs/operations.md"
+
+# Every log event strelay can write (read from its sources) has a row in the log table.
+events=$(grep -ohE '\.(info|warn|error|debug)\("[a-z_]+"' "$src"/strelay/*.cpp | sed -E 's/.*\("([a-z_]+)"/\1/' | sort -u)
+[[ $(wc -l <<<"$events") -ge 10 ]] || fail "could not read the log events from strelay/*.cpp"
+for event in $events log_suppressed; do
+  grep -q "\`$event\`" "$src/docs/operations.md" || fail "docs/operations.md does not list the log event $event"
+done
+echo "ok: all $(wc -l <<<"$events") log events are in docs/operations.md"
 
 # Every "# name = value" line switched on (the ones that need a file are left as they are).
 sed -E 's/^# ([a-z-]+ = .*)$/\1/' "$src/examples/strelay.conf" | grep -Ev '^(allow|public-address) = ' \
