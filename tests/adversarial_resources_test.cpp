@@ -216,6 +216,49 @@ TEST_CASE("Per-source cap: the 9th pending handshake from one IPv6 /64 ([::1]) i
   relay.check_clean(2s);
 }
 
+TEST_CASE("EMFILE: with a 64-descriptor limit, connections are refused before exhaustion; when accept() does hit EMFILE the loop neither spins nor dies and resumes") {
+  // strelay_resources_test has the same two cases ("EMFILE: ..."); these add the clean exit,
+  // the sanitizer check and the hostile clients' secrets to their checks.
+  const std::vector<std::string> nofile_64{"prlimit", "--nofile=64:64", "--"};
+  auto run = [&](std::vector<std::string> flags, bool accept_fails) {
+    CAPTURE(accept_fails);
+    PrefixedRelay relay(nofile_64, adversarial_flags(std::move(flags)));
+    const auto probe = relay.probe();
+    warm_up(relay.address(), probe);
+    std::optional<Canary> canary(std::in_place, relay.address());
+    const auto baseline = probe.settled_gauges();
+    std::vector<RawSocket> sockets;
+    for (int i = 0; i < 80; ++i) sockets.emplace_back("127.0.0.56", relay.address().endpoint);
+    std::this_thread::sleep_for(300ms);
+    const double cpu_before = probe.cpu_seconds();
+    std::this_thread::sleep_for(1s);
+    const double cpu_used = probe.cpu_seconds() - cpu_before;
+    MESSAGE("relay CPU over 1 s with 80 connections on 64 descriptors: " << cpu_used << " s");
+    CHECK(cpu_used < 0.5);                 // no spinning on EMFILE
+    CHECK(::kill(relay.pid(), 0) == 0);    // nor dying
+    CHECK(canary->round_trips(3));         // check 1, while the descriptors are short
+    if (accept_fails) {
+      CHECK(probe.counter("accept_errors_total", "emfile") > 0);
+    } else {
+      CHECK(probe.counter("accept_errors_total", "emfile") == 0);
+      CHECK(probe.counter("limit_hits_total", "connections_total") > 0);
+    }
+    sockets.clear();
+    Gauges last;
+    CHECK_MESSAGE(probe.wait_for_gauges(baseline, 3s, last), to_string(last));  // check 2
+    CHECK(real_client(relay.address()) < 1s);  // accepting resumed
+    CHECK(canary->round_trips(3));
+    CHECK(canary->failures() == 0);
+    canary.reset();
+    CHECK(relay.terminate(10s) == 0);  // check 3
+    check_no_sanitizer_report(relay.log());
+    check_no_secret_logged(relay.dir() / "relay.ident", relay.log());  // check 4
+  };
+  run({"--max-pending-handshakes", "1024", "--handshake-timeout", "10"}, false);
+  // A cap above what 64 descriptors hold, so accept() itself fails with EMFILE.
+  run({"--max-connections", "1000", "--max-pending-handshakes", "1024", "--handshake-timeout", "10"}, true);
+}
+
 TEST_CASE("Disconnects: an abrupt disconnect mid-frame (RST or FIN) reaches the partner as PeerGone within 1 s") {
   WatchedRelay relay(adversarial_flags());
   auto die = [](HostileClient& c, bool rst) {

@@ -285,6 +285,9 @@ class PrefixedRelay {
   Probe probe() const { return Probe(pid_, metrics_port_); }
   std::string log() const;
   const std::filesystem::path& dir() const { return dir_; }
+  // SIGTERM, then waits up to `limit`: the exit status (128 + signal when killed by one), or -1
+  // on timeout (then it is killed).
+  int terminate(std::chrono::milliseconds limit);
 
  private:
   std::filesystem::path dir_;
