@@ -1,0 +1,268 @@
+// Bulk forwarding (issue 6, measurement 1): P pairs move BYTES in total through strelay, and
+// in the same round through each reference, with the same sender and receiver code:
+//
+//   direct   the sender connects straight to the receiver (no forwarder: the physical limit)
+//   splice   bench/splice_forwarder (splice(2) through a pipe, the target)
+//   copy     bench/copy_forwarder (read/write through a 256 KiB buffer)
+//   socat    socat -b 262144 (Debian), one forked child per connection
+//   strelay  a tunnel: Listen, Connect, Accept, Connected, then the raw sockets
+//
+// Throughput is bytes received / wall time from the first write to the last EOF; the
+// forwarder's CPU is utime+stime(+children) from /proc/PID/stat around the transfer, per GiB.
+//
+//   bulk_bench --bin DIR [--bytes 2147483648] [--pairs 1,8,64] [--rounds 5] [--run-limit 120]
+//
+// Prints one JSON document (bench/harness.hpp) on stdout; progress goes to stderr.
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "bench/forwarder.hpp"
+#include "bench/harness.hpp"
+#include "bench/pairing.hpp"
+
+using namespace bench;
+
+namespace {
+
+constexpr double gib = 1024.0 * 1024.0 * 1024.0;
+constexpr std::size_t io_chunk = 256 * 1024;
+const std::vector<std::string> kinds{"direct", "splice", "copy", "socat", "strelay"};
+
+struct Connection {
+  int send_fd;
+  int recv_fd;
+};
+
+struct RunResult {
+  double seconds = 0;
+  double bytes = 0;
+  double cpu = 0;
+  bool ok = false;
+};
+
+// Moves `per_pair` bytes over each connection, one thread per end, bounded by `limit`.
+RunResult transfer(const std::vector<Connection>& conns, std::uint64_t per_pair, double limit) {
+  std::atomic<std::uint64_t> received{0};
+  std::atomic<int> finished{0};
+  std::vector<std::thread> threads;
+  const auto start = Clock::now();
+  for (const auto& c : conns) {
+    threads.emplace_back([fd = c.send_fd, per_pair, &finished] {
+      std::vector<char> buffer(io_chunk, 'x');
+      std::uint64_t left = per_pair;
+      while (left > 0) {
+        const ssize_t n = ::send(fd, buffer.data(), std::min<std::uint64_t>(left, io_chunk), MSG_NOSIGNAL);
+        if (n <= 0) break;
+        left -= static_cast<std::uint64_t>(n);
+      }
+      ::shutdown(fd, SHUT_WR);
+      ++finished;
+    });
+    threads.emplace_back([fd = c.recv_fd, &received, &finished] {
+      std::vector<char> buffer(io_chunk);
+      for (;;) {
+        const ssize_t n = ::read(fd, buffer.data(), buffer.size());
+        if (n <= 0) break;
+        received += static_cast<std::uint64_t>(n);
+      }
+      ++finished;
+    });
+  }
+  // Watchdog: a run that overstays its limit is cut (every socket shut down) and marked failed.
+  const auto until = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(limit));
+  // Done when every sender has handed over its bytes and every receiver has seen its EOF.
+  const int ends = 2 * static_cast<int>(conns.size());
+  while (finished.load() < ends && Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  const auto end = Clock::now();
+  const bool in_time = finished.load() == ends;
+  if (!in_time) {
+    for (const auto& c : conns) {
+      ::shutdown(c.send_fd, SHUT_RDWR);
+      ::shutdown(c.recv_fd, SHUT_RDWR);
+    }
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& c : conns) {
+    ::close(c.send_fd);
+    ::close(c.recv_fd);
+  }
+  RunResult r;
+  r.seconds = seconds_between(start, end);
+  r.bytes = static_cast<double>(received.load());
+  r.ok = in_time && received.load() == per_pair * conns.size();
+  return r;
+}
+
+struct Setup {
+  fs::path bin;
+  Hop hop;
+  int sink_fd = -1;
+  std::map<std::string, int> ports;  // forwarder ports; "direct" is the sink itself
+  std::map<std::string, pid_t> pids;
+  asio::io_context ioc;
+};
+
+std::vector<Connection> connect_plain(Setup& s, const std::string& kind, int pairs) {
+  // Nothing from an earlier run may still wait in the sink's queue, or pairs would mismatch.
+  for (pollfd p{s.sink_fd, POLLIN, 0}; ::poll(&p, 1, 0) > 0;) ::close(::accept4(s.sink_fd, nullptr, nullptr, 0));
+  std::vector<Connection> conns;
+  for (int i = 0; i < pairs; ++i) {
+    const int send_fd = connect_to("127.0.0.1", s.ports.at(kind));
+    if (send_fd < 0) die("cannot connect to " + kind);
+    const int recv_fd = ::accept4(s.sink_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (recv_fd < 0) die("sink accept failed");
+    const int one = 1;
+    ::setsockopt(recv_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    conns.push_back({send_fd, recv_fd});
+  }
+  return conns;
+}
+
+std::vector<Connection> connect_relay(Setup& s, int pairs) {
+  const auto listener = Identity::generate();
+  const auto connector = Identity::generate();
+  auto task = [&]() -> asio::awaitable<std::vector<Connection>> {
+    std::optional<Channel> listening;
+    if (auto ec = co_await open_listener(s.hop, source_address(0), listener, listening)) {
+      die("listen: " + ec.message());
+    }
+    std::vector<Connection> conns;
+    for (int i = 0; i < pairs; ++i) {
+      auto ends = co_await open_tunnel(s.hop, source_address(static_cast<std::size_t>(i)), connector,
+                                       listener, *listening);
+      if (ends.error) die("tunnel: " + ends.error.message());
+      conns.push_back({take_blocking_fd(*ends.connector), take_blocking_fd(*ends.acceptor)});
+    }
+    listening->close();
+    co_return conns;
+  };
+  return run_until_done(s.ioc, task());
+}
+
+RunResult run_once(Setup& s, const std::string& kind, int pairs, std::uint64_t bytes, double limit) {
+  const auto conns = kind == "strelay" ? connect_relay(s, pairs) : connect_plain(s, kind, pairs);
+  const auto it = s.pids.find(kind);
+  const double cpu0 = it == s.pids.end() ? 0 : proc_cpu_seconds(it->second);
+  auto r = transfer(conns, bytes / static_cast<std::uint64_t>(pairs), limit);
+  if (it != s.pids.end()) {
+    // socat's children are counted once reaped; give its SIGCHLD handler a moment.
+    if (kind == "socat") std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    r.cpu = proc_cpu_seconds(it->second) - cpu0;
+  }
+  return r;
+}
+
+std::vector<int> parse_list(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(std::atoi(item.c_str()));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Flags flags(argc, argv);
+  strelay::init_crypto();
+  ::signal(SIGPIPE, SIG_IGN);
+  const auto bytes = static_cast<std::uint64_t>(flags.num("bytes", 2 * gib));
+  const auto pair_counts = parse_list(flags.str("pairs", "1,8,64"));
+  const int rounds = static_cast<int>(flags.count("rounds", 5));
+  const double limit = flags.num("run-limit", 120);
+  const auto dir = scratch_dir("bulk");
+
+  Setup s;
+  s.bin = flags.str("bin", "build/bin");
+  auto relay = start_relay(s.bin, dir);
+  s.hop = {relay.endpoint, relay.key};
+  s.pids["strelay"] = relay.process.pid();
+  const int sink_port = free_port();
+  s.sink_fd = listen_on("127.0.0.1", sink_port);
+  s.ports["direct"] = sink_port;
+  std::vector<Child> forwarders;
+  for (const std::string kind : {"splice", "copy", "socat"}) {
+    s.ports[kind] = free_port();
+    forwarders.push_back(start_forwarder(kind, s.bin, s.ports[kind], sink_port, dir));
+    s.pids[kind] = forwarders.back().pid();
+  }
+
+  // results[pairs][kind] = per-round results
+  std::map<int, std::map<std::string, std::vector<RunResult>>> results;
+  int failures = 0;
+  for (int r = 0; r < rounds; ++r) {
+    for (int pairs : pair_counts) {
+      for (std::size_t k = 0; k < kinds.size(); ++k) {
+        // Rotate the order per round, so no kind always runs right after the same neighbour.
+        const auto& kind = kinds[(k + static_cast<std::size_t>(r)) % kinds.size()];
+        const auto res = run_once(s, kind, pairs, bytes, limit);
+        if (!res.ok) ++failures;
+        results[pairs][kind].push_back(res);
+        std::fprintf(stderr, "bulk round %d pairs %d %-7s %6.3f GiB/s cpu %.3f s/GiB%s\n", r + 1, pairs,
+                     kind.c_str(), res.bytes / gib / res.seconds, res.cpu / (res.bytes / gib),
+                     res.ok ? "" : " FAILED");
+      }
+    }
+  }
+
+  std::vector<Figure> figures;
+  json table = json::object();
+  for (int pairs : pair_counts) {
+    const std::string p = "p" + std::to_string(pairs);
+    for (const auto& kind : kinds) {
+      Figure tput{"bulk." + p + "." + kind + ".gib_per_s", kind + ", " + std::to_string(pairs) + " pair(s): throughput", "GiB/s"};
+      Figure cpu{"bulk." + p + "." + kind + ".cpu_s_per_gib", kind + ", " + std::to_string(pairs) + " pair(s): forwarder CPU", "s/GiB"};
+      for (const auto& res : results[pairs][kind]) {
+        tput.values.push_back(res.bytes / gib / res.seconds);
+        cpu.values.push_back(res.cpu / (res.bytes / gib));
+      }
+      figures.push_back(tput);
+      if (kind != "direct") figures.push_back(cpu);
+    }
+    for (const std::string ref : {"splice", "copy", "socat", "direct"}) {
+      Figure tput{"bulk." + p + ".strelay_vs_" + ref + ".throughput", "strelay / " + ref + " throughput, " + std::to_string(pairs) + " pair(s)", "ratio"};
+      Figure cpu{"bulk." + p + ".strelay_vs_" + ref + ".cpu", "strelay / " + ref + " CPU per GiB, " + std::to_string(pairs) + " pair(s)", "ratio"};
+      for (int r = 0; r < rounds; ++r) {
+        const auto& a = results[pairs]["strelay"][static_cast<std::size_t>(r)];
+        const auto& b = results[pairs][ref][static_cast<std::size_t>(r)];
+        tput.values.push_back((a.bytes / a.seconds) / (b.bytes / b.seconds));
+        if (ref != "direct") cpu.values.push_back((a.cpu / a.bytes) / (b.cpu / b.bytes));
+      }
+      if (pairs == 1 && ref == "splice") {
+        tput.target = 0.95;
+        tput.target_is_max = false;
+        cpu.target = 1.15;
+      }
+      figures.push_back(tput);
+      if (ref != "direct") figures.push_back(cpu);
+    }
+  }
+  // Many pairs: aggregate throughput at the largest pair count over one pair, per round.
+  if (pair_counts.size() > 1 && pair_counts.front() == 1) {
+    const int most = pair_counts.back();
+    Figure scale{"bulk.strelay.p" + std::to_string(most) + "_vs_p1", "strelay aggregate throughput, " + std::to_string(most) + " pairs / 1 pair", "ratio"};
+    for (int r = 0; r < rounds; ++r) {
+      const auto& a = results[most]["strelay"][static_cast<std::size_t>(r)];
+      const auto& b = results[1]["strelay"][static_cast<std::size_t>(r)];
+      scale.values.push_back((a.bytes / a.seconds) / (b.bytes / b.seconds));
+    }
+    if (most == 64) {
+      scale.target = 0.9;
+      scale.target_is_max = false;
+    }
+    figures.push_back(scale);
+  }
+  json params{{"bytes_per_run", bytes}, {"pairs", pair_counts}, {"rounds", rounds}, {"kinds", kinds},
+              {"failed_runs", failures}};
+  std::printf("%s\n", report("bulk", params, figures).dump(1).c_str());
+  ::close(s.sink_fd);
+  fs::remove_all(dir);
+  return failures == 0 ? 0 : 3;
+}

@@ -1,0 +1,138 @@
+// Handshakes (issue 6, measurement 3): the relay's completed handshakes per second of its own
+// CPU time ("per core") under a flood from bench/handshake_load, next to the libsodium
+// primitives a relay must run per handshake, timed in the same round:
+//
+//   responder crypto = X25519 keypair (e) + DH (ee) + Ed25519 sign (sig1)
+//                      + Ed25519 verify (the node's sig1) + is_valid_point (the node's key)
+//
+// The load generator shares the machine's two cores with the relay, so the wall-clock rate is
+// bounded by the generator; the relay's rate per CPU second is what the target is about.
+//
+//   handshake_bench --bin DIR [--rounds 5] [--seconds 3] [--clients 64]
+#include <sodium.h>
+#include <time.h>
+
+#include <array>
+#include <functional>
+
+#include "bench/harness.hpp"
+
+using namespace bench;
+
+namespace {
+
+double thread_cpu_now() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Microseconds of thread CPU per call of `op`, over about `seconds` of CPU.
+double cost_us(const std::function<void()>& op, double seconds) {
+  const double start = thread_cpu_now();
+  std::size_t calls = 0;
+  double now = start;
+  while (now - start < seconds) {
+    for (int i = 0; i < 16; ++i) op();
+    calls += 16;
+    now = thread_cpu_now();
+  }
+  return 1e6 * (now - start) / static_cast<double>(calls);
+}
+
+struct Primitives {
+  double keypair, dh, sign, verify, point;
+  double responder() const { return keypair + dh + sign + verify + point; }
+};
+
+Primitives measure_primitives(double seconds) {
+  std::array<std::uint8_t, 32> secret{}, pub{}, peer{}, shared{};
+  randombytes_buf(secret.data(), secret.size());
+  crypto_scalarmult_base(peer.data(), secret.data());
+  std::array<std::uint8_t, 73> message{};
+  randombytes_buf(message.data(), message.size());
+  std::array<std::uint8_t, crypto_sign_SECRETKEYBYTES> sk{};
+  std::array<std::uint8_t, crypto_sign_PUBLICKEYBYTES> pk{};
+  std::array<std::uint8_t, crypto_sign_BYTES> sig{};
+  crypto_sign_keypair(pk.data(), sk.data());
+  crypto_sign_detached(sig.data(), nullptr, message.data(), message.size(), sk.data());
+  volatile int sink = 0;
+  Primitives p{};
+  p.keypair = cost_us([&] {
+    randombytes_buf(secret.data(), secret.size());
+    sink = sink + crypto_scalarmult_base(pub.data(), secret.data());
+  }, seconds);
+  p.dh = cost_us([&] { sink = sink + crypto_scalarmult(shared.data(), secret.data(), peer.data()); }, seconds);
+  p.sign = cost_us([&] {
+    sink = sink + crypto_sign_detached(sig.data(), nullptr, message.data(), message.size(), sk.data());
+  }, seconds);
+  p.verify = cost_us([&] {
+    sink = sink + crypto_sign_verify_detached(sig.data(), message.data(), message.size(), pk.data());
+  }, seconds);
+  p.point = cost_us([&] { sink = sink + crypto_core_ed25519_is_valid_point(pk.data()); }, seconds);
+  return p;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Flags flags(argc, argv);
+  strelay::init_crypto();
+  const int rounds = static_cast<int>(flags.count("rounds", 5));
+  const double seconds = flags.num("seconds", 3);
+  const long clients = flags.count("clients", 64);
+  const fs::path bin = flags.str("bin", "build/bin");
+  const auto dir = scratch_dir("handshake");
+  auto relay = start_relay(bin, dir);
+
+  Figure per_cpu("handshake.relay_per_cpu_second", "relay handshakes per CPU second (per core)", "1/s");
+  Figure wall("handshake.wall_per_second", "handshakes per second, wall clock (generator-bound)", "1/s");
+  Figure crypto_bound("handshake.crypto_bound", "responder crypto alone: 1 / (keypair+DH+sign+verify+point)", "1/s");
+  Figure ratio("handshake.relay_vs_crypto", "relay rate per CPU second / crypto-alone rate", "ratio");
+  Figure relay_us("handshake.relay_cpu_us", "relay CPU per handshake", "us");
+  std::map<std::string, Figure> prims;
+  for (const std::string name : {"keypair", "dh", "sign", "verify", "point"}) {
+    prims.emplace(name, Figure("handshake.primitive." + name, "libsodium " + name, "us"));
+  }
+  per_cpu.target = 5000;
+  per_cpu.target_is_max = false;
+  long failed_total = 0;
+  for (int r = 0; r < rounds; ++r) {
+    const auto p = measure_primitives(0.1);
+    const auto out = dir / ("load-" + std::to_string(r) + ".json");
+    const double cpu0 = relay.process.cpu_seconds();
+    {
+      Child load({(bin / "handshake_load").string(), "127.0.0.1", std::to_string(relay.endpoint.port()),
+                  relay.key.to_base64url(), "--clients", std::to_string(clients), "--seconds",
+                  std::to_string(seconds)},
+                 out);
+      // handshake_load stops itself after --seconds; a stuck one is killed 30 s later.
+      load.wait_exit(std::chrono::milliseconds(static_cast<long>(seconds * 1000) + 30000));
+    }
+    const double cpu = relay.process.cpu_seconds() - cpu0;
+    const auto text = read_file(out);
+    const auto brace = text.rfind('{');
+    if (brace == std::string::npos) die("handshake_load printed no result: " + text);
+    const auto result = json::parse(text.substr(brace));
+    const double done = result["handshakes"].get<double>();
+    failed_total += result["failed"].get<long>();
+    per_cpu.values.push_back(done / cpu);
+    wall.values.push_back(result["per_second"].get<double>());
+    crypto_bound.values.push_back(1e6 / p.responder());
+    ratio.values.push_back((done / cpu) / (1e6 / p.responder()));
+    relay_us.values.push_back(1e6 * cpu / done);
+    prims.at("keypair").values.push_back(p.keypair);
+    prims.at("dh").values.push_back(p.dh);
+    prims.at("sign").values.push_back(p.sign);
+    prims.at("verify").values.push_back(p.verify);
+    prims.at("point").values.push_back(p.point);
+    std::fprintf(stderr, "handshake round %d: %.0f handshakes, relay %.0f /CPU s, crypto bound %.0f /s\n",
+                 r + 1, done, done / cpu, 1e6 / p.responder());
+  }
+  std::vector<Figure> figures{per_cpu, wall, crypto_bound, ratio, relay_us};
+  for (auto& [name, f] : prims) figures.push_back(f);
+  json params{{"rounds", rounds}, {"seconds", seconds}, {"clients", clients}, {"failed_handshakes", failed_total}};
+  std::printf("%s\n", report("handshake", params, figures).dump(1).c_str());
+  fs::remove_all(dir);
+  return 0;
+}

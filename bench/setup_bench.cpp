@@ -1,0 +1,204 @@
+// Session set-up (issue 6, measurement 2): the time from the connector's TCP connect to the
+// first byte read by the listener, one session at a time, for
+//
+//   tcp        a plain TCP connection to the listener
+//   forwarder  through bench/splice_forwarder
+//   relay      through strelay: Connect (hop handshake), IncomingConnection, Accept (hop
+//              handshake), Connected on both, then one raw byte through the tunnel
+//   relay_e2e  the same, then the nodes' end-to-end handshake and one byte in a Stream
+//
+// All four run in each round (the same minute), on one client thread, so the client's own
+// crypto is on the critical path exactly as it would be for one real node pair. The relay's
+// CPU per session is its utime+stime over a round / sessions.
+//
+//   setup_bench --bin DIR [--sessions 1000] [--rounds 5] [--round-limit 120]
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+#include "bench/harness.hpp"
+#include "bench/pairing.hpp"
+#include "common/stream.hpp"
+
+using namespace bench;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+const std::vector<std::string> kinds{"tcp", "forwarder", "relay", "relay_e2e"};
+
+struct Context {
+  Hop hop;
+  tcp::endpoint sink;       // the listener of tcp and forwarder sessions
+  tcp::endpoint forwarder;  // splice forwarder -> sink
+  Identity connector = Identity::generate();
+  Identity listener = Identity::generate();
+};
+
+// One plain session: connect to `to`, write a byte; the sink accepts and reads it.
+asio::awaitable<double> plain_session(tcp::acceptor& sink, tcp::endpoint to, std::size_t i) {
+  const auto executor = co_await asio::this_coro::executor;
+  std::array<std::uint8_t, 1> byte{42};
+  const auto t0 = Clock::now();
+  Clock::time_point t1;
+  tcp::socket out(executor);
+  out.open(tcp::v4());
+  out.bind(tcp::endpoint(source_address(i), 0));
+  tcp::socket in(executor);
+  auto send = [&]() -> asio::awaitable<void> {
+    co_await out.async_connect(to, asio::use_awaitable);
+    out.set_option(tcp::no_delay(true));
+    co_await asio::async_write(out, asio::buffer(byte), asio::use_awaitable);
+  };
+  auto receive = [&]() -> asio::awaitable<void> {
+    co_await sink.async_accept(in, asio::use_awaitable);
+    std::array<std::uint8_t, 1> got{};
+    co_await asio::async_read(in, asio::buffer(got), asio::use_awaitable);
+    t1 = Clock::now();
+  };
+  co_await (send() && receive());
+  co_return seconds_between(t0, t1);
+}
+
+// One session through the relay; with `e2e`, the end-to-end handshake and a Stream too.
+asio::awaitable<double> relay_session(Context& c, Channel& listening, std::size_t i, bool e2e) {
+  const auto t0 = Clock::now();
+  Clock::time_point t1;
+  const auto source = source_address(i);
+  std::optional<tcp::socket> a, b;
+  std::optional<strelay::Stream> sa, sb;
+  std::error_code ea, eb;
+  auto connector = [&]() -> asio::awaitable<void> {
+    ea = co_await connector_side(c.hop, source, c.connector, c.listener.public_key(), a);
+    if (ea) co_return;
+    std::array<std::uint8_t, 1> byte{42};
+    if (!e2e) {
+      co_await asio::async_write(*a, asio::buffer(byte), asio::use_awaitable);
+      co_return;
+    }
+    std::optional<Channel> channel;
+    ea = co_await strelay::connect_stream_handshake(*a, c.connector, c.listener.public_key(),
+                                                    deadline_in(std::chrono::seconds(20)), channel);
+    if (ea) co_return;
+    sa.emplace(std::move(*channel));
+    ea = co_await sa->write(byte);
+  };
+  auto acceptor = [&]() -> asio::awaitable<void> {
+    PublicKey from;
+    eb = co_await acceptor_side(c.hop, source, c.listener, listening, b, from);
+    if (eb) co_return;
+    std::array<std::uint8_t, 1> got{};
+    if (!e2e) {
+      co_await asio::async_read(*b, asio::buffer(got), asio::use_awaitable);
+      t1 = Clock::now();
+      co_return;
+    }
+    std::optional<Channel> channel;
+    eb = co_await strelay::accept_stream_handshake(
+        *b, c.listener, from, [](const PublicKey&) { return true; },
+        deadline_in(std::chrono::seconds(20)), channel);
+    if (eb) co_return;
+    sb.emplace(std::move(*channel));
+    const auto r = co_await sb->read_some(got);
+    if (r.error || r.bytes != 1) eb = r.error ? r.error : strelay::errc::protocol_error;
+    t1 = Clock::now();
+  };
+  co_await (connector() && acceptor());
+  if (ea || eb) die("relay session: " + (ea ? ea : eb).message());
+  if (sa) sa->abort();
+  if (sb) sb->abort();
+  co_return seconds_between(t0, t1);
+}
+
+struct RoundResult {
+  std::vector<double> latencies;  // seconds
+  double relay_cpu = 0;
+};
+
+asio::awaitable<RoundResult> run_kind(Context& c, tcp::acceptor& sink, const std::string& kind,
+                                      std::size_t sessions) {
+  RoundResult r;
+  std::optional<Channel> listening;
+  if (kind.rfind("relay", 0) == 0) {
+    if (auto ec = co_await open_listener(c.hop, source_address(0), c.listener, listening)) {
+      die("listen: " + ec.message());
+    }
+  }
+  for (std::size_t i = 0; i < sessions; ++i) {
+    if (kind == "tcp") r.latencies.push_back(co_await plain_session(sink, c.sink, i));
+    if (kind == "forwarder") r.latencies.push_back(co_await plain_session(sink, c.forwarder, i));
+    if (listening) r.latencies.push_back(co_await relay_session(c, *listening, i, kind == "relay_e2e"));
+  }
+  if (listening) listening->close();
+  co_return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Flags flags(argc, argv);
+  strelay::init_crypto();
+  ::signal(SIGPIPE, SIG_IGN);
+  const auto sessions = static_cast<std::size_t>(flags.count("sessions", 1000));
+  const int rounds = static_cast<int>(flags.count("rounds", 5));
+  const auto limit = std::chrono::seconds(flags.count("round-limit", 120));
+  const fs::path bin = flags.str("bin", "build/bin");
+  const auto dir = scratch_dir("setup");
+
+  auto relay = start_relay(bin, dir);
+  asio::io_context ioc(1);
+  Context c;
+  c.hop = {relay.endpoint, relay.key};
+  tcp::acceptor sink(ioc, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+  sink.listen(1024);
+  c.sink = sink.local_endpoint();
+  const int forwarder_port = free_port();
+  Child forwarder = start_forwarder("splice", bin, forwarder_port, c.sink.port(), dir);
+  c.forwarder = tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<unsigned short>(forwarder_port));
+
+  std::map<std::string, std::vector<RoundResult>> results;
+  for (int round = 0; round < rounds; ++round) {
+    for (std::size_t k = 0; k < kinds.size(); ++k) {
+      const auto& kind = kinds[(k + static_cast<std::size_t>(round)) % kinds.size()];
+      const double cpu0 = relay.process.cpu_seconds();
+      auto r = run_until_done(ioc, run_kind(c, sink, kind, sessions), limit);
+      r.relay_cpu = relay.process.cpu_seconds() - cpu0;
+      std::fprintf(stderr, "setup round %d %-9s p50 %.3f ms p99 %.3f ms relay cpu/session %.3f ms\n", round + 1,
+                   kind.c_str(), 1e3 * median(r.latencies), 1e3 * quantile(r.latencies, 0.99),
+                   1e3 * r.relay_cpu / static_cast<double>(sessions));
+      results[kind].push_back(std::move(r));
+    }
+  }
+
+  std::vector<Figure> figures;
+  for (const auto& kind : kinds) {
+    for (const auto& [q, name] : std::vector<std::pair<double, std::string>>{{0.5, "p50"}, {0.9, "p90"}, {0.99, "p99"}}) {
+      Figure f("setup." + kind + "." + name, kind + ": set-up " + name, "ms");
+      for (const auto& r : results[kind]) f.values.push_back(1e3 * quantile(r.latencies, q));
+      if (kind == "relay" && name == "p50") f.target = 1.0;
+      figures.push_back(f);
+    }
+    if (kind.rfind("relay", 0) == 0) {
+      Figure cpu("setup." + kind + ".relay_cpu_per_session", kind + ": relay CPU per session", "ms");
+      for (const auto& r : results[kind]) cpu.values.push_back(1e3 * r.relay_cpu / static_cast<double>(sessions));
+      if (kind == "relay") cpu.target = 0.35;
+      figures.push_back(cpu);
+    }
+  }
+  Figure added("setup.e2e_added.p50", "end-to-end handshake adds (p50 relay_e2e - p50 relay)", "ms");
+  Figure vs_tcp("setup.relay_vs_tcp.p50", "relay / plain TCP set-up p50", "ratio");
+  Figure vs_fwd("setup.relay_vs_forwarder.p50", "relay / forwarder set-up p50", "ratio");
+  for (std::size_t r = 0; r < static_cast<std::size_t>(rounds); ++r) {
+    const double relay_p50 = median(results["relay"][r].latencies);
+    added.values.push_back(1e3 * (median(results["relay_e2e"][r].latencies) - relay_p50));
+    vs_tcp.values.push_back(relay_p50 / median(results["tcp"][r].latencies));
+    vs_fwd.values.push_back(relay_p50 / median(results["forwarder"][r].latencies));
+  }
+  added.target = 0.5;
+  figures.push_back(added);
+  figures.push_back(vs_tcp);
+  figures.push_back(vs_fwd);
+  json params{{"sessions_per_round", sessions}, {"rounds", rounds}, {"kinds", kinds}};
+  std::printf("%s\n", report("setup", params, figures).dump(1).c_str());
+  fs::remove_all(dir);
+  return 0;
+}
