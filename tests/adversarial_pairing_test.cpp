@@ -59,6 +59,84 @@ TEST_CASE("Connect to an absent key gets NotFound, then a close") {
   relay.check_clean(2s);
 }
 
+TEST_CASE("Duplicate Listen for one key: the newest wins, the old connection is told why, and 100 alternations leak nothing") {
+  // strelay_e2e_test has the same with the node library ("a second Listen for one key wins...").
+  WatchedRelay relay(adversarial_flags());
+  const auto node = Identity::generate();
+  auto listen = [&] {
+    auto c = std::make_unique<HostileClient>(relay.address(), Hooks{}, "127.0.0.43");
+    c->set_identity(Identity::from_seed(node.seed()));
+    REQUIRE(c->handshake(Listen{}));
+    REQUIRE(is<ListenOk>(c->next_message()));
+    return c;
+  };
+  auto current = listen();
+  for (int i = 0; i < 100; ++i) {
+    auto next = listen();
+    CHECK(ended_with(current->next_message(), CloseReason::replaced, false));
+    current = std::move(next);
+  }
+  CHECK(relay.probe().gauge("listeners") == relay.baseline().listeners + 1);
+  // Only the newest hears of a connect.
+  HostileClient connector(relay.address(), {}, "127.0.0.44");
+  REQUIRE(connector.handshake(Connect{node.public_key()}));
+  const auto incoming = current->next_message();
+  REQUIRE(is<IncomingConnection>(incoming));
+  CHECK(std::get<IncomingConnection>(*incoming.message).from == connector.public_key());
+  connector.close();
+  current->close();
+  relay.check_clean(2s);
+}
+
+TEST_CASE("Connect to self follows one documented rule: allowed, the same identity listens, connects and accepts") {
+  // docs/protocol.md ("Connect to self is allowed"): another device holding the same identity.
+  WatchedRelay relay(adversarial_flags());
+  const auto node = Identity::generate();
+  auto as_node = [&](const NodeMessage& request, const char* source) {
+    auto c = std::make_unique<HostileClient>(relay.address(), Hooks{}, source);
+    c->set_identity(Identity::from_seed(node.seed()));
+    REQUIRE(c->handshake(request));
+    return c;
+  };
+  auto listener = as_node(Listen{}, "127.0.0.45");
+  REQUIRE(is<ListenOk>(listener->next_message()));
+  auto connector = as_node(Connect{node.public_key()}, "127.0.0.46");
+  const auto incoming = listener->next_message();
+  REQUIRE(is<IncomingConnection>(incoming));
+  CHECK(std::get<IncomingConnection>(*incoming.message).from == node.public_key());
+  auto acceptor = as_node(Accept{node.public_key()}, "127.0.0.45");
+  CHECK(is<Connected>(acceptor->next_message()));
+  CHECK(is<Connected>(connector->next_message()));
+  acceptor.reset();
+  connector.reset();
+  listener.reset();
+  relay.check_clean(2s);
+}
+
+TEST_CASE("Listener dies mid-pairing: the connector gets PeerGone within 1 s") {
+  // With the node library: strelay_e2e_test's "a listener dying while a connect is pending...";
+  // dying in the middle of a frame: adversarial_resources_test's "Disconnects: ...".
+  WatchedRelay relay(adversarial_flags());
+  for (int round = 0; round < 10; ++round) {
+    auto listener = std::make_unique<HostileClient>(relay.address(), Hooks{}, "127.0.0.47");
+    REQUIRE(listener->handshake(Listen{}));
+    REQUIRE(is<ListenOk>(listener->next_message()));
+    HostileClient connector(relay.address(), {}, "127.0.0.48");
+    REQUIRE(connector.handshake(Connect{listener->public_key()}));
+    REQUIRE(is<IncomingConnection>(listener->next_message()));
+    const auto start = Clock::now();
+    if (round % 2 == 0) {
+      listener->reset();
+    } else {
+      listener->close();
+    }
+    const auto r = connector.next_message(2s);
+    CHECK(refusal(r) == RefuseReason::peer_gone);
+    CHECK(Clock::now() - start < 1s);
+  }
+  relay.check_clean(2s);
+}
+
 TEST_CASE("Connect flooding: one identity connects to 10,000 random keys; it is rate-limited and the relay's memory stays flat") {
   constexpr int total = 10000;
   constexpr int burst = 20;
