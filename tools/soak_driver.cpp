@@ -99,6 +99,7 @@ struct Sample {
   long rss_kib = -1;
   long open_fds = -1;
   Json gauges;
+  Json counters;
   long active = 0, completed = 0, dropped = 0, failed = 0;
 };
 
@@ -405,6 +406,7 @@ asio::awaitable<bool> Soak::take_sample(const std::string& phase) {
   if (status.is_object()) {
     s.open_fds = status["process"].value("open_fds", -1L);
     s.gauges = status["gauges"];
+    s.counters = status["counters"];
   }
   s.active = active_;
   s.completed = completed_;
@@ -529,6 +531,21 @@ std::string gauges_text(const Json& g, long fds) {
   return out.str();
 }
 
+// The relay's own account: how connections closed, handshakes, limiter hits.
+std::string counters_text(const Json& c) {
+  if (!c.is_object()) return "unavailable";
+  std::ostringstream out;
+  for (const char* family : {"closes_total", "handshakes_total", "limit_hits_total"}) {
+    if (!c.contains(family) || !c[family].is_object()) continue;
+    out << family << " {";
+    for (const auto& [k, v] : c[family].items())
+      if (v.is_number() && v.get<long>() != 0) out << ' ' << k << '=' << v.get<long>();
+    out << " } ";
+  }
+  if (c.contains("accepts_total")) out << "accepts_total=" << c["accepts_total"].dump();
+  return out.str();
+}
+
 void Soak::judge_and_report() {
   std::ostringstream out;
   const Fit fit = fit_rss(samples_, o_.warmup);
@@ -578,6 +595,7 @@ void Soak::judge_and_report() {
   out << "baseline: " << gauges_text(baseline_gauges_, baseline_fds_) << "\n"
       << "after drain: " << gauges_text(final_sample.gauges, final_sample.open_fds) << "\n"
       << "gauges and descriptors back to baseline: " << (settled_ ? "ok" : "FAILED") << "\n"
+      << "relay counters at the end: " << counters_text(final_sample.counters) << "\n"
       << "sessions: " << (sessions_ok ? "ok" : "FAILED") << "\n";
   const bool pass = rss_ok && settled_ && sessions_ok;
   out << "RESULT: " << (pass ? "PASS" : "FAIL") << "\n";
