@@ -586,7 +586,19 @@ void Soak::judge_and_report() {
                 "slope %.3f MiB/hour (fitted growth %.3f MiB over the window)\n",
                 fit.n, o_.warmup, fit.window, mib_per_hour, growth_mib);
   out << slope;
-  if (long_window)
+  // For reading a failure: a leak grows all along, an allocator's high-water mark steps up and
+  // stays. The second half's slope tells the two apart; it is information, not the rule.
+  double last_churn = 0;
+  for (const auto& sm : samples_)
+    if (sm.phase == "churn") last_churn = sm.t;
+  const Fit late = fit_rss(samples_, std::max(o_.warmup, last_churn / 2));
+  std::snprintf(slope, sizeof slope,
+                "(for information: the slope over the second half of the churn, %zu samples, is "
+                "%.3f MiB/hour)\n", late.n, late.slope * 3600.0 / 1024.0);
+  out << slope;
+  if (fit.n < 3)
+    out << "RSS rule: " << fit.n << " samples after the warm-up, too few to judge: FAILED\n";
+  else if (long_window)
     out << "RSS rule: slope <= " << o_.max_slope << " MiB/hour: " << (rss_ok ? "ok" : "FAILED") << "\n";
   else
     out << "RSS rule (window under " << o_.short_window_minutes << " min, too short to resolve "
