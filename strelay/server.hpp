@@ -4,8 +4,11 @@
 // worker for its whole life. The acceptors run on worker 0 and place each new socket on the
 // next worker, round robin. Shared state is small and locked briefly:
 //   state_mutex_  guards relay_state_, sessions_, tunnels_ and ttl_armed_at_;
-//   admission_    is internally locked;
+//   admission_    is internally locked (it also grants tunnels their pipe descriptors);
+//   budget_mutex_ guards budget_ (the descriptor budget, set on worker 0 when run() starts);
 //   metrics_      is relaxed atomics.
+// Timers that tests move run on strelay::Clock (strelay/clock.hpp); recheck_timers() makes the
+// workers re-read it.
 // Decisions of the pairing table are addressed to connection ids; the server looks the
 // sessions up and posts each decision to its session's worker under state_mutex_, so that
 // every session sees decisions in the order the table made them.
