@@ -24,6 +24,7 @@
 #include <sodium.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
@@ -417,7 +418,8 @@ asio::awaitable<bool> Soak::take_sample(const std::string& phase) {
     csv_ << s.t << ',' << s.phase << ',' << s.rss_kib << ',' << s.open_fds << ','
          << g("connections") << ',' << g("listeners") << ',' << g("tunnels") << ','
          << g("half_tunnels") << ',' << g("pending_handshakes") << ',' << s.active << ','
-         << s.completed << ',' << s.dropped << ',' << s.failed << std::endl;
+         << s.completed << ',' << s.dropped << ',' << s.failed << ','
+         << read_rss_kib(static_cast<int>(::getpid())) << std::endl;
   }
   const bool ok = s.rss_kib > 0 && s.gauges.is_object();
   samples_.push_back(std::move(s));
@@ -458,7 +460,7 @@ asio::awaitable<void> Soak::run() {
   }
   csv_.open(o_.samples_csv);
   csv_ << "t_s,phase,rss_kib,open_fds,connections,listeners,tunnels,half_tunnels,"
-          "pending_handshakes,active_sessions,completed,dropped,failed\n";
+          "pending_handshakes,active_sessions,completed,dropped,failed,driver_rss_kib\n";
   if (!co_await take_sample("baseline")) {
     std::cerr << "soak_driver: cannot sample the relay (pid " << o_.relay_pid << ", /status at "
               << o_.status_addr << ")\n";
