@@ -160,6 +160,9 @@ inline constexpr std::size_t max_half_tunnels_per_pair = 8;
 inline constexpr std::size_t max_rate_limited_identities = 65536;
 // User-space buffering per tunnel direction (backpressure beyond it; never dropped).
 inline constexpr std::size_t tunnel_buffer_bytes = 256 * 1024;
+// A tunnel direction that always finds bytes waiting yields its worker after this many bytes,
+// so one bulk transfer cannot starve the other tunnels and sessions of that worker.
+inline constexpr std::size_t tunnel_yield_bytes = 256 * 1024;
 // A peer that accepts no bytes for this long is declared stalled.
 inline constexpr auto write_stall_timeout = 30s;
 // Keepalive: a ping after this much silence; the peer is dead after this much silence.

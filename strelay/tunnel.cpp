@@ -146,11 +146,18 @@ asio::awaitable<bool> Tunnel::pump_spliced(Direction& d) {
   const int in_fd = d.in.native_handle();
   const int out_fd = d.out.native_handle();
   bool eof = false;
+  std::size_t since_yield = 0;
   while (!failed_) {
     if (d.held == 0 && !eof) {
+      if (since_yield >= tunnel_yield_bytes) {
+        since_yield = 0;
+        co_await yield();
+        continue;
+      }
       const ssize_t n = ::splice(in_fd, nullptr, d.pipe[1], nullptr, d.capacity, splice_flags);
       if (n > 0) {
         set_held(d, static_cast<std::size_t>(n));
+        since_yield += static_cast<std::size_t>(n);
         touch();
       } else if (n == 0) {
         eof = true;
@@ -184,12 +191,19 @@ asio::awaitable<bool> Tunnel::pump_copied(Direction& d) {
   const int in_fd = d.in.native_handle();
   const int out_fd = d.out.native_handle();
   bool eof = false;
+  std::size_t since_yield = 0;
   while (!failed_) {
     if (d.held == 0 && !eof) {
+      if (since_yield >= tunnel_yield_bytes) {
+        since_yield = 0;
+        co_await yield();
+        continue;
+      }
       if (!d.copy) d.copy = std::make_unique<std::uint8_t[]>(d.capacity);
       const ssize_t n = ::read(in_fd, d.copy.get(), d.capacity);
       if (n > 0) {
         set_held(d, static_cast<std::size_t>(n));
+        since_yield += static_cast<std::size_t>(n);
         d.copy_offset = 0;
         touch();
       } else if (n == 0) {
@@ -218,6 +232,14 @@ asio::awaitable<bool> Tunnel::pump_copied(Direction& d) {
     if (eof) co_return !failed_;
   }
   co_return false;
+}
+
+// Lets every other handler queued on this worker run before the caller goes on. A direction
+// whose sender keeps ahead never sees EAGAIN, so without this it would hold the worker for the
+// whole transfer (measured: one bulk tunnel raised the p99 round trip of 100 small tunnels
+// about 25-fold; docs/performance.md).
+asio::awaitable<void> Tunnel::yield() {
+  co_await asio::post(a_.get_executor(), asio::use_awaitable);
 }
 
 void Tunnel::set_held(Direction& d, std::size_t held) {

@@ -14,7 +14,9 @@
 //    end-to-end keepalives make an idle but live tunnel carry a ping every 15 s);
 //  - an EOF from one side is carried through as a half-close (shutdown(SHUT_WR)) of the other;
 //    the tunnel ends normally when both sides have closed;
-//  - any error on either side (RST, EPIPE) ends both sides at once (CloseReason::aborted).
+//  - any error on either side (RST, EPIPE) ends both sides at once (CloseReason::aborted);
+//  - a direction yields its worker after every tunnel_yield_bytes it moves without waiting,
+//    so a bulk tunnel shares the worker with the tunnels and sessions beside it.
 //
 // Ownership: a Tunnel owns both sockets and both pipes. Its two pump coroutines and its
 // watchdog timer run on the executor of socket `a`, which must also be the executor of `b`
@@ -93,6 +95,7 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
   boost::asio::awaitable<bool> pump_copied(Direction& d);
   boost::asio::awaitable<bool> wait_readable(Direction& d);
   boost::asio::awaitable<bool> wait_writable(Direction& d);
+  boost::asio::awaitable<void> yield();
   void fail(CloseReason reason);
   void touch() { last_activity_ = clock::now(); }
   void arm_watchdog(clock::time_point when);
