@@ -11,6 +11,7 @@
 // forwarder's CPU is utime+stime(+children) from /proc/PID/stat around the transfer, per GiB.
 //
 //   bulk_bench --bin DIR [--bytes 2147483648] [--pairs 1,8,64] [--rounds 5] [--run-limit 120]
+//              [--kinds direct,splice,copy,socat,strelay]
 //
 // Prints one JSON document (bench/harness.hpp) on stdout; progress goes to stderr.
 #include <poll.h>
@@ -31,7 +32,8 @@ namespace {
 
 constexpr double gib = 1024.0 * 1024.0 * 1024.0;
 constexpr std::size_t io_chunk = 256 * 1024;
-const std::vector<std::string> kinds{"direct", "splice", "copy", "socat", "strelay"};
+const std::vector<std::string> all_kinds{"direct", "splice", "copy", "socat", "strelay"};
+std::vector<std::string> kinds = all_kinds;
 
 struct Connection {
   int send_fd;
@@ -159,11 +161,17 @@ RunResult run_once(Setup& s, const std::string& kind, int pairs, std::uint64_t b
   return r;
 }
 
-std::vector<int> parse_list(const std::string& text) {
-  std::vector<int> out;
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> out;
   std::stringstream in(text);
   std::string item;
-  while (std::getline(in, item, ',')) out.push_back(std::atoi(item.c_str()));
+  while (std::getline(in, item, ',')) out.push_back(item);
+  return out;
+}
+
+std::vector<int> parse_list(const std::string& text) {
+  std::vector<int> out;
+  for (const auto& item : split(text)) out.push_back(std::atoi(item.c_str()));
   return out;
 }
 
@@ -177,6 +185,9 @@ int main(int argc, char** argv) {
   const auto pair_counts = parse_list(flags.str("pairs", "1,8,64"));
   const int rounds = static_cast<int>(flags.count("rounds", 5));
   const double limit = flags.num("run-limit", 120);
+  // --kinds strelay,splice: a subset, for profiling (the ratios need every kind they name).
+  kinds = split(flags.str("kinds", "direct,splice,copy,socat,strelay"));
+  const auto has = [](const std::string& k) { return std::find(kinds.begin(), kinds.end(), k) != kinds.end(); };
   const auto dir = scratch_dir("bulk");
 
   Setup s;
@@ -227,6 +238,7 @@ int main(int argc, char** argv) {
       if (kind != "direct") figures.push_back(cpu);
     }
     for (const std::string ref : {"splice", "copy", "socat", "direct"}) {
+      if (!has("strelay") || !has(ref)) continue;
       Figure tput{"bulk." + p + ".strelay_vs_" + ref + ".throughput", "strelay / " + ref + " throughput, " + std::to_string(pairs) + " pair(s)", "ratio"};
       Figure cpu{"bulk." + p + ".strelay_vs_" + ref + ".cpu", "strelay / " + ref + " CPU per GiB, " + std::to_string(pairs) + " pair(s)", "ratio"};
       for (int r = 0; r < rounds; ++r) {
@@ -245,7 +257,7 @@ int main(int argc, char** argv) {
     }
   }
   // Many pairs: aggregate throughput at the largest pair count over one pair, per round.
-  if (pair_counts.size() > 1 && pair_counts.front() == 1) {
+  if (pair_counts.size() > 1 && pair_counts.front() == 1 && has("strelay")) {
     const int most = pair_counts.back();
     Figure scale{"bulk.strelay.p" + std::to_string(most) + "_vs_p1", "strelay aggregate throughput, " + std::to_string(most) + " pairs / 1 pair", "ratio"};
     for (int r = 0; r < rounds; ++r) {
