@@ -115,8 +115,15 @@ std::unique_ptr<HttpServer> start_http(Server& server, const RelayOptions& optio
   HttpLimits limits;
   limits.max_connections = http_connection_cap(raise_nofile_limit());  // within the fd budget
   auto http = std::make_unique<HttpServer>(server.control_executor(), *options.metrics_addr,
-                                           server.metrics(), std::move(info), server.log(), limits);
+                                           server.metrics(), info, server.log(), limits);
   http->start();
+  // The cap in force is known once run() has counted the descriptors open at start.
+  server.on_budget([raw = http.get(), info](const DescriptorBudget& budget) mutable {
+    for (auto& [name, value] : info.limits) {
+      if (name == "max-connections") value = std::to_string(budget.connections);
+    }
+    raw->set_status_info(std::move(info));
+  });
   server.on_drain([raw = http.get()] { raw->stop(); });
   return http;
 }

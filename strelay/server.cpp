@@ -202,6 +202,7 @@ void Server::apply_descriptor_budget() {
              {"http_connections", current->descriptors.http_connections},
              {"max_connections", plan.connections},
              {"pipe_fds", plan.pipe_fds}});
+  for (auto& hook : budget_hooks_) hook(plan);
 }
 
 DescriptorBudget Server::descriptor_budget() const {

@@ -96,6 +96,9 @@ class Server {
   std::uint64_t descriptors_at_start() const { return fds_at_start_.load(); }
   // Runs `hook` on worker 0 when the drain starts (e.g. to stop the HTTP endpoint). Before run().
   void on_drain(std::function<void()> hook) { drain_hooks_.push_back(std::move(hook)); }
+  // Runs `hook` on worker 0 once run() has applied the descriptor budget (e.g. to show the
+  // connection cap in force on the status page). Before run(); not called without a budget.
+  void on_budget(std::function<void(const DescriptorBudget&)> hook) { budget_hooks_.push_back(std::move(hook)); }
   // SIGHUP: new limits and allowlist (nullopt: a public relay). Thread-safe.
   // The listen addresses and thread count of `settings` are ignored (they need a restart).
   void reload(const ServerSettings& settings, std::optional<Allowlist> allowlist);
@@ -174,6 +177,7 @@ class Server {
   mutable std::mutex budget_mutex_;  // guards budget_
   DescriptorBudget budget_;
   std::vector<std::function<void()>> drain_hooks_;
+  std::vector<std::function<void(const DescriptorBudget&)>> budget_hooks_;
 };
 
 }  // namespace strelay
