@@ -161,7 +161,7 @@ asio::awaitable<void> Session::writer() {
     take_inbox();
     while (!queue_.empty() && !closing_) {
       auto item = std::move(queue_.front());
-      queue_.pop_front();
+      queue_.erase(queue_.begin());
       if (auto* message = std::get_if<RelayMessage>(&item)) {
         if (!co_await send_message(*message)) closing_ = true;
       } else if (auto* reason = std::get_if<CloseReason>(&item)) {

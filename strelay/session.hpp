@@ -91,10 +91,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // post() side: any thread.
   std::mutex inbox_mutex_;
-  std::deque<Outbound> inbox_;
+  // Vectors, not deques: a default-constructed std::deque allocates a 512-byte block, and
+  // every idle listener would carry two of them (docs/performance.md, idle memory).
+  std::vector<Outbound> inbox_;
 
   // Writer side.
-  std::deque<Outbound> queue_;
+  std::vector<Outbound> queue_;  // a few items at most; taken from the front
   RelayTimer wake_;  // the writer sleeps on it (relay clock: keepalive); cancel() wakes it
   std::optional<Keepalive> keepalive_;
   std::vector<PingToken> pongs_due_;
