@@ -46,6 +46,10 @@ bool try_from_base64url(std::string_view text, std::vector<std::uint8_t>& out,
             " is not a valid unpadded base64url length";
     return false;
   }
+  if (text.empty()) {  // nothing to decode, and libsodium's output pointer must not be null
+    out.clear();
+    return true;
+  }
   out.assign(text.size() * 3 / 4, 0);
   std::size_t decoded = 0;
   if (sodium_base642bin(out.data(), out.size(), text.data(), text.size(), nullptr, &decoded,

@@ -90,6 +90,9 @@ inline constexpr std::size_t min_transport_frame_bytes = frame_kind_bytes + aead
 inline constexpr std::size_t max_close_detail_bytes = 200;
 // A ping or pong body is exactly this opaque token.
 inline constexpr std::size_t ping_token_bytes = 8;
+// Pings a relay session holds unanswered (its writer blocked on a peer that does not read);
+// one more is a protocol error. The keepalive policy keeps one ping in flight.
+inline constexpr std::size_t max_pongs_due = 64;
 
 // Reasons carried by an authenticated close, and counted in metrics and logs.
 // `aborted` is never sent: it is what a reader reports for an EOF without a close.
@@ -181,6 +184,9 @@ inline constexpr double log_rate_per_event = 10.0;  // lines per second
 inline constexpr double log_burst_per_event = 50.0;
 // Suppressed lines are summarised (event, count) at least this often, so none go unreported.
 inline constexpr auto log_summary_interval = 10s;
+// The relay hands freed heap pages back to the system this often (a multiple of the above):
+// after a burst, its RSS falls back towards the idle size instead of staying at the peak.
+inline constexpr auto memory_trim_interval = 60s;
 // Distinct event names with their own bucket; more share one bucket (names come from code).
 inline constexpr std::size_t log_max_events = 256;
 // A string value longer than this is cut: a peer's close detail cannot inflate the logs.

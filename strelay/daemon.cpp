@@ -1,5 +1,6 @@
 #include "strelay/daemon.hpp"
 
+#include <malloc.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
@@ -128,13 +129,21 @@ std::unique_ptr<HttpServer> start_http(Server& server, const RelayOptions& optio
   return http;
 }
 
-void start_log_summaries(Server& server) {
+void start_housekeeping(Server& server) {
   auto loop = [&server]() -> asio::awaitable<void> {
     asio::steady_timer timer(co_await asio::this_coro::executor);
+    auto since_trim = 0s;
     while (!server.draining()) {
       timer.expires_after(log_summary_interval);
       co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
       server.log().flush_suppressed();
+      since_trim += log_summary_interval;
+      if (since_trim >= memory_trim_interval) {
+        // After a burst of connections, glibc keeps their freed memory in each worker's arena;
+        // handing it back keeps a small machine's relay near its idle size between bursts.
+        malloc_trim(0);
+        since_trim = 0s;
+      }
     }
   };
   asio::co_spawn(server.control_executor(), std::move(loop), asio::detached);

@@ -46,8 +46,9 @@ StatusInfo status_info(const RelayOptions& options, const PublicKey& key, const 
 // It is stopped when the server starts draining.
 std::unique_ptr<HttpServer> start_http(Server& server, const RelayOptions& options, StatusInfo info);
 
-// Every log_summary_interval, writes a summary of log lines suppressed by rate limiting.
-void start_log_summaries(Server& server);
+// Every log_summary_interval, writes a summary of log lines suppressed by rate limiting; every
+// memory_trim_interval, returns the heap's free pages to the system (malloc_trim).
+void start_housekeeping(Server& server);
 
 // SIGTERM/SIGINT drain the server; SIGHUP re-reads the flags (and the config file), then
 // reloads the limits and the allowlist, keeping the old ones when anything is wrong.

@@ -1,4 +1,5 @@
 // strelay: the relay daemon. Parses flags, sets up the process, loads the identity, runs.
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -15,6 +16,9 @@ int main(int argc, char** argv) {
   if (!options) return exit_code;
   try {
     disable_core_dumps();
+    // splice(2) into a socket whose peer has reset raises SIGPIPE (it has no MSG_NOSIGNAL); the
+    // error is handled where it happens, so the signal must not end every user's session.
+    std::signal(SIGPIPE, SIG_IGN);
     init_crypto();
     const std::uint64_t nofile = raise_nofile_limit();
     Logger& log = process_logger();
@@ -46,7 +50,7 @@ int main(int argc, char** argv) {
       std::cout << ticket << "\n"
                 << render_terminal(QrCode::encode(ticket), TerminalStyle::ansi_colors) << std::flush;
     }
-    start_log_summaries(server);
+    start_housekeeping(server);
     start_notify(server);
     // Every socket listens already (the kernel queues connections until run() accepts them).
     notify(ready_message("serving " + std::to_string(server.local_endpoints().size()) + " addresses, key " +

@@ -251,6 +251,16 @@ asio::awaitable<bool> Session::handle_frame(const Message& message) {
     case FrameKind::ping: {
       PingToken token{};
       std::copy(message.body.begin(), message.body.end(), token.begin());
+      // A peer that pings without reading the pongs would grow this queue until the write-stall
+      // timeout; past a bound far above the keepalive policy's one ping in flight, it is refused.
+      // Its writer is blocked on the pongs, so no close frame could reach it: count the close and
+      // drop the socket at once (closing_ keeps the writer from counting it again).
+      if (pongs_due_.size() >= max_pongs_due) {
+        server_.metrics().closes_total.inc(CloseReason::protocol_error);
+        closing_ = true;
+        channel_->close();
+        co_return false;
+      }
       pongs_due_.push_back(token);
       wake();
       co_return true;

@@ -572,3 +572,33 @@ TEST_CASE("Graceful shutdown: SIGTERM with 1,000 sessions open; every session ge
   check_no_sanitizer_report(relay.process().log());
   check_no_secret_logged(relay.process().dir() / "relay.ident", relay.process().log());
 }
+
+TEST_CASE("Peer never reads: a listener that pings without reading the pongs stops being read and is closed long before the write-stall timeout, not left to grow a queue") {
+  WatchedRelay relay(adversarial_flags());
+  const auto errors_before = relay.probe().counter("closes_total", "protocol_error");
+  const auto timeouts_before = relay.probe().counter("closes_total", "timeout");
+  const auto stalls_before = relay.probe().counter("closes_total", "stalled");
+  HostileClient c(relay.address(), {}, "127.0.0.54");
+  REQUIRE(c.handshake(Listen{}));
+  REQUIRE(is<ListenOk>(c.next_message()));
+  // A small receive window, so the relay's pongs soon stop being taken; sends are bounded in time.
+  const int small = 4096;
+  ::setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  const timeval send_limit{5, 0};
+  ::setsockopt(c.fd(), SOL_SOCKET, SO_SNDTIMEO, &send_limit, sizeof send_limit);
+  std::size_t sent = 0;
+  const auto until = Clock::now() + 20s;
+  while (sent < 400'000 && Clock::now() < until && c.send_ping(sent)) ++sent;
+  INFO("pings sent before the relay stopped taking them: " << sent);
+  // Without the bound (max_pongs_due) the relay reads all 400,000 and queues a pong for each.
+  CHECK(sent < 400'000);
+  CHECK(c.wait_closed(5s));
+  std::this_thread::sleep_for(1100ms);  // /status re-reads its counters at most once a second
+  // Closed at the bound (protocol_error), or, when the relay stopped reading first and our send
+  // timed out mid-frame, at the per-frame deadline (timeout); never left to the stall timeout.
+  const auto errors = relay.probe().counter("closes_total", "protocol_error") - errors_before;
+  const auto timeouts = relay.probe().counter("closes_total", "timeout") - timeouts_before;
+  CHECK(errors + timeouts == 1);
+  CHECK(relay.probe().counter("closes_total", "stalled") == stalls_before);
+  relay.check_clean(2s);
+}
