@@ -198,8 +198,8 @@ TEST_CASE("the PNG is well formed and its pixels are the modules, scaled") {
   for (bool last = false; !last;) {
     last = (idat[at] & 1) != 0;
     CHECK((idat[at] & 6) == 0);  // BTYPE 00: stored
-    const unsigned len = idat[at + 1] | idat[at + 2] << 8;
-    const unsigned nlen = idat[at + 3] | idat[at + 4] << 8;
+    const auto len = static_cast<unsigned>(idat[at + 1] | idat[at + 2] << 8);
+    const auto nlen = static_cast<unsigned>(idat[at + 3] | idat[at + 4] << 8);
     CHECK(len == (~nlen & 0xffffu));
     raw.insert(raw.end(), idat.begin() + static_cast<long>(at) + 5,
                idat.begin() + static_cast<long>(at + 5 + len));

@@ -173,7 +173,7 @@ TEST_CASE("a private 0600 file of our own loads") {
 TEST_CASE("a secret file that group or others may access is refused, as ssh does") {
   TempDir tmp;
   const fs::path key = tmp / "relay.ident";
-  for (const mode_t mode : {0644, 0640, 0604, 0660, 0602, 0610, 0601}) {
+  for (const mode_t mode : {0644u, 0640u, 0604u, 0660u, 0602u, 0610u, 0601u}) {
     CAPTURE(mode);
     put(key, "key", mode);
     const std::string error = read_error(key, 100, FileSecrecy::secret);

@@ -119,7 +119,7 @@ TEST_CASE("ciphertext lengths 65535, 65534, 17, 16, 15, 1 and 0 behave as specif
     CHECK(p.b.recv_nonce() == 0);
     CHECK(p.b.failure() == errc::protocol_error);
   }
-  for (std::size_t len : {15, 1, 0}) {
+  for (std::size_t len : {15u, 1u, 0u}) {
     CAPTURE(len);
     Pair p;
     CHECK(open_copy(p.b, Bytes(len, 0), got, storage) == errc::protocol_error);
@@ -270,7 +270,7 @@ TEST_CASE("unknown kinds are a protocol error") {
 }
 
 TEST_CASE("ping and pong carry exactly an 8-byte token") {
-  for (std::size_t len : {0, 7, 9}) {
+  for (std::size_t len : {0u, 7u, 9u}) {
     CAPTURE(len);
     Pair p;
     Bytes frame;
