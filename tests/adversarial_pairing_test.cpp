@@ -177,7 +177,7 @@ TEST_CASE("Connect flooding: one identity connects to 10,000 random keys; it is 
   CHECK(outcomes[RefuseReason::not_found] == burst);
   CHECK(outcomes[RefuseReason::rate_limited] == total - burst);
   CHECK(relay.probe().counter("limit_hits_total", "connect_rate") == total - burst);
-  CHECK(rss_after - rss_warm < 4 * 1024 * 1024);
+  if (memory_is_measurable) CHECK(rss_after - rss_warm < 4 * 1024 * 1024);
   relay.check_clean(2s);
 }
 

@@ -109,7 +109,7 @@ TEST_CASE("silent connections: only the pending caps are admitted, each until th
     CHECK(relay.probe().counter("limit_hits_total", "pending_per_source") == total - 8);
     // While they sit there, a real client from another source gets its answer at once.
     CHECK(real_client(relay.address()) < 1s);
-    CHECK(relay.probe().rss_bytes() - rss_before < 8 * 1024 * 1024);
+    if (memory_is_measurable) CHECK(relay.probe().rss_bytes() - rss_before < 8 * 1024 * 1024);
     // Each admitted one is closed at the handshake deadline, not before.
     for (auto& s : sockets) {
       if (s.socket.peer_closed()) continue;
@@ -130,7 +130,7 @@ TEST_CASE("silent connections: only the pending caps are admitted, each until th
     CHECK(relay.probe().counter("limit_hits_total", "pending_total") +
               relay.probe().counter("limit_hits_total", "pending_per_source") ==
           total - 64);
-    CHECK(relay.probe().rss_bytes() - rss_before < 8 * 1024 * 1024);
+    if (memory_is_measurable) CHECK(relay.probe().rss_bytes() - rss_before < 8 * 1024 * 1024);
     for (auto& s : sockets) CHECK(s.socket.wait_peer_closed(deadline + 3s));
     CHECK(real_client(relay.address()) < 1s);
   }
@@ -255,7 +255,7 @@ TEST_CASE("connect flooding: one identity's connects to 2,000 random keys are ra
   CHECK(outcomes[RefuseReason::rate_limited] == total - burst);
   CHECK(outcomes.size() == 2);
   MESSAGE("relay RSS after warm-up " << rss_warm / 1024 << " KiB, after the flood " << rss_after / 1024 << " KiB");
-  CHECK(rss_after - rss_warm < 8 * 1024 * 1024);
+  if (memory_is_measurable) CHECK(rss_after - rss_warm < 8 * 1024 * 1024);
   CHECK(relay.probe().counter("limit_hits_total", "connect_rate") == total - burst);
   relay.check_clean(2s);
 }

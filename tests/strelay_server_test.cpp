@@ -283,13 +283,13 @@ TEST_CASE("write stall: a tunnel whose receiver stops reading is closed as stall
   });
   RawSocket connector;
   RawSocket acceptor;
-  std::optional<RelayConnection> listener;
+  RawSocket listener;  // plain descriptors: run_task's io_context is gone once it returns
   run_task(
       [&]() -> asio::awaitable<void> {
         auto pipe = co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
         connector = RawSocket::adopt(pipe.connector.release());
         acceptor = RawSocket::adopt(pipe.acceptor.release());
-        listener = std::move(pipe.listener);
+        listener = RawSocket::adopt(pipe.listener.channel->release_socket().release());
       }(),
       10s);
   // Fill every buffer on the way: the connector's send buffer, the relay's pipe, the
