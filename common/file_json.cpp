@@ -79,6 +79,10 @@ std::optional<FileJson> try_parse_file_json(std::string_view text, std::string& 
     // nlohmann's own message quotes the input ("last read: ..."), which may be secret.
     error = "not valid JSON (syntax error at " + position_of(text, e.byte) + ")";
     return std::nullopt;
+  } catch (const nlohmann::json::out_of_range&) {
+    // A number too large for a double (e.g. 7777E777): no field of ours is a number anyway.
+    error = "not valid JSON (a number out of range)";
+    return std::nullopt;
   }
   if (!json.is_object()) {
     error = "expected a JSON object, found " + described_type(json);
