@@ -17,18 +17,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-wait_for() {  # file pattern seconds
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -q -- "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  cat "$1" >&2 || true
-  fail "timed out waiting for '$2' in $1"
-}
+source "${STRELAY_TESTS_DIR:?set by CTest}/lib/common.sh"  # fail, wait_for
 healthz() {  # url -> 0 when /healthz answers ok
   python3 - "$1" <<'EOF'
 import sys, urllib.request

@@ -28,19 +28,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-
-wait_for() {  # file pattern seconds
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -q -- "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  cat "$1" >&2 || true
-  fail "timed out waiting for '$2' in $1"
-}
+source "${STRELAY_TESTS_DIR:?set by CTest}/lib/common.sh"  # fail, wait_for
 
 browse() {  # output-flag url [extra chromium flags...]: runs chromium, bounded
   timeout 90 "$chromium" --headless --no-sandbox --disable-gpu --no-first-run --disable-extensions \
