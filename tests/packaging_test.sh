@@ -75,6 +75,10 @@ echo "ok: all $(wc -l <<<"$flags") strelay flags are in the example config, oper
 # ---- the example config is accepted, as shipped and with every option on
 "$bin/stmgr" gen-ident --output "$work/relay.ident" >/dev/null
 try_config() {  # config-file label
+  # Emptied here, not by the background job's redirection: otherwise the wait below can still
+  # read the previous run's "listening on" before the new relay truncates the file.
+  : >"$work/config.out"
+  : >"$work/config.log"
   "$bin/strelay" --config "$1" --idfile "$work/relay.ident" --laddr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 \
     >"$work/config.out" 2>"$work/config.log" &
   relay_pid=$!

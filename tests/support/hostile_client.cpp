@@ -349,6 +349,18 @@ bool HostileClient::send_ping(std::uint64_t token) {
   return send_frame(FrameKind::ping, body);
 }
 
+bool HostileClient::send_pings(std::uint64_t first, std::size_t count) {
+  std::vector<std::uint8_t> all;
+  for (std::uint64_t token = first; token < first + count; ++token) {
+    std::array<std::uint8_t, ping_token_bytes> body{};
+    for (std::size_t i = 0; i < body.size(); ++i) body[i] = static_cast<std::uint8_t>(token >> (8 * i));
+    const auto frame = seal_next(FrameKind::ping, body);
+    if (frame.empty()) return false;
+    all.insert(all.end(), frame.begin(), frame.end());
+  }
+  return write_message(all);
+}
+
 HostileClient::Reply HostileClient::receive(ms limit, bool answer_pings) {
   const auto until = Clock::now() + limit;
   for (;;) {

@@ -145,6 +145,9 @@ class HostileClient {
   bool send_raw(std::span<const std::uint8_t> bytes);
   // A ping with an 8-byte token.
   bool send_ping(std::uint64_t token);
+  // `count` pings with tokens first, first + 1, ..., sealed into one buffer and sent with one
+  // write (a flood that arrives faster than pongs can be written back).
+  bool send_pings(std::uint64_t first, std::size_t count);
 
   // What came back from the relay.
   struct Reply {
