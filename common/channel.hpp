@@ -99,9 +99,15 @@ class Channel {
   // Bytes currently held in frame buffers (for memory accounting and tests).
   std::size_t buffer_capacity() const { return decoder_.capacity() + send_buffer_.capacity(); }
 
+  // True once part of a frame has been read: then receive() comes next, not a readability wait.
+  bool mid_frame() const { return decoder_.mid_frame(); }
+  // Frees a frame buffer larger than idle_buffer_bytes unless bytes are already waiting.
+  // receive() does this itself; a driver that waits for readability between frames (so that
+  // an idle connection holds no receive coroutine) calls it before the wait.
+  void release_idle_memory();
+
  private:
   boost::asio::awaitable<std::error_code> write_sealed(Deadline deadline);
-  void release_idle_memory();
 
   tcp::socket socket_;
   Transport transport_;

@@ -206,17 +206,25 @@ asio::awaitable<void> Session::writer() {
   }
 }
 
-// The only receiver. A pending connector's node must stay silent, so its reader waits for
-// readability without reading: pairing cancels that wait and no tunnel byte is ever taken.
+// The only receiver. Between frames it waits for readability without reading, for two
+// reasons. A pending connector's node must stay silent: pairing cancels that wait and no
+// tunnel byte is ever taken. And an idle listener then holds this one coroutine frame, not
+// the chain under Channel::receive (docs/performance.md, "Idle memory").
 asio::awaitable<void> Session::reader() {
   auto self = shared_from_this();
   Message message;
   while (!stopping_reader_) {
     Deadline deadline = Clock::time_point::max();
-    if (role_ == Role::connector) {
+    if (!channel_->mid_frame()) {
+      channel_->release_idle_memory();
       auto [ec] = co_await channel_->socket().async_wait(tcp::socket::wait_read, await_tuple);
-      if (ec || stopping_reader_) break;
-      deadline = Clock::now() + frame_deadline;
+      if (stopping_reader_) break;
+      if (ec) {
+        reader_failed_ = true;
+        reader_reason_ = CloseReason::aborted;
+        break;
+      }
+      if (role_ == Role::connector) deadline = Clock::now() + frame_deadline;
     }
     const auto ec = co_await channel_->receive(message, deadline);
     if (stopping_reader_ && role_ == Role::connector) {
