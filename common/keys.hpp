@@ -24,13 +24,21 @@ void init_crypto();
 
 using Signature = std::array<std::uint8_t, signature_bytes>;
 
+namespace detail {
+// The slot a key takes in the process-wide table of keys already found valid (keys.cpp); for
+// tests that need two keys in one slot.
+std::size_t valid_key_slot(const std::array<std::uint8_t, key_bytes>& key);
+inline constexpr std::size_t valid_key_slots = 256;
+}  // namespace detail
+
 class PublicKey {
  public:
   PublicKey() = default;
   explicit PublicKey(const std::array<std::uint8_t, key_bytes>& bytes) : bytes_(bytes) {}
 
   // Only keys that are canonical, on the curve and not of small order
-  // (crypto_core_ed25519_is_valid_point) are accepted as identities.
+  // (crypto_core_ed25519_is_valid_point) are accepted as identities. The check costs a scalar
+  // multiplication; its answer for keys found valid is remembered (a small bounded table).
   static std::optional<PublicKey> from_bytes(std::span<const std::uint8_t> bytes);
   bool is_valid_point() const;
 

@@ -1,6 +1,7 @@
 // Tests for common/keys and common/base64url.
 #include <doctest/doctest.h>
 
+#include <optional>
 #include <vector>
 
 #include "common/base64url.hpp"
@@ -35,6 +36,35 @@ TEST_CASE("small-order and all-zero Ed25519 keys are not identities") {
   CHECK_FALSE(PublicKey::from_bytes(one).has_value());
   const std::vector<std::uint8_t> short_key(31, 9);
   CHECK_FALSE(PublicKey::from_bytes(short_key).has_value());
+}
+
+TEST_CASE("the table of keys found valid changes how fast a key is accepted, never whether") {
+  const std::array<std::uint8_t, key_bytes> zero{};  // the value of an empty slot
+  std::array<std::uint8_t, key_bytes> one{};          // the identity point, order 1
+  one[0] = 1;
+  // A valid key in the slot of each invalid one (found by trying fresh identities): a table
+  // that matched on the slot alone, or took an empty slot for the all-zero key, would pass them.
+  for (const auto& invalid : {zero, one}) {
+    CAPTURE(detail::valid_key_slot(invalid));
+    std::optional<Identity> neighbour;
+    for (int tries = 0; tries < 20 * static_cast<int>(detail::valid_key_slots) && !neighbour; ++tries) {
+      auto id = Identity::generate();
+      if (detail::valid_key_slot(id.public_key().bytes()) == detail::valid_key_slot(invalid)) {
+        neighbour = std::move(id);
+      }
+    }
+    REQUIRE(neighbour.has_value());
+    CHECK(neighbour->public_key().is_valid_point());  // now in the table
+    CHECK(neighbour->public_key().is_valid_point());  // and found there
+    CHECK_FALSE(PublicKey(invalid).is_valid_point());
+    CHECK_FALSE(PublicKey::from_bytes(invalid).has_value());
+    CHECK(PublicKey::from_bytes(neighbour->public_key().bytes()).has_value());
+  }
+  // A valid key stays valid after an invalid key in its slot was refused.
+  const auto a = Identity::generate();
+  const std::vector<std::uint8_t> msg{7};
+  CHECK(a.public_key().verify(msg, a.sign(msg)));
+  CHECK(a.public_key().verify(msg, a.sign(msg)));
 }
 
 TEST_CASE("base64url round-trips and names what is wrong") {
