@@ -133,16 +133,19 @@ void start_housekeeping(Server& server) {
   auto loop = [&server]() -> asio::awaitable<void> {
     asio::steady_timer timer(co_await asio::this_coro::executor);
     auto since_trim = 0s;
+    MemoryTrimPolicy trim;
     while (!server.draining()) {
       timer.expires_after(log_summary_interval);
       co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
       server.log().flush_suppressed();
+      const auto connections = server.metrics().connections.get();
+      trim.sample(connections);
       since_trim += log_summary_interval;
       if (since_trim >= memory_trim_interval) {
+        since_trim = 0s;
         // After a burst of connections, glibc keeps their freed memory in each worker's arena;
         // handing it back keeps a small machine's relay near its idle size between bursts.
-        malloc_trim(0);
-        since_trim = 0s;
+        if (trim.trim_due(connections)) malloc_trim(0);
       }
     }
   };

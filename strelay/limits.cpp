@@ -276,4 +276,12 @@ void Admission::Admitted::reset() {
   admission_ = nullptr;
 }
 
+bool MemoryTrimPolicy::trim_due(std::int64_t connections) {
+  sample(connections);
+  if (connections * 4 > peak_ * 3) return false;  // no drop of a quarter or more since the peak
+  const bool due = peak_ > 0;
+  peak_ = connections;
+  return due;
+}
+
 }  // namespace strelay

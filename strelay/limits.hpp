@@ -18,6 +18,7 @@
 // destruction), so no teardown path can leak either.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/ip/address.hpp>
 #include <chrono>
@@ -124,6 +125,21 @@ std::size_t http_connection_cap(std::uint64_t nofile);
 
 // The descriptors this process has open now (/proc/self/fd); nullopt when unreadable.
 std::optional<std::uint64_t> count_open_descriptors();
+
+// When to hand the heap's free pages back to the system (malloc_trim): once a burst is over,
+// i.e. when the open connections have fallen to 3/4 of the peak seen since the last trim or
+// below. Under a steady load it never trims: each trim is followed by page faults as the same
+// memory is used again, which only adds CPU and makes the RSS saw up and down.
+class MemoryTrimPolicy {
+ public:
+  // Every log_summary_interval: the open connections now.
+  void sample(std::int64_t connections) { peak_ = std::max(peak_, connections); }
+  // Every memory_trim_interval: true when a trim is due now (then the peak starts again).
+  bool trim_due(std::int64_t connections);
+
+ private:
+  std::int64_t peak_ = 0;
+};
 
 struct AdmissionLimits {
   std::size_t connections_total = 1024;  // the daemon sets it from plan_descriptors()

@@ -348,3 +348,22 @@ TEST_CASE("the process's open descriptors are counted from /proc/self/fd") {
   ::close(fds[1]);
   CHECK(count_open_descriptors() == *before);
 }
+
+TEST_CASE("memory trim: due once the connections fall to 3/4 of their peak, never under a steady load") {
+  MemoryTrimPolicy policy;
+  CHECK_FALSE(policy.trim_due(0));  // nothing ever open
+  // A steady load, sampled every 10 s and checked every minute: never.
+  for (int minute = 0; minute < 60; ++minute) {
+    for (int i = 0; i < 5; ++i) policy.sample(1950 + (i % 2) * 60);
+    CHECK_FALSE(policy.trim_due(1990));
+  }
+  // A burst to 4,000 between checks, then back to 3,001 (just above 3/4): not yet.
+  policy.sample(4000);
+  CHECK_FALSE(policy.trim_due(3001));
+  // At 3,000 (3/4 of the peak): due, once; the peak starts again from there.
+  CHECK(policy.trim_due(3000));
+  CHECK_FALSE(policy.trim_due(3000));
+  // Every connection gone after a load: due.
+  CHECK(policy.trim_due(0));
+  CHECK_FALSE(policy.trim_due(0));
+}
