@@ -1,11 +1,14 @@
 // Handshake flood: K concurrent clients, each in a loop. Bounded by count and time.
 //
 //   handshake_load HOST PORT RELAY_PUBKEY [--clients K] [--seconds S] [--max N] [--msg1-only]
+//                  [--fresh-identities]
 //
 // Full mode (default): connect, run the signed handshake with Listen as the first request,
-// wait for ListenOk, close. The clients reuse one identity (the relay does all of its
-// per-handshake work regardless). Each handshake costs this generator about as much CPU as it
-// costs the relay (an X25519 key, a DH, a signature check and a signature).
+// wait for ListenOk, close. The clients reuse one identity: the relay does all of its
+// per-handshake work except the point check of the node's key, which it remembers for keys it
+// has found valid (common/keys.cpp). --fresh-identities: a new identity for every handshake
+// (a flood of new keys; the relay checks every one). Each handshake costs this generator about
+// as much CPU as it costs the relay (an X25519 key, a DH, a signature check and a signature).
 //
 // --msg1-only: connect, send the preamble and a msg1 computed once at start, read msg2, close.
 // The relay still does the expensive half of its handshake for every connection (a fresh
@@ -66,7 +69,8 @@ std::vector<std::uint8_t> fixed_msg1() {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s HOST PORT RELAY_PUBKEY [--clients K] [--seconds S] [--max N] [--msg1-only]\n",
+    std::fprintf(stderr, "usage: %s HOST PORT RELAY_PUBKEY [--clients K] [--seconds S] [--max N] [--msg1-only] "
+                 "[--fresh-identities]\n",
                  argv[0]);
     return 2;
   }
@@ -75,10 +79,15 @@ int main(int argc, char** argv) {
   double seconds = 5;
   long max_count = 1000000;
   bool msg1_only = false;
+  bool fresh_identities = false;
   for (int i = 4; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--msg1-only") {
       msg1_only = true;
+      continue;
+    }
+    if (flag == "--fresh-identities") {
+      fresh_identities = true;
       continue;
     }
     if (i + 1 >= argc) break;
@@ -107,7 +116,8 @@ int main(int argc, char** argv) {
   // One full handshake and its ListenOk; true on success.
   auto full = [&](tcp::socket& socket) -> asio::awaitable<bool> {
     std::optional<Channel> channel;
-    const auto hs = co_await connect_handshake(socket, self, *relay_key, request,
+    const auto fresh = fresh_identities ? std::optional<Identity>(Identity::generate()) : std::nullopt;
+    const auto hs = co_await connect_handshake(socket, fresh ? *fresh : self, *relay_key, request,
                                                std::chrono::steady_clock::now() + std::chrono::seconds(10), channel);
     if (hs) co_return false;
     Message reply;
@@ -141,7 +151,7 @@ int main(int argc, char** argv) {
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // "handshakes" counts completions in either mode (bench/handshake_bench reads it).
   std::printf("{\"mode\": \"%s\", \"handshakes\": %ld, \"failed\": %ld, \"seconds\": %.3f, \"per_second\": %.1f}\n",
-              msg1_only ? "msg1-only" : "full", done.load(), failed.load(), elapsed,
+              msg1_only ? "msg1-only" : fresh_identities ? "full-fresh-identities" : "full", done.load(), failed.load(), elapsed,
               static_cast<double>(done.load()) / elapsed);
   return 0;
 }
