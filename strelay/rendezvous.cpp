@@ -70,11 +70,7 @@ void Rendezvous::start_tunnel(Arrived first, Arrived second, asio::any_io_execut
         server.log().info("tunnel_open", LogTags{pairing.connector, pairing.connector_key},
                           {{"listener", pairing.listener_key}, {"acceptor_conn", pairing.acceptor}});
         const auto result = co_await tunnel->run();
-        server.untrack(tunnel.get());
-        server.metrics().closes_total.inc(result.reason);
-        if (result.reason == CloseReason::stalled) {
-          server.metrics().limit_hits_total.inc(LimitReason::stalled);
-        }
+        server.untrack(tunnel.get());  // its close was counted before its sockets closed
         server.log().info("tunnel_closed", LogTags{pairing.connector, pairing.connector_key},
                           {{"reason", metric_label(result.reason)},
                            {"bytes_to_listener", result.bytes[0]},

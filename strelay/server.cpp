@@ -29,7 +29,8 @@ constexpr auto accept_backoff_max = std::chrono::seconds(1);
 // How often the drain looks whether every connection has gone.
 constexpr auto drain_poll = std::chrono::milliseconds(20);
 
-// Counts a tunnel's bytes, and grants its pipes' descriptors from the admission's budget.
+// Counts a tunnel's bytes and its end, and grants its pipes' descriptors from the admission's
+// budget.
 class MetricsObserver final : public TunnelObserver {
  public:
   MetricsObserver(Metrics& metrics, Admission& admission) : metrics_(metrics), admission_(admission) {}
@@ -40,6 +41,10 @@ class MetricsObserver final : public TunnelObserver {
         direction == 0 ? TunnelDirection::to_listener : TunnelDirection::to_connector, bytes);
   }
   void buffered(std::int64_t delta) override { metrics_.tunnel_buffered_bytes.add(delta); }
+  void ending(CloseReason reason) override {
+    metrics_.closes_total.inc(reason);
+    if (reason == CloseReason::stalled) metrics_.limit_hits_total.inc(LimitReason::stalled);
+  }
 
  private:
   Metrics& metrics_;

@@ -106,6 +106,7 @@ asio::awaitable<Tunnel::Result> Tunnel::run() {
   co_await (pump(*dirs_[0]) && pump(*dirs_[1]));
   finished_ = true;
   watchdog_.cancel();
+  if (observer_ != nullptr) observer_->ending(reason_);
   boost::system::error_code ignored;
   a_.shutdown(tcp::socket::shutdown_both, ignored);
   b_.shutdown(tcp::socket::shutdown_both, ignored);

@@ -52,6 +52,9 @@ class TunnelObserver {
   virtual void forwarded(int direction, std::uint64_t bytes) = 0;
   // Bytes held in the relay for this tunnel changed by `delta`.
   virtual void buffered(std::int64_t delta) = 0;
+  // Once, when the tunnel ends, before its sockets close: a peer that sees the close and then
+  // reads the metrics finds the close counted.
+  virtual void ending(CloseReason /*reason*/) {}
 };
 
 class Tunnel : public std::enable_shared_from_this<Tunnel> {

@@ -2,6 +2,7 @@
 #include "strelay/tunnel.hpp"
 
 #include <doctest/doctest.h>
+#include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -31,8 +32,18 @@ struct Fixture {
   struct Counting : TunnelObserver {
     std::uint64_t forwarded_bytes = 0;
     std::int64_t buffered_bytes = 0;
+    std::vector<CloseReason> endings;
+    // At ending(): had node A already seen the relay close its end (a peek finds EOF)?
+    const tcp::socket* watched = nullptr;
+    bool closed_before_ending = false;
     void forwarded(int, std::uint64_t n) override { forwarded_bytes += n; }
     void buffered(std::int64_t delta) override { buffered_bytes += delta; }
+    void ending(CloseReason reason) override {
+      endings.push_back(reason);
+      std::uint8_t byte = 0;
+      const auto fd = const_cast<tcp::socket*>(watched)->native_handle();
+      closed_before_ending = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+    }
   } observer;
 
   explicit Fixture(Tunnel::Options options) {
@@ -40,6 +51,7 @@ struct Fixture {
     auto [b_client, b_relay] = test::loopback_pair(ioc);
     node_a = std::move(a_client);
     node_b = std::move(b_client);
+    observer.watched = &node_a;
     tunnel = std::make_shared<Tunnel>(std::move(a_relay), std::move(b_relay), options, &observer);
     asio::co_spawn(
         ioc, [this]() -> asio::awaitable<void> { result = co_await tunnel->run(); },
@@ -159,6 +171,9 @@ TEST_CASE("a tunnel with no traffic in either direction ends as a dead peer afte
   REQUIRE(f.result.has_value());
   CHECK(f.result->reason == CloseReason::dead_peer);
   CHECK(std::chrono::steady_clock::now() - start >= 200ms);
+  // The end is reported once, before the nodes can see the close (the relay counts it there).
+  CHECK(f.observer.endings == std::vector<CloseReason>{CloseReason::dead_peer});
+  CHECK_FALSE(f.observer.closed_before_ending);
 }
 
 TEST_CASE("a reset on one side ends the other side at once") {
