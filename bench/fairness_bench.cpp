@@ -2,10 +2,14 @@
 // strelay, alone and while one bulk pair pushes as fast as it can through the same relay.
 //
 // Each small pair sends a 64-byte ping every --interval ms (staggered across pairs) when its
-// previous ping has come back; its peer echoes it. A round has both phases, back to back, in
-// alternating order; the figure is p99(loaded) / p99(unloaded) per round.
+// previous ping has come back; its peer echoes it. A round has three phases, back to back, in
+// rotating order: alone; with the bulk pair through the relay; and, as the reference, with a
+// bulk pair on a direct loopback connection outside the relay (the same fight for the two
+// cores, without the relay carrying it). The target figure is p99(bulk through the relay) /
+// p99(alone) per round; p99(bulk through the relay) / p99(bulk outside) is the relay's share.
 //
 //   fairness_bench --bin DIR [--pairs 100] [--seconds 3] [--interval 10] [--rounds 5]
+#include <arpa/inet.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -126,6 +130,25 @@ struct Bulk {
   }
 };
 
+// A direct loopback TCP connection: client end and accepted end, both blocking.
+Pair direct_pair() {
+  const int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (server < 0 || ::bind(server, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(server, 1) != 0 ||
+      ::getsockname(server, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    die("direct pair: cannot listen on loopback");
+  }
+  const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (client < 0 || ::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) die("direct pair: connect");
+  const int accepted = ::accept4(server, nullptr, nullptr, SOCK_CLOEXEC);
+  if (accepted < 0) die("direct pair: accept");
+  ::close(server);
+  return {client, accepted};
+}
+
 std::vector<Pair> open_pairs(asio::io_context& ioc, const Hop& hop, std::size_t count) {
   const auto listener = Identity::generate();
   const auto connector = Identity::generate();
@@ -165,6 +188,9 @@ int main(int argc, char** argv) {
   Figure busy_p50("fairness.loaded.p50", "small pairs' round trip p50, with one bulk pair", "ms");
   Figure busy_p99("fairness.loaded.p99", "small pairs' round trip p99, with one bulk pair", "ms");
   Figure ratio("fairness.p99_ratio", "p99 with bulk / p99 alone", "ratio");
+  Figure outside_p99("fairness.outside.p99", "small pairs' round trip p99, with a bulk pair outside the relay", "ms");
+  Figure share("fairness.relay_share", "p99 with bulk through the relay / with bulk outside it", "ratio");
+  Figure outside_rate("fairness.outside_gib_per_s", "the outside bulk pair's throughput meanwhile", "GiB/s");
   Figure bulk_rate("fairness.bulk_gib_per_s", "the bulk pair's throughput meanwhile", "GiB/s");
   Figure samples("fairness.samples", "round trips measured per phase", "count");
   ratio.target = 2.0;
@@ -174,22 +200,28 @@ int main(int argc, char** argv) {
     pairs.pop_back();
     std::atomic<bool> stop{false};
     std::thread echo([&] { echo_loop(pairs, stop); });
-    std::vector<double> alone, loaded;
-    double rate = 0;
-    for (int phase = 0; phase < 2; ++phase) {
-      const bool with_bulk = (phase + r) % 2 == 1;
-      if (!with_bulk) {
-        alone = ping_loop(pairs, seconds, interval);
-        continue;
-      }
+    std::vector<double> alone, loaded, outside;
+    double rate = 0, direct_rate = 0;
+    // With a bulk pair running on `p`: the small pairs' round trips, and the bulk rate.
+    auto with_bulk = [&](Pair p, std::vector<double>& rtts, double& gib_per_s) {
       Bulk bulk;
-      bulk.start(bulk_pair);
+      bulk.start(p);
       std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let it reach full speed
       const std::uint64_t before = bulk.bytes.load();
-      loaded = ping_loop(pairs, seconds, interval);
-      rate = static_cast<double>(bulk.bytes.load() - before) / (1024.0 * 1024.0 * 1024.0) / seconds;
+      rtts = ping_loop(pairs, seconds, interval);
+      gib_per_s = static_cast<double>(bulk.bytes.load() - before) / (1024.0 * 1024.0 * 1024.0) / seconds;
       bulk.finish();
+    };
+    const Pair direct = direct_pair();
+    for (int phase = 0; phase < 3; ++phase) {
+      switch ((phase + r) % 3) {
+        case 0: alone = ping_loop(pairs, seconds, interval); break;
+        case 1: with_bulk(bulk_pair, loaded, rate); break;
+        default: with_bulk(direct, outside, direct_rate); break;
+      }
     }
+    ::close(direct.client);
+    ::close(direct.echo);
     stop = true;
     echo.join();
     for (const auto& p : pairs) {
@@ -203,12 +235,19 @@ int main(int argc, char** argv) {
     busy_p50.values.push_back(1e3 * quantile(loaded, 0.5));
     busy_p99.values.push_back(1e3 * quantile(loaded, 0.99));
     ratio.values.push_back(quantile(loaded, 0.99) / quantile(alone, 0.99));
+    outside_p99.values.push_back(1e3 * quantile(outside, 0.99));
+    share.values.push_back(quantile(loaded, 0.99) / quantile(outside, 0.99));
+    outside_rate.values.push_back(direct_rate);
     bulk_rate.values.push_back(rate);
-    samples.values.push_back(static_cast<double>(std::min(alone.size(), loaded.size())));
-    std::fprintf(stderr, "fairness round %d: p99 alone %.3f ms, with bulk %.3f ms (bulk %.2f GiB/s)\n", r + 1,
-                 1e3 * quantile(alone, 0.99), 1e3 * quantile(loaded, 0.99), rate);
+    samples.values.push_back(static_cast<double>(std::min({alone.size(), loaded.size(), outside.size()})));
+    std::fprintf(stderr,
+                 "fairness round %d: p99 alone %.3f ms, with bulk %.3f ms (bulk %.2f GiB/s), with bulk outside the "
+                 "relay %.3f ms (%.2f GiB/s)\n",
+                 r + 1, 1e3 * quantile(alone, 0.99), 1e3 * quantile(loaded, 0.99), rate, 1e3 * quantile(outside, 0.99),
+                 direct_rate);
   }
-  const std::vector<Figure> figures{idle_p50, idle_p99, busy_p50, busy_p99, ratio, bulk_rate, samples};
+  const std::vector<Figure> figures{idle_p50, idle_p99,    busy_p50,   busy_p99,     ratio,
+                                    bulk_rate, outside_p99, share, outside_rate, samples};
   json params{{"pairs", count}, {"seconds", seconds}, {"interval_ms", interval.count()}, {"rounds", rounds},
               {"ping_bytes", ping_bytes}};
   std::printf("%s\n", report("fairness", params, figures).dump(1).c_str());
