@@ -343,11 +343,7 @@ bool HostileClient::send_frame(FrameKind kind, std::span<const std::uint8_t> bod
 
 bool HostileClient::send_raw(std::span<const std::uint8_t> bytes) { return write_message(bytes); }
 
-bool HostileClient::send_ping(std::uint64_t token) {
-  std::array<std::uint8_t, ping_token_bytes> body{};
-  for (std::size_t i = 0; i < body.size(); ++i) body[i] = static_cast<std::uint8_t>(token >> (8 * i));
-  return send_frame(FrameKind::ping, body);
-}
+bool HostileClient::send_ping(std::uint64_t token) { return send_pings(token, 1); }
 
 bool HostileClient::send_pings(std::uint64_t first, std::size_t count) {
   std::vector<std::uint8_t> all;
