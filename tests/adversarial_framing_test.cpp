@@ -12,6 +12,7 @@
 
 #include "support/hostile_client.hpp"
 #include "support/relay_probe.hpp"
+#include "support/watched_relay.hpp"
 
 using namespace strelay;
 using namespace strelay::test;

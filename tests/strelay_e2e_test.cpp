@@ -21,6 +21,7 @@
 #include "support/loopback.hpp"
 #include "support/relay_client.hpp"
 #include "support/relay_probe.hpp"
+#include "support/watched_relay.hpp"
 
 using namespace strelay;
 using namespace strelay::test;

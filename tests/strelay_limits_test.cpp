@@ -17,6 +17,7 @@
 
 #include "support/relay_client.hpp"
 #include "support/relay_probe.hpp"
+#include "support/watched_relay.hpp"
 
 // GCC 12 at -O2 wrongly reports -Wmismatched-new-delete for some coroutine lambdas here (Asio's
 // frame has a matching operator new/delete; see also common/node.cpp).
