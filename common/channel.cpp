@@ -290,9 +290,24 @@ asio::awaitable<std::error_code> connect_handshake(tcp::socket& socket, const Id
   co_return std::error_code{};
 }
 
+const char* to_string(AcceptStep step) {
+  switch (step) {
+    case AcceptStep::preamble: return "preamble";
+    case AcceptStep::msg1: return "msg1";
+    case AcceptStep::msg2: return "msg2";
+    case AcceptStep::msg3: return "msg3";
+    case AcceptStep::done: return "done";
+  }
+  return "unknown";
+}
+
 asio::awaitable<std::error_code> accept_handshake(tcp::socket& socket, const Identity& self,
                                                   Deadline deadline, std::optional<Channel>& out,
-                                                  std::vector<std::uint8_t>& first_payload) {
+                                                  std::vector<std::uint8_t>& first_payload,
+                                                  AcceptStep* reached) {
+  AcceptStep ignored_step{};
+  AcceptStep& step = reached != nullptr ? *reached : ignored_step;
+  step = AcceptStep::preamble;
   first_payload.clear();
   set_no_delay(socket);
 
@@ -314,6 +329,7 @@ asio::awaitable<std::error_code> accept_handshake(tcp::socket& socket, const Ide
   ResponderHandshake handshake(self, preamble);
 
   // 1: msg1, whose length must be exactly that of an ephemeral key.
+  step = AcceptStep::msg1;
   FrameDecoder decoder(handshake_msg1_bytes, handshake_msg1_bytes);
   if (auto error = co_await read_frame_until(socket, decoder, deadline, nullptr)) {
     co_return handshake_error(error);
@@ -321,6 +337,7 @@ asio::awaitable<std::error_code> accept_handshake(tcp::socket& socket, const Ide
   if (auto error = handshake.consume_msg1(decoder.body())) co_return error;
 
   // 2: msg2.
+  step = AcceptStep::msg2;
   std::vector<std::uint8_t> wire;
   (void)try_append_frame(wire, handshake.create_msg2());
   if (auto error = co_await write_all_until(socket, wire, deadline)) {
@@ -328,6 +345,7 @@ asio::awaitable<std::error_code> accept_handshake(tcp::socket& socket, const Ide
   }
 
   // 3: msg3, at least its fixed part; the payload is the first request.
+  step = AcceptStep::msg3;
   decoder.next();
   decoder.set_limits(max_frame_bytes, handshake_msg3_min_bytes);
   if (auto error = co_await read_frame_until(socket, decoder, deadline, nullptr)) {
@@ -335,6 +353,7 @@ asio::awaitable<std::error_code> accept_handshake(tcp::socket& socket, const Ide
   }
   if (auto error = handshake.consume_msg3(decoder.body(), first_payload)) co_return error;
   out.emplace(std::move(socket), handshake.finish());
+  step = AcceptStep::done;
   co_return std::error_code{};
 }
 

@@ -141,10 +141,15 @@ boost::asio::awaitable<std::error_code> connect_handshake(
 // msg1, sends msg2, reads msg3, whose payload goes to first_payload. The peer's identity is
 // out->peer(). Every read checks the announced length against the message's size before taking
 // its body. On failure the caller closes the socket without a word (no detail before
-// authentication).
+// authentication). `reached`, when given, is set to the step under way when it returned (for
+// logs: a msg1 that fails its checks is a scanner or a bug, a msg3 that does is usually a node
+// with the wrong relay key).
+enum class AcceptStep : std::uint8_t { preamble, msg1, msg2, msg3, done };
+const char* to_string(AcceptStep step);
 boost::asio::awaitable<std::error_code> accept_handshake(tcp::socket& socket, const Identity& self,
                                                          Deadline deadline,
                                                          std::optional<Channel>& out,
-                                                         std::vector<std::uint8_t>& first_payload);
+                                                         std::vector<std::uint8_t>& first_payload,
+                                                         AcceptStep* reached = nullptr);
 
 }  // namespace strelay

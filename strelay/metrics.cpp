@@ -74,6 +74,9 @@ std::vector<CounterRow> counter_rows(const Metrics& m) {
                             "outcome", m.connect_outcomes_total));
   rows.push_back(family_row("bytes_relayed_total", "Tunnel bytes forwarded, by direction.", "direction",
                             m.bytes_relayed_total));
+  rows.push_back(family_row("tunnels_total",
+                            "Tunnels opened, by how they move bytes (copy: no descriptors were left for pipes).",
+                            "mode", m.tunnels_total));
   rows.push_back(scalar_row("listen_total", "Listen requests accepted.", m.listen_total));
   rows.push_back(scalar_row("replaced_total", "Listeners replaced by a newer Listen for the same key.",
                             m.replaced_total));

@@ -46,6 +46,7 @@ enum class ConnectOutcome : std::uint8_t {
   connected, not_found, rejected, timeout, peer_gone, rate_limited, overloaded, not_allowed, no_pending,
 };
 enum class TunnelDirection : std::uint8_t { to_listener, to_connector };
+enum class TunnelMode : std::uint8_t { splice, copy };
 enum class ReloadOutcome : std::uint8_t { ok, failed };
 
 // Each label set lists its values with their label text, in rendering order.
@@ -82,6 +83,7 @@ STRELAY_LABELS(ConnectOutcome, {ConnectOutcome::connected, "connected"},
                {ConnectOutcome::not_allowed, "not_allowed"}, {ConnectOutcome::no_pending, "no_pending"});
 STRELAY_LABELS(TunnelDirection, {TunnelDirection::to_listener, "to_listener"},
                {TunnelDirection::to_connector, "to_connector"});
+STRELAY_LABELS(TunnelMode, {TunnelMode::splice, "splice"}, {TunnelMode::copy, "copy"});
 STRELAY_LABELS(ReloadOutcome, {ReloadOutcome::ok, "ok"}, {ReloadOutcome::failed, "failed"});
 #undef STRELAY_LABELS
 
@@ -193,6 +195,7 @@ struct Metrics {
   CounterFamily<CloseReason> closes_total;
   CounterFamily<ConnectOutcome> connect_outcomes_total;
   CounterFamily<TunnelDirection> bytes_relayed_total;
+  CounterFamily<TunnelMode> tunnels_total;  // by how the tunnel moves bytes
   Counter listen_total;
   Counter replaced_total;
   CounterFamily<ReloadOutcome> reloads_total;

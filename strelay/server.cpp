@@ -36,6 +36,7 @@ class MetricsObserver final : public TunnelObserver {
   MetricsObserver(Metrics& metrics, Admission& admission) : metrics_(metrics), admission_(admission) {}
   bool reserve_pipe_fds() override { return admission_.try_reserve_pipe_fds(tunnel_pipe_fds); }
   void release_pipe_fds() override { admission_.release_pipe_fds(tunnel_pipe_fds); }
+  void opened(bool spliced) override { metrics_.tunnels_total.inc(spliced ? TunnelMode::splice : TunnelMode::copy); }
   void forwarded(int direction, std::uint64_t bytes) override {
     metrics_.bytes_relayed_total.inc(
         direction == 0 ? TunnelDirection::to_listener : TunnelDirection::to_connector, bytes);

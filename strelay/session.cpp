@@ -25,14 +25,16 @@ HandshakeOutcome outcome_of(std::error_code ec) {
   return HandshakeOutcome::failed;
 }
 
-// Where a handshake failed, as far as its error tells, for the handshake_failed log line:
-// "deadline", "preamble" (not strelay, or another version), "peer_closed" (EOF or reset), or
-// "handshake" (a malformed or unauthentic msg1 or msg3; accept_handshake does not say which).
-const char* handshake_stage(std::error_code ec) {
+// Why a handshake failed, for the handshake_failed log line: "deadline", "preamble" (not
+// strelay, or another version), "peer_closed" (EOF or reset), or else the message that failed
+// its checks ("msg1": a malformed or small-order ephemeral; "msg3": a malformed or unauthentic
+// last message, e.g. a node that expects another relay key). Its `step` field says which
+// message was under way in every case.
+const char* handshake_stage(std::error_code ec, AcceptStep step) {
   if (ec == errc::handshake_timeout || ec == errc::timeout) return "deadline";
   if (ec == errc::bad_magic || ec == errc::unsupported_version) return "preamble";
   if (ec == errc::aborted) return "peer_closed";
-  return "handshake";
+  return to_string(step);
 }
 
 }  // namespace
@@ -135,14 +137,16 @@ asio::awaitable<bool> Session::handshake() {
   // by this watchdog on the relay's clock, which tests move (strelay/clock.hpp). In production
   // both fire at the same instant.
   RelayTimer watchdog(socket_.get_executor(), deadline);
-  auto raced = co_await (accept_handshake(socket_, server_.identity(), deadline, channel, first_request_) ||
+  AcceptStep step{};
+  auto raced = co_await (accept_handshake(socket_, server_.identity(), deadline, channel, first_request_, &step) ||
                          watchdog.async_wait(await_tuple));
   const std::error_code ec =
       raced.index() == 0 ? std::get<0>(raced) : std::error_code(make_error_code(errc::handshake_timeout));
   if (ec) {
     // Before authentication a failure closes without a word (docs/protocol.md, section 2).
     server_.metrics().handshakes_total.inc(outcome_of(ec));
-    server_.log().debug("handshake_failed", tags(), {{"stage", handshake_stage(ec)}, {"error", ec}});
+    server_.log().debug("handshake_failed", tags(),
+                        {{"stage", handshake_stage(ec, step)}, {"step", to_string(step)}, {"error", ec}});
     boost::system::error_code ignored;
     socket_.close(ignored);
     co_return false;

@@ -44,7 +44,7 @@ struct Tunnel::Direction {
   std::size_t capacity = 0;   // bytes the pipe (or copy buffer) may hold
   std::size_t held = 0;       // bytes in the pipe (or copy buffer) not yet written
   std::uint64_t forwarded = 0;
-  std::unique_ptr<std::uint8_t[]> copy;  // fallback buffer, allocated on first use
+  std::unique_ptr<std::uint8_t[]> copy;  // fallback buffer, only while bytes may be in flight
   std::size_t copy_offset = 0;
   bool blocked = false;                   // waiting for `out` to accept bytes
   clock::time_point blocked_since{};
@@ -88,6 +88,7 @@ Tunnel::Tunnel(tcp::socket a, tcp::socket b, Options options, TunnelObserver* ob
   if (!options_.use_splice) {
     for (auto& d : dirs_) d->capacity = std::min(d->capacity, copy_chunk_bytes);
   }
+  if (observer_ != nullptr) observer_->opened(options_.use_splice);
 }
 
 Tunnel::~Tunnel() {
@@ -98,6 +99,12 @@ Tunnel::~Tunnel() {
 std::uint64_t Tunnel::buffered_bytes() const {
   return dirs_[0]->held_gauge.load(std::memory_order_relaxed) +
          dirs_[1]->held_gauge.load(std::memory_order_relaxed);
+}
+
+std::size_t Tunnel::copy_buffer_bytes() const {
+  std::size_t bytes = 0;
+  for (const auto& d : dirs_) bytes += d->copy ? d->capacity : 0;
+  return bytes;
 }
 
 asio::awaitable<Tunnel::Result> Tunnel::run() {
@@ -200,7 +207,7 @@ asio::awaitable<bool> Tunnel::pump_copied(Direction& d) {
         co_await yield();
         continue;
       }
-      if (!d.copy) d.copy = std::make_unique<std::uint8_t[]>(d.capacity);
+      if (!d.copy) d.copy = std::make_unique_for_overwrite<std::uint8_t[]>(d.capacity);
       const ssize_t n = ::read(in_fd, d.copy.get(), d.capacity);
       if (n > 0) {
         set_held(d, static_cast<std::size_t>(n));
@@ -210,6 +217,10 @@ asio::awaitable<bool> Tunnel::pump_copied(Direction& d) {
       } else if (n == 0) {
         eof = true;
       } else if (would_block(errno)) {
+        // Nothing is held: an idle direction keeps no buffer (as Channel frees its frame
+        // buffers). Held for a tunnel's life, the 64 KiB buffers of the tunnels that copy for
+        // want of pipe descriptors raised the soak's RSS at every new peak of them.
+        d.copy.reset();
         if (!co_await wait_readable(d)) co_return false;
         continue;
       } else if (errno != EINTR) {

@@ -48,6 +48,8 @@ class TunnelObserver {
   // descriptors, false makes it copy instead. A grant is returned with release_pipe_fds().
   virtual bool reserve_pipe_fds() { return true; }
   virtual void release_pipe_fds() {}
+  // Once, when the tunnel is made: whether it splices or copies (no pipe descriptors).
+  virtual void opened(bool /*spliced*/) {}
   // `direction` 0 is a -> b, 1 is b -> a.
   virtual void forwarded(int direction, std::uint64_t bytes) = 0;
   // Bytes held in the relay for this tunnel changed by `delta`.
@@ -90,6 +92,9 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
 
   // Bytes currently held in the relay for this tunnel (both pipes), for the buffered gauge.
   std::uint64_t buffered_bytes() const;
+  // User-space buffer memory the copying fallback holds now (0 for a spliced tunnel, and for a
+  // copying one while no bytes are in flight). On the tunnel's executor.
+  std::size_t copy_buffer_bytes() const;
 
  private:
   struct Direction;

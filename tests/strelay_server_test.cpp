@@ -22,6 +22,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "common/preamble.hpp"
+#include "common/protocol.hpp"
 #include "strelay/server.hpp"
 #include "support/relay_client.hpp"
 #include "support/relay_probe.hpp"
@@ -164,7 +166,19 @@ TEST_CASE("a failed handshake's log line says at which stage it failed") {
     CHECK(eventually([&] { return relay.logged("stage=preamble"); }, 2s));
     CHECK(relay.metrics().handshakes_total.get(HandshakeOutcome::bad_magic) == 1);
   }
-  SUBCASE("handshake: a msg3 that does not authenticate") {
+  SUBCASE("msg1: a small-order ephemeral key (all zero)") {
+    RawSocket s("127.0.0.2", relay.address().endpoint);
+    std::vector<std::uint8_t> hello(current_preamble.begin(), current_preamble.end());
+    hello.push_back(0);
+    hello.push_back(static_cast<std::uint8_t>(handshake_msg1_bytes));
+    hello.resize(hello.size() + handshake_msg1_bytes, 0);
+    CHECK(s.send_some(hello) == static_cast<std::int64_t>(hello.size()));
+    CHECK(s.wait_peer_closed(3s));
+    CHECK(eventually([&] { return relay.logged("stage=msg1"); }, 2s));
+    CHECK(relay.logged("step=msg1"));
+    CHECK(relay.metrics().handshakes_total.get(HandshakeOutcome::failed) == 1);
+  }
+  SUBCASE("msg3: a msg3 that does not authenticate") {
     RawSocket s("127.0.0.2", relay.address().endpoint);
     const auto hello = preamble_and_msg1();
     CHECK(s.send_some(hello) == static_cast<std::int64_t>(hello.size()));
@@ -174,7 +188,9 @@ TEST_CASE("a failed handshake's log line says at which stage it failed") {
     msg3[1] = 200;
     CHECK(s.send_some(msg3) == static_cast<std::int64_t>(msg3.size()));
     CHECK(s.wait_peer_closed(3s));
-    CHECK(eventually([&] { return relay.logged("stage=handshake"); }, 2s));
+    CHECK(eventually([&] { return relay.logged("stage=msg3"); }, 2s));
+    CHECK(relay.logged("step=msg3"));
+    CHECK_FALSE(relay.logged("stage=msg1"));
     CHECK(relay.metrics().handshakes_total.get(HandshakeOutcome::failed) == 1);
   }
   SUBCASE("peer_closed: the client leaves after msg1") {
@@ -185,6 +201,7 @@ TEST_CASE("a failed handshake's log line says at which stage it failed") {
       std::this_thread::sleep_for(100ms);
     }
     CHECK(eventually([&] { return relay.logged("stage=peer_closed"); }, 2s));
+    CHECK(relay.logged("step=msg3"));  // msg2 went out; the relay was waiting for msg3
   }
   CHECK_FALSE(relay.logged("stage=deadline"));
 }
@@ -340,6 +357,27 @@ TEST_CASE("an idle tunnel is closed as dead_peer when the idle timeout passes on
       }(),
       10s);
   CHECK(eventually([&] { return relay.metrics().closes_total.get(CloseReason::dead_peer) == 1; }, 2s));
+}
+
+TEST_CASE("tunnels are counted by how they move bytes: splice, or copy when the pipe budget is spent") {
+  for (const std::size_t pipe_fds : {SIZE_MAX, std::size_t{0}}) {
+    CAPTURE(pipe_fds);
+    InProcessRelay relay([pipe_fds](ServerSettings& s) { s.admission.pipe_fds_total = pipe_fds; });
+    run_task(
+        [&]() -> asio::awaitable<void> {
+          auto pipe = co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
+          const std::array<std::uint8_t, 3> hello{'h', 'i', '!'};
+          co_await asio::async_write(pipe.connector, asio::buffer(hello), await_tuple);
+          std::array<std::uint8_t, 3> got{};
+          auto [ec, n] = co_await asio::async_read(pipe.acceptor, asio::buffer(got), await_tuple);
+          CHECK_FALSE(ec);
+          CHECK(got == hello);
+        }(),
+        10s);
+    const bool spliced = pipe_fds != 0;
+    CHECK(relay.metrics().tunnels_total.get(TunnelMode::splice) == (spliced ? 1U : 0U));
+    CHECK(relay.metrics().tunnels_total.get(TunnelMode::copy) == (spliced ? 0U : 1U));
+  }
 }
 
 TEST_CASE("half-close through a tunnel: EOF reaches the other node, which can still send; both ends close normally") {

@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -33,11 +35,20 @@ struct Fixture {
     std::uint64_t forwarded_bytes = 0;
     std::int64_t buffered_bytes = 0;
     std::vector<CloseReason> endings;
+    std::vector<bool> opened_spliced;  // one entry per opened() call
+    const Tunnel* tunnel = nullptr;    // set once the tunnel exists
+    std::size_t most_copy_buffer = 0;  // the tunnel's copy_buffer_bytes() at its largest
+    bool grant_pipes = true;           // reserve_pipe_fds()'s answer
     // At ending(): had node A already seen the relay close its end (a peek finds EOF)?
     const tcp::socket* watched = nullptr;
     bool closed_before_ending = false;
+    bool reserve_pipe_fds() override { return grant_pipes; }
+    void opened(bool spliced) override { opened_spliced.push_back(spliced); }
     void forwarded(int, std::uint64_t n) override { forwarded_bytes += n; }
-    void buffered(std::int64_t delta) override { buffered_bytes += delta; }
+    void buffered(std::int64_t delta) override {
+      buffered_bytes += delta;
+      if (tunnel != nullptr) most_copy_buffer = std::max(most_copy_buffer, tunnel->copy_buffer_bytes());
+    }
     void ending(CloseReason reason) override {
       endings.push_back(reason);
       std::uint8_t byte = 0;
@@ -46,13 +57,15 @@ struct Fixture {
     }
   } observer;
 
-  explicit Fixture(Tunnel::Options options) {
+  explicit Fixture(Tunnel::Options options, bool grant_pipes = true) {
+    observer.grant_pipes = grant_pipes;
     auto [a_client, a_relay] = test::loopback_pair(ioc);
     auto [b_client, b_relay] = test::loopback_pair(ioc);
     node_a = std::move(a_client);
     node_b = std::move(b_client);
     observer.watched = &node_a;
     tunnel = std::make_shared<Tunnel>(std::move(a_relay), std::move(b_relay), options, &observer);
+    observer.tunnel = tunnel.get();
     asio::co_spawn(
         ioc, [this]() -> asio::awaitable<void> { result = co_await tunnel->run(); },
         asio::detached);
@@ -101,6 +114,66 @@ TEST_CASE("a tunnel forwards bytes both ways unchanged and ends normally after b
     CHECK(f.observer.forwarded_bytes == to_a.size() + to_b.size());
     CHECK(f.observer.buffered_bytes == 0);
   }
+}
+
+TEST_CASE("a tunnel refused pipe descriptors copies instead, and tells its observer once how it moves bytes") {
+  struct Case {
+    bool use_splice;
+    bool grant_pipes;
+    bool spliced;
+  };
+  for (const auto c : {Case{true, true, true}, Case{true, false, false}, Case{false, true, false}}) {
+    CAPTURE(c.use_splice);
+    CAPTURE(c.grant_pipes);
+    Fixture f(Tunnel::Options{.use_splice = c.use_splice}, c.grant_pipes);
+    CHECK(f.observer.opened_spliced == std::vector<bool>{c.spliced});
+    const auto to_b = test::pattern_bytes(1024 * 1024 + 5, 3);
+    const std::vector<std::uint8_t> nothing;  // B only half-closes
+    std::vector<std::uint8_t> got_b, got_a;
+    asio::co_spawn(f.ioc, send_all(f.node_a, to_b), asio::detached);
+    asio::co_spawn(f.ioc, send_all(f.node_b, nothing), asio::detached);
+    asio::co_spawn(f.ioc, read_all(f.node_b, got_b), asio::detached);
+    asio::co_spawn(f.ioc, read_all(f.node_a, got_a), asio::detached);
+    test::run_for(f.ioc, 20s);
+    CHECK(got_b == to_b);
+    REQUIRE(f.result.has_value());
+    CHECK(f.result->spliced == c.spliced);
+    CHECK(f.observer.opened_spliced.size() == 1);
+  }
+}
+
+TEST_CASE("a copying tunnel holds no buffer while idle, and takes one again for the next bytes") {
+  Fixture f(Tunnel::Options{.use_splice = false});
+  for (const std::uint64_t seed : {5, 6}) {
+    CAPTURE(seed);
+    const auto burst = test::pattern_bytes(300 * 1024 + 11, seed);
+    std::vector<std::uint8_t> got(burst.size());
+    asio::co_spawn(
+        f.ioc,
+        [&]() -> asio::awaitable<void> {
+          auto [ec, n] = co_await asio::async_write(f.node_a, asio::buffer(burst), await_tuple);
+          CHECK_FALSE(ec);
+        },
+        asio::detached);
+    asio::co_spawn(
+        f.ioc,
+        [&]() -> asio::awaitable<void> {
+          auto [ec, n] = co_await asio::async_read(f.node_b, asio::buffer(got), await_tuple);
+          CHECK_FALSE(ec);
+        },
+        asio::detached);
+    f.ioc.restart();
+    f.ioc.run_for(500ms);  // the burst goes through; then both directions wait, idle
+    CHECK(got == burst);
+    CHECK(f.observer.most_copy_buffer > 0);      // bytes were held in a buffer on the way
+    CHECK(f.tunnel->copy_buffer_bytes() == 0);  // and none is kept while idle
+    f.observer.most_copy_buffer = 0;
+  }
+  CHECK_FALSE(f.result.has_value());  // still open
+  f.tunnel->stop(CloseReason::shutdown);
+  test::run_for(f.ioc, 5s);
+  REQUIRE(f.result.has_value());
+  CHECK(f.result->reason == CloseReason::shutdown);
 }
 
 TEST_CASE("a half-close is carried through while the other direction keeps flowing") {
