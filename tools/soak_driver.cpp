@@ -15,9 +15,8 @@
 // sessions, the open ones end, the listeners stop), waits for the gauges and descriptors to come
 // back to the baseline taken before the first node, and judges:
 //   - RSS: least-squares slope over the churn samples after --warmup; more than
-//     --max-slope-mib-per-hour fails. A window shorter than --short-window-minutes cannot resolve
-//     1 MiB/h against allocator noise, so there the fitted growth over the window must stay under
-//     --short-run-tolerance-mib instead (a gross-leak check; docs/reliability.md says why).
+//     --max-slope-mib-per-hour fails (over a window shorter than --short-window-minutes, the
+//     fitted growth against --short-run-tolerance-mib; tools/soak_verdict.hpp, docs/reliability.md).
 //   - the gauges and open descriptors back to baseline after the drain;
 //   - sessions: no data mismatch ever; failed sessions at most --max-failure-ratio.
 // Exit 0 on pass, 1 on fail, 2 on bad usage. The summary goes to stdout and to --summary.
@@ -56,6 +55,7 @@
 #include "common/relay_link.hpp"
 #include "common/stream.hpp"
 #include "common/tickets.hpp"
+#include "soak_verdict.hpp"
 
 // GCC 12 reports a false -Wmismatched-new-delete on some coroutine frames (see node.cpp).
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
@@ -501,30 +501,6 @@ asio::awaitable<void> Soak::run() {
 
 // ------------------------------------------------------------------ the verdict
 
-struct Fit {
-  std::size_t n = 0;
-  double slope = 0;  // KiB per second
-  double window = 0;  // seconds
-};
-
-Fit fit_rss(const std::vector<Sample>& samples, double warmup) {
-  Fit f;
-  double st = 0, sr = 0, stt = 0, str = 0, first = -1, last = 0;
-  for (const auto& s : samples) {
-    if (s.phase != "churn" || s.t < warmup || s.rss_kib <= 0) continue;
-    const double r = static_cast<double>(s.rss_kib);
-    ++f.n;
-    st += s.t; sr += r; stt += s.t * s.t; str += s.t * r;
-    if (first < 0) first = s.t;
-    last = s.t;
-  }
-  const double n = static_cast<double>(f.n);
-  const double d = n * stt - st * st;
-  if (f.n >= 2 && d > 0) f.slope = (n * str - st * sr) / d;
-  f.window = f.n >= 2 ? last - first : 0;
-  return f;
-}
-
 std::string gauges_text(const Json& g, long fds) {
   std::ostringstream out;
   if (g.is_object())
@@ -550,12 +526,10 @@ std::string counters_text(const Json& c) {
 
 void Soak::judge_and_report() {
   std::ostringstream out;
-  const Fit fit = fit_rss(samples_, o_.warmup);
-  const double mib_per_hour = fit.slope * 3600.0 / 1024.0;
-  const double growth_mib = fit.slope * fit.window / 1024.0;
-  const bool long_window = fit.window >= o_.short_window_minutes * 60;
-  const bool rss_ok = fit.n >= 3 && (long_window ? mib_per_hour <= o_.max_slope
-                                                 : growth_mib <= o_.short_tolerance_mib);
+  std::vector<soak::RssPoint> churn;
+  for (const auto& sm : samples_)
+    if (sm.phase == "churn") churn.push_back({sm.t, sm.rss_kib});
+  const auto rss = soak::judge_rss(churn, {o_.warmup, o_.max_slope, o_.short_window_minutes, o_.short_tolerance_mib});
   const bool sessions_ok = mismatches_ == 0 && launched_ > 0 &&
                            static_cast<double>(failed_) <= o_.max_failure_ratio * static_cast<double>(launched_);
   const Sample& final_sample = samples_.back();
@@ -582,36 +556,13 @@ void Soak::judge_and_report() {
                   g("connections"), g("tunnels"), s.active);
     out << line;
   }
-  char slope[400];
-  std::snprintf(slope, sizeof slope,
-                "\nRSS fit: least squares over %zu churn samples from t=%.0f s, window %.0f s: "
-                "slope %.3f MiB/hour (fitted growth %.3f MiB over the window)\n",
-                fit.n, o_.warmup, fit.window, mib_per_hour, growth_mib);
-  out << slope;
-  // For reading a failure: a leak grows all along, an allocator's high-water mark steps up and
-  // stays. The second half's slope tells the two apart; it is information, not the rule.
-  double last_churn = 0;
-  for (const auto& sm : samples_)
-    if (sm.phase == "churn") last_churn = sm.t;
-  const Fit late = fit_rss(samples_, std::max(o_.warmup, last_churn / 2));
-  std::snprintf(slope, sizeof slope,
-                "(for information: the slope over the second half of the churn, %zu samples, is "
-                "%.3f MiB/hour)\n", late.n, late.slope * 3600.0 / 1024.0);
-  out << slope;
-  if (fit.n < 3)
-    out << "RSS rule: " << fit.n << " samples after the warm-up, too few to judge: FAILED\n";
-  else if (long_window)
-    out << "RSS rule: slope <= " << o_.max_slope << " MiB/hour: " << (rss_ok ? "ok" : "FAILED") << "\n";
-  else
-    out << "RSS rule (window under " << o_.short_window_minutes << " min, too short to resolve "
-        << o_.max_slope << " MiB/hour): fitted growth <= " << o_.short_tolerance_mib
-        << " MiB: " << (rss_ok ? "ok" : "FAILED") << "\n";
+  out << '\n' << rss.text;
   out << "baseline: " << gauges_text(baseline_gauges_, baseline_fds_) << "\n"
       << "after drain: " << gauges_text(final_sample.gauges, final_sample.open_fds) << "\n"
       << "gauges and descriptors back to baseline: " << (settled_ ? "ok" : "FAILED") << "\n"
       << "relay counters at the end: " << counters_text(final_sample.counters) << "\n"
       << "sessions: " << (sessions_ok ? "ok" : "FAILED") << "\n";
-  const bool pass = rss_ok && settled_ && sessions_ok;
+  const bool pass = rss.ok && settled_ && sessions_ok;
   out << "RESULT: " << (pass ? "PASS" : "FAIL") << "\n";
   exit_code_ = pass ? 0 : 1;
   std::cout << out.str() << std::flush;
