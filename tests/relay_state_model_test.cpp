@@ -16,7 +16,7 @@
 #include "support/relay_state_fixture.hpp"
 
 using namespace strelay;
-using namespace strelay::test;
+using namespace strelay::test::pairing;
 using namespace std::chrono_literals;
 
 namespace {

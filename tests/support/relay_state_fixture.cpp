@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <array>
 
-namespace strelay::test {
+namespace strelay::test::pairing {
 
 
 const std::vector<PublicKey>& keys() {
@@ -93,4 +93,4 @@ Actions operator+(Actions a, const Actions& b) {
   return a;
 }
 
-}  // namespace strelay::test
+}  // namespace strelay::test::pairing

@@ -12,7 +12,7 @@
 
 #include "strelay/relay_state.hpp"
 
-namespace strelay::test {
+namespace strelay::test::pairing {
 
 using namespace std::chrono_literals;
 using R = RefuseReason;
@@ -41,4 +41,4 @@ Actions paired(ConnId connector, ConnId acceptor, char from, char listener);
 Allowlist allow_only(std::initializer_list<PublicKey> members);
 Actions operator+(Actions a, const Actions& b);
 
-}  // namespace strelay::test
+}  // namespace strelay::test::pairing
