@@ -144,7 +144,7 @@ TEST_CASE("a tunnel refused pipe descriptors copies instead, and tells its obser
 
 TEST_CASE("a copying tunnel holds no buffer while idle, and takes one again for the next bytes") {
   Fixture f(Tunnel::Options{.use_splice = false});
-  for (const std::uint64_t seed : {5, 6}) {
+  for (const std::uint64_t seed : {std::uint64_t{5}, std::uint64_t{6}}) {
     CAPTURE(seed);
     const auto burst = test::pattern_bytes(300 * 1024 + 11, seed);
     std::vector<std::uint8_t> got(burst.size());
