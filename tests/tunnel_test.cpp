@@ -70,6 +70,11 @@ struct Fixture {
         ioc, [this]() -> asio::awaitable<void> { result = co_await tunnel->run(); },
         asio::detached);
   }
+
+  // Node A sends to_b and node B sends to_a, each then half-closes; both read to EOF. Runs the
+  // tunnel to its end (at most 20 s).
+  void exchange(const std::vector<std::uint8_t>& to_b, const std::vector<std::uint8_t>& to_a,
+                std::vector<std::uint8_t>& got_b, std::vector<std::uint8_t>& got_a);
 };
 
 // Writes `data` then half-closes.
@@ -90,6 +95,15 @@ asio::awaitable<void> read_all(tcp::socket& s, std::vector<std::uint8_t>& out) {
   }
 }
 
+void Fixture::exchange(const std::vector<std::uint8_t>& to_b, const std::vector<std::uint8_t>& to_a,
+                       std::vector<std::uint8_t>& got_b, std::vector<std::uint8_t>& got_a) {
+  asio::co_spawn(ioc, send_all(node_a, to_b), asio::detached);
+  asio::co_spawn(ioc, send_all(node_b, to_a), asio::detached);
+  asio::co_spawn(ioc, read_all(node_b, got_b), asio::detached);
+  asio::co_spawn(ioc, read_all(node_a, got_a), asio::detached);
+  test::run_for(ioc, 20s);
+}
+
 }  // namespace
 
 TEST_CASE("a tunnel forwards bytes both ways unchanged and ends normally after both half-close") {
@@ -99,11 +113,7 @@ TEST_CASE("a tunnel forwards bytes both ways unchanged and ends normally after b
     const auto to_b = test::pattern_bytes(8 * 1024 * 1024 + 13, 1);
     const auto to_a = test::pattern_bytes(3 * 1024 * 1024 + 7, 2);
     std::vector<std::uint8_t> got_b, got_a;
-    asio::co_spawn(f.ioc, send_all(f.node_a, to_b), asio::detached);
-    asio::co_spawn(f.ioc, send_all(f.node_b, to_a), asio::detached);
-    asio::co_spawn(f.ioc, read_all(f.node_b, got_b), asio::detached);
-    asio::co_spawn(f.ioc, read_all(f.node_a, got_a), asio::detached);
-    test::run_for(f.ioc, 20s);
+    f.exchange(to_b, to_a, got_b, got_a);
     CHECK(got_b == to_b);
     CHECK(got_a == to_a);
     REQUIRE(f.result.has_value());
@@ -130,11 +140,7 @@ TEST_CASE("a tunnel refused pipe descriptors copies instead, and tells its obser
     const auto to_b = test::pattern_bytes(1024 * 1024 + 5, 3);
     const std::vector<std::uint8_t> nothing;  // B only half-closes
     std::vector<std::uint8_t> got_b, got_a;
-    asio::co_spawn(f.ioc, send_all(f.node_a, to_b), asio::detached);
-    asio::co_spawn(f.ioc, send_all(f.node_b, nothing), asio::detached);
-    asio::co_spawn(f.ioc, read_all(f.node_b, got_b), asio::detached);
-    asio::co_spawn(f.ioc, read_all(f.node_a, got_a), asio::detached);
-    test::run_for(f.ioc, 20s);
+    f.exchange(to_b, nothing, got_b, got_a);
     CHECK(got_b == to_b);
     REQUIRE(f.result.has_value());
     CHECK(f.result->spliced == c.spliced);
