@@ -38,6 +38,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "common/coro.hpp"
 #include "common/channel.hpp"
 #include "common/messages.hpp"
 #include "common/preamble.hpp"
@@ -47,8 +48,6 @@ namespace asio = boost::asio;
 using namespace strelay;
 
 namespace {
-
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
 
 // The preamble and one msg1 (a 2-byte length and an X25519 public key), reused by every
 // connection: the relay cannot tell, and must do its half of the handshake anyway.

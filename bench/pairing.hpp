@@ -3,9 +3,6 @@
 // does them, but with the source address chosen (idle scale spreads over 127.0.0.x) and
 // without the library's reconnection machinery, which a benchmark does not want to time.
 #pragma once
-// GCC 12 reports false -Wmismatched-new-delete on coroutine frames (as in common/node.cpp).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
 #include <fcntl.h>
 
 #include <chrono>
@@ -20,6 +17,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/coro.hpp"
 #include "common/channel.hpp"
 #include "common/errors.hpp"
 #include "common/messages.hpp"
@@ -29,11 +27,10 @@ namespace bench {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+using strelay::await_tuple;
 using strelay::Channel;
 using strelay::Identity;
 using strelay::PublicKey;
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
-
 inline strelay::Deadline deadline_in(std::chrono::milliseconds d) { return Clock::now() + d; }
 
 // 127.0.0.(2 + i % count): several sources, so per-source limits and port ranges never bind.

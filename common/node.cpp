@@ -1,3 +1,4 @@
+#include "common/coro.hpp"
 #include "common/node.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -7,21 +8,12 @@
 #include "common/relay_link.hpp"
 #include "common/wakeup.hpp"
 
-// GCC 12 reports a false -Wmismatched-new-delete on some coroutine frames (Asio's awaitable
-// frame allocates and frees through its own matching operator new/delete; the warning comes
-// from GCC's view of the inlined frame allocation, at -O2 and more so with sanitizers).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
 namespace strelay {
 
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-void rethrow(std::exception_ptr error) {
-  if (error) std::rethrow_exception(error);
-}
 
 // Where a connect attempt failed: what each stage's error says about the peer.
 enum class Stage { relay, outcome, end_to_end };

@@ -1,3 +1,4 @@
+#include "common/coro.hpp"
 #include "common/relay_link.hpp"
 
 #include <algorithm>
@@ -11,11 +12,6 @@
 
 #include "common/errors.hpp"
 
-// GCC 12 reports a false -Wmismatched-new-delete on some coroutine frames (Asio's awaitable
-// frame allocates and frees through its own matching operator new/delete; the warning comes
-// from GCC's view of the inlined frame allocation, at -O2 and more so with sanitizers).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
 namespace strelay {
 
 namespace asio = boost::asio;
@@ -23,12 +19,6 @@ using Clock = std::chrono::steady_clock;
 using namespace asio::experimental::awaitable_operators;
 
 namespace {
-
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
-
-void rethrow(std::exception_ptr error) {
-  if (error) std::rethrow_exception(error);
-}
 
 // Before msg2 nothing is known about the relay but that it could not be reached in time: a
 // TCP error, a silent or closing relay (admission control closes without a word) or a deadline.

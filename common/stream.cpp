@@ -1,3 +1,4 @@
+#include "common/coro.hpp"
 #include "common/stream.hpp"
 
 #include <algorithm>
@@ -15,24 +16,12 @@
 #include "common/errors.hpp"
 #include "common/wakeup.hpp"
 
-// GCC 12 reports a false -Wmismatched-new-delete on some coroutine frames (Asio's awaitable
-// frame allocates and frees through its own matching operator new/delete; the warning comes
-// from GCC's view of the inlined frame allocation, at -O2 and more so with sanitizers).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
 namespace strelay {
 
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
-
-// Exceptions in the stream's coroutines are bugs: let them reach io_context::run().
-void rethrow(std::exception_ptr error) {
-  if (error) std::rethrow_exception(error);
-}
 
 // A fixed-capacity byte ring: the receive buffer between the reader and read_some().
 class ByteRing {

@@ -1,3 +1,4 @@
+#include "common/coro.hpp"
 #include "strelay/server.hpp"
 
 #include <netinet/in.h>
@@ -22,7 +23,6 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
 // Back-off of the accept loop when the process is out of descriptors: it retries, never spins.
 constexpr auto accept_backoff_min = std::chrono::milliseconds(10);
 constexpr auto accept_backoff_max = std::chrono::seconds(1);

@@ -1,3 +1,4 @@
+#include "common/coro.hpp"
 #include "strelay/session.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -15,8 +16,6 @@ namespace strelay {
 namespace asio = boost::asio;
 
 namespace {
-
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
 
 HandshakeOutcome outcome_of(std::error_code ec) {
   if (ec == errc::handshake_timeout || ec == errc::timeout) return HandshakeOutcome::timeout;

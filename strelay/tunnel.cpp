@@ -1,3 +1,4 @@
+#include "common/coro.hpp"
 #include "strelay/tunnel.hpp"
 
 #include <fcntl.h>
@@ -19,7 +20,6 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr unsigned splice_flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 // The read/write fallback copies through a user buffer of at most this size.
 constexpr std::size_t copy_chunk_bytes = 64 * 1024;

@@ -27,13 +27,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "common/coro.hpp"
 #include "support/hostile_client.hpp"
 #include "support/relay_probe.hpp"
 #include "support/watched_relay.hpp"
-
-// GCC 12 at -O2 wrongly reports -Wmismatched-new-delete for some coroutine lambdas (Asio's frame
-// has a matching operator new/delete; see also common/node.cpp).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 using namespace strelay;
 using namespace strelay::test;
@@ -41,8 +38,6 @@ using namespace std::chrono_literals;
 namespace asio = boost::asio;
 using What = HostileClient::Reply::What;
 using Clock = std::chrono::steady_clock;
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
-
 namespace {
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }

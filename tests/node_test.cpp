@@ -1,6 +1,7 @@
 // The node API against real strelay processes on 127.0.0.1: connect and accept end to end,
 // failover over a friend's relays, friend policy, pinned relay keys, and the listener's
 // reconnection after a relay restart, a crash and a hang.
+#include "common/coro.hpp"
 #include "common/node.hpp"
 
 #include <doctest/doctest.h>
@@ -24,8 +25,6 @@ using namespace asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
 
 RelayTicket ticket_of(const RelayProcess& relay) {
   return {relay.address().key, Address{"127.0.0.1", relay.address().endpoint.port()}};

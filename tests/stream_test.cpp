@@ -1,5 +1,6 @@
 // The end-to-end stream on loopback sockets (no relay): handshakes and their refusals, data
 // both ways with half-close, backpressure, keepalive, closes with reasons, and tampering.
+#include "common/coro.hpp"
 #include "common/stream.hpp"
 
 #include <doctest/doctest.h>
@@ -24,8 +25,6 @@ using namespace asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
 
 struct Peers {
   Identity alice = Identity::generate();  // the connector (initiator)

@@ -18,6 +18,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "common/coro.hpp"
 #include "support/loopback.hpp"
 #include "support/relay_client.hpp"
 #include "support/relay_probe.hpp"
@@ -28,8 +29,6 @@ using namespace strelay::test;
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
 using namespace asio::experimental::awaitable_operators;
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
-
 namespace {
 
 template <class T>

@@ -15,13 +15,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/coro.hpp"
 #include "support/relay_client.hpp"
 #include "support/relay_probe.hpp"
 #include "support/watched_relay.hpp"
-
-// GCC 12 at -O2 wrongly reports -Wmismatched-new-delete for some coroutine lambdas here (Asio's
-// frame has a matching operator new/delete; see also common/node.cpp).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 using namespace strelay;
 using namespace strelay::test;
@@ -29,8 +26,6 @@ using namespace std::chrono_literals;
 namespace asio = boost::asio;
 using namespace asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
-
 namespace {
 
 template <class T>

@@ -27,20 +27,15 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "common/coro.hpp"
 #include "support/relay_client.hpp"
 #include "support/relay_probe.hpp"
 #include "support/watched_relay.hpp"
-
-// GCC 12 at -O2 wrongly reports -Wmismatched-new-delete for some coroutine lambdas (Asio's frame
-// has a matching operator new/delete; see also common/node.cpp).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 using namespace strelay;
 using namespace strelay::test;
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
-
 namespace {
 
 // How often each race runs: STRELAY_RACE_REPEATS, default 5, at most 10,000.

@@ -22,21 +22,17 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "common/coro.hpp"
 #include "common/preamble.hpp"
 #include "common/protocol.hpp"
 #include "strelay/server.hpp"
 #include "support/relay_client.hpp"
 #include "support/relay_probe.hpp"
 
-// GCC 12 at -O2 wrongly reports -Wmismatched-new-delete for coroutine lambdas (see common/node.cpp).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
 using namespace strelay;
 using namespace strelay::test;
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
-
 namespace {
 
 // A Server on its own thread, with its log captured. Settings start from the defaults, with

@@ -1,4 +1,5 @@
 // Tests for strelay/tunnel: in-process sockets on 127.0.0.1 (node A <-> relay <-> node B).
+#include "common/coro.hpp"
 #include "strelay/tunnel.hpp"
 
 #include <doctest/doctest.h>
@@ -21,8 +22,6 @@ using namespace strelay;
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
-
 namespace {
 
 // Node A and B each hold one end of a loopback connection; the relay holds the other ends.

@@ -50,15 +50,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/coro.hpp"
 #include "common/errors.hpp"
 #include "common/node.hpp"
 #include "common/relay_link.hpp"
 #include "common/stream.hpp"
 #include "common/tickets.hpp"
 #include "soak_verdict.hpp"
-
-// GCC 12 reports a false -Wmismatched-new-delete on some coroutine frames (see node.cpp).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 namespace {
 
@@ -68,8 +66,6 @@ namespace http = beast::http;
 using namespace strelay;
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::json;
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
-
 struct Options {
   std::string relay_ticket;
   int relay_pid = 0;

@@ -10,6 +10,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "common/coro.hpp"
 #include "common/errors.hpp"
 #include "common/identity_file.hpp"
 #include "common/node.hpp"
@@ -18,20 +19,11 @@
 #include "stcat.hpp"
 #include "strelay/allowlist.hpp"
 
-// GCC 12 reports a false -Wmismatched-new-delete on some coroutine frames (Asio's awaitable
-// frame allocates and frees through its own matching operator new/delete; the warning comes
-// from GCC's view of the inlined frame allocation, at -O2 and more so with sanitizers).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
 namespace strelay::stcat {
 
 namespace asio = boost::asio;
 
 namespace {
-
-void rethrow(std::exception_ptr error) {
-  if (error) std::rethrow_exception(error);
-}
 
 std::chrono::milliseconds ms(double seconds) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));

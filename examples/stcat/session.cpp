@@ -1,3 +1,4 @@
+#include "common/coro.hpp"
 #include "session.hpp"
 
 #include <fcntl.h>
@@ -20,11 +21,6 @@
 
 #include "common/wakeup.hpp"
 
-// GCC 12 reports a false -Wmismatched-new-delete on some coroutine frames (Asio's awaitable
-// frame allocates and frees through its own matching operator new/delete; the warning comes
-// from GCC's view of the inlined frame allocation, at -O2 and more so with sanitizers).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
 extern char** environ;
 
 namespace strelay::stcat {
@@ -34,14 +30,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
-
 std::error_code last_errno() {
   return {errno, std::generic_category()};
-}
-
-void rethrow(std::exception_ptr error) {
-  if (error) std::rethrow_exception(error);
 }
 
 asio::awaitable<void> sleep_for(Clock::duration d) {

@@ -1,3 +1,4 @@
+#include "common/coro.hpp"
 #include "support/relay_client.hpp"
 
 #include <doctest/doctest.h>
@@ -25,8 +26,6 @@ extern char** environ;
 namespace strelay::test {
 
 namespace asio = boost::asio;
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
-
 asio::awaitable<RelayConnection> open_connection(const RelayAddress& relay, const Identity& self,
                                                  const NodeMessage& request,
                                                  std::chrono::milliseconds timeout) {

@@ -1,3 +1,4 @@
+#include "common/coro.hpp"
 #include "support/relay_probe.hpp"
 
 #include <arpa/inet.h>
@@ -32,8 +33,6 @@ using namespace asio::experimental::awaitable_operators;
 using namespace std::chrono_literals;
 
 namespace {
-
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
 
 // The fields after the ")" of /proc/PID/stat (field 3, the state, is index 0).
 std::vector<std::string> stat_fields(pid_t pid) {
@@ -340,10 +339,6 @@ asio::awaitable<RelayConnection> open_connection_from(const asio::ip::address& s
   co_return out;
 }
 
-// GCC 12 at -O2 wrongly reports -Wmismatched-new-delete for a coroutine returning a value that
-// holds sockets (Asio's frame has a matching operator new/delete; see also common/node.cpp).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 asio::awaitable<PairedPipe> make_pipe(const RelayAddress& relay, const Identity& l_id, const Identity& c_id) {
   auto is_a = [](const Received& r, auto tag) {
     return r.message && std::holds_alternative<decltype(tag)>(*r.message);
@@ -366,7 +361,6 @@ asio::awaitable<PairedPipe> make_pipe(const RelayAddress& relay, const Identity&
   CHECK(std::get<Connected>(*c_outcome.message).peer == l_id.public_key());
   co_return PairedPipe{std::move(l), c.channel->release_socket(), a.channel->release_socket()};
 }
-#pragma GCC diagnostic pop
 
 asio::awaitable<bool> with_timeout(asio::awaitable<void> op, std::chrono::milliseconds limit) {
   asio::steady_timer timer(co_await asio::this_coro::executor);

@@ -1,3 +1,4 @@
+#include "common/coro.hpp"
 #include "support/watched_relay.hpp"
 
 #include <doctest/doctest.h>
@@ -31,7 +32,6 @@ using namespace asio::experimental::awaitable_operators;
 using namespace std::chrono_literals;
 
 namespace {
-constexpr auto await_tuple = asio::as_tuple(asio::use_awaitable);
 }  // namespace
 
 // ---------------------------------------------------------------- the canary
