@@ -12,7 +12,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "common/keys.hpp"
-#include "strelay/allowlist.hpp"
+#include "common/allowlist.hpp"
 #include "strelay/config.hpp"
 #include "strelay/http.hpp"
 #include "strelay/relay_state.hpp"

@@ -73,7 +73,7 @@
 #include "common/keys.hpp"
 #include "common/messages.hpp"
 #include "common/protocol.hpp"
-#include "strelay/allowlist.hpp"
+#include "common/allowlist.hpp"
 #include "strelay/limits.hpp"
 
 namespace strelay {

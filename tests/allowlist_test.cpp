@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "strelay/allowlist.hpp"
+#include "common/allowlist.hpp"
 
 using namespace strelay;
 

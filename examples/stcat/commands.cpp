@@ -17,7 +17,7 @@
 #include "common/tickets.hpp"
 #include "session.hpp"
 #include "stcat.hpp"
-#include "strelay/allowlist.hpp"
+#include "common/allowlist.hpp"
 
 namespace strelay::stcat {
 

@@ -1,4 +1,4 @@
-#include "strelay/allowlist.hpp"
+#include "common/allowlist.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
