@@ -76,6 +76,7 @@ install(FILES ${PROJECT_SOURCE_DIR}/examples/README.md ${PROJECT_SOURCE_DIR}/exa
               ${PROJECT_SOURCE_DIR}/examples/strelay.service
         DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 install(PROGRAMS ${PROJECT_SOURCE_DIR}/examples/demo-local.sh ${PROJECT_SOURCE_DIR}/examples/demo-failover.sh
+  ${PROJECT_SOURCE_DIR}/examples/demo-lib.sh
         DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 
 # ---------------------------------------------------------------- the Debian package

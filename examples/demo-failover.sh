@@ -27,16 +27,10 @@ while (($#)); do
 done
 
 here=$(cd "$(dirname "$0")" && pwd)
-bin=${STRELAY_BIN_DIR:-}
-if [[ -z $bin && -x $here/../build/bin/strelay ]]; then bin=$here/../build/bin; fi
-prog() { if [[ -n $bin ]]; then echo "$bin/$1"; else command -v "$1"; fi; }
-for program in stmgr strelay stcat; do
-  if [[ ! -x $(prog "$program" || true) ]]; then
-    echo "demo-failover: $program not found (build first, or set STRELAY_BIN_DIR)" >&2
-    exit 2
-  fi
-done
-stmgr=$(prog stmgr) strelay=$(prog strelay) stcat=$(prog stcat)
+demo=demo-failover
+# shellcheck source=demo-lib.sh
+source "$here/demo-lib.sh"
+find_programs
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/strelay-failover.XXXXXX")
 declare -A relay_pid=()
@@ -48,20 +42,8 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$work"
-say() { printf '\n== %s\n' "$*"; }
 fail() { echo "demo-failover: FAILED: $*" >&2; exit 1; }
 
-# Waits up to $3 seconds until file $1 has at least $4 (default 1) lines matching $2.
-wait_for() {
-  local want=${4:-1}
-  for ((i = 0; i < $3 * 10; i++)); do
-    if (($(grep -c -- "$2" "$1" 2>/dev/null || true) >= want)); then return 0; fi
-    sleep 0.1
-  done
-  echo "demo-failover: timed out waiting for '$2' in $1:" >&2
-  cat "$1" >&2 || true
-  return 1
-}
 
 # start_relay NAME PORT: PORT 0 picks a free port; sets $port to the bound one.
 start_relay() {

@@ -26,16 +26,10 @@ while (($#)); do
 done
 
 here=$(cd "$(dirname "$0")" && pwd)
-bin=${STRELAY_BIN_DIR:-}
-if [[ -z $bin && -x $here/../build/bin/strelay ]]; then bin=$here/../build/bin; fi
-prog() { if [[ -n $bin ]]; then echo "$bin/$1"; else command -v "$1"; fi; }
-for program in stmgr strelay stcat; do
-  if [[ ! -x $(prog "$program" || true) ]]; then
-    echo "demo-local: $program not found (build first, or set STRELAY_BIN_DIR)" >&2
-    exit 2
-  fi
-done
-stmgr=$(prog stmgr) strelay=$(prog strelay) stcat=$(prog stcat)
+demo=demo-local
+# shellcheck source=demo-lib.sh
+source "$here/demo-lib.sh"
+find_programs
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/strelay-demo.XXXXXX")
 pids=()
@@ -46,18 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$work"
-say() { printf '\n== %s\n' "$*"; }
 
-# Waits up to $3 seconds for file $1 to contain the pattern $2.
-wait_for() {
-  for ((i = 0; i < $3 * 10; i++)); do
-    if grep -q -- "$2" "$1" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "demo-local: timed out waiting for '$2' in $1:" >&2
-  cat "$1" >&2 || true
-  return 1
-}
 
 say "1. identities for the relay, Alice and Bob (stmgr gen-ident)"
 mkdir relay alice bob

@@ -28,7 +28,8 @@ prefix=$work/prefix
 cmake --install "$build" --prefix "$prefix" >"$work/install.log" || fail "cmake --install failed: $(tail -5 "$work/install.log")"
 for f in bin/strelay bin/stmgr bin/stcat share/man/man1/strelay.1 share/man/man1/stmgr.1 share/man/man1/stcat.1 \
   lib/systemd/system/strelay.service etc/strelay/strelay.conf share/doc/strelay/operations.md \
-  share/doc/strelay/README.md share/doc/strelay/examples/demo-local.sh share/doc/strelay/examples/demo-failover.sh; do
+  share/doc/strelay/README.md share/doc/strelay/examples/demo-local.sh share/doc/strelay/examples/demo-failover.sh \
+  share/doc/strelay/examples/demo-lib.sh; do
   [[ -e $prefix/$f ]] || fail "cmake --install did not install $f"
 done
 [[ -x $prefix/bin/strelay && -x $prefix/share/doc/strelay/examples/demo-local.sh ]] || fail "programs not executable"
