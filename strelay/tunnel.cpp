@@ -141,7 +141,7 @@ void Tunnel::fail(CloseReason reason) {
 }
 
 asio::awaitable<void> Tunnel::pump(Direction& d) {
-  const bool clean = options_.use_splice ? co_await pump_spliced(d) : co_await pump_copied(d);
+  const bool clean = co_await pump_bytes(d);
   set_held(d, 0);
   if (!clean) co_return;
   // EOF from `in`, with everything before it delivered: carry the half-close through.
@@ -149,55 +149,31 @@ asio::awaitable<void> Tunnel::pump(Direction& d) {
   d.out.shutdown(tcp::socket::shutdown_send, ignored);
 }
 
-// Returns true at a clean EOF (all bytes delivered), false when the tunnel failed.
-asio::awaitable<bool> Tunnel::pump_spliced(Direction& d) {
-  const int in_fd = d.in.native_handle();
-  const int out_fd = d.out.native_handle();
-  bool eof = false;
-  std::size_t since_yield = 0;
-  while (!failed_) {
-    if (d.held == 0 && !eof) {
-      if (since_yield >= tunnel_yield_bytes) {
-        since_yield = 0;
-        co_await yield();
-        continue;
-      }
-      const ssize_t n = ::splice(in_fd, nullptr, d.pipe[1], nullptr, d.capacity, splice_flags);
-      if (n > 0) {
-        set_held(d, static_cast<std::size_t>(n));
-        since_yield += static_cast<std::size_t>(n);
-        touch();
-      } else if (n == 0) {
-        eof = true;
-      } else if (would_block(errno)) {
-        if (!co_await wait_readable(d)) co_return false;
-        continue;
-      } else if (errno != EINTR) {
-        fail(CloseReason::aborted);
-        co_return false;
-      }
-    }
-    while (d.held > 0 && !failed_) {
-      const ssize_t m = ::splice(d.pipe[0], nullptr, out_fd, nullptr, d.held, splice_flags);
-      if (m > 0) {
-        count_forwarded(d, static_cast<std::size_t>(m));
-        touch();
-      } else if (m < 0 && would_block(errno)) {
-        if (!co_await wait_writable(d)) co_return false;
-      } else if (m == 0 || errno != EINTR) {
-        fail(CloseReason::aborted);
-        co_return false;
-      }
-    }
-    if (eof) co_return !failed_;
+// Moves bytes from `in` into the direction's pipe (splice) or buffer (copy): one syscall, with
+// the result of splice(2) or read(2).
+ssize_t Tunnel::fill(Direction& d) {
+  if (options_.use_splice) {
+    return ::splice(d.in.native_handle(), nullptr, d.pipe[1], nullptr, d.capacity, splice_flags);
   }
-  co_return false;
+  if (!d.copy) d.copy = std::make_unique_for_overwrite<std::uint8_t[]>(d.capacity);
+  d.copy_offset = 0;  // nothing is held when fill is called
+  return ::read(d.in.native_handle(), d.copy.get(), d.capacity);
 }
 
-// The same loop through a user-space buffer, for sockets that splice refuses.
-asio::awaitable<bool> Tunnel::pump_copied(Direction& d) {
-  const int in_fd = d.in.native_handle();
-  const int out_fd = d.out.native_handle();
+// Moves held bytes on to `out`: one syscall, with the result of splice(2) or send(2).
+ssize_t Tunnel::drain(Direction& d) {
+  if (options_.use_splice) {
+    return ::splice(d.pipe[0], nullptr, d.out.native_handle(), nullptr, d.held, splice_flags);
+  }
+  const ssize_t m =
+      ::send(d.out.native_handle(), d.copy.get() + d.copy_offset, d.held, MSG_NOSIGNAL);
+  if (m > 0) d.copy_offset += static_cast<std::size_t>(m);
+  return m;
+}
+
+// Returns true at a clean EOF (all bytes delivered), false when the tunnel failed. The same
+// loop splices through a pipe or copies through a buffer (for sockets splice refuses).
+asio::awaitable<bool> Tunnel::pump_bytes(Direction& d) {
   bool eof = false;
   std::size_t since_yield = 0;
   while (!failed_) {
@@ -207,19 +183,17 @@ asio::awaitable<bool> Tunnel::pump_copied(Direction& d) {
         co_await yield();
         continue;
       }
-      if (!d.copy) d.copy = std::make_unique_for_overwrite<std::uint8_t[]>(d.capacity);
-      const ssize_t n = ::read(in_fd, d.copy.get(), d.capacity);
+      const ssize_t n = fill(d);
       if (n > 0) {
         set_held(d, static_cast<std::size_t>(n));
         since_yield += static_cast<std::size_t>(n);
-        d.copy_offset = 0;
         touch();
       } else if (n == 0) {
         eof = true;
       } else if (would_block(errno)) {
-        // Nothing is held: an idle direction keeps no buffer (as Channel frees its frame
-        // buffers). Held for a tunnel's life, the 64 KiB buffers of the tunnels that copy for
-        // want of pipe descriptors raised the soak's RSS at every new peak of them.
+        // Nothing is held: an idle copying direction keeps no buffer (as Channel frees its
+        // frame buffers). Held for a tunnel's life, the 64 KiB buffers of the tunnels that
+        // copy for want of pipe descriptors raised the soak's RSS at every new peak of them.
         d.copy.reset();
         if (!co_await wait_readable(d)) co_return false;
         continue;
@@ -229,9 +203,8 @@ asio::awaitable<bool> Tunnel::pump_copied(Direction& d) {
       }
     }
     while (d.held > 0 && !failed_) {
-      const ssize_t m = ::send(out_fd, d.copy.get() + d.copy_offset, d.held, MSG_NOSIGNAL);
+      const ssize_t m = drain(d);
       if (m > 0) {
-        d.copy_offset += static_cast<std::size_t>(m);
         count_forwarded(d, static_cast<std::size_t>(m));
         touch();
       } else if (m < 0 && would_block(errno)) {

@@ -30,6 +30,8 @@
 #include <memory>
 #include <vector>
 
+#include <sys/types.h>
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -99,8 +101,9 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
  private:
   struct Direction;
   boost::asio::awaitable<void> pump(Direction& d);
-  boost::asio::awaitable<bool> pump_spliced(Direction& d);
-  boost::asio::awaitable<bool> pump_copied(Direction& d);
+  boost::asio::awaitable<bool> pump_bytes(Direction& d);
+  ssize_t fill(Direction& d);
+  ssize_t drain(Direction& d);
   boost::asio::awaitable<bool> wait_readable(Direction& d);
   boost::asio::awaitable<bool> wait_writable(Direction& d);
   boost::asio::awaitable<void> yield();
