@@ -36,6 +36,9 @@ class Category final : public std::error_category {
       case errc::not_allowed: return "not allowed: this relay's allowlist does not include this key";
       case errc::no_pending: return "no pending connection from that peer";
       case errc::relay_unreachable: return "no relay could be reached";
+      case errc::not_a_friend:
+        return "not a friend: the peer does not list this key as a friend; exchange friend "
+               "tickets";
     }
     return "unknown strelay error";
   }

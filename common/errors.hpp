@@ -32,6 +32,8 @@ enum class errc {
   not_allowed,                 // this relay's allowlist does not include us
   no_pending,                  // Accept found no half-tunnel for that key
   relay_unreachable,           // no relay could be reached
+  // end to end
+  not_a_friend,                // the peer (or we) refused: the key is not on its friend list
 };
 
 const std::error_category& strelay_category() noexcept;

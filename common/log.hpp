@@ -38,6 +38,7 @@
 #include <type_traits>
 #include <variant>
 
+#include "common/clock.hpp"
 #include "common/keys.hpp"
 #include "common/secure.hpp"
 
@@ -108,7 +109,7 @@ class Logger {
  public:
   // Receives one complete line, ending in '\n'. Called under the logger's mutex.
   using Sink = std::function<void(std::string_view line)>;
-  using SteadyClock = std::function<std::chrono::steady_clock::time_point()>;
+  using SteadyClock = SteadyNow;  // common/clock.hpp: the node side's one clock type
   using WallClock = std::function<std::chrono::system_clock::time_point()>;
 
   struct Options {

@@ -47,6 +47,7 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
         options(opts),
         accept_wake(executor) {
     static_cast<void>(Backoff(options.backoff));  // throws now, not in a link later
+    if (!options.stream.clock) options.stream.clock = options.clock;
   }
 
   asio::awaitable<Attempt> connect_via(const RelayTicket& relay, const PublicKey& peer);
@@ -279,6 +280,7 @@ void Node::listen(std::vector<RelayTicket> relays) {
   options.keepalive_interval = impl_->options.relay_keepalive_interval;
   options.dead_peer_timeout = impl_->options.relay_dead_peer_timeout;
   options.write_stall = impl_->options.stream.write_stall;
+  options.clock = impl_->options.clock;
   for (auto& relay : relays) {
     auto link = std::make_shared<RelayLink>(impl_->executor, relay, impl_->self, options,
                                             impl_->callbacks_for(relay), impl_->log);
@@ -305,8 +307,10 @@ asio::awaitable<AcceptResult> Node::accept(Clock::time_point until) {
   auto impl = impl_;
   while (impl->queue.empty()) {
     if (!impl->listening) co_return AcceptResult{std::nullopt, errc::channel_closed, {}};
-    if (Clock::now() >= until) co_return AcceptResult{std::nullopt, errc::timeout, {}};
-    co_await impl->accept_wake.wait(until);
+    if (now_on(impl->options.clock) >= until) {
+      co_return AcceptResult{std::nullopt, errc::timeout, {}};
+    }
+    co_await impl->accept_wake.wait(timer_deadline(impl->options.clock, until));
   }
   AcceptResult result = std::move(impl->queue.front());
   impl->queue.pop_front();

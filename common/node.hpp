@@ -57,6 +57,10 @@ struct NodeOptions {
   std::chrono::milliseconds relay_dead_peer_timeout = dead_peer_timeout;
   std::size_t max_queued_streams = node_max_queued_streams;
   StreamOptions stream{};
+  // The time the node's keepalives, backoff sleeps and accept() deadlines run on (empty:
+  // steady_clock); also its streams', unless stream.clock is set. Socket deadlines (connect,
+  // handshake, each frame) stay on steady_clock.
+  SteadyNow clock{};
 };
 
 // Events, on the node's executor. Every member has an empty default.

@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <system_error>
 
 namespace strelay {
 
@@ -111,6 +112,44 @@ enum class CloseReason : std::uint8_t {
   internal = 11,       // a bug; logged with detail locally, never sent with detail
   aborted = 255,       // local only: EOF or reset with no authenticated close
 };
+
+// Every reason, in wire order: for name tables, metrics and tests.
+inline constexpr std::array<CloseReason, 13> all_close_reasons{
+    CloseReason::normal,      CloseReason::replaced,     CloseReason::shutdown,
+    CloseReason::protocol_error, CloseReason::timeout,   CloseReason::dead_peer,
+    CloseReason::overloaded,  CloseReason::rate_limited, CloseReason::not_allowed,
+    CloseReason::stalled,     CloseReason::peer_gone,    CloseReason::internal,
+    CloseReason::aborted};
+
+// The one name of each reason, for logs and metrics ("replaced"); "unknown" for a byte that is
+// not a reason (a value cast from the wire before validation).
+constexpr std::string_view to_string(CloseReason reason) {
+  switch (reason) {
+    case CloseReason::normal: return "normal";
+    case CloseReason::replaced: return "replaced";
+    case CloseReason::shutdown: return "shutdown";
+    case CloseReason::protocol_error: return "protocol_error";
+    case CloseReason::timeout: return "timeout";
+    case CloseReason::dead_peer: return "dead_peer";
+    case CloseReason::overloaded: return "overloaded";
+    case CloseReason::rate_limited: return "rate_limited";
+    case CloseReason::not_allowed: return "not_allowed";
+    case CloseReason::stalled: return "stalled";
+    case CloseReason::peer_gone: return "peer_gone";
+    case CloseReason::internal: return "internal";
+    case CloseReason::aborted: return "aborted";
+  }
+  return "unknown";
+}
+
+// Who sent a close: the relay of a hop connection, or the peer at the other end of a stream.
+enum class CloseOrigin : std::uint8_t { relay, peer };
+
+// The one mapping of a received close to the error a node reports (common/protocol.cpp).
+// Reasons that only say "done" (normal, replaced, shutdown, stalled, internal) are
+// errc::channel_closed; the log names which. not_allowed depends on who said it: the relay's
+// allowlist (errc::not_allowed) or the peer's friend list (errc::not_a_friend).
+std::error_code to_error_code(CloseReason reason, CloseOrigin origin);
 
 // Files (Offset-compatible formats; docs/file-formats.md).
 inline constexpr std::size_t max_address_bytes = 256;  // a ticket's "host:port", whole

@@ -32,39 +32,6 @@ std::error_code attempt_error(std::error_code ec) {
 
 }  // namespace
 
-const char* close_reason_name(CloseReason reason) {
-  switch (reason) {
-    case CloseReason::normal: return "normal";
-    case CloseReason::replaced: return "replaced";
-    case CloseReason::shutdown: return "shutdown";
-    case CloseReason::protocol_error: return "protocol_error";
-    case CloseReason::timeout: return "timeout";
-    case CloseReason::dead_peer: return "dead_peer";
-    case CloseReason::overloaded: return "overloaded";
-    case CloseReason::rate_limited: return "rate_limited";
-    case CloseReason::not_allowed: return "not_allowed";
-    case CloseReason::stalled: return "stalled";
-    case CloseReason::peer_gone: return "peer_gone";
-    case CloseReason::internal: return "internal";
-    case CloseReason::aborted: return "aborted";
-  }
-  return "unknown";
-}
-
-std::error_code relay_close_error(CloseReason reason) {
-  switch (reason) {
-    case CloseReason::not_allowed: return errc::not_allowed;
-    case CloseReason::protocol_error: return errc::protocol_error;
-    case CloseReason::overloaded: return errc::overloaded;
-    case CloseReason::rate_limited: return errc::rate_limited;
-    case CloseReason::timeout: return errc::timeout;
-    case CloseReason::dead_peer:
-    case CloseReason::peer_gone: return errc::peer_gone;
-    case CloseReason::aborted: return errc::aborted;
-    default: return errc::channel_closed;  // normal, replaced, shutdown: the log says which
-  }
-}
-
 asio::awaitable<std::error_code> open_relay_channel(const RelayTicket& relay, const Identity& self,
                                                     const NodeMessage& request, Deadline deadline,
                                                     std::optional<Channel>& out) {
@@ -102,7 +69,7 @@ asio::awaitable<std::error_code> await_pairing(Channel& channel, Deadline deadli
   for (;;) {
     Message message;
     const auto ec = co_await channel.receive(message, deadline);
-    if (ec == errc::channel_closed) co_return relay_close_error(message.close_reason);
+    if (ec == errc::channel_closed) co_return to_error_code(message.close_reason, CloseOrigin::relay);
     if (ec) co_return ec;
     // A relay does not ping a pending connector; if it did, we could not answer anyway.
     if (message.kind == FrameKind::ping || message.kind == FrameKind::pong) continue;
@@ -161,7 +128,7 @@ asio::awaitable<void> RelayLink::run() {
     auto ec = co_await listen_once();
     if (up_) {
       up_ = false;
-      backoff_.connection_ended(Clock::now() - up_since_);
+      backoff_.connection_ended(now() - up_since_);
     }
     if (stopped_) break;
     if (reconnect_) continue;  // reconnect_now(): at once, with a fresh backoff
@@ -169,8 +136,10 @@ asio::awaitable<void> RelayLink::run() {
     log_.info("relay_down", tags(),
               {{"relay", ticket_.address.to_string()}, {"error", ec}, {"retry_ms", delay}});
     if (callbacks_.on_down) callbacks_.on_down(ec, delay);
-    const auto until = Clock::now() + delay;
-    while (!stopped_ && !reconnect_ && Clock::now() < until) co_await sleep_.wait(until);
+    const auto until = now() + delay;
+    while (!stopped_ && !reconnect_ && now() < until) {
+      co_await sleep_.wait(timer_deadline(options_.clock, until));
+    }
   }
 }
 
@@ -185,30 +154,30 @@ asio::awaitable<std::error_code> RelayLink::listen_once() {
     co_return std::make_error_code(std::errc::operation_canceled);
   }
   channel_ = std::move(channel);
-  pong_due_.reset();
+  keepalive_.emplace(now(), options_.keepalive_interval, options_.dead_peer_timeout);
   rejects_due_.clear();
   ec = co_await await_listen_ok(deadline);
   if (!ec && !stopped_) {
     up_ = true;
-    up_since_ = Clock::now();
+    up_since_ = now();
     log_.info("relay_up", tags(), {{"relay", ticket_.address.to_string()}});
     if (callbacks_.on_up) callbacks_.on_up();
     ec = co_await serve();
   }
   channel_->close();
   channel_.reset();
+  keepalive_.reset();
   co_return ec;
 }
 
 asio::awaitable<std::error_code> RelayLink::await_listen_ok(Deadline deadline) {
-  Keepalive unused(Clock::now());
   for (;;) {
     Message message;
     const auto ec = co_await channel_->receive(message, deadline);
-    if (ec == errc::channel_closed) co_return relay_close_error(message.close_reason);
+    if (ec == errc::channel_closed) co_return to_error_code(message.close_reason, CloseOrigin::relay);
     if (ec) co_return attempt_error(ec);
     if (message.kind != FrameKind::control) {
-      if (auto error = co_await handle(message, unused)) co_return error;
+      if (auto error = handle(message)) co_return error;  // a ping's pong goes out once up
       continue;
     }
     const auto decoded = try_decode_relay_message(message.body);
@@ -221,10 +190,10 @@ asio::awaitable<std::error_code> RelayLink::await_listen_ok(Deadline deadline) {
   }
 }
 
-// The listener's life: one coroutine that sends what is due, then receives until the next
-// keepalive decision (a receive timeout loses nothing, so it can be resumed).
+// The listener's life: one coroutine that sends what is due (rejections, then what the
+// keepalive says: pongs, a ping, or the relay is dead), then receives until the next keepalive
+// decision (a receive timeout loses nothing, so it can be resumed).
 asio::awaitable<std::error_code> RelayLink::serve() {
-  Keepalive keepalive(Clock::now(), options_.keepalive_interval, options_.dead_peer_timeout);
   Message message;
   for (;;) {
     if (stopped_ || reconnect_) co_return std::make_error_code(std::errc::operation_canceled);
@@ -235,62 +204,56 @@ asio::awaitable<std::error_code> RelayLink::serve() {
         co_return ec;
       }
     }
-    if (pong_due_) {
-      const PingToken token = *std::exchange(pong_due_, std::nullopt);
-      if (auto ec = co_await channel_->send(FrameKind::pong, token, write_deadline())) co_return ec;
+    for (auto next = keepalive_->take_due(now()); next.due != Keepalive::Due::nothing;
+         next = keepalive_->take_due(now())) {
+      if (next.due == Keepalive::Due::dead) {
+        co_await channel_->send_close(CloseReason::dead_peer, "", write_deadline());
+        co_return errc::peer_gone;
+      }
+      const auto kind = next.due == Keepalive::Due::pong ? FrameKind::pong : FrameKind::ping;
+      if (auto ec = co_await channel_->send(kind, next.token, write_deadline())) co_return ec;
     }
-    const auto now = Clock::now();
-    const auto action = keepalive.poll(now);
-    if (action == Keepalive::Action::peer_dead) {
-      co_await channel_->send_close(CloseReason::dead_peer, "", write_deadline());
-      co_return errc::peer_gone;
-    }
-    if (action == Keepalive::Action::send_ping) {
-      const PingToken token = keepalive.ping_sent(now);
-      if (auto ec = co_await channel_->send(FrameKind::ping, token, write_deadline())) co_return ec;
-    }
-    const Deadline until = keepalive.next_wakeup();
+    const Deadline until = timer_deadline(options_.clock, keepalive_->next_wakeup());
     auto ec = co_await channel_->receive(message, until);
     if (ec == errc::timeout && Clock::now() >= until) continue;  // time for a keepalive check
     if (ec == errc::channel_closed) {
-      log_.info("relay_closed", tags(), {{"reason", close_reason_name(message.close_reason)}});
-      co_return relay_close_error(message.close_reason);
+      log_.info("relay_closed", tags(), {{"reason", to_string(message.close_reason)}});
+      co_return to_error_code(message.close_reason, CloseOrigin::relay);
     }
     if (ec) co_return ec;
-    keepalive.on_frame_received(Clock::now());
-    if (auto error = co_await handle(message, keepalive)) {
+    if (auto error = handle(message)) {
       co_await channel_->send_close(CloseReason::protocol_error, "", write_deadline());
       co_return error;
     }
   }
 }
 
-asio::awaitable<std::error_code> RelayLink::handle(const Message& message, Keepalive& keepalive) {
+// One frame from the relay: keepalive frames go to the keepalive, IncomingConnection to the
+// node's decision. Errors are protocol errors (the caller says so and ends the connection).
+std::error_code RelayLink::handle(const Message& message) {
+  const auto at = now();
+  keepalive_->on_frame_received(at);
   switch (message.kind) {
     case FrameKind::ping:
-      pong_due_.emplace();
-      std::copy(message.body.begin(), message.body.end(), pong_due_->begin());
-      co_return std::error_code{};
-    case FrameKind::pong: {
-      PingToken token{};
-      std::copy(message.body.begin(), message.body.end(), token.begin());
-      if (const auto rtt = keepalive.pong_received(token, Clock::now())) {
+      if (!keepalive_->on_ping(message.body, at)) return errc::protocol_error;
+      return {};
+    case FrameKind::pong:
+      if (const auto rtt = keepalive_->on_pong(message.body, at)) {
         rtt_ = *rtt;
         if (callbacks_.on_rtt) callbacks_.on_rtt(*rtt);
       }
-      co_return std::error_code{};
-    }
+      return {};
     case FrameKind::control: {
       const auto decoded = try_decode_relay_message(message.body);
       const auto* incoming = decoded ? std::get_if<IncomingConnection>(&*decoded) : nullptr;
-      if (incoming == nullptr) co_return errc::protocol_error;
+      if (incoming == nullptr) return errc::protocol_error;
       log_.debug("incoming", tags(), {{"from", incoming->from}});
       const auto decision = callbacks_.on_incoming ? callbacks_.on_incoming(incoming->from)
                                                    : IncomingDecision::reject;
       if (decision == IncomingDecision::reject) rejects_due_.push_back(incoming->from);
-      co_return std::error_code{};
+      return {};
     }
-    default: co_return errc::protocol_error;
+    default: return errc::protocol_error;
   }
 }
 

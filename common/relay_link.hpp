@@ -7,7 +7,7 @@
 //
 // RelayLink keeps one listener connection open on one relay:
 //
-//   connect + Listen ── ListenOk ── up: answer pings, ping when quiet, report
+//   connect + Listen ── ListenOk ── up: keepalive (common/keepalive), report
 //      ^                              IncomingConnection{from} to the node, send its
 //      |                              RejectConnection{from}; down on close, error, dead relay
 //      └── sleep: Backoff (full jitter, cap; reset after a stable listen) ──┘
@@ -34,6 +34,8 @@
 
 #include "common/backoff.hpp"
 #include "common/channel.hpp"
+#include "common/clock.hpp"
+#include "common/keepalive.hpp"
 #include "common/keys.hpp"
 #include "common/log.hpp"
 #include "common/messages.hpp"
@@ -60,17 +62,14 @@ boost::asio::awaitable<std::error_code> open_relay_channel(const RelayTicket& re
 boost::asio::awaitable<std::error_code> await_pairing(Channel& channel, Deadline deadline,
                                                       PublicKey& peer);
 
-// What a relay's close of a listener connection means ("replaced", "shutdown": see the log).
-std::error_code relay_close_error(CloseReason reason);
-// A stable name for logs ("replaced").
-const char* close_reason_name(CloseReason reason);
-
 struct LinkOptions {
   BackoffOptions backoff{};
   std::chrono::milliseconds attempt_timeout = node_connect_timeout;  // through ListenOk
   std::chrono::milliseconds keepalive_interval = strelay::keepalive_interval;
   std::chrono::milliseconds dead_peer_timeout = strelay::dead_peer_timeout;
   std::chrono::milliseconds write_stall = write_stall_timeout;
+  // The time the keepalive and the backoff sleep run on (empty: steady_clock).
+  SteadyNow clock{};
 };
 
 enum class IncomingDecision {
@@ -111,8 +110,9 @@ class RelayLink : public std::enable_shared_from_this<RelayLink> {
   boost::asio::awaitable<std::error_code> listen_once();
   boost::asio::awaitable<std::error_code> await_listen_ok(Deadline deadline);
   boost::asio::awaitable<std::error_code> serve();
-  boost::asio::awaitable<std::error_code> handle(const Message& message, Keepalive& keepalive);
+  std::error_code handle(const Message& message);
   LogTags tags() const { return {0, ticket_.public_key}; }
+  std::chrono::steady_clock::time_point now() const { return now_on(options_.clock); }
 
   boost::asio::any_io_executor executor_;
   RelayTicket ticket_;
@@ -123,7 +123,7 @@ class RelayLink : public std::enable_shared_from_this<RelayLink> {
   Backoff backoff_;
   Wakeup sleep_;
   std::optional<Channel> channel_;  // the current listener connection (owned by run())
-  std::optional<PingToken> pong_due_;
+  std::optional<Keepalive> keepalive_;  // of the current connection (owned by run())
   std::vector<PublicKey> rejects_due_;
   std::optional<std::chrono::steady_clock::duration> rtt_;
   bool stopped_ = false;

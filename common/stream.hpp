@@ -3,13 +3,10 @@
 // After the relay's Connected, a tunnel connection is a raw pipe. The two nodes run the same
 // preamble and XK1sig handshake through it (the connector is the initiator and pins the
 // listener's key; the listener checks the initiator's key), then exchange transport frames
-// (common/transport) whose kinds mean, end to end (docs/node-library.md, "Stream framing"):
-//
-//   data, non-empty body   application bytes, in order
-//   data, empty body       end of data from the sender (a half-close); no data frame follows
-//   ping / pong            keepalive and round-trip time (8-byte token echoed)
-//   close{reason}          the sender is done with the stream in both directions
-//   control                never valid end to end: a protocol error
+// (common/transport). What those frames mean end to end, what is sent when, and how a stream
+// ends are decided by StreamState (common/stream_state, sans-io, with table and model tests);
+// this file is its coroutine driver: it moves frames between the channel and the state, runs
+// the waits, and answers the application's calls from the state.
 //
 // A relay (or anyone on the path) that flips, injects, drops or reorders a byte makes a frame
 // fail to authenticate: the stream then ends with errc::decrypt_failed after handing over only
@@ -18,9 +15,11 @@
 // Concurrency: a Stream runs one reader and one writer coroutine on the executor of its socket.
 // The application calls read_some(), write(), shutdown_send() and close() from that executor,
 // at most one read_some() and one write()/shutdown_send() at a time (a reader and a writer, as
-// with a socket). The reader owns the receive buffer's tail, read_some() its head; the writer
-// owns the channel's send side, and pings are answered by the writer, never by the reader, so
-// a reader never waits on a blocked writer (two nodes writing at once cannot deadlock).
+// with a socket). The reader owns the channel's receive side, the writer its send side; both
+// and the application's calls change the state only through StreamState, and after each change
+// wake every waiter, which re-checks its own condition. Pings are answered by the writer, never
+// by the reader, so a reader never waits on a blocked writer (two nodes writing at once cannot
+// deadlock).
 //
 // Backpressure: received bytes wait in a buffer of receive_buffer_bytes; when it is full the
 // reader stops reading the socket, so the peer is slowed by TCP and the relay, never dropped.
@@ -39,8 +38,10 @@
 #include <system_error>
 
 #include "common/channel.hpp"
+#include "common/clock.hpp"
 #include "common/keys.hpp"
 #include "common/protocol.hpp"
+#include "common/stream_state.hpp"
 
 namespace strelay {
 
@@ -54,6 +55,8 @@ struct StreamOptions {
   std::chrono::milliseconds close_linger = stream_close_linger;
   // Received bytes held for the application (at least one frame body is always allowed).
   std::size_t receive_buffer_bytes = stream_receive_buffer_bytes;
+  // The time the keepalive runs on (empty: steady_clock); socket deadlines stay on steady_clock.
+  SteadyNow clock{};
 };
 
 // Called on the stream's executor. on_end is called once, when the stream is over, with the
@@ -61,19 +64,6 @@ struct StreamOptions {
 struct StreamHooks {
   std::function<void(std::chrono::steady_clock::duration rtt)> on_rtt;
   std::function<void(std::error_code)> on_end;
-};
-
-struct StreamStats {
-  std::uint64_t bytes_sent = 0;      // application bytes handed to the transport
-  std::uint64_t bytes_received = 0;  // application bytes handed to read_some()
-  std::optional<std::chrono::steady_clock::duration> rtt;  // the last measured round trip
-};
-
-struct ReadResult {
-  std::error_code error;
-  std::size_t bytes = 0;
-  // The peer's end of data: no error and nothing read.
-  bool eof() const { return !error && bytes == 0; }
 };
 
 class Stream {
@@ -97,7 +87,8 @@ class Stream {
   // error: decrypt_failed or protocol_error (integrity; nothing after the failure is ever
   // delivered), channel_closed (the peer closed before its end of data, or we closed),
   // aborted (the tunnel ended without a close), peer_gone (no keepalive answer in time), or
-  // the peer's close reason as a code (not_allowed, timeout, ...).
+  // the peer's close reason as a code (not_a_friend, timeout, ...; to_error_code with
+  // CloseOrigin::peer).
   boost::asio::awaitable<ReadResult> read_some(std::span<std::uint8_t> out);
   // Writes all of `bytes` (in frames of at most max_frame_data); returns when the last frame is
   // on its way. channel_closed once this side sent its end of data or closed, or the peer
@@ -117,6 +108,9 @@ class Stream {
   void abort();
   // Sends a ping now (the RTT arrives through StreamHooks::on_rtt and stats()).
   void ping();
+  // The injected clock (StreamOptions::clock) moved: re-read it now rather than at the next
+  // wake-up (tests that move a clock call this, as the relay's tests call recheck_timers()).
+  void clock_changed();
 
   StreamStats stats() const;
   // True once the stream is over (closed, aborted or failed) and its socket is closed.
@@ -139,7 +133,7 @@ boost::asio::awaitable<std::error_code> connect_stream_handshake(tcp::socket& so
 
 // Listener: the responder. The initiator must be `announced` (the key of IncomingConnection
 // and Connected: errc::peer_identity_mismatch otherwise, a relay lying about who connects)
-// and a friend (errc::not_allowed); msg3 must carry no payload (errc::protocol_error). On these
+// and a friend (errc::not_a_friend); msg3 must carry no payload (errc::protocol_error). On these
 // failures the initiator gets an authenticated close saying why.
 boost::asio::awaitable<std::error_code> accept_stream_handshake(
     tcp::socket& socket, const Identity& self, const PublicKey& announced,

@@ -178,43 +178,4 @@ std::error_code Transport::open(std::span<std::uint8_t> frame, Opened& out) {
   return {};
 }
 
-// ---------------------------------------------------------------- Keepalive
-
-Keepalive::Keepalive(Clock::time_point now, Clock::duration interval, Clock::duration dead_after)
-    : interval_(interval), dead_after_(dead_after), last_received_(now) {}
-
-void Keepalive::on_frame_received(Clock::time_point now) { last_received_ = now; }
-
-Keepalive::Action Keepalive::poll(Clock::time_point now) {
-  if (now - last_received_ >= dead_after_) return Action::peer_dead;
-  return now >= next_wakeup() ? Action::send_ping : Action::wait;
-}
-
-Keepalive::Clock::time_point Keepalive::next_wakeup() const {
-  const auto dead_at = last_received_ + dead_after_;
-  // A ping sent during this silence defers the next one by an interval.
-  const bool pinged = last_ping_.has_value() && *last_ping_ >= last_received_;
-  const auto ping_at = (pinged ? *last_ping_ : last_received_) + interval_;
-  return std::min(dead_at, ping_at);
-}
-
-PingToken Keepalive::ping_sent(Clock::time_point now) {
-  last_ping_ = now;
-  PingToken token{};
-  const std::uint64_t value = next_token_++;
-  for (std::size_t i = 0; i < token.size(); ++i) {
-    token[i] = static_cast<std::uint8_t>(value >> (8 * (token.size() - 1 - i)));
-  }
-  outstanding_ = std::make_pair(token, now);
-  return token;
-}
-
-std::optional<Keepalive::Clock::duration> Keepalive::pong_received(const PingToken& token,
-                                                                  Clock::time_point now) {
-  if (!outstanding_ || outstanding_->first != token) return std::nullopt;
-  rtt_ = now - outstanding_->second;
-  outstanding_.reset();
-  return rtt_;
-}
-
 }  // namespace strelay

@@ -30,12 +30,11 @@
 #include <system_error>
 #include <vector>
 
+#include "common/keepalive.hpp"  // PingToken; Keepalive for the transport's users
 #include "common/noise.hpp"
 #include "common/protocol.hpp"
 
 namespace strelay {
-
-using PingToken = std::array<std::uint8_t, ping_token_bytes>;
 
 // One opened frame; body and detail view the buffer that was passed to open().
 struct Opened {
@@ -110,39 +109,6 @@ class Transport {
   std::error_code failure_;
   bool peer_closed_ = false;
   bool close_sent_ = false;
-};
-
-// Keepalive decisions (sans-io: the driver passes the time in and does what it is told).
-// Any authenticated frame from the peer counts as life. After keepalive_interval of silence a
-// ping is due (again each interval while the silence lasts); after dead_peer_timeout of silence
-// the peer is dead. Pong tokens are matched to the last ping to measure the round trip.
-class Keepalive {
- public:
-  using Clock = std::chrono::steady_clock;
-  enum class Action { wait, send_ping, peer_dead };
-
-  explicit Keepalive(Clock::time_point now, Clock::duration interval = keepalive_interval,
-                     Clock::duration dead_after = dead_peer_timeout);
-
-  void on_frame_received(Clock::time_point now);
-  // What to do at `now`; send_ping is returned once per interval of silence.
-  Action poll(Clock::time_point now);
-  // When poll() should next be called (its decision can change no earlier).
-  Clock::time_point next_wakeup() const;
-  // The token to put in the ping the driver is about to send.
-  PingToken ping_sent(Clock::time_point now);
-  // The round-trip time if `token` answers the last ping sent, else nothing.
-  std::optional<Clock::duration> pong_received(const PingToken& token, Clock::time_point now);
-  std::optional<Clock::duration> last_rtt() const { return rtt_; }
-
- private:
-  Clock::duration interval_;
-  Clock::duration dead_after_;
-  Clock::time_point last_received_;
-  std::optional<Clock::time_point> last_ping_;
-  std::uint64_t next_token_ = 1;
-  std::optional<std::pair<PingToken, Clock::time_point>> outstanding_;
-  std::optional<Clock::duration> rtt_;
 };
 
 }  // namespace strelay

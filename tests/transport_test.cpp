@@ -359,36 +359,6 @@ TEST_CASE("the UTF-8 check accepts text and refuses malformed sequences") {
   CHECK_FALSE(is_valid_utf8(bytes_of("\xff")));
 }
 
-TEST_CASE("keepalive: a ping after each interval of silence, dead after the timeout") {
-  const Keepalive::Clock::time_point t0{};
-  Keepalive k(t0, 15s, 45s);
-  CHECK(k.poll(t0 + 14s) == Keepalive::Action::wait);
-  CHECK(k.next_wakeup() == t0 + 15s);
-  CHECK(k.poll(t0 + 15s) == Keepalive::Action::send_ping);
-  const auto token = k.ping_sent(t0 + 15s);
-  CHECK(k.poll(t0 + 20s) == Keepalive::Action::wait);
-  CHECK(k.next_wakeup() == t0 + 30s);
-  CHECK(k.poll(t0 + 30s) == Keepalive::Action::send_ping);
-  SUBCASE("a pong measures the round trip and counts as life") {
-    PingToken wrong = token;
-    wrong[7] ^= 1;
-    CHECK_FALSE(k.pong_received(wrong, t0 + 16s).has_value());
-    const auto rtt = k.pong_received(token, t0 + 16s);
-    REQUIRE(rtt.has_value());
-    CHECK(*rtt == 1s);
-    k.on_frame_received(t0 + 16s);
-    CHECK(k.poll(t0 + 30s) == Keepalive::Action::wait);
-    CHECK(k.next_wakeup() == t0 + 31s);
-    CHECK_FALSE(k.pong_received(token, t0 + 17s).has_value());  // answered once only
-  }
-  SUBCASE("no answer at all: dead at 45 s of silence") {
-    k.ping_sent(t0 + 30s);
-    CHECK(k.next_wakeup() == t0 + 45s);
-    CHECK(k.poll(t0 + 44s) == Keepalive::Action::wait);
-    CHECK(k.poll(t0 + 45s) == Keepalive::Action::peer_dead);
-  }
-}
-
 namespace {
 
 Bytes from_hex(std::string_view hex) {

@@ -61,8 +61,9 @@ std::string exit_codes_help() {
          "  0  end of data: both directions finished\n"
          "  1  local error: stdin/stdout or the --exec command failed\n"
          "  2  bad usage, or an identity, ticket or allow file that cannot be used\n"
-         "  3  refused: the peer rejected us, is not listening, or a relay refused\n"
-         "     (not allowed, rate limited, overloaded, no accept in time)\n"
+         "  3  refused: the peer rejected us or does not list us as a friend, is not\n"
+         "     listening, or a relay refused (not allowed, rate limited, overloaded, no\n"
+         "     accept in time)\n"
          "  4  no relay could be reached\n"
          "  5  identity mismatch: a relay (or the peer) does not hold the key it should\n"
          "  6  integrity error: tunnel data failed to authenticate (tampering on the path)\n"
@@ -83,13 +84,15 @@ int exit_code_for_connect(std::error_code error) {
       error == errc::handshake_failed) {
     return exit_integrity;
   }
-  return exit_refused;  // rejected, not_found, not_allowed, timeout, peer_gone, rate limits
+  return exit_refused;  // rejected, not_found, not_allowed, not_a_friend, timeout, peer_gone, ...
 }
 
 int exit_code_for_stream(std::error_code error) {
   if (!error) return exit_ok;
   if (error == errc::decrypt_failed || error == errc::protocol_error) return exit_integrity;
-  if (error == errc::not_allowed) return exit_refused;
+  // The relay's allowlist, or the friend's own friend list (its close{not_allowed} end to end):
+  // both are refusals, and the message says which.
+  if (error == errc::not_allowed || error == errc::not_a_friend) return exit_refused;
   return exit_lost;  // aborted, peer_gone (dead peer), channel_closed early, timeout
 }
 

@@ -1,0 +1,98 @@
+// Keepalive of one authenticated connection (sans-io): every ping and pong decision, in the
+// spirit of WireGuard's timers.c. The driver reports events with the time and asks what is due;
+// it never decides anything itself. Used by the node's listener link (common/relay_link), the
+// end-to-end stream (common/stream_state) and, through the same type, the relay's session.
+//
+// Timers (all from the constructor; defaults in protocol.hpp):
+//   ping       keepalive_interval of silence from the peer (any authenticated frame is life),
+//              and again each further interval while the silence lasts
+//   dead       dead_peer_timeout of silence: the peer is gone
+//
+// Pong policy (docs/protocol.md 3.5): every ping is answered, oldest first, before anything
+// else the driver has to send. At most max_pongs_due pongs wait at once (the writer is blocked
+// on a peer that does not read); one more ping is a protocol error, so a peer cannot queue
+// pongs without bound. Tokens are a counter; a pong counts as the round trip only when it
+// echoes the last ping sent (and only once).
+//
+// Two ways to use it. The event API (on_ping, request_ping, take_due) keeps the whole policy
+// here. The older poll()/ping_sent() pair is the relay session's, kept until it moves over.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <span>
+
+#include "common/protocol.hpp"
+
+namespace strelay {
+
+using PingToken = std::array<std::uint8_t, ping_token_bytes>;
+
+class Keepalive {
+ public:
+  using Clock = std::chrono::steady_clock;
+  enum class Action { wait, send_ping, peer_dead };
+
+  // What the driver must do now, in this order of priority.
+  enum class Due {
+    nothing,  // sleep until next_wakeup() or the next event
+    dead,     // the peer is gone: end the connection (close{dead_peer} if it can still write)
+    pong,     // send a pong with `token`
+    ping,     // send a ping with `token` (already counted as sent at `now`)
+  };
+  struct Next {
+    Due due = Due::nothing;
+    PingToken token{};
+    bool operator==(const Next&) const = default;
+  };
+
+  explicit Keepalive(Clock::time_point now, Clock::duration interval = keepalive_interval,
+                     Clock::duration dead_after = dead_peer_timeout);
+
+  // ---- events
+  // Any authenticated frame from the peer (or, for a reader that stopped reading on purpose,
+  // bytes known to be waiting) counts as life.
+  void on_frame_received(Clock::time_point now);
+  // A ping arrived (counts as life too): its pong is queued. False when max_pongs_due pongs are
+  // already waiting: a protocol error, and nothing is queued.
+  [[nodiscard]] bool on_ping(std::span<const std::uint8_t> token, Clock::time_point now);
+  // A pong arrived (counts as life): the round-trip time if it answers the last ping sent.
+  std::optional<Clock::duration> on_pong(std::span<const std::uint8_t> token,
+                                         Clock::time_point now);
+  // Send a ping at the next take_due() whatever the silence (an early RTT, an explicit probe).
+  void request_ping() { ping_requested_ = true; }
+
+  // ---- decisions
+  // The one thing to do now; a pong or ping returned is taken as sent.
+  Next take_due(Clock::time_point now);
+  // When take_due() should next be called if nothing happens meanwhile (now-or-earlier when
+  // a pong or a requested ping is waiting).
+  Clock::time_point next_wakeup() const;
+  std::size_t pongs_due() const { return pongs_.size(); }
+  std::optional<Clock::duration> last_rtt() const { return rtt_; }
+
+  // ---- the lower-level API (strelay/session.cpp): poll, then ping_sent when it says so
+  // What to do at `now`; send_ping comes once per interval of silence.
+  Action poll(Clock::time_point now);
+  PingToken ping_sent(Clock::time_point now);
+  std::optional<Clock::duration> pong_received(const PingToken& token, Clock::time_point now);
+
+ private:
+  Clock::time_point timer_wakeup() const;
+
+  Clock::duration interval_;
+  Clock::duration dead_after_;
+  Clock::time_point last_received_;
+  std::optional<Clock::time_point> last_ping_;
+  std::uint64_t next_token_ = 1;
+  std::optional<std::pair<PingToken, Clock::time_point>> outstanding_;
+  std::optional<Clock::duration> rtt_;
+  std::deque<PingToken> pongs_;
+  bool ping_requested_ = false;
+};
+
+}  // namespace strelay
