@@ -17,6 +17,20 @@ PingToken token_of(std::span<const std::uint8_t> body) {
 Keepalive::Keepalive(Clock::time_point now, Clock::duration interval, Clock::duration dead_after)
     : interval_(interval), dead_after_(dead_after), last_received_(now) {}
 
+Keepalive Keepalive::answering_only(Clock::time_point now) {
+  Keepalive keepalive(now);
+  keepalive.timers_ = false;
+  return keepalive;
+}
+
+void Keepalive::start_timers(Clock::time_point now, Clock::duration interval,
+                             Clock::duration dead_after) {
+  interval_ = interval;
+  dead_after_ = dead_after;
+  last_received_ = std::max(last_received_, now);
+  timers_ = true;
+}
+
 void Keepalive::on_frame_received(Clock::time_point now) {
   last_received_ = std::max(last_received_, now);
 }
@@ -42,7 +56,7 @@ Keepalive::Next Keepalive::take_due(Clock::time_point now) {
     pongs_.pop_front();
     return {Due::pong, token};
   }
-  if (ping_requested_ || now >= timer_wakeup()) {
+  if (ping_requested_ || (timers_ && now >= timer_wakeup())) {
     ping_requested_ = false;
     return {Due::ping, ping_sent(now)};
   }
@@ -55,6 +69,7 @@ Keepalive::Clock::time_point Keepalive::next_wakeup() const {
 }
 
 Keepalive::Clock::time_point Keepalive::timer_wakeup() const {
+  if (!timers_) return Clock::time_point::max();
   const auto dead_at = last_received_ + dead_after_;
   // A ping sent during this silence defers the next one by an interval.
   const bool pinged = last_ping_.has_value() && *last_ping_ >= last_received_;
@@ -62,7 +77,8 @@ Keepalive::Clock::time_point Keepalive::timer_wakeup() const {
   return std::min(dead_at, ping_at);
 }
 
-Keepalive::Action Keepalive::poll(Clock::time_point now) {
+Keepalive::Action Keepalive::poll(Clock::time_point now) const {
+  if (!timers_) return Action::wait;
   if (now - last_received_ >= dead_after_) return Action::peer_dead;
   return now >= timer_wakeup() ? Action::send_ping : Action::wait;
 }

@@ -14,8 +14,9 @@
 // pongs without bound. Tokens are a counter; a pong counts as the round trip only when it
 // echoes the last ping sent (and only once).
 //
-// Two ways to use it. The event API (on_ping, request_ping, take_due) keeps the whole policy
-// here. The older poll()/ping_sent() pair is the relay session's, kept until it moves over.
+// A connection that must answer pings but not send its own (the relay's connectors and
+// acceptors: only a listener is pinged by the relay) starts with answering_only() and has no
+// timers until start_timers().
 #pragma once
 
 #include <array>
@@ -52,6 +53,9 @@ class Keepalive {
 
   explicit Keepalive(Clock::time_point now, Clock::duration interval = keepalive_interval,
                      Clock::duration dead_after = dead_peer_timeout);
+  // Answers pings, never pings nor declares the peer dead, until start_timers().
+  static Keepalive answering_only(Clock::time_point now);
+  void start_timers(Clock::time_point now, Clock::duration interval, Clock::duration dead_after);
 
   // ---- events
   // Any authenticated frame from the peer (or, for a reader that stopped reading on purpose,
@@ -75,14 +79,13 @@ class Keepalive {
   std::size_t pongs_due() const { return pongs_.size(); }
   std::optional<Clock::duration> last_rtt() const { return rtt_; }
 
-  // ---- the lower-level API (strelay/session.cpp): poll, then ping_sent when it says so
-  // What to do at `now`; send_ping comes once per interval of silence.
-  Action poll(Clock::time_point now);
-  PingToken ping_sent(Clock::time_point now);
-  std::optional<Clock::duration> pong_received(const PingToken& token, Clock::time_point now);
+  // What the timers say at `now` (take_due acts on it; tests read it).
+  Action poll(Clock::time_point now) const;
 
  private:
   Clock::time_point timer_wakeup() const;
+  PingToken ping_sent(Clock::time_point now);
+  std::optional<Clock::duration> pong_received(const PingToken& token, Clock::time_point now);
 
   Clock::duration interval_;
   Clock::duration dead_after_;
@@ -93,6 +96,7 @@ class Keepalive {
   std::optional<Clock::duration> rtt_;
   std::deque<PingToken> pongs_;
   bool ping_requested_ = false;
+  bool timers_ = true;  // false: answering_only, until start_timers
 };
 
 }  // namespace strelay

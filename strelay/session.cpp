@@ -46,6 +46,7 @@ Session::Session(SessionContext context, SessionHost& host, ConnId id, tcp::sock
       socket_(std::move(socket)),
       hold_(std::move(hold)),
       wake_(socket_.get_executor()),
+      keepalive_(Keepalive::answering_only(Clock::now())),
       reader_done_(socket_.get_executor()) {}
 
 void Session::start(std::shared_ptr<Session> session) {
@@ -108,7 +109,7 @@ asio::awaitable<void> Session::serve() {
   }
   if (std::holds_alternative<Listen>(*request)) {
     role_ = Role::listener;
-    keepalive_.start_pinging(Clock::now(), context_.settings->keepalive, context_.settings->dead_peer);
+    keepalive_.start_timers(Clock::now(), context_.settings->keepalive, context_.settings->dead_peer);
   } else if (std::holds_alternative<Connect>(*request)) {
     role_ = Role::connector;
   } else if (std::holds_alternative<Accept>(*request)) {
@@ -196,13 +197,13 @@ asio::awaitable<void> Session::writer() {
 asio::awaitable<bool> Session::send_keepalive() {
   for (;;) {
     if (dropped_ || reader_end_) co_return true;  // the writer ends the session
-    const auto next = keepalive_.next(Clock::now());
-    if (next.step == SessionKeepalive::Step::idle) co_return true;
-    if (next.step == SessionKeepalive::Step::peer_dead) {
+    const auto next = keepalive_.take_due(Clock::now());
+    if (next.due == Keepalive::Due::nothing) co_return true;
+    if (next.due == Keepalive::Due::dead) {
       co_await close(CloseReason::dead_peer, true);
       co_return false;
     }
-    const auto kind = next.step == SessionKeepalive::Step::send_pong ? FrameKind::pong : FrameKind::ping;
+    const auto kind = next.due == Keepalive::Due::pong ? FrameKind::pong : FrameKind::ping;
     if (const auto ec = co_await channel_->send(kind, next.token, write_deadline())) {
       co_await close(send_failure(), false, ec);
       co_return false;
@@ -256,12 +257,10 @@ asio::awaitable<void> Session::reader() {
 }
 
 asio::awaitable<bool> Session::handle_frame(const Message& message) {
-  keepalive_.frame_received(Clock::now());
+  keepalive_.on_frame_received(Clock::now());
   switch (message.kind) {
     case FrameKind::ping: {
-      PingToken token{};
-      std::copy(message.body.begin(), message.body.end(), token.begin());
-      if (!keepalive_.ping_received(token)) {
+      if (!keepalive_.on_ping(message.body, Clock::now())) {
         // A node that pings without reading the pongs would grow the queue until the
         // write-stall timeout. Its writer is blocked on the pongs, so no close frame could
         // reach it: cancel that send, and the writer ends the session without a word.
@@ -275,9 +274,7 @@ asio::awaitable<bool> Session::handle_frame(const Message& message) {
       co_return true;
     }
     case FrameKind::pong: {
-      PingToken token{};
-      std::copy(message.body.begin(), message.body.end(), token.begin());
-      keepalive_.pong_received(token, Clock::now());
+      keepalive_.on_pong(message.body, Clock::now());
       co_return true;
     }
     case FrameKind::control: {
@@ -345,46 +342,6 @@ asio::awaitable<void> Session::stop_reader() {
     reader_done_.expires_at(Clock::time_point::max());
     co_await reader_done_.async_wait(await_tuple);
   }
-}
-
-// ---------------------------------------------------------------- SessionKeepalive
-
-void SessionKeepalive::start_pinging(TimePoint now, Clock::duration interval, Clock::duration dead_peer) {
-  keepalive_.emplace(now, interval, dead_peer);
-}
-
-void SessionKeepalive::frame_received(TimePoint now) {
-  if (keepalive_) keepalive_->on_frame_received(now);
-}
-
-bool SessionKeepalive::ping_received(const PingToken& token) {
-  // Far above the keepalive policy's one ping in flight.
-  if (pongs_due_.size() >= max_pongs_due) return false;
-  pongs_due_.push_back(token);
-  return true;
-}
-
-void SessionKeepalive::pong_received(const PingToken& token, TimePoint now) {
-  if (keepalive_) keepalive_->pong_received(token, now);
-}
-
-SessionKeepalive::Next SessionKeepalive::next(TimePoint now) {
-  if (!pongs_due_.empty()) {
-    const auto token = pongs_due_.front();
-    pongs_due_.erase(pongs_due_.begin());
-    return {Step::send_pong, token};
-  }
-  if (!keepalive_) return {};
-  switch (keepalive_->poll(now)) {
-    case Keepalive::Action::peer_dead: return {Step::peer_dead, {}};
-    case Keepalive::Action::send_ping: return {Step::send_ping, keepalive_->ping_sent(now)};
-    case Keepalive::Action::wait: break;
-  }
-  return {};
-}
-
-TimePoint SessionKeepalive::next_wakeup() const {
-  return keepalive_ ? keepalive_->next_wakeup() : TimePoint::max();
 }
 
 }  // namespace strelay

@@ -34,6 +34,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "common/channel.hpp"
+#include "common/keepalive.hpp"
 #include "common/log.hpp"
 #include "common/messages.hpp"
 #include "common/transport.hpp"
@@ -48,32 +49,6 @@ struct SessionContext {
   const Identity& identity;
   Metrics& metrics;
   Logger& log;
-};
-
-// A listener's liveness, sans-io: the pongs owed to the node's pings, and the relay's own
-// pings to an idle node (common/transport.hpp, Keepalive). The writer asks next() what to send.
-// Kept apart so that one keepalive helper shared with common/ can take its place.
-class SessionKeepalive {
- public:
-  enum class Step { idle, send_pong, send_ping, peer_dead };
-  struct Next {
-    Step step = Step::idle;
-    PingToken token{};
-  };
-  // A listener pings; every role answers pings.
-  void start_pinging(TimePoint now, Clock::duration interval, Clock::duration dead_peer);
-  void frame_received(TimePoint now);
-  // False when max_pongs_due pongs are already owed: the node pings without reading.
-  bool ping_received(const PingToken& token);
-  void pong_received(const PingToken& token, TimePoint now);
-  // Owed pongs first, oldest first; then the keepalive's decision at `now`.
-  Next next(TimePoint now);
-  // When next() may have something new without a frame arriving.
-  TimePoint next_wakeup() const;
-
- private:
-  std::optional<Keepalive> keepalive_;
-  std::vector<PingToken> pongs_due_;
 };
 
 class Session final : public RelayMember, public std::enable_shared_from_this<Session> {
@@ -146,7 +121,9 @@ class Session final : public RelayMember, public std::enable_shared_from_this<Se
   // Writer side.
   std::vector<Outbound> queue_;  // a few items at most; taken from the front
   RelayTimer wake_;  // the writer sleeps on it (relay clock: keepalive); cancel() wakes it
-  SessionKeepalive keepalive_;  // also fed by the reader (same worker)
+  // Pongs owed to the node, and (a listener's) the relay's own pings; fed by the reader, asked
+  // by the writer (same worker). Connectors and acceptors only answer.
+  Keepalive keepalive_;
   // The reader dropped the socket without a word (a node that pings without reading): the
   // writer sends nothing more.
   bool dropped_ = false;

@@ -24,31 +24,41 @@ PingToken token(std::uint8_t n) {
 
 TEST_CASE("keepalive: a ping after each interval of silence, dead after the timeout") {
   Keepalive k(t0, 15s, 45s);
-  CHECK(k.poll(t0 + 14s) == Keepalive::Action::wait);
+  CHECK(k.take_due(t0 + 14s).due == Due::nothing);
   CHECK(k.next_wakeup() == t0 + 15s);
-  CHECK(k.poll(t0 + 15s) == Keepalive::Action::send_ping);
-  const auto sent = k.ping_sent(t0 + 15s);
-  CHECK(k.poll(t0 + 20s) == Keepalive::Action::wait);
+  const auto first = k.take_due(t0 + 15s);
+  REQUIRE(first.due == Due::ping);
+  CHECK(k.take_due(t0 + 20s).due == Due::nothing);
   CHECK(k.next_wakeup() == t0 + 30s);
-  CHECK(k.poll(t0 + 30s) == Keepalive::Action::send_ping);
   SUBCASE("a pong measures the round trip and counts as life") {
-    PingToken wrong = sent;
+    PingToken wrong = first.token;
     wrong[7] ^= 1;
-    CHECK_FALSE(k.pong_received(wrong, t0 + 16s).has_value());
-    const auto rtt = k.pong_received(sent, t0 + 16s);
+    CHECK_FALSE(k.on_pong(wrong, t0 + 16s).has_value());
+    const auto rtt = k.on_pong(first.token, t0 + 16s);
     REQUIRE(rtt.has_value());
     CHECK(*rtt == 1s);
-    k.on_frame_received(t0 + 16s);
     CHECK(k.poll(t0 + 30s) == Keepalive::Action::wait);
     CHECK(k.next_wakeup() == t0 + 31s);
-    CHECK_FALSE(k.pong_received(sent, t0 + 17s).has_value());  // answered once only
+    CHECK_FALSE(k.on_pong(first.token, t0 + 17s).has_value());  // answered once only
   }
   SUBCASE("no answer at all: dead at 45 s of silence") {
-    k.ping_sent(t0 + 30s);
+    CHECK(k.take_due(t0 + 30s).due == Due::ping);
     CHECK(k.next_wakeup() == t0 + 45s);
     CHECK(k.poll(t0 + 44s) == Keepalive::Action::wait);
-    CHECK(k.poll(t0 + 45s) == Keepalive::Action::peer_dead);
+    CHECK(k.take_due(t0 + 45s).due == Due::dead);
   }
+}
+
+TEST_CASE("keepalive: answering only (the relay's connectors and acceptors) until the timers start") {
+  auto k = Keepalive::answering_only(t0);
+  CHECK(k.take_due(t0 + 1h).due == Due::nothing);  // never pings, never declares death
+  CHECK(k.next_wakeup() == Keepalive::Clock::time_point::max());
+  REQUIRE(k.on_ping(token(7), t0 + 1h));
+  CHECK(k.take_due(t0 + 1h) == Keepalive::Next{Due::pong, token(7)});
+  k.start_timers(t0 + 2h, 15s, 45s);  // a listener: the relay pings it from now on
+  CHECK(k.take_due(t0 + 2h + 14s).due == Due::nothing);
+  CHECK(k.take_due(t0 + 2h + 15s).due == Due::ping);
+  CHECK(k.take_due(t0 + 2h + 45s).due == Due::dead);
 }
 
 // One table: events at times, and what take_due() answers after each. The ping tokens are a

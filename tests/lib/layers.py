@@ -22,7 +22,7 @@ allowed = {
     "strelay_node": set(order),
 }
 header_only = {
-    "protocol.hpp": "strelay_core", "secure.hpp": "strelay_core",
+    "protocol.hpp": "strelay_core", "secure.hpp": "strelay_core", "clock.hpp": "strelay_core",
     "coro.hpp": "strelay_net", "wakeup.hpp": "strelay_net",
 }
 
