@@ -95,7 +95,7 @@ PingToken Keepalive::ping_sent(Clock::time_point now) {
 }
 
 std::optional<Keepalive::Clock::duration> Keepalive::pong_received(const PingToken& token,
-                                                                  Clock::time_point now) {
+                                                                   Clock::time_point now) {
   if (!outstanding_ || outstanding_->first != token) return std::nullopt;
   rtt_ = now - outstanding_->second;
   outstanding_.reset();

@@ -115,10 +115,10 @@ enum class CloseReason : std::uint8_t {
 
 // Every reason, in wire order: for name tables, metrics and tests.
 inline constexpr std::array<CloseReason, 13> all_close_reasons{
-    CloseReason::normal,      CloseReason::replaced,     CloseReason::shutdown,
-    CloseReason::protocol_error, CloseReason::timeout,   CloseReason::dead_peer,
-    CloseReason::overloaded,  CloseReason::rate_limited, CloseReason::not_allowed,
-    CloseReason::stalled,     CloseReason::peer_gone,    CloseReason::internal,
+    CloseReason::normal,         CloseReason::replaced,     CloseReason::shutdown,
+    CloseReason::protocol_error, CloseReason::timeout,      CloseReason::dead_peer,
+    CloseReason::overloaded,     CloseReason::rate_limited, CloseReason::not_allowed,
+    CloseReason::stalled,        CloseReason::peer_gone,    CloseReason::internal,
     CloseReason::aborted};
 
 // The one name of each reason, for logs and metrics ("replaced"); "unknown" for a byte that is

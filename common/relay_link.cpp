@@ -69,7 +69,9 @@ asio::awaitable<std::error_code> await_pairing(Channel& channel, Deadline deadli
   for (;;) {
     Message message;
     const auto ec = co_await channel.receive(message, deadline);
-    if (ec == errc::channel_closed) co_return to_error_code(message.close_reason, CloseOrigin::relay);
+    if (ec == errc::channel_closed) {
+      co_return to_error_code(message.close_reason, CloseOrigin::relay);
+    }
     if (ec) co_return ec;
     // A relay does not ping a pending connector; if it did, we could not answer anyway.
     if (message.kind == FrameKind::ping || message.kind == FrameKind::pong) continue;
@@ -174,7 +176,9 @@ asio::awaitable<std::error_code> RelayLink::await_listen_ok(Deadline deadline) {
   for (;;) {
     Message message;
     const auto ec = co_await channel_->receive(message, deadline);
-    if (ec == errc::channel_closed) co_return to_error_code(message.close_reason, CloseOrigin::relay);
+    if (ec == errc::channel_closed) {
+      co_return to_error_code(message.close_reason, CloseOrigin::relay);
+    }
     if (ec) co_return attempt_error(ec);
     if (message.kind != FrameKind::control) {
       if (auto error = handle(message)) co_return error;  // a ping's pong goes out once up

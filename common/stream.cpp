@@ -264,7 +264,6 @@ asio::awaitable<std::error_code> connect_stream_handshake(tcp::socket& socket, c
                                                           Deadline deadline,
                                                           std::optional<Channel>& out) {
   // The end-to-end first payload is empty: the pairing was already done by the relay.
-  // (The one place a node starts the end-to-end handshake as the initiator.)
   auto ec = co_await connect_handshake(socket, self, listener, {}, deadline, out);
   // Here the responder is the peer, not a relay: a wrong key is the peer's mismatch.
   if (ec == errc::relay_identity_mismatch) ec = errc::peer_identity_mismatch;

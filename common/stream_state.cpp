@@ -109,15 +109,15 @@ StreamState::WriterStep StreamState::writer_step(TimePoint now) {
   if (reading_ && buffer_full()) keepalive_.on_frame_received(now);
   const auto due = keepalive_.take_due(now);
   switch (due.due) {
-    case Keepalive::Due::dead:
-      fail(errc::peer_gone);
-      return finish_now;
+    case Keepalive::Due::dead: fail(errc::peer_gone); return finish_now;
     case Keepalive::Due::pong:
     case Keepalive::Due::ping:
       token_ = due.token;
       inflight_ = Inflight::control;
-      return {Kind::send, due.due == Keepalive::Due::pong ? FrameKind::pong : FrameKind::ping,
-              token_, {}};
+      return {Kind::send,
+              due.due == Keepalive::Due::pong ? FrameKind::pong : FrameKind::ping,
+              token_,
+              {}};
     case Keepalive::Due::nothing: break;
   }
   if (tx_busy_) {

@@ -4,8 +4,6 @@
 // application reads, in order, with the end of data exactly at its end; a live peer is never
 // declared gone; a silent one is, exactly at the dead-peer timeout; and two sides that finish
 // properly both end clean.
-#include "common/stream_state.hpp"
-
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -15,6 +13,7 @@
 #include <vector>
 
 #include "common/errors.hpp"
+#include "common/stream_state.hpp"
 
 using namespace strelay;
 using namespace std::chrono_literals;
@@ -37,12 +36,12 @@ struct Side {
   std::vector<std::uint8_t> app_written;  // bytes of completed writes, in order
   std::vector<std::uint8_t> writing;      // the write in progress (kept alive for the state)
   bool write_busy = false;
-  bool shut = false;                      // end of data requested
-  std::vector<std::uint8_t> app_read;     // what the application read
+  bool shut = false;                   // end of data requested
+  std::vector<std::uint8_t> app_read;  // what the application read
   bool read_eof = false;
-  bool finished = false;                  // the writer ended (its close is on the wire)
-  std::deque<Frame> out;                  // the tunnel towards the other side
-  TimePoint last_heard{};                 // the last frame from the other side
+  bool finished = false;   // the writer ended (its close is on the wire)
+  std::deque<Frame> out;   // the tunnel towards the other side
+  TimePoint last_heard{};  // the last frame from the other side
 };
 
 class Model {
@@ -58,7 +57,9 @@ class Model {
     switch (pick(0, 6)) {
       case 0: write(self); break;
       case 1: poll_write(self); break;
-      case 2: if (pick(0, 30) == 0) end_of_data(self); break;
+      case 2:
+        if (pick(0, 30) == 0) end_of_data(self);
+        break;
       case 3: read(self, other); break;
       case 4: pump_writer(self); break;
       case 5: deliver(other, self); break;  // self receives what other sent
@@ -121,13 +122,15 @@ class Model {
 
   void write(Side& s) {
     if (s.write_busy || s.shut || s.finished) return;
-    const int size = pick(0, 10) == 0 ? pick(1, 3 * static_cast<int>(max_frame_body_bytes))
-                                      : pick(1, 300);
+    const int size =
+        pick(0, 10) == 0 ? pick(1, 3 * static_cast<int>(max_frame_body_bytes)) : pick(1, 300);
     s.writing.resize(static_cast<std::size_t>(size));
     for (auto& byte : s.writing) byte = static_cast<std::uint8_t>(pick(0, 255));
     const auto done = s.state.begin_write(s.writing);
-    if (!done) s.write_busy = true;
-    else CHECK_FALSE(*done);  // nothing ended this side's sending in a friendly run
+    if (!done)
+      s.write_busy = true;
+    else
+      CHECK_FALSE(*done);  // nothing ended this side's sending in a friendly run
   }
 
   void poll_write(Side& s) {

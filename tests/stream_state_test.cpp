@@ -150,8 +150,8 @@ TEST_CASE("the peer's close reason decides reads, writes and the outcome") {
       }
       const auto write = s.begin_write(bytes_of("more"));
       REQUIRE(write.has_value());
-      CHECK(*write == (reason == CloseReason::normal ? make_error_code(errc::channel_closed)
-                                                     : as_code));
+      CHECK(*write ==
+            (reason == CloseReason::normal ? make_error_code(errc::channel_closed) : as_code));
       CHECK(s.writer_step(t0).kind == Kind::finish);
       const auto plan = s.finish();
       CHECK(plan.reason == CloseReason::normal);  // we answer with our own close{normal}
@@ -216,7 +216,7 @@ TEST_CASE("our close: reads end, the peer's close{normal} makes it clean, silenc
   }
   SUBCASE("the peer answers with an EOF") {
     s.on_receive_end(errc::aborted, CloseReason::aborted);
-    CHECK(s.failure() == std::error_code{});  // after our close an EOF is no failure...
+    CHECK(s.failure() == std::error_code{});    // after our close an EOF is no failure...
     CHECK(s.on_terminated() == errc::aborted);  // ...but no close came back
   }
   SUBCASE("a second close changes nothing") {

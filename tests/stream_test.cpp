@@ -332,7 +332,7 @@ TEST_CASE("the connector stops at msg2 when the listener does not hold the pinne
       10s);
 }
 
-TEST_CASE("a key that is not a friend gets an authenticated not_allowed close") {
+TEST_CASE("a non-friend gets close{not_allowed}: not_a_friend, never the relay's allowlist") {
   asio::io_context ioc;
   auto sockets = loopback_pair(ioc);
   auto& a = sockets.first;
