@@ -89,10 +89,10 @@ SideTimes time_handshake_sides(const Identity& node, const Identity& relay) {
         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(2 * sample_seconds));
     while (Clock::now() < deadline) {
       auto t0 = Clock::now();
-      InitiatorHandshake initiator(node, relay.public_key());
+      InitiatorHandshake initiator(node, relay.public_key(), HandshakeLayer::hop);
       const auto msg1 = initiator.create_msg1();
       auto t1 = Clock::now();
-      ResponderHandshake responder(relay);
+      ResponderHandshake responder(relay, HandshakeLayer::hop);
       if (responder.consume_msg1(msg1)) std::abort();
       const auto msg2 = responder.create_msg2();
       auto t2 = Clock::now();

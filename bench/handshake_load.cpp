@@ -116,8 +116,9 @@ int main(int argc, char** argv) {
   auto full = [&](tcp::socket& socket) -> asio::awaitable<bool> {
     std::optional<Channel> channel;
     const auto fresh = fresh_identities ? std::optional<Identity>(Identity::generate()) : std::nullopt;
-    const auto hs = co_await connect_handshake(socket, fresh ? *fresh : self, *relay_key, request,
-                                               std::chrono::steady_clock::now() + std::chrono::seconds(10), channel);
+    const auto hs = co_await connect_handshake(
+        socket, fresh ? *fresh : self, *relay_key, HandshakeLayer::hop, request,
+        std::chrono::steady_clock::now() + std::chrono::seconds(10), channel);
     if (hs) co_return false;
     Message reply;
     const auto rc = co_await channel->receive(reply, std::chrono::steady_clock::now() + std::chrono::seconds(10));

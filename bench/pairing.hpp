@@ -57,7 +57,8 @@ inline asio::awaitable<std::error_code> open_hop(const Hop& hop, const asio::ip:
   auto [cec] = co_await socket.async_connect(hop.relay, await_tuple);
   if (cec) co_return std::error_code(cec.value(), std::system_category());
   const auto payload = strelay::encode(request);
-  co_return co_await strelay::connect_handshake(socket, self, hop.relay_key, payload,
+  co_return co_await strelay::connect_handshake(socket, self, hop.relay_key,
+                                                strelay::HandshakeLayer::hop, payload,
                                                 deadline_in(std::chrono::seconds(20)), out);
 }
 

@@ -242,12 +242,12 @@ void Channel::close() {
 
 asio::awaitable<std::error_code> connect_handshake(tcp::socket& socket, const Identity& self,
                                                    const PublicKey& expected_responder,
+                                                   HandshakeLayer layer,
                                                    std::span<const std::uint8_t> first_payload,
-                                                   Deadline deadline,
-                                                   std::optional<Channel>& out) {
+                                                   Deadline deadline, std::optional<Channel>& out) {
   if (first_payload.size() > max_handshake_payload_bytes) co_return errc::frame_too_large;
   set_no_delay(socket);
-  InitiatorHandshake handshake(self, expected_responder);
+  InitiatorHandshake handshake(self, expected_responder, layer);
 
   // 0, 1: preamble || msg1 in one write.
   std::vector<std::uint8_t> wire(current_preamble.begin(), current_preamble.end());
@@ -302,7 +302,8 @@ const char* to_string(AcceptStep step) {
 }
 
 asio::awaitable<std::error_code> accept_handshake(tcp::socket& socket, const Identity& self,
-                                                  Deadline deadline, std::optional<Channel>& out,
+                                                  HandshakeLayer layer, Deadline deadline,
+                                                  std::optional<Channel>& out,
                                                   std::vector<std::uint8_t>& first_payload,
                                                   AcceptStep* reached) {
   AcceptStep ignored_step{};
@@ -326,7 +327,7 @@ asio::awaitable<std::error_code> accept_handshake(tcp::socket& socket, const Ide
     case PreambleReply::close_silently:
       co_return parsed.error();
   }
-  ResponderHandshake handshake(self, preamble);
+  ResponderHandshake handshake(self, layer, preamble);
 
   // 1: msg1, whose length must be exactly that of an ephemeral key.
   step = AcceptStep::msg1;

@@ -125,7 +125,8 @@ class Channel {
 };
 
 // The node's side: sends the preamble and msg1, checks msg2 against `expected_responder` (the
-// relay key from the ticket, or the listener's key end to end) and stops there on a mismatch
+// relay key from the ticket on a hop, or the listener's key end to end; `layer` says which, and
+// the two never authenticate each other) and stops there on a mismatch
 // (errc::relay_identity_mismatch: msg3, and so our identity, is never sent), then sends msg3
 // carrying `first_payload` (the first request). A relay of another version answers with its
 // preamble: errc::unsupported_version. Other errors: handshake_failed, handshake_timeout,
@@ -133,11 +134,13 @@ class Channel {
 // the socket; on failure the socket stays with the caller, who closes it.
 boost::asio::awaitable<std::error_code> connect_handshake(
     tcp::socket& socket, const Identity& self, const PublicKey& expected_responder,
-    std::span<const std::uint8_t> first_payload, Deadline deadline, std::optional<Channel>& out);
+    HandshakeLayer layer, std::span<const std::uint8_t> first_payload, Deadline deadline,
+    std::optional<Channel>& out);
 
-// The relay's side: reads the preamble (another version: answers with ours, shuts down the send
-// side, discards what the client still sends until it closes or preamble_reply_linger passes,
-// and returns errc::unsupported_version; not strelay: errc::bad_magic, having said nothing),
+// The responder's side (a relay on a hop, the listener end to end, as `layer` says): reads the
+// preamble (another version: answers with ours, shuts down the send side, discards what the
+// client still sends until it closes or preamble_reply_linger passes, and returns
+// errc::unsupported_version; not strelay: errc::bad_magic, having said nothing),
 // msg1, sends msg2, reads msg3, whose payload goes to first_payload. The peer's identity is
 // out->peer(). Every read checks the announced length against the message's size before taking
 // its body. On failure the caller closes the socket without a word (no detail before
@@ -147,7 +150,7 @@ boost::asio::awaitable<std::error_code> connect_handshake(
 enum class AcceptStep : std::uint8_t { preamble, msg1, msg2, msg3, done };
 const char* to_string(AcceptStep step);
 boost::asio::awaitable<std::error_code> accept_handshake(tcp::socket& socket, const Identity& self,
-                                                         Deadline deadline,
+                                                         HandshakeLayer layer, Deadline deadline,
                                                          std::optional<Channel>& out,
                                                          std::vector<std::uint8_t>& first_payload,
                                                          AcceptStep* reached = nullptr);

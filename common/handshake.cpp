@@ -1,7 +1,9 @@
 #include "common/handshake.hpp"
 
 #include <algorithm>
+#include <array>
 #include <stdexcept>
+#include <string_view>
 
 #include "common/errors.hpp"
 
@@ -11,6 +13,23 @@ namespace {
 
 static_assert(handshake_msg3_min_bytes == 144);
 static_assert(max_handshake_payload_bytes == 65391);
+
+// What separates the two layers (docs/protocol.md 2.4): a prologue label and the contexts.
+struct Domain {
+  std::string_view prologue_label;
+  std::string_view responder_context;
+  std::string_view initiator_context;
+};
+
+constexpr Domain domain_of(HandshakeLayer layer) {
+  switch (layer) {
+    case HandshakeLayer::hop: return {"", responder_signature_context, initiator_signature_context};
+    case HandshakeLayer::end_to_end:
+      return {end_to_end_prologue_label, end_to_end_responder_signature_context,
+              end_to_end_initiator_signature_context};
+  }
+  throw std::invalid_argument("unknown HandshakeLayer");
+}
 
 // The message each side signs: context || h. Fixed-size, no allocation.
 class SignedMessage {
@@ -24,14 +43,22 @@ class SignedMessage {
  private:
   static_assert(responder_signature_context.size() + hash_bytes <= 96);
   static_assert(initiator_signature_context.size() + hash_bytes <= 96);
+  static_assert(end_to_end_responder_signature_context.size() + hash_bytes <= 96);
+  static_assert(end_to_end_initiator_signature_context.size() + hash_bytes <= 96);
   std::array<std::uint8_t, 96> bytes_{};
   std::size_t size_;
 };
 
-SymmetricState initial_state(std::span<const std::uint8_t> prologue,
+SymmetricState initial_state(HandshakeLayer layer,
+                             std::span<const std::uint8_t, preamble_bytes> preamble,
                              const PublicKey& responder) {
+  // prologue = preamble || label, mixed as one MixHash (8 bytes on a hop, 18 end to end).
+  const std::string_view label = domain_of(layer).prologue_label;
+  std::array<std::uint8_t, preamble_bytes + end_to_end_prologue_label.size()> prologue{};
+  std::copy(preamble.begin(), preamble.end(), prologue.begin());
+  std::copy(label.begin(), label.end(), prologue.begin() + preamble_bytes);
   SymmetricState state(handshake_protocol_name, Cipher::chachapoly);
-  state.mix_hash(prologue);
+  state.mix_hash(std::span(prologue).first(preamble_bytes + label.size()));
   state.mix_hash(responder.bytes());  // <- s (pre-message)
   return state;
 }
@@ -42,28 +69,41 @@ std::span<const std::uint8_t, key_bytes> first_key(std::span<const std::uint8_t>
 
 }  // namespace
 
+const char* to_string(HandshakeLayer layer) {
+  switch (layer) {
+    case HandshakeLayer::hop: return "hop";
+    case HandshakeLayer::end_to_end: return "end-to-end";
+  }
+  return "unknown";
+}
+
 // ---------------------------------------------------------------- initiator
 
 InitiatorHandshake::InitiatorHandshake(const Identity& self, const PublicKey& responder,
-                                       std::span<const std::uint8_t> prologue)
-    : InitiatorHandshake(self, responder, DhKeyPair::generate(), prologue) {}
+                                       HandshakeLayer layer,
+                                       std::span<const std::uint8_t, preamble_bytes> preamble)
+    : InitiatorHandshake(self, responder, layer, DhKeyPair::generate(), preamble) {}
 
 InitiatorHandshake::InitiatorHandshake(const Identity& self, const PublicKey& responder,
-                                       DhKeyPair e, std::span<const std::uint8_t> prologue)
+                                       HandshakeLayer layer, DhKeyPair e,
+                                       std::span<const std::uint8_t, preamble_bytes> preamble)
     : self_(&self),
       responder_(responder),
+      layer_(layer),
       e_(std::move(e)),
-      symmetric_(initial_state(prologue, responder)) {}
+      symmetric_(initial_state(layer, preamble, responder)) {}
 
 InitiatorHandshake InitiatorHandshake::with_ephemeral_for_testing(
-    const Identity& self, const PublicKey& responder,
-    std::span<const std::uint8_t, key_bytes> e_secret, std::span<const std::uint8_t> prologue) {
-  return InitiatorHandshake(self, responder, DhKeyPair::from_secret(e_secret), prologue);
+    const Identity& self, const PublicKey& responder, HandshakeLayer layer,
+    std::span<const std::uint8_t, key_bytes> e_secret,
+    std::span<const std::uint8_t, preamble_bytes> preamble) {
+  return InitiatorHandshake(self, responder, layer, DhKeyPair::from_secret(e_secret), preamble);
 }
 
 InitiatorHandshake::InitiatorHandshake(InitiatorHandshake&& other) noexcept
     : self_(other.self_),
       responder_(other.responder_),
+      layer_(other.layer_),
       e_(std::move(other.e_)),
       symmetric_(std::move(other.symmetric_)),
       state_(std::exchange(other.state_, State::failed)) {}
@@ -97,9 +137,10 @@ std::error_code InitiatorHandshake::consume_msg2(std::span<const std::uint8_t> b
   DhOutput ee;
   if (!e_.dh(re, ee)) return fail(errc::handshake_failed);
   next.mix_key(ee.span());
-  // sig: the tag fails when the responder mixed another key into h than the ticket's,
-  // the signature when it signed with another key. Either way it is not our relay.
-  const SignedMessage signed_message(responder_signature_context, next.handshake_hash());
+  // sig: the tag fails when the responder mixed another key or another layer's prologue into
+  // h, the signature when it signed with another key or context. Either way it is not the
+  // responder we pinned (our relay, or end to end our peer).
+  const SignedMessage signed_message(domain_of(layer_).responder_context, next.handshake_hash());
   Signature sig{};
   if (!next.decrypt_and_hash(body.subspan(key_bytes), sig)) {
     return fail(errc::relay_identity_mismatch);
@@ -127,8 +168,8 @@ std::vector<std::uint8_t> InitiatorHandshake::create_msg3(std::span<const std::u
   bool ok = next.encrypt_and_hash(s, rest.first(key_bytes + aead_tag_bytes));
   rest = rest.subspan(key_bytes + aead_tag_bytes);
   // sig
-  const Signature sig =
-      self_->sign(SignedMessage(initiator_signature_context, next.handshake_hash()).bytes());
+  const Signature sig = self_->sign(
+      SignedMessage(domain_of(layer_).initiator_context, next.handshake_hash()).bytes());
   ok = ok && next.encrypt_and_hash(sig, rest.first(signature_bytes + aead_tag_bytes));
   rest = rest.subspan(signature_bytes + aead_tag_bytes);
   // payload
@@ -155,22 +196,26 @@ HandshakeResult InitiatorHandshake::finish() {
 
 // ---------------------------------------------------------------- responder
 
-ResponderHandshake::ResponderHandshake(const Identity& self,
-                                       std::span<const std::uint8_t> prologue)
-    : ResponderHandshake(self, DhKeyPair::generate(), prologue) {}
+ResponderHandshake::ResponderHandshake(const Identity& self, HandshakeLayer layer,
+                                       std::span<const std::uint8_t, preamble_bytes> preamble)
+    : ResponderHandshake(self, layer, DhKeyPair::generate(), preamble) {}
 
-ResponderHandshake::ResponderHandshake(const Identity& self, DhKeyPair e,
-                                       std::span<const std::uint8_t> prologue)
-    : self_(&self), e_(std::move(e)), symmetric_(initial_state(prologue, self.public_key())) {}
+ResponderHandshake::ResponderHandshake(const Identity& self, HandshakeLayer layer, DhKeyPair e,
+                                       std::span<const std::uint8_t, preamble_bytes> preamble)
+    : self_(&self),
+      layer_(layer),
+      e_(std::move(e)),
+      symmetric_(initial_state(layer, preamble, self.public_key())) {}
 
 ResponderHandshake ResponderHandshake::with_ephemeral_for_testing(
-    const Identity& self, std::span<const std::uint8_t, key_bytes> e_secret,
-    std::span<const std::uint8_t> prologue) {
-  return ResponderHandshake(self, DhKeyPair::from_secret(e_secret), prologue);
+    const Identity& self, HandshakeLayer layer, std::span<const std::uint8_t, key_bytes> e_secret,
+    std::span<const std::uint8_t, preamble_bytes> preamble) {
+  return ResponderHandshake(self, layer, DhKeyPair::from_secret(e_secret), preamble);
 }
 
 ResponderHandshake::ResponderHandshake(ResponderHandshake&& other) noexcept
     : self_(other.self_),
+      layer_(other.layer_),
       e_(std::move(other.e_)),
       ee_(std::move(other.ee_)),
       symmetric_(std::move(other.symmetric_)),
@@ -215,8 +260,8 @@ std::vector<std::uint8_t> ResponderHandshake::create_msg2() {
   // ee
   next.mix_key(ee_.span());
   // sig
-  const Signature sig =
-      self_->sign(SignedMessage(responder_signature_context, next.handshake_hash()).bytes());
+  const Signature sig = self_->sign(
+      SignedMessage(domain_of(layer_).responder_context, next.handshake_hash()).bytes());
   if (!next.encrypt_and_hash(sig, std::span(out).subspan(key_bytes))) {
     fail();
     return {};
@@ -245,7 +290,7 @@ std::error_code ResponderHandshake::consume_msg3(std::span<const std::uint8_t> b
   if (!peer) return fail();
   body = body.subspan(key_bytes + aead_tag_bytes);
   // sig
-  const SignedMessage signed_message(initiator_signature_context, next.handshake_hash());
+  const SignedMessage signed_message(domain_of(layer_).initiator_context, next.handshake_hash());
   Signature sig{};
   if (!next.decrypt_and_hash(body.first(signature_bytes + aead_tag_bytes), sig)) return fail();
   const auto message = signed_message.bytes();

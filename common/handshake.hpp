@@ -1,7 +1,8 @@
 // The signed handshake, sans-io: Noise XK1 in shape, with Ed25519 signatures for authentication
-// (docs/protocol.md section 2 is the specification; tests/vectors/strelay-xk1sig.json freezes it).
+// (docs/protocol.md section 2 is the specification; tests/vectors/strelay-xk1sig.json and
+// strelay-xk1sig-e2e.json freeze it).
 //
-//   InitializeSymmetric("Noise_XK1sig_25519_ChaChaPoly_SHA256"); MixHash(prologue = preamble)
+//   InitializeSymmetric("Noise_XK1sig_25519_ChaChaPoly_SHA256"); MixHash(prologue)
 //   <- s          MixHash(responder's Ed25519 public key, from the ticket)
 //   ...
 //   -> e          msg1 = e.pub                              (payload: empty, MixHash(""))
@@ -16,6 +17,11 @@
 //
 // Calls out of order: create_x() returns an empty vector (never a valid message), consume_x()
 // fails the handshake, and finish() throws std::logic_error (a driver bug).
+//
+// It runs in two layers (HandshakeLayer), the same messages in separate domains: the prologue is
+// the preamble on a hop and preamble || "end-to-end" end to end, and each layer signs with its
+// own context strings. A key that is both a relay's and a node's identity therefore cannot be
+// used to pass a relay off as the node, or the node as a relay.
 //
 // The Identity passed in must outlive the handshake object (it signs during the handshake).
 #pragma once
@@ -32,6 +38,14 @@
 #include "common/protocol.hpp"
 
 namespace strelay {
+
+// Which handshake this is. Always chosen explicitly: there is no default.
+enum class HandshakeLayer : std::uint8_t {
+  hop,         // node <-> relay: prologue = preamble; ctx "strelay v1 handshake: ..."
+  end_to_end,  // node <-> node inside a tunnel: prologue = preamble || "end-to-end";
+               // ctx "strelay v1 end-to-end: ..."
+};
+const char* to_string(HandshakeLayer layer);
 
 // What a finished handshake hands to the transport. Move-only; the keys wipe themselves.
 struct HandshakeResult {
@@ -53,14 +67,15 @@ class InitiatorHandshake {
     failed,         // terminal; everything wiped
   };
 
-  // `prologue` is the preamble both sides exchanged (the current version's by default).
-  InitiatorHandshake(const Identity& self, const PublicKey& responder,
-                     std::span<const std::uint8_t> prologue = current_preamble);
+  // `preamble` is the one both sides exchanged (the current version's by default); the prologue
+  // is made of it and the layer.
+  InitiatorHandshake(const Identity& self, const PublicKey& responder, HandshakeLayer layer,
+                     std::span<const std::uint8_t, preamble_bytes> preamble = current_preamble);
   // Test and vector hook: a fixed ephemeral private key instead of a random one.
   static InitiatorHandshake with_ephemeral_for_testing(
-      const Identity& self, const PublicKey& responder,
+      const Identity& self, const PublicKey& responder, HandshakeLayer layer,
       std::span<const std::uint8_t, key_bytes> e_secret,
-      std::span<const std::uint8_t> prologue = current_preamble);
+      std::span<const std::uint8_t, preamble_bytes> preamble = current_preamble);
 
   InitiatorHandshake(InitiatorHandshake&& other) noexcept;
   InitiatorHandshake& operator=(InitiatorHandshake&&) = delete;
@@ -80,14 +95,16 @@ class InitiatorHandshake {
   HandshakeResult finish();
 
   State state() const { return state_; }
+  HandshakeLayer layer() const { return layer_; }
 
  private:
-  InitiatorHandshake(const Identity& self, const PublicKey& responder, DhKeyPair e,
-                     std::span<const std::uint8_t> prologue);
+  InitiatorHandshake(const Identity& self, const PublicKey& responder, HandshakeLayer layer,
+                     DhKeyPair e, std::span<const std::uint8_t, preamble_bytes> preamble);
   std::error_code fail(errc code);
 
   const Identity* self_;
   PublicKey responder_;
+  HandshakeLayer layer_;
   DhKeyPair e_;
   SymmetricState symmetric_;
   State state_ = State::started;
@@ -105,11 +122,11 @@ class ResponderHandshake {
     failed,         // terminal; everything wiped
   };
 
-  explicit ResponderHandshake(const Identity& self,
-                              std::span<const std::uint8_t> prologue = current_preamble);
+  ResponderHandshake(const Identity& self, HandshakeLayer layer,
+                     std::span<const std::uint8_t, preamble_bytes> preamble = current_preamble);
   static ResponderHandshake with_ephemeral_for_testing(
-      const Identity& self, std::span<const std::uint8_t, key_bytes> e_secret,
-      std::span<const std::uint8_t> prologue = current_preamble);
+      const Identity& self, HandshakeLayer layer, std::span<const std::uint8_t, key_bytes> e_secret,
+      std::span<const std::uint8_t, preamble_bytes> preamble = current_preamble);
 
   ResponderHandshake(ResponderHandshake&& other) noexcept;
   ResponderHandshake& operator=(ResponderHandshake&&) = delete;
@@ -128,12 +145,15 @@ class ResponderHandshake {
   HandshakeResult finish();
 
   State state() const { return state_; }
+  HandshakeLayer layer() const { return layer_; }
 
  private:
-  ResponderHandshake(const Identity& self, DhKeyPair e, std::span<const std::uint8_t> prologue);
+  ResponderHandshake(const Identity& self, HandshakeLayer layer, DhKeyPair e,
+                     std::span<const std::uint8_t, preamble_bytes> preamble);
   std::error_code fail();
 
   const Identity* self_;
+  HandshakeLayer layer_;
   DhKeyPair e_;
   DhOutput ee_;  // computed when msg1 arrives, so a small-order e fails there; mixed into msg2
   SymmetricState symmetric_;

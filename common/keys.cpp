@@ -1,5 +1,8 @@
 #include "common/keys.hpp"
 
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
 #include <mutex>
 #include <stdexcept>
 
@@ -13,6 +16,12 @@ static_assert(crypto_sign_BYTES == signature_bytes);
 
 void init_crypto() {
   if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
+}
+
+void disable_core_dumps() {
+  const rlimit none{0, 0};
+  ::setrlimit(RLIMIT_CORE, &none);
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
 std::optional<PublicKey> PublicKey::from_bytes(std::span<const std::uint8_t> bytes) {

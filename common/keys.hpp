@@ -22,6 +22,14 @@ namespace strelay {
 // Initialises libsodium; throws std::runtime_error if it cannot (a fatal start-up error).
 void init_crypto();
 
+// No core dumps for this process: RLIMIT_CORE is set to 0 (soft and hard) and the process is
+// made non-dumpable (PR_SET_DUMPABLE 0, which also keeps other processes of the same user from
+// ptrace-attaching or reading its memory). Identity seeds sit in sodium_malloc'd memory, but
+// session keys and plaintext sit on the ordinary heap, where a core file would keep them.
+// Every program that holds secrets (strelay, stcat, stmgr) calls this first thing in main.
+// Best effort: the calls cannot fail for an unprivileged process lowering its own limits.
+void disable_core_dumps();
+
 using Signature = std::array<std::uint8_t, signature_bytes>;
 
 namespace detail {

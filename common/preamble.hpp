@@ -1,9 +1,10 @@
 // The preamble: the first 8 bytes a client sends, "strelay" || version.
 //
 // It lets a relay turn away what is not strelay (silently) and tell a client of another version
-// which version it speaks (its own preamble, then close). The same 8 bytes are the Noise prologue
-// of the handshake (common/handshake.hpp), so a preamble changed on the path breaks the handshake:
-// a version downgrade cannot go unnoticed.
+// which version it speaks (its own preamble, then close). The same 8 bytes start the Noise
+// prologue of the handshake (common/handshake.hpp; end to end the label "end-to-end" follows
+// them), so a preamble changed on the path breaks the handshake: a version downgrade cannot go
+// unnoticed.
 #pragma once
 
 #include <array>
@@ -25,7 +26,7 @@ constexpr Preamble make_preamble(std::uint8_t version = protocol_version) {
   return out;
 }
 
-// What this build sends, and the prologue of its handshakes.
+// What this build sends, and the start of the prologue of its handshakes.
 inline constexpr Preamble current_preamble = make_preamble();
 
 enum class PreambleStatus : std::uint8_t {

@@ -17,7 +17,8 @@
 //     Listen -> ListenOk, then IncomingConnection pushes; Connect(L) -> one outcome;
 //     Accept(P) -> Connected or NoPending.
 //  7. After Connected a tunnel connection is a raw pipe: the relay forwards bytes as they are,
-//     and the two nodes run steps 0-5 end to end through it.
+//     and the two nodes run steps 0-5 end to end through it (the end-to-end handshake has its
+//     own prologue and signature contexts; see end_to_end_prologue_label below).
 //
 // Specification constants change the wire; implementation constants are our choices.
 #pragma once
@@ -54,13 +55,24 @@ inline constexpr std::size_t max_plaintext_bytes = max_frame_bytes - aead_tag_by
 // Handshake (docs/protocol.md section 2): Noise XK1 in shape, authenticated by Ed25519 signatures.
 // The name is InitializeSymmetric's input (36 bytes, so h starts as its SHA-256).
 inline constexpr std::string_view handshake_protocol_name = "Noise_XK1sig_25519_ChaChaPoly_SHA256";
-// Each side signs  context || h.  Distinct per role and per version, so that a signature made
-// here can serve no other role, version or purpose. Changing protocol_version changes these.
+// Each side signs  context || h.  Distinct per role, per layer (hop or end to end, below) and
+// per version, so that a signature made here can serve no other role, layer, version or
+// purpose. Changing protocol_version changes these.
 inline constexpr std::string_view responder_signature_context =
     "strelay v1 handshake: responder signature";
 inline constexpr std::string_view initiator_signature_context =
     "strelay v1 handshake: initiator signature";
 static_assert(protocol_version == 1, "the signature contexts name the protocol version");
+// The end-to-end handshake (node to node inside a tunnel, docs/protocol.md section 5) is the
+// same handshake in a separate domain: its prologue is the preamble followed by this label
+// (18 bytes, mixed as one MixHash), and it signs with its own contexts. So a relay whose
+// identity is also a node's cannot stand in for that node: the hop and end-to-end transcripts
+// and signatures never match each other (tests: handshake_attack_test.cpp, "relay-in-the-middle").
+inline constexpr std::string_view end_to_end_prologue_label = "end-to-end";
+inline constexpr std::string_view end_to_end_responder_signature_context =
+    "strelay v1 end-to-end: responder signature";
+inline constexpr std::string_view end_to_end_initiator_signature_context =
+    "strelay v1 end-to-end: initiator signature";
 // Message bodies (without the length prefix). msg1 = e; msg2 = e || Enc(sig);
 // msg3 = Enc(s) || Enc(sig) || Enc(payload), where Enc adds one tag.
 inline constexpr std::size_t handshake_msg1_bytes = key_bytes;

@@ -54,8 +54,8 @@ asio::awaitable<std::error_code> open_relay_channel(const RelayTicket& relay, co
     co_return errc::relay_unreachable;
   }
   const auto payload = encode(request);
-  const auto ec =
-      co_await connect_handshake(socket, self, relay.public_key, payload, deadline, out);
+  const auto ec = co_await connect_handshake(socket, self, relay.public_key, HandshakeLayer::hop,
+                                             payload, deadline, out);
   if (ec) {
     boost::system::error_code ignored;
     socket.close(ignored);

@@ -264,7 +264,8 @@ asio::awaitable<std::error_code> connect_stream_handshake(tcp::socket& socket, c
                                                           Deadline deadline,
                                                           std::optional<Channel>& out) {
   // The end-to-end first payload is empty: the pairing was already done by the relay.
-  auto ec = co_await connect_handshake(socket, self, listener, {}, deadline, out);
+  auto ec = co_await connect_handshake(socket, self, listener, HandshakeLayer::end_to_end, {},
+                                       deadline, out);
   // Here the responder is the peer, not a relay: a wrong key is the peer's mismatch.
   if (ec == errc::relay_identity_mismatch) ec = errc::peer_identity_mismatch;
   co_return ec;
@@ -276,7 +277,10 @@ asio::awaitable<std::error_code> accept_stream_handshake(
     std::optional<Channel>& out) {
   std::optional<Channel> channel;
   std::vector<std::uint8_t> payload;
-  if (auto ec = co_await accept_handshake(socket, self, deadline, channel, payload)) co_return ec;
+  if (auto ec = co_await accept_handshake(socket, self, HandshakeLayer::end_to_end, deadline,
+                                          channel, payload)) {
+    co_return ec;
+  }
   std::error_code refusal;
   CloseReason reason = CloseReason::normal;
   if (!payload.empty()) {

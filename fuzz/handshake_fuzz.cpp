@@ -41,10 +41,11 @@ struct Fixture {
   std::vector<std::uint8_t> msg1, msg2, msg3;
 
   InitiatorHandshake initiator() const {
-    return InitiatorHandshake::with_ephemeral_for_testing(node, relay.public_key(), node_e);
+    return InitiatorHandshake::with_ephemeral_for_testing(node, relay.public_key(),
+                                                          HandshakeLayer::hop, node_e);
   }
   ResponderHandshake responder() const {
-    return ResponderHandshake::with_ephemeral_for_testing(relay, relay_e);
+    return ResponderHandshake::with_ephemeral_for_testing(relay, HandshakeLayer::hop, relay_e);
   }
 
   Fixture() {

@@ -23,6 +23,8 @@ std::string one_line(std::string text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything else: gen-ident and pubkey hold identity seeds.
+  strelay::disable_core_dumps();
   CLI::App app{
       "stmgr: identity files, relay tickets and friend tickets for strelay "
       "(Offset-compatible)",

@@ -1,7 +1,6 @@
 #include "strelay/daemon.hpp"
 
 #include <malloc.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 
 #include <csignal>
@@ -29,12 +28,6 @@ std::uint64_t raise_nofile_limit() {
     ::getrlimit(RLIMIT_NOFILE, &limit);
   }
   return limit.rlim_cur;
-}
-
-void disable_core_dumps() {
-  const rlimit none{0, 0};
-  ::setrlimit(RLIMIT_CORE, &none);
-  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
 ServerSettings to_server_settings(const RelayOptions& options, std::uint64_t nofile) {

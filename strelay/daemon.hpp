@@ -22,8 +22,6 @@ namespace strelay {
 
 // Raises the soft RLIMIT_NOFILE to the hard limit and returns the soft limit in force.
 std::uint64_t raise_nofile_limit();
-// No core dumps: they would hold the identity's seed and session keys.
-void disable_core_dumps();
 
 // The flags in the server's units; `nofile` is the soft RLIMIT_NOFILE (for the 80% default).
 ServerSettings to_server_settings(const RelayOptions& options, std::uint64_t nofile);

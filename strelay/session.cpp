@@ -141,7 +141,8 @@ asio::awaitable<bool> Session::handshake() {
   // both fire at the same instant.
   RelayTimer watchdog(socket_.get_executor(), deadline);
   AcceptStep step{};
-  auto raced = co_await (accept_handshake(socket_, context_.identity, deadline, channel, first_request_, &step) ||
+  auto raced = co_await (accept_handshake(socket_, context_.identity, HandshakeLayer::hop,
+                                          deadline, channel, first_request_, &step) ||
                          watchdog.async_wait(await_tuple));
   const std::error_code ec =
       raced.index() == 0 ? std::get<0>(raced) : std::error_code(make_error_code(errc::handshake_timeout));

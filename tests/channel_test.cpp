@@ -71,12 +71,12 @@ struct Fixture {
   // Runs both handshakes to completion.
   void handshake(const PublicKey& expected, const Bytes& payload, Clock::duration deadline = 2s) {
     spawn(ioc, [&, payload]() -> asio::awaitable<void> {
-      client_error = co_await connect_handshake(client, node, expected, payload, in(deadline),
-                                                client_channel);
+      client_error = co_await connect_handshake(client, node, expected, HandshakeLayer::hop,
+                                                payload, in(deadline), client_channel);
     });
     spawn(ioc, [&]() -> asio::awaitable<void> {
-      server_error =
-          co_await accept_handshake(server, relay, in(deadline), server_channel, first_payload);
+      server_error = co_await accept_handshake(server, relay, HandshakeLayer::hop, in(deadline),
+                                               server_channel, first_payload);
     });
     test::run_for(ioc, test_limit);
   }
@@ -180,15 +180,16 @@ TEST_CASE("a wrong relay key stops the node at msg2: the relay never sees msg3")
   const auto impostor = Identity::generate();
   Clock::time_point server_done{};
   spawn(f.ioc, [&]() -> asio::awaitable<void> {
-    f.client_error = co_await connect_handshake(f.client, f.node, impostor.public_key(),
-                                                bytes_of("connect"), in(2s), f.client_channel);
+    f.client_error =
+        co_await connect_handshake(f.client, f.node, impostor.public_key(), HandshakeLayer::hop,
+                                   bytes_of("connect"), in(2s), f.client_channel);
     // Keep the socket open until the relay gives up, so only its deadline can end it.
     co_await sleep_for(600ms);
   });
   const auto start = Clock::now();
   spawn(f.ioc, [&]() -> asio::awaitable<void> {
-    f.server_error =
-        co_await accept_handshake(f.server, f.relay, in(300ms), f.server_channel, f.first_payload);
+    f.server_error = co_await accept_handshake(f.server, f.relay, HandshakeLayer::hop, in(300ms),
+                                               f.server_channel, f.first_payload);
     server_done = Clock::now();
   });
   test::run_for(f.ioc, test_limit);
@@ -216,8 +217,8 @@ TEST_CASE("an unknown version gets the relay's preamble back, then a close") {
     f.client.close();
   });
   spawn(f.ioc, [&]() -> asio::awaitable<void> {
-    f.server_error =
-        co_await accept_handshake(f.server, f.relay, in(1s), f.server_channel, f.first_payload);
+    f.server_error = co_await accept_handshake(f.server, f.relay, HandshakeLayer::hop, in(1s),
+                                               f.server_channel, f.first_payload);
     f.server.close();
   });
   test::run_for(f.ioc, test_limit);
@@ -228,8 +229,8 @@ TEST_CASE("an unknown version gets the relay's preamble back, then a close") {
 TEST_CASE("a node talking to a relay of another version is told unsupported_version") {
   Fixture f;
   spawn(f.ioc, [&]() -> asio::awaitable<void> {
-    f.client_error = co_await connect_handshake(f.client, f.node, f.relay.public_key(), {},
-                                                in(1s), f.client_channel);
+    f.client_error = co_await connect_handshake(f.client, f.node, f.relay.public_key(),
+                                                HandshakeLayer::hop, {}, in(1s), f.client_channel);
   });
   spawn(f.ioc, [&]() -> asio::awaitable<void> {
     Bytes hello(preamble_bytes + length_prefix_bytes + handshake_msg1_bytes);
@@ -251,8 +252,8 @@ TEST_CASE("something that is not strelay is closed without a word") {
     reply = co_await read_to_eof(f.client);
   });
   spawn(f.ioc, [&]() -> asio::awaitable<void> {
-    f.server_error =
-        co_await accept_handshake(f.server, f.relay, in(1s), f.server_channel, f.first_payload);
+    f.server_error = co_await accept_handshake(f.server, f.relay, HandshakeLayer::hop, in(1s),
+                                               f.server_channel, f.first_payload);
     f.server.close();
   });
   test::run_for(f.ioc, test_limit);
@@ -265,8 +266,8 @@ TEST_CASE("the absolute handshake deadline fires for a silent peer") {
   const auto start = Clock::now();
   Clock::time_point done{};
   spawn(f.ioc, [&]() -> asio::awaitable<void> {
-    f.server_error =
-        co_await accept_handshake(f.server, f.relay, in(300ms), f.server_channel, f.first_payload);
+    f.server_error = co_await accept_handshake(f.server, f.relay, HandshakeLayer::hop, in(300ms),
+                                               f.server_channel, f.first_payload);
     done = Clock::now();
   });
   test::run_for(f.ioc, test_limit);
@@ -279,7 +280,7 @@ TEST_CASE("a peer dripping one byte per 100 ms is cut at the absolute deadline")
   Fixture f;
   // A valid preamble and msg1, one byte at a time: each byte arrives "in time".
   Bytes hello(current_preamble.begin(), current_preamble.end());
-  InitiatorHandshake initiator(f.node, f.relay.public_key());
+  InitiatorHandshake initiator(f.node, f.relay.public_key(), HandshakeLayer::hop);
   REQUIRE(!try_append_frame(hello, initiator.create_msg1()));
   bool server_done = false;
   std::size_t dripped = 0;
@@ -295,8 +296,8 @@ TEST_CASE("a peer dripping one byte per 100 ms is cut at the absolute deadline")
   const auto start = Clock::now();
   Clock::time_point done{};
   spawn(f.ioc, [&]() -> asio::awaitable<void> {
-    f.server_error =
-        co_await accept_handshake(f.server, f.relay, in(1s), f.server_channel, f.first_payload);
+    f.server_error = co_await accept_handshake(f.server, f.relay, HandshakeLayer::hop, in(1s),
+                                               f.server_channel, f.first_payload);
     done = Clock::now();
     server_done = true;
     f.server.close();

@@ -102,8 +102,8 @@ std::vector<Key> small_order_x25519() {
 
 TEST_CASE("a ticket with the wrong relay key: the node aborts at msg2 and never writes msg3") {
   // The node pins mallory's key; the genuine relay answers.
-  InitiatorHandshake initiator(keys().node, keys().mallory.public_key());
-  ResponderHandshake responder(keys().relay);
+  InitiatorHandshake initiator(keys().node, keys().mallory.public_key(), HandshakeLayer::hop);
+  ResponderHandshake responder(keys().relay, HandshakeLayer::hop);
   REQUIRE_FALSE(responder.consume_msg1(initiator.create_msg1()));
   CHECK(initiator.consume_msg2(responder.create_msg2()) == errc::relay_identity_mismatch);
   CHECK(initiator.state() == InitiatorHandshake::State::failed);
@@ -119,8 +119,8 @@ TEST_CASE("a relay that hashes the pinned key but signs with another is a mismat
 
 TEST_CASE("a preamble changed on the path (a downgrade) breaks the handshake") {
   const Preamble other = make_preamble(2);
-  InitiatorHandshake initiator(keys().node, keys().relay.public_key(), other);
-  ResponderHandshake responder(keys().relay);  // the current preamble
+  InitiatorHandshake initiator(keys().node, keys().relay.public_key(), HandshakeLayer::hop, other);
+  ResponderHandshake responder(keys().relay, HandshakeLayer::hop);  // the current preamble
   REQUIRE_FALSE(responder.consume_msg1(initiator.create_msg1()));
   CHECK(initiator.consume_msg2(responder.create_msg2()) == errc::relay_identity_mismatch);
 }
@@ -214,8 +214,8 @@ TEST_CASE("every truncation and extension of each message is rejected") {
 // ================================================================ replay and splicing
 
 TEST_CASE("a recorded msg1 and msg3 replayed to a fresh relay do not authenticate") {
-  InitiatorHandshake initiator(keys().node, keys().relay.public_key());
-  ResponderHandshake original(keys().relay);
+  InitiatorHandshake initiator(keys().node, keys().relay.public_key(), HandshakeLayer::hop);
+  ResponderHandshake original(keys().relay, HandshakeLayer::hop);
   const Bytes msg1 = initiator.create_msg1();
   REQUIRE_FALSE(original.consume_msg1(msg1));
   REQUIRE_FALSE(initiator.consume_msg2(original.create_msg2()));
@@ -223,7 +223,7 @@ TEST_CASE("a recorded msg1 and msg3 replayed to a fresh relay do not authenticat
   Bytes payload;
   REQUIRE_FALSE(original.consume_msg3(msg3, payload));
 
-  ResponderHandshake fresh(keys().relay);  // a new connection: a new relay ephemeral
+  ResponderHandshake fresh(keys().relay, HandshakeLayer::hop);  // a new relay ephemeral
   REQUIRE_FALSE(fresh.consume_msg1(msg1));  // msg1 is only a key
   REQUIRE(fresh.create_msg2().size() == handshake_msg2_bytes);
   CHECK(fresh.consume_msg3(msg3, payload) == errc::handshake_failed);
@@ -231,7 +231,7 @@ TEST_CASE("a recorded msg1 and msg3 replayed to a fresh relay do not authenticat
 }
 
 TEST_CASE("a recorded msg2 replayed to a fresh node does not authenticate") {
-  InitiatorHandshake fresh(keys().node, keys().relay.public_key());
+  InitiatorHandshake fresh(keys().node, keys().relay.public_key(), HandshakeLayer::hop);
   fresh.create_msg1();
   CHECK(fresh.consume_msg2(recorded().msg2) == errc::relay_identity_mismatch);
 }
@@ -241,16 +241,16 @@ TEST_CASE("a man in the middle cannot swap in its own identity at msg3") {
   // come from ee between the node's and the relay's ephemerals, which Mallory lacks. Her best
   // moves: splice in a msg3 from her own session with the relay, or write msg3 from her own
   // state, which has the transcript's public bytes but her own DH.
-  InitiatorHandshake node(keys().node, keys().relay.public_key());
-  ResponderHandshake relay(keys().relay);
+  InitiatorHandshake node(keys().node, keys().relay.public_key(), HandshakeLayer::hop);
+  ResponderHandshake relay(keys().relay, HandshakeLayer::hop);
   const Bytes msg1 = node.create_msg1();
   REQUIRE_FALSE(relay.consume_msg1(msg1));
   const Bytes msg2 = relay.create_msg2();
   REQUIRE_FALSE(node.consume_msg2(msg2));  // the node is satisfied: it is the real relay
 
   SUBCASE("her msg3 from a parallel session of her own with the relay") {
-    InitiatorHandshake own(keys().mallory, keys().relay.public_key());
-    ResponderHandshake other_relay_session(keys().relay);
+    InitiatorHandshake own(keys().mallory, keys().relay.public_key(), HandshakeLayer::hop);
+    ResponderHandshake other_relay_session(keys().relay, HandshakeLayer::hop);
     REQUIRE_FALSE(other_relay_session.consume_msg1(own.create_msg1()));
     REQUIRE_FALSE(own.consume_msg2(other_relay_session.create_msg2()));
     Bytes payload;
@@ -310,6 +310,83 @@ TEST_CASE("a signature made for the other role or another version does not verif
     CHECK(relay_reads_manual_msg3(node_key,
                                   signs_as(keys().node, "strelay v2 handshake: initiator signature")) ==
           errc::handshake_failed);
+  }
+}
+
+// ================================================================ hop versus end to end
+
+// A key may be both a relay's identity and a node's (nothing prevents it). A lying relay could
+// then take a node's tunnel to that friend and pipe it into the real relay holding the friend's
+// key: were the two handshakes the same, the node would report "connected" to a relay. The
+// layers' prologues and contexts differ, so the node refuses at msg2 and never reveals itself.
+TEST_CASE(
+    "relay-in-the-middle: an end-to-end initiator piped into a hop responder with the "
+    "friend's key refuses at msg2") {
+  const Identity& friend_key = keys().relay;  // the friend's identity, also a relay's
+  SUBCASE("positive control: the friend's own end-to-end responder is accepted") {
+    InitiatorHandshake node(keys().node, friend_key.public_key(), HandshakeLayer::end_to_end);
+    ResponderHandshake peer(friend_key, HandshakeLayer::end_to_end);
+    REQUIRE_FALSE(peer.consume_msg1(node.create_msg1()));
+    CHECK_FALSE(node.consume_msg2(peer.create_msg2()));
+  }
+  SUBCASE("the relay holding the friend's key") {
+    InitiatorHandshake node(keys().node, friend_key.public_key(), HandshakeLayer::end_to_end);
+    ResponderHandshake relay(friend_key, HandshakeLayer::hop);
+    REQUIRE_FALSE(relay.consume_msg1(node.create_msg1()));  // msg1 is only a key
+    CHECK(node.consume_msg2(relay.create_msg2()) == errc::relay_identity_mismatch);
+    CHECK(node.state() == InitiatorHandshake::State::failed);
+    CHECK(node.create_msg3({}).empty());  // the node's identity never leaves it
+  }
+}
+
+TEST_CASE("the converse: a hop initiator piped into an end-to-end responder is refused") {
+  const Identity& relay_key = keys().relay;  // a relay's identity, also a listening node's
+  SUBCASE("the node refuses msg2") {
+    InitiatorHandshake node(keys().node, relay_key.public_key(), HandshakeLayer::hop);
+    ResponderHandshake listener(relay_key, HandshakeLayer::end_to_end);
+    REQUIRE_FALSE(listener.consume_msg1(node.create_msg1()));
+    CHECK(node.consume_msg2(listener.create_msg2()) == errc::relay_identity_mismatch);
+    CHECK(node.create_msg3(first_request()).empty());
+  }
+  SUBCASE("and a hop msg3 written blind is refused by the end-to-end responder") {
+    CHECK(relay_reads_manual_msg3(keys().node.public_key().bytes(),
+                                  signs_as(keys().node, contexts_of(HandshakeLayer::hop).initiator),
+                                  HandshakeLayer::end_to_end,
+                                  prologue_of(HandshakeLayer::hop)) == errc::handshake_failed);
+  }
+}
+
+TEST_CASE("either separation alone suffices: the prologue and the contexts") {
+  const Key peer_key = keys().relay.public_key().bytes();
+  const Key node_key = keys().node.public_key().bytes();
+  const Contexts hop = contexts_of(HandshakeLayer::hop);
+  const Contexts e2e = contexts_of(HandshakeLayer::end_to_end);
+  const Bytes hop_prologue = prologue_of(HandshakeLayer::hop);
+  const Bytes e2e_prologue = prologue_of(HandshakeLayer::end_to_end);
+  SUBCASE("msg2: the end-to-end prologue, signed with the hop context") {
+    CHECK(node_reads_manual_msg2(peer_key, signs_as(keys().relay, hop.responder),
+                                 HandshakeLayer::end_to_end,
+                                 e2e_prologue) == errc::relay_identity_mismatch);
+    CHECK(node_reads_manual_msg2(peer_key, signs_as(keys().relay, e2e.responder),
+                                 HandshakeLayer::hop,
+                                 hop_prologue) == errc::relay_identity_mismatch);
+  }
+  SUBCASE("msg2: the hop prologue, signed with the end-to-end context") {
+    CHECK(node_reads_manual_msg2(peer_key, signs_as(keys().relay, e2e.responder),
+                                 HandshakeLayer::end_to_end,
+                                 hop_prologue) == errc::relay_identity_mismatch);
+  }
+  SUBCASE("msg3: the right prologue, signed with the other layer's context") {
+    CHECK(relay_reads_manual_msg3(node_key, signs_as(keys().node, hop.initiator),
+                                  HandshakeLayer::end_to_end) == errc::handshake_failed);
+    CHECK(relay_reads_manual_msg3(node_key, signs_as(keys().node, e2e.initiator),
+                                  HandshakeLayer::hop) == errc::handshake_failed);
+  }
+  SUBCASE("positive controls through the same writer") {
+    CHECK_FALSE(node_reads_manual_msg2(peer_key, signs_as(keys().relay, e2e.responder),
+                                       HandshakeLayer::end_to_end, e2e_prologue));
+    CHECK_FALSE(relay_reads_manual_msg3(node_key, signs_as(keys().node, e2e.initiator),
+                                        HandshakeLayer::end_to_end));
   }
 }
 

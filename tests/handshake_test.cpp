@@ -2,21 +2,23 @@
 // frozen vectors, and the independent writer's interoperation. The attacks (wrong relay,
 // tampering, replay, bad keys and signatures) are in handshake_attack_test.cpp; the fixed
 // parties and the independent writer both use are in support/handshake_fixture.hpp.
+#include "common/handshake.hpp"
+
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "common/errors.hpp"
-#include "common/handshake.hpp"
 #include "support/handshake_fixture.hpp"
 
 using namespace strelay;
@@ -24,11 +26,15 @@ using namespace strelay::test::xk1;
 
 // ================================================================ happy path
 
-TEST_CASE("a full handshake in memory agrees on keys, session id and identities") {
+namespace {
+
+void check_full_round_trip(HandshakeLayer layer) {
   const auto node = Identity::generate();
   const auto relay = Identity::generate();
-  InitiatorHandshake initiator(node, relay.public_key());
-  ResponderHandshake responder(relay);
+  InitiatorHandshake initiator(node, relay.public_key(), layer);
+  ResponderHandshake responder(relay, layer);
+  CHECK(initiator.layer() == layer);
+  CHECK(responder.layer() == layer);
 
   const Bytes msg1 = initiator.create_msg1();
   CHECK(msg1.size() == handshake_msg1_bytes);
@@ -63,10 +69,21 @@ TEST_CASE("a full handshake in memory agrees on keys, session id and identities"
   CHECK_THROWS_AS(responder.finish(), std::logic_error);
 }
 
+}  // namespace
+
+TEST_CASE("a full handshake in memory agrees on keys, session id and identities") {
+  SUBCASE("hop") {
+    check_full_round_trip(HandshakeLayer::hop);
+  }
+  SUBCASE("end to end") {
+    check_full_round_trip(HandshakeLayer::end_to_end);
+  }
+}
+
 TEST_CASE("two handshakes between the same parties get different session ids and keys") {
   auto run = [] {
-    InitiatorHandshake initiator(keys().node, keys().relay.public_key());
-    ResponderHandshake responder(keys().relay);
+    InitiatorHandshake initiator(keys().node, keys().relay.public_key(), HandshakeLayer::hop);
+    ResponderHandshake responder(keys().relay, HandshakeLayer::hop);
     REQUIRE_FALSE(responder.consume_msg1(initiator.create_msg1()));
     REQUIRE_FALSE(initiator.consume_msg2(responder.create_msg2()));
     Bytes payload;
@@ -127,20 +144,59 @@ TEST_CASE("calls out of order are refused") {
 
 // ================================================================ frozen vectors
 
-TEST_CASE("the signed handshake reproduces its frozen vectors") {
-  const auto path = std::filesystem::path(STRELAY_TESTS_DIR) / "vectors/strelay-xk1sig.json";
-  const Transcript& t = recorded();
+namespace {
+
+// What differs between the two vector files: the layer's prologue, contexts and msg3 payload
+// (from the product's constants, which the independent writer below checks against its own
+// literals), the description, and the transport messages.
+struct VectorFile {
+  HandshakeLayer layer;
+  const char* name;
+  const char* about;
+  std::array<std::string_view, 4> transport;
+};
+
+const VectorFile hop_vectors{
+    HandshakeLayer::hop,
+    "strelay-xk1sig.json",
+    "strelay's signed handshake (docs/protocol.md section 2) between fixed test "
+    "identities and ephemerals. Statics are Ed25519 seeds, ephemerals X25519 private "
+    "keys. messages: msg1, msg2, msg3 (payload = the first request), then transport "
+    "messages alternating initiator/responder, EncryptWithAd(empty ad, payload) with "
+    "the Split() keys. Never use these keys outside tests.",
+    {"ping from the node", "pong from the relay", "second from the node", ""}};
+
+const VectorFile end_to_end_vectors{
+    HandshakeLayer::end_to_end,
+    "strelay-xk1sig-e2e.json",
+    "strelay's end-to-end handshake (docs/protocol.md sections 2.4 and 5): the same messages "
+    "as strelay-xk1sig.json in their own domain, prologue = preamble || \"end-to-end\" and the "
+    "end-to-end signature contexts, between the same fixed identities and ephemerals (the "
+    "initiator is the connecting node, the responder the listening node). Statics are Ed25519 "
+    "seeds, ephemerals X25519 private keys. messages: msg1, msg2, msg3 (payload always empty "
+    "end to end), then transport messages alternating initiator/responder, EncryptWithAd(empty "
+    "ad, payload) with the Split() keys. Never use these keys outside tests.",
+    {"hello from the connector", "hello from the listener", "second from the connector", ""}};
+
+// Runs the layer's handshake between the fixed parties, writes it as JSON and compares that,
+// byte for byte, with the frozen file (STRELAY_REGENERATE_VECTORS=1 rewrites the file first).
+void check_frozen_vectors(const VectorFile& file) {
+  const HandshakeLayer layer = file.layer;
+  const auto path = std::filesystem::path(STRELAY_TESTS_DIR) / "vectors" / file.name;
+  const Transcript& t = recorded(layer);
+  const Bytes& payload3 = first_payload_of(layer);
   auto node_side = [&] {
-    auto i = fixed_initiator();
+    auto i = fixed_initiator(layer);
     i.create_msg1();
     REQUIRE_FALSE(i.consume_msg2(t.msg2));
-    i.create_msg3(first_request());
+    i.create_msg3(payload3);
     return i.finish();
   }();
   auto relay_side = [&] {
-    auto r = responder_awaiting_msg3();
+    auto r = responder_awaiting_msg3(layer);
     Bytes payload;
     REQUIRE_FALSE(r.consume_msg3(t.msg3, payload));
+    CHECK(payload == payload3);
     return r.finish();
   }();
   // The key schedule, derived here independently of the product: the only MixKey is ee.
@@ -152,16 +208,17 @@ TEST_CASE("the signed handshake reproduces its frozen vectors") {
   Key ck{}, k{}, k1{}, k2{};
   hkdf2(h0, ee.span(), ck, k);
   hkdf2(ck, {}, k1, k2);
+  const bool e2e = layer == HandshakeLayer::end_to_end;
+  Bytes prologue(current_preamble.begin(), current_preamble.end());
+  if (e2e)
+    prologue.insert(prologue.end(), end_to_end_prologue_label.begin(),
+                    end_to_end_prologue_label.end());
 
   nlohmann::ordered_json v;
-  v["about"] = "strelay's signed handshake (docs/protocol.md section 2) between fixed test "
-               "identities and ephemerals. Statics are Ed25519 seeds, ephemerals X25519 private "
-               "keys. messages: msg1, msg2, msg3 (payload = the first request), then transport "
-               "messages alternating initiator/responder, EncryptWithAd(empty ad, payload) with "
-               "the Split() keys. Never use these keys outside tests.";
+  v["about"] = file.about;
   v["protocol_name"] = std::string(handshake_protocol_name);
-  v["init_prologue"] = to_hex(current_preamble);
-  v["resp_prologue"] = to_hex(current_preamble);
+  v["init_prologue"] = to_hex(prologue);
+  v["resp_prologue"] = to_hex(prologue);
   v["init_static"] = to_hex(node_seed());
   v["init_static_public"] = to_hex(keys().node.public_key().bytes());
   v["init_remote_static"] = to_hex(keys().relay.public_key().bytes());
@@ -169,8 +226,10 @@ TEST_CASE("the signed handshake reproduces its frozen vectors") {
   v["resp_static_public"] = to_hex(keys().relay.public_key().bytes());
   v["init_ephemeral"] = to_hex(node_ephemeral());
   v["resp_ephemeral"] = to_hex(relay_ephemeral());
-  v["resp_signature_context"] = std::string(responder_signature_context);
-  v["init_signature_context"] = std::string(initiator_signature_context);
+  v["resp_signature_context"] =
+      std::string(e2e ? end_to_end_responder_signature_context : responder_signature_context);
+  v["init_signature_context"] =
+      std::string(e2e ? end_to_end_initiator_signature_context : initiator_signature_context);
   v["ee"] = to_hex(ee.span());
   v["handshake_key"] = to_hex(k);
   v["chaining_key"] = to_hex(ck);
@@ -183,13 +242,11 @@ TEST_CASE("the signed handshake reproduces its frozen vectors") {
   };
   add_message({}, t.msg1);
   add_message({}, t.msg2);
-  add_message(first_request(), t.msg3);
-  const std::array<std::string_view, 4> transport{"ping from the node", "pong from the relay",
-                                                  "second from the node", ""};
-  for (std::size_t i = 0; i < transport.size(); ++i) {
+  add_message(payload3, t.msg3);
+  for (std::size_t i = 0; i < file.transport.size(); ++i) {
     auto& sender = i % 2 == 0 ? node_side.send : relay_side.send;
     auto& receiver = i % 2 == 0 ? relay_side.recv : node_side.recv;
-    const Bytes payload = bytes_of(transport[i]);
+    const Bytes payload = bytes_of(file.transport[i]);
     Bytes ct(payload.size() + aead_tag_bytes);
     REQUIRE(sender.encrypt_with_ad({}, payload, ct));
     Bytes back(payload.size());
@@ -219,22 +276,60 @@ TEST_CASE("the signed handshake reproduces its frozen vectors") {
   std::ostringstream frozen;
   frozen << in.rdbuf();
   CHECK_MESSAGE(frozen.str() == text, "the handshake no longer matches its frozen vectors");
-  // The independent writer produces the same three messages from the vector's inputs.
+  // The independent writer, from its own literals for the prologue and the contexts, produces
+  // the same three messages from the vector's inputs.
+  CHECK(prologue == prologue_of(layer));
   const Key relay_key = keys().relay.public_key().bytes();
-  ManualInitiator manual_node(relay_key, node_ephemeral());
-  ManualResponder manual_relay(relay_key, relay_ephemeral());
+  const Bytes manual_prologue = prologue_of(layer);
+  ManualInitiator manual_node(relay_key, node_ephemeral(), manual_prologue);
+  ManualResponder manual_relay(relay_key, relay_ephemeral(), manual_prologue);
   CHECK(manual_node.msg1() == t.msg1);
-  CHECK(manual_relay.msg2(t.msg1, signs_as(keys().relay, responder_signature_context)) == t.msg2);
+  CHECK(manual_relay.msg2(t.msg1, signs_as(keys().relay, contexts_of(layer).responder)) == t.msg2);
   manual_node.read_msg2(t.msg2);
   CHECK(manual_node.msg3(keys().node.public_key().bytes(),
-                         signs_as(keys().node, initiator_signature_context),
-                         first_request()) == t.msg3);
+                         signs_as(keys().node, contexts_of(layer).initiator), payload3) == t.msg3);
+}
+
+}  // namespace
+
+TEST_CASE("the signed handshake reproduces its frozen vectors") {
+  check_frozen_vectors(hop_vectors);
+}
+
+TEST_CASE("the end-to-end handshake reproduces its own frozen vectors") {
+  check_frozen_vectors(end_to_end_vectors);
+  // Nothing but the domain differs: the same inputs give other bytes from msg2 on.
+  CHECK(recorded(HandshakeLayer::end_to_end).msg1 == recorded(HandshakeLayer::hop).msg1);
+  CHECK(recorded(HandshakeLayer::end_to_end).msg2 != recorded(HandshakeLayer::hop).msg2);
+  CHECK(recorded(HandshakeLayer::end_to_end).msg3.size() == handshake_msg3_min_bytes);
+}
+
+TEST_CASE("the domain strings are the bytes docs/protocol.md gives in hex") {
+  // docs/protocol.md 2.4: the contexts of both layers, and the end-to-end prologue.
+  CHECK(to_hex(bytes_of(responder_signature_context)) ==
+        "737472656c61792076312068616e647368616b653a20726573706f6e646572207369676e6174757265");
+  CHECK(to_hex(bytes_of(initiator_signature_context)) ==
+        "737472656c61792076312068616e647368616b653a20696e69746961746f72207369676e6174757265");
+  CHECK(to_hex(bytes_of(end_to_end_responder_signature_context)) ==
+        "737472656c617920763120656e642d746f2d656e643a20726573706f6e646572207369676e6174757265");
+  CHECK(to_hex(bytes_of(end_to_end_initiator_signature_context)) ==
+        "737472656c617920763120656e642d746f2d656e643a20696e69746961746f72207369676e6174757265");
+  CHECK(to_hex(prologue_of(HandshakeLayer::end_to_end)) ==
+        "737472656c617901"
+        "656e642d746f2d656e64");
+  CHECK(end_to_end_responder_signature_context.size() == 42);
+  CHECK(end_to_end_initiator_signature_context.size() == 42);
 }
 
 TEST_CASE("an independent writer on the Noise core interoperates with the product") {
   // Positive controls for the manual writers used by the attack tests below.
-  CHECK_FALSE(node_reads_manual_msg2(keys().relay.public_key().bytes(),
-                                     signs_as(keys().relay, responder_signature_context)));
-  CHECK_FALSE(relay_reads_manual_msg3(keys().node.public_key().bytes(),
-                                      signs_as(keys().node, initiator_signature_context)));
+  for (const auto layer : {HandshakeLayer::hop, HandshakeLayer::end_to_end}) {
+    CAPTURE(to_string(layer));
+    CHECK_FALSE(node_reads_manual_msg2(keys().relay.public_key().bytes(),
+                                       signs_as(keys().relay, contexts_of(layer).responder),
+                                       layer));
+    CHECK_FALSE(relay_reads_manual_msg3(keys().node.public_key().bytes(),
+                                        signs_as(keys().node, contexts_of(layer).initiator),
+                                        layer));
+  }
 }

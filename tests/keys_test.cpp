@@ -1,5 +1,9 @@
-// Tests for common/keys and common/base64url.
+// Tests for common/keys (disable_core_dumps included) and common/base64url.
 #include <doctest/doctest.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <optional>
 #include <vector>
@@ -90,4 +94,30 @@ TEST_CASE("base64url round-trips and names what is wrong") {
     CHECK_FALSE(try_from_base64url("AB", out, error));
     CHECK(error.find("trailing") != std::string::npos);
   }
+}
+
+TEST_CASE("disable_core_dumps: RLIMIT_CORE 0/0 and not dumpable, in a child process") {
+  // In a child, so the test binary itself stays debuggable. Each bit of the exit status is one
+  // check that failed; the state before the call is checked too, so the test cannot pass
+  // because the process already was that way.
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    int failed = 0;
+    const rlimit some{1 << 20, RLIM_INFINITY};
+    if (::setrlimit(RLIMIT_CORE, &some) != 0 || ::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0 ||
+        ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 1) {
+      failed |= 1;  // the positive control: it was dumpable, with a core limit
+    }
+    disable_core_dumps();
+    rlimit now{};
+    if (::getrlimit(RLIMIT_CORE, &now) != 0 || now.rlim_cur != 0 || now.rlim_max != 0) failed |= 2;
+    if (::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0) failed |= 4;
+    ::_exit(failed);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK_MESSAGE(WEXITSTATUS(status) == 0,
+                "failed checks (1 control, 2 RLIMIT_CORE, 4 dumpable): " << WEXITSTATUS(status));
 }

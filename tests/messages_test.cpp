@@ -17,6 +17,8 @@
 #include <fstream>
 #include <iterator>
 #include <random>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/errors.hpp"
@@ -134,6 +136,107 @@ TEST_CASE("every relay message and every refuse reason round-trips") {
     const auto decoded = try_decode_relay_message(encode(message));
     REQUIRE(decoded.has_value());
     CHECK(*decoded == message);
+  }
+}
+
+namespace {
+
+// Hex with any whitespace, as docs/protocol.md writes its dumps.
+std::vector<std::uint8_t> from_hex(std::string_view hex) {
+  std::vector<std::uint8_t> out;
+  std::string digits;
+  for (const char c : hex) {
+    if (c != ' ' && c != '\n') digits += c;
+  }
+  REQUIRE(digits.size() % 2 == 0);
+  for (std::size_t i = 0; i < digits.size(); i += 2) {
+    out.push_back(static_cast<std::uint8_t>(std::stoul(digits.substr(i, 2), nullptr, 16)));
+  }
+  return out;
+}
+
+// docs/protocol.md 4.2, "Byte layout": K is the frozen vectors' node key.
+constexpr std::string_view doc_key_hex =
+    "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8";
+constexpr std::string_view doc_listen =
+    "00 00 00 00 03 00 00 00  00 00 00 00 01 00 01 00  00 00 00 00 00 00 00 00"
+    "fc ff ff ff 00 00 00 00";
+// The keyed layout with the discriminant left out (its two bytes follow the first 16).
+constexpr std::string_view doc_keyed_head = "00 00 00 00 08 00 00 00  00 00 00 00 01 00 01 00";
+constexpr std::string_view doc_keyed_tail =
+    "00 00 00 00 00 00  00 00 00 00 00 00 01 00  01 00 00 00 02 01 00 00"
+    "03 a1 07 bf f3 ce 10 be  1d 70 dd 18 e7 4b c0 99  67 e4 d6 30 9b a5 0d 5f"
+    "1d dc 86 64 12 55 31 b8";
+constexpr std::string_view doc_refused_not_allowed =
+    "00 00 00 00 04 00 00 00  00 00 00 00 01 00 01 00  03 00 00 00 00 00 00 00"
+    "00 00 00 00 01 00 00 00  07 00 00 00 00 00 00 00";
+
+std::vector<std::uint8_t> doc_keyed(std::uint8_t discriminant) {
+  auto bytes = from_hex(doc_keyed_head);
+  bytes.push_back(discriminant);
+  bytes.push_back(0);
+  const auto tail = from_hex(doc_keyed_tail);
+  bytes.insert(bytes.end(), tail.begin(), tail.end());
+  return bytes;
+}
+
+PublicKey doc_key() {
+  const auto bytes = from_hex(doc_key_hex);
+  const auto key = PublicKey::from_bytes(bytes);
+  REQUIRE(key.has_value());
+  return *key;
+}
+
+}  // namespace
+
+TEST_CASE("the documented byte layouts (docs/protocol.md 4.2) are what the encoder writes") {
+  const auto k = doc_key();
+  CHECK(encode(NodeMessage{Listen{}}) == from_hex(doc_listen));
+  CHECK(encode(RelayMessage{ListenOk{}}) == from_hex(doc_listen));
+  CHECK(encode(NodeMessage{Connect{k}}) == doc_keyed(1));
+  CHECK(encode(NodeMessage{Accept{k}}) == doc_keyed(2));
+  CHECK(encode(NodeMessage{RejectConnection{k}}) == doc_keyed(3));
+  CHECK(encode(RelayMessage{IncomingConnection{k}}) == doc_keyed(1));
+  CHECK(encode(RelayMessage{Connected{k}}) == doc_keyed(2));
+  CHECK(encode(RelayMessage{Refused{RefuseReason::not_allowed}}) ==
+        from_hex(doc_refused_not_allowed));
+  auto not_found = from_hex(doc_refused_not_allowed);
+  not_found[32] = 0;  // "notFound = 0 gives a last word of zeros"
+  CHECK(encode(RelayMessage{Refused{RefuseReason::not_found}}) == not_found);
+  // And they decode back (so the sizes the doc gives, 32, 72 and 40, are whole messages).
+  CHECK(try_decode_node_message(doc_keyed(3)).value() == NodeMessage{RejectConnection{k}});
+  CHECK(from_hex(doc_listen).size() == 32);
+  CHECK(doc_keyed(1).size() == 72);
+  CHECK(from_hex(doc_refused_not_allowed).size() == 40);
+}
+
+TEST_CASE("valid but unusual encodings are accepted (docs/protocol.md 4.2)") {
+  const auto k = doc_key();
+  SUBCASE("the smallest accepted message: 16 bytes, a null root, reads as the first member") {
+    const auto smallest = serialise({0});
+    REQUIRE(smallest.size() == 16);
+    CHECK(try_decode_node_message(smallest).value() == NodeMessage{Listen{}});
+    CHECK(try_decode_relay_message(smallest).value() == RelayMessage{ListenOk{}});
+    CHECK(is_protocol_error(serialise({})));  // 8 bytes: no root pointer at all
+  }
+  SUBCASE("unreachable words inside the segment are ignored, garbage or not") {
+    auto segment = ConnectBuilder{k}.segment();
+    segment.push_back(~std::uint64_t{0});
+    segment.push_back(0x0123456789abcdefULL);
+    CHECK(try_decode_node_message(serialise(segment)).value() == NodeMessage{Connect{k}});
+  }
+  SUBCASE("objects in another order: the key before the struct that points at it") {
+    std::vector<std::uint64_t> s;
+    s.push_back(struct_ptr(0, 1, 1));  // 0: root at 1
+    s.push_back(1);                    // 1: discriminant = connect
+    s.push_back(struct_ptr(4, 0, 1));  // 2: the Connect struct at 2 + 1 + 4 = 7
+    for (auto w : key_words(k)) s.push_back(w);  // 3..6: the key
+    s.push_back(list_ptr(-5, elem_byte, key_bytes));  // 7: Connect.target, back at 7 + 1 - 5 = 3
+    CHECK(try_decode_node_message(serialise(s)).value() == NodeMessage{Connect{k}});
+  }
+  SUBCASE("a null key is an empty Data, and refused") {
+    std::vector<std::uint64_t> s{struct_ptr(0, 1, 1), 1, struct_ptr(0, 0, 1), 0};
+    CHECK(is_protocol_error(serialise(s)));
   }
 }
 

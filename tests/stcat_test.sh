@@ -10,6 +10,9 @@
 #   7. failover: the first relay killed, connect goes through the second; restarted, the
 #      listener is back on it within the backoff cap
 #   8. a relay restart (SIGTERM, then a new process) while idle: the listener re-listens
+#   9. relay in the middle: the tunnel piped into a real relay holding the friend's key: exit 5
+#  10. a failed end-to-end handshake does not end `stcat listen`: the next friend is served
+#  11. another protocol version, at a relay and end to end: exit 8
 #   and usage errors (exit 2) first.
 #
 # Needs STRELAY_BIN_DIR (CTest sets it). STCAT_TEST_MIB changes the size of test 1.
@@ -247,7 +250,7 @@ check "wrong relay key: dave's key never reached the relay" bash -c "! grep -q '
 # ---------------------------------------------------------------- 6. malicious path
 python3 "$tests_dir/stcat_flip_proxy.py" "${relay_port[r1]}" 1000000 >proxy.out 2>proxy.err &
 background+=("$!")
-wait_for proxy.out "listening on 127.0.0.1:" 10 || fail "flip proxy did not start"
+wait_for proxy.out "listening on 127.0.0.1:" 30 || fail "flip proxy did not start"
 proxy_port=$(sed 's/.*://' proxy.out)
 # The path's ticket keeps r1's key: the relay is genuine, only the path is hostile.
 "$stmgr" relay-ticket --address "127.0.0.1:$proxy_port" --idfile r1.ident --output evil.relay ||
@@ -322,6 +325,106 @@ echo "stcat_test: re-listened $took ms after the relay came back (cap $backoff_c
 connect restart --idfile alice.ident --to bob2.friend <<<"after the restart"
 check "restart: connect through the restarted relay (got $rc)" test "$rc" -eq 0
 check "restart: the bytes arrived" wait_for failover_listener.out "after the restart" 5
+kill "$listener_pid"
+finish "$listener_pid"
+
+# ---------------------------------------------------------------- 9. relay in the middle
+# A lying relay pipes alice's tunnel to bob into a real relay whose identity is bob's key
+# (docs/protocol.md 2.4, "Two layers"). The end-to-end handshake is in its own domain, so
+# alice refuses that relay's msg2 and never sends msg3.
+cp bob.ident bobrelay.ident
+start_relay bobrelay
+python3 "$tests_dir/stcat_splice_proxy.py" "${relay_port[r1]}" "${relay_port[bobrelay]}" \
+  >splice.out 2>splice.err &
+background+=("$!")
+wait_for splice.out "listening on 127.0.0.1:" 30 || fail "splice proxy did not start"
+# The path's ticket keeps r1's key: r1 pairs alice with bob's listener, then the pipe is diverted.
+"$stmgr" relay-ticket --address "127.0.0.1:$(sed 's/.*://' splice.out)" --idfile r1.ident \
+  --output splice.relay || fail "relay-ticket"
+listen mitm_listener --idfile bob.ident --relay r1.relay --allow alice.friend </dev/null
+wait_for mitm_listener.err "listening on relay" 10 || fail "relay in the middle: listener not up"
+alice_fp=$("$stmgr" pubkey --idfile alice.ident | cut -c 1-8)
+failed_before=$(count bobrelay.log "event=handshake_failed")
+connect mitm_connector --idfile alice.ident --to "$bob_key" --relay splice.relay </dev/null
+check "relay in the middle: the pipe was diverted" grep -q "diverted" splice.err
+check "relay in the middle: exit 5 (got $rc)" test "$rc" -eq 5
+check "relay in the middle: the message names the peer mismatch" \
+  grep -q "peer identity mismatch" mitm_connector.err
+check "relay in the middle: the relay with bob's key logged a failed handshake" \
+  wait_for bobrelay.log "event=handshake_failed" 5 $((failed_before + 1))
+check "relay in the middle: it saw an EOF instead of msg3" \
+  bash -c "grep 'event=handshake_failed' bobrelay.log | tail -n 1 | grep -q aborted"
+check "relay in the middle: alice's key never reached it" bash -c "! grep -q '$alice_fp' bobrelay.log"
+kill "$listener_pid"
+finish "$listener_pid"
+
+# ---------------------------------------------------------------- 10. listen after a failure
+# A single-connection listener counts a connection once its end-to-end handshake succeeded.
+# Byte 350 of what the connector sends lies in its end-to-end msg3: hop preamble 8, msg1 2 + 32,
+# msg3 2 + 144 + 72 (Connect) = 260 bytes; then end to end preamble 8, msg1 34, msg3 from 302.
+python3 "$tests_dir/stcat_flip_proxy.py" "${relay_port[r1]}" 350 >flip350.out 2>flip350.err &
+background+=("$!")
+wait_for flip350.out "listening on 127.0.0.1:" 30 || fail "flip proxy did not start"
+"$stmgr" relay-ticket --address "127.0.0.1:$(sed 's/.*://' flip350.out)" --idfile r1.ident \
+  --output flip350.relay || fail "relay-ticket"
+# -vv (one more -v than the helper's): the library's log lines, accept_failed among them.
+listen again_listener -v --idfile bob.ident --relay r1.relay --allow alice.friend </dev/null
+wait_for again_listener.err "listening on relay" 10 || fail "listen again: listener not up"
+connect flipped_connector --idfile alice.ident --to "$bob_key" --relay flip350.relay \
+  <<<"never delivered"
+check "listen again: the path flipped a byte of msg3" grep -q "flipped byte 350" flip350.err
+check "listen again: the connector did not get through (got $rc)" test "$rc" -ne 0
+check "listen again: the listener's end-to-end handshake failed" \
+  wait_for again_listener.err "event=accept_failed" 5
+check "listen again: the listener is still running" kill -0 "$listener_pid"
+connect again_friend --idfile alice.ident --to bob.friend <<<"after a failed handshake"
+check "listen again: the next friend gets through (got $rc)" test "$rc" -eq 0
+finish "$listener_pid"
+check "listen again: the listener exits 0 after serving it (got $rc)" test "$rc" -eq 0
+check "listen again: it delivered only the friend's bytes" \
+  test "$(cat again_listener.out)" == "after a failed handshake"
+
+# ---------------------------------------------------------------- 11. another protocol version
+# A server that answers every preamble with version 2's, as a relay or a node of version 2 does.
+python3 -c '
+import socket
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(16)
+print(f"listening on 127.0.0.1:{server.getsockname()[1]}", flush=True)
+while True:
+    client, _ = server.accept()
+    client.settimeout(5)
+    try:
+        client.recv(8)
+        client.sendall(b"strelay\x02")
+        client.shutdown(socket.SHUT_WR)
+        while client.recv(4096):
+            pass
+    except OSError:
+        pass
+    client.close()
+' >v2.out 2>v2.err &
+background+=("$!")
+wait_for v2.out "listening on 127.0.0.1:" 30 || fail "version 2 server did not start"
+v2_port=$(sed 's/.*://' v2.out)
+"$stmgr" relay-ticket --address "127.0.0.1:$v2_port" --idfile r1.ident --output v2.relay ||
+  fail "relay-ticket"
+connect v2_relay --idfile alice.ident --to "$bob_key" --relay v2.relay </dev/null
+check "version: a relay of version 2 gives exit 8 (got $rc)" test "$rc" -eq 8
+check "version: the message says so" grep -q "another strelay protocol version" v2_relay.err
+python3 "$tests_dir/stcat_splice_proxy.py" "${relay_port[r1]}" "$v2_port" >splice2.out \
+  2>splice2.err &
+background+=("$!")
+wait_for splice2.out "listening on 127.0.0.1:" 30 || fail "splice proxy did not start"
+"$stmgr" relay-ticket --address "127.0.0.1:$(sed 's/.*://' splice2.out)" --idfile r1.ident \
+  --output splice2.relay || fail "relay-ticket"
+listen v2_listener --idfile bob.ident --relay r1.relay --allow alice.friend </dev/null
+wait_for v2_listener.err "listening on relay" 10 || fail "version: listener not up"
+connect v2_peer --idfile alice.ident --to "$bob_key" --relay splice2.relay </dev/null
+check "version: the tunnel reached the version 2 server" grep -q "diverted" splice2.err
+check "version: a peer of version 2 gives exit 8 (got $rc)" test "$rc" -eq 8
+check "version: the message says so" grep -q "another strelay protocol version" v2_peer.err
 kill "$listener_pid"
 finish "$listener_pid"
 

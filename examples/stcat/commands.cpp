@@ -83,8 +83,8 @@ std::set<PublicKey> load_allowed(const std::vector<std::string>& values) {
   return keys;
 }
 
-// -v: the node's events as plain lines on stderr. A relay that does not hold its ticket's key
-// is worth a warning even without -v.
+// -v: the node's events as plain lines on stderr. A relay that does not hold its ticket's key,
+// or speaks another protocol version, is worth a warning even without -v.
 class Reporter : public NodeObserver {
  public:
   explicit Reporter(bool verbose) : verbose_(verbose) {}
@@ -93,7 +93,9 @@ class Reporter : public NodeObserver {
   }
   void relay_down(const RelayTicket& relay, std::error_code why,
                   std::chrono::milliseconds retry_in) override {
-    if (!verbose_ && why != errc::relay_identity_mismatch) return;
+    if (!verbose_ && why != errc::relay_identity_mismatch && why != errc::unsupported_version) {
+      return;
+    }
     std::cerr << "stcat: " << (verbose_ ? "" : "warning: ") << "relay " << name(relay) << ": "
               << why.message() << "; retrying in "
               << std::chrono::duration<double>(retry_in).count() << " s" << std::endl;

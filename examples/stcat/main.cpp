@@ -11,6 +11,8 @@
 
 int main(int argc, char** argv) {
   using namespace strelay::stcat;
+  // Before anything else: session keys and the peer's bytes will sit on the heap.
+  strelay::disable_core_dumps();
   CLI::App app{"stcat: pipe bytes to a friend through strelay relays, like nc", "stcat"};
   app.set_version_flag("--version", std::string("stcat ") + STRELAY_VERSION);
   app.require_subcommand(1);

@@ -68,6 +68,7 @@ std::string exit_codes_help() {
          "  5  identity mismatch: a relay (or the peer) does not hold the key it should\n"
          "  6  integrity error: tunnel data failed to authenticate (tampering on the path)\n"
          "  7  connection lost before all data was exchanged\n"
+         "  8  a relay (or the peer) speaks another strelay protocol version\n"
          "  130, 143  interrupted by SIGINT, SIGTERM";
 }
 
@@ -76,8 +77,10 @@ int exit_code_for_connect(std::error_code error) {
   if (error == errc::relay_identity_mismatch || error == errc::peer_identity_mismatch) {
     return exit_identity_mismatch;
   }
-  if (error == errc::relay_unreachable || error == errc::unsupported_version ||
-      error == errc::channel_closed || error == errc::aborted || error == errc::bad_magic) {
+  // Not "unreachable": a relay of another version answered, and retrying will not help.
+  if (error == errc::unsupported_version) return exit_version;
+  if (error == errc::relay_unreachable || error == errc::channel_closed || error == errc::aborted ||
+      error == errc::bad_magic) {
     return exit_unreachable;
   }
   if (error == errc::decrypt_failed || error == errc::protocol_error ||

@@ -18,6 +18,7 @@ enum ExitCode : int {
   exit_identity_mismatch = 5,  // a relay's (or the peer's) key is not the pinned one
   exit_integrity = 6,          // tunnel data failed to authenticate (tampering), either side
   exit_lost = 7,               // the connection ended before all data was exchanged
+  exit_version = 8,            // a relay (or the peer) speaks another protocol version
 };
 
 // The --help text of the table above.

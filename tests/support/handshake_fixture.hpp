@@ -1,12 +1,17 @@
 // Shared by the handshake's tests (tests/handshake_test.cpp: round trips and the frozen vectors;
 // tests/handshake_attack_test.cpp: wrong relay, tampering, replay, bad keys and signatures):
 //
-//  - the fixed parties of the frozen vectors (tests/vectors/strelay-xk1sig.json), and one
-//    recorded handshake between them;
+//  - the fixed parties of the frozen vectors (tests/vectors/strelay-xk1sig.json for the hop,
+//    strelay-xk1sig-e2e.json end to end: the same parties and ephemerals), and one recorded
+//    handshake between them per layer;
 //  - an independent writer on the Noise core (ManualInitiator, ManualResponder) for messages the
 //    product would never write (bad signatures, bad identities, other contexts). Every negative
 //    case has a positive control through the same writer, so a test cannot pass because the
-//    writer itself is broken.
+//    writer itself is broken. The writer builds each layer's prologue and contexts from its own
+//    literals (prologue_of, contexts_of), not from the product's constants.
+//
+// The helpers below default to the hop layer (most attacks are the same in both); the
+// end-to-end cases name their layer.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -48,18 +53,28 @@ struct Keys {
 };
 const Keys& keys();
 
-InitiatorHandshake fixed_initiator();
-ResponderHandshake fixed_responder();
+// The prologue and the two signature contexts of a layer, written out independently.
+Bytes prologue_of(HandshakeLayer layer);
+struct Contexts {
+  std::string_view responder, initiator;
+};
+Contexts contexts_of(HandshakeLayer layer);
+// The first request of the vectors: the hop's; end to end, msg3's payload is always empty.
+const Bytes& first_payload_of(HandshakeLayer layer);
 
-// One recorded handshake between the fixed parties (deterministic: Ed25519 is too).
+InitiatorHandshake fixed_initiator(HandshakeLayer layer = HandshakeLayer::hop);
+ResponderHandshake fixed_responder(HandshakeLayer layer = HandshakeLayer::hop);
+
+// One recorded handshake between the fixed parties (deterministic: Ed25519 is too); msg3
+// carries first_payload_of(layer).
 struct Transcript {
   Bytes msg1, msg2, msg3;
 };
-const Transcript& recorded();
+const Transcript& recorded(HandshakeLayer layer = HandshakeLayer::hop);
 
 // Fixed-party states advanced to just before reading msg2 / msg3.
-InitiatorHandshake initiator_awaiting_msg2();
-ResponderHandshake responder_awaiting_msg3();
+InitiatorHandshake initiator_awaiting_msg2(HandshakeLayer layer = HandshakeLayer::hop);
+ResponderHandshake responder_awaiting_msg3(HandshakeLayer layer = HandshakeLayer::hop);
 
 // True when `text` sealed by `sender` opens with `receiver`.
 bool pair_matches(CipherState& sender, CipherState& receiver, std::string_view text);
@@ -83,8 +98,9 @@ struct ManualResponder {
   SymmetricState state;
   DhKeyPair e;
 
-  explicit ManualResponder(const Key& mixed_key, const std::optional<Key>& e_secret = {})
-      : state(manual_initial_state(mixed_key)), e(ephemeral(e_secret)) {}
+  explicit ManualResponder(const Key& mixed_key, const std::optional<Key>& e_secret = {},
+                           std::span<const std::uint8_t> prologue = current_preamble)
+      : state(manual_initial_state(mixed_key, prologue)), e(ephemeral(e_secret)) {}
   Bytes msg2(std::span<const std::uint8_t> msg1, const Signer& signer) {
     state.mix_hash(msg1);  // e
     state.mix_hash({});    // empty payload
@@ -104,8 +120,9 @@ struct ManualInitiator {
   SymmetricState state;
   DhKeyPair e;
 
-  explicit ManualInitiator(const Key& responder_key, const std::optional<Key>& e_secret = {})
-      : state(manual_initial_state(responder_key)), e(ephemeral(e_secret)) {}
+  explicit ManualInitiator(const Key& responder_key, const std::optional<Key>& e_secret = {},
+                           std::span<const std::uint8_t> prologue = current_preamble)
+      : state(manual_initial_state(responder_key, prologue)), e(ephemeral(e_secret)) {}
   Bytes msg1() {
     state.mix_hash(e.public_key());  // e
     state.mix_hash({});
@@ -130,9 +147,15 @@ struct ManualInitiator {
   }
 };
 
-// Runs a product responder against a manual initiator up to msg3; returns consume_msg3's result.
-std::error_code relay_reads_manual_msg3(const Key& claimed_identity, const Signer& signer);
-// Runs a product initiator against a manual responder; returns consume_msg2's result.
-std::error_code node_reads_manual_msg2(const Key& mixed_key, const Signer& signer);
+// Runs a product responder of `layer` against a manual initiator up to msg3; returns
+// consume_msg3's result. The manual side's prologue is prologue_of(layer) unless given.
+std::error_code relay_reads_manual_msg3(const Key& claimed_identity, const Signer& signer,
+                                        HandshakeLayer layer = HandshakeLayer::hop,
+                                        const std::optional<Bytes>& manual_prologue = {});
+// Runs a product initiator of `layer` against a manual responder; returns consume_msg2's
+// result. The manual side's prologue is prologue_of(layer) unless given.
+std::error_code node_reads_manual_msg2(const Key& mixed_key, const Signer& signer,
+                                       HandshakeLayer layer = HandshakeLayer::hop,
+                                       const std::optional<Bytes>& manual_prologue = {});
 
 }  // namespace strelay::test::xk1

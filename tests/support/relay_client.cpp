@@ -37,7 +37,7 @@ asio::awaitable<RelayConnection> open_connection(const RelayAddress& relay, cons
     co_return out;
   }
   const auto payload = encode(request);
-  out.error = co_await connect_handshake(socket, self, relay.key, payload,
+  out.error = co_await connect_handshake(socket, self, relay.key, HandshakeLayer::hop, payload,
                                          std::chrono::steady_clock::now() + timeout, out.channel);
   co_return out;
 }
