@@ -51,9 +51,10 @@ void Registration::reset() noexcept {
 
 // ---------------------------------------------------------------- Relay
 
-Relay::Relay(const Options& options, Metrics& metrics, Logger& log, TunnelObserver& observer,
+Relay::Relay(const Options& options, Clock& clock, Metrics& metrics, Logger& log, TunnelObserver& observer,
              asio::any_io_executor timer_executor)
-    : metrics_(metrics),
+    : clock_(clock),
+      metrics_(metrics),
       log_(log),
       observer_(observer),
       timer_executor_(std::move(timer_executor)),
@@ -69,7 +70,7 @@ Registration Relay::join(ConnId id, const PublicKey& peer, std::shared_ptr<Relay
 
 void Relay::request(ConnId id, const PublicKey& peer, const NodeMessage& message) {
   std::lock_guard lock(mutex_);
-  auto actions = state_.handle(id, peer, message, Clock::now());
+  auto actions = state_.handle(id, peer, message, clock_.now());
   if (std::holds_alternative<Listen>(message)) metrics_.listen_total.inc();
   arm_ttl_locked();
   dispatch_locked(std::move(actions));
@@ -79,7 +80,7 @@ void Relay::leave(ConnId id) {
   std::lock_guard lock(mutex_);
   sessions_.erase(id);
   if (stopped_) return;  // the workers are gone: nothing may be posted
-  dispatch_locked(state_.disconnect(id, Clock::now()));
+  dispatch_locked(state_.disconnect(id, clock_.now()));
 }
 
 void Relay::count_locked(const Action& action) {
@@ -146,7 +147,7 @@ void Relay::arm_ttl_locked() {
 void Relay::start() { asio::co_spawn(timer_executor_, ttl_loop(), asio::detached); }
 
 asio::awaitable<void> Relay::ttl_loop() {
-  RelayTimer timer(timer_executor_);
+  RelayTimer timer(timer_executor_, clock_);
   {
     std::lock_guard lock(mutex_);
     ttl_timer_ = &timer;
@@ -169,7 +170,7 @@ asio::awaitable<void> Relay::ttl_loop() {
     co_await timer.async_wait(await_tuple);
     std::lock_guard lock(mutex_);
     if (stopped_) break;
-    dispatch_locked(state_.expire(Clock::now()));
+    dispatch_locked(state_.expire(clock_.now()));
   }
 }
 
@@ -186,7 +187,7 @@ void Relay::start_tunnel(const Paired& pairing, TunnelEnd connector, TunnelEnd a
     std::lock_guard lock(mutex_);
     options = tunnel_options_;
   }
-  auto tunnel = std::make_shared<Tunnel>(std::move(a), std::move(b), options, &observer_);
+  auto tunnel = std::make_shared<Tunnel>(std::move(a), std::move(b), options, clock_, &observer_);
   track(tunnel);
   auto holds = std::make_shared<std::pair<ConnectionHold, ConnectionHold>>(std::move(connector.hold),
                                                                           std::move(acceptor.hold));

@@ -102,9 +102,9 @@ class Relay final : public SessionHost {
     Tunnel::Options tunnel;
   };
 
-  // `metrics`, `log`, `observer` and `clock` must outlive the relay; `timer_executor` runs the
+  // `clock`, `metrics`, `log` and `observer` must outlive the relay; `timer_executor` runs the
   // TTL loop. The relay must outlive every session and tunnel that uses it.
-  Relay(const Options& options, Metrics& metrics, Logger& log, TunnelObserver& observer,
+  Relay(const Options& options, Clock& clock, Metrics& metrics, Logger& log, TunnelObserver& observer,
         boost::asio::any_io_executor timer_executor);
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
@@ -147,6 +147,7 @@ class Relay final : public SessionHost {
   void track(const std::shared_ptr<Tunnel>& tunnel);
   void untrack(const Tunnel* tunnel);
 
+  Clock& clock_;
   Metrics& metrics_;
   Logger& log_;
   TunnelObserver& observer_;

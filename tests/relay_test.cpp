@@ -54,12 +54,13 @@ class NoTunnels final : public TunnelObserver {
 };
 
 struct Fixture {
+  Clock clock;
   boost::asio::io_context io;
   Metrics metrics;
   std::string lines;
   Logger log{Logger::Options{.sink = [this](std::string_view line) { lines.append(line); }}};
   NoTunnels observer;
-  Relay relay{Relay::Options{}, metrics, log, observer, io.get_executor()};
+  Relay relay{Relay::Options{}, clock, metrics, log, observer, io.get_executor()};
   PublicKey alice = Identity::generate().public_key();
   PublicKey bob = Identity::generate().public_key();
 };
