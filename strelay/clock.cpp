@@ -1,8 +1,7 @@
 #include "strelay/clock.hpp"
 
-#include <vector>
-
 #include <boost/asio/post.hpp>
+#include <vector>
 
 namespace strelay {
 
@@ -51,15 +50,19 @@ void Clock::delist(RelayTimer* timer) {
   if (timer->next_ != nullptr) timer->next_->prev_ = timer->prev_;
 }
 
-RelayTimer::RelayTimer(executor_type executor, Clock& clock) : clock_(clock), timer_(std::move(executor)) {
+RelayTimer::RelayTimer(executor_type executor, Clock& clock)
+    : clock_(clock), timer_(std::move(executor)) {
   clock_.enlist(this);
 }
 
-RelayTimer::RelayTimer(executor_type executor, Clock& clock, TimePoint expiry) : RelayTimer(std::move(executor), clock) {
+RelayTimer::RelayTimer(executor_type executor, Clock& clock, TimePoint expiry)
+    : RelayTimer(std::move(executor), clock) {
   expiry_ = expiry;
 }
 
-RelayTimer::~RelayTimer() { clock_.delist(this); }
+RelayTimer::~RelayTimer() {
+  clock_.delist(this);
+}
 
 void RelayTimer::expires_at(TimePoint expiry) {
   expiry_ = expiry;

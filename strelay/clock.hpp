@@ -21,14 +21,13 @@
 #pragma once
 
 #include <atomic>
-#include <chrono>
-#include <cstdint>
-#include <mutex>
-
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/compose.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
 
 namespace strelay {
 
@@ -94,7 +93,8 @@ class RelayTimer {
   template <class Token>
   auto async_wait(Token&& token) {
     return boost::asio::async_compose<Token, void(boost::system::error_code)>(
-        [this, cancels = cancels_, started = false](auto& self, boost::system::error_code ec = {}) mutable {
+        [this, cancels = cancels_, started = false](auto& self,
+                                                    boost::system::error_code ec = {}) mutable {
           if (started) {
             if (cancels != cancels_ || self.cancelled() != boost::asio::cancellation_type::none) {
               self.complete(boost::asio::error::operation_aborted);

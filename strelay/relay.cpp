@@ -1,10 +1,11 @@
-#include "common/coro.hpp"
 #include "strelay/relay.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+
+#include "common/coro.hpp"
 
 namespace strelay {
 
@@ -51,8 +52,8 @@ void Registration::reset() noexcept {
 
 // ---------------------------------------------------------------- Relay
 
-Relay::Relay(const Options& options, Clock& clock, Metrics& metrics, Logger& log, TunnelObserver& observer,
-             asio::any_io_executor timer_executor)
+Relay::Relay(const Options& options, Clock& clock, Metrics& metrics, Logger& log,
+             TunnelObserver& observer, asio::any_io_executor timer_executor)
     : clock_(clock),
       metrics_(metrics),
       log_(log),
@@ -88,8 +89,10 @@ void Relay::count_locked(const Action& action) {
     if (const auto* refused = std::get_if<Refused>(&send->message)) {
       const auto outcome = connect_outcome(refused->reason);
       metrics_.connect_outcomes_total.inc(outcome);
-      if (outcome == ConnectOutcome::rate_limited) metrics_.limit_hits_total.inc(LimitReason::connect_rate);
-      if (outcome == ConnectOutcome::overloaded) metrics_.limit_hits_total.inc(LimitReason::half_tunnels);
+      if (outcome == ConnectOutcome::rate_limited)
+        metrics_.limit_hits_total.inc(LimitReason::connect_rate);
+      if (outcome == ConnectOutcome::overloaded)
+        metrics_.limit_hits_total.inc(LimitReason::half_tunnels);
     }
   } else if (const auto* close = std::get_if<CloseConn>(&action)) {
     if (close->reason == CloseReason::replaced) metrics_.replaced_total.inc();
@@ -112,13 +115,16 @@ void Relay::dispatch_locked(Actions actions) {
   for (auto& action : actions) {
     count_locked(action);
     if (auto* send = std::get_if<SendTo>(&action)) {
-      if (auto session = find(send->to)) posts.emplace_back(std::move(session), std::move(send->message));
+      if (auto session = find(send->to))
+        posts.emplace_back(std::move(session), std::move(send->message));
     } else if (auto* close = std::get_if<CloseConn>(&action)) {
       if (auto session = find(close->conn)) posts.emplace_back(std::move(session), close->reason);
     } else {
       const auto& paired = std::get<Paired>(action);
       auto rendezvous = std::make_shared<Rendezvous>(
-          paired, log_, [this](const Paired& p, TunnelEnd connector, TunnelEnd acceptor, asio::any_io_executor ex) {
+          paired, log_,
+          [this](const Paired& p, TunnelEnd connector, TunnelEnd acceptor,
+                 asio::any_io_executor ex) {
             start_tunnel(p, std::move(connector), std::move(acceptor), std::move(ex));
           });
       for (ConnId id : {paired.connector, paired.acceptor}) {
@@ -144,7 +150,9 @@ void Relay::arm_ttl_locked() {
   });
 }
 
-void Relay::start() { asio::co_spawn(timer_executor_, ttl_loop(), asio::detached); }
+void Relay::start() {
+  asio::co_spawn(timer_executor_, ttl_loop(), asio::detached);
+}
 
 asio::awaitable<void> Relay::ttl_loop() {
   RelayTimer timer(timer_executor_, clock_);
@@ -189,8 +197,8 @@ void Relay::start_tunnel(const Paired& pairing, TunnelEnd connector, TunnelEnd a
   }
   auto tunnel = std::make_shared<Tunnel>(std::move(a), std::move(b), options, clock_, &observer_);
   track(tunnel);
-  auto holds = std::make_shared<std::pair<ConnectionHold, ConnectionHold>>(std::move(connector.hold),
-                                                                          std::move(acceptor.hold));
+  auto holds = std::make_shared<std::pair<ConnectionHold, ConnectionHold>>(
+      std::move(connector.hold), std::move(acceptor.hold));
   auto run = [this, tunnel, pairing, holds]() -> asio::awaitable<void> {
     GaugeHold live(metrics_.tunnels);
     log_.info("tunnel_open", LogTags{pairing.connector, pairing.connector_key},

@@ -5,14 +5,13 @@
 
 #include <doctest/doctest.h>
 
-#include <optional>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <optional>
 
 using namespace strelay;
 using namespace std::chrono_literals;
@@ -64,8 +63,12 @@ TEST_CASE("cancel and a new expiry end the wait in progress with operation_abort
   RelayTimer timer(f.io.get_executor(), f.clock, f.clock.now() + 1h);
   std::optional<boost::system::error_code> first;
   timer.async_wait([&](boost::system::error_code ec) { first = ec; });
-  SUBCASE("cancel") { timer.cancel(); }
-  SUBCASE("expires_at") { timer.expires_at(f.clock.now() + 2h); }
+  SUBCASE("cancel") {
+    timer.cancel();
+  }
+  SUBCASE("expires_at") {
+    timer.expires_at(f.clock.now() + 2h);
+  }
   f.settle();
   REQUIRE(first);
   CHECK(*first == asio::error::operation_aborted);
@@ -75,7 +78,8 @@ TEST_CASE("cancel and a new expiry end the wait in progress with operation_abort
   CHECK(*first == asio::error::operation_aborted);
 }
 
-TEST_CASE("a wait raced with || is cancelled by the winner, and the clock still wakes the next wait") {
+TEST_CASE(
+    "a wait raced with || is cancelled by the winner, and the clock still wakes the next wait") {
   using namespace asio::experimental::awaitable_operators;
   Fixture f;
   RelayTimer timer(f.io.get_executor(), f.clock, f.clock.now() + 1h);
@@ -84,7 +88,8 @@ TEST_CASE("a wait raced with || is cancelled by the winner, and the clock still 
   asio::co_spawn(
       f.io,
       [&]() -> asio::awaitable<void> {
-        auto raced = co_await (quick.async_wait(asio::use_awaitable) || timer.async_wait(asio::use_awaitable));
+        auto raced = co_await (quick.async_wait(asio::use_awaitable) ||
+                               timer.async_wait(asio::use_awaitable));
         winner = raced.index();
       },
       asio::detached);
