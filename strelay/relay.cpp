@@ -1,10 +1,11 @@
-#include "common/coro.hpp"
 #include "strelay/relay.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+
+#include "common/coro.hpp"
 
 namespace strelay {
 
@@ -51,9 +52,10 @@ void Registration::reset() noexcept {
 
 // ---------------------------------------------------------------- Relay
 
-Relay::Relay(const Options& options, Metrics& metrics, Logger& log, TunnelObserver& observer,
-             asio::any_io_executor timer_executor)
-    : metrics_(metrics),
+Relay::Relay(const Options& options, Clock& clock, Metrics& metrics, Logger& log,
+             TunnelObserver& observer, asio::any_io_executor timer_executor)
+    : clock_(clock),
+      metrics_(metrics),
       log_(log),
       observer_(observer),
       timer_executor_(std::move(timer_executor)),
@@ -69,7 +71,7 @@ Registration Relay::join(ConnId id, const PublicKey& peer, std::shared_ptr<Relay
 
 void Relay::request(ConnId id, const PublicKey& peer, const NodeMessage& message) {
   std::lock_guard lock(mutex_);
-  auto actions = state_.handle(id, peer, message, Clock::now());
+  auto actions = state_.handle(id, peer, message, clock_.now());
   if (std::holds_alternative<Listen>(message)) metrics_.listen_total.inc();
   arm_ttl_locked();
   dispatch_locked(std::move(actions));
@@ -79,7 +81,7 @@ void Relay::leave(ConnId id) {
   std::lock_guard lock(mutex_);
   sessions_.erase(id);
   if (stopped_) return;  // the workers are gone: nothing may be posted
-  dispatch_locked(state_.disconnect(id, Clock::now()));
+  dispatch_locked(state_.disconnect(id, clock_.now()));
 }
 
 void Relay::count_locked(const Action& action) {
@@ -87,8 +89,10 @@ void Relay::count_locked(const Action& action) {
     if (const auto* refused = std::get_if<Refused>(&send->message)) {
       const auto outcome = connect_outcome(refused->reason);
       metrics_.connect_outcomes_total.inc(outcome);
-      if (outcome == ConnectOutcome::rate_limited) metrics_.limit_hits_total.inc(LimitReason::connect_rate);
-      if (outcome == ConnectOutcome::overloaded) metrics_.limit_hits_total.inc(LimitReason::half_tunnels);
+      if (outcome == ConnectOutcome::rate_limited)
+        metrics_.limit_hits_total.inc(LimitReason::connect_rate);
+      if (outcome == ConnectOutcome::overloaded)
+        metrics_.limit_hits_total.inc(LimitReason::half_tunnels);
     }
   } else if (const auto* close = std::get_if<CloseConn>(&action)) {
     if (close->reason == CloseReason::replaced) metrics_.replaced_total.inc();
@@ -111,13 +115,16 @@ void Relay::dispatch_locked(Actions actions) {
   for (auto& action : actions) {
     count_locked(action);
     if (auto* send = std::get_if<SendTo>(&action)) {
-      if (auto session = find(send->to)) posts.emplace_back(std::move(session), std::move(send->message));
+      if (auto session = find(send->to))
+        posts.emplace_back(std::move(session), std::move(send->message));
     } else if (auto* close = std::get_if<CloseConn>(&action)) {
       if (auto session = find(close->conn)) posts.emplace_back(std::move(session), close->reason);
     } else {
       const auto& paired = std::get<Paired>(action);
       auto rendezvous = std::make_shared<Rendezvous>(
-          paired, log_, [this](const Paired& p, TunnelEnd connector, TunnelEnd acceptor, asio::any_io_executor ex) {
+          paired, log_,
+          [this](const Paired& p, TunnelEnd connector, TunnelEnd acceptor,
+                 asio::any_io_executor ex) {
             start_tunnel(p, std::move(connector), std::move(acceptor), std::move(ex));
           });
       for (ConnId id : {paired.connector, paired.acceptor}) {
@@ -143,10 +150,12 @@ void Relay::arm_ttl_locked() {
   });
 }
 
-void Relay::start() { asio::co_spawn(timer_executor_, ttl_loop(), asio::detached); }
+void Relay::start() {
+  asio::co_spawn(timer_executor_, ttl_loop(), asio::detached);
+}
 
 asio::awaitable<void> Relay::ttl_loop() {
-  RelayTimer timer(timer_executor_);
+  RelayTimer timer(timer_executor_, clock_);
   {
     std::lock_guard lock(mutex_);
     ttl_timer_ = &timer;
@@ -169,7 +178,7 @@ asio::awaitable<void> Relay::ttl_loop() {
     co_await timer.async_wait(await_tuple);
     std::lock_guard lock(mutex_);
     if (stopped_) break;
-    dispatch_locked(state_.expire(Clock::now()));
+    dispatch_locked(state_.expire(clock_.now()));
   }
 }
 
@@ -186,10 +195,10 @@ void Relay::start_tunnel(const Paired& pairing, TunnelEnd connector, TunnelEnd a
     std::lock_guard lock(mutex_);
     options = tunnel_options_;
   }
-  auto tunnel = std::make_shared<Tunnel>(std::move(a), std::move(b), options, &observer_);
+  auto tunnel = std::make_shared<Tunnel>(std::move(a), std::move(b), options, clock_, &observer_);
   track(tunnel);
-  auto holds = std::make_shared<std::pair<ConnectionHold, ConnectionHold>>(std::move(connector.hold),
-                                                                          std::move(acceptor.hold));
+  auto holds = std::make_shared<std::pair<ConnectionHold, ConnectionHold>>(
+      std::move(connector.hold), std::move(acceptor.hold));
   auto run = [this, tunnel, pairing, holds]() -> asio::awaitable<void> {
     GaugeHold live(metrics_.tunnels);
     log_.info("tunnel_open", LogTags{pairing.connector, pairing.connector_key},

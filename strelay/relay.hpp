@@ -18,15 +18,14 @@
 // a timer on that clock, on the executor given at construction (the server's worker 0).
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <cstddef>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
 #include <variant>
-
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/awaitable.hpp>
 
 #include "common/keys.hpp"
 #include "common/log.hpp"
@@ -61,7 +60,8 @@ class SessionHost {
   // An authenticated session joins before its first request is handled. The registration's
   // destructor leaves: the session is erased from the registry and the pairing table forgets
   // its connection, in one step, on every path (return or exception).
-  virtual Registration join(ConnId id, const PublicKey& peer, std::shared_ptr<RelayMember> member) = 0;
+  virtual Registration join(ConnId id, const PublicKey& peer,
+                            std::shared_ptr<RelayMember> member) = 0;
 
  protected:
   ~SessionHost() = default;
@@ -76,7 +76,8 @@ class SessionHost {
 class Registration {
  public:
   Registration() = default;
-  Registration(SessionHost* host, ConnId id, const PublicKey& peer) : host_(host), id_(id), peer_(peer) {}
+  Registration(SessionHost* host, ConnId id, const PublicKey& peer)
+      : host_(host), id_(id), peer_(peer) {}
   Registration(Registration&& other) noexcept { *this = std::move(other); }
   Registration& operator=(Registration&& other) noexcept;
   ~Registration() { reset(); }
@@ -102,10 +103,10 @@ class Relay final : public SessionHost {
     Tunnel::Options tunnel;
   };
 
-  // `metrics`, `log`, `observer` and `clock` must outlive the relay; `timer_executor` runs the
+  // `clock`, `metrics`, `log` and `observer` must outlive the relay; `timer_executor` runs the
   // TTL loop. The relay must outlive every session and tunnel that uses it.
-  Relay(const Options& options, Metrics& metrics, Logger& log, TunnelObserver& observer,
-        boost::asio::any_io_executor timer_executor);
+  Relay(const Options& options, Clock& clock, Metrics& metrics, Logger& log,
+        TunnelObserver& observer, boost::asio::any_io_executor timer_executor);
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
 
@@ -138,15 +139,16 @@ class Relay final : public SessionHost {
  private:
   void request(ConnId id, const PublicKey& peer, const NodeMessage& message) override;
   void leave(ConnId id) override;
-  void dispatch_locked(Actions actions);  // mutex_ held
+  void dispatch_locked(Actions actions);    // mutex_ held
   void count_locked(const Action& action);  // mutex_ held
-  void arm_ttl_locked();                  // mutex_ held
+  void arm_ttl_locked();                    // mutex_ held
   boost::asio::awaitable<void> ttl_loop();
   void start_tunnel(const Paired& pairing, TunnelEnd connector, TunnelEnd acceptor,
                     boost::asio::any_io_executor executor);
   void track(const std::shared_ptr<Tunnel>& tunnel);
   void untrack(const Tunnel* tunnel);
 
+  Clock& clock_;
   Metrics& metrics_;
   Logger& log_;
   TunnelObserver& observer_;

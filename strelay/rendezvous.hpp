@@ -13,12 +13,11 @@
 // Thread-safety: arrive() and abandon() may be called from any worker; mutex_ guards the rest.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
-
-#include <boost/asio/any_io_executor.hpp>
 
 #include "common/log.hpp"
 #include "strelay/limits.hpp"
@@ -46,7 +45,7 @@ class Rendezvous : public std::enable_shared_from_this<Rendezvous> {
   // Called once, by the second end to arrive, on that end's worker (`executor`).
   using StartTunnel =
       std::function<void(const Paired& pairing, TunnelEnd connector, TunnelEnd acceptor,
-                          boost::asio::any_io_executor executor)>;
+                         boost::asio::any_io_executor executor)>;
 
   // `log` must outlive the rendezvous.
   Rendezvous(const Paired& pairing, Logger& log, StartTunnel start)

@@ -98,9 +98,9 @@ Server::Server(const Identity& identity, ServerSettings settings, Metrics& metri
         workers_.back()->get_executor()));
     // A worker's reactor (an epoll, an eventfd, a timerfd) opens with its first I/O object:
     // open it now, so that run() counts its descriptors in the budget.
-    RelayTimer open_reactor(*workers_.back());
+    asio::steady_timer open_reactor(*workers_.back());
   }
-  relay_ = std::make_unique<Relay>(Relay::Options{settings.pairing, settings.tunnel}, metrics_, log_, *observer_,
+  relay_ = std::make_unique<Relay>(Relay::Options{settings.pairing, settings.tunnel}, clock_, metrics_, log_, *observer_,
                                    workers_[0]->get_executor());
 }
 
@@ -197,17 +197,6 @@ DescriptorBudget Server::descriptor_budget() const {
   return budget_;
 }
 
-// A timer that expired long ago is the earliest in its queue, so scheduling it makes the
-// reactor recompute its timeout from Clock::now() and run every timer now due. (One that
-// expires "now" would not be earliest when a timer is already overdue by the moved clock, and
-// the reactor would keep waiting for the old real-time instant.)
-void Server::recheck_timers() {
-  for (auto& worker : workers_) {
-    auto kick = std::make_shared<RelayTimer>(*worker, Clock::time_point::min());
-    kick->async_wait([kick](boost::system::error_code) {});
-  }
-}
-
 asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor) {
   Clock::duration backoff{};
   asio::steady_timer pause(acceptor.get_executor());
@@ -240,7 +229,7 @@ void Server::hand_off(tcp::socket socket) {
   const auto remote = socket.remote_endpoint(remote_ec);
   if (remote_ec) return;  // already gone
   const auto source = SourceKey::from_address(remote.address());
-  auto admitted = admission_.try_admit(source, Clock::now());
+  auto admitted = admission_.try_admit(source, clock_.now());
   if (auto* refusal = std::get_if<AdmissionRefusal>(&admitted)) {
     // Before a handshake nothing can be said with authority: count, log (rate-limited), close.
     metrics_.limit_hits_total.inc(limit_reason(*refusal));
@@ -251,7 +240,7 @@ void Server::hand_off(tcp::socket socket) {
   auto current = settings();
   tune_socket(socket, current->dead_peer);
   ConnectionHold hold{std::get<Admission::Admitted>(std::move(admitted)), GaugeHold(metrics_.connections)};
-  Session::start(std::make_shared<Session>(SessionContext{std::move(current), identity_, metrics_, log_}, *relay_,
+  Session::start(std::make_shared<Session>(SessionContext{std::move(current), identity_, clock_, metrics_, log_}, *relay_,
                                            relay_->next_conn_id(), std::move(socket), remote, std::move(hold)));
 }
 
@@ -292,9 +281,8 @@ asio::awaitable<void> Server::drain() {
   // Connections still in their handshake are owed nothing (they are closed at exit without a
   // word, as any failed handshake is), so they do not hold the drain.
   asio::steady_timer poll(*workers_[0]);
-  const auto deadline = Clock::now() + settings()->drain;
-  while (metrics_.connections.get() - metrics_.pending_handshakes.get() > 0 &&
-         Clock::now() < deadline) {
+  const auto deadline = clock_.now() + settings()->drain;
+  while (metrics_.connections.get() - metrics_.pending_handshakes.get() > 0 && clock_.now() < deadline) {
     poll.expires_after(drain_poll);
     co_await poll.async_wait(await_tuple);
   }

@@ -10,8 +10,8 @@
 //   admission_    is internally locked (it also grants tunnels their pipe descriptors);
 //   budget_mutex_ guards budget_ (the descriptor budget, set on worker 0 when run() starts);
 //   settings_     is an atomic snapshot; metrics_ is relaxed atomics.
-// Timers that tests move run on strelay::Clock (strelay/clock.hpp); recheck_timers() makes the
-// workers re-read it.
+// Every deadline the relay keeps runs on the server's Clock (strelay/clock.hpp), which tests
+// move through clock().
 //
 // Shutdown has one path: shutdown() closes the acceptors, asks every session to close with
 // Close{shutdown} and every tunnel to stop, waits for them up to the drain deadline, then stops
@@ -62,9 +62,8 @@ class Server {
   void run();
   // Starts the drain; thread-safe and idempotent.
   void shutdown();
-  // Tests that moved strelay::Clock forward: makes every worker re-read the clock at once, so
-  // the timers now due fire (without this they fire at their old real-time instant).
-  void recheck_timers();
+  // The relay's clock. Tests move it (Clock::advance); timers due by then fire at once.
+  Clock& clock() { return clock_; }
   // The descriptor budget in force (all zero when settings.descriptors.nofile is 0), and the
   // descriptors the process had open when run() started.
   DescriptorBudget descriptor_budget() const;
@@ -97,6 +96,7 @@ class Server {
   void apply_descriptor_budget();  // on worker 0, before the first accept
 
   const Identity& identity_;
+  Clock clock_;  // before the workers: their timers are on it
   std::atomic<std::shared_ptr<const ServerSettings>> settings_;
   std::vector<boost::asio::ip::tcp::endpoint> listen_;
   std::unique_ptr<TunnelObserver> observer_;

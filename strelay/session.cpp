@@ -45,8 +45,8 @@ Session::Session(SessionContext context, SessionHost& host, ConnId id, tcp::sock
       client_(std::move(client)),
       socket_(std::move(socket)),
       hold_(std::move(hold)),
-      wake_(socket_.get_executor()),
-      keepalive_(Keepalive::answering_only(Clock::now())),
+      wake_(socket_.get_executor(), context_.clock),
+      keepalive_(Keepalive::answering_only(context_.clock.now())),
       reader_done_(socket_.get_executor()) {}
 
 void Session::start(std::shared_ptr<Session> session) {
@@ -73,7 +73,7 @@ void Session::take_inbox() {
   inbox_.clear();
 }
 
-Deadline Session::write_deadline() const { return Clock::now() + context_.settings->write_stall; }
+Deadline Session::write_deadline() const { return context_.clock.now() + context_.settings->write_stall; }
 
 LogTags Session::tags() const { return LogTags{id_, peer_}; }
 
@@ -109,7 +109,7 @@ asio::awaitable<void> Session::serve() {
   }
   if (std::holds_alternative<Listen>(*request)) {
     role_ = Role::listener;
-    keepalive_.start_timers(Clock::now(), context_.settings->keepalive, context_.settings->dead_peer);
+    keepalive_.start_timers(context_.clock.now(), context_.settings->keepalive, context_.settings->dead_peer);
   } else if (std::holds_alternative<Connect>(*request)) {
     role_ = Role::connector;
   } else if (std::holds_alternative<Accept>(*request)) {
@@ -133,16 +133,15 @@ asio::awaitable<void> Session::serve() {
 
 asio::awaitable<bool> Session::handshake() {
   using namespace asio::experimental::awaitable_operators;
-  const auto deadline = Clock::now() + context_.settings->handshake_timeout;
+  const auto deadline = context_.clock.now() + context_.settings->handshake_timeout;
   GaugeHold pending(context_.metrics.pending_handshakes);
   std::optional<Channel> channel;
-  // The absolute deadline is kept twice: by the handshake's own waits (real steady time) and
-  // by this watchdog on the relay's clock, which tests move (strelay/clock.hpp). In production
-  // both fire at the same instant.
-  RelayTimer watchdog(socket_.get_executor(), deadline);
+  // The absolute deadline is kept once, by this watchdog on the relay's clock (which tests
+  // move); the handshake's own waits have none, and the watchdog cancels them.
+  RelayTimer watchdog(socket_.get_executor(), context_.clock, deadline);
   AcceptStep step{};
   auto raced = co_await (accept_handshake(socket_, context_.identity, HandshakeLayer::hop,
-                                          deadline, channel, first_request_, &step) ||
+                                          Deadline::max(), channel, first_request_, &step) ||
                          watchdog.async_wait(await_tuple));
   const std::error_code ec =
       raced.index() == 0 ? std::get<0>(raced) : std::error_code(make_error_code(errc::handshake_timeout));
@@ -183,6 +182,8 @@ asio::awaitable<void> Session::writer() {
     }
     if (reader_end_) co_return co_await close(reader_end_->reason, reader_end_->tell, reader_end_->error);
     if (!co_await send_keepalive()) co_return;
+    // The reader may have ended while a send was under way (its wake-up found no wait).
+    if (reader_end_) continue;
     wake_.expires_at(keepalive_.next_wakeup());
     {
       // Something may have arrived while this loop ran; then do not sleep.
@@ -198,7 +199,7 @@ asio::awaitable<void> Session::writer() {
 asio::awaitable<bool> Session::send_keepalive() {
   for (;;) {
     if (dropped_ || reader_end_) co_return true;  // the writer ends the session
-    const auto next = keepalive_.take_due(Clock::now());
+    const auto next = keepalive_.take_due(context_.clock.now());
     if (next.due == Keepalive::Due::nothing) co_return true;
     if (next.due == Keepalive::Due::dead) {
       co_await close(CloseReason::dead_peer, true);
@@ -229,7 +230,7 @@ asio::awaitable<void> Session::reader() {
         reader_end_ = ReaderEnd{CloseReason::aborted, false, ec};
         break;
       }
-      if (role_ == Role::connector) deadline = Clock::now() + frame_deadline;
+      if (role_ == Role::connector) deadline = context_.clock.now() + frame_deadline;
     }
     const auto ec = co_await channel_->receive(message, deadline);
     if (stopping_reader_ && role_ == Role::connector) {
@@ -258,10 +259,10 @@ asio::awaitable<void> Session::reader() {
 }
 
 asio::awaitable<bool> Session::handle_frame(const Message& message) {
-  keepalive_.on_frame_received(Clock::now());
+  keepalive_.on_frame_received(context_.clock.now());
   switch (message.kind) {
     case FrameKind::ping: {
-      if (!keepalive_.on_ping(message.body, Clock::now())) {
+      if (!keepalive_.on_ping(message.body, context_.clock.now())) {
         // A node that pings without reading the pongs would grow the queue until the
         // write-stall timeout. Its writer is blocked on the pongs, so no close frame could
         // reach it: cancel that send, and the writer ends the session without a word.
@@ -275,7 +276,7 @@ asio::awaitable<bool> Session::handle_frame(const Message& message) {
       co_return true;
     }
     case FrameKind::pong: {
-      keepalive_.on_pong(message.body, Clock::now());
+      keepalive_.on_pong(message.body, context_.clock.now());
       co_return true;
     }
     case FrameKind::control: {

@@ -47,6 +47,7 @@ namespace strelay {
 struct SessionContext {
   std::shared_ptr<const ServerSettings> settings;  // the snapshot in force when it was accepted
   const Identity& identity;
+  Clock& clock;  // the relay's (strelay/clock.hpp): every deadline the session keeps
   Metrics& metrics;
   Logger& log;
 };

@@ -3,11 +3,10 @@
 // one it was accepted with.
 #pragma once
 
+#include <boost/asio/ip/tcp.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
-
-#include <boost/asio/ip/tcp.hpp>
 
 #include "common/protocol.hpp"
 #include "strelay/limits.hpp"
@@ -21,9 +20,9 @@ struct ServerSettings {
   // once every descriptor of the process's own is open. nofile 0: no budget, and
   // admission.connections_total and admission.pipe_fds_total are used as given (tests).
   struct Descriptors {
-    std::uint64_t nofile = 0;             // the soft RLIMIT_NOFILE
-    std::size_t connections_flag = 0;     // --max-connections; 0: automatic
-    std::size_t http_connections = 0;     // the HTTP endpoint's cap; 0: no endpoint
+    std::uint64_t nofile = 0;          // the soft RLIMIT_NOFILE
+    std::size_t connections_flag = 0;  // --max-connections; 0: automatic
+    std::size_t http_connections = 0;  // the HTTP endpoint's cap; 0: no endpoint
   } descriptors;
   std::vector<boost::asio::ip::tcp::endpoint> listen;
   unsigned threads = 0;  // 0: one per core

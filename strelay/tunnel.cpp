@@ -51,13 +51,14 @@ struct Tunnel::Direction {
   std::atomic<std::uint64_t> held_gauge{0};
 };
 
-Tunnel::Tunnel(tcp::socket a, tcp::socket b, Options options, TunnelObserver* observer)
+Tunnel::Tunnel(tcp::socket a, tcp::socket b, Options options, Clock& clock, TunnelObserver* observer)
     : a_(std::move(a)),
       b_(std::move(b)),
       options_(options),
+      clock_(clock),
       observer_(observer),
-      watchdog_(a_.get_executor()),
-      last_activity_(clock::now()) {
+      watchdog_(a_.get_executor(), clock),
+      last_activity_(clock.now()) {
   dirs_[0] = std::make_unique<Direction>(a_, b_, 0);
   dirs_[1] = std::make_unique<Direction>(b_, a_, 1);
   a_.non_blocking(true);
@@ -250,7 +251,7 @@ asio::awaitable<bool> Tunnel::wait_readable(Direction& d) {
 asio::awaitable<bool> Tunnel::wait_writable(Direction& d) {
   if (!d.blocked) {
     d.blocked = true;
-    d.blocked_since = clock::now();
+    d.blocked_since = clock_.now();
     arm_watchdog(d.blocked_since + options_.write_stall);
   }
   auto [ec] = co_await d.out.async_wait(tcp::socket::wait_write, await_tuple);
@@ -274,7 +275,7 @@ void Tunnel::arm_watchdog(clock::time_point when) {
 
 void Tunnel::on_watchdog() {
   if (failed_ || finished_) return;
-  const auto now = clock::now();
+  const auto now = clock_.now();
   // A blocked direction is not idle: it is judged by the stall limit alone.
   auto next = clock::time_point::max();
   for (auto& d : dirs_) {

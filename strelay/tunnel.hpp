@@ -79,8 +79,9 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
     bool spliced = true;  // false when the read/write fallback carried the data
   };
 
-  // `observer` (may be null) must outlive the tunnel.
-  Tunnel(tcp::socket a, tcp::socket b, Options options, TunnelObserver* observer = nullptr);
+  // `clock` (the relay's: its stall and idle deadlines) and `observer` (may be null) must
+  // outlive the tunnel.
+  Tunnel(tcp::socket a, tcp::socket b, Options options, Clock& clock, TunnelObserver* observer = nullptr);
   ~Tunnel();
   Tunnel(const Tunnel&) = delete;
   Tunnel& operator=(const Tunnel&) = delete;
@@ -108,13 +109,14 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
   boost::asio::awaitable<bool> wait_writable(Direction& d);
   boost::asio::awaitable<void> yield();
   void fail(CloseReason reason);
-  void touch() { last_activity_ = clock::now(); }
+  void touch() { last_activity_ = clock_.now(); }
   void arm_watchdog(clock::time_point when);
   void on_watchdog();
 
   tcp::socket a_;
   tcp::socket b_;
   Options options_;
+  Clock& clock_;
   void set_held(Direction& d, std::size_t held);
   void count_forwarded(Direction& d, std::size_t n);
 

@@ -6,11 +6,10 @@
 
 #include <doctest/doctest.h>
 
+#include <boost/asio/io_context.hpp>
 #include <mutex>
 #include <stdexcept>
 #include <vector>
-
-#include <boost/asio/io_context.hpp>
 
 using namespace strelay;
 
@@ -29,7 +28,8 @@ class StandIn final : public RelayMember {
   template <class T>
   bool got() {
     for (const auto& item : items()) {
-      if (const auto* message = std::get_if<RelayMessage>(&item); message && std::holds_alternative<T>(*message)) {
+      if (const auto* message = std::get_if<RelayMessage>(&item);
+          message && std::holds_alternative<T>(*message)) {
         return true;
       }
     }
@@ -54,19 +54,22 @@ class NoTunnels final : public TunnelObserver {
 };
 
 struct Fixture {
+  Clock clock;
   boost::asio::io_context io;
   Metrics metrics;
   std::string lines;
   Logger log{Logger::Options{.sink = [this](std::string_view line) { lines.append(line); }}};
   NoTunnels observer;
-  Relay relay{Relay::Options{}, metrics, log, observer, io.get_executor()};
+  Relay relay{Relay::Options{}, clock, metrics, log, observer, io.get_executor()};
   PublicKey alice = Identity::generate().public_key();
   PublicKey bob = Identity::generate().public_key();
 };
 
 }  // namespace
 
-TEST_CASE("a session that throws after joining leaves the pairing table and the registry: no stale listener") {
+TEST_CASE(
+    "a session that throws after joining leaves the pairing table and the registry: no stale "
+    "listener") {
   Fixture f;
   auto listener = std::make_shared<StandIn>();
   try {
@@ -137,7 +140,9 @@ TEST_CASE("a draining relay refuses to join, and close_all asks every session to
   CHECK(late->items().empty());
 }
 
-TEST_CASE("a newer Listen replaces the older: ListenOk, then Close{replaced}, posted in the table's order") {
+TEST_CASE(
+    "a newer Listen replaces the older: ListenOk, then Close{replaced}, posted in the table's "
+    "order") {
   Fixture f;
   auto first = std::make_shared<StandIn>();
   auto second = std::make_shared<StandIn>();

@@ -1,11 +1,8 @@
 // strelay::Server in this process, on 127.0.0.1, driven through real sockets, with the relay's
-// clock in the test's hands (strelay/clock.hpp): the test moves RelayClock forward and asks the
-// server's event loops to re-read it, so 30 s of TTL pass in a moment and no assertion depends
-// on how fast this machine is. Every deadline is first shown NOT to fire just before it is due,
-// then to fire just after.
-//
-// The clock offset is process-wide and only grows; each test works in offsets from whatever
-// "now" is when it starts, so the tests are independent of their order.
+// clock in the test's hands (strelay/clock.hpp): the test moves the server's Clock forward and
+// every timer on it is re-aimed, so 30 s of TTL pass in a moment and no assertion depends on
+// how fast this machine is. Every deadline is first shown NOT to fire just before it is due,
+// then to fire just after. Each server has its own clock, so the tests are independent.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -75,10 +72,7 @@ class InProcessRelay {
   bool logged(const std::string& text) const { return log().find(text) != std::string::npos; }
 
   // Moves the relay's clock forward by `by`; timers due by then fire at once.
-  void advance(Clock::duration by) {
-    RelayClock::advance_for_testing(by);
-    server_->recheck_timers();
-  }
+  void advance(Clock::duration by) { server_->clock().advance(by); }
 
  private:
   Identity identity_ = Identity::generate();

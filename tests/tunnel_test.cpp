@@ -26,6 +26,7 @@ namespace {
 
 // Node A and B each hold one end of a loopback connection; the relay holds the other ends.
 struct Fixture {
+  Clock clock;  // the relay's (never moved here); outlives the io_context's timers
   asio::io_context ioc;
   tcp::socket node_a{ioc}, node_b{ioc};
   std::shared_ptr<Tunnel> tunnel;
@@ -63,7 +64,7 @@ struct Fixture {
     node_a = std::move(a_client);
     node_b = std::move(b_client);
     observer.watched = &node_a;
-    tunnel = std::make_shared<Tunnel>(std::move(a_relay), std::move(b_relay), options, &observer);
+    tunnel = std::make_shared<Tunnel>(std::move(a_relay), std::move(b_relay), options, clock, &observer);
     observer.tunnel = tunnel.get();
     asio::co_spawn(
         ioc, [this]() -> asio::awaitable<void> { result = co_await tunnel->run(); },
