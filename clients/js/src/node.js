@@ -1,0 +1,1 @@
+export class Node extends EventTarget { constructor() { super(); throw new Error('not implemented yet'); } }

@@ -1,0 +1,1 @@
+export class Stream extends EventTarget {}
