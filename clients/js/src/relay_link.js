@@ -45,7 +45,12 @@ export class Channel {
   }
 
   send(kind, body) {
-    const frame = this.transport.seal(kind, body);
+    let frame;
+    try {
+      frame = this.transport.seal(kind, body);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const write = this.tail.then(() => this.carrier.write(frame));
     this.tail = write.catch(() => {});
     return write;

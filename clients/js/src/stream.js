@@ -43,7 +43,7 @@ export class Stream extends EventTarget {
     this.#channel = channel;
     this.#options = { keepalive_ms, dead_peer_ms, receive_buffer_bytes, close_linger_ms };
     this.#last_received = Date.now();
-    this.#reader_done = this.#reader();
+    this.#reader_done = this.#reader().finally(() => { this.#reader_stopped = true; });
     this.#arm_keepalive();
     this.#ping();  // one at once, so the RTT is known early
   }
@@ -68,6 +68,7 @@ export class Stream extends EventTarget {
   #token = 0n;
   #timer = null;
   #reader_done;
+  #reader_stopped = false;
 
   // ------------------------------------------------------------ application side
 
@@ -301,14 +302,26 @@ export class Stream extends EventTarget {
         await Promise.race([this.#channel.send_close(reason, detail),
                             new Promise((r) => setTimeout(r, this.#options.close_linger_ms))]);
         this.#channel.carrier.end();
-        // Linger: wait for the peer's close or EOF, so ours is not turned into a reset.
-        if (!this.#peer_closed && !this.#failure) {
-          await Promise.race([this.#reader_done, new Promise((r) => setTimeout(r, this.#options.close_linger_ms))]);
-        }
+        // Linger: wait for the peer's close or EOF, so ours is not turned into a reset that
+        // destroys its last frames (or our close) in flight: through the reader while it runs,
+        // else by reading and discarding.
+        if (!this.#peer_closed) await this.#linger(Date.now() + this.#options.close_linger_ms);
       }
       return this.#end();
     })();
     return this.#finished;
+  }
+
+  async #linger(until) {
+    const timeout = () => new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())));
+    if (!this.#reader_stopped) {
+      await Promise.race([this.#reader_done, timeout()]);
+      if (!this.#reader_stopped) return;
+    }
+    while (Date.now() < until) {
+      const chunk = await Promise.race([this.#channel.reader.read_some().catch(() => null), timeout().then(() => null)]);
+      if (chunk === null) return;
+    }
   }
 
   #end() {
