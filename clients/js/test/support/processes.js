@@ -44,6 +44,7 @@ export class Scene {
     child.stderr.on('data', (d) => { child.stderr_text += d; });
     child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal)));
     child.label = name;
+    child.stdin?.on('error', () => {});  // a child that exits early: its verdict is its exit code
     this.children.add(child);
     child.on('exit', () => this.children.delete(child));
     return child;
