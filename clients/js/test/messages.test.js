@@ -114,11 +114,35 @@ test('the refusals of docs/protocol.md 4.2', () => {
   refuse(chain(9), 'nesting 9');
   // A pointer cycle (a struct pointing at itself).
   refuse(message([[0, 0x00010001], [0, 0], [0xfffffffc, 0x00010000]]), 'a cycle');
-  // Amplification: a void list of 2^29 - 1 elements costs no bytes but 2^29 words of traversal;
-  // 2040 elements fit the 2048-word budget with the message's own words, 2^20 do not.
+  // Traversal and amplification, at each limit and one past it. These boundaries were checked
+  // against the C++ decoder (common/messages.cpp, capnp's reader), which charges a zero-size
+  // struct one word and reads the root twice.
+  const off = (o) => ((o << 2) >>> 0);
   const void_list = (n) => message([[0, 0x00020001], [0, 0], [0xfffffffc, 0], [1, (n << 3) >>> 0]]);
-  assert.deepEqual(decode_node_message(void_list(2000)), { type: 'listen' });
-  refuse(void_list(1 << 20), 'amplified void list');
+  assert.deepEqual(decode_node_message(void_list(2038)), { type: 'listen' });
+  refuse(void_list(2039), 'a void list one element past the traversal limit');
+  const zero_structs = (n) => message([[0, 0x00020001], [0, 0], [0xfffffffc, 0], [1, 7], [n << 2, 0]]);
+  assert.deepEqual(decode_node_message(zero_structs(2037)), { type: 'listen' });
+  refuse(zero_structs(2038), 'a list of zero-size structs one past the limit');
+  const same_struct = (p) => {  // p pointers to one 8-word struct: 8 words charged per pointer
+    const words = [[0, 0x00020001], [0, 0], [0xfffffffc, 0], [0, (p << 16) >>> 0]];
+    for (let i = 0; i < p; ++i) words.push([off(p - i - 1), 8]);
+    return message([...words, ...Array(8).fill([0, 0])]);
+  };
+  assert.deepEqual(decode_node_message(same_struct(226)), { type: 'listen' });
+  refuse(same_struct(227), 'pointers aimed at the same bytes');
+  // Pointer lists nest too: 6 levels under the root's field are read, 7 are too deep.
+  const lists = (n) => message([[0, 0x00020001], [0, 0], [0xfffffffc, 0], ...Array(n).fill([1, (1 << 3) | 6]), [0xfffffffc, 0]]);
+  assert.deepEqual(decode_node_message(lists(6)), { type: 'listen' });
+  refuse(lists(7), 'pointer lists nested 7 deep');
+  // Far pointers into the one segment are followed; to another segment or out of it, refused.
+  assert.deepEqual(decode_node_message(message([[2 | (1 << 3), 0], [0, 0x00010001], [0, 0], [0, 0]])), { type: 'listen' });
+  assert.deepEqual(decode_node_message(message([[6 | (1 << 3), 0], [2 | (3 << 3), 0], [0, 0x00010001], [0, 0], [0, 0]])), { type: 'listen' });
+  refuse(message([[2 | (1 << 3), 1], [0, 0x00010001], [0, 0], [0, 0]]), 'a far pointer to segment 1');
+  refuse(message([[2 | (9 << 3), 0], [0, 0]]), 'a far pointer out of the segment');
+  // Objects of zero words read nothing: capnp does not bound them, so neither do we.
+  assert.deepEqual(decode_node_message(message([[0, 0x00010001], [0, 0], [off(-64), 0]])), { type: 'listen' });
+  refuse(message([[0, 0x00020001], [0, 0], [0xfffffffc, 0], [off(100) | 1, (1 << 3) | 2]]), 'a byte list out of bounds');
   // A null root reads as the default struct: listen, as capnp's reader says.
   assert.deepEqual(decode_node_message(message([[0, 0]])), { type: 'listen' });
 });
