@@ -301,7 +301,9 @@ export class Stream extends EventTarget {
       if (!this.#send_dead) {
         await Promise.race([this.#channel.send_close(reason, detail),
                             new Promise((r) => setTimeout(r, this.#options.close_linger_ms))]);
-        this.#channel.carrier.end();
+        // No half-close (FIN) here, unlike the C++ stream: a relay that carries our FIN to a
+        // peer on a WebSocket must close that WebSocket (it has no half-close), which would
+        // keep the peer from answering with its own close. The carrier closes at the end.
         // Linger: wait for the peer's close or EOF, so ours is not turned into a reset that
         // destroys its last frames (or our close) in flight: through the reader while it runs,
         // else by reading and discarding.
