@@ -134,6 +134,26 @@ for (const kind of carrier_for.kinds()) {
   });
 }
 
+test('relay states: a relay whose allowlist leaves us out is refused, and setRelays moves the listener', async (t) => {
+  const scene = new Scene(t);
+  const carol = scene.identity('carol');
+  const allow = scene.write('allow.txt', `${publicKeyToString(carol.publicKey)}\n`);
+  const private_relay = await scene.relay('private', { extra: ['--allow', allow] });
+  const open_relay = await scene.relay('open');
+  const bob = scene.identity('bob');
+  const node = new Node({ identity: bob, relays: [private_relay.ticket], ...carrier_for('tcp'), timers: fast });
+  t.after(() => node.close());
+  const refused = next_event(node, 'relay', (d) => d.state === 'refused');
+  node.listen();
+  const detail = await refused;
+  assert.equal(detail.error.code, 'not_allowed');
+  assert.ok(detail.retryInMs >= 0 && detail.retryInMs <= fast.backoff.cap_ms);
+  const closed = next_event(node, 'relay', (d) => d.state === 'closed' && d.relay.address === private_relay.ticket.address);
+  const up = next_event(node, 'relay', (d) => d.state === 'connected' && d.relay.address === open_relay.ticket.address);
+  node.setRelays([open_relay.ticket]);
+  await Promise.all([closed, up]);
+});
+
 // A path that flips one byte of what the client sends, past the handshakes: tunnel data.
 async function flipping_proxy(t, target_port, flip_at) {
   const server = net.createServer((client) => {
