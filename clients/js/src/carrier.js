@@ -115,7 +115,9 @@ export class ByteReader {
 export async function tcp_carrier(address, { timeout_ms } = {}) {
   const net = await import('node:net');
   const { host, port } = split_address(address);
-  const socket = net.connect({ host, port, noDelay: true, keepAlive: true });
+  // Half-open: the peer's FIN must not end our sending side (Node's default), so a stream can
+  // still answer a close that arrived with the FIN behind it.
+  const socket = net.connect({ host, port, noDelay: true, keepAlive: true, allowHalfOpen: true });
   await new Promise((resolve, reject) => {
     const timer = timeout_ms ? setTimeout(() => {
       socket.destroy();

@@ -138,10 +138,16 @@ export async function respond(carrier, reader, { identity, domain }) {
 
 // Opens a hop connection to `relay` with `request` (a node message) in msg3. Before msg2,
 // any failure means the relay could not be reached (admission control closes without a word).
-export async function open_relay_channel(relay, identity, request, { make_carrier, timeout_ms = node_connect_timeout_ms }) {
+// `signal` (an AbortSignal) abandons the attempt at once: the carrier is closed.
+export async function open_relay_channel(relay, identity, request, { make_carrier, timeout_ms = node_connect_timeout_ms, signal }) {
   let carrier = null;
+  const aborted = () => new StrelayError('relay_unreachable', `${relay.address}: the attempt was abandoned`);
+  if (signal?.aborted) throw aborted();
+  const on_abort = () => carrier?.close();
+  signal?.addEventListener('abort', on_abort);
   const attempt = (async () => {
     carrier = await make_carrier(relay);
+    if (signal?.aborted) throw aborted();
     const reader = new ByteReader(carrier);
     return initiate(carrier, reader, {
       identity, responder_key: relay.publicKey, payload: encode_node_message(request), domain: hop_domain,
@@ -155,6 +161,8 @@ export async function open_relay_channel(relay, identity, request, { make_carrie
     const kept = ['relay_identity_mismatch', 'unsupported_version', 'handshake_failed'];
     if (e instanceof StrelayError && kept.includes(e.code)) throw e;
     throw new StrelayError('relay_unreachable', `${relay.address}: ${e.message}`, { cause: e });
+  } finally {
+    signal?.removeEventListener('abort', on_abort);
   }
 }
 
@@ -194,6 +202,7 @@ export class RelayLink {
     this.sleep_timer = null;
     this.wake_sleep = null;
     this.rtt = null;
+    this.abort = new AbortController();  // stop() abandons a connection attempt in progress
   }
 
   start() {
@@ -202,6 +211,7 @@ export class RelayLink {
 
   async stop() {
     this.stopped = true;
+    this.abort.abort();
     this.channel?.close();
     clearTimeout(this.sleep_timer);
     this.wake_sleep?.();
@@ -237,7 +247,8 @@ export class RelayLink {
 
   async #listen_once(on_up) {
     const channel = await open_relay_channel(this.relay, this.identity, { type: 'listen' },
-                                             { make_carrier: this.make_carrier, timeout_ms: this.connect_timeout_ms });
+                                             { make_carrier: this.make_carrier, timeout_ms: this.connect_timeout_ms,
+                                               signal: this.abort.signal });
     if (this.stopped) {
       channel.close();
       return;

@@ -1,0 +1,63 @@
+// Node against relays that misbehave, without strelay: a TCP server that accepts and then
+// says nothing (a hung relay, or admission control holding a connection).
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { ready, Node, Identity, tcpCarrier } from '../src/index.js';
+import { next_event } from './support/processes.js';
+
+before(ready);
+
+async function silent_server(t) {
+  const sockets = new Set();
+  const server = net.createServer((s) => { sockets.add(s); s.on('error', () => {}); });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise((resolve) => { for (const s of sockets) s.destroy(); server.close(resolve); }));
+  return { publicKey: Identity.generate().publicKey, address: `127.0.0.1:${server.address().port}` };
+}
+
+const tcp = { carrier: (relay) => tcpCarrier(relay.address, { timeout_ms: 2000 }) };
+
+test('a silent relay: the listener reports it unreachable after the attempt timeout, with a retry', async (t) => {
+  const relay = await silent_server(t);
+  const node = new Node({ identity: Identity.generate(), relays: [relay], ...tcp,
+                          timers: { connect_timeout_ms: 300, backoff: { initial_ms: 100, cap_ms: 400 } } });
+  t.after(() => node.close());
+  const started = Date.now();
+  const down = next_event(node, 'relay', (d) => d.state === 'unreachable', 5000);
+  node.listen();
+  const detail = await down;
+  assert.equal(detail.error.code, 'relay_unreachable');
+  assert.ok(Date.now() - started >= 250, 'not before the timeout');
+  assert.ok(detail.retryInMs >= 0 && detail.retryInMs <= 100);
+  await next_event(node, 'relay', (d) => d.state === 'connecting', 5000);  // it tries again
+});
+
+test('close() abandons an attempt in progress at once', async (t) => {
+  const relay = await silent_server(t);
+  const node = new Node({ identity: Identity.generate(), relays: [relay], ...tcp, timers: { connect_timeout_ms: 20_000 } });
+  const connecting = next_event(node, 'relay', (d) => d.state === 'connecting');
+  node.listen();
+  await connecting;
+  await new Promise((r) => setTimeout(r, 100));
+  const started = Date.now();
+  const closed = next_event(node, 'relay', (d) => d.state === 'closed', 5000);
+  await node.close();
+  await closed;
+  assert.ok(Date.now() - started < 2000, `closed in ${Date.now() - started} ms`);
+});
+
+test('connect() over a silent relay and a closed port: relay_unreachable, one failure per relay', async (t) => {
+  const silent = await silent_server(t);
+  const closed_port = { publicKey: Identity.generate().publicKey, address: '127.0.0.1:1' };
+  const node = new Node({ identity: Identity.generate(), ...tcp, timers: { connect_timeout_ms: 300 } });
+  t.after(() => node.close());
+  await assert.rejects(node.connect({ publicKey: Identity.generate().publicKey, relays: [silent, closed_port] }), (e) => {
+    assert.equal(e.code, 'relay_unreachable');
+    assert.deepEqual(e.failures.map((f) => f.error.code), ['relay_unreachable', 'relay_unreachable']);
+    assert.deepEqual(e.failures.map((f) => f.relay.address), [silent.address, closed_port.address]);
+    return true;
+  });
+  await assert.rejects(node.connect({ publicKey: Identity.generate().publicKey, relays: [] }), { code: 'relay_unreachable' });
+  assert.throws(() => new Node({ identity: Identity.generate(), relays: [{ publicKey: new Uint8Array(32), address: 'x:1' }] }), { code: 'bad_ticket' });
+});
