@@ -157,7 +157,20 @@ export class TcpCarrier {
 
   read() { return this.queue.read(); }
   end() { if (!this.socket.destroyed) this.socket.end(); }
-  close() { this.socket.destroy(); this.queue.end(); }
+  // Ends both directions now; bytes already written still go out (a close frame just sent must
+  // not be dropped by destroying the socket under it), for at most a second.
+  close() {
+    this.queue.end();
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    if (socket.writableLength === 0) {
+      socket.destroy();
+      return;
+    }
+    socket.pause();
+    socket.end(() => socket.destroy());
+    setTimeout(() => socket.destroy(), 1000).unref();
+  }
 }
 
 // ---------------------------------------------------------------- WebSocket (browser and ws)

@@ -9,6 +9,7 @@ import { equal_bytes, publicKeyToString } from './keys.js';
 import {
   FrameKind, CloseReason, close_reason_names, max_frame_body_bytes, ping_token_bytes,
   keepalive_interval_ms, dead_peer_timeout_ms, stream_receive_buffer_bytes, stream_close_linger_ms,
+  write_stall_timeout_ms,
 } from './protocol.js';
 
 // What a peer's close reason means for this side (common/stream.cpp).
@@ -34,14 +35,15 @@ export class Stream extends EventTarget {
   // channel: an authenticated end-to-end Channel (relay_link.js); peer: its key.
   constructor(channel, { keepalive_ms = keepalive_interval_ms, dead_peer_ms = dead_peer_timeout_ms,
                          receive_buffer_bytes = stream_receive_buffer_bytes,
-                         close_linger_ms = stream_close_linger_ms } = {}) {
+                         close_linger_ms = stream_close_linger_ms,
+                         write_stall_ms = write_stall_timeout_ms } = {}) {
     super();
     this.peer = channel.peer;
     this.rtt = null;
     this.bytesSent = 0;
     this.bytesReceived = 0;
     this.#channel = channel;
-    this.#options = { keepalive_ms, dead_peer_ms, receive_buffer_bytes, close_linger_ms };
+    this.#options = { keepalive_ms, dead_peer_ms, receive_buffer_bytes, close_linger_ms, write_stall_ms };
     this.#last_received = Date.now();
     this.#reader_done = this.#reader().finally(() => { this.#reader_stopped = true; });
     this.#arm_keepalive();
@@ -162,11 +164,21 @@ export class Stream extends EventTarget {
   }
 
   async #send(kind, body) {
+    let stall;
     try {
-      await this.#channel.send(kind, body);
+      // A frame the path does not take within the stall limit ends the stream (timeout).
+      await Promise.race([this.#channel.send(kind, body), new Promise((_, reject) => {
+        stall = setTimeout(() => reject(new StrelayError('timeout', 'the path took no bytes')), this.#options.write_stall_ms);
+      })]);
     } catch (e) {
+      if (e?.code === 'timeout') {
+        this.#fail('timeout');
+        throw this.#send_error() ?? e;
+      }
       this.#fail(e?.code === 'channel_closed' ? 'channel_closed' : 'aborted', true);
       throw this.#send_error() ?? e;
+    } finally {
+      clearTimeout(stall);
     }
   }
 

@@ -97,3 +97,15 @@ test('data after the end of data, and a control frame end to end, are protocol e
     assert.equal(close, CloseReason.protocol_error);
   }
 });
+
+test('a path that takes no bytes for write_stall_ms ends the stream: timeout', async () => {
+  const { alice } = await channel_pair();
+  const a = new Stream(alice, { write_stall_ms: 150, close_linger_ms: 100 });
+  await next_event(a, 'rtt').catch(() => {});
+  alice.carrier.write = () => new Promise(() => {});  // the path stops taking bytes
+  const started = Date.now();
+  await assert.rejects(a.write(new Uint8Array(10)), { code: 'timeout' });
+  assert.ok(Date.now() - started >= 140);
+  const ended = await next_event(a, 'close', () => true, 5000);
+  assert.equal(ended.error.code, 'timeout');
+});
