@@ -171,6 +171,10 @@ export class Stream extends EventTarget {
         stall = setTimeout(() => reject(new StrelayError('timeout', 'the path took no bytes')), this.#options.write_stall_ms);
       })]);
     } catch (e) {
+      // Ending already (our close, the peer's, or a failure): the stream's outcome stands.
+      if (this.#close_request || this.#peer_closed || this.#failure || this.#ended) {
+        throw this.#send_error() ?? e;
+      }
       if (e?.code === 'timeout') {
         this.#fail('timeout');
         throw this.#send_error() ?? e;

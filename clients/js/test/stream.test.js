@@ -109,3 +109,13 @@ test('a path that takes no bytes for write_stall_ms ends the stream: timeout', a
   const ended = await next_event(a, 'close', () => true, 5000);
   assert.equal(ended.error.code, 'timeout');
 });
+
+test('a write racing our own close fails with channel_closed, and the outcome stays clean', async () => {
+  const { alice, bob } = await channel_pair();
+  const a = new Stream(alice);
+  const b = new Stream(bob);
+  const closing = a.close();
+  await assert.rejects(a.write(text('too late')), { code: 'channel_closed' });
+  assert.equal((await closing).error, null);
+  await b.close();
+});
