@@ -1,10 +1,9 @@
 // strelay's signed handshake reproduces the frozen vectors byte for byte: the hop's
-// (tests/vectors/strelay-xk1sig.json) and, when present, the end-to-end one
-// (strelay-xk1sig-e2e.json); then the checks of docs/protocol.md 2.5, and the transport's
-// example frames of 3.7.
+// (tests/vectors/strelay-xk1sig.json) and the end-to-end one (strelay-xk1sig-e2e.json); then
+// the checks of docs/protocol.md 2.5, and the transport's example frames of 3.7.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ready } from '../src/sodium.js';
 import { Identity } from '../src/identity_file.js';
@@ -28,8 +27,7 @@ function parties(v, domain) {
 }
 
 for (const [file, domain] of domains) {
-  const present = existsSync(path.join(repo_root, 'tests/vectors', file));
-  test(`the ${domain.name} handshake reproduces ${file} byte for byte`, { skip: !present && domain !== hop_domain ? `${file} is not in this tree yet` : false }, () => {
+  test(`the ${domain.name} handshake reproduces ${file} byte for byte`, () => {
     const v = read_vector(file);
     assert.equal(v.protocol_name, 'Noise_XK1sig_25519_ChaChaPoly_SHA256');
     assert.equal(v.resp_signature_context, domain.responder_context);
