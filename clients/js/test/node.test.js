@@ -107,3 +107,19 @@ test('a listener link answers the relay, pings it in silence and declares it dea
   await wait_for(() => relay.seen.includes(FrameKind.close), 2000, `the close: ${relay.seen}`);
   assert.equal(relay.seen[relay.seen.length - 1], FrameKind.close, 'and told it dead_peer, last');
 });
+
+test('a relay of another protocol version answers with its preamble: unsupported_version', async (t) => {
+  const sockets = new Set();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.once('data', () => socket.end(Buffer.from('strelay\x02', 'latin1')));
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise((resolve) => { for (const s of sockets) s.destroy(); server.close(resolve); }));
+  const relay = { publicKey: Identity.generate().publicKey, address: `127.0.0.1:${server.address().port}` };
+  const node = new Node({ identity: Identity.generate(), ...tcp, timers: { connect_timeout_ms: 2000 } });
+  t.after(() => node.close());
+  await assert.rejects(node.connect({ publicKey: Identity.generate().publicKey, relays: [relay] }),
+                       (e) => e.code === 'unsupported_version' && /version 2/.test(e.message));
+});
