@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { WebSocketServer } from 'ws';
 import { ready, Node, formatFriendTicket } from '../src/index.js';
 import { Scene, next_event } from './support/processes.js';
-import { fast, exchange } from './support/nodes.js';
+import { fast, exchange, carrier_for } from './support/nodes.js';
 
 before(ready);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -60,17 +60,21 @@ async function serve(t, relay_port, setup) {
   return { port: server.address().port, result };
 }
 
-test('the library in Chromium (native WebSocket) talks to a JS node through strelay: 2 MiB each way', async (t) => {
+// 'tcp': strelay without WebSocket, reached through this file's bridge; 'ws': strelay's own
+// WebSocket carrier, reached directly (the page's origin differs from the relay's).
+for (const kind of carrier_for.kinds()) {
+test(`the library in Chromium (native WebSocket) talks to a JS node through strelay (${kind === 'ws' ? 'its own WebSocket' : 'a WebSocket bridge'}): 2 MiB each way`, async (t) => {
   assert.ok(existsSync(chromium), `${chromium} exists (apt-get install chromium; or set STRELAY_CHROMIUM)`);
   const scene = new Scene(t);
   const relay = await scene.relay('r1');
   const browser_id = scene.identity('browser');
   const bob = scene.identity('bob');
   const bytes = 2 << 20;
+  const ws_url = () => (kind === 'ws' ? `ws://${relay.ticket.address}/strelay` : `ws://127.0.0.1:${web.port}/strelay`);
   const listener = new Node({ identity: bob, relays: [relay.ticket], friends: [browser_id.publicKey],
-                              url: () => `ws://127.0.0.1:${web.port}/strelay`, timers: fast });
+                              url: ws_url, timers: fast });
   const web = await serve(t, relay.port, () => ({
-    identity: browser_id.toFile(), bytes, url: `ws://127.0.0.1:${web.port}/strelay`,
+    identity: browser_id.toFile(), bytes, url: ws_url(),
     friend: formatFriendTicket({ publicKey: bob.publicKey, relays: [relay.ticket] }),
   }));
   t.after(() => listener.close());
@@ -93,3 +97,4 @@ test('the library in Chromium (native WebSocket) talks to a JS node through stre
   assert.equal(result.error, null, 'a clean end in the browser');
   assert.equal(result.websocket, 'function');
 });
+}

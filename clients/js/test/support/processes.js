@@ -37,8 +37,17 @@ export class Scene {
     return Identity.parseFile(readFileSync(this.file(`${name}.ident`), 'utf8'), `${name}.ident`);
   }
 
-  spawn(command, args, { stdin = 'ignore', name = path.basename(command) } = {}) {
+  // stop_signal: what cleanup sends first (a wrapper script that must stop its own children
+  // gets SIGTERM); SIGKILL follows after 5 s.
+  // capture_stdout: collect stdout as text in child.stdout_text (else the caller reads it).
+  spawn(command, args, { stdin = 'ignore', name = path.basename(command), stop_signal = 'SIGKILL', capture_stdout = false } = {}) {
     const child = spawn(command, args, { cwd: this.dir, stdio: [stdin, 'pipe', 'pipe'] });
+    child.stop_signal = stop_signal;
+    child.stdout_text = '';
+    if (capture_stdout) {
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (d) => { child.stdout_text += d; });
+    }
     child.stderr_text = '';
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (d) => { child.stderr_text += d; });
@@ -78,8 +87,11 @@ export class Scene {
   }
 
   async cleanup() {
-    for (const child of this.children) child.kill('SIGKILL');
-    await Promise.all([...this.children].map((c) => c.exited));
+    await Promise.all([...this.children].map((child) => {
+      child.kill(child.stop_signal);
+      const force = setTimeout(() => child.kill('SIGKILL'), 5000);
+      return child.exited.finally(() => clearTimeout(force));
+    }));
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
