@@ -1,0 +1,312 @@
+// Control messages (docs/protocol.md 4; schema/relay.capnp), the one place where they become
+// bytes and back, like common/messages.cpp.
+//
+// A hand-written Cap'n Proto codec for these eight small messages, rather than an npm package:
+// the maintained JavaScript ports need generated code and do not apply the reader limits the
+// protocol fixes (a traversal limit of 2048 words, nesting 8, every pointer followed in unknown
+// fields too). The encoder writes exactly what `capnp encode` writes; the decoder refuses what
+// the C++ decoder (capnp's reader with those options) refuses. test/messages.test.js checks
+// both, byte for byte, against `capnp encode` and the seeds of fuzz/corpus/messages.
+import {
+  max_control_message_bytes, capnp_traversal_limit_words, capnp_nesting_limit, key_bytes,
+} from './protocol.js';
+import { is_valid_identity_key } from './keys.js';
+import { StrelayError } from './errors.js';
+
+// Union member numbers (the schema's @n), for both directions.
+export const NodeMessageKind = Object.freeze({ listen: 0, connect: 1, accept: 2, rejectConnection: 3 });
+export const RelayMessageKind = Object.freeze({ listenOk: 0, incomingConnection: 1, connected: 2, refused: 3 });
+// RefuseReason enumerants, with the name of the node's error for each (4.7).
+export const refuse_reasons = Object.freeze([
+  'not_found', 'rejected', 'timeout', 'peer_gone', 'rate_limited', 'overloaded', 'no_pending', 'not_allowed',
+]);
+// The field of each union member's struct that holds a key (pointer 0), or null.
+const node_key_field = ['', 'target', 'from', 'from'];
+const relay_key_field = ['', 'from', 'peer', ''];
+const node_names = Object.keys(NodeMessageKind);
+const relay_names = Object.keys(RelayMessageKind);
+
+// ---------------------------------------------------------------- encoding
+
+// The root struct (1 data word: the union's discriminant; 1 pointer: the member's struct),
+// then the member struct, then its key: the order in which capnp's builder allocates them.
+function encode_message(discriminant, member) {
+  const words = 2 + member.length / 8;  // root pointer, root data, then the member from the root's pointer
+  const out = new Uint8Array(8 + words * 8);
+  const view = new DataView(out.buffer);
+  view.setUint32(4, words, true);             // segment count - 1 = 0, then the segment's size
+  view.setUint32(12, 0x00010001, true);       // root: struct at offset 0, 1 data word, 1 pointer
+  view.setUint16(16, discriminant, true);
+  out.set(member, 24);
+  return out;
+}
+
+// A member struct with no fields: capnp points to it with offset -1 (a non-null pointer to
+// zero words).
+function empty_member() {
+  return Uint8Array.of(0xfc, 0xff, 0xff, 0xff, 0, 0, 0, 0);
+}
+
+// A member struct with one Data pointer (the key).
+function key_member(key) {
+  const out = new Uint8Array(16 + key_bytes);
+  const view = new DataView(out.buffer);
+  view.setUint32(4, 0x00010000, true);                  // struct at offset 0: 0 data words, 1 pointer
+  view.setUint32(8, 1, true);                           // list at offset 0
+  view.setUint32(12, (key_bytes << 3) | 2, true);       // of 32 elements of one byte
+  out.set(key, 16);
+  return out;
+}
+
+// A member struct with one 16-bit field in one data word (Refused.reason).
+function u16_member(value) {
+  const out = new Uint8Array(16);
+  const view = new DataView(out.buffer);
+  view.setUint32(4, 0x00000001, true);  // struct at offset 0: 1 data word, 0 pointers
+  view.setUint16(8, value, true);
+  return out;
+}
+
+function check_key(key) {
+  if (!is_valid_identity_key(key)) throw new TypeError('a control message key must be a valid 32-byte identity');
+  return key;
+}
+
+// message: {type: 'listen'} | {type: 'connect', target} | {type: 'accept', from} |
+//          {type: 'rejectConnection', from}
+export function encode_node_message(message) {
+  const kind = NodeMessageKind[message.type];
+  if (kind === undefined) throw new TypeError(`unknown node message ${message.type}`);
+  const field = node_key_field[kind];
+  return encode_message(kind, field ? key_member(check_key(message[field])) : empty_member());
+}
+
+// message: {type: 'listenOk'} | {type: 'incomingConnection', from} | {type: 'connected', peer} |
+//          {type: 'refused', reason: 'not_found' | ...}
+export function encode_relay_message(message) {
+  const kind = RelayMessageKind[message.type];
+  if (kind === undefined) throw new TypeError(`unknown relay message ${message.type}`);
+  if (message.type === 'refused') {
+    const reason = refuse_reasons.indexOf(message.reason);
+    if (reason < 0) throw new TypeError(`unknown refuse reason ${message.reason}`);
+    return encode_message(kind, u16_member(reason));
+  }
+  const field = relay_key_field[kind];
+  return encode_message(kind, field ? key_member(check_key(message[field])) : empty_member());
+}
+
+// ---------------------------------------------------------------- decoding
+
+class Refusal extends Error {}
+function require(condition) {
+  if (!condition) throw new Refusal();
+}
+
+// Cap'n Proto's reader over one segment, with its limits: every object read is charged to the
+// traversal budget (so pointers aimed many times at the same bytes run it out), a zero-size
+// struct one word, a list of zero-size elements one word per element, and each struct or list
+// level uses one unit of the nesting limit. Objects of zero words are not bounds-checked (they
+// read nothing). These rules were checked against the C++ decoder (capnp 0.9's reader) on
+// hostile messages at each limit; test/messages.test.js keeps those cases.
+class SegmentReader {
+  constructor(words_view, word_count) {
+    this.view = words_view;  // DataView over the segment (the message after its header)
+    this.words = word_count;
+    this.budget = capnp_traversal_limit_words;
+  }
+
+  charge(words) {
+    require(words <= this.budget);
+    this.budget -= words;
+  }
+
+  // Charges an object of `size` words at word `start` after checking its bounds.
+  check_object(start, size) {
+    require(start >= 0 && start <= this.words && this.words - start >= size);
+    this.charge(size);
+  }
+
+  lo(index) { return this.view.getUint32(index * 8, true); }
+  hi(index) { return this.view.getUint32(index * 8 + 4, true); }
+  is_null(index) { return this.lo(index) === 0 && this.hi(index) === 0; }
+
+  // Follows a far pointer (type 2) to its landing pad: returns {ref, target}, where ref is
+  // the word index whose bits describe the object and target is the object's first word.
+  resolve(index) {
+    const lo = this.lo(index);
+    if ((lo & 3) !== 2) return { ref: index, target: index + 1 + (lo >> 2), tag: null };
+    require(this.hi(index) === 0);  // segment 0: the only segment
+    const pad = lo >>> 3;
+    const double_far = (lo & 4) !== 0;
+    this.check_object(pad, double_far ? 2 : 1);
+    if (!double_far) {
+      const pad_lo = this.lo(pad);
+      require((pad_lo & 3) !== 2);
+      return { ref: pad, target: pad + 1 + (pad_lo >> 2) };
+    }
+    const pad_lo = this.lo(pad);
+    require((pad_lo & 7) === 2 && this.hi(pad) === 0);  // a single far pointer into segment 0
+    return { ref: pad + 1, target: pad_lo >>> 3 };
+  }
+
+  kind_of(ref) { return this.lo(ref) & 3; }
+
+  // Reads a struct pointer: {data, data_words, pointers, pointer_count, nesting} or a default
+  // empty struct for a null pointer.
+  read_struct(index, nesting) {
+    if (this.is_null(index)) return { data: 0, data_words: 0, pointers: 0, pointer_count: 0, nesting };
+    require(nesting > 0);
+    const { ref, target } = this.resolve(index);
+    require(this.kind_of(ref) === 0);
+    const data_words = this.hi(ref) & 0xffff;
+    const pointer_count = this.hi(ref) >>> 16;
+    if (data_words + pointer_count === 0) {
+      this.charge(1);  // a zero-size struct is not bounds-checked, but costs a word (capnp)
+    } else {
+      this.check_object(target, data_words + pointer_count);
+    }
+    return { data: target, data_words, pointers: target + data_words, pointer_count, nesting: nesting - 1 };
+  }
+
+  // Reads a list pointer: {start, element_size, count, words_per_element, struct_data_words,
+  // struct_pointer_count, nesting}, or null for a null pointer.
+  read_list(index, nesting) {
+    if (this.is_null(index)) return null;
+    require(nesting > 0);
+    const { ref, target } = this.resolve(index);
+    require(this.kind_of(ref) === 1);
+    const element_size = this.hi(ref) & 7;
+    const count = this.hi(ref) >>> 3;
+    if (element_size === 7) {  // inline composite: count is in words, then a tag word
+      const words = count;
+      this.check_object(target, words + 1);
+      const tag_lo = this.lo(target);
+      require((tag_lo & 3) === 0);
+      const elements = tag_lo >>> 2;
+      const data_words = this.hi(target) & 0xffff;
+      const pointer_count = this.hi(target) >>> 16;
+      const per_element = data_words + pointer_count;
+      require(per_element * elements <= words);
+      if (per_element === 0) this.charge(elements);  // zero-size structs: amplification
+      return { start: target + 1, element_size, count: elements, per_element, data_words,
+               pointer_count, nesting: nesting - 1 };
+    }
+    const bits = [0, 1, 8, 16, 32, 64, 64][element_size];
+    const words = Math.ceil((count * bits) / 64);
+    if (words > 0) this.check_object(target, words);  // zero words: nothing to bound
+    if (element_size === 0) this.charge(count);  // void: amplification
+    return { start: target, element_size, count, nesting: nesting - 1 };
+  }
+
+  // Follows every pointer below this one, known fields or not (common/messages.cpp).
+  validate_pointer(index, nesting) {
+    if (this.is_null(index)) return;
+    const { ref } = this.resolve(index);
+    const kind = this.kind_of(ref);
+    require(kind === 0 || kind === 1);  // a capability or an unknown kind: refused
+    if (kind === 0) {
+      this.validate_struct(this.read_struct(index, nesting));
+      return;
+    }
+    const list = this.read_list(index, nesting);
+    if (list.element_size === 6) {
+      for (let i = 0; i < list.count; ++i) this.validate_pointer(list.start + i, list.nesting);
+    } else if (list.element_size === 7) {
+      for (let i = 0; i < list.count; ++i) {
+        require(list.nesting > 0);
+        const data = list.start + i * list.per_element;
+        this.validate_struct({ pointers: data + list.data_words, pointer_count: list.pointer_count,
+                               nesting: list.nesting - 1 });
+      }
+    }
+  }
+
+  validate_struct(s) {
+    for (let i = 0; i < s.pointer_count; ++i) this.validate_pointer(s.pointers + i, s.nesting);
+  }
+
+  u16(s, offset_bytes) {
+    return s.data_words * 8 >= offset_bytes + 2 ? this.view.getUint16(s.data * 8 + offset_bytes, true) : 0;
+  }
+
+  pointer(s, i) { return i < s.pointer_count ? s.pointers + i : null; }
+
+  // A Data field: a list of bytes (null reads as empty).
+  data_field(s, i) {
+    const index = this.pointer(s, i);
+    if (index === null || this.is_null(index)) return new Uint8Array(0);
+    const { ref, target } = this.resolve(index);
+    require(this.kind_of(ref) === 1 && (this.hi(ref) & 7) === 2);
+    const count = this.hi(ref) >>> 3;
+    if (count > 0) this.check_object(target, Math.ceil(count / 8));
+    return new Uint8Array(this.view.buffer, this.view.byteOffset + target * 8, count).slice();
+  }
+}
+
+// The checks that need no parsing, then the reader: returns {kind, struct, reader} of the root.
+function read_root(bytes) {
+  require(bytes.length <= max_control_message_bytes);
+  require(bytes.length >= 8 && bytes.length % 8 === 0);
+  const header = new DataView(bytes.buffer, bytes.byteOffset, 8);
+  const words = bytes.length / 8 - 1;
+  require(header.getUint32(0, true) === 0);  // exactly one segment
+  require(header.getUint32(4, true) === words);  // and no trailing bytes
+  const copy = bytes.slice(8);
+  const reader = new SegmentReader(new DataView(copy.buffer), words);
+  // First pass, as capnp::AnyPointer: every pointer followed under the limits.
+  reader.check_object(0, 1);
+  reader.validate_pointer(0, capnp_nesting_limit);
+  // Second pass, as the schema's root type (charged again, as capnp's reader does).
+  reader.check_object(0, 1);
+  const root = reader.read_struct(0, capnp_nesting_limit);
+  return { reader, root, which: reader.u16(root, 0) };
+}
+
+function read_key(reader, member) {
+  const key = reader.data_field(member, 0);
+  require(key.length === key_bytes && is_valid_identity_key(key));
+  return key;
+}
+
+function decode(bytes, decode_root) {
+  try {
+    return decode_root(read_root(bytes));
+  } catch (e) {
+    if (e instanceof Refusal || e instanceof RangeError) {
+      // The detail would be the attacker's: one code, as the C++ decoder says.
+      throw new StrelayError('protocol_error', 'a malformed control message');
+    }
+    throw e;
+  }
+}
+
+export function decode_node_message(bytes) {
+  return decode(bytes, ({ reader, root, which }) => {
+    require(which < node_names.length);  // a union member this version does not know
+    const member_index = reader.pointer(root, 0);
+    const member = member_index === null
+        ? { data: 0, data_words: 0, pointers: 0, pointer_count: 0 }
+        : reader.read_struct(member_index, root.nesting);
+    const type = node_names[which];
+    const field = node_key_field[which];
+    return field ? { type, [field]: read_key(reader, member) } : { type };
+  });
+}
+
+export function decode_relay_message(bytes) {
+  return decode(bytes, ({ reader, root, which }) => {
+    require(which < relay_names.length);
+    const member_index = reader.pointer(root, 0);
+    const member = member_index === null
+        ? { data: 0, data_words: 0, pointers: 0, pointer_count: 0 }
+        : reader.read_struct(member_index, root.nesting);
+    const type = relay_names[which];
+    if (type === 'refused') {
+      const reason = reader.u16(member, 0);
+      require(reason < refuse_reasons.length);  // an enumerant this version does not know
+      return { type, reason: refuse_reasons[reason] };
+    }
+    const field = relay_key_field[which];
+    return field ? { type, [field]: read_key(reader, member) } : { type };
+  });
+}
