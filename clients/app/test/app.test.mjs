@@ -176,8 +176,7 @@ test('the app\'s own friend ticket, read off the screen with zbarimg, lets stcat
   await P.paste(page, 'friends', H.readFileSync(f(friendTicket('carol', 'relay/relay.relay')), 'utf8'));
   await P.waitText(page, '#notices', /Added Friend/, 'carol added');
   await P.screen(page, 'me');
-  const element = await page.$('#my-qr');
-  await element.screenshot({ path: f('app-qr.png') });
+  await P.shootElement(page, '#my-qr', f('app-qr.png'));
   const ticket = H.zbar(f('app-qr.png'));
   assert.equal(JSON.parse(ticket).publicKey, myKey);
   H.writeFileSync(f('app.friend'), ticket);
@@ -240,8 +239,7 @@ test('a second relay takes over when the first is killed', async () => {
   await P.waitRelay(page, `127.0.0.1:${port2}`, /^Connected/, 'the second relay connects');
   await P.screen(page, 'me');
   await P.waitText(page, '#my-relays', new RegExp(`127\\.0\\.0\\.1:${port2}`), 'the ticket lists both');
-  const element = await page.$('#my-qr');
-  await element.screenshot({ path: f('app-qr2.png') });
+  await P.shootElement(page, '#my-qr', f('app-qr2.png'));
   H.writeFileSync(f('app2.friend'), H.zbar(f('app-qr2.png')));
   assert.equal(JSON.parse(H.readFileSync(f('app2.friend'), 'utf8')).relays.length, 2);
 

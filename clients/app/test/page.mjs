@@ -74,3 +74,11 @@ export async function say(page, line) {
   await page.keyboard.type(line);
   await tap(page, '#talk-send');
 }
+
+// A picture of one element as a person sees it: scrolled to the middle of the screen, clear of
+// the sticky header and the tab bar.
+export async function shootElement(page, selector, path) {
+  await page.$eval(selector, (e) => e.scrollIntoView({ block: 'center' }));
+  const box = await (await page.$(selector)).boundingBox();
+  await page.screenshot({ path, clip: box });
+}
