@@ -45,20 +45,26 @@ function startNode() {
   node.addEventListener('relay', (e) => onRelayEvent(e.detail));
   node.addEventListener('incoming', (e) => app.talk.open(e.detail.stream, 'incoming'));
   node.addEventListener('refused', (e) => onRefused(e.detail));
+  node.addEventListener('accept_failed', (e) => notice(
+    `${friendName(e.detail.peer)} tried to connect, but it failed: ${errorWords(e.detail.error)}.`, 'bad'));
   node.listen();
   app.node = node;
 }
 
-function onRelayEvent({ relay, state, retryInMs, error }) {
+function onRelayEvent({ relay, state, retryInMs, error, rtt }) {
   const id = relayId(relay);
-  const before = app.status.get(id)?.state;
-  app.status.set(id, { state, retryAt: retryInMs ? Date.now() + retryInMs : null, error });
+  const previous = app.status.get(id);
+  const before = previous?.state;
+  const lastFailure = state === 'connected' ? null
+    : retryInMs !== undefined ? state : previous?.lastFailure ?? null;
+  app.status.set(id, { state, retryAt: retryInMs !== undefined ? Date.now() + retryInMs : null, error, lastFailure,
+    rtt: state === 'connected' ? rtt ?? previous?.rtt : null });
   const where = relay.address;
   if (state === 'connected' && before !== 'connected') {
     notice(`Relay ${where}: connected${before ? ' again' : ''}.`, 'good');
   } else if (state !== 'connected' && before === 'connected') {
-    notice(`Relay ${where} lost${state === 'retrying' ? `; retrying in ${Math.ceil(retryInMs / 1000)} s` : ''}.`, 'bad');
-  } else if (['identity_mismatch', 'refused'].includes(state) && before !== state) {
+    notice(`Relay ${where} lost${retryInMs !== undefined ? `; retrying in ${Math.ceil(retryInMs / 1000)} s` : ''}.`, 'bad');
+  } else if (['identity_mismatch', 'refused'].includes(state) && previous?.lastFailure !== state) {
     notice(`Relay ${where}: ${relayStateWords(state)}`, 'bad');
   }
   renderRelays();
@@ -224,10 +230,15 @@ function ask(title, label, value) {
 function relayStatusText(relay) {
   const status = app.status.get(relayId(relay.ticket));
   if (!status) return { text: 'Not started', cls: '' };
-  const retryInS = status.retryAt ? Math.max(0, Math.ceil((status.retryAt - Date.now()) / 1000)) : 0;
+  const retryInS = status.retryAt ? Math.max(0, Math.ceil((status.retryAt - Date.now()) / 1000)) : null;
   const cls = status.state === 'connected' ? 'good'
     : ['connecting', 'retrying'].includes(status.state) ? 'wait' : 'bad';
-  return { text: relayStateWords(status.state, retryInS), cls };
+  // While a new attempt runs, the card keeps saying what went wrong last time.
+  if (status.state === 'connecting' && status.lastFailure) {
+    return { text: `Trying again... (${relayStateWords(status.lastFailure)})`, cls: 'wait' };
+  }
+  const rtt = status.rtt ? ` (round trip ${Math.round(status.rtt)} ms)` : '';
+  return { text: relayStateWords(status.state, retryInS) + rtt, cls };
 }
 
 function renderRelays() {

@@ -35,25 +35,33 @@ export class Talk {
     notice(`Calling ${friend.name}...`);
     try {
       const stream = await node.connect(friend.ticket);
-      this.open(stream, 'outgoing');
+      // connect() tries the ticket's relays in order: those before the one used did not work.
+      const used = friend.ticket.relays.findIndex((r) => r.address === stream.relay?.address);
+      this.open(stream, 'outgoing', friend.ticket.relays.slice(0, Math.max(0, used)));
     } catch (error) {
-      notice(`Could not reach ${friend.name}: ${errorWords(error)}.`, 'bad');
+      const tried = (error.failures ?? []).map((f) => `${f.relay.address}: ${errorWords(f.error)}`);
+      notice(`Could not reach ${friend.name}: ${errorWords(error)}.${tried.length > 1 ? ` (${tried.join('; ')})` : ''}`, 'bad');
     }
   }
 
-  open(stream, direction) {
+  // skipped: the relays of the friend's ticket tried before the one that worked (failover).
+  open(stream, direction, skipped = []) {
     const key = keyText(stream.peer);
     const name = this.#deps.friendName(key);
     const conversation = new Conversation(stream, { key, name }, direction);
     const entry = { conversation, log: [] };
     this.#conversations.push(entry);
-    const via = stream.via ? ` via ${stream.via.address ?? stream.via}` : '';
+    const via = stream.relay ? ` via ${stream.relay.address}` : '';
     const said = direction === 'incoming' ? `${name} connected to you${via}.` : `Connected to ${name}${via}.`;
     this.#log(entry, 'note', `${said} End-to-end encrypted.`);
+    for (const relay of skipped) {
+      this.#log(entry, 'note', `Relay ${relay.address} did not work; the next one did.`);
+    }
     notice(said, 'good');
     conversation.addEventListener('line', (e) => this.#log(entry, e.from, e.text));
     conversation.addEventListener('note', (e) => this.#log(entry, 'note', e.text));
     conversation.addEventListener('progress', () => { if (entry === this.#current) this.#renderStatus(); });
+    stream.addEventListener('rtt', () => { if (entry === this.#current) this.#renderStatus(); });
     conversation.addEventListener('state', () => this.#onState(entry));
     // A new conversation comes to the front unless another one is going on.
     if (!this.#current || this.#current.conversation.closed) {

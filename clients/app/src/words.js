@@ -2,16 +2,19 @@
 // names, docs/node-library.md). A person reads these, so each says what happened and, where
 // there is one, what to do.
 
+// retryInS: seconds until the next attempt, when the library scheduled one (it always does
+// after a failure: a relay may come back, or its operator fix the key).
 export function relayStateWords(state, retryInS) {
+  const retry = retryInS === undefined || retryInS === null ? '' : `; retrying in ${retryInS} s`;
   switch (state) {
     case 'connecting': return 'Connecting...';
     case 'connected': return 'Connected: friends can reach you here';
-    case 'retrying': return `Lost; retrying in ${retryInS} s`;
+    case 'retrying': return `Lost${retry}`;
     case 'identity_mismatch':
-      return 'Wrong relay: the server at this address does not hold the key in the ticket. ' +
-        'Ask the operator for a fresh ticket.';
-    case 'unreachable': return 'Unreachable: no answer at this address';
-    case 'refused': return 'Refused: this relay does not admit this app (a private relay?)';
+      return `Wrong relay: the server at this address does not hold the key in the ticket ` +
+        `(ask the operator for a fresh ticket)${retry}`;
+    case 'unreachable': return `Unreachable: no answer at this address${retry}`;
+    case 'refused': return `Refused: this relay does not admit this app (a private relay?)${retry}`;
     case 'closed': return 'Stopped';
     default: return state;
   }

@@ -70,7 +70,8 @@ test('the default WebSocket URL follows the page: ws from http, wss from https',
 
 test('relay states and error codes have plain words', () => {
   assert.equal(relayStateWords('retrying', 4), 'Lost; retrying in 4 s');
-  assert.match(relayStateWords('identity_mismatch'), /^Wrong relay/);
+  assert.match(relayStateWords('identity_mismatch'), /^Wrong relay.*ticket\)$/);
+  assert.equal(relayStateWords('unreachable', 0), 'Unreachable: no answer at this address; retrying in 0 s');
   assert.match(errorWords({ code: 'not_allowed' }), /not in their friends/);
   assert.equal(errorWords({ code: 'weird', message: 'odd' }), 'odd');
   assert.equal(byteWords(2 * 1024 * 1024), '2.00 MiB');
