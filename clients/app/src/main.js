@@ -58,16 +58,18 @@ function onRelayEvent({ relay, state, retryInMs, error, rtt }) {
   const lastFailure = state === 'connected' ? null
     : retryInMs !== undefined ? state : previous?.lastFailure ?? null;
   app.status.set(id, { state, retryAt: retryInMs !== undefined ? Date.now() + retryInMs : null, error, lastFailure,
-    rtt: state === 'connected' ? rtt ?? previous?.rtt : null });
+    rtt: state === 'connected' ? rtt ?? previous?.rtt : null,
+    wasConnected: state === 'connected' || Boolean(previous?.wasConnected) });
   const where = relay.address;
   if (state === 'connected' && before !== 'connected') {
-    notice(`Relay ${where}: connected${before ? ' again' : ''}.`, 'good');
+    notice(`Relay ${where}: connected${previous?.wasConnected ? ' again' : ''}.`, 'good');
   } else if (state !== 'connected' && before === 'connected') {
     notice(`Relay ${where} lost${retryInMs !== undefined ? `; retrying in ${Math.ceil(retryInMs / 1000)} s` : ''}.`, 'bad');
   } else if (['identity_mismatch', 'refused'].includes(state) && previous?.lastFailure !== state) {
     notice(`Relay ${where}: ${relayStateWords(state)}`, 'bad');
   }
-  renderRelays();
+  if (before === state) updateRelayStates();
+  else renderRelays();
   renderSummary();
 }
 
@@ -250,10 +252,23 @@ function renderRelays() {
       h('p', { class: `state ${cls}` }, text),
       h('p', { class: 'detail' }, `Key ${shortKey(relay.ticket.publicKey)}... via `, h('code', {}, relayUrl(relay))),
       h('div', { class: 'actions' },
-        h('button', { type: 'button', onclick: () => editRelayUrl(relay) }, 'Set URL'),
-        h('button', { type: 'button', onclick: () => removeRelay(index) }, 'Remove')));
+        h('button', { type: 'button', class: 'set-url', onclick: () => editRelayUrl(relay) }, 'Set URL'),
+        h('button', { type: 'button', class: 'remove', onclick: () => removeRelay(index) }, 'Remove')));
   }));
   if (!app.relays.length) list.append(h('li', { class: 'empty' }, 'No relay yet: add one below.'));
+}
+
+// The once-a-second countdown touches only the state lines, so a button being pressed (or
+// focused by a screen reader) is never replaced under the finger.
+function updateRelayStates() {
+  const cards = document.querySelectorAll('#relay-list li.card');
+  app.relays.forEach((relay, index) => {
+    const line = cards[index]?.querySelector('.state');
+    if (!line) return;
+    const { text, cls } = relayStatusText(relay);
+    if (line.textContent !== text) line.textContent = text;
+    line.className = `state ${cls}`;
+  });
 }
 
 async function editRelayUrl(relay) {
@@ -411,7 +426,7 @@ function wire() {
     p.textContent = problem ?? '';
   }
   // Retry countdowns tick down once a second.
-  setInterval(() => { if (!$('#screen-relays').hidden) renderRelays(); }, 1000);
+  setInterval(() => { if (!$('#screen-relays').hidden) updateRelayStates(); }, 1000);
 }
 
 async function main() {

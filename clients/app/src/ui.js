@@ -21,7 +21,7 @@ export function h(tag, attrs = {}, ...children) {
   return element;
 }
 
-const MAX_NOTICES = 4;  // the newest few stay on screen; all of them go to the screen reader
+const MAX_NOTICES = 3;  // the newest few stay on screen; all of them go to the screen reader
 
 // Says something to the person: a line at the top of the page (role="log", polite), so a
 // connection change is never silent. kind: 'info' | 'good' | 'bad'.

@@ -133,7 +133,7 @@ test('a friend scanned from stcat\'s ticket: text lines both ways with stcat lis
   bob.child.stdin.end();
   await P.waitText(page, '#talk-log', /They finished sending/, 'their end of data');
   await P.tap(page, '#talk-finish');
-  assert.deepEqual(await bob.exited, { code: 0, signal: null }, bob.stderr);
+  assert.deepEqual(await bob.ended(), { code: 0, signal: null }, bob.stderr);
   await P.waitText(page, '#talk-log', /Conversation ended normally/, 'a clean end');
 });
 
@@ -149,7 +149,7 @@ test('a 2 MiB file from the app reaches stcat > file intact', async () => {
   await P.waitText(page, '#talk-progress-text', /Sending to-laptop\.bin/, 'progress shown', 10_000)
     .catch(() => {});  // a fast machine may finish before the first look
   await P.waitText(page, '#talk-log', /Sent to-laptop\.bin: 2\.00 MiB/, 'the file sent', 60_000);
-  assert.deepEqual(await bob.exited, { code: 0, signal: null }, bob.stderr);
+  assert.deepEqual(await bob.ended(), { code: 0, signal: null }, bob.stderr);
   await H.until(() => H.statSync(f('received-by-laptop.bin')).size === TWO_MIB, 'the whole file on disk');
   assert.equal(H.sha256(H.readFileSync(f('received-by-laptop.bin'))), H.sha256(data));
 });
@@ -168,7 +168,7 @@ test('a 2 MiB file from stcat < file reaches the app intact and is saved', async
   await H.until(() => H.statSync(saved).size === TWO_MIB, 'the whole download');
   assert.equal(H.sha256(H.readFileSync(saved)), H.sha256(data));
   await P.tap(page, '#talk-finish');
-  assert.deepEqual(await bob.exited, { code: 0, signal: null }, bob.stderr);
+  assert.deepEqual(await bob.ended(), { code: 0, signal: null }, bob.stderr);
 });
 
 test('the app\'s own friend ticket, read off the screen with zbarimg, lets stcat connect reach it', async () => {
@@ -189,14 +189,14 @@ test('the app\'s own friend ticket, read off the screen with zbarimg, lets stcat
   carol.child.stdin.end();
   await P.waitText(page, '#talk-log', /They finished sending/, 'carol\'s end');
   await P.tap(page, '#talk-finish');
-  assert.deepEqual(await carol.exited, { code: 0, signal: null }, carol.stderr);
+  assert.deepEqual(await carol.ended(), { code: 0, signal: null }, carol.stderr);
 });
 
 test('a stranger\'s stcat connect is refused, and the app says so', async () => {
   newIdent('mallory');
   const mallory = H.start('stcat', ['connect', '--idfile', 'mallory.ident', '--to', 'app.friend'],
     { stdin: 'ignore' });
-  const exit = await mallory.exited;
+  const exit = await mallory.ended();
   assert.notEqual(exit.code, 0, 'the stranger does not get through');
   await P.waitText(page, '#notices', /Refused a connection from a stranger/, 'the refusal notice');
   await P.screen(page, 'friends');
@@ -211,9 +211,7 @@ test('a relay ticket whose key does not match the relay is shown as the wrong re
   await P.paste(page, 'relays', H.readFileSync(f('impostor.relay'), 'utf8'));
   await P.waitRelay(page, `localhost:${port}`, /Wrong relay/, 'identity mismatch');
   await H.screenshot(page, 'relay-wrong-key');
-  const card = await page.$(`#relay-list li[data-address="localhost:${port}"]`);
-  const [, remove] = await card.$$('button');
-  await remove.tap();
+  await P.tap(page, `#relay-list li[data-address="localhost:${port}"] button.remove`);
   await H.until(async () => !(await page.$(`#relay-list li[data-address="localhost:${port}"]`)), 'removed');
 });
 
@@ -252,7 +250,7 @@ test('a second relay takes over when the first is killed', async () => {
   carol.child.stdin.end('through relay two\n');
   await P.waitText(page, '#talk-log', /through relay two/, 'the line through relay two');
   await P.tap(page, '#talk-finish');
-  assert.deepEqual(await carol.exited, { code: 0, signal: null }, carol.stderr);
+  assert.deepEqual(await carol.ended(), { code: 0, signal: null }, carol.stderr);
   assert.match(carol.stderr, new RegExp(`127\\.0\\.0\\.1:${port2}`), 'carol went through relay two');
 });
 

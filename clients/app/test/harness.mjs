@@ -64,6 +64,10 @@ export function start(program, args, { stdin = 'pipe', stdoutFile } = {}) {
   proc.waitFor = (pattern, what, timeoutMs = 20_000) => until(
     () => pattern.test(proc.stderr) || pattern.test(proc.stdoutText()),
     `${program}: ${what}; its stderr: ${proc.stderr.slice(-800)}`, timeoutMs);
+  // The exit status, or a failure naming the program when it does not end in time.
+  proc.ended = (timeoutMs = 60_000) => Promise.race([proc.exited, sleep(timeoutMs).then(() => {
+    throw new Error(`${program} did not exit within ${timeoutMs / 1000} s; its stderr: ${proc.stderr.slice(-800)}`);
+  })]);
   proc.stop = async (signal = 'SIGTERM') => {
     if (!proc.exit) child.kill(signal);
     return proc.exited;
@@ -129,7 +133,7 @@ export async function textToPng(text) {
 }
 
 export function zbar(pngPath) {
-  return execFileSync('zbarimg', ['--raw', '-q', pngPath], { encoding: 'utf8' }).replace(/\n$/, '');
+  return execFileSync('zbarimg', ['--raw', '-q', pngPath], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).replace(/\n$/, '');
 }
 
 // ------------------------------------------------------------------------------ browser

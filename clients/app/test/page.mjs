@@ -1,8 +1,11 @@
 // Driving the app like a person: tap the tabs and buttons, read what the screen says.
 import { until } from './harness.mjs';
 
+// Scrolls the control to the middle of the screen first, as a person does: the tab bar at
+// the bottom would otherwise take a tap meant for a button beneath it.
 export async function tap(page, selector) {
   await page.waitForSelector(selector, { visible: true });
+  await page.$eval(selector, (e) => e.scrollIntoView({ block: 'center' }));
   await page.tap(selector);
 }
 
@@ -65,6 +68,7 @@ export async function talkTo(page, namePattern) {
   const card = await friendCard(page, namePattern);
   if (!card) throw new Error(`no friend card matches ${namePattern}`);
   const button = await card.$('button.primary');
+  await button.evaluate((e) => e.scrollIntoView({ block: 'center' }));
   await button.tap();
   await page.waitForSelector('#screen-talk:not([hidden])');
 }
@@ -79,6 +83,5 @@ export async function say(page, line) {
 // the sticky header and the tab bar.
 export async function shootElement(page, selector, path) {
   await page.$eval(selector, (e) => e.scrollIntoView({ block: 'center' }));
-  const box = await (await page.$(selector)).boundingBox();
-  await page.screenshot({ path, clip: box });
+  await (await page.$(selector)).screenshot({ path, scrollIntoView: false });
 }
