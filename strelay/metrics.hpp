@@ -43,7 +43,15 @@ enum class LimitReason : std::uint8_t {
   stalled,             // a peer stopped reading past the write-stall timeout
 };
 enum class ConnectOutcome : std::uint8_t {
-  connected, not_found, rejected, timeout, peer_gone, rate_limited, overloaded, not_allowed, no_pending,
+  connected,
+  not_found,
+  rejected,
+  timeout,
+  peer_gone,
+  rate_limited,
+  overloaded,
+  not_allowed,
+  no_pending,
 };
 enum class TunnelDirection : std::uint8_t { to_listener, to_connector };
 enum class TunnelMode : std::uint8_t { splice, copy };
@@ -53,22 +61,23 @@ enum class ReloadOutcome : std::uint8_t { ok, failed };
 template <class E>
 struct MetricLabels;
 
-#define STRELAY_LABELS(E, ...)                                                              \
-  template <>                                                                              \
-  struct MetricLabels<E> {                                                                 \
-    static constexpr std::pair<E, std::string_view> all[] = {__VA_ARGS__};                 \
+#define STRELAY_LABELS(E, ...)                                             \
+  template <>                                                              \
+  struct MetricLabels<E> {                                                 \
+    static constexpr std::pair<E, std::string_view> all[] = {__VA_ARGS__}; \
   }
 STRELAY_LABELS(AcceptError, {AcceptError::emfile, "emfile"}, {AcceptError::enfile, "enfile"},
                {AcceptError::other, "other"});
 STRELAY_LABELS(HandshakeOutcome, {HandshakeOutcome::ok, "ok"}, {HandshakeOutcome::failed, "failed"},
                {HandshakeOutcome::timeout, "timeout"}, {HandshakeOutcome::bad_magic, "bad_magic"},
-               {HandshakeOutcome::bad_version, "bad_version"}, {HandshakeOutcome::refused, "refused"});
+               {HandshakeOutcome::bad_version, "bad_version"},
+               {HandshakeOutcome::refused, "refused"});
 STRELAY_LABELS(LimitReason, {LimitReason::pending_total, "pending_total"},
                {LimitReason::pending_per_source, "pending_per_source"},
                {LimitReason::rate_per_source, "rate_per_source"},
                {LimitReason::connections_total, "connections_total"},
-               {LimitReason::connect_rate, "connect_rate"}, {LimitReason::half_tunnels, "half_tunnels"},
-               {LimitReason::stalled, "stalled"});
+               {LimitReason::connect_rate, "connect_rate"},
+               {LimitReason::half_tunnels, "half_tunnels"}, {LimitReason::stalled, "stalled"});
 // Close reasons have one name table, beside the enum (common/protocol.hpp): their labels are it.
 template <>
 struct MetricLabels<CloseReason> {
@@ -83,8 +92,10 @@ struct MetricLabels<CloseReason> {
 STRELAY_LABELS(ConnectOutcome, {ConnectOutcome::connected, "connected"},
                {ConnectOutcome::not_found, "not_found"}, {ConnectOutcome::rejected, "rejected"},
                {ConnectOutcome::timeout, "timeout"}, {ConnectOutcome::peer_gone, "peer_gone"},
-               {ConnectOutcome::rate_limited, "rate_limited"}, {ConnectOutcome::overloaded, "overloaded"},
-               {ConnectOutcome::not_allowed, "not_allowed"}, {ConnectOutcome::no_pending, "no_pending"});
+               {ConnectOutcome::rate_limited, "rate_limited"},
+               {ConnectOutcome::overloaded, "overloaded"},
+               {ConnectOutcome::not_allowed, "not_allowed"},
+               {ConnectOutcome::no_pending, "no_pending"});
 STRELAY_LABELS(TunnelDirection, {TunnelDirection::to_listener, "to_listener"},
                {TunnelDirection::to_connector, "to_connector"});
 STRELAY_LABELS(TunnelMode, {TunnelMode::splice, "splice"}, {TunnelMode::copy, "copy"});
@@ -204,7 +215,9 @@ struct Metrics {
   Counter replaced_total;
   CounterFamily<ReloadOutcome> reloads_total;
 
-  std::chrono::steady_clock::duration uptime() const { return std::chrono::steady_clock::now() - started_; }
+  std::chrono::steady_clock::duration uptime() const {
+    return std::chrono::steady_clock::now() - started_;
+  }
 
  private:
   std::chrono::steady_clock::time_point started_;
@@ -218,7 +231,8 @@ struct StatusInfo {
   std::string version;
   std::string public_key;   // base64url
   std::string ticket_json;  // the relay ticket when --public-address is set; may be empty
-  std::string qr_svg;       // an SVG of the ticket's QR code from common/qr; trusted markup; may be empty
+  std::string
+      qr_svg;  // an SVG of the ticket's QR code from common/qr; trusted markup; may be empty
   std::vector<std::string> listen_addresses;
   std::chrono::system_clock::time_point start_time{};
   std::vector<std::pair<std::string, std::string>> limits;  // name, value as text

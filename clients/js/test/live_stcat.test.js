@@ -19,7 +19,9 @@ const mib = 16;
 // peer by closing the WebSocket, so the JS node cannot send its answering close, and stcat
 // sometimes reports the end as aborted (exit 7). These variants run and report, as TODO,
 // until the relay keeps the WebSocket open for the node's answer (or C++ stops sending the FIN).
-const fin_issue = (kind) => (kind === 'ws' ? { todo: 'C++ FIN after close vs a WebSocket peer (see the comment above)' } : {});
+// In the merged tree the stcat-connects variant can also wait for ever for the stream's close
+// over WebSocket (seen at the end of session 5): a time limit turns that into a reported TODO.
+const fin_issue = (kind) => (kind === 'ws' ? { todo: 'C++ FIN after close vs a WebSocket peer (see the comment above)', timeout: 120_000 } : {});
 
 for (const kind of carrier_for.kinds()) {
   test(`stcat connects to a JS listener (${kind}): ${mib} MiB each way, SHA-256 equal, half-close, exit 0`, fin_issue(kind), async (t) => {
