@@ -247,7 +247,7 @@ TEST_CASE(
   MESSAGE("relay RSS grew " << grown / 1024 << " KiB for " << count
                             << " msg3s announcing 65535 bytes (all of it would be "
                             << count * 65535 / 1024 << " KiB)");
-  CHECK(grown < count * 65535 / 4);
+  if (memory_is_measurable) CHECK(grown < count * 65535 / 4);
   CHECK(relay.probe().gauge("pending_handshakes") == relay.baseline().pending_handshakes + count);
   for (auto& c : clients) {
     const auto before = c->received();

@@ -146,7 +146,7 @@ TEST_CASE(
   CHECK(took < 1s);
   const auto grown = relay.probe().rss_bytes() - rss_before;
   MESSAGE("relay RSS grew " << grown / 1024 << " KiB");
-  CHECK(grown < 16 * 1024 * 1024);
+  if (memory_is_measurable) CHECK(grown < 16 * 1024 * 1024);
   // Each admitted one is closed at its deadline, not before, and without a word.
   for (std::size_t i = 0; i < sockets.size(); ++i) {
     auto& s = sockets[i];
