@@ -26,6 +26,8 @@ namespace {
 // Back-off of the accept loop when the process is out of descriptors: it retries, never spins.
 constexpr auto accept_backoff_min = std::chrono::milliseconds(10);
 constexpr auto accept_backoff_max = std::chrono::seconds(1);
+// /status lists this many of the heaviest sources.
+constexpr std::size_t heaviest_sources_shown = 10;
 // How often the drain looks whether every connection has gone.
 constexpr auto drain_poll = std::chrono::milliseconds(20);
 
@@ -55,6 +57,7 @@ class MetricsObserver final : public TunnelObserver {
 LimitReason limit_reason(AdmissionRefusal refusal) {
   switch (refusal) {
     case AdmissionRefusal::connections_total: return LimitReason::connections_total;
+    case AdmissionRefusal::connections_per_source: return LimitReason::connections_per_source;
     case AdmissionRefusal::pending_total: return LimitReason::pending_total;
     case AdmissionRefusal::sources_total: return LimitReason::pending_total;
     case AdmissionRefusal::pending_per_source: return LimitReason::pending_per_source;
@@ -117,9 +120,17 @@ Server::Server(const Identity& identity, ServerSettings settings, Metrics& metri
     RelayTimer open_reactor(*workers_.back());
   }
   ttl_timer_ = std::make_unique<RelayTimer>(*workers_[0]);
+  metrics_.heaviest_sources = [this] {
+    std::vector<Metrics::SourceLoad> out;
+    for (const auto& load : admission_.heaviest_sources(heaviest_sources_shown)) {
+      out.push_back({load.prefix, load.connections, load.pending});
+    }
+    return out;
+  };
 }
 
 Server::~Server() {
+  metrics_.heaviest_sources = nullptr;
   // I/O objects go before their io_contexts; then each io_context destroys what is still
   // queued on it (suspended sessions and tunnels), while the tables those touch still exist.
   acceptors_.clear();
@@ -253,15 +264,8 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor) {
     boost::system::error_code remote_ec;
     const auto remote = socket.remote_endpoint(remote_ec);
     if (remote_ec) continue;  // already gone
-    auto admitted = admission_.try_admit(SourceKey::from_address(remote.address()), Clock::now());
-    if (auto* refusal = std::get_if<AdmissionRefusal>(&admitted)) {
-      // Before a handshake nothing can be said with authority: count, log (rate-limited), close.
-      metrics_.limit_hits_total.inc(limit_reason(*refusal));
-      metrics_.handshakes_total.inc(HandshakeOutcome::refused);
-      log_.info("admission_refused", {}, {{"reason", to_string(*refusal)},
-                                          {"source", SourceKey::from_address(remote.address()).to_string()}});
-      continue;
-    }
+    auto admitted = admit(remote.address());
+    if (std::holds_alternative<AdmissionRefusal>(admitted)) continue;
     tune_socket(socket, settings()->dead_peer);
     auto session = std::make_shared<Session>(
         *this, std::move(socket),
@@ -271,15 +275,40 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor) {
   }
 }
 
+std::variant<Admission::Admitted, AdmissionRefusal> Server::admit(const asio::ip::address& client) {
+  const auto source = Source::from_address(client, admission_.limits().prefixes);
+  const auto pending_before = admission_.pending_evictions();
+  const auto established_before = admission_.connection_evictions();
+  auto admitted = admission_.try_admit(source, Clock::now());
+  if (auto* refusal = std::get_if<AdmissionRefusal>(&admitted)) {
+    // Before a handshake nothing can be said with authority: count, log (rate-limited), close.
+    metrics_.limit_hits_total.inc(limit_reason(*refusal));
+    metrics_.handshakes_total.inc(HandshakeOutcome::refused);
+    log_.info("admission_refused", {}, {{"reason", to_string(*refusal)}, {"source", source.site().to_string()}});
+    return admitted;
+  }
+  // Fair share made room (limits.hpp): the evicted side is counted here, closed by its session.
+  const auto pending = admission_.pending_evictions() - pending_before;
+  const auto established = admission_.connection_evictions() - established_before;
+  if (pending != 0) metrics_.limit_hits_total.inc(LimitReason::pending_evicted, pending);
+  if (established != 0) metrics_.limit_hits_total.inc(LimitReason::connection_evicted, established);
+  if (pending + established != 0) {
+    log_.info("fair_share_eviction", {},
+              {{"newcomer", source.site().to_string()}, {"pending", pending}, {"established", established}});
+  }
+  return admitted;
+}
+
 Server::Registration Server::enroll(ConnId id, const std::shared_ptr<Session>& session) {
   std::lock_guard lock(state_mutex_);
   sessions_[id] = session;
   return Registration(this, id);
 }
 
-void Server::submit(ConnId id, const PublicKey& self, const NodeMessage& message) {
+void Server::submit(ConnId id, const PublicKey& self, const NodeMessage& message, const Source* source) {
   std::lock_guard lock(state_mutex_);
-  auto actions = relay_state_.handle(id, self, message, Clock::now());
+  auto actions = relay_state_.handle(id, self, message, Clock::now(), source);
+  count_pairing_limits_locked();
   if (std::holds_alternative<Listen>(message)) metrics_.listen_total.inc();
   arm_ttl_locked();
   dispatch_locked(std::move(actions));
@@ -309,7 +338,6 @@ void Server::dispatch_locked(Actions actions) {
           const auto outcome = connect_outcome(refused->reason);
           metrics_.connect_outcomes_total.inc(outcome);
           if (outcome == ConnectOutcome::rate_limited) metrics_.limit_hits_total.inc(LimitReason::connect_rate);
-          if (outcome == ConnectOutcome::overloaded) metrics_.limit_hits_total.inc(LimitReason::half_tunnels);
         }
         if (auto session = find(send->to)) posts.emplace_back(std::move(session), send->message);
       } else if (auto* close = std::get_if<CloseConn>(&action)) {
@@ -331,6 +359,16 @@ void Server::dispatch_locked(Actions actions) {
   }
   for (auto& rendezvous : orphans) rendezvous->abandon(0);
   for (auto& [session, item] : posts) session->post(std::move(item));
+}
+
+void Server::count_pairing_limits_locked() {
+  static constexpr LimitReason reasons[pairing_limit_count] = {
+      LimitReason::listeners_per_source, LimitReason::half_tunnels_per_source,
+      LimitReason::half_tunnels_per_target, LimitReason::half_tunnels, LimitReason::connect_rate_per_source};
+  const auto hits = relay_state_.take_limit_hits();
+  for (std::size_t i = 0; i < pairing_limit_count; ++i) {
+    if (hits[i] != 0) metrics_.limit_hits_total.inc(reasons[i], hits[i]);
+  }
 }
 
 void Server::arm_ttl_locked() {

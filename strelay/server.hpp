@@ -27,6 +27,7 @@
 #include <optional>
 #include <thread>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -65,6 +66,8 @@ struct ServerSettings {
   Clock::duration keepalive = keepalive_interval;
   Clock::duration dead_peer = dead_peer_timeout;
   Clock::duration drain = drain_deadline;
+  double control_rate = control_rate_per_connection;  // control frames per second per connection
+  double control_burst = control_burst_per_connection;
 };
 
 class Server {
@@ -131,8 +134,14 @@ class Server {
   };
   Registration enroll(ConnId id, const std::shared_ptr<Session>& session);
 
-  // A request from an authenticated session; its decisions are dispatched.
-  void submit(ConnId id, const PublicKey& self, const NodeMessage& message);
+  // Admission of a new connection from `client`: the socket's peer, or the address a trusted
+  // proxy announced (a carrier can re-admit after reading it). A refusal is counted and
+  // logged here; the caller closes the socket.
+  std::variant<Admission::Admitted, AdmissionRefusal> admit(const boost::asio::ip::address& client);
+
+  // A request from an authenticated session; its decisions are dispatched. `source`: where
+  // the connection comes from, for the pairing table's per-source caps.
+  void submit(ConnId id, const PublicKey& self, const NodeMessage& message, const Source* source = nullptr);
   // The session is gone (idempotent); its decisions are dispatched.
   void disconnect(ConnId id);
   // A tunnel is running; it is stopped at shutdown. untrack() when it has ended.
@@ -145,6 +154,7 @@ class Server {
   boost::asio::awaitable<void> ttl_loop();
   boost::asio::awaitable<void> drain();
   void dispatch_locked(Actions actions);  // state_mutex_ held
+  void count_pairing_limits_locked();     // state_mutex_ held
   void arm_ttl_locked();           // state_mutex_ held
   // The admission limits of `settings` with the descriptor budget applied (fds_at_start_).
   AdmissionLimits budgeted(const ServerSettings& settings, DescriptorBudget* budget = nullptr) const;

@@ -43,11 +43,17 @@ Session::Session(Server& server, tcp::socket socket, ConnectionHold hold)
       id_(server.next_conn_id()),
       socket_(std::move(socket)),
       hold_(std::move(hold)),
+      handshake_watchdog_(socket_.get_executor()),
       wake_(socket_.get_executor()),
       reader_done_(socket_.get_executor()) {}
 
 void Session::start(std::shared_ptr<Session> session) {
   auto executor = session->socket_.get_executor();
+  session->hold_->admitted.set_evictor([weak = std::weak_ptr<Session>(session), executor] {
+    asio::post(executor, [weak] {
+      if (auto self = weak.lock()) self->evict();
+    });
+  });
   asio::co_spawn(executor, session->run(), [session](std::exception_ptr error) {
     if (!error) return;
     // A bug, not a client's doing: log it once for this session and let the rest go on.
@@ -84,9 +90,30 @@ Deadline Session::write_deadline() const {
 
 LogTags Session::tags() const { return LogTags{id_, peer_}; }
 
+void Session::evict() {
+  if (evicted_ || !hold_) return;  // gone to a tunnel: never cut
+  evicted_ = true;
+  if (handshaking_) {
+    handshake_watchdog_.cancel();  // ends the handshake as its deadline would
+  } else {
+    post(CloseReason::overloaded);
+  }
+}
+
+bool Session::take_control_token() {
+  if (!control_bucket_) {
+    const auto settings = server_.settings();
+    control_bucket_.emplace(settings->control_rate, settings->control_burst);
+  }
+  if (control_bucket_->try_take(Clock::now())) return true;
+  server_.metrics().limit_hits_total.inc(LimitReason::control_rate);
+  return false;
+}
+
 asio::awaitable<void> Session::run() {
   auto self = shared_from_this();
   const bool authenticated = co_await handshake();
+  handshaking_ = false;
   hold_->admitted.handshake_done();
   if (!authenticated) co_return;
 
@@ -115,7 +142,7 @@ asio::awaitable<void> Session::run() {
     co_await send_close(CloseReason::shutdown);
     co_return;
   }
-  server_.submit(id_, *peer_, *request);
+  server_.submit(id_, *peer_, *request, &hold_->admitted.source());
   // An acceptor's node sends nothing until its outcome, and the outcome is immediate.
   if (role_ != Role::acceptor) {
     reader_running_ = true;
@@ -129,23 +156,26 @@ asio::awaitable<void> Session::run() {
 
 asio::awaitable<bool> Session::handshake() {
   using namespace asio::experimental::awaitable_operators;
-  const auto deadline = Clock::now() + server_.settings()->handshake_timeout;
+  // Shorter under pressure (Admission::handshake_deadline): silent sockets are recycled faster.
+  const auto deadline = Clock::now() + server_.admission().handshake_deadline(server_.settings()->handshake_timeout);
   GaugeHold pending(server_.metrics().pending_handshakes);
   std::optional<Channel> channel;
   // The absolute deadline is kept twice: by the handshake's own waits (real steady time) and
   // by this watchdog on the relay's clock, which tests move (strelay/clock.hpp). In production
   // both fire at the same instant.
-  RelayTimer watchdog(socket_.get_executor(), deadline);
+  handshake_watchdog_.expires_at(deadline);
   AcceptStep step{};
   auto raced = co_await (accept_handshake(socket_, server_.identity(), deadline, channel, first_request_, &step) ||
-                         watchdog.async_wait(await_tuple));
+                         handshake_watchdog_.async_wait(await_tuple));
   const std::error_code ec =
       raced.index() == 0 ? std::get<0>(raced) : std::error_code(make_error_code(errc::handshake_timeout));
   if (ec) {
     // Before authentication a failure closes without a word (docs/protocol.md, section 2).
     server_.metrics().handshakes_total.inc(outcome_of(ec));
     server_.log().debug("handshake_failed", tags(),
-                        {{"stage", handshake_stage(ec, step)}, {"step", to_string(step)}, {"error", ec}});
+                        {{"stage", evicted_ ? "evicted" : handshake_stage(ec, step)},
+                         {"step", to_string(step)},
+                         {"error", ec}});
     boost::system::error_code ignored;
     socket_.close(ignored);
     co_return false;
@@ -177,7 +207,8 @@ asio::awaitable<void> Session::writer() {
     if (closing_) co_return;
     if (reader_failed_) {
       // The peer closed, vanished or misbehaved; tell it why only in the last case.
-      if (reader_reason_ == CloseReason::protocol_error || reader_reason_ == CloseReason::timeout) {
+      if (reader_reason_ == CloseReason::protocol_error || reader_reason_ == CloseReason::timeout ||
+          reader_reason_ == CloseReason::rate_limited) {
         co_await send_close(reader_reason_);
       } else {
         server_.metrics().closes_total.inc(reader_reason_);
@@ -243,6 +274,12 @@ asio::awaitable<void> Session::reader() {
                        : ec == errc::timeout      ? CloseReason::timeout
                                                   : CloseReason::protocol_error;
       server_.log().debug("peer_ended", tags(), {{"reason", metric_label(reader_reason_)}});
+      break;
+    }
+    if (!take_control_token()) {
+      // A flood of pings or RejectConnections (issue 14): told why, then closed.
+      reader_failed_ = true;
+      reader_reason_ = CloseReason::rate_limited;
       break;
     }
     if (!co_await handle_frame(message)) {
@@ -331,6 +368,7 @@ asio::awaitable<void> Session::join_tunnel(std::shared_ptr<Rendezvous> rendezvou
   const int fd = socket.release();
   auto hold = std::move(*hold_);
   hold_.reset();
+  hold.admitted.not_evictable();  // a tunnel carries real traffic: fair share never cuts it
   rendezvous->arrive(id_, fd, std::move(hold), wake_.get_executor());
 }
 

@@ -76,6 +76,11 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<void> join_tunnel(std::shared_ptr<Rendezvous> rendezvous);
   boost::asio::awaitable<void> stop_reader();
   void take_inbox();  // moves what post() delivered into queue_
+  // Fair share chose this connection (limits.hpp): a handshake is cut, an authenticated
+  // connection told Close{overloaded}. On the session's worker.
+  void evict();
+  // Every frame after the handshake takes a token; false when the connection is over its rate.
+  bool take_control_token();
   void wake() { wake_.cancel(); }
   Deadline write_deadline() const;
   LogTags tags() const;
@@ -88,7 +93,10 @@ class Session : public std::enable_shared_from_this<Session> {
   Role role_ = Role::none;
   std::optional<PublicKey> peer_;
   std::vector<std::uint8_t> first_request_;
-
+  RelayTimer handshake_watchdog_;  // the absolute handshake deadline; evict() cancels it
+  bool handshaking_ = true;
+  bool evicted_ = false;
+  std::optional<TokenBucket> control_bucket_;  // from the first request on
   // post() side: any thread.
   std::mutex inbox_mutex_;
   // Vectors, not deques: a default-constructed std::deque allocates a 512-byte block, and

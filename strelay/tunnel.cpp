@@ -26,6 +26,14 @@ constexpr std::size_t copy_chunk_bytes = 64 * 1024;
 
 bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
 
+// A quarter of the direction's bound for each kernel queue. Linux doubles the value given (the
+// doubled size covers its bookkeeping too), so asking for an eighth caps each queue at a quarter.
+void clamp_socket_buffers(int fd, std::size_t buffer_bytes) {
+  const int size = static_cast<int>(std::max<std::size_t>(buffer_bytes / 8, 1024));
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+}
+
 }  // namespace
 
 // One direction: bytes read from `in` are written to `out`, through `pipe` (splice) or
@@ -48,6 +56,7 @@ struct Tunnel::Direction {
   std::size_t copy_offset = 0;
   bool blocked = false;                   // waiting for `out` to accept bytes
   clock::time_point blocked_since{};
+  std::size_t progress = 0;               // bytes `out` took since blocked_since
   std::atomic<std::uint64_t> held_gauge{0};
 };
 
@@ -68,8 +77,15 @@ Tunnel::Tunnel(tcp::socket a, tcp::socket b, Options options, TunnelObserver* ob
     pipes_reserved_ = observer_->reserve_pipe_fds();
     if (!pipes_reserved_) options_.use_splice = false;
   }
+  // With the kernel queues clamped to a quarter each, the pipe gets the other half.
+  const std::size_t pipe_bytes =
+      options_.clamp_socket_buffers ? std::max<std::size_t>(options_.buffer_bytes / 2, 4096) : options_.buffer_bytes;
+  if (options_.clamp_socket_buffers) {
+    clamp_socket_buffers(a_.native_handle(), options_.buffer_bytes);
+    clamp_socket_buffers(b_.native_handle(), options_.buffer_bytes);
+  }
   for (auto& d : dirs_) {
-    d->capacity = std::max<std::size_t>(options_.buffer_bytes, 1);
+    d->capacity = std::max<std::size_t>(pipe_bytes, 1);
     if (!options_.use_splice) continue;
     if (::pipe2(d->pipe.data(), O_NONBLOCK | O_CLOEXEC) != 0) {
       options_.use_splice = false;  // out of fds for pipes: copy instead of failing the tunnel
@@ -265,7 +281,13 @@ void Tunnel::set_held(Direction& d, std::size_t held) {
 void Tunnel::count_forwarded(Direction& d, std::size_t n) {
   set_held(d, d.held - n);
   d.forwarded += n;
-  d.blocked = false;
+  // The stall clock restarts only on real progress: stall_progress_bytes taken since it
+  // started, or everything held delivered.
+  d.progress += n;
+  if (d.progress >= stall_progress_bytes || d.held == 0) {
+    d.blocked = false;
+    d.progress = 0;
+  }
   if (observer_ != nullptr) observer_->forwarded(d.id, n);
 }
 
