@@ -197,6 +197,13 @@ void setup_limits(CLI::App& app, RelayLimits& l) {
   add_count(*g, "--tunnel-buffer", l.tunnel_buffer,
             "User-space buffer per tunnel direction, in bytes (backpressure beyond it)", min_tunnel_buffer,
             max_tunnel_buffer);
+  g->add_option_function<std::string>(
+       "--tunnel-socket-buffers", [&l](const std::string& v) { l.tunnel_clamp_socket_buffers = v == "clamp"; },
+       "clamp: a tunnel's kernel socket queues are part of --tunnel-buffer (a quarter each side); auto: the "
+       "kernel's autotuning (faster on long fat links, but a stalled tunnel then holds megabytes)")
+      ->check(one_of({"clamp", "auto"}))
+      ->default_str("clamp")
+      ->type_name("clamp|auto");
   add_seconds(*g, "--write-stall-timeout", l.write_stall_timeout,
               "A peer that accepts no bytes for this long is stalled and closed");
   add_seconds(*g, "--keepalive-interval", l.keepalive_interval, "Ping after this much silence");
@@ -424,6 +431,7 @@ std::vector<std::pair<std::string, std::string>> describe_limits(const RelayLimi
       {"connect-rate", format_number(l.connect_rate_per_minute) + " per minute per identity"},
       {"connect-burst", format_number(l.connect_burst)},
       {"tunnel-buffer", std::to_string(l.tunnel_buffer) + " bytes"},
+      {"tunnel-socket-buffers", l.tunnel_clamp_socket_buffers ? "clamp" : "auto"},
       {"write-stall-timeout", s(l.write_stall_timeout)},
       {"keepalive-interval", s(l.keepalive_interval)},
       {"dead-peer-timeout", s(l.dead_peer_timeout)},

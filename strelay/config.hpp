@@ -59,6 +59,7 @@ struct RelayLimits {
   double connect_rate_per_minute = connect_rate_per_identity * 60.0;       // per identity
   double connect_burst = connect_burst_per_identity;
   std::size_t tunnel_buffer = tunnel_buffer_bytes;                         // bytes per direction
+  bool tunnel_clamp_socket_buffers = true;  // --tunnel-socket-buffers clamp (default) | auto
   std::chrono::milliseconds write_stall_timeout = strelay::write_stall_timeout;
   std::chrono::milliseconds keepalive_interval = strelay::keepalive_interval;
   std::chrono::milliseconds dead_peer_timeout = strelay::dead_peer_timeout;

@@ -277,6 +277,10 @@ class Admission::Admitted {
   void set_evictor(Evictor evictor);
   // A tunnel holds the connection now: fair share no longer picks it.
   void not_evictable();
+  // Admission::handshake_deadline() of the admission this came from (`base` once moved from).
+  Clock::duration handshake_deadline(Clock::duration base) const {
+    return admission_ != nullptr ? admission_->handshake_deadline(base) : base;
+  }
 
  private:
   friend class Admission;

@@ -9,11 +9,22 @@
 // they are tested in sources_test and limits_test.
 #include <doctest/doctest.h>
 
+#include <signal.h>
+#include <stdlib.h>
+
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <thread>
 
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/write.hpp>
+
+#include "common/coro.hpp"
 #include "support/hostile_client.hpp"
 #include "support/relay_probe.hpp"
 #include "support/watched_relay.hpp"
@@ -54,18 +65,22 @@ bool honest_listen(const RelayAddress& relay, const std::string& source, std::ch
 
 // Opens Listens with fresh identities from `source`, keeping each open; stops at `count` or
 // at the first that is not answered ListenOk. Returns the clients (open, listening).
+// An attempt refused (the handshake rate, a cap) is retried after 50 ms, up to 3 x `count`
+// attempts in all.
 std::vector<std::unique_ptr<HostileClient>> listeners_from(const RelayAddress& relay, const std::string& source,
                                                            int count, int* refused = nullptr) {
   std::vector<std::unique_ptr<HostileClient>> out;
-  for (int i = 0; i < count; ++i) {
+  for (int attempt = 0; attempt < 3 * count && static_cast<int>(out.size()) < count; ++attempt) {
     auto c = std::make_unique<HostileClient>(relay, Hooks{}, source);
-    if (!c->ok() || !c->handshake(Listen{})) {
+    if (!c->ok() || !c->handshake(Listen{}, 3s)) {
       if (refused != nullptr) ++*refused;
+      std::this_thread::sleep_for(50ms);
       continue;
     }
     const auto r = c->next_message(3s);
     if (!is<ListenOk>(r)) {
       if (refused != nullptr) ++*refused;
+      std::this_thread::sleep_for(50ms);
       continue;
     }
     c->release_identity();
@@ -327,4 +342,52 @@ TEST_CASE("RejectConnection naming a key that is not a valid point is compared b
   connector.close();
   listener.clear();
   relay.check_clean(3s);
+}
+
+// ---------------------------------------------------------------- revoked keys (14.3)
+
+TEST_CASE("Revoking a key stops its running tunnel (issue 14.3): a reload ends the pipe with not_allowed, counted and logged; tunnels of listed keys run on") {
+  char pattern[] = "/tmp/strelay-revoke-XXXXXX";
+  REQUIRE(::mkdtemp(pattern) != nullptr);
+  const std::filesystem::path dir = pattern;
+  const auto allow = dir / "allow.txt";
+  const auto listener = Identity::generate();
+  const auto revoked = Identity::generate();
+  const auto kept = Identity::generate();
+  std::ofstream(allow) << listener.public_key().to_base64url() << "\n"
+                       << revoked.public_key().to_base64url() << "\n"
+                       << kept.public_key().to_base64url() << "\n";
+  WatchedRelay relay(adversarial_flags({"--allow", allow.string()}), /*with_canary=*/false);  // a canary is not listed
+  run_task(
+      [&]() -> boost::asio::awaitable<void> {
+        auto gone = co_await make_pipe(relay.address(), listener, revoked);
+        auto stays = co_await make_pipe(relay.address(), listener, kept);
+        std::ofstream(allow, std::ios::trunc) << listener.public_key().to_base64url() << "\n"
+                                              << kept.public_key().to_base64url() << "\n";
+        relay.process().signal(SIGHUP);
+        // The revoked connector's pipe closes: both of its ends read EOF.
+        std::array<std::uint8_t, 16> buf{};
+        auto [ec, n] = co_await gone.connector.async_read_some(boost::asio::buffer(buf), strelay::await_tuple);
+        CHECK(ec == boost::asio::error::eof);
+        auto [ec2, n2] = co_await gone.acceptor.async_read_some(boost::asio::buffer(buf), strelay::await_tuple);
+        CHECK(ec2 == boost::asio::error::eof);
+        // The other pipe still carries bytes.
+        const std::array<std::uint8_t, 4> ping{1, 2, 3, 4};
+        co_await boost::asio::async_write(stays.connector, boost::asio::buffer(ping), strelay::await_tuple);
+        std::array<std::uint8_t, 4> got{};
+        auto [ec3, n3] = co_await boost::asio::async_read(stays.acceptor, boost::asio::buffer(got), strelay::await_tuple);
+        CHECK(!ec3);
+        CHECK(got == ping);
+        boost::system::error_code ignored;
+        stays.connector.close(ignored);
+        stays.acceptor.close(ignored);
+        stays.listener.channel->close();
+        gone.listener.channel->close();
+      }(),
+      20s);
+  CHECK(relay.probe().counter("limit_hits_total", "not_allowed_tunnel") == 1);
+  CHECK(relay.probe().counter("closes_total", "not_allowed") >= 1);
+  CHECK(relay.process().log().find("tunnel_revoked") != std::string::npos);
+  relay.check_clean(3s);
+  std::filesystem::remove_all(dir);
 }
