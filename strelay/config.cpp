@@ -199,7 +199,7 @@ void setup_limits(CLI::App& app, RelayLimits& l) {
             max_tunnel_buffer);
   g->add_option_function<std::string>(
        "--tunnel-socket-buffers", [&l](const std::string& v) { l.tunnel_clamp_socket_buffers = v == "clamp"; },
-       "clamp: a tunnel's kernel socket queues are part of --tunnel-buffer (a quarter each side); auto: the "
+       "clamp: each of a tunnel's kernel socket queues is clamped to --tunnel-buffer; auto: the "
        "kernel's autotuning (faster on long fat links, but a stalled tunnel then holds megabytes)")
       ->check(one_of({"clamp", "auto"}))
       ->default_str("clamp")

@@ -26,10 +26,11 @@ constexpr std::size_t copy_chunk_bytes = 64 * 1024;
 
 bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
 
-// A quarter of the direction's bound for each kernel queue. Linux doubles the value given (the
-// doubled size covers its bookkeeping too), so asking for an eighth caps each queue at a quarter.
+// Each kernel queue at most the direction's bound. Linux doubles the value given (the doubled
+// size covers its bookkeeping too), so asking for half caps each queue at the bound. Smaller
+// queues cost more than 5% of bulk throughput (docs/performance.md, issue 14.5).
 void clamp_socket_buffers(int fd, std::size_t buffer_bytes) {
-  const int size = static_cast<int>(std::max<std::size_t>(buffer_bytes / 8, 1024));
+  const int size = static_cast<int>(std::max<std::size_t>(buffer_bytes / 2, 1024));
   ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
 }
@@ -77,9 +78,7 @@ Tunnel::Tunnel(tcp::socket a, tcp::socket b, Options options, TunnelObserver* ob
     pipes_reserved_ = observer_->reserve_pipe_fds();
     if (!pipes_reserved_) options_.use_splice = false;
   }
-  // With the kernel queues clamped to a quarter each, the pipe gets the other half.
-  const std::size_t pipe_bytes =
-      options_.clamp_socket_buffers ? std::max<std::size_t>(options_.buffer_bytes / 2, 4096) : options_.buffer_bytes;
+  const std::size_t pipe_bytes = options_.buffer_bytes;
   if (options_.clamp_socket_buffers) {
     clamp_socket_buffers(a_.native_handle(), options_.buffer_bytes);
     clamp_socket_buffers(b_.native_handle(), options_.buffer_bytes);

@@ -6,10 +6,11 @@
 // is refused (a socket type that does not support it) a read/write loop takes over.
 //
 // Bounds and timers (all from Tunnel::Options, defaults in common/protocol.hpp):
-//  - each direction holds at most `buffer_bytes` in the relay, kernel queues included: half in
-//    its pipe, and a quarter in each socket's kernel queue (SO_RCVBUF of the sender's socket,
-//    SO_SNDBUF of the receiver's, clamped; without the clamp the kernel's autotuning let a
-//    stalled tunnel hold 6.4 MiB, issue 14). When the receiver does not read, the relay stops
+//  - each direction holds at most `buffer_bytes` in its pipe, and at most `buffer_bytes` in
+//    each of the two kernel queues it passes (SO_RCVBUF of the sender's socket, SO_SNDBUF of
+//    the receiver's, clamped): 3 x buffer_bytes in all, where the kernel's autotuning let a
+//    stalled tunnel hold 6.4 MiB (issue 14). A tighter split (the whole bound for all three)
+//    cost 2-3x CPU per GiB in bulk_bench. When the receiver does not read, the relay stops
 //    reading the sender (TCP backpressure); it never drops bytes;
 //  - a direction blocked on a receiver that takes less than stall_progress_bytes (16 KiB)
 //    within `write_stall` ends the tunnel with CloseReason::stalled: only progress at a minimum

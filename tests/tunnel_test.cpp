@@ -336,9 +336,10 @@ TEST_CASE("a receiver taking one byte at a time is stalled: only real progress r
   }
 }
 
-TEST_CASE("a stalled direction holds at most --tunnel-buffer in the relay, kernel queues included") {
+TEST_CASE("a stalled direction holds at most 3 x --tunnel-buffer in the relay, kernel queues included") {
   // The review measured 6.4 MiB per stalled tunnel in the relay's own socket queues (the
-  // kernel's autotuning); the clamp keeps sender Recv-Q + pipe + receiver Send-Q within the bound.
+  // kernel's autotuning); the clamp keeps sender Recv-Q + pipe + receiver Send-Q within three
+  // times the bound (each at most --tunnel-buffer).
   for (const bool splice : {true, false}) {
     CAPTURE(splice);
     const Tunnel::Options options{.buffer_bytes = 256 * 1024, .write_stall = 10s, .use_splice = splice};
@@ -375,6 +376,6 @@ TEST_CASE("a stalled direction holds at most --tunnel-buffer in the relay, kerne
     test::run_for(f.ioc, 20s);
     MESSAGE("held in the relay for the stalled direction: " << most << " bytes");
     CHECK(most > 0);
-    CHECK(most <= options.buffer_bytes);
+    CHECK(most <= 3 * options.buffer_bytes);  // the pipe, and each kernel queue clamped to the bound
   }
 }
