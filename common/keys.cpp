@@ -42,8 +42,16 @@ namespace {
 // (256 slots, 8 KiB, shared by all threads). A miss, or a key evicted by another in its slot,
 // only costs the check again; invalid keys are never stored, and a hit needs all 32 bytes
 // equal, so the table can change how fast a key is accepted, never whether.
+// The slot is a keyed hash (SipHash, a random key per process): with a slot that anyone can
+// compute, two valid keys chosen to share it, sent in turn, made every check a miss (issue 14).
 class KnownValidKeys {
  public:
+  KnownValidKeys() { crypto_shorthash_keygen(hash_key_.data()); }
+  std::size_t slot_of(const std::array<std::uint8_t, key_bytes>& key) const {
+    std::array<std::uint8_t, crypto_shorthash_BYTES> out{};
+    crypto_shorthash(out.data(), key.data(), key.size(), hash_key_.data());
+    return std::size_t{out[0]} % detail::valid_key_slots;
+  }
   bool contains(const std::array<std::uint8_t, key_bytes>& key) {
     const auto& slot = slots_[detail::valid_key_slot(key)];
     std::lock_guard lock(mutex_);
@@ -61,6 +69,7 @@ class KnownValidKeys {
     std::array<std::uint8_t, key_bytes> key{};
     bool used = false;
   };
+  std::array<std::uint8_t, crypto_shorthash_KEYBYTES> hash_key_{};
   std::mutex mutex_;
   std::array<Slot, detail::valid_key_slots> slots_{};
 };
@@ -73,8 +82,7 @@ KnownValidKeys& known_valid_keys() {
 }  // namespace
 
 std::size_t detail::valid_key_slot(const std::array<std::uint8_t, key_bytes>& key) {
-  // An honest key's bytes are uniform; a chosen key can only evict another from its slot.
-  return (std::size_t{key[0]} ^ std::size_t{key[7]} ^ std::size_t{key[15]}) % valid_key_slots;
+  return known_valid_keys().slot_of(key);
 }
 
 bool PublicKey::is_valid_point() const {

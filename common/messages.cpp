@@ -84,6 +84,16 @@ std::optional<PublicKey> read_key(capnp::Data::Reader data) {
   return PublicKey::from_bytes(std::span<const std::uint8_t>(data.begin(), data.size()));
 }
 
+// RejectConnection names a key the relay already holds (a pending connector's, which its own
+// handshake authenticated), and the relay only compares it byte for byte: it needs 32 bytes,
+// not the point check, so a flood of them costs a lookup, not a scalar multiplication each.
+std::optional<PublicKey> read_key_bytes(capnp::Data::Reader data) {
+  if (data.size() != key_bytes) return std::nullopt;
+  std::array<std::uint8_t, key_bytes> raw{};
+  std::copy(data.begin(), data.end(), raw.begin());
+  return PublicKey(raw);
+}
+
 Result<NodeMessage> to_value(schema::NodeMessage::Reader root) {
   std::optional<PublicKey> key;
   switch (root.which()) {
@@ -97,7 +107,7 @@ Result<NodeMessage> to_value(schema::NodeMessage::Reader root) {
       if ((key = read_key(root.getAccept().getFrom()))) return NodeMessage{Accept{*key}};
       return protocol_error();
     case schema::NodeMessage::REJECT_CONNECTION:
-      if ((key = read_key(root.getRejectConnection().getFrom()))) {
+      if ((key = read_key_bytes(root.getRejectConnection().getFrom()))) {
         return NodeMessage{RejectConnection{*key}};
       }
       return protocol_error();

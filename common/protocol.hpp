@@ -187,6 +187,24 @@ inline constexpr std::size_t idle_buffer_bytes = 1024;
 // Pending handshakes in total, and per source (an IPv4 /32 or an IPv6 /64).
 inline constexpr std::size_t max_pending_handshakes = 1024;
 inline constexpr std::size_t max_pending_per_source = 8;
+// ... and per prefix (IPv6 /48, IPv4 /24 when grouped; an IPv6 /56 gets half): a /56 holds 256
+// /64s, which at 8 each would be 2,048, more than the whole table (strelay/sources.hpp).
+inline constexpr std::size_t max_pending_per_prefix = 32;
+// Under pressure the handshake deadline shortens, down to this at a full pending table: three
+// round trips on a slow mobile link take well under a second.
+inline constexpr auto min_handshake_deadline = 2s;
+// Open connections per source (/32, /64) and per prefix: a household or office of nodes
+// behind one address, each holding a listener and a few tunnels. 62 sources are needed to
+// fill the default table of 16,000, and then fair share cuts the heaviest first.
+inline constexpr std::size_t max_connections_per_source = 256;
+inline constexpr std::size_t max_connections_per_prefix = 1024;
+// Established connections told Close{overloaded} by fair share and not yet closed; the
+// descriptor budget keeps this many free (strelay/limits.hpp, plan_descriptors).
+inline constexpr std::size_t max_evicting = 16;
+// Descriptors kept free beyond those counted (strelay/limits.hpp, plan_descriptors): one accepted
+// socket awaiting refusal per listening socket, a /proc/self/fd read, a config file on SIGHUP,
+// and the connections fair share has told to go but that have not closed yet.
+inline constexpr std::size_t descriptor_margin = 8 + max_evicting;
 // Handshake attempts per source: a token bucket.
 inline constexpr double handshake_rate_per_source = 20.0;  // tokens per second
 inline constexpr double handshake_burst_per_source = 5.0;
@@ -195,9 +213,6 @@ inline constexpr double handshake_burst_per_source = 5.0;
 inline constexpr std::size_t max_admission_sources = 16384;
 // Total connections, as a share of RLIMIT_NOFILE after raising the soft limit to the hard one.
 inline constexpr double connections_share_of_nofile = 0.8;
-// Descriptors kept free beyond those counted (strelay/limits.hpp, plan_descriptors): one accepted
-// socket awaiting refusal per listening socket, a /proc/self/fd read, a config file on SIGHUP.
-inline constexpr std::size_t descriptor_margin = 8;
 // Descriptors of one spliced tunnel beyond its two sockets: a pipe (two ends) per direction.
 inline constexpr std::size_t tunnel_pipe_fds = 4;
 // A Connect waits this long for the listener's Accept.
@@ -212,6 +227,21 @@ inline constexpr std::size_t max_half_tunnels_per_pair = 8;
 // Identities with a connect-rate bucket; idle (full) buckets are evicted first, and a new
 // identity beyond this is refused with Overloaded.
 inline constexpr std::size_t max_rate_limited_identities = 65536;
+// Per source (/32, /64; each prefix /24, /48 gets 4x): listeners and pending connects. Identities
+// cost nothing, so without these one address could fill the pairing table with fresh keys.
+inline constexpr std::size_t max_listeners_per_source = 64;
+inline constexpr std::size_t max_half_tunnels_per_source = 64;
+// Pending connects to one listener key, from anyone: it accepts each, so more than this
+// waiting at once is a flood aimed at it.
+inline constexpr std::size_t max_half_tunnels_per_target = 64;
+// Connect requests per source (/32, /64), across all its identities: a token bucket.
+inline constexpr double connect_rate_per_source = 600.0 / 60.0;  // 600 per minute
+inline constexpr double connect_burst_per_source = 100.0;
+// Control frames (pings, pongs, RejectConnection) per authenticated connection: a token
+// bucket; past it the connection gets Close{rate_limited}. The keepalive needs one ping per
+// 15 s; a listener rejects a burst of connectors at most.
+inline constexpr double control_rate_per_connection = 20.0;  // frames per second
+inline constexpr double control_burst_per_connection = 100.0;
 // User-space buffering per tunnel direction (backpressure beyond it; never dropped).
 inline constexpr std::size_t tunnel_buffer_bytes = 256 * 1024;
 // A tunnel direction that always finds bytes waiting yields its worker after this many bytes,
@@ -219,6 +249,9 @@ inline constexpr std::size_t tunnel_buffer_bytes = 256 * 1024;
 inline constexpr std::size_t tunnel_yield_bytes = 256 * 1024;
 // A peer that accepts no bytes for this long is declared stalled.
 inline constexpr auto write_stall_timeout = 30s;
+// A stalled receiver's clock restarts only when it has taken this much (or everything held):
+// a minimum rate of 16 KiB per write-stall period (546 bytes/s at 30 s), not any single byte.
+inline constexpr std::size_t stall_progress_bytes = 16 * 1024;
 // Keepalive: a ping after this much silence; the peer is dead after this much silence.
 inline constexpr auto keepalive_interval = 15s;
 inline constexpr auto dead_peer_timeout = 45s;
@@ -250,6 +283,9 @@ inline constexpr std::size_t http_max_body_bytes = 1024;
 inline constexpr auto http_request_deadline = 10s;
 // Concurrent HTTP connections; more are answered 503 and closed, so scrapers cannot starve fds.
 inline constexpr std::size_t http_max_connections = 64;
+// ... of which one source address may hold; past it the source's oldest idle keep-alive
+// connection is closed, and a new one beyond the cap refused with 503 (/healthz: answered).
+inline constexpr std::size_t http_max_per_source = 8;
 // Requests per keep-alive connection before the server closes it.
 inline constexpr std::size_t http_max_requests_per_connection = 100;
 // The status page's live chart: one sample every 5 s, the last 10 minutes.

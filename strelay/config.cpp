@@ -166,6 +166,44 @@ void setup_limits(CLI::App& app, RelayLimits& l) {
             1, max_count);
   add_count(*g, "--max-pending-per-source", l.max_pending_per_source,
             "Pending handshakes per source (IPv4 /32, IPv6 /64)", 1, max_count);
+  add_count(*g, "--max-pending-per-prefix", l.max_pending_per_prefix,
+            "Pending handshakes per prefix: IPv6 /48 (each /56 in it: half), IPv4 /24 with "
+            "--ipv4-prefix 24",
+            1, max_count);
+  add_count(
+      *g, "--ipv4-prefix", l.ipv4_prefix,
+      "IPv4 sources are also counted by this prefix (24: per /24); 32 counts each address alone", 8,
+      32);
+  add_seconds(*g, "--min-handshake-timeout", l.min_handshake_timeout,
+              "The handshake deadline at a full pending table (it shortens from half full on)");
+  add_count(*g, "--max-connections-per-source", l.max_connections_per_source,
+            "Open connections per source (IPv4 /32, IPv6 /64), handshaking or authenticated", 1,
+            max_count);
+  add_count(*g, "--max-connections-per-prefix", l.max_connections_per_prefix,
+            "Open connections per prefix (IPv6 /48, its /56s half; IPv4 /24 with --ipv4-prefix 24)",
+            1, max_count);
+  add_count(*g, "--max-listeners-per-source", l.max_listeners_per_source,
+            "Listeners per source (IPv4 /32, IPv6 /64); per prefix 4 times as many", 1, max_count);
+  add_count(*g, "--max-pending-connects-per-source", l.max_pending_connects_per_source,
+            "Pending connects per source (IPv4 /32, IPv6 /64); per prefix 4 times as many", 1,
+            max_count);
+  add_count(*g, "--max-pending-connects-per-target", l.max_pending_connects_per_target,
+            "Pending connects to one listener key", 1, max_count);
+  add_rate(
+      *g, "--connect-rate-per-source", l.connect_rate_per_source_per_minute,
+      "Connect requests per minute per source (IPv4 /32, IPv6 /64), all its identities together",
+      0.001, max_rate, " per minute");
+  add_rate(*g, "--connect-burst-per-source", l.connect_burst_per_source,
+           "Connect request burst per source", 1, max_rate, "");
+  add_rate(*g, "--control-rate", l.control_rate,
+           "Control frames (pings, RejectConnection) per second per connection; past it: "
+           "Close{rate_limited}",
+           0.001, max_rate, " per second");
+  add_rate(*g, "--control-burst", l.control_burst, "Control frame burst per connection", 1,
+           max_rate, "");
+  add_count(*g, "--http-max-per-source", l.http_max_per_source,
+            "HTTP endpoint connections per source address (/healthz is always answered)", 1,
+            max_count);
   add_rate(*g, "--handshake-rate", l.handshake_rate_per_second, "Handshakes per second per source",
            0.001, max_rate, " per second");
   add_rate(*g, "--handshake-burst", l.handshake_burst, "Handshake burst per source", 1, max_rate,
@@ -188,6 +226,14 @@ void setup_limits(CLI::App& app, RelayLimits& l) {
   add_count(*g, "--tunnel-buffer", l.tunnel_buffer,
             "User-space buffer per tunnel direction, in bytes (backpressure beyond it)",
             min_tunnel_buffer, max_tunnel_buffer);
+  g->add_option_function<std::string>(
+       "--tunnel-socket-buffers",
+       [&l](const std::string& v) { l.tunnel_clamp_socket_buffers = v == "clamp"; },
+       "clamp: each of a tunnel's kernel socket queues is clamped to --tunnel-buffer; auto: the "
+       "kernel's autotuning (faster on long fat links, but a stalled tunnel then holds megabytes)")
+      ->check(one_of({"clamp", "auto"}))
+      ->default_str("clamp")
+      ->type_name("clamp|auto");
   add_seconds(*g, "--write-stall-timeout", l.write_stall_timeout,
               "A peer that accepts no bytes for this long is stalled and closed");
   add_seconds(*g, "--keepalive-interval", l.keepalive_interval, "Ping after this much silence");
@@ -408,6 +454,20 @@ std::vector<std::pair<std::string, std::string>> describe_limits(const RelayLimi
       {"handshake-timeout", s(l.handshake_timeout)},
       {"max-pending-handshakes", std::to_string(l.max_pending_handshakes)},
       {"max-pending-per-source", std::to_string(l.max_pending_per_source)},
+      {"max-pending-per-prefix", std::to_string(l.max_pending_per_prefix)},
+      {"ipv4-prefix", "/" + std::to_string(l.ipv4_prefix)},
+      {"min-handshake-timeout", s(l.min_handshake_timeout)},
+      {"max-connections-per-source", std::to_string(l.max_connections_per_source)},
+      {"max-connections-per-prefix", std::to_string(l.max_connections_per_prefix)},
+      {"max-listeners-per-source", std::to_string(l.max_listeners_per_source)},
+      {"max-pending-connects-per-source", std::to_string(l.max_pending_connects_per_source)},
+      {"max-pending-connects-per-target", std::to_string(l.max_pending_connects_per_target)},
+      {"connect-rate-per-source",
+       format_number(l.connect_rate_per_source_per_minute) + " per minute per source"},
+      {"connect-burst-per-source", format_number(l.connect_burst_per_source)},
+      {"control-rate", format_number(l.control_rate) + " per second per connection"},
+      {"control-burst", format_number(l.control_burst)},
+      {"http-max-per-source", std::to_string(l.http_max_per_source)},
       {"handshake-rate", format_number(l.handshake_rate_per_second) + " per second per source"},
       {"handshake-burst", format_number(l.handshake_burst)},
       {"max-connections", l.max_connections == 0
@@ -417,6 +477,7 @@ std::vector<std::pair<std::string, std::string>> describe_limits(const RelayLimi
       {"connect-rate", format_number(l.connect_rate_per_minute) + " per minute per identity"},
       {"connect-burst", format_number(l.connect_burst)},
       {"tunnel-buffer", std::to_string(l.tunnel_buffer) + " bytes"},
+      {"tunnel-socket-buffers", l.tunnel_clamp_socket_buffers ? "clamp" : "auto"},
       {"write-stall-timeout", s(l.write_stall_timeout)},
       {"keepalive-interval", s(l.keepalive_interval)},
       {"dead-peer-timeout", s(l.dead_peer_timeout)},

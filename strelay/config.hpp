@@ -40,13 +40,29 @@ struct RelayLimits {
       handshake_deadline;  // absolute, accept to first request
   std::size_t max_pending_handshakes = strelay::max_pending_handshakes;  // in total
   std::size_t max_pending_per_source = strelay::max_pending_per_source;  // per IPv4 /32 or IPv6 /64
-  double handshake_rate_per_second = handshake_rate_per_source;          // per source
+  std::size_t max_pending_per_prefix =
+      strelay::max_pending_per_prefix;  // per IPv6 /48 (/56: half), IPv4 /24
+  unsigned ipv4_prefix = 32;            // 24: also count each IPv4 /24
+  std::chrono::milliseconds min_handshake_timeout =
+      min_handshake_deadline;  // the deadline at a full table
+  std::size_t max_connections_per_source = strelay::max_connections_per_source;
+  std::size_t max_connections_per_prefix = strelay::max_connections_per_prefix;
+  std::size_t max_listeners_per_source = strelay::max_listeners_per_source;            // prefix: 4x
+  std::size_t max_pending_connects_per_source = strelay::max_half_tunnels_per_source;  // prefix: 4x
+  std::size_t max_pending_connects_per_target = strelay::max_half_tunnels_per_target;
+  double connect_rate_per_source_per_minute = connect_rate_per_source * 60.0;
+  double connect_burst_per_source = strelay::connect_burst_per_source;
+  double control_rate = control_rate_per_connection;  // frames per second
+  double control_burst = control_burst_per_connection;
+  std::size_t http_max_per_source = strelay::http_max_per_source;
+  double handshake_rate_per_second = handshake_rate_per_source;  // per source
   double handshake_burst = handshake_burst_per_source;
   std::size_t max_connections = 0;  // 0: 80% of RLIMIT_NOFILE
   std::chrono::milliseconds half_tunnel_ttl = strelay::half_tunnel_ttl;
   double connect_rate_per_minute = connect_rate_per_identity * 60.0;  // per identity
   double connect_burst = connect_burst_per_identity;
   std::size_t tunnel_buffer = tunnel_buffer_bytes;  // bytes per direction
+  bool tunnel_clamp_socket_buffers = true;  // --tunnel-socket-buffers clamp (default) | auto
   std::chrono::milliseconds write_stall_timeout = strelay::write_stall_timeout;
   std::chrono::milliseconds keepalive_interval = strelay::keepalive_interval;
   std::chrono::milliseconds dead_peer_timeout = strelay::dead_peer_timeout;

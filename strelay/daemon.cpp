@@ -38,13 +38,25 @@ ServerSettings to_server_settings(const RelayOptions& options, std::uint64_t nof
   s.descriptors = {nofile, l.max_connections,
                    options.metrics_addr ? http_connection_cap(nofile) : 0};
   s.admission.pending_total = l.max_pending_handshakes;
-  s.admission.pending_per_source = l.max_pending_per_source;
+  s.admission.pending = {l.max_pending_per_source, l.max_pending_per_prefix};
+  s.admission.connections = {l.max_connections_per_source, l.max_connections_per_prefix};
+  s.admission.prefixes.ipv4_bits = static_cast<std::uint8_t>(l.ipv4_prefix);
+  s.admission.min_handshake_timeout = l.min_handshake_timeout;
+  s.pairing.listeners = {l.max_listeners_per_source, 4 * l.max_listeners_per_source};
+  s.pairing.half_tunnels = {l.max_pending_connects_per_source,
+                            4 * l.max_pending_connects_per_source};
+  s.pairing.half_tunnels_per_target = l.max_pending_connects_per_target;
+  s.pairing.connect_rate_per_source = l.connect_rate_per_source_per_minute / 60.0;
+  s.pairing.connect_burst_per_source = l.connect_burst_per_source;
+  s.control_rate = l.control_rate;
+  s.control_burst = l.control_burst;
   s.admission.rate_per_source = l.handshake_rate_per_second;
   s.admission.burst_per_source = l.handshake_burst;
   s.pairing.half_tunnel_ttl = l.half_tunnel_ttl;
   s.pairing.connect_rate = l.connect_rate_per_minute / 60.0;
   s.pairing.connect_burst = l.connect_burst;
   s.tunnel.buffer_bytes = l.tunnel_buffer;
+  s.tunnel.clamp_socket_buffers = l.tunnel_clamp_socket_buffers;
   s.tunnel.write_stall = l.write_stall_timeout;
   s.tunnel.idle_timeout = l.dead_peer_timeout;
   s.handshake_timeout = l.handshake_timeout;
@@ -111,6 +123,7 @@ std::unique_ptr<HttpServer> start_http(Server& server, const RelayOptions& optio
   if (!options.metrics_addr) return nullptr;
   HttpLimits limits;
   limits.max_connections = http_connection_cap(raise_nofile_limit());  // within the fd budget
+  limits.max_per_source = options.limits.http_max_per_source;
   auto http = std::make_unique<HttpServer>(server.control_executor(), *options.metrics_addr,
                                            server.metrics(), info, server.log(), limits);
   http->start();

@@ -5,11 +5,13 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -17,6 +19,7 @@
 
 #include "common/base64url.hpp"
 #include "strelay/config.hpp"
+#include "strelay/sources.hpp"
 #include "strelay/status_page.hpp"
 
 namespace strelay {
@@ -33,8 +36,16 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // Reading /proc/self/fd is O(open fds); scrapes closer together than this share one reading.
 constexpr auto process_stats_max_age = std::chrono::seconds(1);
+// A refused connection waits at most this long for its request, so a /healthz can be told
+// apart; one at a time (the descriptor budget's one extra HTTP connection), others at once.
+constexpr auto refusal_read_wait = std::chrono::milliseconds(500);
 // After an accept error (EMFILE, ENFILE), wait this long before accepting again.
 constexpr auto accept_backoff = std::chrono::milliseconds(100);
+
+constexpr std::string_view healthz_response =
+    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nCache-Control: "
+    "no-store\r\n"
+    "Connection: close\r\n\r\nok\n";
 
 constexpr std::string_view busy_response =
     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
@@ -64,9 +75,18 @@ struct HttpServer::State {
   std::shared_ptr<const StatusInfo> info;
 
   // Owned by the strand:
+  struct Conn {
+    SourceKey source;
+    beast::tcp_stream* stream = nullptr;
+    bool waiting = true;  // waiting for its client (a request not yet read): may be closed first
+  };
   bool stopped = false;
   std::size_t open_connections = 0;      // sessions running, for the connection cap
   std::set<beast::tcp_stream*> streams;  // their streams, closed by stop()
+  std::map<std::uint64_t, Conn> conns;   // by age, oldest first
+  std::map<SourceKey, std::size_t> per_source;
+  std::uint64_t next_conn = 0;
+  bool refusing = false;  // a refused connection is waiting for its request
   ProcessStats process{};
   std::chrono::steady_clock::time_point process_read{};
 
@@ -156,14 +176,23 @@ std::optional<http::status> status_for_read_error(const beast::error_code& ec) {
   return std::nullopt;  // EOF, timeout, reset, shutdown
 }
 
-asio::awaitable<void> serve(std::shared_ptr<State> s, tcp::socket socket) {
+asio::awaitable<void> serve(std::shared_ptr<State> s, tcp::socket socket, std::uint64_t id) {
   beast::tcp_stream stream(std::move(socket));
   s->streams.insert(&stream);
+  s->conns.at(id).stream = &stream;
   struct Unregister {
     State& s;
     beast::tcp_stream* stream;
-    ~Unregister() { s.streams.erase(stream); }
-  } unregister{*s, &stream};
+    std::uint64_t id;
+    ~Unregister() {
+      s.streams.erase(stream);
+      const auto it = s.conns.find(id);
+      if (it == s.conns.end()) return;
+      if (--s.per_source[it->second.source] == 0) s.per_source.erase(it->second.source);
+      s.conns.erase(it);
+    }
+  } unregister{*s, &stream, id};
+  auto& waiting = s->conns.at(id).waiting;
 
   // Capped so that one connection holds a bounded amount of memory whatever it sends.
   beast::flat_buffer buffer(2 * http_max_header_bytes);
@@ -172,6 +201,7 @@ asio::awaitable<void> serve(std::shared_ptr<State> s, tcp::socket socket) {
     parser.header_limit(static_cast<std::uint32_t>(http_max_header_bytes));
     parser.body_limit(static_cast<std::uint64_t>(http_max_body_bytes));
     stream.expires_after(s->limits.request_deadline);  // one deadline for the header and the body
+    waiting = true;
     auto [read_ec, header_n] = co_await http::async_read_header(stream, buffer, parser, use_tuple);
     // Beast applies its header_limit to the request line and the fields separately; counting
     // the bytes the header took makes the limit exact for the whole header section.
@@ -191,6 +221,7 @@ asio::awaitable<void> serve(std::shared_ptr<State> s, tcp::socket socket) {
       }
       break;
     }
+    waiting = false;  // answering: not closed to make room
     auto res = route(*s, parser.get());
     const bool keep =
         parser.get().keep_alive() && served + 1 < http_max_requests_per_connection && !s->stopped;
@@ -209,15 +240,24 @@ asio::awaitable<void> serve(std::shared_ptr<State> s, tcp::socket socket) {
   stream.close();
 }
 
-// Over the connection cap: a short 503 written without waiting (it fits any socket buffer),
-// then close. The client sees a clean refusal, and no coroutine or timer is spent on it.
+// Over a connection cap: a short answer written without waiting (it fits any socket buffer),
+// then close. The client sees a clean refusal, and no coroutine or timer is spent on it. The
+// answer is 503, except to a request for /healthz that has already arrived: that gets its 200.
 void refuse(tcp::socket socket) {
   boost::system::error_code ec;
   socket.non_blocking(true, ec);
-  socket.write_some(asio::buffer(busy_response.data(), busy_response.size()), ec);
+  std::array<char, 4096> first{};
+  const std::size_t n = socket.read_some(asio::buffer(first), ec);
+  const std::string_view request(first.data(), ec ? 0 : n);
+  const bool healthz = request.starts_with("GET /healthz ") ||
+                       request.starts_with("GET /healthz?") ||
+                       request.starts_with("HEAD /healthz ");
+  const auto answer = healthz ? healthz_response : busy_response;
+  ec = {};
+  socket.write_some(asio::buffer(answer.data(), answer.size()), ec);
   socket.shutdown(tcp::socket::shutdown_send, ec);
-  // Closing with unread bytes makes the kernel send a reset, which can destroy the 503 still in
-  // flight; so read (without waiting) whatever the client has sent already, a bounded amount.
+  // Closing with unread bytes makes the kernel send a reset, which can destroy the answer still
+  // in flight; so read (without waiting) whatever the client has sent already, a bounded amount.
   std::array<char, 4096> sink{};
   for (int i = 0; i < 16 && !ec; ++i) socket.read_some(asio::buffer(sink), ec);
   socket.close(ec);
@@ -232,6 +272,49 @@ void log_failure(Logger& logger, std::string_view what, std::exception_ptr e) {
   }
 }
 
+// Refuses after waiting (briefly) for the request, so that a /healthz gets its 200.
+asio::awaitable<void> refuse_when_read(std::shared_ptr<State> s, tcp::socket socket) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::steady_timer wait(s->strand, refusal_read_wait);
+  co_await (socket.async_wait(tcp::socket::wait_read, use_tuple) || wait.async_wait(use_tuple));
+  refuse(std::move(socket));
+}
+
+// A refusal: with a short wait for the request when none is waiting already, else at once.
+void refuse_connection(const std::shared_ptr<State>& s, tcp::socket socket) {
+  if (s->refusing) {
+    refuse(std::move(socket));
+    return;
+  }
+  s->refusing = true;
+  asio::co_spawn(s->strand, refuse_when_read(s, std::move(socket)), [s](std::exception_ptr e) {
+    s->refusing = false;
+    log_failure(s->logger, "refusal", e);
+  });
+}
+
+// All slots taken: the heaviest source's oldest connection that waits for its client is closed
+// for a newcomer from a lighter source. False when there is none (then the newcomer is refused).
+bool close_for(State& s, const SourceKey& newcomer) {
+  const SourceKey* heaviest = nullptr;
+  std::size_t most = 0;
+  for (const auto& [source, count] : s.per_source) {
+    if (count > most) heaviest = &source, most = count;
+  }
+  const auto it = s.per_source.find(newcomer);
+  const std::size_t mine = it == s.per_source.end() ? 0 : it->second;
+  if (heaviest == nullptr || mine + 1 >= most) return false;
+  for (auto& [id, conn] : s.conns) {
+    if (conn.source == *heaviest && conn.waiting && conn.stream != nullptr) {
+      boost::system::error_code ignored;
+      conn.stream->socket().close(ignored);  // its serve() ends and gives the slot back
+      conn.waiting = false;                  // never chosen twice
+      return true;
+    }
+  }
+  return false;
+}
+
 asio::awaitable<void> accept_loop(std::shared_ptr<State> s) {
   for (;;) {
     auto [ec, socket] = co_await s->acceptor.async_accept(use_tuple);
@@ -244,15 +327,36 @@ asio::awaitable<void> accept_loop(std::shared_ptr<State> s) {
       co_await backoff.async_wait(use_tuple);
       continue;
     }
-    if (s->open_connections >= s->limits.max_connections) {
+    boost::system::error_code peer_ec;
+    const auto peer = socket.remote_endpoint(peer_ec);
+    if (peer_ec) continue;  // already gone
+    const auto source = SourceKey::from_address(peer.address());
+    const auto held = s->per_source.find(source);
+    if (held != s->per_source.end() && held->second >= s->limits.max_per_source) {
+      s->metrics.limit_hits_total.inc(LimitReason::http_per_source);
+      s->logger.warn("http_refused", {},
+                     {{"reason", "too many HTTP connections from one source"},
+                      {"source", source.to_string()},
+                      {"limit", s->limits.max_per_source}});
+      refuse_connection(s, std::move(socket));
+      continue;
+    }
+    // The closed one's slot is given back when its serve() ends, a moment later: the newcomer
+    // is admitted now, one over the cap at most (the descriptor budget's extra HTTP connection).
+    const bool full = s->open_connections >= s->limits.max_connections;
+    if (full && !(s->open_connections == s->limits.max_connections && close_for(*s, source))) {
       s->logger.warn(
           "http_refused", {},
           {{"reason", "too many HTTP connections"}, {"limit", s->limits.max_connections}});
-      refuse(std::move(socket));
+      refuse_connection(s, std::move(socket));
       continue;
     }
+    if (full) s->metrics.limit_hits_total.inc(LimitReason::http_idle_closed);
     ++s->open_connections;
-    asio::co_spawn(s->strand, serve(s, std::move(socket)), [s](std::exception_ptr e) {
+    const auto id = s->next_conn++;
+    s->conns.emplace(id, State::Conn{source, nullptr, true});
+    ++s->per_source[source];
+    asio::co_spawn(s->strand, serve(s, std::move(socket), id), [s](std::exception_ptr e) {
       --s->open_connections;  // completion handlers run on the strand too
       log_failure(s->logger, "session", e);
     });

@@ -11,8 +11,15 @@
 // Hardened for an address that may be reachable by strangers: request headers at most
 // http_max_header_bytes (431 beyond), bodies at most http_max_body_bytes (413), each request
 // must arrive within http_request_deadline (the same deadline bounds an idle keep-alive wait
-// and each response write), at most http_max_connections at once (the next one gets a 503 and
-// is closed), at most http_max_requests_per_connection per connection. Nothing here blocks the
+// and each response write), at most http_max_connections at once, at most
+// http_max_requests_per_connection per connection.
+// Fair under attack (issue 14): one source address (IPv4 /32, IPv6 /64) holds at most
+// max_per_source connections (the next gets a 503); when all slots are taken, a newcomer from
+// a source holding fewer than the heaviest closes the heaviest source's oldest connection that
+// is waiting for its client (idle keep-alive, or a request not yet complete); otherwise it
+// gets a 503 and is closed. A refused connection whose request has already arrived and asks for
+// /healthz gets its 200 instead, so a monitor does not see the relay down because scrapers
+// (or an attacker) hold the slots. Nothing here blocks the
 // relay: the server runs on its own strand of the executor it is given, and reads only atomics.
 //
 // Ownership: HttpServer owns its acceptor, its sampling timer, its sessions and the SampleRing,
@@ -37,6 +44,7 @@ namespace strelay {
 struct HttpLimits {
   std::chrono::milliseconds request_deadline = http_request_deadline;
   std::size_t max_connections = http_max_connections;
+  std::size_t max_per_source = http_max_per_source;
 };
 
 class HttpServer {

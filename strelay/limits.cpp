@@ -11,9 +11,6 @@
 
 namespace strelay {
 
-static_assert(std::tuple_size_v<HashKey> == crypto_shorthash_KEYBYTES);
-static_assert(crypto_shorthash_BYTES == 8);
-
 // ---------------------------------------------------------------- TokenBucket
 
 TokenBucket::TokenBucket(double rate_per_s, double burst) {
@@ -43,60 +40,10 @@ double TokenBucket::tokens(TimePoint now) const {
   return static_cast<double>((capacity_ - debt).count()) / static_cast<double>(interval_.count());
 }
 
-// ---------------------------------------------------------------- keyed hash, sources
-
-HashKey random_hash_key() {
-  HashKey key;
-  crypto_shorthash_keygen(key.data());
-  return key;
-}
-
-std::size_t KeyedHash::operator()(std::span<const std::uint8_t> bytes) const {
-  std::array<std::uint8_t, crypto_shorthash_BYTES> out{};
-  crypto_shorthash(out.data(), bytes.data(), bytes.size(), key_.data());
-  std::uint64_t h = 0;
-  std::memcpy(&h, out.data(), sizeof h);
-  return static_cast<std::size_t>(h);
-}
-
-std::size_t KeyedHash::operator()(const SourceKey& key) const {
-  std::array<std::uint8_t, 17> bytes{};
-  bytes[0] = key.family;
-  std::copy(key.bytes.begin(), key.bytes.end(), bytes.begin() + 1);
-  return (*this)(std::span<const std::uint8_t>(bytes));
-}
-
-SourceKey SourceKey::from_address(const boost::asio::ip::address& address) {
-  SourceKey key;
-  auto v4 = [&key](const boost::asio::ip::address_v4& a) {
-    const auto b = a.to_bytes();
-    key.family = 4;
-    std::copy(b.begin(), b.end(), key.bytes.begin());
-  };
-  if (address.is_v4()) {
-    v4(address.to_v4());
-  } else if (const auto a = address.to_v6(); a.is_v4_mapped()) {
-    v4(boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, a));
-  } else {
-    // One /64 is what a single host or customer is typically given: counting per address
-    // would let one host use 2^64 of them.
-    const auto b = a.to_bytes();
-    key.family = 6;
-    std::copy(b.begin(), b.begin() + 8, key.bytes.begin());
-  }
-  return key;
-}
-
-std::string SourceKey::to_string() const {
-  if (family == 4) {
-    return boost::asio::ip::address_v4({bytes[0], bytes[1], bytes[2], bytes[3]}).to_string();
-  }
-  return boost::asio::ip::address_v6(bytes).to_string() + "/64";
-}
-
 const char* to_string(AdmissionRefusal refusal) {
   switch (refusal) {
     case AdmissionRefusal::connections_total: return "connections_total";
+    case AdmissionRefusal::connections_per_source: return "connections_per_source";
     case AdmissionRefusal::pending_total: return "pending_total";
     case AdmissionRefusal::sources_total: return "sources_total";
     case AdmissionRefusal::pending_per_source: return "pending_per_source";
@@ -145,59 +92,168 @@ std::optional<std::uint64_t> count_open_descriptors() {
 // ---------------------------------------------------------------- Admission
 
 Admission::Admission(const AdmissionLimits& limits, const HashKey& hash_key)
-    : limits_(limits), sources_(0, KeyedHash(hash_key)) {
+    : limits_(limits),
+      rates_(0, KeyedHash(hash_key)),
+      pending_by_site_(0, KeyedHash(hash_key)),
+      connections_by_site_(0, KeyedHash(hash_key)),
+      pending_counts_(hash_key),
+      connection_counts_(hash_key) {
   // Validate the bucket parameters now, not at the first connection.
   (void)TokenBucket(limits.rate_per_source, limits.burst_per_source);
 }
 
-std::variant<Admission::Admitted, AdmissionRefusal> Admission::try_admit(const SourceKey& source,
+std::variant<Admission::Admitted, AdmissionRefusal> Admission::try_admit(const Source& source,
                                                                          TimePoint now) {
-  std::lock_guard lock(mutex_);
-  evict_idle(now);
-  if (connections_ >= limits_.connections_total) return AdmissionRefusal::connections_total;
-  if (pending_total_ >= limits_.pending_total) return AdmissionRefusal::pending_total;
-  auto it = sources_.find(source);
-  if (it == sources_.end()) {
-    if (sources_.size() >= limits_.sources_total) return AdmissionRefusal::sources_total;
-    Source fresh{0, TokenBucket(limits_.rate_per_source, limits_.burst_per_source), {}};
-    it = sources_.emplace(source, std::move(fresh)).first;
-    it->second.idle_pos = idle_.insert(idle_.end(), source);
+  Evictor evict_a;
+  Evictor evict_b;
+  std::variant<Admitted, AdmissionRefusal> result = AdmissionRefusal::connections_total;
+  {
+    std::lock_guard lock(mutex_);
+    evict_idle(now);
+    // The checks that need no change of state come first, so a refusal evicts nobody.
+    std::uint64_t connection_victim = 0;
+    if (connection_counts_.total() >= limits_.connections_total + evicting_) {
+      if (evicting_ < max_evicting) {
+        connection_victim =
+            fair_share_victim(source, connection_counts_, connections_by_site_, true);
+      }
+      if (connection_victim == 0) return AdmissionRefusal::connections_total;
+    }
+    if (connection_counts_.at_cap(source, limits_.connections))
+      return AdmissionRefusal::connections_per_source;
+    std::uint64_t pending_victim = 0;
+    if (pending_counts_.total() >= limits_.pending_total) {
+      pending_victim = fair_share_victim(source, pending_counts_, pending_by_site_, false);
+      if (pending_victim == 0) return AdmissionRefusal::pending_total;
+    }
+    auto it = rates_.find(source.host());
+    if (it == rates_.end()) {
+      if (rates_.size() >= limits_.sources_total) return AdmissionRefusal::sources_total;
+      RateSource fresh{0, TokenBucket(limits_.rate_per_source, limits_.burst_per_source), {}};
+      it = rates_.emplace(source.host(), std::move(fresh)).first;
+      it->second.idle_pos = idle_.insert(idle_.end(), source.host());
+    }
+    RateSource& r = it->second;
+    if (pending_counts_.at_cap(source, limits_.pending))
+      return AdmissionRefusal::pending_per_source;
+    if (!r.bucket.try_take(now)) {
+      if (r.pending == 0) idle_.splice(idle_.end(), idle_, r.idle_pos);  // recently active
+      return AdmissionRefusal::rate_per_source;
+    }
+    if (connection_victim != 0) evict_a = evict_connection(connection_victim);
+    if (pending_victim != 0) evict_b = evict_pending(pending_victim);
+    if (r.pending == 0) idle_.erase(r.idle_pos);
+    ++r.pending;
+    const std::uint64_t id = next_id_++;
+    entries_.emplace(id, Entry{source, true, false, false, true, {}});
+    pending_counts_.add(source);
+    connection_counts_.add(source);
+    pending_by_site_[source.site()].insert(id);
+    connections_by_site_[source.site()].insert(id);
+    result = Admitted(this, id, source);
   }
-  Source& s = it->second;
-  if (s.pending >= limits_.pending_per_source) return AdmissionRefusal::pending_per_source;
-  if (!s.bucket.try_take(now)) {
-    if (s.pending == 0) idle_.splice(idle_.end(), idle_, s.idle_pos);  // recently active
-    return AdmissionRefusal::rate_per_source;
-  }
-  if (s.pending == 0) idle_.erase(s.idle_pos);
-  ++s.pending;
-  ++pending_total_;
-  ++connections_;
-  return Admitted(this, source);
+  // With no lock held: an evictor may end a session, whose guard then releases here.
+  if (evict_a) evict_a();
+  if (evict_b) evict_b();
+  return result;
 }
 
-// Idle sources are in the order they last became idle or were refused. A front entry whose
+// Fair share: the newcomer's site, once admitted, must still hold fewer than the heaviest
+// site holds now. Then the heaviest site's oldest entry goes (for established connections,
+// the oldest that is neither in a tunnel nor already told to go).
+std::uint64_t Admission::fair_share_victim(
+    const Source& source, const SourceCounts& counts,
+    const std::unordered_map<SourceKey, Ids, KeyedHash>& by_site, bool established) const {
+  const auto heaviest = counts.heaviest();
+  if (!heaviest || counts.count(source.site()) + 1 >= heaviest->second) return 0;
+  const auto site = by_site.find(heaviest->first);
+  if (site == by_site.end()) return 0;
+  for (const std::uint64_t id : site->second) {
+    const Entry& e = entries_.at(id);
+    if (!established || (e.evictable && !e.evicted && e.evictor)) return id;
+  }
+  return 0;
+}
+
+Admission::Evictor Admission::evict_pending(std::uint64_t id) {
+  Entry& e = entries_.at(id);
+  end_pending(id, e);
+  e.evicted = true;
+  ++pending_evictions_;
+  return e.evictor;  // empty until the session sets it; set_evictor() then calls it
+}
+
+Admission::Evictor Admission::evict_connection(std::uint64_t id) {
+  Entry& e = entries_.at(id);
+  e.evicted = true;
+  e.in_flight = true;
+  ++evicting_;
+  ++connection_evictions_;
+  return e.evictor;
+}
+
+void Admission::end_pending(std::uint64_t id, Entry& entry) {
+  if (!entry.pending) return;
+  entry.pending = false;
+  pending_counts_.remove(entry.source);
+  auto site = pending_by_site_.find(entry.source.site());
+  site->second.erase(id);
+  if (site->second.empty()) pending_by_site_.erase(site);
+  // The rate entry exists: a host with a pending handshake is never dropped.
+  RateSource& r = rates_.find(entry.source.host())->second;
+  if (--r.pending == 0) r.idle_pos = idle_.insert(idle_.end(), entry.source.host());
+}
+
+Clock::duration Admission::handshake_deadline(Clock::duration base) const {
+  std::lock_guard lock(mutex_);
+  const auto floor = std::min(base, limits_.min_handshake_timeout);
+  const double total = static_cast<double>(std::max<std::size_t>(limits_.pending_total, 1));
+  const double fill = static_cast<double>(pending_counts_.total()) / total;
+  if (fill <= 0.5) return base;
+  const double left = std::max(0.0, (1.0 - fill) * 2.0);  // 1 at half full, 0 at full
+  const auto span = std::chrono::duration<double>(base - floor) * left;
+  return floor + std::chrono::duration_cast<Clock::duration>(span);
+}
+
+// Idle hosts are in the order they last became idle or were refused. A front entry whose
 // bucket is full is indistinguishable from an absent one, so it is dropped; the scan stops at
 // the first that is not, which keeps each call O(1) amortised.
 void Admission::evict_idle(TimePoint now) {
   while (!idle_.empty()) {
-    const auto it = sources_.find(idle_.front());
+    const auto it = rates_.find(idle_.front());
     if (!it->second.bucket.is_full(now)) break;
-    sources_.erase(it);
+    rates_.erase(it);
     idle_.pop_front();
   }
 }
 
-void Admission::release(const SourceKey& source, bool pending, bool connection) {
+void Admission::release(std::uint64_t id, bool pending, bool connection) {
   std::lock_guard lock(mutex_);
-  if (pending) {
-    // The entry exists: a source with a pending handshake is never evicted.
-    Source& s = sources_.find(source)->second;
-    --s.pending;
-    --pending_total_;
-    if (s.pending == 0) s.idle_pos = idle_.insert(idle_.end(), source);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return;
+  Entry& e = it->second;
+  if (pending) end_pending(id, e);
+  if (!connection) return;
+  end_pending(id, e);
+  connection_counts_.remove(e.source);
+  auto site = connections_by_site_.find(e.source.site());
+  site->second.erase(id);
+  if (site->second.empty()) connections_by_site_.erase(site);
+  if (e.in_flight) --evicting_;
+  entries_.erase(it);
+}
+
+void Admission::set_evictor(std::uint64_t id, Evictor evictor, bool evictable) {
+  Evictor now;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return;
+    it->second.evictable = evictable;
+    it->second.evictor = evictor;
+    if (it->second.evicted) now = std::move(evictor);  // evicted before it could be told
   }
-  if (connection) --connections_;
+  if (now) now();
 }
 
 bool Admission::try_reserve_pipe_fds(std::size_t count) {
@@ -221,8 +277,7 @@ void Admission::set_limits(const AdmissionLimits& limits) {
   (void)TokenBucket(limits.rate_per_source, limits.burst_per_source);  // validate before changing
   std::lock_guard lock(mutex_);
   limits_ = limits;
-  for (auto& [key, s] : sources_)
-    s.bucket.set_rate(limits.rate_per_source, limits.burst_per_source);
+  for (auto& [key, r] : rates_) r.bucket.set_rate(limits.rate_per_source, limits.burst_per_source);
 }
 
 AdmissionLimits Admission::limits() const {
@@ -232,23 +287,48 @@ AdmissionLimits Admission::limits() const {
 
 std::size_t Admission::pending_total() const {
   std::lock_guard lock(mutex_);
-  return pending_total_;
+  return pending_counts_.total();
 }
 
 std::size_t Admission::connections() const {
   std::lock_guard lock(mutex_);
-  return connections_;
+  return connection_counts_.total();
 }
 
 std::size_t Admission::sources() const {
   std::lock_guard lock(mutex_);
-  return sources_.size();
+  return rates_.size();
+}
+
+std::size_t Admission::evicting() const {
+  std::lock_guard lock(mutex_);
+  return evicting_;
+}
+
+std::uint64_t Admission::pending_evictions() const {
+  std::lock_guard lock(mutex_);
+  return pending_evictions_;
+}
+
+std::uint64_t Admission::connection_evictions() const {
+  std::lock_guard lock(mutex_);
+  return connection_evictions_;
+}
+
+std::vector<SourceLoad> Admission::heaviest_sources(std::size_t n) const {
+  std::lock_guard lock(mutex_);
+  std::vector<SourceLoad> out;
+  for (const auto& [site, count] : connection_counts_.heaviest(n)) {
+    out.push_back(SourceLoad{site.to_string(), count, pending_counts_.count(site)});
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------- Admitted
 
 Admission::Admitted::Admitted(Admitted&& other) noexcept
     : admission_(std::exchange(other.admission_, nullptr)),
+      id_(other.id_),
       source_(other.source_),
       pending_(other.pending_) {}
 
@@ -256,6 +336,7 @@ Admission::Admitted& Admission::Admitted::operator=(Admitted&& other) noexcept {
   if (this != &other) {
     reset();
     admission_ = std::exchange(other.admission_, nullptr);
+    id_ = other.id_;
     source_ = other.source_;
     pending_ = other.pending_;
   }
@@ -269,12 +350,20 @@ Admission::Admitted::~Admitted() {
 void Admission::Admitted::handshake_done() {
   if (admission_ == nullptr || !pending_) return;
   pending_ = false;
-  admission_->release(source_, true, false);
+  admission_->release(id_, true, false);
+}
+
+void Admission::Admitted::set_evictor(Evictor evictor) {
+  if (admission_ != nullptr) admission_->set_evictor(id_, std::move(evictor), true);
+}
+
+void Admission::Admitted::not_evictable() {
+  if (admission_ != nullptr) admission_->set_evictor(id_, {}, false);
 }
 
 void Admission::Admitted::reset() {
   if (admission_ == nullptr) return;
-  admission_->release(source_, pending_, true);
+  admission_->release(id_, pending_, true);
   admission_ = nullptr;
 }
 

@@ -309,6 +309,14 @@ std::string render_status_json(const StatusView& view) {
                   {"resident_memory_bytes", view.process.resident_bytes}};
   Json& limits = j["limits"] = Json::object();
   for (const auto& [name, value] : view.info.limits) limits[name] = value;
+  // Who holds the connections (issue 14): prefixes and counts, never a key.
+  Json& heaviest = j["heaviest_sources"] = Json::array();
+  if (view.metrics.heaviest_sources) {
+    for (const auto& load : view.metrics.heaviest_sources()) {
+      heaviest.push_back(
+          {{"prefix", load.prefix}, {"connections", load.connections}, {"pending", load.pending}});
+    }
+  }
   return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
 }
 

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -41,6 +42,18 @@ enum class LimitReason : std::uint8_t {
   connect_rate,        // connect requests per identity
   half_tunnels,        // half-tunnel table full
   stalled,             // a peer stopped reading past the write-stall timeout
+  // issue 14, fair under attack:
+  pending_evicted,          // a pending handshake gave its slot to a lighter source (fair share)
+  connection_evicted,       // an established connection was told Close{overloaded} (fair share)
+  connections_per_source,   // max-connections-per-source / -per-prefix
+  listeners_per_source,     // max-listeners-per-source
+  half_tunnels_per_source,  // max-pending-connects-per-source
+  half_tunnels_per_target,  // max-pending-connects-per-target
+  connect_rate_per_source,  // connect-rate-per-source
+  control_rate,             // control frames per connection
+  http_per_source,          // the HTTP endpoint's per-source cap
+  http_idle_closed,         // an idle HTTP keep-alive connection closed to make room
+  not_allowed_tunnel,       // a tunnel stopped by a reload that revoked one end's key
 };
 enum class ConnectOutcome : std::uint8_t {
   connected,
@@ -77,7 +90,18 @@ STRELAY_LABELS(LimitReason, {LimitReason::pending_total, "pending_total"},
                {LimitReason::rate_per_source, "rate_per_source"},
                {LimitReason::connections_total, "connections_total"},
                {LimitReason::connect_rate, "connect_rate"},
-               {LimitReason::half_tunnels, "half_tunnels"}, {LimitReason::stalled, "stalled"});
+               {LimitReason::half_tunnels, "half_tunnels"}, {LimitReason::stalled, "stalled"},
+               {LimitReason::pending_evicted, "pending_evicted"},
+               {LimitReason::connection_evicted, "connection_evicted"},
+               {LimitReason::connections_per_source, "connections_per_source"},
+               {LimitReason::listeners_per_source, "listeners_per_source"},
+               {LimitReason::half_tunnels_per_source, "half_tunnels_per_source"},
+               {LimitReason::half_tunnels_per_target, "half_tunnels_per_target"},
+               {LimitReason::connect_rate_per_source, "connect_rate_per_source"},
+               {LimitReason::control_rate, "control_rate"},
+               {LimitReason::http_per_source, "http_per_source"},
+               {LimitReason::http_idle_closed, "http_idle_closed"},
+               {LimitReason::not_allowed_tunnel, "not_allowed_tunnel"});
 // Close reasons have one name table, beside the enum (common/protocol.hpp): their labels are it.
 template <>
 struct MetricLabels<CloseReason> {
@@ -214,6 +238,15 @@ struct Metrics {
   Counter listen_total;
   Counter replaced_total;
   CounterFamily<ReloadOutcome> reloads_total;
+
+  // The heaviest sources by prefix (counts only, never keys), for /status. The server sets the
+  // source before the HTTP endpoint starts; it is read on the HTTP strand.
+  struct SourceLoad {
+    std::string prefix;  // "192.0.2.7", "2001:db8:1::/48", "198.51.100.0/24"
+    std::uint64_t connections = 0;
+    std::uint64_t pending = 0;
+  };
+  std::function<std::vector<SourceLoad>()> heaviest_sources;
 
   std::chrono::steady_clock::duration uptime() const {
     return std::chrono::steady_clock::now() - started_;

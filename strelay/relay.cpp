@@ -71,7 +71,11 @@ Registration Relay::join(ConnId id, const PublicKey& peer, std::shared_ptr<Relay
 
 void Relay::request(ConnId id, const PublicKey& peer, const NodeMessage& message) {
   std::lock_guard lock(mutex_);
-  auto actions = state_.handle(id, peer, message, clock_.now());
+  const auto member = sessions_.find(id);
+  const auto session = member == sessions_.end() ? nullptr : member->second.lock();
+  auto actions =
+      state_.handle(id, peer, message, clock_.now(), session ? session->source() : nullptr);
+  count_pairing_limits_locked();
   if (std::holds_alternative<Listen>(message)) metrics_.listen_total.inc();
   arm_ttl_locked();
   dispatch_locked(std::move(actions));
@@ -91,8 +95,6 @@ void Relay::count_locked(const Action& action) {
       metrics_.connect_outcomes_total.inc(outcome);
       if (outcome == ConnectOutcome::rate_limited)
         metrics_.limit_hits_total.inc(LimitReason::connect_rate);
-      if (outcome == ConnectOutcome::overloaded)
-        metrics_.limit_hits_total.inc(LimitReason::half_tunnels);
     }
   } else if (const auto* close = std::get_if<CloseConn>(&action)) {
     if (close->reason == CloseReason::replaced) metrics_.replaced_total.inc();
@@ -138,6 +140,18 @@ void Relay::dispatch_locked(Actions actions) {
   }
   for (auto& rendezvous : orphans) rendezvous->abandon(0);
   for (auto& [session, item] : posts) session->post(std::move(item));
+}
+
+// The pairing table's own limit hits (which cap refused, or which fair share cut), by reason.
+void Relay::count_pairing_limits_locked() {
+  static constexpr LimitReason reasons[pairing_limit_count] = {
+      LimitReason::listeners_per_source, LimitReason::half_tunnels_per_source,
+      LimitReason::half_tunnels_per_target, LimitReason::half_tunnels,
+      LimitReason::connect_rate_per_source};
+  const auto hits = state_.take_limit_hits();
+  for (std::size_t i = 0; i < pairing_limit_count; ++i) {
+    if (hits[i] != 0) metrics_.limit_hits_total.inc(reasons[i], hits[i]);
+  }
 }
 
 void Relay::arm_ttl_locked() {
@@ -193,7 +207,7 @@ void Relay::start_tunnel(const Paired& pairing, TunnelEnd connector, TunnelEnd a
     options = tunnel_options_;
   }
   auto tunnel = std::make_shared<Tunnel>(std::move(a), std::move(b), options, clock_, &observer_);
-  track(tunnel);
+  track(tunnel, pairing);
   auto holds = std::make_shared<std::pair<ConnectionHold, ConnectionHold>>(
       std::move(connector.hold), std::move(acceptor.hold));
   auto run = [this, tunnel, pairing, holds]() -> asio::awaitable<void> {
@@ -211,9 +225,9 @@ void Relay::start_tunnel(const Paired& pairing, TunnelEnd connector, TunnelEnd a
   asio::co_spawn(executor, std::move(run), asio::detached);
 }
 
-void Relay::track(const std::shared_ptr<Tunnel>& tunnel) {
+void Relay::track(const std::shared_ptr<Tunnel>& tunnel, const Paired& pairing) {
   std::lock_guard lock(mutex_);
-  tunnels_[tunnel.get()] = tunnel;
+  tunnels_[tunnel.get()] = TrackedTunnel{tunnel, pairing.connector_key, pairing.listener_key};
   if (draining_) tunnel->stop(CloseReason::shutdown);
 }
 
@@ -230,8 +244,25 @@ void Relay::set_options(const Options& options) {
 
 void Relay::set_allowlist(std::optional<Allowlist> allowlist) {
   metrics_.allowlist_keys.set(allowlist ? static_cast<std::int64_t>(allowlist->size()) : -1);
-  std::lock_guard lock(mutex_);
-  dispatch_locked(state_.set_allowlist(std::move(allowlist)));
+  std::vector<std::pair<std::shared_ptr<Tunnel>, TrackedTunnel>> revoked;
+  {
+    std::lock_guard lock(mutex_);
+    if (allowlist) {
+      // A revoked key must not keep a pipe running (issue 14.3): either end no longer allowed.
+      for (auto& [ptr, tracked] : tunnels_) {
+        if (allowlist->contains(tracked.connector_key) && allowlist->contains(tracked.listener_key))
+          continue;
+        if (auto tunnel = tracked.tunnel.lock()) revoked.emplace_back(std::move(tunnel), tracked);
+      }
+    }
+    dispatch_locked(state_.set_allowlist(std::move(allowlist)));
+  }
+  for (auto& [tunnel, tracked] : revoked) {
+    metrics_.limit_hits_total.inc(LimitReason::not_allowed_tunnel);
+    log_.info("tunnel_revoked", LogTags{0, tracked.connector_key},
+              {{"listener", tracked.listener_key}});
+    tunnel->stop(CloseReason::not_allowed);  // counted in closes_total when it ends
+  }
 }
 
 void Relay::begin_drain() {
@@ -246,8 +277,8 @@ void Relay::close_all(CloseReason reason) {
     for (auto& [id, weak] : sessions_) {
       if (auto session = weak.lock()) session->post(reason);
     }
-    for (auto& [ptr, weak] : tunnels_) {
-      if (auto tunnel = weak.lock()) tunnels.push_back(std::move(tunnel));
+    for (auto& [ptr, tracked] : tunnels_) {
+      if (auto tunnel = tracked.tunnel.lock()) tunnels.push_back(std::move(tunnel));
     }
   }
   for (auto& tunnel : tunnels) tunnel->stop(reason);

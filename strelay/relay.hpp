@@ -47,6 +47,9 @@ class RelayMember {
  public:
   // Thread-safe and never blocks: queues `item` for the session. Called under the relay's lock.
   virtual void post(Outbound item) = 0;
+  // Where the connection comes from, for the pairing table's per-source caps (issue 14);
+  // nullptr: not counted. Called under the relay's lock; must not block.
+  virtual const Source* source() const { return nullptr; }
 
  protected:
   ~RelayMember() = default;
@@ -120,7 +123,8 @@ class Relay final : public SessionHost {
   void start();
   // SIGHUP: new limits apply to new requests and new tunnels.
   void set_options(const Options& options);
-  // SIGHUP: nullopt is a public relay.
+  // SIGHUP: nullopt is a public relay. Running tunnels whose either end is no longer allowed
+  // are stopped (not_allowed: counted, logged), as listeners and pending connects are.
   void set_allowlist(std::optional<Allowlist> allowlist);
   // From now on join() refuses (Registration::open() is false) and new tunnels stop at once.
   void begin_drain();
@@ -145,7 +149,8 @@ class Relay final : public SessionHost {
   boost::asio::awaitable<void> ttl_loop();
   void start_tunnel(const Paired& pairing, TunnelEnd connector, TunnelEnd acceptor,
                     boost::asio::any_io_executor executor);
-  void track(const std::shared_ptr<Tunnel>& tunnel);
+  void track(const std::shared_ptr<Tunnel>& tunnel, const Paired& pairing);
+  void count_pairing_limits_locked();  // mutex_ held
   void untrack(const Tunnel* tunnel);
 
   Clock& clock_;
@@ -159,7 +164,13 @@ class Relay final : public SessionHost {
   RelayState state_;
   Tunnel::Options tunnel_options_;
   std::unordered_map<ConnId, std::weak_ptr<RelayMember>> sessions_;
-  std::unordered_map<const Tunnel*, std::weak_ptr<Tunnel>> tunnels_;
+  // Each tunnel with the keys of its two ends: a reload stops those whose key was revoked.
+  struct TrackedTunnel {
+    std::weak_ptr<Tunnel> tunnel;
+    PublicKey connector_key;
+    PublicKey listener_key;
+  };
+  std::unordered_map<const Tunnel*, TrackedTunnel> tunnels_;
   bool draining_ = false;
   bool stopped_ = false;
   std::optional<TimePoint> ttl_armed_at_;

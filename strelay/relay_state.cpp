@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <utility>
 
 namespace strelay {
 
@@ -31,25 +32,32 @@ RelayState::RelayState(const PairingLimits& limits, const HashKey& hash_key)
       listeners_(0, KeyedHash(hash_key)),
       by_target_(0, KeyedHash(hash_key)),
       by_pair_(0, PairHash{KeyedHash(hash_key)}),
-      rates_(0, KeyedHash(hash_key)) {
+      rates_(0, KeyedHash(hash_key)),
+      listener_counts_(hash_key),
+      half_tunnel_counts_(hash_key),
+      tunnels_by_site_(0, KeyedHash(hash_key)),
+      source_rates_(0, KeyedHash(hash_key)) {
   // Refuse a bad rate at start-up, not at the first Connect.
   (void)TokenBucket(limits.connect_rate, limits.connect_burst);
+  (void)TokenBucket(limits.connect_rate_per_source, limits.connect_burst_per_source);
 }
 
 // ---------------------------------------------------------------- requests
 
 Actions RelayState::handle(ConnId conn, const PublicKey& self, const NodeMessage& message,
-                           TimePoint now) {
-  return std::visit(Overloaded{
-                        [&](const Listen&) { return listen(conn, self, now); },
-                        [&](const Connect& m) { return connect(conn, self, m.target, now); },
-                        [&](const Accept& m) { return accept(conn, self, m.from, now); },
-                        [&](const RejectConnection& m) { return reject(conn, m.from, now); },
-                    },
-                    message);
+                           TimePoint now, const Source* source) {
+  return std::visit(
+      Overloaded{
+          [&](const Listen&) { return listen(conn, self, now, source); },
+          [&](const Connect& m) { return connect(conn, self, m.target, now, source); },
+          [&](const Accept& m) { return accept(conn, self, m.from, now); },
+          [&](const RejectConnection& m) { return reject(conn, m.from, now); },
+      },
+      message);
 }
 
-Actions RelayState::listen(ConnId conn, const PublicKey& self, TimePoint now) {
+Actions RelayState::listen(ConnId conn, const PublicKey& self, TimePoint now,
+                           const Source* source) {
   Actions out = expire(now);
   if (listener_keys_.contains(conn) || tunnels_.contains(conn)) {
     protocol_error(out, conn);
@@ -59,15 +67,31 @@ Actions RelayState::listen(ConnId conn, const PublicKey& self, TimePoint now) {
     refuse(out, conn, RefuseReason::not_allowed);
     return out;
   }
-  if (const auto old = listeners_.find(self); old != listeners_.end()) {
+  const auto old = listeners_.find(self);
+  if (source != nullptr && listener_counts_.at_cap(*source, limits_.listeners)) {
+    // A node re-listening from where it listened before replaces itself: never refused.
+    const auto old_source =
+        old == listeners_.end() ? listener_sources_.end() : listener_sources_.find(old->second);
+    if (old_source == listener_sources_.end() || !(old_source->second.host() == source->host())) {
+      hit(PairingLimit::listeners_per_source);
+      refuse(out, conn, RefuseReason::overloaded);
+      return out;
+    }
+  }
+  if (old != listeners_.end()) {
     // The newest Listen wins. The old listener's pending connectors stay: the new listener
     // has the same identity and can accept them.
     out.push_back(CloseConn{old->second, CloseReason::replaced});
+    forget_listener_source(old->second);
     listener_keys_.erase(old->second);
     listeners_.erase(old);
   }
   listeners_.emplace(self, conn);
   listener_keys_.emplace(conn, self);
+  if (source != nullptr) {
+    listener_counts_.add(*source);
+    listener_sources_.emplace(conn, *source);
+  }
   out.push_back(SendTo{conn, ListenOk{}});
   for (const ConnId connector : pending_to(self)) {
     out.push_back(SendTo{conn, IncomingConnection{tunnels_.at(connector).from}});
@@ -76,34 +100,66 @@ Actions RelayState::listen(ConnId conn, const PublicKey& self, TimePoint now) {
 }
 
 Actions RelayState::connect(ConnId conn, const PublicKey& self, const PublicKey& target,
-                            TimePoint now) {
+                            TimePoint now, const Source* source) {
   Actions out = expire(now);
   if (listener_keys_.contains(conn) || tunnels_.contains(conn)) {
     protocol_error(out, conn);
     return out;
   }
-  const auto refusal = connect_refusal(self, target, now);
+  ConnId cut = 0;
+  const auto refusal = connect_refusal(self, target, now, source, cut);
   if (refusal) {
     refuse(out, conn, *refusal);
     return out;
   }
-  add_tunnel(conn, self, target, now);
+  if (cut != 0) {
+    // Fair share: the heaviest site's oldest half-tunnel makes room.
+    remove_tunnel(cut);
+    refuse(out, cut, RefuseReason::overloaded);
+  }
+  add_tunnel(conn, self, target, now, source);
   out.push_back(SendTo{listeners_.at(target), IncomingConnection{self}});
   return out;
 }
 
-// In the documented order; only the rate check changes state (it takes a token).
+// In the documented order; only the rate checks change state (they take tokens).
 std::optional<RefuseReason> RelayState::connect_refusal(const PublicKey& self,
-                                                        const PublicKey& target, TimePoint now) {
+                                                        const PublicKey& target, TimePoint now,
+                                                        const Source* source, ConnId& cut) {
   if (!allowed(self)) return RefuseReason::not_allowed;
   if (const auto refusal = take_connect_token(self, now)) return refusal;
+  if (source != nullptr) {
+    if (const auto refusal = take_source_token(*source, now)) return refusal;
+  }
   if (!listeners_.contains(target)) return RefuseReason::not_found;
-  if (tunnels_.size() >= limits_.half_tunnels_total) return RefuseReason::overloaded;
+  if (const auto it = by_target_.find(target);
+      it != by_target_.end() && it->second.size() >= limits_.half_tunnels_per_target) {
+    hit(PairingLimit::half_tunnels_per_target);
+    return RefuseReason::overloaded;
+  }
+  if (source != nullptr && half_tunnel_counts_.at_cap(*source, limits_.half_tunnels)) {
+    hit(PairingLimit::half_tunnels_per_source);
+    return RefuseReason::overloaded;
+  }
+  if (tunnels_.size() >= limits_.half_tunnels_total) {
+    hit(PairingLimit::half_tunnels_total);
+    cut = fair_share_cut(source);
+    if (cut == 0) return RefuseReason::overloaded;
+  }
   const auto pair = by_pair_.find(PairKey{target, self});
   if (pair != by_pair_.end() && pair->second.size() >= limits_.half_tunnels_per_pair) {
+    cut = 0;
     return RefuseReason::rate_limited;
   }
   return std::nullopt;
+}
+
+ConnId RelayState::fair_share_cut(const Source* source) const {
+  const auto heaviest = half_tunnel_counts_.heaviest();
+  if (source == nullptr || !heaviest) return 0;
+  if (half_tunnel_counts_.count(source->site()) + 1 >= heaviest->second) return 0;
+  const auto site = tunnels_by_site_.find(heaviest->first);
+  return site == tunnels_by_site_.end() || site->second.empty() ? 0 : site->second.begin()->second;
 }
 
 Actions RelayState::accept(ConnId conn, const PublicKey& self, const PublicKey& from,
@@ -171,9 +227,16 @@ std::optional<TimePoint> RelayState::next_deadline() const {
 
 void RelayState::set_limits(const PairingLimits& limits) {
   (void)TokenBucket(limits.connect_rate, limits.connect_burst);  // validate before changing
+  (void)TokenBucket(limits.connect_rate_per_source, limits.connect_burst_per_source);
   limits_ = limits;
   for (auto& [key, entry] : rates_)
     entry.bucket.set_rate(limits.connect_rate, limits.connect_burst);
+  for (auto& [key, entry] : source_rates_)
+    entry.bucket.set_rate(limits.connect_rate_per_source, limits.connect_burst_per_source);
+}
+
+std::array<std::uint64_t, pairing_limit_count> RelayState::take_limit_hits() {
+  return std::exchange(hits_, {});
 }
 
 Actions RelayState::set_allowlist(std::optional<Allowlist> allowlist) {
@@ -203,7 +266,10 @@ Actions RelayState::set_allowlist(std::optional<Allowlist> allowlist) {
 
 std::size_t RelayState::index_entries() const {
   std::size_t n = listeners_.size() + listener_keys_.size() + tunnels_.size() + by_target_.size() +
-                  by_pair_.size() + by_deadline_.size() + rates_.size() + rate_lru_.size();
+                  by_pair_.size() + by_deadline_.size() + rates_.size() + rate_lru_.size() +
+                  listener_sources_.size() + listener_counts_.entries() +
+                  half_tunnel_counts_.entries() + tunnels_by_site_.size() + source_rates_.size() +
+                  source_rate_lru_.size();
   for (const auto& [key, pending] : by_target_) n += pending.size();
   for (const auto& [key, pending] : by_pair_) n += pending.size();
   return n;
@@ -235,6 +301,38 @@ std::optional<RefuseReason> RelayState::take_connect_token(const PublicKey& self
   return std::nullopt;
 }
 
+// Per host, across its identities; bounded and evicted like the identities' buckets.
+std::optional<RefuseReason> RelayState::take_source_token(const Source& source, TimePoint now) {
+  while (!source_rate_lru_.empty() &&
+         source_rates_.at(source_rate_lru_.front()).bucket.is_full(now)) {
+    source_rates_.erase(source_rate_lru_.front());
+    source_rate_lru_.pop_front();
+  }
+  auto it = source_rates_.find(source.host());
+  if (it == source_rates_.end()) {
+    if (source_rates_.size() >= limits_.rate_entries_total) return RefuseReason::overloaded;
+    TokenBucket bucket(limits_.connect_rate_per_source, limits_.connect_burst_per_source);
+    it = source_rates_
+             .emplace(source.host(), SourceRate{bucket, source_rate_lru_.insert(
+                                                            source_rate_lru_.end(), source.host())})
+             .first;
+  } else {
+    source_rate_lru_.splice(source_rate_lru_.end(), source_rate_lru_, it->second.lru_pos);
+  }
+  if (!it->second.bucket.try_take(now)) {
+    hit(PairingLimit::connect_rate_per_source);
+    return RefuseReason::rate_limited;
+  }
+  return std::nullopt;
+}
+
+void RelayState::forget_listener_source(ConnId conn) {
+  const auto it = listener_sources_.find(conn);
+  if (it == listener_sources_.end()) return;
+  listener_counts_.remove(it->second);
+  listener_sources_.erase(it);
+}
+
 void RelayState::refuse(Actions& out, ConnId conn, RefuseReason reason) {
   out.push_back(SendTo{conn, Refused{reason}});
   out.push_back(CloseConn{conn, close_reason_for(reason)});
@@ -256,6 +354,7 @@ void RelayState::drop_listener(Actions& out, ConnId conn) {
   const auto key = listener_keys_.find(conn);
   if (key == listener_keys_.end()) return;
   const PublicKey target = key->second;
+  forget_listener_source(conn);
   listeners_.erase(target);
   listener_keys_.erase(key);
   for (const ConnId connector : pending_to(target)) {
@@ -265,8 +364,13 @@ void RelayState::drop_listener(Actions& out, ConnId conn) {
 }
 
 void RelayState::add_tunnel(ConnId conn, const PublicKey& from, const PublicKey& target,
-                            TimePoint now) {
-  const HalfTunnel tunnel{next_seq_++, from, target, now + limits_.half_tunnel_ttl};
+                            TimePoint now, const Source* source) {
+  HalfTunnel tunnel{next_seq_++, from, target, now + limits_.half_tunnel_ttl, std::nullopt};
+  if (source != nullptr) {
+    tunnel.source = *source;
+    half_tunnel_counts_.add(*source);
+    tunnels_by_site_[source->site()].emplace(tunnel.seq, conn);
+  }
   tunnels_.emplace(conn, tunnel);
   by_target_[target].emplace(tunnel.seq, conn);
   by_pair_[PairKey{target, from}].push_back(conn);
@@ -285,6 +389,12 @@ void RelayState::remove_tunnel(ConnId conn) {
   std::erase(pair->second, conn);
   if (pair->second.empty()) by_pair_.erase(pair);
   by_deadline_.erase(std::pair{tunnel.deadline, tunnel.seq});
+  if (tunnel.source) {
+    half_tunnel_counts_.remove(*tunnel.source);
+    const auto site = tunnels_by_site_.find(tunnel.source->site());
+    site->second.erase(tunnel.seq);
+    if (site->second.empty()) tunnels_by_site_.erase(site);
+  }
   tunnels_.erase(it);
 }
 

@@ -46,7 +46,13 @@
 //     from any other identity it finds nothing: Refused{no_pending}.
 //   - A RejectConnection naming a key with nothing pending is a no-op (it raced an outcome).
 //   - Checks on Connect, in order: allowlist, rate (a token bucket per identity, so a flood
-//     of Connects to absent keys is rate-limited too), target listening, total cap, pair cap.
+//     of Connects to absent keys is rate-limited too), rate per source (all its identities),
+//     target listening, cap per target (overloaded), cap per source (overloaded), total cap,
+//     pair cap. At the total cap, fair share: when the connector's site would still hold
+//     fewer than the heaviest site, the heaviest site's oldest half-tunnel is refused
+//     (overloaded) and the new one takes its place; otherwise the new one is refused.
+//   - A Listen beyond its source's listener cap is refused (overloaded); a replacing Listen
+//     for the same key from the same source never is.
 //   - Every call that takes `now` first expires what is due, so outcomes depend only on the
 //     times given, not on when the caller's timer fired.
 //   - Action order: expiries first (oldest first), then the request's own actions; several
@@ -61,6 +67,7 @@
 // Tables keyed by client-chosen keys use a keyed hash (SipHash, random per-process key).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <list>
@@ -84,10 +91,26 @@ struct PairingLimits {
   Clock::duration half_tunnel_ttl = strelay::half_tunnel_ttl;
   double connect_rate = connect_rate_per_identity;  // Connects per second per identity
   double connect_burst = connect_burst_per_identity;
-  std::size_t half_tunnels_total = max_half_tunnels;              // beyond: overloaded
+  std::size_t half_tunnels_total = max_half_tunnels;              // beyond: overloaded (fair share)
   std::size_t half_tunnels_per_pair = max_half_tunnels_per_pair;  // beyond: rate_limited
   std::size_t rate_entries_total = max_rate_limited_identities;   // beyond: overloaded
+  // Per source (sources.hpp; a request given no source is not counted): beyond, overloaded.
+  SourceCaps listeners{max_listeners_per_source, 4 * max_listeners_per_source};
+  SourceCaps half_tunnels{max_half_tunnels_per_source, 4 * max_half_tunnels_per_source};
+  std::size_t half_tunnels_per_target = max_half_tunnels_per_target;  // beyond: overloaded
+  double connect_rate_per_source = strelay::connect_rate_per_source;  // per host: rate_limited
+  double connect_burst_per_source = strelay::connect_burst_per_source;
 };
+
+// Which pairing limit refused a request, for the limit_hits_total metric.
+enum class PairingLimit {
+  listeners_per_source,
+  half_tunnels_per_source,
+  half_tunnels_per_target,
+  half_tunnels_total,  // refused, or a heavier source's oldest was cut (fair share)
+  connect_rate_per_source,
+};
+inline constexpr std::size_t pairing_limit_count = 5;
 
 // Send `message` on connection `to`.
 struct SendTo {
@@ -124,10 +147,13 @@ class RelayState {
 
   // A decoded request from connection `conn`, whose handshake authenticated `self`.
   // Dispatches to listen / connect / accept / reject below.
-  Actions handle(ConnId conn, const PublicKey& self, const NodeMessage& message, TimePoint now);
+  // `source`: where the connection comes from, for the per-source caps; nullptr: not counted.
+  Actions handle(ConnId conn, const PublicKey& self, const NodeMessage& message, TimePoint now,
+                 const Source* source = nullptr);
 
-  Actions listen(ConnId conn, const PublicKey& self, TimePoint now);
-  Actions connect(ConnId conn, const PublicKey& self, const PublicKey& target, TimePoint now);
+  Actions listen(ConnId conn, const PublicKey& self, TimePoint now, const Source* source = nullptr);
+  Actions connect(ConnId conn, const PublicKey& self, const PublicKey& target, TimePoint now,
+                  const Source* source = nullptr);
   Actions accept(ConnId conn, const PublicKey& self, const PublicKey& from, TimePoint now);
   // On a listening connection; the listener's key is the one it listened with.
   Actions reject(ConnId conn, const PublicKey& from, TimePoint now);
@@ -154,15 +180,22 @@ class RelayState {
   std::size_t listeners() const { return listeners_.size(); }
   std::size_t half_tunnels() const { return tunnels_.size(); }
   std::size_t rate_entries() const { return rates_.size(); }
+  // Limit hits since the last call, by PairingLimit (the caller adds them to its metrics).
+  std::array<std::uint64_t, pairing_limit_count> take_limit_hits();
+  // Listeners and pending connects of the `n` heaviest sites, for /status.
+  std::vector<std::pair<SourceKey, std::size_t>> heaviest_listener_sources(std::size_t n) const {
+    return listener_counts_.heaviest(n);
+  }
   // Entries in every internal table, for tests that check nothing is left behind.
   std::size_t index_entries() const;
 
  private:
   struct HalfTunnel {
-    std::uint64_t seq = 0;  // creation order
-    PublicKey from;         // the connector's key
-    PublicKey target;       // the listener's key
-    TimePoint deadline;     // created + ttl; expired once now > deadline
+    std::uint64_t seq = 0;         // creation order
+    PublicKey from;                // the connector's key
+    PublicKey target;              // the listener's key
+    TimePoint deadline;            // created + ttl; expired once now > deadline
+    std::optional<Source> source;  // counted in half_tunnel_counts_ when set
   };
   struct PairKey {
     PublicKey target;
@@ -180,7 +213,12 @@ class RelayState {
 
   bool allowed(const PublicKey& key) const;
   std::optional<RefuseReason> connect_refusal(const PublicKey& self, const PublicKey& target,
-                                              TimePoint now);
+                                              TimePoint now, const Source* source, ConnId& cut);
+  std::optional<RefuseReason> take_source_token(const Source& source, TimePoint now);
+  // Fair share when the half-tunnel table is full: the oldest half-tunnel of the heaviest site,
+  // when `source`'s site would still hold fewer; 0 when none.
+  ConnId fair_share_cut(const Source* source) const;
+  void hit(PairingLimit limit) { ++hits_[static_cast<std::size_t>(limit)]; }
   std::optional<RefuseReason> take_connect_token(const PublicKey& self, TimePoint now);
   // Appends Refused{reason} and the Close that follows it.
   static void refuse(Actions& out, ConnId conn, RefuseReason reason);
@@ -188,7 +226,9 @@ class RelayState {
   void protocol_error(Actions& out, ConnId conn);
   void drop_role(Actions& out, ConnId conn);  // as on disconnect
   void drop_listener(Actions& out, ConnId conn);
-  void add_tunnel(ConnId conn, const PublicKey& from, const PublicKey& target, TimePoint now);
+  void forget_listener_source(ConnId conn);
+  void add_tunnel(ConnId conn, const PublicKey& from, const PublicKey& target, TimePoint now,
+                  const Source* source);
   void remove_tunnel(ConnId conn);
   // Half-tunnels to `target`, oldest first.
   std::vector<ConnId> pending_to(const PublicKey& target) const;
@@ -209,6 +249,21 @@ class RelayState {
 
   std::unordered_map<PublicKey, RateEntry, KeyedHash> rates_;
   std::list<PublicKey> rate_lru_;  // least recently used first
+
+  // Per source: listeners and half-tunnels counted at every prefix level; connect buckets per
+  // host (bounded like the identities' buckets, by rate_entries_total).
+  std::unordered_map<ConnId, Source> listener_sources_;
+  SourceCounts listener_counts_;
+  SourceCounts half_tunnel_counts_;
+  // site -> (seq -> connector), oldest first: the fair-share cut.
+  std::unordered_map<SourceKey, std::map<std::uint64_t, ConnId>, KeyedHash> tunnels_by_site_;
+  struct SourceRate {
+    TokenBucket bucket;
+    std::list<SourceKey>::iterator lru_pos;
+  };
+  std::unordered_map<SourceKey, SourceRate, KeyedHash> source_rates_;
+  std::list<SourceKey> source_rate_lru_;
+  std::array<std::uint64_t, pairing_limit_count> hits_{};
 };
 
 }  // namespace strelay

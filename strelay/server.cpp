@@ -21,6 +21,9 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+// /status lists this many of the heaviest sources.
+constexpr std::size_t heaviest_sources_shown = 10;
+
 // Back-off of the accept loop when the process is out of descriptors: it retries, never spins.
 constexpr auto accept_backoff_min = std::chrono::milliseconds(10);
 constexpr auto accept_backoff_max = std::chrono::seconds(1);
@@ -56,6 +59,7 @@ class MetricsObserver final : public TunnelObserver {
 LimitReason limit_reason(AdmissionRefusal refusal) {
   switch (refusal) {
     case AdmissionRefusal::connections_total: return LimitReason::connections_total;
+    case AdmissionRefusal::connections_per_source: return LimitReason::connections_per_source;
     case AdmissionRefusal::pending_total: return LimitReason::pending_total;
     case AdmissionRefusal::sources_total: return LimitReason::pending_total;
     case AdmissionRefusal::pending_per_source: return LimitReason::pending_per_source;
@@ -104,9 +108,17 @@ Server::Server(const Identity& identity, ServerSettings settings, Metrics& metri
   }
   relay_ = std::make_unique<Relay>(Relay::Options{settings.pairing, settings.tunnel}, clock_,
                                    metrics_, log_, *observer_, workers_[0]->get_executor());
+  metrics_.heaviest_sources = [this] {
+    std::vector<Metrics::SourceLoad> out;
+    for (const auto& load : admission_.heaviest_sources(heaviest_sources_shown)) {
+      out.push_back({load.prefix, load.connections, load.pending});
+    }
+    return out;
+  };
 }
 
 Server::~Server() {
+  metrics_.heaviest_sources = nullptr;
   // I/O objects go before their io_contexts; then each io_context destroys what is still
   // queued on it (suspended sessions, tunnels, the TTL loop), while the relay those touch
   // still exists. Stopped first, the relay posts nothing more to the dying workers.
@@ -230,20 +242,39 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor) {
   }
 }
 
-void Server::hand_off(tcp::socket socket) {
-  boost::system::error_code remote_ec;
-  const auto remote = socket.remote_endpoint(remote_ec);
-  if (remote_ec) return;  // already gone
-  const auto source = SourceKey::from_address(remote.address());
+std::variant<Admission::Admitted, AdmissionRefusal> Server::admit(const asio::ip::address& client) {
+  const auto source = Source::from_address(client, admission_.limits().prefixes);
+  const auto pending_before = admission_.pending_evictions();
+  const auto established_before = admission_.connection_evictions();
   auto admitted = admission_.try_admit(source, clock_.now());
   if (auto* refusal = std::get_if<AdmissionRefusal>(&admitted)) {
     // Before a handshake nothing can be said with authority: count, log (rate-limited), close.
     metrics_.limit_hits_total.inc(limit_reason(*refusal));
     metrics_.handshakes_total.inc(HandshakeOutcome::refused);
     log_.info("admission_refused", {},
-              {{"reason", to_string(*refusal)}, {"source", source.to_string()}});
-    return;
+              {{"reason", to_string(*refusal)}, {"source", source.site().to_string()}});
+    return admitted;
   }
+  // Fair share made room (limits.hpp): counted here; the evicted connections' sessions close them.
+  const auto pending = admission_.pending_evictions() - pending_before;
+  const auto established = admission_.connection_evictions() - established_before;
+  if (pending != 0) metrics_.limit_hits_total.inc(LimitReason::pending_evicted, pending);
+  if (established != 0) metrics_.limit_hits_total.inc(LimitReason::connection_evicted, established);
+  if (pending + established != 0) {
+    log_.info("fair_share_eviction", {},
+              {{"newcomer", source.site().to_string()},
+               {"pending", pending},
+               {"established", established}});
+  }
+  return admitted;
+}
+
+void Server::hand_off(tcp::socket socket) {
+  boost::system::error_code remote_ec;
+  const auto remote = socket.remote_endpoint(remote_ec);
+  if (remote_ec) return;  // already gone
+  auto admitted = admit(remote.address());
+  if (std::holds_alternative<AdmissionRefusal>(admitted)) return;
   auto current = settings();
   tune_socket(socket, current->dead_peer);
   ConnectionHold hold{std::get<Admission::Admitted>(std::move(admitted)),

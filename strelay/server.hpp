@@ -91,6 +91,14 @@ class Server {
   boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor);
   // The one place an accepted socket becomes a session: admission, socket options, Session.
   void hand_off(boost::asio::ip::tcp::socket socket);
+
+ public:
+  // Admission of a connection from `client`: the socket's peer, or the client address a
+  // trusted proxy announced (a carrier re-admits with it). Refusals and fair-share evictions
+  // are counted and logged here; on a refusal the caller closes the socket. Thread-safe.
+  std::variant<Admission::Admitted, AdmissionRefusal> admit(const boost::asio::ip::address& client);
+
+ private:
   boost::asio::awaitable<void> drain();
   // The admission limits of `settings` with the descriptor budget applied (fds_at_start_).
   AdmissionLimits budgeted(const ServerSettings& settings,

@@ -45,12 +45,18 @@ Session::Session(SessionContext context, SessionHost& host, ConnId id, tcp::sock
       client_(std::move(client)),
       socket_(std::move(socket)),
       hold_(std::move(hold)),
+      handshake_watchdog_(socket_.get_executor(), context_.clock),
       wake_(socket_.get_executor(), context_.clock),
       keepalive_(Keepalive::answering_only(context_.clock.now())),
       reader_done_(socket_.get_executor()) {}
 
 void Session::start(std::shared_ptr<Session> session) {
   auto executor = session->socket_.get_executor();
+  session->hold_->admitted.set_evictor([weak = std::weak_ptr<Session>(session), executor] {
+    asio::post(executor, [weak] {
+      if (auto self = weak.lock()) self->evict();
+    });
+  });
   // The handler holds the session until run() has returned (run() catches what it throws).
   asio::co_spawn(executor, session->run(), [session](const std::exception_ptr&) {});
 }
@@ -81,6 +87,24 @@ LogTags Session::tags() const {
   return LogTags{id_, peer_};
 }
 
+void Session::evict() {
+  if (evicted_ || !hold_) return;  // gone to a tunnel: never cut
+  evicted_ = true;
+  if (handshaking_) {
+    handshake_watchdog_.cancel();  // ends the handshake as its deadline would
+  } else {
+    post(CloseReason::overloaded);
+  }
+}
+
+bool Session::take_control_token() {
+  if (!control_bucket_)
+    control_bucket_.emplace(context_.settings->control_rate, context_.settings->control_burst);
+  if (control_bucket_->try_take(context_.clock.now())) return true;
+  context_.metrics.limit_hits_total.inc(LimitReason::control_rate);
+  return false;
+}
+
 // Exceptions are bugs, not a client's doing: caught here once for the session, logged, and
 // counted as its outcome (internal) unless it had one. However serve() ends, the relay then
 // forgets this connection (the registration leaves: registry and pairing table at once).
@@ -102,6 +126,7 @@ asio::awaitable<void> Session::run() {
 
 asio::awaitable<void> Session::serve() {
   const bool authenticated = co_await handshake();
+  handshaking_ = false;
   hold_->admitted.handshake_done();
   if (!authenticated) co_return;  // counted in handshakes_total; closes_total is for sessions
 
@@ -139,16 +164,18 @@ asio::awaitable<void> Session::serve() {
 
 asio::awaitable<bool> Session::handshake() {
   using namespace asio::experimental::awaitable_operators;
-  const auto deadline = context_.clock.now() + context_.settings->handshake_timeout;
+  // Shorter under pressure (Admission::handshake_deadline): silent sockets are recycled faster.
+  const auto deadline = context_.clock.now() +
+                        hold_->admitted.handshake_deadline(context_.settings->handshake_timeout);
   GaugeHold pending(context_.metrics.pending_handshakes);
   std::optional<Channel> channel;
   // The absolute deadline is kept once, by this watchdog on the relay's clock (which tests
-  // move); the handshake's own waits have none, and the watchdog cancels them.
-  RelayTimer watchdog(socket_.get_executor(), context_.clock, deadline);
+  // move); the handshake's own waits have none, and the watchdog cancels them, as evict() does.
+  handshake_watchdog_.expires_at(deadline);
   AcceptStep step{};
   auto raced = co_await (accept_handshake(socket_, context_.identity, HandshakeLayer::hop,
                                           Deadline::max(), channel, first_request_, &step) ||
-                         watchdog.async_wait(await_tuple));
+                         handshake_watchdog_.async_wait(await_tuple));
   const std::error_code ec = raced.index() == 0
                                  ? std::get<0>(raced)
                                  : std::error_code(make_error_code(errc::handshake_timeout));
@@ -156,7 +183,7 @@ asio::awaitable<bool> Session::handshake() {
     // Before authentication a failure closes without a word (docs/protocol.md, section 2).
     context_.metrics.handshakes_total.inc(outcome_of(ec));
     context_.log.debug("handshake_failed", tags(),
-                       {{"stage", handshake_stage(ec, step)},
+                       {{"stage", evicted_ ? "evicted" : handshake_stage(ec, step)},
                         {"step", to_string(step)},
                         {"source", SourceKey::from_address(client_.address()).to_string()},
                         {"error", ec}});
@@ -258,6 +285,11 @@ asio::awaitable<void> Session::reader() {
           reason, reason == CloseReason::protocol_error || reason == CloseReason::timeout, ec};
       break;
     }
+    if (!take_control_token()) {
+      // A flood of pings or RejectConnections (issue 14.6): told why, then closed.
+      reader_end_ = ReaderEnd{CloseReason::rate_limited, true, {}};
+      break;
+    }
     if (!co_await handle_frame(message)) {
       if (!reader_end_) reader_end_ = ReaderEnd{CloseReason::protocol_error, true, {}};
       break;
@@ -341,6 +373,7 @@ asio::awaitable<void> Session::join_tunnel(std::shared_ptr<Rendezvous> rendezvou
   channel_.reset();
   auto hold = std::move(*hold_);
   hold_.reset();
+  hold.admitted.not_evictable();  // a tunnel carries real traffic: fair share never cuts it
   rendezvous->arrive(TunnelEnd{id_, SocketHandle(socket), std::move(hold)}, wake_.get_executor());
 }
 

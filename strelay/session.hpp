@@ -64,6 +64,8 @@ class Session final : public RelayMember, public std::enable_shared_from_this<Se
   static void start(std::shared_ptr<Session> session);
   // Thread-safe: queues `item` on the session's worker.
   void post(Outbound item) override;
+  // The source its admission counted (nullptr once the socket went to a tunnel).
+  const Source* source() const override { return hold_ ? &hold_->admitted.source() : nullptr; }
   ConnId id() const { return id_; }
 
  private:
@@ -93,6 +95,11 @@ class Session final : public RelayMember, public std::enable_shared_from_this<Se
     return dropped_ ? CloseReason::protocol_error : CloseReason::aborted;
   }
   void take_inbox();  // moves what post() delivered into queue_
+  // Fair share chose this connection (limits.hpp): a handshake is cut as its deadline would
+  // cut it; an authenticated connection is told Close{overloaded}. On the session's worker.
+  void evict();
+  // Every frame after the first request takes a token; false when over the rate (issue 14.6).
+  bool take_control_token();
   void wake() { wake_.cancel(); }
   Deadline write_deadline() const;
   LogTags tags() const;
@@ -107,6 +114,10 @@ class Session final : public RelayMember, public std::enable_shared_from_this<Se
   Role role_ = Role::none;
   std::optional<PublicKey> peer_;
   std::vector<std::uint8_t> first_request_;
+  RelayTimer handshake_watchdog_;  // the absolute handshake deadline; evict() cancels it
+  bool handshaking_ = true;
+  bool evicted_ = false;
+  std::optional<TokenBucket> control_bucket_;  // from the first frame after the first request
   // The one outcome counted for this session (closes_total); none while it runs, and none
   // when its socket went to a tunnel (the tunnel counts its own close).
   std::optional<CloseReason> outcome_;

@@ -34,6 +34,8 @@ struct ServerSettings {
   Clock::duration keepalive = keepalive_interval;
   Clock::duration dead_peer = dead_peer_timeout;
   Clock::duration drain = drain_deadline;
+  double control_rate = control_rate_per_connection;  // frames per second per connection (issue 14)
+  double control_burst = control_burst_per_connection;
 };
 
 }  // namespace strelay

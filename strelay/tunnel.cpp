@@ -28,6 +28,15 @@ bool would_block(int e) {
   return e == EAGAIN || e == EWOULDBLOCK;
 }
 
+// Each kernel queue at most the direction's bound. Linux doubles the value given (the doubled
+// size covers its bookkeeping too), so asking for half caps each queue at the bound. Smaller
+// queues cost more than 5% of bulk throughput (docs/performance.md, issue 14.5).
+void clamp_socket_buffers(int fd, std::size_t buffer_bytes) {
+  const int size = static_cast<int>(std::max<std::size_t>(buffer_bytes / 2, 1024));
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+}
+
 }  // namespace
 
 // One direction: bytes read from `in` are written to `out`, through `pipe` (splice) or
@@ -50,6 +59,7 @@ struct Tunnel::Direction {
   std::size_t copy_offset = 0;
   bool blocked = false;  // waiting for `out` to accept bytes
   clock::time_point blocked_since{};
+  std::size_t progress = 0;  // bytes `out` took since blocked_since
   std::atomic<std::uint64_t> held_gauge{0};
 };
 
@@ -72,8 +82,13 @@ Tunnel::Tunnel(tcp::socket a, tcp::socket b, Options options, Clock& clock,
     pipes_reserved_ = observer_->reserve_pipe_fds();
     if (!pipes_reserved_) options_.use_splice = false;
   }
+  const std::size_t pipe_bytes = options_.buffer_bytes;
+  if (options_.clamp_socket_buffers) {
+    clamp_socket_buffers(a_.native_handle(), options_.buffer_bytes);
+    clamp_socket_buffers(b_.native_handle(), options_.buffer_bytes);
+  }
   for (auto& d : dirs_) {
-    d->capacity = std::max<std::size_t>(options_.buffer_bytes, 1);
+    d->capacity = std::max<std::size_t>(pipe_bytes, 1);
     if (!options_.use_splice) continue;
     if (::pipe2(d->pipe.data(), O_NONBLOCK | O_CLOEXEC) != 0) {
       options_.use_splice = false;  // out of fds for pipes: copy instead of failing the tunnel
@@ -242,7 +257,13 @@ void Tunnel::set_held(Direction& d, std::size_t held) {
 void Tunnel::count_forwarded(Direction& d, std::size_t n) {
   set_held(d, d.held - n);
   d.forwarded += n;
-  d.blocked = false;
+  // The stall clock restarts only on real progress: stall_progress_bytes taken since it
+  // started, or everything held delivered.
+  d.progress += n;
+  if (d.progress >= stall_progress_bytes || d.held == 0) {
+    d.blocked = false;
+    d.progress = 0;
+  }
   if (observer_ != nullptr) observer_->forwarded(d.id, n);
 }
 

@@ -6,10 +6,16 @@
 // is refused (a socket type that does not support it) a read/write loop takes over.
 //
 // Bounds and timers (all from Tunnel::Options, defaults in common/protocol.hpp):
-//  - each direction holds at most `buffer_bytes` in its pipe; when the receiver does not read,
-//    the relay stops reading the sender (TCP backpressure), it never drops bytes;
-//  - a direction blocked on a receiver that accepts no byte for `write_stall` ends the tunnel
-//    with CloseReason::stalled;
+//  - each direction holds at most `buffer_bytes` in its pipe, and at most `buffer_bytes` in
+//    each of the two kernel queues it passes (SO_RCVBUF of the sender's socket, SO_SNDBUF of
+//    the receiver's, clamped): 3 x buffer_bytes in all, where the kernel's autotuning let a
+//    stalled tunnel hold 6.4 MiB (issue 14). A tighter split (the whole bound for all three)
+//    cost 2-3x CPU per GiB in bulk_bench. When the receiver does not read, the relay stops
+//    reading the sender (TCP backpressure); it never drops bytes;
+//  - a direction blocked on a receiver that takes less than stall_progress_bytes (16 KiB)
+//    within `write_stall` ends the tunnel with CloseReason::stalled: only progress at a minimum
+//    rate resets the stall clock, not any single byte (a reader taking 1 byte every 3 s would
+//    otherwise hold the tunnel's buffers forever). Delivering everything held also counts;
 //  - a tunnel with no byte in either direction for `idle_timeout` ends with dead_peer (the nodes'
 //    end-to-end keepalives make an idle but live tunnel carry a ping every 15 s);
 //  - an EOF from one side is carried through as a half-close (shutdown(SHUT_WR)) of the other;
@@ -69,7 +75,8 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
     std::size_t buffer_bytes = tunnel_buffer_bytes;
     clock::duration write_stall = write_stall_timeout;
     clock::duration idle_timeout = dead_peer_timeout;
-    bool use_splice = true;  // false forces the read/write fallback (tests, benchmarks)
+    bool use_splice = true;            // false forces the read/write fallback (tests, benchmarks)
+    bool clamp_socket_buffers = true;  // false leaves the kernel's autotuning (bench: the before)
   };
 
   struct Result {

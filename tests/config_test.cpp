@@ -247,7 +247,7 @@ TEST_CASE("the example config documents every option with its default") {
                     name);
     }
   }
-  CHECK(checked == 22);  // 8 general options and 14 limits
+  CHECK(checked == 36);  // 8 general options and 28 limits
 }
 
 TEST_CASE("config file mistakes are one-line errors") {
@@ -410,7 +410,7 @@ TEST_CASE("the automatic connection cap is 80% of the descriptor limit") {
 
 TEST_CASE("every limit is described for the status page") {
   const auto limits = describe_limits(RelayLimits{});
-  CHECK(limits.size() == 14);
+  CHECK(limits.size() == 28);
   CHECK(limits.front() == std::pair<std::string, std::string>{"handshake-timeout", "10 s"});
   CHECK(limits.back() == std::pair<std::string, std::string>{"drain-timeout", "5 s"});
 }

@@ -66,11 +66,16 @@ struct Server {
 // A blocking client socket whose reads give up after two seconds.
 class Client {
  public:
-  explicit Client(std::uint16_t port) {
+  // From `source` (any 127.0.0.0/8 address): per-source limits apply to it.
+  explicit Client(std::uint16_t port, const char* source = "127.0.0.1") {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     REQUIRE(fd_ >= 0);
     timeval tv{2, 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    REQUIRE(::inet_pton(AF_INET, source, &from.sin_addr) == 1);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof from) == 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
@@ -133,8 +138,8 @@ Reply parse_reply(const std::string& raw) {
 }
 
 Reply request(std::uint16_t port, const std::string& method, const std::string& target,
-              const std::string& extra_headers = {}) {
-  Client c(port);
+              const std::string& extra_headers = {}, const char* source = "127.0.0.1") {
+  Client c(port, source);
   REQUIRE(c.connected());
   c.send(method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" +
          extra_headers + "\r\n");
@@ -276,14 +281,15 @@ TEST_CASE("a client that sends nothing, or half a request, is cut off at the dea
 }
 
 TEST_CASE("at the connection cap the next client gets a clean 503, and a freed slot is reused") {
-  Server server;
+  Server server(HttpLimits{.max_per_source = 1000});
   std::vector<std::unique_ptr<Client>> idle;
   for (std::size_t i = 0; i < http_max_connections; ++i) {
     idle.push_back(std::make_unique<Client>(server.port()));
     REQUIRE(idle.back()->connected());
   }
-  // The accept loop takes connections in order, so the first 64 hold every slot.
-  const auto refused = request(server.port(), "GET", "/healthz");
+  // The accept loop takes connections in order, so the first 64 hold every slot (all from one
+  // source: nobody lighter to make room for).
+  const auto refused = request(server.port(), "GET", "/metrics");
   CHECK(refused.status == 503);
   CHECK(refused.body == "busy\n");
   CHECK(refused.header("Connection") == "close");
@@ -303,7 +309,60 @@ TEST_CASE("a smaller connection cap is honoured at max and max+1") {
   Client b(server.port());
   REQUIRE(a.connected());
   REQUIRE(b.connected());
-  CHECK(request(server.port(), "GET", "/healthz").status == 503);
+  CHECK(request(server.port(), "GET", "/metrics").status == 503);
+}
+
+// ---------------------------------------------------------------- issue 14.4
+
+TEST_CASE(
+    "per-source cap: 8 idle connections from one address are held, the 9th gets 503 and is "
+    "counted, and scrapes from elsewhere are served") {
+  Server server;  // the defaults: 64 in all, 8 per source
+  std::vector<std::unique_ptr<Client>> idle;
+  for (std::size_t i = 0; i < http_max_per_source; ++i) {
+    idle.push_back(std::make_unique<Client>(server.port(), "127.0.4.1"));
+    REQUIRE(idle.back()->connected());
+  }
+  std::this_thread::sleep_for(100ms);                                               // all accepted
+  CHECK(request(server.port(), "GET", "/metrics", {}, "127.0.4.1").status == 503);  // max + 1
+  CHECK(server.metrics.limit_hits_total.get(LimitReason::http_per_source) == 1);
+  // The review's case: 25 scrapes from elsewhere, all served while the attacker holds its share.
+  for (int i = 0; i < 25; ++i)
+    CHECK(request(server.port(), "GET", "/metrics", {}, "127.0.4.2").status == 200);
+}
+
+TEST_CASE(
+    "a full endpoint closes the heaviest source's idle connection for a newcomer from a lighter "
+    "source") {
+  Server server;
+  std::vector<std::unique_ptr<Client>> idle;
+  // 8 sources x 8 idle connections fill all 64 slots.
+  for (int s = 0; s < 8; ++s) {
+    const auto source = "127.0.5." + std::to_string(s + 1);
+    for (std::size_t i = 0; i < http_max_per_source; ++i) {
+      idle.push_back(std::make_unique<Client>(server.port(), source.c_str()));
+      REQUIRE(idle.back()->connected());
+    }
+  }
+  std::this_thread::sleep_for(100ms);
+  const auto served = request(server.port(), "GET", "/metrics", {}, "127.0.5.100");
+  CHECK(served.status == 200);
+  CHECK(server.metrics.limit_hits_total.get(LimitReason::http_idle_closed) == 1);
+  // The one closed was an idle connection of a source holding 8: the very first one.
+  CHECK(idle.front()->closed_by_peer());
+}
+
+TEST_CASE("/healthz is answered 200 even when the connection is refused for the cap") {
+  Server server(HttpLimits{.max_connections = 2, .max_per_source = 1000});
+  Client a(server.port());
+  Client b(server.port());
+  REQUIRE(a.connected());
+  REQUIRE(b.connected());
+  std::this_thread::sleep_for(100ms);
+  const auto healthz = request(server.port(), "GET", "/healthz");
+  CHECK(healthz.status == 200);
+  CHECK(healthz.body == "ok\n");
+  CHECK(request(server.port(), "GET", "/metrics").status == 503);
 }
 
 TEST_CASE("binding an address in use fails with one line naming the address") {

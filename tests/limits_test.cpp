@@ -18,8 +18,12 @@ namespace {
 const TimePoint t0 = TimePoint{} + 1000h;
 const HashKey fixed_key{1, 2, 3};
 
-SourceKey source(const char* address) {
-  return SourceKey::from_address(boost::asio::ip::make_address(address));
+Source source(const char* address, std::uint8_t ipv4_bits = 32) {
+  return Source::from_address(boost::asio::ip::make_address(address), PrefixPolicy{ipv4_bits});
+}
+
+Source source_v4(std::uint32_t address) {
+  return Source::from_address(boost::asio::ip::address(boost::asio::ip::make_address_v4(address)));
 }
 
 bool admitted(const std::variant<Admission::Admitted, AdmissionRefusal>& r) {
@@ -37,7 +41,8 @@ AdmissionLimits roomy() {
   AdmissionLimits l;
   l.connections_total = 100000;
   l.pending_total = 100000;
-  l.pending_per_source = 100000;
+  l.pending = {100000, 100000};
+  l.connections = {100000, 100000};
   l.rate_per_source = 1e6;
   l.burst_per_source = 1e6;
   l.sources_total = 100000;
@@ -79,6 +84,7 @@ TEST_CASE("a reloaded rate keeps the time until full") {
 }
 
 TEST_CASE("source keys: IPv4 /32, IPv6 /64, and IPv4-mapped IPv6 counts as its IPv4") {
+  auto source = [](const char* address) { return ::source(address).host(); };
   CHECK(source("192.0.2.7") == source("::ffff:192.0.2.7"));
   CHECK_FALSE(source("192.0.2.7") == source("192.0.2.8"));
   CHECK(source("2001:db8:1:2::1") == source("2001:db8:1:2:ffff:ffff:ffff:ffff"));
@@ -95,7 +101,7 @@ TEST_CASE("source keys: IPv4 /32, IPv6 /64, and IPv4-mapped IPv6 counts as its I
 TEST_CASE(
     "pending handshakes per source: the 8th is admitted, the 9th refused, also in the same /64") {
   AdmissionLimits limits = roomy();
-  limits.pending_per_source = max_pending_per_source;
+  limits.pending.per_source = max_pending_per_source;
   Admission admission(limits, fixed_key);
   std::vector<Admission::Admitted> held;
 
@@ -132,8 +138,7 @@ TEST_CASE("pending handshakes in total: the 1024th is admitted, the 1025th refus
   Admission admission(limits, fixed_key);
   std::vector<Admission::Admitted> held;
   for (std::uint32_t i = 0; i < max_pending_handshakes; ++i) {
-    const auto address = boost::asio::ip::make_address_v4(0x0A000000u + i);  // 10.0.x.y
-    auto r = admission.try_admit(SourceKey::from_address(boost::asio::ip::address(address)), t0);
+    auto r = admission.try_admit(source_v4(0x0A000000u + i), t0);  // 10.0.x.y
     REQUIRE(admitted(r));
     held.push_back(std::move(std::get<Admission::Admitted>(r)));
   }
@@ -212,17 +217,15 @@ TEST_CASE("the source table stays bounded under many sources") {
 
   // 1000 sources in one instant fill the table; the 1001st new source is refused.
   for (std::uint32_t i = 0; i < 1000; ++i) {
-    const auto a = boost::asio::ip::address(boost::asio::ip::make_address_v4(0x0A000000u + i));
-    REQUIRE(admitted(admission.try_admit(SourceKey::from_address(a), t0)));
+    REQUIRE(admitted(admission.try_admit(source_v4(0x0A000000u + i), t0)));
   }
   CHECK(admission.sources() == 1000);
   CHECK(refusal(admission.try_admit(source("192.0.2.1"), t0)) == AdmissionRefusal::sources_total);
   // Their buckets are full again 50 ms later; their entries are dropped as new sources arrive.
   TimePoint now = t0 + 50ms;
   for (std::uint32_t i = 0; i < 100000; ++i) {
-    const auto a = boost::asio::ip::address(boost::asio::ip::make_address_v4(0x0B000000u + i));
     if (i % 500 == 0) now += 50ms;
-    CHECK(admitted(admission.try_admit(SourceKey::from_address(a), now)));
+    CHECK(admitted(admission.try_admit(source_v4(0x0B000000u + i), now)));
     REQUIRE(admission.sources() <= 1000);
   }
   CHECK(admission.pending_total() == 0);
@@ -232,7 +235,7 @@ TEST_CASE("a source with a pending handshake is never evicted, and comes back id
   AdmissionLimits limits = roomy();
   limits.rate_per_source = handshake_rate_per_source;
   limits.burst_per_source = handshake_burst_per_source;
-  limits.pending_per_source = 2;
+  limits.pending.per_source = 2;
   Admission admission(limits, fixed_key);
   auto held1 = std::get<Admission::Admitted>(admission.try_admit(source("192.0.2.1"), t0));
   auto held2 = std::get<Admission::Admitted>(admission.try_admit(source("192.0.2.1"), t0));
@@ -373,4 +376,214 @@ TEST_CASE(
   // Every connection gone after a load: due.
   CHECK(policy.trim_due(0));
   CHECK_FALSE(policy.trim_due(0));
+}
+
+// ---------------------------------------------------------------- fair share (issue 14)
+
+namespace {
+
+// "10.<site>.0.<host>": 130 attacking sources, each its own site (IPv4, ungrouped).
+Source attacker(std::uint32_t site, std::uint32_t host = 1) {
+  return source_v4(0x0A000000u + (site << 16) + host);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "pending table full: a newcomer evicts the oldest handshake of the heaviest source, not first "
+    "come") {
+  AdmissionLimits limits = roomy();
+  limits.pending_total = max_pending_handshakes;
+  limits.pending.per_source = max_pending_per_source;
+  Admission admission(limits, fixed_key);
+  std::vector<Admission::Admitted> held;
+  std::vector<int> evicted(1100, 0);
+  // 130 sources x 8 silent sockets, round robin: the table fills at 1024.
+  for (std::uint32_t round = 0; round < 8; ++round) {
+    for (std::uint32_t site = 0; site < 130; ++site) {
+      auto r = admission.try_admit(attacker(site), t0);
+      if (!admitted(r)) {
+        CHECK(refusal(r) == AdmissionRefusal::pending_total);  // equal shares: nobody to evict
+        continue;
+      }
+      held.push_back(std::move(std::get<Admission::Admitted>(r)));
+      const std::size_t index = held.size() - 1;
+      held.back().set_evictor([&evicted, index] { ++evicted[index]; });
+    }
+  }
+  REQUIRE(admission.pending_total() == max_pending_handshakes);
+  // The first 4 rounds were admitted in full (520); of the rest, the 504 first.
+  // An honest node from a fresh address: admitted, in place of an 8-holder's oldest.
+  auto honest = admission.try_admit(source("192.0.2.77"), t0);
+  REQUIRE(admitted(honest));
+  CHECK(admission.pending_total() == max_pending_handshakes);
+  CHECK(admission.pending_evictions() == 1);
+  // The one told is the oldest socket of a site holding 8: a first-round one of sites 0-113
+  // (130 x 7 + 114 = 1,024).
+  auto told = [&] {
+    std::vector<std::size_t> out;
+    for (std::size_t i = 0; i < evicted.size(); ++i) {
+      if (evicted[i] > 0) out.push_back(i);
+      CHECK(evicted[i] <= 1);  // told once
+    }
+    return out;
+  };
+  REQUIRE(told().size() == 1);
+  CHECK(told()[0] < 114);
+  // An attacker site holding 7 (site 129) may not take another's place: 8 is not more than 7 + 1.
+  CHECK(refusal(admission.try_admit(attacker(129), t0)) == AdmissionRefusal::pending_total);
+  // A second fresh source evicts from the next 8-holder; the honest handshake is never chosen.
+  CHECK(admitted(admission.try_admit(source("192.0.2.78"), t0)));
+  CHECK(admission.pending_evictions() == 2);
+  REQUIRE(told().size() == 2);
+  CHECK(told()[1] < 114);  // another 8-holder's first socket
+  // The evicted guard still holds its connection slot until its connection closes.
+  CHECK(admission.connections() == max_pending_handshakes + 1);
+}
+
+TEST_CASE("fair share: an entry evicted before its evictor was set is told when it is set") {
+  AdmissionLimits limits = roomy();
+  limits.pending_total = 2;
+  Admission admission(limits, fixed_key);
+  auto a = std::get<Admission::Admitted>(admission.try_admit(source("192.0.2.1"), t0));
+  auto b = std::get<Admission::Admitted>(admission.try_admit(source("192.0.2.1"), t0));
+  auto c = admission.try_admit(source("192.0.2.2"), t0);
+  REQUIRE(admitted(c));
+  int told = 0;
+  a.set_evictor([&told] { ++told; });
+  CHECK(told == 1);
+  b.set_evictor([&told] { ++told; });
+  CHECK(told == 1);  // b was not chosen
+  CHECK(admission.pending_total() == 2);
+  a.handshake_done();  // the evicted one's slot was already given back: no double release
+  CHECK(admission.pending_total() == 2);
+}
+
+TEST_CASE(
+    "connections per source: 256 per address admitted, the 257th refused; a /24 holds 1024 when "
+    "grouped") {
+  AdmissionLimits limits = roomy();
+  limits.connections = {max_connections_per_source, max_connections_per_prefix};
+  Admission admission(limits, fixed_key);
+  std::vector<Admission::Admitted> held;
+  for (std::size_t i = 0; i < max_connections_per_source; ++i) {
+    auto r = admission.try_admit(source("192.0.2.1"), t0);
+    REQUIRE(admitted(r));
+    held.push_back(std::move(std::get<Admission::Admitted>(r)));
+    held.back().handshake_done();  // authenticated connections still count against their source
+  }
+  CHECK(refusal(admission.try_admit(source("192.0.2.1"), t0)) ==
+        AdmissionRefusal::connections_per_source);
+  CHECK(admitted(admission.try_admit(source("192.0.2.2"), t0)));
+  held.pop_back();
+  CHECK(admitted(admission.try_admit(source("192.0.2.1"), t0)));
+  held.clear();
+  SUBCASE("grouped by /24") {
+    limits.prefixes.ipv4_bits = 24;
+    admission.set_limits(limits);
+    for (std::uint32_t i = 0; i < max_connections_per_prefix; ++i) {
+      const auto address = "198.51.100." + std::to_string(i % 250 + 1);
+      auto r = admission.try_admit(source(address.c_str(), 24), t0);
+      REQUIRE(admitted(r));
+      held.push_back(std::move(std::get<Admission::Admitted>(r)));
+      held.back().handshake_done();
+    }
+    CHECK(refusal(admission.try_admit(source("198.51.100.251", 24), t0)) ==
+          AdmissionRefusal::connections_per_source);
+    CHECK(admitted(admission.try_admit(source("198.51.101.1", 24), t0)));
+  }
+}
+
+TEST_CASE(
+    "connections full: the heaviest source's oldest established connection is told to go, tunnels "
+    "never") {
+  AdmissionLimits limits = roomy();
+  limits.connections_total = 12;
+  Admission admission(limits, fixed_key);
+  std::vector<Admission::Admitted> heavy;
+  std::vector<int> told(10, 0);
+  for (int i = 0; i < 10; ++i) {
+    heavy.push_back(std::get<Admission::Admitted>(admission.try_admit(source("192.0.2.1"), t0)));
+    heavy.back().handshake_done();
+    heavy.back().set_evictor([&told, i] { ++told[static_cast<std::size_t>(i)]; });
+  }
+  heavy[0].not_evictable();  // the oldest is in a tunnel: skipped
+  auto light = std::get<Admission::Admitted>(admission.try_admit(source("192.0.2.2"), t0));
+  auto light2 = std::get<Admission::Admitted>(admission.try_admit(source("192.0.2.2"), t0));
+  CHECK(admission.connections() == 12);
+  // A newcomer from a third source: admitted past the cap by one, while heavy[1] closes.
+  auto r = admission.try_admit(source("192.0.2.3"), t0);
+  REQUIRE(admitted(r));
+  CHECK(told[0] == 0);
+  CHECK(told[1] == 1);
+  CHECK(admission.connection_evictions() == 1);
+  CHECK(admission.evicting() == 1);
+  heavy.erase(heavy.begin() + 1);  // heavy[1]'s session closed: the slot is given back
+  CHECK(admission.evicting() == 0);
+  CHECK(admission.connections() == 12);
+  const auto loads = admission.heaviest_sources(2);
+  REQUIRE(loads.size() == 2);
+  CHECK(loads[0] == SourceLoad{"192.0.2.1", 9, 0});
+  CHECK(loads[1] == SourceLoad{"192.0.2.2", 2, 2});  // still in their handshakes
+}
+
+TEST_CASE("connections full with equal shares: the newcomer is refused and nobody is told to go") {
+  AdmissionLimits limits = roomy();
+  limits.connections_total = 4;
+  Admission admission(limits, fixed_key);
+  std::vector<Admission::Admitted> held;
+  int told = 0;
+  for (const char* a : {"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"}) {
+    held.push_back(std::get<Admission::Admitted>(admission.try_admit(source(a), t0)));
+    held.back().set_evictor([&told] { ++told; });
+  }
+  CHECK(refusal(admission.try_admit(source("192.0.2.5"), t0)) ==
+        AdmissionRefusal::connections_total);
+  CHECK(told == 0);
+}
+
+TEST_CASE("at most max_evicting established connections are told to go at once") {
+  AdmissionLimits limits = roomy();
+  limits.connections_total = 100;
+  Admission admission(limits, fixed_key);
+  std::vector<Admission::Admitted> held;
+  for (int i = 0; i < 100; ++i) {
+    held.push_back(std::get<Admission::Admitted>(admission.try_admit(source("192.0.2.1"), t0)));
+    held.back().set_evictor([] {});  // a session that is slow to close
+  }
+  std::vector<Admission::Admitted> newcomers;
+  for (std::uint32_t i = 0; i < max_evicting; ++i) {
+    auto r = admission.try_admit(source_v4(0xC6336400u + i), t0);  // 198.51.100.x
+    REQUIRE(admitted(r));
+    newcomers.push_back(std::move(std::get<Admission::Admitted>(r)));
+  }
+  CHECK(admission.evicting() == max_evicting);
+  CHECK(refusal(admission.try_admit(source("203.0.113.1"), t0)) ==
+        AdmissionRefusal::connections_total);
+  CHECK(admission.connections() == 100 + max_evicting);
+}
+
+TEST_CASE(
+    "the handshake deadline shortens from a half-full pending table, to the minimum at full") {
+  AdmissionLimits limits = roomy();
+  limits.pending_total = 100;
+  limits.min_handshake_timeout = 2s;
+  Admission admission(limits, fixed_key);
+  std::vector<Admission::Admitted> held;
+  auto fill_to = [&](std::size_t n) {
+    while (held.size() < n) {
+      held.push_back(std::get<Admission::Admitted>(admission.try_admit(
+          source_v4(0x0A000000u + static_cast<std::uint32_t>(held.size())), t0)));
+    }
+  };
+  CHECK(admission.handshake_deadline(10s) == 10s);
+  fill_to(50);
+  CHECK(admission.handshake_deadline(10s) == 10s);
+  fill_to(75);
+  CHECK(admission.handshake_deadline(10s) == 6s);
+  fill_to(100);
+  CHECK(admission.handshake_deadline(10s) == 2s);
+  CHECK(admission.handshake_deadline(1s) == 1s);  // never longer than asked
+  held.clear();
+  CHECK(admission.handshake_deadline(10s) == 10s);
 }

@@ -200,7 +200,7 @@ TEST_CASE("the status JSON parses and has every gauge, counter, rate and limit")
   CHECK(j["counters"]["closes_total"].size() == 13);
   CHECK(j["counters"]["listen_total"] == 1);
   CHECK(j["counters"]["handshakes_total"].size() == 6);
-  CHECK(j["counters"]["limit_hits_total"].size() == 7);
+  CHECK(j["counters"]["limit_hits_total"].size() == 18);  // every LimitReason, issue 14 included
   CHECK(j["counters"]["connect_outcomes_total"].size() == 9);
   CHECK(j["rates"]["accepts_per_second"] == 1.0);
   CHECK(j["process"]["open_fds"] == 10);

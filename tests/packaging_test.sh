@@ -63,7 +63,7 @@ MANPATH=$prefix/share/man: systemd-analyze verify "$unit" >"$work/verify.log" 2>
 echo "ok: systemd-analyze verify passes on the installed unit"
 
 # ---- every flag documented
-flags=$("$bin/strelay" --help | grep -Eo -- '^ +--[a-z][a-z-]*' | sed 's/^ *--//' | sort -u)
+flags=$("$bin/strelay" --help | grep -Eo -- '^ +--[a-z][a-z0-9-]*' | sed 's/^ *--//' | sort -u)
 [[ $(wc -l <<<"$flags") -ge 20 ]] || fail "could not read the flags from strelay --help"
 for flag in $flags; do
   case $flag in help | version | config) continue ;; esac
@@ -126,9 +126,9 @@ done
 echo "ok: all $(wc -l <<<"$events") log events are in docs/operations.md"
 
 # Every "# name = value" line switched on (the ones that need a file are left as they are).
-sed -E 's/^# ([a-z-]+ = .*)$/\1/' "$src/examples/strelay.conf" | grep -Ev '^(allow|public-address) = ' \
+sed -E 's/^# ([a-z0-9-]+ = .*)$/\1/' "$src/examples/strelay.conf" | grep -Ev '^(allow|public-address) = ' \
   >"$work/all-on.conf"
-[[ $(grep -Ec '^[a-z-]+ = ' "$work/all-on.conf") -ge 20 ]] || fail "expected 20 options switched on"
+[[ $(grep -Ec '^[a-z0-9-]+ = ' "$work/all-on.conf") -ge 20 ]] || fail "expected 20 options switched on"
 try_config "$work/all-on.conf" "the example config with every option on"
 kill -TERM "$relay_pid"
 wait "$relay_pid" || fail "strelay did not exit 0 on SIGTERM"

@@ -330,8 +330,10 @@ TEST_CASE("duplicate-listen flapping: 100 alternations leave one listener and no
 
 TEST_CASE("racing connects: 100 connectors to one listener each get exactly one outcome") {
   std::mt19937_64 rng(2024);
+  PairingLimits limits;
+  limits.half_tunnels_per_target = 1000;  // this case is about races, not the per-target cap
   for (int round = 0; round < 20; ++round) {
-    RelayState state({}, fixed_key);
+    RelayState state(limits, fixed_key);
     const PublicKey listener = random_key(rng);
     REQUIRE(state.listen(1, listener, t0).size() == 1);
     std::map<ConnId, PublicKey> connectors;
@@ -396,4 +398,169 @@ TEST_CASE("connect flooding: 10,000 random targets are refused and nothing is st
     CHECK(state.index_entries() == 2);
     CHECK(state.half_tunnels() == 0);
   }
+}
+
+// ---------------------------------------------------------------- per-source caps (issue 14)
+
+namespace {
+
+Source from(const char* address) {
+  return Source::from_address(boost::asio::ip::make_address(address));
+}
+
+// The refusal sent to `conn` among `actions` (a fair-share cut refuses another connection).
+std::optional<RefuseReason> refusal_to(ConnId conn, const Actions& actions) {
+  for (const auto& a : actions) {
+    if (const auto* s = std::get_if<SendTo>(&a); s && s->to == conn) {
+      if (const auto* r = std::get_if<Refused>(&s->message)) return r->reason;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "listeners per source: the 64th Listen from one address is admitted, the 65th overloaded, "
+    "counted") {
+  std::mt19937_64 rng(14);
+  RelayState state({}, fixed_key);
+  const auto a = from("192.0.2.1");
+  for (ConnId c = 1; c <= max_listeners_per_source; ++c) {
+    REQUIRE(state.listen(c, random_key(rng), t0, &a) == listen_ok(c));
+  }
+  const auto key = random_key(rng);
+  CHECK(state.listen(100, key, t0, &a) == refused(100, R::overloaded));
+  CHECK(state.take_limit_hits()[static_cast<std::size_t>(PairingLimit::listeners_per_source)] == 1);
+  CHECK(state.take_limit_hits()[static_cast<std::size_t>(PairingLimit::listeners_per_source)] ==
+        0);  // taken
+  const auto b = from("192.0.2.2");
+  CHECK(state.listen(101, key, t0, &b) == listen_ok(101));  // another address
+  // A listener re-listening from the same address replaces itself, even at the cap.
+  const auto again = state.listen(102, key, t0, &b);
+  CHECK(again == closed(101, CloseReason::replaced) + listen_ok(102));
+  // A listener that goes gives its slot back.
+  state.disconnect(1, t0);
+  CHECK(state.listen(103, random_key(rng), t0, &a) == listen_ok(103));
+  CHECK(state.heaviest_listener_sources(1).front().second == max_listeners_per_source);
+}
+
+TEST_CASE(
+    "listeners per prefix: an IPv6 /48 holds 4 x 64 over its /64s; the next /64 in it is refused") {
+  std::mt19937_64 rng(15);
+  RelayState state({}, fixed_key);
+  ConnId c = 1;
+  // 4 /56s x 64 (the /56 cap is half the /48's: 128, so 64 per /64 fits): 256 in the /48.
+  for (int net = 0; net < 4; ++net) {
+    const auto address = "2001:db8:7:" + std::to_string(net) + "00::1";
+    const auto s = from(address.c_str());
+    for (std::size_t i = 0; i < max_listeners_per_source; ++i, ++c)
+      REQUIRE(state.listen(c, random_key(rng), t0, &s) == listen_ok(c));
+  }
+  const auto next = from("2001:db8:7:ff00::1");
+  CHECK(refusal_to(c, state.listen(c, random_key(rng), t0, &next)) == R::overloaded);
+  const auto other = from("2001:db8:8::1");
+  CHECK(state.listen(c + 1, random_key(rng), t0, &other) == listen_ok(c + 1));
+}
+
+TEST_CASE(
+    "pending connects per target: 64 wait for one listener, the 65th is overloaded; per source: 64 "
+    "from one address") {
+  std::mt19937_64 rng(16);
+  PairingLimits limits;
+  limits.connect_rate_per_source = 1e6;
+  limits.connect_burst_per_source = 1e6;
+  RelayState state(limits, fixed_key);
+  const auto target = random_key(rng);
+  REQUIRE(state.listen(1, target, t0) == listen_ok(1));
+  ConnId c = 10;
+  for (std::size_t i = 0; i < max_half_tunnels_per_target; ++i, ++c) {
+    const auto s = from(("198.51.100." + std::to_string(i + 1)).c_str());
+    REQUIRE_FALSE(refusal_to(c, state.connect(c, random_key(rng), target, t0, &s)));
+  }
+  const auto s = from("198.51.100.200");
+  CHECK(refusal_to(c, state.connect(c, random_key(rng), target, t0, &s)) == R::overloaded);
+  ++c;
+  CHECK(state.take_limit_hits()[static_cast<std::size_t>(PairingLimit::half_tunnels_per_target)] ==
+        1);
+  // Per source: 64 from one address over several listeners, the 65th overloaded.
+  std::vector<PublicKey> targets;
+  for (ConnId l = 2; l < 6; ++l) {
+    targets.push_back(random_key(rng));
+    REQUIRE(state.listen(l, targets.back(), t0) == listen_ok(l));
+  }
+  const auto one = from("203.0.113.9");
+  for (std::size_t i = 0; i < max_half_tunnels_per_source; ++i, ++c) {
+    REQUIRE_FALSE(
+        refusal_to(c, state.connect(c, random_key(rng), targets[i % targets.size()], t0, &one)));
+  }
+  CHECK(refusal_to(c, state.connect(c, random_key(rng), targets[0], t0, &one)) == R::overloaded);
+  ++c;
+  CHECK(state.take_limit_hits()[static_cast<std::size_t>(PairingLimit::half_tunnels_per_source)] ==
+        1);
+  CHECK(state.half_tunnels() == max_half_tunnels_per_target + max_half_tunnels_per_source);
+}
+
+TEST_CASE(
+    "connect rate per source: the burst of 100 over fresh identities passes, the 101st is "
+    "rate_limited") {
+  std::mt19937_64 rng(17);
+  RelayState state({}, fixed_key);
+  const auto s = from("192.0.2.50");
+  for (ConnId c = 1; c <= 100; ++c) {
+    CHECK(refusal_to(c, state.connect(c, random_key(rng), random_key(rng), t0, &s)) ==
+          R::not_found);
+  }
+  CHECK(refusal_to(200, state.connect(200, random_key(rng), random_key(rng), t0, &s)) ==
+        R::rate_limited);
+  CHECK(state.take_limit_hits()[static_cast<std::size_t>(PairingLimit::connect_rate_per_source)] ==
+        1);
+  const auto other = from("192.0.2.51");
+  CHECK(refusal_to(201, state.connect(201, random_key(rng), random_key(rng), t0, &other)) ==
+        R::not_found);
+  // 10 per second: one more after 100 ms.
+  CHECK(refusal_to(202, state.connect(202, random_key(rng), random_key(rng), t0 + 100ms, &s)) ==
+        R::not_found);
+}
+
+TEST_CASE(
+    "half-tunnel table full: a connect from a lighter source cuts the heaviest source's oldest, "
+    "counted") {
+  std::mt19937_64 rng(18);
+  PairingLimits limits;
+  limits.half_tunnels_total = 10;
+  RelayState state(limits, fixed_key);
+  const auto target = random_key(rng);
+  REQUIRE(state.listen(1, target, t0) == listen_ok(1));
+  const auto heavy = from("192.0.2.1");
+  const auto light = from("192.0.2.2");
+  for (ConnId c = 10; c < 18; ++c)
+    REQUIRE_FALSE(refusal_to(c, state.connect(c, random_key(rng), target, t0, &heavy)));
+  for (ConnId c = 20; c < 22; ++c)
+    REQUIRE_FALSE(refusal_to(c, state.connect(c, random_key(rng), target, t0, &light)));
+  // Full. A third source: admitted; connector 10 (heavy's oldest) is refused overloaded.
+  const auto third = from("192.0.2.3");
+  const auto newcomer = random_key(rng);
+  const auto actions = state.connect(30, newcomer, target, t0, &third);
+  REQUIRE(actions.size() == 3);
+  CHECK(actions[0] == Action{SendTo{10, Refused{R::overloaded}}});
+  CHECK(actions[1] == Action{CloseConn{10, CloseReason::overloaded}});
+  CHECK(actions[2] == Action{SendTo{1, IncomingConnection{newcomer}}});
+  CHECK(state.half_tunnels() == 10);
+  CHECK(state.take_limit_hits()[static_cast<std::size_t>(PairingLimit::half_tunnels_total)] == 1);
+  // heavy 7, light 2, third 1. The light source cuts while it would still hold fewer.
+  CHECK(refusal_to(40, state.connect(40, random_key(rng), target, t0, &light)) ==
+        std::nullopt);  // 3 < 7
+  CHECK(refusal_to(41, state.connect(41, random_key(rng), target, t0, &light)) ==
+        std::nullopt);  // 4 < 6
+  CHECK(refusal_to(42, state.connect(42, random_key(rng), target, t0, &light)) ==
+        R::overloaded);  // 5 is not < 5
+  CHECK(refusal_to(43, state.connect(43, random_key(rng), target, t0, &heavy)) ==
+        R::overloaded);  // the heaviest
+  // Without a source there is no fair share: refused.
+  CHECK(refusal_to(60, state.connect(60, random_key(rng), target, t0)) == R::overloaded);
+  CHECK(state.half_tunnels() == 10);
+  state.disconnect(1, t0);
+  CHECK(state.half_tunnels() == 0);
+  CHECK(state.listeners() == 0);
 }

@@ -40,13 +40,9 @@ RefuseReason refusal(const Received& r) {
   return std::get<Refused>(*r.message).reason;
 }
 
-// Tests that open many connections from 127.0.0.1 lift the per-source handshake rate, which is
-// tested on its own in strelay_limits_test.
-const std::vector<std::string> fast_handshakes{"--handshake-rate", "100000", "--handshake-burst",
-                                               "100000"};
-
 std::vector<std::string> flags(std::vector<std::string> extra) {
   extra.insert(extra.end(), fast_handshakes.begin(), fast_handshakes.end());
+  extra.insert(extra.end(), many_nodes_per_source.begin(), many_nodes_per_source.end());
   return extra;
 }
 

@@ -37,13 +37,9 @@ RefuseReason refusal(const Received& r) {
   return std::get<Refused>(*r.message).reason;
 }
 
-std::vector<std::string> flags(std::initializer_list<std::string> extra,
-                               bool fast_handshakes = true) {
+std::vector<std::string> flags(std::initializer_list<std::string> extra, bool fast = true) {
   std::vector<std::string> out(extra);
-  if (fast_handshakes) {
-    for (const char* f : {"--handshake-rate", "100000", "--handshake-burst", "100000"})
-      out.emplace_back(f);
-  }
+  if (fast) out.insert(out.end(), fast_handshakes.begin(), fast_handshakes.end());
   return out;
 }
 

@@ -51,9 +51,12 @@ std::chrono::milliseconds time_for(int rounds, std::chrono::milliseconds per_rou
 
 // Four workers, so the two sides of a race are usually on different threads; no handshake or
 // per-source limits in the way of many clients from 127.0.0.1.
-const std::vector<std::string> race_flags{
-    "--threads",        "4",      "--max-pending-per-source", "1024",
-    "--handshake-rate", "100000", "--handshake-burst",        "100000"};
+const std::vector<std::string> race_flags = [] {
+  std::vector<std::string> flags{"--threads", "4", "--max-pending-per-source", "1024"};
+  flags.insert(flags.end(), fast_handshakes.begin(), fast_handshakes.end());
+  flags.insert(flags.end(), many_nodes_per_source.begin(), many_nodes_per_source.end());
+  return flags;
+}();
 
 template <class T>
 bool is(const Received& r) {

@@ -35,11 +35,9 @@ double seconds(Clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
 
-const std::vector<std::string> fast_handshakes{"--handshake-rate", "100000", "--handshake-burst",
-                                               "100000"};
-
 std::vector<std::string> flags(std::vector<std::string> extra) {
   extra.insert(extra.end(), fast_handshakes.begin(), fast_handshakes.end());
+  extra.insert(extra.end(), many_nodes_per_source.begin(), many_nodes_per_source.end());
   return extra;
 }
 

@@ -429,7 +429,7 @@ TEST_CASE(
     "pending handshakes per source: the limit is admitted, one more is refused, another source is "
     "not") {
   constexpr std::size_t limit = 3;
-  InProcessRelay relay([](ServerSettings& s) { s.admission.pending_per_source = limit; });
+  InProcessRelay relay([](ServerSettings& s) { s.admission.pending.per_source = limit; });
   std::vector<RawSocket> held;
   for (std::size_t i = 0; i < limit; ++i) {
     held.emplace_back("127.0.0.3", relay.address().endpoint);

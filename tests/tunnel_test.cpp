@@ -2,7 +2,10 @@
 #include "strelay/tunnel.hpp"
 
 #include <doctest/doctest.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
@@ -57,10 +60,19 @@ struct Fixture {
     }
   } observer;
 
+  // The relay's sockets, duplicated before the tunnel takes them: to read their kernel queues.
+  int relay_a_fd = -1, relay_b_fd = -1;
+  ~Fixture() {
+    for (int fd : {relay_a_fd, relay_b_fd})
+      if (fd >= 0) ::close(fd);
+  }
+
   explicit Fixture(Tunnel::Options options, bool grant_pipes = true) {
     observer.grant_pipes = grant_pipes;
     auto [a_client, a_relay] = test::loopback_pair(ioc);
     auto [b_client, b_relay] = test::loopback_pair(ioc);
+    relay_a_fd = ::dup(a_relay.native_handle());
+    relay_b_fd = ::dup(b_relay.native_handle());
     node_a = std::move(a_client);
     node_b = std::move(b_client);
     observer.watched = &node_a;
@@ -291,4 +303,98 @@ TEST_CASE("stop ends a tunnel with the given reason and both nodes see the pipe 
   test::run_for(f.ioc, 10s);
   REQUIRE(f.result.has_value());
   CHECK(f.result->reason == CloseReason::shutdown);
+}
+
+// ---------------------------------------------------------------- issue 14.5
+
+TEST_CASE(
+    "a receiver taking one byte at a time is stalled: only real progress restarts the stall "
+    "clock") {
+  // The review's reader took 1 byte every 3 s and kept a tunnel alive past a 4 s stall limit.
+  // Here: one byte every 50 ms against a 400 ms limit; stall_progress_bytes (16 KiB) is never
+  // reached, so the tunnel ends as stalled.
+  for (const bool splice : {true, false}) {
+    CAPTURE(splice);
+    Fixture f(
+        Tunnel::Options{.buffer_bytes = 64 * 1024, .write_stall = 400ms, .use_splice = splice});
+    f.node_b.set_option(tcp::socket::receive_buffer_size(4096));
+    const auto flood = test::pattern_bytes(8 * 1024 * 1024, 5);
+    asio::co_spawn(
+        f.ioc,
+        [&]() -> asio::awaitable<void> {
+          co_await asio::async_write(f.node_a, asio::buffer(flood), await_tuple);
+        },
+        asio::detached);
+    std::uint64_t trickled = 0;
+    asio::steady_timer drip(f.ioc);
+    asio::co_spawn(
+        f.ioc,
+        [&]() -> asio::awaitable<void> {
+          std::array<std::uint8_t, 1> byte{};
+          while (!f.result) {
+            drip.expires_after(50ms);
+            co_await drip.async_wait(await_tuple);
+            auto [ec, n] = co_await f.node_b.async_read_some(asio::buffer(byte), await_tuple);
+            if (ec) break;
+            trickled += n;
+          }
+          f.node_a.close();
+          f.node_b.close();
+        },
+        asio::detached);
+    test::run_for(f.ioc, 20s);
+    REQUIRE(f.result.has_value());
+    CHECK(f.result->reason == CloseReason::stalled);
+    CHECK(trickled > 3);  // the reader did take bytes, just too few
+  }
+}
+
+TEST_CASE(
+    "a stalled direction holds at most 3 x --tunnel-buffer in the relay, kernel queues included") {
+  // The review measured 6.4 MiB per stalled tunnel in the relay's own socket queues (the
+  // kernel's autotuning); the clamp keeps sender Recv-Q + pipe + receiver Send-Q within three
+  // times the bound (each at most --tunnel-buffer).
+  for (const bool splice : {true, false}) {
+    CAPTURE(splice);
+    const Tunnel::Options options{
+        .buffer_bytes = 256 * 1024, .write_stall = 10s, .use_splice = splice};
+    Fixture f(options);
+    f.node_b.set_option(tcp::socket::receive_buffer_size(4096));
+    const auto flood = test::pattern_bytes(16 * 1024 * 1024, 6);
+    asio::co_spawn(
+        f.ioc,
+        [&]() -> asio::awaitable<void> {
+          co_await asio::async_write(f.node_a, asio::buffer(flood), await_tuple);
+        },
+        asio::detached);
+    std::uint64_t most = 0;
+    std::uint64_t last = 0;
+    int steady = 0;
+    asio::steady_timer sampler(f.ioc);
+    asio::co_spawn(
+        f.ioc,
+        [&]() -> asio::awaitable<void> {
+          while (steady < 10) {  // until the queues stop growing for 0.5 s
+            sampler.expires_after(50ms);
+            co_await sampler.async_wait(await_tuple);
+            int in_queue = 0, out_queue = 0;
+            ::ioctl(f.relay_a_fd, SIOCINQ, &in_queue);
+            ::ioctl(f.relay_b_fd, SIOCOUTQ, &out_queue);
+            const auto held = static_cast<std::uint64_t>(in_queue) +
+                              static_cast<std::uint64_t>(out_queue) + f.tunnel->buffered_bytes();
+            most = std::max(most, held);
+            steady = held == last ? steady + 1 : 0;
+            last = held;
+          }
+          f.tunnel->stop(CloseReason::shutdown);
+          f.node_a.close();
+          f.node_b.close();
+        },
+        asio::detached);
+    test::run_for(f.ioc, 20s);
+    MESSAGE("held in the relay for the stalled direction: " << most << " bytes");
+    CHECK(most > 0);
+    CHECK(most <=
+          3 * options.buffer_bytes);  // the pipe, and each kernel queue clamped to the bound
+  }
 }

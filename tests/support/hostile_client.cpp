@@ -519,8 +519,28 @@ std::vector<std::uint8_t> listen_payload() {
 }
 
 std::vector<std::string> adversarial_flags(std::vector<std::string> extra) {
-  std::vector<std::string> out{"--handshake-rate",         "100000", "--handshake-burst", "100000",
-                               "--max-pending-per-source", "1024"};
+  // Out of the way unless `extra` sets it: the handshake rate, the per-source pending cap, and
+  // the per-source and per-connection limits of issue 14 (the tests of those set their own).
+  const std::vector<std::pair<std::string, std::string>> defaults{
+      {"--handshake-rate", "100000"},
+      {"--handshake-burst", "100000"},
+      {"--max-pending-per-source", "1024"},
+      {"--max-pending-per-prefix", "1024"},
+      {"--max-connections-per-source", "100000"},
+      {"--max-connections-per-prefix", "100000"},
+      {"--max-listeners-per-source", "100000"},
+      {"--max-pending-connects-per-source", "100000"},
+      {"--max-pending-connects-per-target", "100000"},
+      {"--connect-rate-per-source", "1000000"},
+      {"--connect-burst-per-source", "1000000"},
+      {"--control-rate", "1000000"},
+      {"--control-burst", "1000000"}};
+  std::vector<std::string> out;
+  for (const auto& [flag, value] : defaults) {
+    if (std::find(extra.begin(), extra.end(), flag) != extra.end()) continue;
+    out.push_back(flag);
+    out.push_back(value);
+  }
   out.insert(out.end(), extra.begin(), extra.end());
   return out;
 }

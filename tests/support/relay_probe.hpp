@@ -51,6 +51,16 @@ inline constexpr bool memory_is_measurable = true;
 inline constexpr bool memory_is_measurable = true;
 #endif
 
+// Flags for relays whose tests open many connections from 127.0.0.1 and are about other
+// things: the per-source handshake rate (strelay_limits_test tests it) and the per-source caps
+// of fair share (adversarial_fairness_test tests those) lifted.
+inline const std::vector<std::string> fast_handshakes{"--handshake-rate", "100000",
+                                                      "--handshake-burst", "100000"};
+inline const std::vector<std::string> many_nodes_per_source{
+    "--max-connections-per-source",      "100000",  "--max-listeners-per-source",        "100000",
+    "--max-pending-connects-per-source", "100000",  "--max-pending-connects-per-target", "100000",
+    "--connect-rate-per-source",         "1000000", "--connect-burst-per-source",        "1000000"};
+
 // ---------------------------------------------------------------- reading the relay
 
 // The gauges that must come back to baseline after every resource test.
