@@ -13,6 +13,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "strelay/front.hpp"
 #include "strelay/rendezvous.hpp"
 #include "strelay/session.hpp"
 
@@ -135,7 +136,11 @@ Server::Registration::~Registration() {
 }
 
 void Server::bind() {
-  for (const auto& endpoint : listen_) {
+  auto all = listen_;
+  const auto& websocket_listen = settings()->websocket_listen;
+  all.insert(all.end(), websocket_listen.begin(), websocket_listen.end());
+  tcp_acceptors_ = listen_.size();
+  for (const auto& endpoint : all) {
     tcp::acceptor acceptor(*workers_[0]);
     boost::system::error_code ec;
     acceptor.open(endpoint.protocol(), ec);
@@ -168,8 +173,8 @@ void Server::run() {
   // Queued before the accept loops: the budget is in force before the first accept, and after
   // the handlers main queued (the signal set's pipe, the HTTP listener) have opened theirs.
   asio::post(*workers_[0], [this] { apply_descriptor_budget(); });
-  for (auto& acceptor : acceptors_) {
-    asio::co_spawn(*workers_[0], accept_loop(acceptor), asio::detached);
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    asio::co_spawn(*workers_[0], accept_loop(acceptors_[i], i >= tcp_acceptors_), asio::detached);
   }
   asio::co_spawn(*workers_[0], ttl_loop(), asio::detached);
   std::vector<std::thread> threads;
@@ -227,7 +232,7 @@ void Server::recheck_timers() {
   }
 }
 
-asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor) {
+asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, bool websocket_only) {
   Clock::duration backoff{};
   asio::steady_timer pause(acceptor.get_executor());
   while (!draining()) {
@@ -253,22 +258,30 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor) {
     boost::system::error_code remote_ec;
     const auto remote = socket.remote_endpoint(remote_ec);
     if (remote_ec) continue;  // already gone
-    auto admitted = admission_.try_admit(SourceKey::from_address(remote.address()), Clock::now());
-    if (auto* refusal = std::get_if<AdmissionRefusal>(&admitted)) {
-      // Before a handshake nothing can be said with authority: count, log (rate-limited), close.
-      metrics_.limit_hits_total.inc(limit_reason(*refusal));
-      metrics_.handshakes_total.inc(HandshakeOutcome::refused);
-      log_.info("admission_refused", {}, {{"reason", to_string(*refusal)},
-                                          {"source", SourceKey::from_address(remote.address()).to_string()}});
-      continue;
+    const auto current = settings();
+    // A trusted proxy's connection is admitted once the client it names is known (strelay/front).
+    std::optional<Admission::Admitted> admitted;
+    if (!current->carrier.trusted_proxies.contains(remote.address())) {
+      admitted = admit(remote.address());
+      if (!admitted) continue;
     }
-    tune_socket(socket, settings()->dead_peer);
-    auto session = std::make_shared<Session>(
-        *this, std::move(socket),
-        ConnectionHold{std::get<Admission::Admitted>(std::move(admitted)),
-                       GaugeHold(metrics_.connections)});
-    Session::start(std::move(session));
+    tune_socket(socket, current->dead_peer);
+    start_front(*this, FrontEntry{std::move(socket), std::move(admitted), GaugeHold(metrics_.connections),
+                                  Clock::now() + current->handshake_timeout, websocket_only});
   }
+}
+
+std::optional<Admission::Admitted> Server::admit(const asio::ip::address& source) {
+  const auto key = SourceKey::from_address(source);
+  auto admitted = admission_.try_admit(key, Clock::now());
+  if (auto* refusal = std::get_if<AdmissionRefusal>(&admitted)) {
+    // Before a handshake nothing can be said with authority: count, log (rate-limited), close.
+    metrics_.limit_hits_total.inc(limit_reason(*refusal));
+    metrics_.handshakes_total.inc(HandshakeOutcome::refused);
+    log_.info("admission_refused", {}, {{"reason", to_string(*refusal)}, {"source", key.to_string()}});
+    return std::nullopt;
+  }
+  return std::get<Admission::Admitted>(std::move(admitted));
 }
 
 Server::Registration Server::enroll(ConnId id, const std::shared_ptr<Session>& session) {
@@ -375,6 +388,7 @@ void Server::reload(const ServerSettings& settings, std::optional<Allowlist> all
   auto next = std::make_shared<ServerSettings>(settings);
   const auto current = settings_.load();
   next->listen = current->listen;
+  next->websocket_listen = current->websocket_listen;
   next->threads = current->threads;
   settings_.store(std::move(next));
   DescriptorBudget plan;

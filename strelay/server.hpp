@@ -36,6 +36,7 @@
 #include "common/keys.hpp"
 #include "common/log.hpp"
 #include "common/messages.hpp"
+#include "strelay/carrier.hpp"
 #include "strelay/limits.hpp"
 #include "strelay/metrics.hpp"
 #include "strelay/relay_state.hpp"
@@ -56,6 +57,8 @@ struct ServerSettings {
     std::size_t http_connections = 0;     // the HTTP endpoint's cap; 0: no endpoint
   } descriptors;
   std::vector<boost::asio::ip::tcp::endpoint> listen;
+  std::vector<boost::asio::ip::tcp::endpoint> websocket_listen;  // WebSocket (and HTTP) only
+  CarrierSettings carrier;  // WebSocket path, origins, trusted proxies, web root
   unsigned threads = 0;  // 0: one per core
   AdmissionLimits admission;
   PairingLimits pairing;
@@ -130,6 +133,9 @@ class Server {
     ConnId id_ = 0;
   };
   Registration enroll(ConnId id, const std::shared_ptr<Session>& session);
+  // Per-source admission for a connection's source (the TCP peer, or the client a trusted
+  // proxy names): nullopt when refused, which is counted and logged here.
+  std::optional<Admission::Admitted> admit(const boost::asio::ip::address& source);
 
   // A request from an authenticated session; its decisions are dispatched.
   void submit(ConnId id, const PublicKey& self, const NodeMessage& message);
@@ -141,7 +147,7 @@ class Server {
   TunnelObserver& tunnel_observer() { return *observer_; }
 
  private:
-  boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor);
+  boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor, bool websocket_only);
   boost::asio::awaitable<void> ttl_loop();
   boost::asio::awaitable<void> drain();
   void dispatch_locked(Actions actions);  // state_mutex_ held
@@ -162,6 +168,7 @@ class Server {
   std::vector<std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>>
       work_;
   std::vector<boost::asio::ip::tcp::acceptor> acceptors_;  // on worker 0
+  std::size_t tcp_acceptors_ = 0;  // the first ones; the rest are --websocket-laddr
   std::atomic<std::size_t> next_worker_{0};
   std::atomic<ConnId> next_conn_{1};
   std::atomic<bool> draining_{false};

@@ -129,7 +129,7 @@ asio::awaitable<void> Session::run() {
 
 asio::awaitable<bool> Session::handshake() {
   using namespace asio::experimental::awaitable_operators;
-  const auto deadline = Clock::now() + server_.settings()->handshake_timeout;
+  const auto deadline = hold_->deadline.value_or(Clock::now() + server_.settings()->handshake_timeout);
   GaugeHold pending(server_.metrics().pending_handshakes);
   std::optional<Channel> channel;
   // The absolute deadline is kept twice: by the handshake's own waits (real steady time) and

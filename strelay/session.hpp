@@ -46,6 +46,9 @@ class Rendezvous;
 struct ConnectionHold {
   Admission::Admitted admitted;
   GaugeHold connection;
+  // The handshake's absolute deadline when it started before the Session (the carrier's front
+  // door: peeking, a PROXY header, a WebSocket upgrade); nullopt: from the Session's start.
+  std::optional<TimePoint> deadline{};
 };
 
 class Session : public std::enable_shared_from_this<Session> {
