@@ -19,7 +19,7 @@
 #include "strelay/carrier.hpp"
 #include "strelay/proxy_protocol.hpp"
 #include "strelay/server.hpp"
-#include "strelay/session.hpp"
+#include "strelay/rendezvous.hpp"
 #include "strelay/web_root.hpp"
 #include "strelay/websocket.hpp"
 
@@ -62,7 +62,9 @@ class Front : public std::enable_shared_from_this<Front> {
         websocket_only_(entry.websocket_only),
         watchdog_(socket_.get_executor()) {
     boost::system::error_code ec;
-    peer_ = socket_.remote_endpoint(ec).address();
+    const auto remote = socket_.remote_endpoint(ec);
+    peer_ = remote.address();
+    peer_port_ = remote.port();
     client_ = peer_;
     trusted_ = !admitted_.has_value();
   }
@@ -102,6 +104,7 @@ class Front : public std::enable_shared_from_this<Front> {
   bool expired_ = false;
   bool handed_off_ = false;
   boost::asio::ip::address peer_;    // the TCP peer
+  unsigned short peer_port_ = 0;
   boost::asio::ip::address client_;  // the source for limits and logs
   bool trusted_ = false;             // peer_ is a trusted proxy
   bool proxied_ = false;             // a PROXY header named client_
@@ -272,12 +275,12 @@ void Front::to_session(tcp::socket socket, Carrier carrier) {
   handed_off_ = true;
   watchdog_.cancel();
   pending_.release();  // the Session holds its own from here
-  auto session = std::make_shared<Session>(
-      server_, std::move(socket), ConnectionHold{std::move(*admitted_), std::move(connection_), deadline_});
   server_.metrics().carrier_sessions_total.inc(carrier);
-  server_.log().info("connection_open", LogTags{session->id(), std::nullopt},
+  const tcp::endpoint client(client_, client_ == peer_ ? peer_port_ : 0);
+  const ConnId id =
+      server_.start_session(std::move(socket), client, ConnectionHold{std::move(*admitted_), std::move(connection_), deadline_});
+  server_.log().info("connection_open", LogTags{id, std::nullopt},
                      {{"carrier", metric_label(carrier)}, {"source", source()}, {"via_proxy", trusted_}});
-  Session::start(std::move(session));
 }
 
 asio::awaitable<void> Front::write_plain(http::status status, unsigned version, std::string body,

@@ -2,30 +2,58 @@
 //
 // After Paired, the connector's session and the acceptor's session each send Connected on
 // their own channel and then arrive here with their raw socket (a descriptor released on
-// their own worker) and their ConnectionHold. The second to arrive builds the Tunnel on its
-// own worker and runs it. If either end fails before it arrives (its node closed, or the
-// Connected could not be sent), it abandons the rendezvous, and the other end's socket is
-// closed: its node then sees the pipe close, which its end-to-end channel reports.
+// their own worker) and their ConnectionHold. The second to arrive hands both to the relay's
+// start-tunnel callback, on its own worker. If either end fails before it arrives (its node
+// closed, or the Connected could not be sent), it abandons the rendezvous, and the other end's
+// socket is closed: its node then sees the pipe close, which its end-to-end channel reports.
+//
+// A rendezvous knows nothing of the relay: it is given the pairing, a log, and what to do
+// with the two ends.
 //
 // Thread-safety: arrive() and abandon() may be called from any worker; mutex_ guards the rest.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include "common/log.hpp"
+#include "strelay/limits.hpp"
+#include "strelay/metrics.hpp"
 #include "strelay/relay_state.hpp"
-#include "strelay/session.hpp"
 
 namespace strelay {
 
-class Server;
+// What a connection holds while it is open; handed to the tunnel after pairing, so the
+// connection stays counted (and its admission slot held) for as long as the socket is open.
+struct ConnectionHold {
+  Admission::Admitted admitted;
+  GaugeHold connection;
+  // The handshake's absolute deadline when it started before the Session (the carrier's front
+  // door: peeking, a PROXY header, a WebSocket upgrade); nullopt: from the Session's start.
+  std::optional<TimePoint> deadline{};
+};
+
+// One end of a pairing, released by its session: the rendezvous (then the tunnel) owns `fd`.
+struct TunnelEnd {
+  ConnId side = 0;
+  int fd = -1;
+  ConnectionHold hold;
+};
 
 class Rendezvous : public std::enable_shared_from_this<Rendezvous> {
  public:
-  Rendezvous(Server& server, const Paired& pairing) : server_(server), pairing_(pairing) {}
+  // Called once, by the second end to arrive, on that end's worker (`executor`).
+  using StartTunnel =
+      std::function<void(const Paired& pairing, TunnelEnd connector, TunnelEnd acceptor,
+                          boost::asio::any_io_executor executor)>;
+
+  // `log` must outlive the rendezvous.
+  Rendezvous(const Paired& pairing, Logger& log, StartTunnel start)
+      : pairing_(pairing), log_(log), start_(std::move(start)) {}
   Rendezvous(const Rendezvous&) = delete;
   Rendezvous& operator=(const Rendezvous&) = delete;
   ~Rendezvous();
@@ -35,22 +63,16 @@ class Rendezvous : public std::enable_shared_from_this<Rendezvous> {
   const PublicKey& peer_of(ConnId side) const {
     return side == pairing_.connector ? pairing_.listener_key : pairing_.connector_key;
   }
-  // `fd` is a connected socket released by its session; the rendezvous owns it from here.
-  void arrive(ConnId side, int fd, ConnectionHold hold, boost::asio::any_io_executor executor);
+  // `end.fd` is a connected socket released by its session; the rendezvous owns it from here.
+  void arrive(TunnelEnd end, boost::asio::any_io_executor executor);
   void abandon(ConnId side);
 
  private:
-  struct Arrived {
-    ConnId side = 0;
-    int fd = -1;
-    ConnectionHold hold;
-  };
-  void start_tunnel(Arrived first, Arrived second, boost::asio::any_io_executor executor);
-
-  Server& server_;
   const Paired pairing_;
+  Logger& log_;
+  StartTunnel start_;
   std::mutex mutex_;
-  std::optional<Arrived> waiting_;
+  std::optional<TunnelEnd> waiting_;
   bool abandoned_ = false;
 };
 

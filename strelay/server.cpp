@@ -13,8 +13,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include "strelay/front.hpp"
-#include "strelay/rendezvous.hpp"
 #include "strelay/session.hpp"
 
 namespace strelay {
@@ -64,20 +62,6 @@ LimitReason limit_reason(AdmissionRefusal refusal) {
   return LimitReason::pending_total;
 }
 
-ConnectOutcome connect_outcome(RefuseReason reason) {
-  switch (reason) {
-    case RefuseReason::not_found: return ConnectOutcome::not_found;
-    case RefuseReason::rejected: return ConnectOutcome::rejected;
-    case RefuseReason::timeout: return ConnectOutcome::timeout;
-    case RefuseReason::peer_gone: return ConnectOutcome::peer_gone;
-    case RefuseReason::rate_limited: return ConnectOutcome::rate_limited;
-    case RefuseReason::overloaded: return ConnectOutcome::overloaded;
-    case RefuseReason::no_pending: return ConnectOutcome::no_pending;
-    case RefuseReason::not_allowed: return ConnectOutcome::not_allowed;
-  }
-  return ConnectOutcome::overloaded;
-}
-
 // Keepalive and a send timeout in the kernel too: a peer that vanished without a FIN or RST
 // is found even inside a tunnel, where the relay reads no keepalive frames.
 void tune_socket(tcp::socket& socket, Clock::duration dead_peer) {
@@ -105,8 +89,7 @@ Server::Server(const Identity& identity, ServerSettings settings, Metrics& metri
       observer_(std::make_unique<MetricsObserver>(metrics, admission_)),
       metrics_(metrics),
       log_(log),
-      admission_(settings.admission),
-      relay_state_(settings.pairing) {
+      admission_(settings.admission) {
   const unsigned threads =
       settings.threads != 0 ? settings.threads : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < threads; ++i) {
@@ -117,22 +100,19 @@ Server::Server(const Identity& identity, ServerSettings settings, Metrics& metri
     // open it now, so that run() counts its descriptors in the budget.
     RelayTimer open_reactor(*workers_.back());
   }
-  ttl_timer_ = std::make_unique<RelayTimer>(*workers_[0]);
+  relay_ = std::make_unique<Relay>(Relay::Options{settings.pairing, settings.tunnel}, metrics_, log_, *observer_,
+                                   workers_[0]->get_executor());
 }
 
 Server::~Server() {
   // I/O objects go before their io_contexts; then each io_context destroys what is still
-  // queued on it (suspended sessions and tunnels), while the tables those touch still exist.
+  // queued on it (suspended sessions, tunnels, the TTL loop), while the relay those touch
+  // still exists. Stopped first, the relay posts nothing more to the dying workers.
   acceptors_.clear();
-  ttl_timer_.reset();
+  relay_->stop();
   work_.clear();
   workers_.clear();
-}
-
-Server::Registration::~Registration() {
-  if (server_ == nullptr) return;
-  std::lock_guard lock(server_->state_mutex_);
-  server_->sessions_.erase(id_);
+  relay_.reset();
 }
 
 void Server::bind() {
@@ -176,7 +156,7 @@ void Server::run() {
   for (std::size_t i = 0; i < acceptors_.size(); ++i) {
     asio::co_spawn(*workers_[0], accept_loop(acceptors_[i], i >= tcp_acceptors_), asio::detached);
   }
-  asio::co_spawn(*workers_[0], ttl_loop(), asio::detached);
+  relay_->start();
   std::vector<std::thread> threads;
   for (std::size_t i = 1; i < workers_.size(); ++i) {
     threads.emplace_back([this, i] { workers_[i]->run(); });
@@ -255,134 +235,49 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, bool websocke
     }
     backoff = {};
     metrics_.accepts_total.inc();
-    boost::system::error_code remote_ec;
-    const auto remote = socket.remote_endpoint(remote_ec);
-    if (remote_ec) continue;  // already gone
-    const auto current = settings();
-    // A trusted proxy's connection is admitted once the client it names is known (strelay/front).
-    std::optional<Admission::Admitted> admitted;
-    if (!current->carrier.trusted_proxies.contains(remote.address())) {
-      admitted = admit(remote.address());
-      if (!admitted) continue;
-    }
-    tune_socket(socket, current->dead_peer);
-    start_front(*this, FrontEntry{std::move(socket), std::move(admitted), GaugeHold(metrics_.connections),
-                                  Clock::now() + current->handshake_timeout, websocket_only});
+    hand_off(std::move(socket), websocket_only);
   }
 }
 
-std::optional<Admission::Admitted> Server::admit(const asio::ip::address& source) {
-  const auto key = SourceKey::from_address(source);
-  auto admitted = admission_.try_admit(key, Clock::now());
+void Server::hand_off(tcp::socket socket, bool websocket_only) {
+  boost::system::error_code remote_ec;
+  const auto remote = socket.remote_endpoint(remote_ec);
+  if (remote_ec) return;  // already gone
+  auto current = settings();
+  // A trusted proxy's connection is admitted once the client it names is known; everyone
+  // else's now. The carrier is told apart in the front door (strelay/front), which hands the
+  // connection (or its WebSocket bridge's socket) to start_session().
+  std::optional<Admission::Admitted> admitted;
+  if (!current->carrier.trusted_proxies.contains(remote.address())) {
+    admitted = admit(remote.address());
+    if (!admitted) return;
+  }
+  tune_socket(socket, current->dead_peer);
+  start_front(*this, FrontEntry{std::move(socket), std::move(admitted), GaugeHold(metrics_.connections),
+                                Clock::now() + current->handshake_timeout, websocket_only});
+}
+
+std::optional<Admission::Admitted> Server::admit(const asio::ip::address& address) {
+  const auto source = SourceKey::from_address(address);
+  auto admitted = admission_.try_admit(source, Clock::now());
   if (auto* refusal = std::get_if<AdmissionRefusal>(&admitted)) {
     // Before a handshake nothing can be said with authority: count, log (rate-limited), close.
     metrics_.limit_hits_total.inc(limit_reason(*refusal));
     metrics_.handshakes_total.inc(HandshakeOutcome::refused);
-    log_.info("admission_refused", {}, {{"reason", to_string(*refusal)}, {"source", key.to_string()}});
+    log_.info("admission_refused", {}, {{"reason", to_string(*refusal)}, {"source", source.to_string()}});
     return std::nullopt;
   }
   return std::get<Admission::Admitted>(std::move(admitted));
 }
 
-Server::Registration Server::enroll(ConnId id, const std::shared_ptr<Session>& session) {
-  std::lock_guard lock(state_mutex_);
-  sessions_[id] = session;
-  return Registration(this, id);
+ConnId Server::start_session(tcp::socket socket, const tcp::endpoint& client, ConnectionHold hold) {
+  const ConnId id = relay_->next_conn_id();
+  Session::start(std::make_shared<Session>(SessionContext{settings(), identity_, metrics_, log_}, *relay_, id,
+                                           std::move(socket), client, std::move(hold)));
+  return id;
 }
 
-void Server::submit(ConnId id, const PublicKey& self, const NodeMessage& message) {
-  std::lock_guard lock(state_mutex_);
-  auto actions = relay_state_.handle(id, self, message, Clock::now());
-  if (std::holds_alternative<Listen>(message)) metrics_.listen_total.inc();
-  arm_ttl_locked();
-  dispatch_locked(std::move(actions));
-}
-
-void Server::disconnect(ConnId id) {
-  std::lock_guard lock(state_mutex_);
-  dispatch_locked(relay_state_.disconnect(id, Clock::now()));
-}
-
-// Decisions are posted while the table's lock is held, so each session receives them in the
-// order the table made them: a ListenOk is never overtaken by the Close{replaced} of a newer
-// Listen handled on another worker. (Posting only queues a handler; it never blocks.)
-void Server::dispatch_locked(Actions actions) {
-  std::vector<std::pair<std::shared_ptr<Session>, Session::Outbound>> posts;
-  std::vector<std::shared_ptr<Rendezvous>> orphans;
-  {
-    metrics_.listeners.set(static_cast<std::int64_t>(relay_state_.listeners()));
-    metrics_.half_tunnels.set(static_cast<std::int64_t>(relay_state_.half_tunnels()));
-    auto find = [this](ConnId id) -> std::shared_ptr<Session> {
-      auto it = sessions_.find(id);
-      return it == sessions_.end() ? nullptr : it->second.lock();
-    };
-    for (auto& action : actions) {
-      if (auto* send = std::get_if<SendTo>(&action)) {
-        if (auto* refused = std::get_if<Refused>(&send->message)) {
-          const auto outcome = connect_outcome(refused->reason);
-          metrics_.connect_outcomes_total.inc(outcome);
-          if (outcome == ConnectOutcome::rate_limited) metrics_.limit_hits_total.inc(LimitReason::connect_rate);
-          if (outcome == ConnectOutcome::overloaded) metrics_.limit_hits_total.inc(LimitReason::half_tunnels);
-        }
-        if (auto session = find(send->to)) posts.emplace_back(std::move(session), send->message);
-      } else if (auto* close = std::get_if<CloseConn>(&action)) {
-        if (close->reason == CloseReason::replaced) metrics_.replaced_total.inc();
-        if (auto session = find(close->conn)) posts.emplace_back(std::move(session), close->reason);
-      } else {
-        const auto& paired = std::get<Paired>(action);
-        metrics_.connect_outcomes_total.inc(ConnectOutcome::connected);
-        auto rendezvous = std::make_shared<Rendezvous>(*this, paired);
-        for (ConnId id : {paired.connector, paired.acceptor}) {
-          if (auto session = find(id)) {
-            posts.emplace_back(std::move(session), rendezvous);
-          } else {
-            orphans.push_back(rendezvous);  // that end is already gone
-          }
-        }
-      }
-    }
-  }
-  for (auto& rendezvous : orphans) rendezvous->abandon(0);
-  for (auto& [session, item] : posts) session->post(std::move(item));
-}
-
-void Server::arm_ttl_locked() {
-  const auto next = relay_state_.next_deadline();
-  if (!next || (ttl_armed_at_ && *ttl_armed_at_ <= *next)) return;
-  ttl_armed_at_ = next;
-  asio::post(*workers_[0], [this] { ttl_timer_->cancel(); });
-}
-
-asio::awaitable<void> Server::ttl_loop() {
-  while (!stopped_.load()) {
-    {
-      std::lock_guard lock(state_mutex_);
-      ttl_armed_at_ = relay_state_.next_deadline();
-      ttl_timer_->expires_at(ttl_armed_at_.value_or(Clock::time_point::max()));
-    }
-    co_await ttl_timer_->async_wait(await_tuple);
-    if (stopped_.load()) break;
-    std::lock_guard lock(state_mutex_);
-    dispatch_locked(relay_state_.expire(Clock::now()));
-  }
-}
-
-void Server::track(const std::shared_ptr<Tunnel>& tunnel) {
-  std::lock_guard lock(state_mutex_);
-  tunnels_[tunnel.get()] = tunnel;
-  if (draining()) tunnel->stop(CloseReason::shutdown);
-}
-
-void Server::untrack(const Tunnel* tunnel) {
-  std::lock_guard lock(state_mutex_);
-  tunnels_.erase(tunnel);
-}
-
-void Server::set_allowlist(std::optional<Allowlist> allowlist) {
-  metrics_.allowlist_keys.set(allowlist ? static_cast<std::int64_t>(allowlist->size()) : -1);
-  std::lock_guard lock(state_mutex_);
-  dispatch_locked(relay_state_.set_allowlist(std::move(allowlist)));
-}
+void Server::set_allowlist(std::optional<Allowlist> allowlist) { relay_->set_allowlist(std::move(allowlist)); }
 
 void Server::reload(const ServerSettings& settings, std::optional<Allowlist> allowlist) {
   auto next = std::make_shared<ServerSettings>(settings);
@@ -397,15 +292,13 @@ void Server::reload(const ServerSettings& settings, std::optional<Allowlist> all
     std::lock_guard lock(budget_mutex_);
     budget_ = plan;
   }
-  {
-    std::lock_guard lock(state_mutex_);
-    relay_state_.set_limits(settings.pairing);
-  }
+  relay_->set_options(Relay::Options{settings.pairing, settings.tunnel});
   set_allowlist(std::move(allowlist));
 }
 
 void Server::shutdown() {
   if (draining_.exchange(true, std::memory_order_acq_rel)) return;
+  relay_->begin_drain();
   asio::co_spawn(*workers_[0], drain(), asio::detached);
 }
 
@@ -416,21 +309,7 @@ asio::awaitable<void> Server::drain() {
     boost::system::error_code ignored;
     acceptor.close(ignored);
   }
-  std::vector<std::shared_ptr<Session>> sessions;
-  std::vector<std::shared_ptr<Tunnel>> tunnels;
-  {
-    std::lock_guard lock(state_mutex_);
-    for (auto& [id, weak] : sessions_) {
-      if (auto session = weak.lock()) sessions.push_back(std::move(session));
-    }
-    for (auto& [ptr, weak] : tunnels_) {
-      if (auto tunnel = weak.lock()) tunnels.push_back(std::move(tunnel));
-    }
-  }
-  for (auto& session : sessions) session->post(CloseReason::shutdown);
-  for (auto& tunnel : tunnels) tunnel->stop(CloseReason::shutdown);
-  sessions.clear();
-  tunnels.clear();
+  relay_->close_all(CloseReason::shutdown);
 
   // Wait for every authenticated connection to go, up to the drain deadline; then stop hard.
   // Connections still in their handshake are owed nothing (they are closed at exit without a
@@ -443,8 +322,7 @@ asio::awaitable<void> Server::drain() {
     co_await poll.async_wait(await_tuple);
   }
   log_.info("drained", {}, {{"connections_left", metrics_.connections.get()}});
-  stopped_.store(true);
-  ttl_timer_->cancel();
+  relay_->stop();
   for (auto& guard : work_) guard->reset();
   for (auto& worker : workers_) worker->stop();
 }

@@ -9,7 +9,6 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "strelay/rendezvous.hpp"
-#include "strelay/server.hpp"
 
 namespace strelay {
 
@@ -38,9 +37,12 @@ const char* handshake_stage(std::error_code ec, AcceptStep step) {
 
 }  // namespace
 
-Session::Session(Server& server, tcp::socket socket, ConnectionHold hold)
-    : server_(server),
-      id_(server.next_conn_id()),
+Session::Session(SessionContext context, SessionHost& host, ConnId id, tcp::socket socket,
+                 tcp::endpoint client, ConnectionHold hold)
+    : context_(std::move(context)),
+      host_(host),
+      id_(id),
+      client_(std::move(client)),
       socket_(std::move(socket)),
       hold_(std::move(hold)),
       wake_(socket_.get_executor()),
@@ -48,19 +50,11 @@ Session::Session(Server& server, tcp::socket socket, ConnectionHold hold)
 
 void Session::start(std::shared_ptr<Session> session) {
   auto executor = session->socket_.get_executor();
-  asio::co_spawn(executor, session->run(), [session](std::exception_ptr error) {
-    if (!error) return;
-    // A bug, not a client's doing: log it once for this session and let the rest go on.
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-      session->server_.log().error("session_failed", session->tags(), {{"what", e.what()}});
-    }
-    session->server_.metrics().closes_total.inc(CloseReason::internal);
-  });
+  // The handler holds the session until run() has returned (run() catches what it throws).
+  asio::co_spawn(executor, session->run(), [session](const std::exception_ptr&) {});
 }
 
-// Items enter the inbox in the order callers make them (the server calls this under its
+// Items enter the inbox in the order callers make them (the relay calls this under its
 // table lock), and only a wake-up crosses threads: asio::post alone would not keep that
 // order, because a post from the session's own worker is queued privately until the current
 // handler returns, so a post from another worker could overtake it.
@@ -78,44 +72,54 @@ void Session::take_inbox() {
   inbox_.clear();
 }
 
-Deadline Session::write_deadline() const {
-  return Clock::now() + server_.settings()->write_stall;
-}
+Deadline Session::write_deadline() const { return Clock::now() + context_.settings->write_stall; }
 
 LogTags Session::tags() const { return LogTags{id_, peer_}; }
 
+// Exceptions are bugs, not a client's doing: caught here once for the session, logged, and
+// counted as its outcome (internal) unless it had one. However serve() ends, the relay then
+// forgets this connection (the registration leaves: registry and pairing table at once).
 asio::awaitable<void> Session::run() {
-  auto self = shared_from_this();
+  std::string failure;
+  try {
+    co_await serve();
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  if (!failure.empty()) {
+    context_.log.error("session_failed", tags(), {{"what", failure}});
+    end(CloseReason::internal, {});
+    co_await stop_reader();
+    if (channel_) channel_->close();
+  }
+  registration_.reset();
+}
+
+asio::awaitable<void> Session::serve() {
   const bool authenticated = co_await handshake();
   hold_->admitted.handshake_done();
-  if (!authenticated) co_return;
+  if (!authenticated) co_return;  // counted in handshakes_total; closes_total is for sessions
 
   auto request = try_decode_node_message(first_request_);
   first_request_ = {};
   if (!request) {
-    server_.log().info("bad_first_request", tags(), {{"error", request.error()}});
-    co_await send_close(CloseReason::protocol_error);
-    co_return;
+    context_.log.info("bad_first_request", tags(), {{"error", request.error()}});
+    co_return co_await close(CloseReason::protocol_error, true);
   }
   if (std::holds_alternative<Listen>(*request)) {
     role_ = Role::listener;
-    const auto settings = server_.settings();
-    keepalive_.emplace(Clock::now(), settings->keepalive, settings->dead_peer);
+    keepalive_.start_pinging(Clock::now(), context_.settings->keepalive, context_.settings->dead_peer);
   } else if (std::holds_alternative<Connect>(*request)) {
     role_ = Role::connector;
   } else if (std::holds_alternative<Accept>(*request)) {
     role_ = Role::acceptor;
   } else {
-    co_await send_close(CloseReason::protocol_error);  // a RejectConnection needs a listener
-    co_return;
+    co_return co_await close(CloseReason::protocol_error, true);  // a RejectConnection needs a listener
   }
 
-  auto registration = server_.enroll(id_, self);
-  if (server_.draining()) {
-    co_await send_close(CloseReason::shutdown);
-    co_return;
-  }
-  server_.submit(id_, *peer_, *request);
+  registration_ = host_.join(id_, *peer_, shared_from_this());
+  if (!registration_.open()) co_return co_await close(CloseReason::shutdown, true);  // draining
+  registration_.submit(*request);
   // An acceptor's node sends nothing until its outcome, and the outcome is immediate.
   if (role_ != Role::acceptor) {
     reader_running_ = true;
@@ -124,88 +128,85 @@ asio::awaitable<void> Session::run() {
   co_await writer();
   co_await stop_reader();
   if (channel_) channel_->close();
-  server_.disconnect(id_);
 }
 
 asio::awaitable<bool> Session::handshake() {
   using namespace asio::experimental::awaitable_operators;
-  const auto deadline = hold_->deadline.value_or(Clock::now() + server_.settings()->handshake_timeout);
-  GaugeHold pending(server_.metrics().pending_handshakes);
+  const auto deadline = hold_->deadline.value_or(Clock::now() + context_.settings->handshake_timeout);
+  GaugeHold pending(context_.metrics.pending_handshakes);
   std::optional<Channel> channel;
   // The absolute deadline is kept twice: by the handshake's own waits (real steady time) and
   // by this watchdog on the relay's clock, which tests move (strelay/clock.hpp). In production
   // both fire at the same instant.
   RelayTimer watchdog(socket_.get_executor(), deadline);
   AcceptStep step{};
-  auto raced = co_await (accept_handshake(socket_, server_.identity(), deadline, channel, first_request_, &step) ||
+  auto raced = co_await (accept_handshake(socket_, context_.identity, deadline, channel, first_request_, &step) ||
                          watchdog.async_wait(await_tuple));
   const std::error_code ec =
       raced.index() == 0 ? std::get<0>(raced) : std::error_code(make_error_code(errc::handshake_timeout));
   if (ec) {
     // Before authentication a failure closes without a word (docs/protocol.md, section 2).
-    server_.metrics().handshakes_total.inc(outcome_of(ec));
-    server_.log().debug("handshake_failed", tags(),
-                        {{"stage", handshake_stage(ec, step)}, {"step", to_string(step)}, {"error", ec}});
+    context_.metrics.handshakes_total.inc(outcome_of(ec));
+    context_.log.debug("handshake_failed", tags(),
+                       {{"stage", handshake_stage(ec, step)},
+                        {"step", to_string(step)},
+                        {"source", SourceKey::from_address(client_.address()).to_string()},
+                        {"error", ec}});
     boost::system::error_code ignored;
     socket_.close(ignored);
     co_return false;
   }
-  server_.metrics().handshakes_total.inc(HandshakeOutcome::ok);
+  context_.metrics.handshakes_total.inc(HandshakeOutcome::ok);
   channel_ = std::move(channel);
   peer_ = channel_->peer();
   co_return true;
 }
 
 // The only sender. It drains the queue of decisions, answers pings, keeps a listener alive,
-// and ends the session when a close was sent, the reader gave up, or the socket went to a
-// tunnel.
+// and ends the session (close()) when a close is due, a send failed, or the reader gave up;
+// or hands the socket to a tunnel.
 asio::awaitable<void> Session::writer() {
   for (;;) {
     take_inbox();
-    while (!queue_.empty() && !closing_) {
+    while (!queue_.empty() && !dropped_) {
       auto item = std::move(queue_.front());
       queue_.erase(queue_.begin());
       if (auto* message = std::get_if<RelayMessage>(&item)) {
-        if (!co_await send_message(*message)) closing_ = true;
+        if (const auto ec = co_await send_message(*message)) co_return co_await close(send_failure(), false, ec);
       } else if (auto* reason = std::get_if<CloseReason>(&item)) {
-        co_await send_close(*reason);
+        co_return co_await close(*reason, true);
       } else {
-        co_await join_tunnel(std::get<std::shared_ptr<Rendezvous>>(std::move(item)));
-        closing_ = true;
+        co_return co_await join_tunnel(std::get<std::shared_ptr<Rendezvous>>(std::move(item)));
       }
     }
-    if (closing_) co_return;
-    if (reader_failed_) {
-      // The peer closed, vanished or misbehaved; tell it why only in the last case.
-      if (reader_reason_ == CloseReason::protocol_error || reader_reason_ == CloseReason::timeout) {
-        co_await send_close(reader_reason_);
-      } else {
-        server_.metrics().closes_total.inc(reader_reason_);
-      }
-      co_return;
-    }
-    for (const auto& token : std::exchange(pongs_due_, {})) {
-      if (co_await channel_->send(FrameKind::pong, token, write_deadline())) co_return;
-    }
-    if (keepalive_) {
-      const auto now = Clock::now();
-      const auto action = keepalive_->poll(now);
-      if (action == Keepalive::Action::peer_dead) {
-        co_await send_close(CloseReason::dead_peer);
-        co_return;
-      }
-      if (action == Keepalive::Action::send_ping) {
-        const auto token = keepalive_->ping_sent(now);
-        if (co_await channel_->send(FrameKind::ping, token, write_deadline())) co_return;
-      }
-    }
-    wake_.expires_at(keepalive_ ? keepalive_->next_wakeup() : Clock::time_point::max());
+    if (reader_end_) co_return co_await close(reader_end_->reason, reader_end_->tell, reader_end_->error);
+    if (!co_await send_keepalive()) co_return;
+    wake_.expires_at(keepalive_.next_wakeup());
     {
       // Something may have arrived while this loop ran; then do not sleep.
       std::lock_guard lock(inbox_mutex_);
       if (!inbox_.empty()) continue;
     }
     co_await wake_.async_wait(await_tuple);
+  }
+}
+
+// Sends what the keepalive asks for: owed pongs, then a ping of the relay's own; or ends the
+// session when the node has been silent too long.
+asio::awaitable<bool> Session::send_keepalive() {
+  for (;;) {
+    if (dropped_ || reader_end_) co_return true;  // the writer ends the session
+    const auto next = keepalive_.next(Clock::now());
+    if (next.step == SessionKeepalive::Step::idle) co_return true;
+    if (next.step == SessionKeepalive::Step::peer_dead) {
+      co_await close(CloseReason::dead_peer, true);
+      co_return false;
+    }
+    const auto kind = next.step == SessionKeepalive::Step::send_pong ? FrameKind::pong : FrameKind::ping;
+    if (const auto ec = co_await channel_->send(kind, next.token, write_deadline())) {
+      co_await close(send_failure(), false, ec);
+      co_return false;
+    }
   }
 }
 
@@ -223,31 +224,29 @@ asio::awaitable<void> Session::reader() {
       auto [ec] = co_await channel_->socket().async_wait(tcp::socket::wait_read, await_tuple);
       if (stopping_reader_) break;
       if (ec) {
-        reader_failed_ = true;
-        reader_reason_ = CloseReason::aborted;
+        reader_end_ = ReaderEnd{CloseReason::aborted, false, ec};
         break;
       }
       if (role_ == Role::connector) deadline = Clock::now() + frame_deadline;
     }
     const auto ec = co_await channel_->receive(message, deadline);
     if (stopping_reader_ && role_ == Role::connector) {
-      reader_failed_ = true;  // a frame from a pending connector: it gave up, or broke the rules
-      reader_reason_ = CloseReason::protocol_error;
+      // A frame from a pending connector: it gave up, or broke the rules.
+      reader_end_ = ReaderEnd{CloseReason::protocol_error, true, ec};
       break;
     }
     if (stopping_reader_) break;
     if (ec) {
-      reader_failed_ = true;
-      reader_reason_ = ec == errc::channel_closed ? message.close_reason
-                       : ec == errc::aborted      ? CloseReason::aborted
-                       : ec == errc::timeout      ? CloseReason::timeout
-                                                  : CloseReason::protocol_error;
-      server_.log().debug("peer_ended", tags(), {{"reason", metric_label(reader_reason_)}});
+      const auto reason = ec == errc::channel_closed ? message.close_reason
+                          : ec == errc::aborted      ? CloseReason::aborted
+                          : ec == errc::timeout      ? CloseReason::timeout
+                                                     : CloseReason::protocol_error;
+      // The peer closed or vanished; it is told why only when it broke the rules or stalled.
+      reader_end_ = ReaderEnd{reason, reason == CloseReason::protocol_error || reason == CloseReason::timeout, ec};
       break;
     }
     if (!co_await handle_frame(message)) {
-      reader_failed_ = true;
-      reader_reason_ = CloseReason::protocol_error;
+      if (!reader_end_) reader_end_ = ReaderEnd{CloseReason::protocol_error, true, {}};
       break;
     }
   }
@@ -257,29 +256,28 @@ asio::awaitable<void> Session::reader() {
 }
 
 asio::awaitable<bool> Session::handle_frame(const Message& message) {
-  if (keepalive_) keepalive_->on_frame_received(Clock::now());
+  keepalive_.frame_received(Clock::now());
   switch (message.kind) {
     case FrameKind::ping: {
       PingToken token{};
       std::copy(message.body.begin(), message.body.end(), token.begin());
-      // A peer that pings without reading the pongs would grow this queue until the write-stall
-      // timeout; past a bound far above the keepalive policy's one ping in flight, it is refused.
-      // Its writer is blocked on the pongs, so no close frame could reach it: count the close and
-      // drop the socket at once (closing_ keeps the writer from counting it again).
-      if (pongs_due_.size() >= max_pongs_due) {
-        server_.metrics().closes_total.inc(CloseReason::protocol_error);
-        closing_ = true;
-        channel_->close();
+      if (!keepalive_.ping_received(token)) {
+        // A node that pings without reading the pongs would grow the queue until the
+        // write-stall timeout. Its writer is blocked on the pongs, so no close frame could
+        // reach it: cancel that send, and the writer ends the session without a word.
+        dropped_ = true;
+        reader_end_ = ReaderEnd{CloseReason::protocol_error, false, {}};
+        boost::system::error_code ignored;
+        channel_->socket().cancel(ignored);
         co_return false;
       }
-      pongs_due_.push_back(token);
       wake();
       co_return true;
     }
     case FrameKind::pong: {
       PingToken token{};
       std::copy(message.body.begin(), message.body.end(), token.begin());
-      if (keepalive_) keepalive_->pong_received(token, Clock::now());
+      keepalive_.pong_received(token, Clock::now());
       co_return true;
     }
     case FrameKind::control: {
@@ -288,7 +286,7 @@ asio::awaitable<bool> Session::handle_frame(const Message& message) {
       if (role_ != Role::listener) co_return false;
       auto request = try_decode_node_message(message.body);
       if (!request) co_return false;
-      server_.submit(id_, *peer_, *request);
+      registration_.submit(*request);
       co_return true;
     }
     default:
@@ -296,32 +294,36 @@ asio::awaitable<bool> Session::handle_frame(const Message& message) {
   }
 }
 
-asio::awaitable<bool> Session::send_message(const RelayMessage& message) {
+asio::awaitable<std::error_code> Session::send_message(const RelayMessage& message) {
   const auto bytes = encode(message);
-  const auto ec = co_await channel_->send(FrameKind::control, bytes, write_deadline());
-  if (ec) {
-    server_.log().debug("send_failed", tags(), {{"error", ec}});
-    server_.metrics().closes_total.inc(CloseReason::aborted);
-  }
-  co_return !ec;
+  co_return co_await channel_->send(FrameKind::control, bytes, write_deadline());
 }
 
-asio::awaitable<void> Session::send_close(CloseReason reason) {
-  closing_ = true;
+void Session::end(CloseReason reason, std::error_code error) {
+  if (outcome_) return;  // an exception after the end is not a second outcome
+  outcome_ = reason;
+  context_.metrics.closes_total.inc(reason);
+  context_.log.debug("session_closed", tags(), {{"reason", metric_label(reason)}, {"error", error}});
+}
+
+// Counted before the socket closes: a node that sees the close and then reads the metrics
+// finds it counted.
+asio::awaitable<void> Session::close(CloseReason reason, bool tell, std::error_code error) {
+  end(reason, error);
   if (!channel_) co_return;
-  server_.metrics().closes_total.inc(reason);
-  co_await channel_->send_close(reason, {}, write_deadline());
+  if (tell) co_await channel_->send_close(reason, {}, write_deadline());
   channel_->close();
 }
 
 asio::awaitable<void> Session::join_tunnel(std::shared_ptr<Rendezvous> rendezvous) {
   co_await stop_reader();
-  if (reader_failed_) {
+  if (reader_end_) {
+    co_await close(reader_end_->reason, false, reader_end_->error);
     rendezvous->abandon(id_);
-    server_.metrics().closes_total.inc(reader_reason_);
     co_return;
   }
-  if (!co_await send_message(Connected{rendezvous->peer_of(id_)})) {
+  if (const auto ec = co_await send_message(Connected{rendezvous->peer_of(id_)})) {
+    co_await close(CloseReason::aborted, false, ec);
     rendezvous->abandon(id_);
     co_return;
   }
@@ -331,7 +333,7 @@ asio::awaitable<void> Session::join_tunnel(std::shared_ptr<Rendezvous> rendezvou
   const int fd = socket.release();
   auto hold = std::move(*hold_);
   hold_.reset();
-  rendezvous->arrive(id_, fd, std::move(hold), wake_.get_executor());
+  rendezvous->arrive(TunnelEnd{id_, fd, std::move(hold)}, wake_.get_executor());
 }
 
 asio::awaitable<void> Session::stop_reader() {
@@ -343,6 +345,46 @@ asio::awaitable<void> Session::stop_reader() {
     reader_done_.expires_at(Clock::time_point::max());
     co_await reader_done_.async_wait(await_tuple);
   }
+}
+
+// ---------------------------------------------------------------- SessionKeepalive
+
+void SessionKeepalive::start_pinging(TimePoint now, Clock::duration interval, Clock::duration dead_peer) {
+  keepalive_.emplace(now, interval, dead_peer);
+}
+
+void SessionKeepalive::frame_received(TimePoint now) {
+  if (keepalive_) keepalive_->on_frame_received(now);
+}
+
+bool SessionKeepalive::ping_received(const PingToken& token) {
+  // Far above the keepalive policy's one ping in flight.
+  if (pongs_due_.size() >= max_pongs_due) return false;
+  pongs_due_.push_back(token);
+  return true;
+}
+
+void SessionKeepalive::pong_received(const PingToken& token, TimePoint now) {
+  if (keepalive_) keepalive_->pong_received(token, now);
+}
+
+SessionKeepalive::Next SessionKeepalive::next(TimePoint now) {
+  if (!pongs_due_.empty()) {
+    const auto token = pongs_due_.front();
+    pongs_due_.erase(pongs_due_.begin());
+    return {Step::send_pong, token};
+  }
+  if (!keepalive_) return {};
+  switch (keepalive_->poll(now)) {
+    case Keepalive::Action::peer_dead: return {Step::peer_dead, {}};
+    case Keepalive::Action::send_ping: return {Step::send_ping, keepalive_->ping_sent(now)};
+    case Keepalive::Action::wait: break;
+  }
+  return {};
+}
+
+TimePoint SessionKeepalive::next_wakeup() const {
+  return keepalive_ ? keepalive_->next_wakeup() : TimePoint::max();
 }
 
 }  // namespace strelay

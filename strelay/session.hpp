@@ -8,6 +8,11 @@
 //      Connect → pending connector: waits for one outcome; Connected → tunnel
 //      Accept  → Connected → tunnel, or Refused{no_pending}
 //
+// A session knows the relay only as a SessionHost (join, then submit through its
+// Registration) and is given everything else in its SessionContext; it never sees the Server.
+// run() computes one outcome, and counts and logs it once (closes_total): the close it sent,
+// the way its peer ended, or nothing when its socket went to a tunnel (the tunnel counts it).
+//
 // Ownership: a Session, its socket and channel, its queue and its timers belong to its worker
 // thread. Other threads reach it only through post(), which appends to inbox_ (guarded by
 // inbox_mutex_) and wakes the writer on that worker. The writer
@@ -32,65 +37,105 @@
 #include "common/log.hpp"
 #include "common/messages.hpp"
 #include "common/transport.hpp"
-#include "strelay/limits.hpp"
-#include "strelay/metrics.hpp"
-#include "strelay/relay_state.hpp"
+#include "strelay/relay.hpp"
+#include "strelay/settings.hpp"
 
 namespace strelay {
 
-class Server;
-class Rendezvous;
-
-// What the connection holds while it is open; handed to the tunnel after pairing, so the
-// connection stays counted (and its admission slot held) for as long as the socket is open.
-struct ConnectionHold {
-  Admission::Admitted admitted;
-  GaugeHold connection;
-  // The handshake's absolute deadline when it started before the Session (the carrier's front
-  // door: peeking, a PROXY header, a WebSocket upgrade); nullopt: from the Session's start.
-  std::optional<TimePoint> deadline{};
+// What a session is given besides the relay, fixed for its life.
+struct SessionContext {
+  std::shared_ptr<const ServerSettings> settings;  // the snapshot in force when it was accepted
+  const Identity& identity;
+  Metrics& metrics;
+  Logger& log;
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+// A listener's liveness, sans-io: the pongs owed to the node's pings, and the relay's own
+// pings to an idle node (common/transport.hpp, Keepalive). The writer asks next() what to send.
+// Kept apart so that one keepalive helper shared with common/ can take its place.
+class SessionKeepalive {
  public:
-  // A decision for this session from the pairing table, or from shutdown.
-  using Outbound = std::variant<RelayMessage, CloseReason, std::shared_ptr<Rendezvous>>;
+  enum class Step { idle, send_pong, send_ping, peer_dead };
+  struct Next {
+    Step step = Step::idle;
+    PingToken token{};
+  };
+  // A listener pings; every role answers pings.
+  void start_pinging(TimePoint now, Clock::duration interval, Clock::duration dead_peer);
+  void frame_received(TimePoint now);
+  // False when max_pongs_due pongs are already owed: the node pings without reading.
+  bool ping_received(const PingToken& token);
+  void pong_received(const PingToken& token, TimePoint now);
+  // Owed pongs first, oldest first; then the keepalive's decision at `now`.
+  Next next(TimePoint now);
+  // When next() may have something new without a frame arriving.
+  TimePoint next_wakeup() const;
 
-  Session(Server& server, boost::asio::ip::tcp::socket socket, ConnectionHold hold);
+ private:
+  std::optional<Keepalive> keepalive_;
+  std::vector<PingToken> pongs_due_;
+};
+
+class Session final : public RelayMember, public std::enable_shared_from_this<Session> {
+ public:
+  // `client` is the address the connection came from (for logs); `id` is the relay's
+  // connection id for it. `host` must outlive the session.
+  Session(SessionContext context, SessionHost& host, ConnId id, boost::asio::ip::tcp::socket socket,
+          boost::asio::ip::tcp::endpoint client, ConnectionHold hold);
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
   // Spawns the session on its socket's worker.
   static void start(std::shared_ptr<Session> session);
   // Thread-safe: queues `item` on the session's worker.
-  void post(Outbound item);
+  void post(Outbound item) override;
   ConnId id() const { return id_; }
 
  private:
   enum class Role { none, listener, connector, acceptor };
+  // Why the reader stopped for good, and whether the node should be told (a close frame).
+  struct ReaderEnd {
+    CloseReason reason = CloseReason::normal;
+    bool tell = false;
+    std::error_code error;
+  };
 
   boost::asio::awaitable<void> run();
+  boost::asio::awaitable<void> serve();
   boost::asio::awaitable<bool> handshake();
   boost::asio::awaitable<void> reader();
   boost::asio::awaitable<void> writer();
   boost::asio::awaitable<bool> handle_frame(const Message& message);
-  boost::asio::awaitable<bool> send_message(const RelayMessage& message);
-  boost::asio::awaitable<void> send_close(CloseReason reason);
+  boost::asio::awaitable<std::error_code> send_message(const RelayMessage& message);
+  boost::asio::awaitable<bool> send_keepalive();  // false: the session has ended
   boost::asio::awaitable<void> join_tunnel(std::shared_ptr<Rendezvous> rendezvous);
   boost::asio::awaitable<void> stop_reader();
+  // The session's end: its outcome is counted and logged, then the node is told (`tell`) and
+  // the channel closed.
+  boost::asio::awaitable<void> close(CloseReason reason, bool tell, std::error_code error = {});
+  void end(CloseReason reason, std::error_code error);  // counts and logs the outcome, once
+  CloseReason send_failure() const { return dropped_ ? CloseReason::protocol_error : CloseReason::aborted; }
   void take_inbox();  // moves what post() delivered into queue_
   void wake() { wake_.cancel(); }
   Deadline write_deadline() const;
   LogTags tags() const;
 
-  Server& server_;
+  const SessionContext context_;
+  SessionHost& host_;
   const ConnId id_;
+  const boost::asio::ip::tcp::endpoint client_;
   boost::asio::ip::tcp::socket socket_;  // until the handshake gives it to channel_
   std::optional<Channel> channel_;
   std::optional<ConnectionHold> hold_;
   Role role_ = Role::none;
   std::optional<PublicKey> peer_;
   std::vector<std::uint8_t> first_request_;
+  // The one outcome counted for this session (closes_total); none while it runs, and none
+  // when its socket went to a tunnel (the tunnel counts its own close).
+  std::optional<CloseReason> outcome_;
+  // Joined before the first request; reset when run() ends, however it ends, so the relay
+  // forgets this connection on every path.
+  Registration registration_;
 
   // post() side: any thread.
   std::mutex inbox_mutex_;
@@ -101,15 +146,15 @@ class Session : public std::enable_shared_from_this<Session> {
   // Writer side.
   std::vector<Outbound> queue_;  // a few items at most; taken from the front
   RelayTimer wake_;  // the writer sleeps on it (relay clock: keepalive); cancel() wakes it
-  std::optional<Keepalive> keepalive_;
-  std::vector<PingToken> pongs_due_;
-  bool closing_ = false;
+  SessionKeepalive keepalive_;  // also fed by the reader (same worker)
+  // The reader dropped the socket without a word (a node that pings without reading): the
+  // writer sends nothing more.
+  bool dropped_ = false;
 
   // Reader side.
   bool reader_running_ = false;
   bool stopping_reader_ = false;  // set by the writer before it cancels the reader's wait
-  bool reader_failed_ = false;    // the reader ended because the peer closed or misbehaved
-  CloseReason reader_reason_ = CloseReason::normal;
+  std::optional<ReaderEnd> reader_end_;  // set when the peer closed, vanished or misbehaved
   boost::asio::steady_timer reader_done_;  // cancelled when the reader ends
 };
 

@@ -1,0 +1,276 @@
+#include "common/coro.hpp"
+#include "strelay/relay.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+
+namespace strelay {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+ConnectOutcome connect_outcome(RefuseReason reason) {
+  switch (reason) {
+    case RefuseReason::not_found: return ConnectOutcome::not_found;
+    case RefuseReason::rejected: return ConnectOutcome::rejected;
+    case RefuseReason::timeout: return ConnectOutcome::timeout;
+    case RefuseReason::peer_gone: return ConnectOutcome::peer_gone;
+    case RefuseReason::rate_limited: return ConnectOutcome::rate_limited;
+    case RefuseReason::overloaded: return ConnectOutcome::overloaded;
+    case RefuseReason::no_pending: return ConnectOutcome::no_pending;
+    case RefuseReason::not_allowed: return ConnectOutcome::not_allowed;
+  }
+  return ConnectOutcome::overloaded;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- Registration
+
+Registration& Registration::operator=(Registration&& other) noexcept {
+  if (this != &other) {
+    reset();
+    host_ = std::exchange(other.host_, nullptr);
+    id_ = other.id_;
+    peer_ = other.peer_;
+  }
+  return *this;
+}
+
+void Registration::submit(const NodeMessage& message) {
+  if (host_ != nullptr) host_->request(id_, peer_, message);
+}
+
+void Registration::reset() noexcept {
+  if (auto* host = std::exchange(host_, nullptr)) host->leave(id_);
+}
+
+// ---------------------------------------------------------------- Relay
+
+Relay::Relay(const Options& options, Metrics& metrics, Logger& log, TunnelObserver& observer,
+             asio::any_io_executor timer_executor)
+    : metrics_(metrics),
+      log_(log),
+      observer_(observer),
+      timer_executor_(std::move(timer_executor)),
+      state_(options.pairing),
+      tunnel_options_(options.tunnel) {}
+
+Registration Relay::join(ConnId id, const PublicKey& peer, std::shared_ptr<RelayMember> member) {
+  std::lock_guard lock(mutex_);
+  if (draining_) return {};
+  sessions_[id] = std::move(member);
+  return Registration(this, id, peer);
+}
+
+void Relay::request(ConnId id, const PublicKey& peer, const NodeMessage& message) {
+  std::lock_guard lock(mutex_);
+  auto actions = state_.handle(id, peer, message, Clock::now());
+  if (std::holds_alternative<Listen>(message)) metrics_.listen_total.inc();
+  arm_ttl_locked();
+  dispatch_locked(std::move(actions));
+}
+
+void Relay::leave(ConnId id) {
+  std::lock_guard lock(mutex_);
+  sessions_.erase(id);
+  if (stopped_) return;  // the workers are gone: nothing may be posted
+  dispatch_locked(state_.disconnect(id, Clock::now()));
+}
+
+void Relay::count_locked(const Action& action) {
+  if (const auto* send = std::get_if<SendTo>(&action)) {
+    if (const auto* refused = std::get_if<Refused>(&send->message)) {
+      const auto outcome = connect_outcome(refused->reason);
+      metrics_.connect_outcomes_total.inc(outcome);
+      if (outcome == ConnectOutcome::rate_limited) metrics_.limit_hits_total.inc(LimitReason::connect_rate);
+      if (outcome == ConnectOutcome::overloaded) metrics_.limit_hits_total.inc(LimitReason::half_tunnels);
+    }
+  } else if (const auto* close = std::get_if<CloseConn>(&action)) {
+    if (close->reason == CloseReason::replaced) metrics_.replaced_total.inc();
+  } else {
+    metrics_.connect_outcomes_total.inc(ConnectOutcome::connected);
+  }
+}
+
+// Decisions are posted while the lock is held (see the header). A pairing one of whose ends
+// has already gone is abandoned (its other end will find that when it arrives).
+void Relay::dispatch_locked(Actions actions) {
+  std::vector<std::shared_ptr<Rendezvous>> orphans;
+  metrics_.listeners.set(static_cast<std::int64_t>(state_.listeners()));
+  metrics_.half_tunnels.set(static_cast<std::int64_t>(state_.half_tunnels()));
+  auto find = [this](ConnId id) -> std::shared_ptr<RelayMember> {
+    auto it = sessions_.find(id);
+    return it == sessions_.end() ? nullptr : it->second.lock();
+  };
+  std::vector<std::pair<std::shared_ptr<RelayMember>, Outbound>> posts;
+  for (auto& action : actions) {
+    count_locked(action);
+    if (auto* send = std::get_if<SendTo>(&action)) {
+      if (auto session = find(send->to)) posts.emplace_back(std::move(session), std::move(send->message));
+    } else if (auto* close = std::get_if<CloseConn>(&action)) {
+      if (auto session = find(close->conn)) posts.emplace_back(std::move(session), close->reason);
+    } else {
+      const auto& paired = std::get<Paired>(action);
+      auto rendezvous = std::make_shared<Rendezvous>(
+          paired, log_, [this](const Paired& p, TunnelEnd connector, TunnelEnd acceptor, asio::any_io_executor ex) {
+            start_tunnel(p, std::move(connector), std::move(acceptor), std::move(ex));
+          });
+      for (ConnId id : {paired.connector, paired.acceptor}) {
+        if (auto session = find(id)) {
+          posts.emplace_back(std::move(session), rendezvous);
+        } else {
+          orphans.push_back(rendezvous);  // that end is already gone
+        }
+      }
+    }
+  }
+  for (auto& rendezvous : orphans) rendezvous->abandon(0);
+  for (auto& [session, item] : posts) session->post(std::move(item));
+}
+
+void Relay::arm_ttl_locked() {
+  const auto next = state_.next_deadline();
+  if (!next || (ttl_armed_at_ && *ttl_armed_at_ <= *next)) return;
+  ttl_armed_at_ = next;
+  asio::post(timer_executor_, [this] {
+    std::lock_guard lock(mutex_);
+    if (ttl_timer_ != nullptr) ttl_timer_->cancel();
+  });
+}
+
+void Relay::start() { asio::co_spawn(timer_executor_, ttl_loop(), asio::detached); }
+
+asio::awaitable<void> Relay::ttl_loop() {
+  RelayTimer timer(timer_executor_);
+  {
+    std::lock_guard lock(mutex_);
+    ttl_timer_ = &timer;
+  }
+  // Cleared however the loop ends, including when its io_context destroys it.
+  struct Forget {
+    Relay& relay;
+    ~Forget() {
+      std::lock_guard lock(relay.mutex_);
+      relay.ttl_timer_ = nullptr;
+    }
+  } forget{*this};
+  for (;;) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopped_) break;
+      ttl_armed_at_ = state_.next_deadline();
+      timer.expires_at(ttl_armed_at_.value_or(Clock::time_point::max()));
+    }
+    co_await timer.async_wait(await_tuple);
+    std::lock_guard lock(mutex_);
+    if (stopped_) break;
+    dispatch_locked(state_.expire(Clock::now()));
+  }
+}
+
+void Relay::start_tunnel(const Paired& pairing, TunnelEnd connector, TunnelEnd acceptor,
+                         asio::any_io_executor executor) {
+  // Both descriptors go onto this worker: a tunnel runs on one thread, without locks.
+  tcp::socket a(executor);
+  tcp::socket b(executor);
+  boost::system::error_code ec;
+  a.assign(tcp::v6(), std::exchange(connector.fd, -1), ec);  // the protocol only tags the socket
+  b.assign(tcp::v6(), std::exchange(acceptor.fd, -1), ec);
+  Tunnel::Options options;
+  {
+    std::lock_guard lock(mutex_);
+    options = tunnel_options_;
+  }
+  auto tunnel = std::make_shared<Tunnel>(std::move(a), std::move(b), options, &observer_);
+  track(tunnel);
+  auto holds = std::make_shared<std::pair<ConnectionHold, ConnectionHold>>(std::move(connector.hold),
+                                                                          std::move(acceptor.hold));
+  auto run = [this, tunnel, pairing, holds]() -> asio::awaitable<void> {
+    GaugeHold live(metrics_.tunnels);
+    log_.info("tunnel_open", LogTags{pairing.connector, pairing.connector_key},
+              {{"listener", pairing.listener_key}, {"acceptor_conn", pairing.acceptor}});
+    const auto result = co_await tunnel->run();
+    untrack(tunnel.get());  // its close was counted before its sockets closed
+    log_.info("tunnel_closed", LogTags{pairing.connector, pairing.connector_key},
+              {{"reason", metric_label(result.reason)},
+               {"bytes_to_listener", result.bytes[0]},
+               {"bytes_to_connector", result.bytes[1]},
+               {"spliced", result.spliced}});
+  };
+  asio::co_spawn(executor, std::move(run), asio::detached);
+}
+
+void Relay::track(const std::shared_ptr<Tunnel>& tunnel) {
+  std::lock_guard lock(mutex_);
+  tunnels_[tunnel.get()] = tunnel;
+  if (draining_) tunnel->stop(CloseReason::shutdown);
+}
+
+void Relay::untrack(const Tunnel* tunnel) {
+  std::lock_guard lock(mutex_);
+  tunnels_.erase(tunnel);
+}
+
+void Relay::set_options(const Options& options) {
+  std::lock_guard lock(mutex_);
+  state_.set_limits(options.pairing);
+  tunnel_options_ = options.tunnel;
+}
+
+void Relay::set_allowlist(std::optional<Allowlist> allowlist) {
+  metrics_.allowlist_keys.set(allowlist ? static_cast<std::int64_t>(allowlist->size()) : -1);
+  std::lock_guard lock(mutex_);
+  dispatch_locked(state_.set_allowlist(std::move(allowlist)));
+}
+
+void Relay::begin_drain() {
+  std::lock_guard lock(mutex_);
+  draining_ = true;
+}
+
+void Relay::close_all(CloseReason reason) {
+  std::vector<std::shared_ptr<Tunnel>> tunnels;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [id, weak] : sessions_) {
+      if (auto session = weak.lock()) session->post(reason);
+    }
+    for (auto& [ptr, weak] : tunnels_) {
+      if (auto tunnel = weak.lock()) tunnels.push_back(std::move(tunnel));
+    }
+  }
+  for (auto& tunnel : tunnels) tunnel->stop(reason);
+}
+
+void Relay::stop() {
+  std::lock_guard lock(mutex_);
+  stopped_ = true;
+  if (ttl_timer_ != nullptr) ttl_timer_->cancel();
+}
+
+std::size_t Relay::sessions() const {
+  std::lock_guard lock(mutex_);
+  return sessions_.size();
+}
+
+std::size_t Relay::listeners() const {
+  std::lock_guard lock(mutex_);
+  return state_.listeners();
+}
+
+std::size_t Relay::half_tunnels() const {
+  std::lock_guard lock(mutex_);
+  return state_.half_tunnels();
+}
+
+std::size_t Relay::tunnels() const {
+  std::lock_guard lock(mutex_);
+  return tunnels_.size();
+}
+
+}  // namespace strelay
