@@ -71,6 +71,15 @@ class Front : public std::enable_shared_from_this<Front> {
 
   asio::awaitable<void> run();
   asio::any_io_executor executor() { return socket_.get_executor(); }
+  // After run(): whatever was not handed on is closed and released now, not at the deadline.
+  void finish() {
+    watchdog_.cancel();
+    close_now();
+    handed_off_ = true;
+    pending_.release();
+    connection_.release();
+    admitted_.reset();
+  }
 
  private:
   enum class Prefix { proxied, not_proxy, done };
@@ -298,7 +307,18 @@ asio::awaitable<void> Front::write_plain(http::status status, unsigned version, 
   res.keep_alive(false);
   res.body() = std::move(body);
   res.prepare_payload();
-  co_await http::async_write(socket_, res, await_tuple);
+  auto [ec, n] = co_await http::async_write(socket_, res, await_tuple);
+  if (ec) co_return;
+  // A close with unread bytes would be a reset that destroys the answer on its way: say we
+  // are done, and read (discarding, bounded by the deadline) until the client closes too.
+  boost::system::error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  std::array<std::uint8_t, 4096> sink{};
+  for (std::size_t drained = 0; drained < 64 * 1024;) {
+    auto [rec, got] = co_await socket_.async_read_some(asio::buffer(sink), await_tuple);
+    if (rec) break;
+    drained += got;
+  }
 }
 
 asio::awaitable<void> Front::serve_http() {
@@ -312,7 +332,9 @@ asio::awaitable<void> Front::serve_http() {
   }
   for (std::size_t served = 0; served < http_max_requests_per_connection; ++served) {
     http::request_parser<http::empty_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(carrier.max_request_bytes));
+    // Beast's limit leaves out the blank line that ends the header (4 bytes): the request,
+    // blank line included, is at most max_request_bytes.
+    parser.header_limit(static_cast<std::uint32_t>(carrier.max_request_bytes - 4));
     parser.body_limit(0);
     auto [ec, bytes] = co_await http::async_read(socket_, buffer, parser, await_tuple);
     if (ec) {
@@ -489,7 +511,10 @@ void start_front(Server& server, FrontEntry entry) {
   auto executor = front->executor();
   // The lambda owns the front until its coroutine ends: the coroutine starts later, on the
   // socket's worker, after this function has returned.
-  auto body = [front]() -> asio::awaitable<void> { co_await front->run(); };
+  auto body = [front]() -> asio::awaitable<void> {
+    co_await front->run();
+    front->finish();
+  };
   asio::co_spawn(executor, std::move(body), [&server](std::exception_ptr error) {
     if (!error) return;
     // A bug, not a client's doing: log it and let the other connections go on.

@@ -17,7 +17,12 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 
-asio::awaitable<WsSocket> open_websocket(const tcp::endpoint& relay, WsOptions options) {
+const WsOptions& default_ws_options() {
+  static const WsOptions options;
+  return options;
+}
+
+asio::awaitable<WsSocket> open_websocket(const tcp::endpoint& relay, const WsOptions& options) {
   auto executor = co_await asio::this_coro::executor;
   WsSocket out{{}, 0, tcp::socket(executor)};
   tcp::socket socket(executor);
@@ -49,10 +54,10 @@ asio::awaitable<WsSocket> open_websocket(const tcp::endpoint& relay, WsOptions o
 }
 
 asio::awaitable<RelayConnection> open_ws_connection(const RelayAddress& relay, const Identity& self,
-                                                   const NodeMessage& request, WsOptions options,
+                                                   const NodeMessage& request, const WsOptions& options,
                                                    std::chrono::milliseconds timeout) {
   RelayConnection out;
-  auto ws = co_await open_websocket(relay.endpoint, std::move(options));
+  auto ws = co_await open_websocket(relay.endpoint, options);
   if (ws.error) {
     out.error = ws.error;
     co_return out;

@@ -33,14 +33,21 @@ struct WsSocket {
   tcp::socket socket;               // carries the stream's bytes when !error
 };
 
-// Connects to `relay` and upgrades at options.path.
-boost::asio::awaitable<WsSocket> open_websocket(const tcp::endpoint& relay, WsOptions options = {});
+// Connects to `relay` and upgrades at options.path (by reference: co_await the call at once).
+boost::asio::awaitable<WsSocket> open_websocket(const tcp::endpoint& relay, const WsOptions& options);
 
 // open_connection() over WebSocket: the handshake pinned to relay.key, `request` in msg3.
 boost::asio::awaitable<RelayConnection> open_ws_connection(const RelayAddress& relay, const Identity& self,
-                                                          const NodeMessage& request, WsOptions options = {},
+                                                          const NodeMessage& request, const WsOptions& options,
                                                           std::chrono::milliseconds timeout =
                                                               std::chrono::milliseconds(10000));
+// The same with the default options. (No default argument: GCC 12 destroys a default argument's
+// temporary twice in a co_await expression.)
+const WsOptions& default_ws_options();
+inline boost::asio::awaitable<RelayConnection> open_ws_connection(const RelayAddress& relay, const Identity& self,
+                                                                 const NodeMessage& request) {
+  return open_ws_connection(relay, self, request, default_ws_options());
+}
 
 // make_pipe() with each of its three connections on the chosen carrier (true: WebSocket).
 struct Carriers {
