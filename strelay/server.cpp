@@ -13,6 +13,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "strelay/front.hpp"
 #include "strelay/session.hpp"
 
 namespace strelay {
