@@ -31,6 +31,9 @@ namespace strelay {
 struct ConnectionHold {
   Admission::Admitted admitted;
   GaugeHold connection;
+  // The handshake's absolute deadline when it started before the Session (the carrier's front
+  // door: peeking, a PROXY header, a WebSocket upgrade); nullopt: from the Session's start.
+  std::optional<TimePoint> deadline{};
 };
 
 // One end of a pairing, released by its session: the rendezvous (then the tunnel) owns `fd`.
