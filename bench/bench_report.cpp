@@ -17,12 +17,11 @@ using namespace bench;
 
 namespace {
 
-const std::vector<std::pair<std::string, std::string>> sections{
-    {"bulk", "1. Bulk forwarding"},
-    {"setup", "2. Session set-up"},
-    {"handshake", "3. Handshakes"},
-    {"idle", "4. Idle scale"},
-    {"fairness", "5. Fairness"}};
+const std::vector<std::pair<std::string, std::string>> sections{{"bulk", "1. Bulk forwarding"},
+                                                                {"setup", "2. Session set-up"},
+                                                                {"handshake", "3. Handshakes"},
+                                                                {"idle", "4. Idle scale"},
+                                                                {"fairness", "5. Fairness"}};
 
 std::string num(double v) {
   std::ostringstream out;
@@ -37,7 +36,9 @@ std::string text(const json& j, const char* key) {
   return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
 }
 
-std::string cell(const json& f, const char* key) { return f.contains(key) ? num(f[key].get<double>()) : "-"; }
+std::string cell(const json& f, const char* key) {
+  return f.contains(key) ? num(f[key].get<double>()) : "-";
+}
 
 std::string target_cell(const json& f) {
   if (!f.contains("target")) return "";
@@ -50,9 +51,9 @@ std::string met_cell(const json& f) {
 }
 
 void figure_row(std::ostream& md, const json& f) {
-  md << "| " << f["label"].get<std::string>() << " | " << cell(f, "median") << " | " << cell(f, "min") << " | "
-     << cell(f, "max") << " | " << f["unit"].get<std::string>() << " | " << target_cell(f) << " | " << met_cell(f)
-     << " |\n";
+  md << "| " << f["label"].get<std::string>() << " | " << cell(f, "median") << " | "
+     << cell(f, "min") << " | " << cell(f, "max") << " | " << f["unit"].get<std::string>() << " | "
+     << target_cell(f) << " | " << met_cell(f) << " |\n";
 }
 
 const char* table_head =
@@ -64,7 +65,8 @@ void write_plot_data(const json& bulk, const fs::path& dir) {
   for (const std::string metric : {"gib_per_s", "cpu_s_per_gib"}) {
     std::ofstream out(dir / ("bulk_" + metric + ".dat"));
     out << "kind";
-    for (const auto& p : pairs) out << " " << p.get<int>() << "_pair" << (p.get<int>() == 1 ? "" : "s");
+    for (const auto& p : pairs)
+      out << " " << p.get<int>() << "_pair" << (p.get<int>() == 1 ? "" : "s");
     out << "\n";
     for (const auto& kind : bulk["parameters"]["kinds"]) {
       const auto k = kind.get<std::string>();
@@ -102,15 +104,17 @@ int main(int argc, char** argv) {
 
   std::ofstream md(dir / "report.md");
   md << "# strelay benchmark report\n\n";
-  md << "Produced by `scripts/bench" << (text(machine, "mode") == "quick" ? " --quick" : "") << "` on "
-     << text(machine, "date") << " (commit " << text(machine, "commit") << ").\n\n";
+  md << "Produced by `scripts/bench" << (text(machine, "mode") == "quick" ? " --quick" : "")
+     << "` on " << text(machine, "date") << " (commit " << text(machine, "commit") << ").\n\n";
   md << "Machine: " << text(machine, "cpu") << ", " << text(machine, "cores") << " cores, "
      << text(machine, "os") << ", kernel " << text(machine, "kernel") << ". Load average "
      << text(machine, "load_before") << " before the run and " << text(machine, "load_after")
      << " after it.\n\n";
-  md << "Every figure is the median over rounds, with min and max. Each round measures strelay and\n"
+  md << "Every figure is the median over rounds, with min and max. Each round measures strelay "
+        "and\n"
         "its references back to back, and every ratio is taken within one round. The machine is\n"
-        "shared with other jobs, so absolute figures drift between rounds and runs; the ratios are\n"
+        "shared with other jobs, so absolute figures drift between rounds and runs; the ratios "
+        "are\n"
         "what to compare. Loopback only; the client side (senders, receivers, the handshake\n"
         "generator) runs on the same two cores as the relay.\n\n";
   md << "![bulk throughput and CPU per GiB](bulk.svg)\n\n";
@@ -131,7 +135,9 @@ int main(int argc, char** argv) {
     md << "Parameters: `" << all[name]["parameters"].dump() << "`\n\n" << table_head;
     for (const auto& f : all[name]["figures"]) figure_row(md, f);
     for (const auto& f : all[name]["figures"]) {
-      if (f.contains("note")) md << "\n- " << f["label"].get<std::string>() << ": " << f["note"].get<std::string>() << "\n";
+      if (f.contains("note"))
+        md << "\n- " << f["label"].get<std::string>() << ": " << f["note"].get<std::string>()
+           << "\n";
     }
   }
   if (all.contains("bulk")) write_plot_data(all["bulk"], dir);

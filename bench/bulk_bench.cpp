@@ -58,7 +58,8 @@ RunResult transfer(const std::vector<Connection>& conns, std::uint64_t per_pair,
       std::vector<char> buffer(io_chunk, 'x');
       std::uint64_t left = per_pair;
       while (left > 0) {
-        const ssize_t n = ::send(fd, buffer.data(), std::min<std::uint64_t>(left, io_chunk), MSG_NOSIGNAL);
+        const ssize_t n =
+            ::send(fd, buffer.data(), std::min<std::uint64_t>(left, io_chunk), MSG_NOSIGNAL);
         if (n <= 0) break;
         left -= static_cast<std::uint64_t>(n);
       }
@@ -76,7 +77,8 @@ RunResult transfer(const std::vector<Connection>& conns, std::uint64_t per_pair,
     });
   }
   // Watchdog: a run that overstays its limit is cut (every socket shut down) and marked failed.
-  const auto until = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(limit));
+  const auto until =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(limit));
   // Done when every sender has handed over its bytes and every receiver has seen its EOF.
   const int ends = 2 * static_cast<int>(conns.size());
   while (finished.load() < ends && Clock::now() < until) {
@@ -113,7 +115,8 @@ struct Setup {
 
 std::vector<Connection> connect_plain(Setup& s, const std::string& kind, int pairs) {
   // Nothing from an earlier run may still wait in the sink's queue, or pairs would mismatch.
-  for (pollfd p{s.sink_fd, POLLIN, 0}; ::poll(&p, 1, 0) > 0;) ::close(::accept4(s.sink_fd, nullptr, nullptr, 0));
+  for (pollfd p{s.sink_fd, POLLIN, 0}; ::poll(&p, 1, 0) > 0;)
+    ::close(::accept4(s.sink_fd, nullptr, nullptr, 0));
   std::vector<Connection> conns;
   for (int i = 0; i < pairs; ++i) {
     const int send_fd = connect_to("127.0.0.1", s.ports.at(kind));
@@ -137,8 +140,8 @@ std::vector<Connection> connect_relay(Setup& s, int pairs) {
     }
     std::vector<Connection> conns;
     for (int i = 0; i < pairs; ++i) {
-      auto ends = co_await open_tunnel(s.hop, source_address(static_cast<std::size_t>(i)), connector,
-                                       listener, *listening);
+      auto ends = co_await open_tunnel(s.hop, source_address(static_cast<std::size_t>(i)),
+                                       connector, listener, *listening);
       if (ends.error) die("tunnel: " + ends.error.message());
       conns.push_back({take_blocking_fd(*ends.connector), take_blocking_fd(*ends.acceptor)});
     }
@@ -148,7 +151,8 @@ std::vector<Connection> connect_relay(Setup& s, int pairs) {
   return run_until_done(s.ioc, task());
 }
 
-RunResult run_once(Setup& s, const std::string& kind, int pairs, std::uint64_t bytes, double limit) {
+RunResult run_once(Setup& s, const std::string& kind, int pairs, std::uint64_t bytes,
+                   double limit) {
   const auto conns = kind == "strelay" ? connect_relay(s, pairs) : connect_plain(s, kind, pairs);
   const auto it = s.pids.find(kind);
   const double cpu0 = it == s.pids.end() ? 0 : proc_cpu_seconds(it->second);
@@ -187,7 +191,9 @@ int main(int argc, char** argv) {
   const double limit = flags.num("run-limit", 120);
   // --kinds strelay,splice: a subset, for profiling (the ratios need every kind they name).
   kinds = split(flags.str("kinds", "direct,splice,copy,socat,strelay"));
-  const auto has = [](const std::string& k) { return std::find(kinds.begin(), kinds.end(), k) != kinds.end(); };
+  const auto has = [](const std::string& k) {
+    return std::find(kinds.begin(), kinds.end(), k) != kinds.end();
+  };
   const auto dir = scratch_dir("bulk");
 
   Setup s;
@@ -216,9 +222,9 @@ int main(int argc, char** argv) {
         const auto res = run_once(s, kind, pairs, bytes, limit);
         if (!res.ok) ++failures;
         results[pairs][kind].push_back(res);
-        std::fprintf(stderr, "bulk round %d pairs %d %-7s %6.3f GiB/s cpu %.3f s/GiB%s\n", r + 1, pairs,
-                     kind.c_str(), res.bytes / gib / res.seconds, res.cpu / (res.bytes / gib),
-                     res.ok ? "" : " FAILED");
+        std::fprintf(stderr, "bulk round %d pairs %d %-7s %6.3f GiB/s cpu %.3f s/GiB%s\n", r + 1,
+                     pairs, kind.c_str(), res.bytes / gib / res.seconds,
+                     res.cpu / (res.bytes / gib), res.ok ? "" : " FAILED");
       }
     }
   }
@@ -228,8 +234,10 @@ int main(int argc, char** argv) {
   for (int pairs : pair_counts) {
     const std::string p = "p" + std::to_string(pairs);
     for (const auto& kind : kinds) {
-      Figure tput{"bulk." + p + "." + kind + ".gib_per_s", kind + ", " + std::to_string(pairs) + " pair(s): throughput", "GiB/s"};
-      Figure cpu{"bulk." + p + "." + kind + ".cpu_s_per_gib", kind + ", " + std::to_string(pairs) + " pair(s): forwarder CPU", "s/GiB"};
+      Figure tput{"bulk." + p + "." + kind + ".gib_per_s",
+                  kind + ", " + std::to_string(pairs) + " pair(s): throughput", "GiB/s"};
+      Figure cpu{"bulk." + p + "." + kind + ".cpu_s_per_gib",
+                 kind + ", " + std::to_string(pairs) + " pair(s): forwarder CPU", "s/GiB"};
       for (const auto& res : results[pairs][kind]) {
         tput.values.push_back(res.bytes / gib / res.seconds);
         cpu.values.push_back(res.cpu / (res.bytes / gib));
@@ -239,8 +247,12 @@ int main(int argc, char** argv) {
     }
     for (const std::string ref : {"splice", "copy", "socat", "direct"}) {
       if (!has("strelay") || !has(ref)) continue;
-      Figure tput{"bulk." + p + ".strelay_vs_" + ref + ".throughput", "strelay / " + ref + " throughput, " + std::to_string(pairs) + " pair(s)", "ratio"};
-      Figure cpu{"bulk." + p + ".strelay_vs_" + ref + ".cpu", "strelay / " + ref + " CPU per GiB, " + std::to_string(pairs) + " pair(s)", "ratio"};
+      Figure tput{"bulk." + p + ".strelay_vs_" + ref + ".throughput",
+                  "strelay / " + ref + " throughput, " + std::to_string(pairs) + " pair(s)",
+                  "ratio"};
+      Figure cpu{"bulk." + p + ".strelay_vs_" + ref + ".cpu",
+                 "strelay / " + ref + " CPU per GiB, " + std::to_string(pairs) + " pair(s)",
+                 "ratio"};
       for (int r = 0; r < rounds; ++r) {
         const auto& a = results[pairs]["strelay"][static_cast<std::size_t>(r)];
         const auto& b = results[pairs][ref][static_cast<std::size_t>(r)];
@@ -259,7 +271,9 @@ int main(int argc, char** argv) {
   // Many pairs: aggregate throughput at the largest pair count over one pair, per round.
   if (pair_counts.size() > 1 && pair_counts.front() == 1 && has("strelay")) {
     const int most = pair_counts.back();
-    Figure scale{"bulk.strelay.p" + std::to_string(most) + "_vs_p1", "strelay aggregate throughput, " + std::to_string(most) + " pairs / 1 pair", "ratio"};
+    Figure scale{"bulk.strelay.p" + std::to_string(most) + "_vs_p1",
+                 "strelay aggregate throughput, " + std::to_string(most) + " pairs / 1 pair",
+                 "ratio"};
     for (int r = 0; r < rounds; ++r) {
       const auto& a = results[most]["strelay"][static_cast<std::size_t>(r)];
       const auto& b = results[1]["strelay"][static_cast<std::size_t>(r)];
@@ -271,7 +285,10 @@ int main(int argc, char** argv) {
     }
     figures.push_back(scale);
   }
-  json params{{"bytes_per_run", bytes}, {"pairs", pair_counts}, {"rounds", rounds}, {"kinds", kinds},
+  json params{{"bytes_per_run", bytes},
+              {"pairs", pair_counts},
+              {"rounds", rounds},
+              {"kinds", kinds},
               {"failed_runs", failures}};
   std::printf("%s\n", report("bulk", params, figures).dump(1).c_str());
   ::close(s.sink_fd);

@@ -10,6 +10,9 @@
 // samples, each a loop bounded by time. Single-threaded: "per core". Time is the thread's CPU
 // time (CLOCK_THREAD_CPUTIME_ID), so other processes on a busy machine distort it less than
 // wall time would; a sample therefore lasts at least its seconds of wall time.
+#include <sodium.h>
+#include <time.h>
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -18,9 +21,6 @@
 #include <functional>
 #include <string>
 #include <vector>
-
-#include <sodium.h>
-#include <time.h>
 
 #include "common/handshake.hpp"
 #include "common/keys.hpp"
@@ -57,8 +57,8 @@ double time_per_call_us(const std::function<void()>& op) {
   std::vector<double> per_call;
   for (int s = 0; s < samples; ++s) {
     const auto start = Clock::now();
-    const auto deadline =
-        start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(sample_seconds));
+    const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(sample_seconds));
     std::size_t calls = 0;
     Clock::time_point now;
     do {
@@ -84,9 +84,8 @@ SideTimes time_handshake_sides(const Identity& node, const Identity& relay) {
   for (int s = 0; s < samples; ++s) {
     Clock::duration initiator_total{}, responder_total{};
     std::size_t count = 0;
-    const auto deadline =
-        Clock::now() +
-        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(2 * sample_seconds));
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(2 * sample_seconds));
     while (Clock::now() < deadline) {
       auto t0 = Clock::now();
       InitiatorHandshake initiator(node, relay.public_key(), HandshakeLayer::hop);
@@ -150,12 +149,12 @@ int main(int argc, char** argv) {
   const double dh = time_per_call_us(
       [&] { sink = sink + crypto_scalarmult(shared.data(), secret.data(), peer_pub.data()); });
   const double sign = time_per_call_us([&] {
-    sink = sink + crypto_sign_detached(sig.data(), nullptr, message.data(), message.size(),
-                                       sk.data());
+    sink =
+        sink + crypto_sign_detached(sig.data(), nullptr, message.data(), message.size(), sk.data());
   });
   const double verify = time_per_call_us([&] {
-    sink = sink + crypto_sign_verify_detached(sig.data(), message.data(), message.size(),
-                                              pk.data());
+    sink =
+        sink + crypto_sign_verify_detached(sig.data(), message.data(), message.size(), pk.data());
   });
   const double point_check =
       time_per_call_us([&] { sink = sink + crypto_core_ed25519_is_valid_point(pk.data()); });

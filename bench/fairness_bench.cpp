@@ -31,7 +31,9 @@ struct Pair {
 };
 
 timespec to_timespec(Clock::duration d) {
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::max(d, Clock::duration::zero())).count();
+  const auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::max(d, Clock::duration::zero()))
+          .count();
   return timespec{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
 }
 
@@ -56,16 +58,19 @@ void echo_loop(const std::vector<Pair>& pairs, const std::atomic<bool>& stop) {
 }
 
 // Paced ping-pong on every pair for `seconds`; returns the round trips in seconds.
-std::vector<double> ping_loop(const std::vector<Pair>& pairs, double seconds, Clock::duration interval) {
+std::vector<double> ping_loop(const std::vector<Pair>& pairs, double seconds,
+                              Clock::duration interval) {
   const std::size_t n = pairs.size();
   std::vector<pollfd> fds;
   for (const auto& p : pairs) fds.push_back({p.client, POLLIN, 0});
   const auto start = Clock::now();
-  const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  const auto end =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   std::vector<Clock::time_point> next(n), sent(n);
   std::vector<bool> waiting(n, false);
   std::vector<std::size_t> got(n, 0);
-  for (std::size_t i = 0; i < n; ++i) next[i] = start + interval * static_cast<long>(i) / static_cast<long>(n);
+  for (std::size_t i = 0; i < n; ++i)
+    next[i] = start + interval * static_cast<long>(i) / static_cast<long>(n);
   std::vector<double> rtts;
   std::array<char, ping_bytes> ping{};
   std::array<char, 4096> buffer{};
@@ -74,7 +79,8 @@ std::vector<double> ping_loop(const std::vector<Pair>& pairs, double seconds, Cl
     for (std::size_t i = 0; i < n; ++i) {
       if (waiting[i]) continue;
       if (now >= next[i]) {
-        if (::send(pairs[i].client, ping.data(), ping.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(ping.size())) {
+        if (::send(pairs[i].client, ping.data(), ping.size(), MSG_NOSIGNAL) !=
+            static_cast<ssize_t>(ping.size())) {
           die("ping send failed");
         }
         waiting[i] = true;
@@ -137,12 +143,14 @@ Pair direct_pair() {
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof addr;
-  if (server < 0 || ::bind(server, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(server, 1) != 0 ||
+  if (server < 0 || ::bind(server, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(server, 1) != 0 ||
       ::getsockname(server, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     die("direct pair: cannot listen on loopback");
   }
   const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (client < 0 || ::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) die("direct pair: connect");
+  if (client < 0 || ::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    die("direct pair: connect");
   const int accepted = ::accept4(server, nullptr, nullptr, SOCK_CLOEXEC);
   if (accepted < 0) die("direct pair: accept");
   ::close(server);
@@ -154,7 +162,8 @@ std::vector<Pair> open_pairs(asio::io_context& ioc, const Hop& hop, std::size_t 
   const auto connector = Identity::generate();
   auto task = [&]() -> asio::awaitable<std::vector<Pair>> {
     std::optional<Channel> listening;
-    if (auto ec = co_await open_listener(hop, source_address(0), listener, listening)) die("listen: " + ec.message());
+    if (auto ec = co_await open_listener(hop, source_address(0), listener, listening))
+      die("listen: " + ec.message());
     std::vector<Pair> pairs;
     for (std::size_t i = 0; i < count; ++i) {
       auto ends = co_await open_tunnel(hop, source_address(i), connector, listener, *listening);
@@ -188,9 +197,12 @@ int main(int argc, char** argv) {
   Figure busy_p50("fairness.loaded.p50", "small pairs' round trip p50, with one bulk pair", "ms");
   Figure busy_p99("fairness.loaded.p99", "small pairs' round trip p99, with one bulk pair", "ms");
   Figure ratio("fairness.p99_ratio", "p99 with bulk / p99 alone", "ratio");
-  Figure outside_p99("fairness.outside.p99", "small pairs' round trip p99, with a bulk pair outside the relay", "ms");
-  Figure share("fairness.relay_share", "p99 with bulk through the relay / with bulk outside it", "ratio");
-  Figure outside_rate("fairness.outside_gib_per_s", "the outside bulk pair's throughput meanwhile", "GiB/s");
+  Figure outside_p99("fairness.outside.p99",
+                     "small pairs' round trip p99, with a bulk pair outside the relay", "ms");
+  Figure share("fairness.relay_share", "p99 with bulk through the relay / with bulk outside it",
+               "ratio");
+  Figure outside_rate("fairness.outside_gib_per_s", "the outside bulk pair's throughput meanwhile",
+                      "GiB/s");
   Figure bulk_rate("fairness.bulk_gib_per_s", "the bulk pair's throughput meanwhile", "GiB/s");
   Figure samples("fairness.samples", "round trips measured per phase", "count");
   ratio.target = 2.0;
@@ -209,7 +221,8 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let it reach full speed
       const std::uint64_t before = bulk.bytes.load();
       rtts = ping_loop(pairs, seconds, interval);
-      gib_per_s = static_cast<double>(bulk.bytes.load() - before) / (1024.0 * 1024.0 * 1024.0) / seconds;
+      gib_per_s =
+          static_cast<double>(bulk.bytes.load() - before) / (1024.0 * 1024.0 * 1024.0) / seconds;
       bulk.finish();
     };
     const Pair direct = direct_pair();
@@ -239,16 +252,21 @@ int main(int argc, char** argv) {
     share.values.push_back(quantile(loaded, 0.99) / quantile(outside, 0.99));
     outside_rate.values.push_back(direct_rate);
     bulk_rate.values.push_back(rate);
-    samples.values.push_back(static_cast<double>(std::min({alone.size(), loaded.size(), outside.size()})));
+    samples.values.push_back(
+        static_cast<double>(std::min({alone.size(), loaded.size(), outside.size()})));
     std::fprintf(stderr,
-                 "fairness round %d: p99 alone %.3f ms, with bulk %.3f ms (bulk %.2f GiB/s), with bulk outside the "
+                 "fairness round %d: p99 alone %.3f ms, with bulk %.3f ms (bulk %.2f GiB/s), with "
+                 "bulk outside the "
                  "relay %.3f ms (%.2f GiB/s)\n",
-                 r + 1, 1e3 * quantile(alone, 0.99), 1e3 * quantile(loaded, 0.99), rate, 1e3 * quantile(outside, 0.99),
-                 direct_rate);
+                 r + 1, 1e3 * quantile(alone, 0.99), 1e3 * quantile(loaded, 0.99), rate,
+                 1e3 * quantile(outside, 0.99), direct_rate);
   }
-  const std::vector<Figure> figures{idle_p50, idle_p99,    busy_p50,   busy_p99,     ratio,
-                                    bulk_rate, outside_p99, share, outside_rate, samples};
-  json params{{"pairs", count}, {"seconds", seconds}, {"interval_ms", interval.count()}, {"rounds", rounds},
+  const std::vector<Figure> figures{idle_p50,  idle_p99,    busy_p50, busy_p99,     ratio,
+                                    bulk_rate, outside_p99, share,    outside_rate, samples};
+  json params{{"pairs", count},
+              {"seconds", seconds},
+              {"interval_ms", interval.count()},
+              {"rounds", rounds},
               {"ping_bytes", ping_bytes}};
   std::printf("%s\n", report("fairness", params, figures).dump(1).c_str());
   fs::remove_all(dir);

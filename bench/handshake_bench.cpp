@@ -61,17 +61,26 @@ Primitives measure_primitives(double seconds) {
   crypto_sign_detached(sig.data(), nullptr, message.data(), message.size(), sk.data());
   volatile int sink = 0;
   Primitives p{};
-  p.keypair = cost_us([&] {
-    randombytes_buf(secret.data(), secret.size());
-    sink = sink + crypto_scalarmult_base(pub.data(), secret.data());
-  }, seconds);
-  p.dh = cost_us([&] { sink = sink + crypto_scalarmult(shared.data(), secret.data(), peer.data()); }, seconds);
-  p.sign = cost_us([&] {
-    sink = sink + crypto_sign_detached(sig.data(), nullptr, message.data(), message.size(), sk.data());
-  }, seconds);
-  p.verify = cost_us([&] {
-    sink = sink + crypto_sign_verify_detached(sig.data(), message.data(), message.size(), pk.data());
-  }, seconds);
+  p.keypair = cost_us(
+      [&] {
+        randombytes_buf(secret.data(), secret.size());
+        sink = sink + crypto_scalarmult_base(pub.data(), secret.data());
+      },
+      seconds);
+  p.dh = cost_us(
+      [&] { sink = sink + crypto_scalarmult(shared.data(), secret.data(), peer.data()); }, seconds);
+  p.sign = cost_us(
+      [&] {
+        sink = sink +
+               crypto_sign_detached(sig.data(), nullptr, message.data(), message.size(), sk.data());
+      },
+      seconds);
+  p.verify = cost_us(
+      [&] {
+        sink = sink +
+               crypto_sign_verify_detached(sig.data(), message.data(), message.size(), pk.data());
+      },
+      seconds);
   p.point = cost_us([&] { sink = sink + crypto_core_ed25519_is_valid_point(pk.data()); }, seconds);
   return p;
 }
@@ -88,14 +97,19 @@ int main(int argc, char** argv) {
   const auto dir = scratch_dir("handshake");
   auto relay = start_relay(bin, dir);
 
-  Figure per_cpu("handshake.relay_per_cpu_second", "relay handshakes per CPU second (per core)", "1/s");
-  Figure wall("handshake.wall_per_second", "handshakes per second, wall clock (generator-bound)", "1/s");
-  Figure crypto_bound("handshake.crypto_bound", "responder crypto alone: 1 / (keypair+DH+sign+verify+point)", "1/s");
-  Figure ratio("handshake.relay_vs_crypto", "relay rate per CPU second / crypto-alone rate", "ratio");
+  Figure per_cpu("handshake.relay_per_cpu_second", "relay handshakes per CPU second (per core)",
+                 "1/s");
+  Figure wall("handshake.wall_per_second", "handshakes per second, wall clock (generator-bound)",
+              "1/s");
+  Figure crypto_bound("handshake.crypto_bound",
+                      "responder crypto alone: 1 / (keypair+DH+sign+verify+point)", "1/s");
+  Figure ratio("handshake.relay_vs_crypto", "relay rate per CPU second / crypto-alone rate",
+               "ratio");
   Figure relay_us("handshake.relay_cpu_us", "relay CPU per handshake", "us");
   Figure fresh_per_cpu("handshake.fresh.relay_per_cpu_second",
                        "relay handshakes per CPU second, a new node identity for each", "1/s");
-  Figure fresh_us("handshake.fresh.relay_cpu_us", "relay CPU per handshake, a new node identity for each", "us");
+  Figure fresh_us("handshake.fresh.relay_cpu_us",
+                  "relay CPU per handshake, a new node identity for each", "us");
   std::map<std::string, Figure> prims;
   for (const std::string name : {"keypair", "dh", "sign", "verify", "point"}) {
     prims.emplace(name, Figure("handshake.primitive." + name, "libsodium " + name, "us"));
@@ -108,9 +122,14 @@ int main(int argc, char** argv) {
     const auto out = dir / (name + ".json");
     const double cpu0 = relay.process.cpu_seconds();
     {
-      std::vector<std::string> args{(bin / "handshake_load").string(), "127.0.0.1",
-                                    std::to_string(relay.endpoint.port()), relay.key.to_base64url(),
-                                    "--clients", std::to_string(clients), "--seconds", std::to_string(seconds)};
+      std::vector<std::string> args{(bin / "handshake_load").string(),
+                                    "127.0.0.1",
+                                    std::to_string(relay.endpoint.port()),
+                                    relay.key.to_base64url(),
+                                    "--clients",
+                                    std::to_string(clients),
+                                    "--seconds",
+                                    std::to_string(seconds)};
       args.insert(args.end(), extra.begin(), extra.end());
       Child load(args, out);
       // handshake_load stops itself after --seconds; a stuck one is killed 30 s later.
@@ -128,7 +147,8 @@ int main(int argc, char** argv) {
     const auto p = measure_primitives(0.1);
     const auto [result, cpu] = run_load("load-" + std::to_string(r), {});
     const double done = result["handshakes"].get<double>();
-    const auto [fresh_result, fresh_cpu] = run_load("fresh-" + std::to_string(r), {"--fresh-identities"});
+    const auto [fresh_result, fresh_cpu] =
+        run_load("fresh-" + std::to_string(r), {"--fresh-identities"});
     const double fresh_done = fresh_result["handshakes"].get<double>();
     fresh_per_cpu.values.push_back(fresh_done / fresh_cpu);
     fresh_us.values.push_back(1e6 * fresh_cpu / fresh_done);
@@ -147,9 +167,13 @@ int main(int argc, char** argv) {
                  "new identities: relay %.0f /CPU s\n",
                  r + 1, done, done / cpu, 1e6 / p.responder(), fresh_done / fresh_cpu);
   }
-  std::vector<Figure> figures{per_cpu, wall, crypto_bound, ratio, relay_us, fresh_per_cpu, fresh_us};
+  std::vector<Figure> figures{per_cpu,  wall,          crypto_bound, ratio,
+                              relay_us, fresh_per_cpu, fresh_us};
   for (auto& [name, f] : prims) figures.push_back(f);
-  json params{{"rounds", rounds}, {"seconds", seconds}, {"clients", clients}, {"failed_handshakes", failed_total}};
+  json params{{"rounds", rounds},
+              {"seconds", seconds},
+              {"clients", clients},
+              {"failed_handshakes", failed_total}};
   std::printf("%s\n", report("handshake", params, figures).dump(1).c_str());
   fs::remove_all(dir);
   return 0;

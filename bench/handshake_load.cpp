@@ -24,12 +24,6 @@
 
 #include <array>
 #include <atomic>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <string>
-#include <vector>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -37,9 +31,14 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
 
-#include "common/coro.hpp"
 #include "common/channel.hpp"
+#include "common/coro.hpp"
 #include "common/messages.hpp"
 #include "common/preamble.hpp"
 #include "common/tickets.hpp"
@@ -68,9 +67,11 @@ std::vector<std::uint8_t> fixed_msg1() {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s HOST PORT RELAY_PUBKEY [--clients K] [--seconds S] [--max N] [--msg1-only] "
-                 "[--fresh-identities]\n",
-                 argv[0]);
+    std::fprintf(
+        stderr,
+        "usage: %s HOST PORT RELAY_PUBKEY [--clients K] [--seconds S] [--max N] [--msg1-only] "
+        "[--fresh-identities]\n",
+        argv[0]);
     return 2;
   }
   init_crypto();
@@ -115,13 +116,15 @@ int main(int argc, char** argv) {
   // One full handshake and its ListenOk; true on success.
   auto full = [&](tcp::socket& socket) -> asio::awaitable<bool> {
     std::optional<Channel> channel;
-    const auto fresh = fresh_identities ? std::optional<Identity>(Identity::generate()) : std::nullopt;
+    const auto fresh =
+        fresh_identities ? std::optional<Identity>(Identity::generate()) : std::nullopt;
     const auto hs = co_await connect_handshake(
         socket, fresh ? *fresh : self, *relay_key, HandshakeLayer::hop, request,
         std::chrono::steady_clock::now() + std::chrono::seconds(10), channel);
     if (hs) co_return false;
     Message reply;
-    const auto rc = co_await channel->receive(reply, std::chrono::steady_clock::now() + std::chrono::seconds(10));
+    const auto rc = co_await channel->receive(
+        reply, std::chrono::steady_clock::now() + std::chrono::seconds(10));
     channel->close();
     co_return !rc && reply.kind == FrameKind::control;
   };
@@ -148,10 +151,15 @@ int main(int argc, char** argv) {
         asio::detached);
   }
   ioc.run();
-  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // "handshakes" counts completions in either mode (bench/handshake_bench reads it).
-  std::printf("{\"mode\": \"%s\", \"handshakes\": %ld, \"failed\": %ld, \"seconds\": %.3f, \"per_second\": %.1f}\n",
-              msg1_only ? "msg1-only" : fresh_identities ? "full-fresh-identities" : "full", done.load(), failed.load(), elapsed,
-              static_cast<double>(done.load()) / elapsed);
+  std::printf(
+      "{\"mode\": \"%s\", \"handshakes\": %ld, \"failed\": %ld, \"seconds\": %.3f, \"per_second\": "
+      "%.1f}\n",
+      msg1_only          ? "msg1-only"
+      : fresh_identities ? "full-fresh-identities"
+                         : "full",
+      done.load(), failed.load(), elapsed, static_cast<double>(done.load()) / elapsed);
   return 0;
 }

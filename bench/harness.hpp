@@ -18,12 +18,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
 #include <sstream>
@@ -32,9 +34,6 @@
 #include <thread>
 #include <utility>
 #include <vector>
-
-#include <boost/asio/ip/tcp.hpp>
-#include <nlohmann/json.hpp>
 
 #include "common/identity_file.hpp"
 #include "common/keys.hpp"
@@ -95,7 +94,9 @@ inline double quantile(std::vector<double> values, double q) {
   const auto last = static_cast<double>(values.size() - 1);
   return values[static_cast<std::size_t>(std::clamp(q * last + 0.5, 0.0, last))];
 }
-inline double median(const std::vector<double>& values) { return quantile(values, 0.5); }
+inline double median(const std::vector<double>& values) {
+  return quantile(values, 0.5);
+}
 
 // One reported figure: its value in each round, and an optional target on the median.
 struct Figure {
@@ -130,8 +131,8 @@ struct Figure {
 };
 
 // The document a benchmark prints on stdout; scripts/bench stores it under bench/results/.
-inline json report(const std::string& name, const json& parameters, const std::vector<Figure>& figures,
-                   json extra = json::object()) {
+inline json report(const std::string& name, const json& parameters,
+                   const std::vector<Figure>& figures, json extra = json::object()) {
   json out{{"benchmark", name}, {"parameters", parameters}, {"figures", json::array()}};
   for (const auto& f : figures) out["figures"].push_back(f.to_json());
   for (auto& [k, v] : extra.items()) out[k] = v;
@@ -204,7 +205,8 @@ class Child {
   // Waits up to `limit` for the process to exit by itself; true if it did.
   bool wait_exit(std::chrono::milliseconds limit) {
     const auto until = Clock::now() + limit;
-    while (alive() && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    while (alive() && Clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     return !alive();
   }
   void stop() {
@@ -272,7 +274,8 @@ inline Child start_forwarder(const std::string& kind, const fs::path& bin, int p
   std::vector<std::string> args;
   if (kind == "socat") {
     args = {"/usr/bin/socat", "-b", "262144",
-            "TCP-LISTEN:" + std::to_string(port) + ",bind=127.0.0.1,reuseaddr,fork,backlog=1024,nodelay",
+            "TCP-LISTEN:" + std::to_string(port) +
+                ",bind=127.0.0.1,reuseaddr,fork,backlog=1024,nodelay",
             "TCP:127.0.0.1:" + std::to_string(target) + ",nodelay"};
   } else {
     args = {(bin / (kind + "_forwarder")).string(), std::to_string(port), std::to_string(target)};
@@ -301,15 +304,24 @@ inline RelayUnderTest start_relay(const fs::path& bin, const fs::path& dir,
   strelay::write_identity(ident_path, identity, strelay::Overwrite::replace);
   const auto log = dir / "strelay.log";
   std::vector<std::string> args{(bin / "strelay").string(),
-                                "--idfile", ident_path.string(),
-                                "--laddr", "127.0.0.1:0",
-                                "--log-level", "warn",
-                                "--max-pending-handshakes", "100000",
-                                "--max-pending-per-source", "100000",
-                                "--handshake-rate", "1000000",
-                                "--handshake-burst", "1000000",
-                                "--connect-rate", "1000000",
-                                "--connect-burst", "1000000"};
+                                "--idfile",
+                                ident_path.string(),
+                                "--laddr",
+                                "127.0.0.1:0",
+                                "--log-level",
+                                "warn",
+                                "--max-pending-handshakes",
+                                "100000",
+                                "--max-pending-per-source",
+                                "100000",
+                                "--handshake-rate",
+                                "1000000",
+                                "--handshake-burst",
+                                "1000000",
+                                "--connect-rate",
+                                "1000000",
+                                "--connect-burst",
+                                "1000000"};
   args.insert(args.end(), extra.begin(), extra.end());
   RelayUnderTest relay{Child(args, log), {}, identity.public_key()};
   const std::regex listening("listening on 127\\.0\\.0\\.1:([0-9]+)");
@@ -329,7 +341,8 @@ inline RelayUnderTest start_relay(const fs::path& bin, const fs::path& dir,
 
 // The bench's scratch directory (identity files, logs): one per benchmark process.
 inline fs::path scratch_dir(const std::string& name) {
-  const auto dir = fs::temp_directory_path() / ("strelay-bench-" + name + "-" + std::to_string(::getpid()));
+  const auto dir =
+      fs::temp_directory_path() / ("strelay-bench-" + name + "-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   return dir;
 }

@@ -47,8 +47,7 @@ namespace {
       const auto executor = co_await asio::this_coro::executor;
       asio::steady_timer tick(executor);
       const auto until = Clock::now() + std::chrono::seconds(300);
-      while (static_cast<long>(held.size()) < target && Clock::now() < until &&
-             failed < 1000) {
+      while (static_cast<long>(held.size()) < target && Clock::now() < until && failed < 1000) {
         while (running < 16 && static_cast<long>(held.size() + running) < target) {
           ++running;
           asio::co_spawn(executor, one(started++), [&running](std::exception_ptr) { --running; });
@@ -107,15 +106,21 @@ int main(int argc, char** argv) {
   for (long level : levels) effective[level] = std::min(level, relay_cap);
   for (long level : levels) {
     const auto n = std::to_string(level);
-    per_listener.emplace(level, Figure("idle.l" + n + ".kib_per_listener",
-                                       "RSS per idle listener at " + std::to_string(effective[level]) + " listeners", "KiB"));
-    totals.emplace(level, Figure("idle.l" + n + ".rss_delta_mib", "relay RSS growth at " + std::to_string(effective[level]) + " listeners", "MiB"));
+    per_listener.emplace(
+        level, Figure("idle.l" + n + ".kib_per_listener",
+                      "RSS per idle listener at " + std::to_string(effective[level]) + " listeners",
+                      "KiB"));
+    totals.emplace(
+        level,
+        Figure("idle.l" + n + ".rss_delta_mib",
+               "relay RSS growth at " + std::to_string(effective[level]) + " listeners", "MiB"));
   }
   long failures = 0;
   Figure baseline("idle.baseline_rss_mib", "relay RSS before any connection", "MiB");
   for (int r = 0; r < rounds; ++r) {
-    auto relay = start_relay(bin, dir, {"--max-connections", std::to_string(relay_cap), "--keepalive-interval",
-                                        "3600", "--dead-peer-timeout", "7200"});
+    auto relay = start_relay(bin, dir,
+                             {"--max-connections", std::to_string(relay_cap),
+                              "--keepalive-interval", "3600", "--dead-peer-timeout", "7200"});
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     const double base = relay.process.rss_kib();
     baseline.values.push_back(base / 1024);
@@ -142,7 +147,8 @@ int main(int argc, char** argv) {
     for (long level : levels) {
       const long count = effective[level];
       for (std::size_t w = 0; w < workers; ++w) {
-        const long share = count / static_cast<long>(workers) + (static_cast<long>(w) < count % static_cast<long>(workers) ? 1 : 0);
+        const long share = count / static_cast<long>(workers) +
+                           (static_cast<long>(w) < count % static_cast<long>(workers) ? 1 : 0);
         const auto line = std::to_string(share) + "\n";
         if (::write(pool[w].to, line.data(), line.size()) < 0) die("worker gone");
       }
@@ -157,8 +163,9 @@ int main(int argc, char** argv) {
       const double rss = relay.process.rss_kib();
       per_listener.at(level).values.push_back((rss - base) / static_cast<double>(held));
       totals.at(level).values.push_back((rss - base) / 1024);
-      std::fprintf(stderr, "idle round %d: %ld listeners, RSS %.1f MiB (+%.1f), %.2f KiB each\n", r + 1, held,
-                   rss / 1024, (rss - base) / 1024, (rss - base) / static_cast<double>(held));
+      std::fprintf(stderr, "idle round %d: %ld listeners, RSS %.1f MiB (+%.1f), %.2f KiB each\n",
+                   r + 1, held, rss / 1024, (rss - base) / 1024,
+                   (rss - base) / static_cast<double>(held));
       if (held != count) {
         ++failures;
         std::fprintf(stderr, "idle: only %ld of %ld listeners held\n", held, count);
@@ -180,7 +187,10 @@ int main(int argc, char** argv) {
     figures.push_back(per_listener.at(level));
     figures.push_back(totals.at(level));
   }
-  json params{{"levels", levels}, {"rounds", rounds}, {"workers", workers}, {"failures", failures},
+  json params{{"levels", levels},
+              {"rounds", rounds},
+              {"workers", workers},
+              {"failures", failures},
               {"nofile_hard", nofile.rlim_max}};
   std::printf("%s\n", report("idle", params, figures).dump(1).c_str());
   fs::remove_all(dir);

@@ -5,20 +5,19 @@
 #pragma once
 #include <fcntl.h>
 
-#include <chrono>
-#include <optional>
-#include <system_error>
-#include <utility>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <optional>
+#include <system_error>
+#include <utility>
 
-#include "common/coro.hpp"
 #include "common/channel.hpp"
+#include "common/coro.hpp"
 #include "common/errors.hpp"
 #include "common/messages.hpp"
 #include "common/relay_link.hpp"
@@ -31,12 +30,14 @@ using strelay::await_tuple;
 using strelay::Channel;
 using strelay::Identity;
 using strelay::PublicKey;
-inline strelay::Deadline deadline_in(std::chrono::milliseconds d) { return Clock::now() + d; }
+inline strelay::Deadline deadline_in(std::chrono::milliseconds d) {
+  return Clock::now() + d;
+}
 
 // 127.0.0.(2 + i % count): several sources, so per-source limits and port ranges never bind.
 inline asio::ip::address source_address(std::size_t i, std::size_t count = 8) {
-  return asio::ip::make_address_v4(static_cast<asio::ip::address_v4::uint_type>(
-      0x7f000002u + static_cast<unsigned>(i % count)));
+  return asio::ip::make_address_v4(
+      static_cast<asio::ip::address_v4::uint_type>(0x7f000002u + static_cast<unsigned>(i % count)));
 }
 
 struct Hop {
@@ -66,10 +67,12 @@ inline asio::awaitable<std::error_code> open_hop(const Hop& hop, const asio::ip:
 inline asio::awaitable<std::optional<strelay::RelayMessage>> next_relay_message(Channel& channel) {
   for (int i = 0; i < 100; ++i) {
     strelay::Message message;
-    if (co_await channel.receive(message, deadline_in(std::chrono::seconds(20)))) co_return std::nullopt;
+    if (co_await channel.receive(message, deadline_in(std::chrono::seconds(20))))
+      co_return std::nullopt;
     if (message.kind == strelay::FrameKind::ping) {
       const std::vector<std::uint8_t> token(message.body.begin(), message.body.end());
-      if (co_await channel.send(strelay::FrameKind::pong, token, deadline_in(std::chrono::seconds(5)))) {
+      if (co_await channel.send(strelay::FrameKind::pong, token,
+                                deadline_in(std::chrono::seconds(5)))) {
         co_return std::nullopt;
       }
       continue;
@@ -83,12 +86,14 @@ inline asio::awaitable<std::optional<strelay::RelayMessage>> next_relay_message(
 }
 
 // Listen with `self`, waiting for ListenOk.
-inline asio::awaitable<std::error_code> open_listener(const Hop& hop, const asio::ip::address& source,
+inline asio::awaitable<std::error_code> open_listener(const Hop& hop,
+                                                      const asio::ip::address& source,
                                                       const Identity& self,
                                                       std::optional<Channel>& out) {
   if (auto ec = co_await open_hop(hop, source, self, strelay::Listen{}, out)) co_return ec;
   const auto reply = co_await next_relay_message(*out);
-  if (!reply || !std::holds_alternative<strelay::ListenOk>(*reply)) co_return strelay::errc::protocol_error;
+  if (!reply || !std::holds_alternative<strelay::ListenOk>(*reply))
+    co_return strelay::errc::protocol_error;
   co_return std::error_code{};
 }
 
@@ -100,13 +105,17 @@ struct TunnelEnds {
 };
 
 // The connector's side: Connect{listener}, the outcome, the socket.
-inline asio::awaitable<std::error_code> connector_side(const Hop& hop, const asio::ip::address& source,
-                                                       const Identity& self, const PublicKey& listener,
+inline asio::awaitable<std::error_code> connector_side(const Hop& hop,
+                                                       const asio::ip::address& source,
+                                                       const Identity& self,
+                                                       const PublicKey& listener,
                                                        std::optional<tcp::socket>& out) {
   std::optional<Channel> channel;
-  if (auto ec = co_await open_hop(hop, source, self, strelay::Connect{listener}, channel)) co_return ec;
+  if (auto ec = co_await open_hop(hop, source, self, strelay::Connect{listener}, channel))
+    co_return ec;
   PublicKey peer;
-  if (auto ec = co_await strelay::await_pairing(*channel, deadline_in(std::chrono::seconds(20)), peer)) {
+  if (auto ec =
+          co_await strelay::await_pairing(*channel, deadline_in(std::chrono::seconds(20)), peer)) {
     co_return ec;
   }
   out.emplace(channel->release_socket());
@@ -114,9 +123,11 @@ inline asio::awaitable<std::error_code> connector_side(const Hop& hop, const asi
 }
 
 // The listener's side: the IncomingConnection on `listening`, Accept{from}, the socket.
-inline asio::awaitable<std::error_code> acceptor_side(const Hop& hop, const asio::ip::address& source,
+inline asio::awaitable<std::error_code> acceptor_side(const Hop& hop,
+                                                      const asio::ip::address& source,
                                                       const Identity& self, Channel& listening,
-                                                      std::optional<tcp::socket>& out, PublicKey& from) {
+                                                      std::optional<tcp::socket>& out,
+                                                      PublicKey& from) {
   const auto incoming = co_await next_relay_message(listening);
   const auto* inc = incoming ? std::get_if<strelay::IncomingConnection>(&*incoming) : nullptr;
   if (inc == nullptr) co_return strelay::errc::protocol_error;
@@ -124,7 +135,8 @@ inline asio::awaitable<std::error_code> acceptor_side(const Hop& hop, const asio
   std::optional<Channel> channel;
   if (auto ec = co_await open_hop(hop, source, self, strelay::Accept{from}, channel)) co_return ec;
   PublicKey peer;
-  if (auto ec = co_await strelay::await_pairing(*channel, deadline_in(std::chrono::seconds(20)), peer)) {
+  if (auto ec =
+          co_await strelay::await_pairing(*channel, deadline_in(std::chrono::seconds(20)), peer)) {
     co_return ec;
   }
   out.emplace(channel->release_socket());

@@ -126,7 +126,8 @@ asio::awaitable<RoundResult> run_kind(Context& c, tcp::acceptor& sink, const std
   for (std::size_t i = 0; i < sessions; ++i) {
     if (kind == "tcp") r.latencies.push_back(co_await plain_session(sink, c.sink, i));
     if (kind == "forwarder") r.latencies.push_back(co_await plain_session(sink, c.forwarder, i));
-    if (listening) r.latencies.push_back(co_await relay_session(c, *listening, i, kind == "relay_e2e"));
+    if (listening)
+      r.latencies.push_back(co_await relay_session(c, *listening, i, kind == "relay_e2e"));
   }
   if (listening) listening->close();
   co_return r;
@@ -153,7 +154,8 @@ int main(int argc, char** argv) {
   c.sink = sink.local_endpoint();
   const int forwarder_port = free_port();
   Child forwarder = start_forwarder("splice", bin, forwarder_port, c.sink.port(), dir);
-  c.forwarder = tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<unsigned short>(forwarder_port));
+  c.forwarder =
+      tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<unsigned short>(forwarder_port));
 
   std::map<std::string, std::vector<RoundResult>> results;
   for (int round = 0; round < rounds; ++round) {
@@ -162,29 +164,34 @@ int main(int argc, char** argv) {
       const double cpu0 = relay.process.cpu_seconds();
       auto r = run_until_done(ioc, run_kind(c, sink, kind, sessions), limit);
       r.relay_cpu = relay.process.cpu_seconds() - cpu0;
-      std::fprintf(stderr, "setup round %d %-9s p50 %.3f ms p99 %.3f ms relay cpu/session %.3f ms\n", round + 1,
-                   kind.c_str(), 1e3 * median(r.latencies), 1e3 * quantile(r.latencies, 0.99),
-                   1e3 * r.relay_cpu / static_cast<double>(sessions));
+      std::fprintf(
+          stderr, "setup round %d %-9s p50 %.3f ms p99 %.3f ms relay cpu/session %.3f ms\n",
+          round + 1, kind.c_str(), 1e3 * median(r.latencies), 1e3 * quantile(r.latencies, 0.99),
+          1e3 * r.relay_cpu / static_cast<double>(sessions));
       results[kind].push_back(std::move(r));
     }
   }
 
   std::vector<Figure> figures;
   for (const auto& kind : kinds) {
-    for (const auto& [q, name] : std::vector<std::pair<double, std::string>>{{0.5, "p50"}, {0.9, "p90"}, {0.99, "p99"}}) {
+    for (const auto& [q, name] :
+         std::vector<std::pair<double, std::string>>{{0.5, "p50"}, {0.9, "p90"}, {0.99, "p99"}}) {
       Figure f("setup." + kind + "." + name, kind + ": set-up " + name, "ms");
       for (const auto& r : results[kind]) f.values.push_back(1e3 * quantile(r.latencies, q));
       if (kind == "relay" && name == "p50") f.target = 1.0;
       figures.push_back(f);
     }
     if (kind.rfind("relay", 0) == 0) {
-      Figure cpu("setup." + kind + ".relay_cpu_per_session", kind + ": relay CPU per session", "ms");
-      for (const auto& r : results[kind]) cpu.values.push_back(1e3 * r.relay_cpu / static_cast<double>(sessions));
+      Figure cpu("setup." + kind + ".relay_cpu_per_session", kind + ": relay CPU per session",
+                 "ms");
+      for (const auto& r : results[kind])
+        cpu.values.push_back(1e3 * r.relay_cpu / static_cast<double>(sessions));
       if (kind == "relay") cpu.target = 0.35;
       figures.push_back(cpu);
     }
   }
-  Figure added("setup.e2e_added.p50", "end-to-end handshake adds (p50 relay_e2e - p50 relay)", "ms");
+  Figure added("setup.e2e_added.p50", "end-to-end handshake adds (p50 relay_e2e - p50 relay)",
+               "ms");
   Figure vs_tcp("setup.relay_vs_tcp.p50", "relay / plain TCP set-up p50", "ratio");
   Figure vs_fwd("setup.relay_vs_forwarder.p50", "relay / forwarder set-up p50", "ratio");
   for (std::size_t r = 0; r < static_cast<std::size_t>(rounds); ++r) {

@@ -13,8 +13,8 @@ int main(int argc, char** argv) {
       if (n <= 0) break;
       ssize_t left = n;
       while (left > 0) {
-        const ssize_t m = ::splice(p[0], nullptr, out, nullptr, static_cast<std::size_t>(left),
-                                   SPLICE_F_MOVE);
+        const ssize_t m =
+            ::splice(p[0], nullptr, out, nullptr, static_cast<std::size_t>(left), SPLICE_F_MOVE);
         if (m <= 0) {
           left = -1;
           break;

@@ -11,6 +11,8 @@
 // Usage: transport_bench [seconds per sample, default 0.5]. Every figure is the median of 5
 // samples, each a loop bounded by time; transport and raw samples alternate, so a noisy
 // neighbour slows both alike. Single-threaded: "per core".
+#include <sodium.h>
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -18,8 +20,6 @@
 #include <cstdlib>
 #include <functional>
 #include <vector>
-
-#include <sodium.h>
 
 #include "common/keys.hpp"
 #include "common/transport.hpp"
@@ -131,7 +131,8 @@ int main(int argc, char** argv) {
     std::printf("%-10zu %14.0f %14.0f %10.3f %10s\n", size, bytes / f.transport_us,
                 bytes / f.raw_us, ratio, targeted ? (met ? "<=1.1 ok" : "<=1.1 MISS") : "-");
   }
-  std::printf("\n(MB/s = body bytes per microsecond of one seal+open round; the 65518-byte body\n"
-              " is the largest, a 65535-byte ciphertext)\n");
+  std::printf(
+      "\n(MB/s = body bytes per microsecond of one seal+open round; the 65518-byte body\n"
+      " is the largest, a 65535-byte ciphertext)\n");
   return all_met ? 0 : 2;
 }

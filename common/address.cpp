@@ -31,7 +31,6 @@ namespace {
 constexpr std::size_t max_dns_name_bytes = 253;  // RFC 1035 limit, without the final dot
 constexpr std::size_t max_dns_label_bytes = 63;
 
-
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
@@ -58,7 +57,8 @@ std::string dns_name_problem(std::string_view host) {
     }
     for (const char c : label) {
       if (!is_ldh(c)) {
-        return "host " + quote_for_message(host) + " has character " + quote_for_message(std::string_view(&c, 1)) +
+        return "host " + quote_for_message(host) + " has character " +
+               quote_for_message(std::string_view(&c, 1)) +
                ", which a DNS name may not contain (letters, digits, '-' and '.')";
       }
     }

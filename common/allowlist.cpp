@@ -14,7 +14,9 @@
 namespace strelay {
 namespace {
 
-bool is_blank(char c) { return c == ' ' || c == '\t'; }
+bool is_blank(char c) {
+  return c == ' ' || c == '\t';
+}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && is_blank(s.front())) s.remove_prefix(1);
@@ -32,7 +34,8 @@ std::string parse_entry(std::string_view entry, PublicKey& key, std::string& lab
   std::string error;
   if (!try_from_base64url(key_text, bytes, error)) return "the key is not base64url: " + error;
   if (bytes.size() != key_bytes) {
-    return "the key is " + std::to_string(bytes.size()) + " bytes, not " + std::to_string(key_bytes);
+    return "the key is " + std::to_string(bytes.size()) + " bytes, not " +
+           std::to_string(key_bytes);
   }
   const auto parsed = PublicKey::from_bytes(bytes);
   if (!parsed) return "the key is not a valid Ed25519 public key";
@@ -58,7 +61,8 @@ std::set<PublicKey> Allowlist::keys() const {
   return out;
 }
 
-std::optional<Allowlist> try_parse_allowlist(std::string_view text, std::string_view name, std::string& error,
+std::optional<Allowlist> try_parse_allowlist(std::string_view text, std::string_view name,
+                                             std::string& error,
                                              std::vector<std::string>* warnings) {
   constexpr std::string_view bom = "\xEF\xBB\xBF";
   if (text.substr(0, bom.size()) == bom) text.remove_prefix(bom.size());
@@ -131,7 +135,8 @@ std::optional<Allowlist> try_load_allowlist(const std::string& path, std::string
   }
   // Checked before allocating: a huge file is refused, not read.
   if (static_cast<std::uint64_t>(st.st_size) > max_allowlist_file_bytes) {
-    error = path + ": the allowlist is larger than " + std::to_string(max_allowlist_file_bytes) + " bytes";
+    error = path + ": the allowlist is larger than " + std::to_string(max_allowlist_file_bytes) +
+            " bytes";
     return std::nullopt;
   }
   std::string text(static_cast<std::size_t>(st.st_size), '\0');

@@ -47,7 +47,9 @@ class Allowlist {
   std::set<PublicKey> keys() const;
 
   // Adds a key; false (and no change) when it is already listed.
-  bool add(const PublicKey& key, std::string label = {}) { return entries_.emplace(key, std::move(label)).second; }
+  bool add(const PublicKey& key, std::string label = {}) {
+    return entries_.emplace(key, std::move(label)).second;
+  }
 
   friend bool operator==(const Allowlist&, const Allowlist&) = default;
 
@@ -58,7 +60,8 @@ class Allowlist {
 // Parses the text of an allowlist; `name` (the file's path) prefixes every message.
 // On failure returns nullopt and sets `error` to one line. Warnings (duplicates) are appended
 // to `warnings` when it is given.
-std::optional<Allowlist> try_parse_allowlist(std::string_view text, std::string_view name, std::string& error,
+std::optional<Allowlist> try_parse_allowlist(std::string_view text, std::string_view name,
+                                             std::string& error,
                                              std::vector<std::string>* warnings = nullptr);
 
 // Reads and parses a file (a regular file of at most max_allowlist_file_bytes, checked before

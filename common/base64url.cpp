@@ -7,8 +7,8 @@ namespace strelay {
 namespace {
 
 bool in_alphabet(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-         c == '-' || c == '_';
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_';
 }
 
 }  // namespace
@@ -23,8 +23,7 @@ std::string to_base64url(std::span<const std::uint8_t> bytes) {
   return out;
 }
 
-bool try_from_base64url(std::string_view text, std::vector<std::uint8_t>& out,
-                        std::string& error) {
+bool try_from_base64url(std::string_view text, std::vector<std::uint8_t>& out, std::string& error) {
   // Our own checks first, so each rejection names its cause; libsodium then decodes.
   for (std::size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
@@ -34,16 +33,15 @@ bool try_from_base64url(std::string_view text, std::vector<std::uint8_t>& out,
     }
     if (!in_alphabet(c)) {
       const bool printable = c >= 0x20 && c < 0x7f;
-      error = printable ? "character '" + std::string(1, c) + "' at offset " +
-                              std::to_string(i) + " is not in the base64url alphabet"
+      error = printable ? "character '" + std::string(1, c) + "' at offset " + std::to_string(i) +
+                              " is not in the base64url alphabet"
                         : "a non-printable byte at offset " + std::to_string(i) +
                               " is not in the base64url alphabet";
       return false;
     }
   }
   if (text.size() % 4 == 1) {
-    error = "length " + std::to_string(text.size()) +
-            " is not a valid unpadded base64url length";
+    error = "length " + std::to_string(text.size()) + " is not a valid unpadded base64url length";
     return false;
   }
   if (text.empty()) {  // nothing to decode, and libsodium's output pointer must not be null

@@ -1,13 +1,12 @@
 #include "common/channel.hpp"
 
 #include <algorithm>
-#include <stdexcept>
-
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <stdexcept>
 
 #include "common/errors.hpp"
 #include "common/preamble.hpp"
@@ -87,8 +86,7 @@ asio::awaitable<std::error_code> write_all_until(tcp::socket& socket,
   co_return map_io_error(write_error);
 }
 
-asio::awaitable<std::error_code> read_exact_until(tcp::socket& socket,
-                                                  std::span<std::uint8_t> out,
+asio::awaitable<std::error_code> read_exact_until(tcp::socket& socket, std::span<std::uint8_t> out,
                                                   Deadline deadline) {
   std::size_t got = 0;
   while (got < out.size()) {
@@ -319,13 +317,11 @@ asio::awaitable<std::error_code> accept_handshake(tcp::socket& socket, const Ide
   }
   const auto parsed = parse_preamble(preamble);
   switch (relay_reply_to(parsed)) {
-    case PreambleReply::proceed:
-      break;
+    case PreambleReply::proceed: break;
     case PreambleReply::send_preamble_and_close:
       co_await reply_preamble_and_drain(socket, deadline);
       co_return parsed.error();
-    case PreambleReply::close_silently:
-      co_return parsed.error();
+    case PreambleReply::close_silently: co_return parsed.error();
   }
   ResponderHandshake handshake(self, layer, preamble);
 

@@ -25,6 +25,8 @@
 #pragma once
 
 #include <array>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -33,9 +35,6 @@
 #include <string_view>
 #include <system_error>
 #include <vector>
-
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/ip/tcp.hpp>
 
 #include "common/frame.hpp"
 #include "common/handshake.hpp"

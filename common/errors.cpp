@@ -33,7 +33,8 @@ class Category final : public std::error_category {
       case errc::peer_gone: return "the peer went away";
       case errc::rate_limited: return "rate limited by the relay; retry later";
       case errc::overloaded: return "the relay is overloaded; retry later or use another relay";
-      case errc::not_allowed: return "not allowed: this relay's allowlist does not include this key";
+      case errc::not_allowed:
+        return "not allowed: this relay's allowlist does not include this key";
       case errc::no_pending: return "no pending connection from that peer";
       case errc::relay_unreachable: return "no relay could be reached";
       case errc::not_a_friend:

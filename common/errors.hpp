@@ -9,31 +9,31 @@ namespace strelay {
 enum class errc {
   ok = 0,
   // preamble and handshake
-  bad_magic = 1,               // the peer does not speak strelay
-  unsupported_version,         // the peer speaks another protocol version
-  handshake_failed,            // a handshake message failed to authenticate (no detail on purpose)
-  relay_identity_mismatch,     // the relay is not the one named in the ticket
-  peer_identity_mismatch,      // the end-to-end peer is not the expected key
-  handshake_timeout,           // the absolute handshake deadline passed
+  bad_magic = 1,            // the peer does not speak strelay
+  unsupported_version,      // the peer speaks another protocol version
+  handshake_failed,         // a handshake message failed to authenticate (no detail on purpose)
+  relay_identity_mismatch,  // the relay is not the one named in the ticket
+  peer_identity_mismatch,   // the end-to-end peer is not the expected key
+  handshake_timeout,        // the absolute handshake deadline passed
   // framing and transport
-  frame_too_large,             // a length above the limit
-  decrypt_failed,              // a frame failed to authenticate; the channel is over
-  nonce_exhausted,             // the 2^64-1 nonce limit; the channel must be re-established
-  channel_closed,              // the channel was closed with an authenticated close
-  aborted,                     // EOF or reset without an authenticated close
-  protocol_error,              // a malformed or unexpected message
-  timeout,                     // a deadline passed
+  frame_too_large,  // a length above the limit
+  decrypt_failed,   // a frame failed to authenticate; the channel is over
+  nonce_exhausted,  // the 2^64-1 nonce limit; the channel must be re-established
+  channel_closed,   // the channel was closed with an authenticated close
+  aborted,          // EOF or reset without an authenticated close
+  protocol_error,   // a malformed or unexpected message
+  timeout,          // a deadline passed
   // relay outcomes seen by a node
-  not_found,                   // the key is not listening on this relay
-  rejected,                    // the listener refused the connection
-  peer_gone,                   // the other side went away
-  rate_limited,                // the relay's rate limit was hit
-  overloaded,                  // the relay is at a resource limit
-  not_allowed,                 // this relay's allowlist does not include us
-  no_pending,                  // Accept found no half-tunnel for that key
-  relay_unreachable,           // no relay could be reached
+  not_found,          // the key is not listening on this relay
+  rejected,           // the listener refused the connection
+  peer_gone,          // the other side went away
+  rate_limited,       // the relay's rate limit was hit
+  overloaded,         // the relay is at a resource limit
+  not_allowed,        // this relay's allowlist does not include us
+  no_pending,         // Accept found no half-tunnel for that key
+  relay_unreachable,  // no relay could be reached
   // end to end
-  not_a_friend,                // the peer (or we) refused: the key is not on its friend list
+  not_a_friend,  // the peer (or we) refused: the key is not on its friend list
 };
 
 const std::error_category& strelay_category() noexcept;

@@ -40,7 +40,6 @@ std::string described_type(const FileJson& value) {
 
 }  // namespace
 
-
 std::optional<FileJson> try_parse_file_json(std::string_view text, std::string& error) {
   if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     error = "is empty (expected a JSON object)";

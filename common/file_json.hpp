@@ -38,5 +38,4 @@ bool check_fields(const FileJson& object, std::initializer_list<std::string_view
 // The field's string, or nullptr and `error` = `"address" must be a string, not a number`.
 const SecretText* string_field(const FileJson& object, std::string_view name, std::string& error);
 
-
 }  // namespace strelay

@@ -74,16 +74,14 @@ std::size_t FrameDecoder::feed(std::span<const std::uint8_t> in) {
 
 std::span<std::uint8_t> FrameDecoder::prepare(std::size_t waiting) {
   switch (state_) {
-    case State::header:
-      return std::span<std::uint8_t>(header_).subspan(header_got_);
+    case State::header: return std::span<std::uint8_t>(header_).subspan(header_got_);
     case State::body: {
       reserve_body(std::clamp<std::size_t>(waiting, 1, announced_ - body_got_));
       const std::size_t room = std::min(capacity_, announced_) - body_got_;
       return {buffer_.get() + body_got_, room};
     }
     case State::complete:
-    case State::failed:
-      break;
+    case State::failed: break;
   }
   return {};
 }

@@ -35,7 +35,8 @@ std::array<std::uint8_t, length_prefix_bytes> encode_length(std::uint16_t length
 
 // Appends prefix || body to `out`; errc::frame_too_large (and `out` untouched) if body is
 // longer than max_frame_bytes.
-std::error_code try_append_frame(std::vector<std::uint8_t>& out, std::span<const std::uint8_t> body);
+std::error_code try_append_frame(std::vector<std::uint8_t>& out,
+                                 std::span<const std::uint8_t> body);
 
 class FrameDecoder {
  public:

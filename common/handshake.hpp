@@ -49,10 +49,10 @@ const char* to_string(HandshakeLayer layer);
 
 // What a finished handshake hands to the transport. Move-only; the keys wipe themselves.
 struct HandshakeResult {
-  CipherState send;  // initiator: c1 from Split; responder: c2
-  CipherState recv;  // initiator: c2; responder: c1
+  CipherState send;                                   // initiator: c1 from Split; responder: c2
+  CipherState recv;                                   // initiator: c2; responder: c1
   std::array<std::uint8_t, hash_bytes> session_id{};  // h at the end of the handshake
-  PublicKey peer;    // the authenticated remote identity
+  PublicKey peer;                                     // the authenticated remote identity
 };
 
 // The node's side. It knows the relay's key from the ticket (the `<- s` pre-message).

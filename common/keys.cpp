@@ -85,9 +85,13 @@ bool PublicKey::is_valid_point() const {
   return true;
 }
 
-std::string PublicKey::to_base64url() const { return strelay::to_base64url(bytes_); }
+std::string PublicKey::to_base64url() const {
+  return strelay::to_base64url(bytes_);
+}
 
-std::string PublicKey::fingerprint() const { return to_base64url().substr(0, 8); }
+std::string PublicKey::fingerprint() const {
+  return to_base64url().substr(0, 8);
+}
 
 bool PublicKey::verify(std::span<const std::uint8_t> message, const Signature& signature) const {
   if (!is_valid_point()) return false;

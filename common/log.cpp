@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
-
 #include <nlohmann/json.hpp>
 
 #include "common/protocol.hpp"
@@ -53,10 +52,11 @@ std::string_view capped(std::string_view value, bool& truncated) {
 void append_text_value(std::string& out, std::string_view value) {
   bool truncated = false;
   value = capped(value, truncated);
-  const bool bare = !value.empty() && !truncated && std::all_of(value.begin(), value.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return u > 0x20 && u < 0x7f && c != '"' && c != '=' && c != '\\';
-  });
+  const bool bare =
+      !value.empty() && !truncated && std::all_of(value.begin(), value.end(), [](char c) {
+        const auto u = static_cast<unsigned char>(c);
+        return u > 0x20 && u < 0x7f && c != '"' && c != '=' && c != '\\';
+      });
   if (bare) {
     out += value;
     return;
@@ -156,8 +156,9 @@ Logger::Logger(Options options)
     : level_(options.level),
       format_(options.format),
       sink_(options.sink ? std::move(options.sink) : Sink(write_stderr)),
-      steady_now_(options.steady_now ? std::move(options.steady_now)
-                                     : SteadyClock([] { return std::chrono::steady_clock::now(); })),
+      steady_now_(options.steady_now ? std::move(options.steady_now) : SteadyClock([] {
+        return std::chrono::steady_clock::now();
+      })),
       wall_now_(options.wall_now ? std::move(options.wall_now)
                                  : WallClock([] { return std::chrono::system_clock::now(); })) {
   last_summary_ = steady_now_();
@@ -177,7 +178,8 @@ Logger::Bucket& Logger::bucket_for(std::string_view event) {
 bool Logger::take_token(Bucket& bucket, Clock::time_point now) {
   if (now > bucket.refilled) {
     const std::chrono::duration<double> elapsed = now - bucket.refilled;
-    bucket.tokens = std::min(log_burst_per_event, bucket.tokens + elapsed.count() * log_rate_per_event);
+    bucket.tokens =
+        std::min(log_burst_per_event, bucket.tokens + elapsed.count() * log_rate_per_event);
     bucket.refilled = now;
   }
   if (bucket.tokens < 1.0) return false;
@@ -233,7 +235,8 @@ void Logger::write_line(LogLevel level, std::string_view event, const LogTags& t
     // Invalid UTF-8 from a peer becomes U+FFFD instead of an exception.
     line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   } else {
-    line = "ts=" + ts + " level=" + std::string(to_string(level)) + " conn=" + std::to_string(tags.conn);
+    line = "ts=" + ts + " level=" + std::string(to_string(level)) +
+           " conn=" + std::to_string(tags.conn);
     if (tags.key) line += " key=" + tags.key->fingerprint();
     line += " event=";
     append_text_value(line, event);

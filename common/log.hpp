@@ -61,13 +61,14 @@ class LogField {
 
   LogField(std::string_view key, std::string_view value) : key_(key), value_(std::string(value)) {}
   LogField(std::string_view key, const char* value) : LogField(key, std::string_view(value)) {}
-  LogField(std::string_view key, const std::string& value) : LogField(key, std::string_view(value)) {}
+  LogField(std::string_view key, const std::string& value)
+      : LogField(key, std::string_view(value)) {}
   template <std::signed_integral T>
-    requires(!std::same_as<T, bool> && !std::same_as<T, char>)
-  LogField(std::string_view key, T value) : key_(key), value_(static_cast<std::int64_t>(value)) {}
+  requires(!std::same_as<T, bool> && !std::same_as<T, char>) LogField(std::string_view key, T value)
+      : key_(key), value_(static_cast<std::int64_t>(value)) {}
   template <std::unsigned_integral T>
-    requires(!std::same_as<T, bool>)
-  LogField(std::string_view key, T value) : key_(key), value_(static_cast<std::uint64_t>(value)) {}
+  requires(!std::same_as<T, bool>) LogField(std::string_view key, T value)
+      : key_(key), value_(static_cast<std::uint64_t>(value)) {}
   template <std::same_as<bool> T>
   LogField(std::string_view key, T value) : key_(key), value_(value) {}
   template <std::floating_point T>
@@ -81,7 +82,8 @@ class LogField {
   // A public key is logged as its fingerprint only.
   LogField(std::string_view key, const PublicKey& value) : key_(key), value_(value.fingerprint()) {}
   // An error is logged as its message (what an operator can act on), never as a raw number.
-  LogField(std::string_view key, const std::error_code& value) : key_(key), value_(value.message()) {}
+  LogField(std::string_view key, const std::error_code& value)
+      : key_(key), value_(value.message()) {}
 
   // No way to log secret material or unknown bytes.
   LogField(std::string_view, const Identity&) = delete;
@@ -101,8 +103,8 @@ class LogField {
 
 // Who a line is about. Designated initialisers read well: {.conn = id, .key = pk}.
 struct LogTags {
-  std::uint64_t conn = 0;           // 0: a process-level line
-  std::optional<PublicKey> key{};   // logged as its fingerprint
+  std::uint64_t conn = 0;          // 0: a process-level line
+  std::optional<PublicKey> key{};  // logged as its fingerprint
 };
 
 class Logger {
@@ -133,16 +135,20 @@ class Logger {
 
   void log(LogLevel level, std::string_view event, const LogTags& tags,
            std::initializer_list<LogField> fields = {});
-  void error(std::string_view event, const LogTags& tags, std::initializer_list<LogField> fields = {}) {
+  void error(std::string_view event, const LogTags& tags,
+             std::initializer_list<LogField> fields = {}) {
     log(LogLevel::error, event, tags, fields);
   }
-  void warn(std::string_view event, const LogTags& tags, std::initializer_list<LogField> fields = {}) {
+  void warn(std::string_view event, const LogTags& tags,
+            std::initializer_list<LogField> fields = {}) {
     log(LogLevel::warn, event, tags, fields);
   }
-  void info(std::string_view event, const LogTags& tags, std::initializer_list<LogField> fields = {}) {
+  void info(std::string_view event, const LogTags& tags,
+            std::initializer_list<LogField> fields = {}) {
     log(LogLevel::info, event, tags, fields);
   }
-  void debug(std::string_view event, const LogTags& tags, std::initializer_list<LogField> fields = {}) {
+  void debug(std::string_view event, const LogTags& tags,
+             std::initializer_list<LogField> fields = {}) {
     log(LogLevel::debug, event, tags, fields);
   }
 
@@ -150,7 +156,9 @@ class Logger {
   // that has unreported suppressed lines. Call it from a timer and before exit.
   void flush_suppressed();
   // Lines suppressed since construction, over all events (for a metric).
-  std::uint64_t suppressed_total() const { return suppressed_total_.load(std::memory_order_relaxed); }
+  std::uint64_t suppressed_total() const {
+    return suppressed_total_.load(std::memory_order_relaxed);
+  }
 
  private:
   struct Bucket {

@@ -1,9 +1,9 @@
-#include "common/coro.hpp"
 #include "common/node.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <deque>
 
+#include "common/coro.hpp"
 #include "common/errors.hpp"
 #include "common/relay_link.hpp"
 #include "common/wakeup.hpp"

@@ -65,15 +65,16 @@ void hkdf(std::span<const std::uint8_t, hash_bytes> chaining_key,
 }  // namespace
 
 void hkdf2(std::span<const std::uint8_t, hash_bytes> chaining_key,
-           std::span<const std::uint8_t> input_key_material, std::span<std::uint8_t, hash_bytes> out1,
-           std::span<std::uint8_t, hash_bytes> out2) {
+           std::span<const std::uint8_t> input_key_material,
+           std::span<std::uint8_t, hash_bytes> out1, std::span<std::uint8_t, hash_bytes> out2) {
   const std::array<std::span<std::uint8_t, hash_bytes>, 2> outputs{out1, out2};
   hkdf(chaining_key, input_key_material, outputs);
 }
 
 void hkdf3(std::span<const std::uint8_t, hash_bytes> chaining_key,
-           std::span<const std::uint8_t> input_key_material, std::span<std::uint8_t, hash_bytes> out1,
-           std::span<std::uint8_t, hash_bytes> out2, std::span<std::uint8_t, hash_bytes> out3) {
+           std::span<const std::uint8_t> input_key_material,
+           std::span<std::uint8_t, hash_bytes> out1, std::span<std::uint8_t, hash_bytes> out2,
+           std::span<std::uint8_t, hash_bytes> out3) {
   const std::array<std::span<std::uint8_t, hash_bytes>, 3> outputs{out1, out2, out3};
   hkdf(chaining_key, input_key_material, outputs);
 }
@@ -105,7 +106,9 @@ bool DhKeyPair::dh(std::span<const std::uint8_t, key_bytes> remote_public, DhOut
   return true;
 }
 
-bool aesgcm_available() { return crypto_aead_aes256gcm_is_available() == 1; }
+bool aesgcm_available() {
+  return crypto_aead_aes256gcm_is_available() == 1;
+}
 
 // ---------------------------------------------------------------- CipherState
 
@@ -167,8 +170,8 @@ bool CipherState::encrypt_with_ad(std::span<const std::uint8_t> ad,
   int rc = -1;
   if (cipher_ == Cipher::chachapoly) {
     rc = crypto_aead_chacha20poly1305_ietf_encrypt(out.data(), nullptr, plaintext.data(),
-                                                   plaintext.size(), ad.data(), ad.size(),
-                                                   nullptr, nonce, k_.data());
+                                                   plaintext.size(), ad.data(), ad.size(), nullptr,
+                                                   nonce, k_.data());
   } else if (aesgcm_available()) {
     rc = crypto_aead_aes256gcm_encrypt(out.data(), nullptr, plaintext.data(), plaintext.size(),
                                        ad.data(), ad.size(), nullptr, nonce, k_.data());
@@ -189,13 +192,12 @@ bool CipherState::decrypt_with_ad(std::span<const std::uint8_t> ad,
   nonce_bytes(nonce);
   int rc = -1;
   if (cipher_ == Cipher::chachapoly) {
-    rc = crypto_aead_chacha20poly1305_ietf_decrypt(out.data(), nullptr, nullptr,
-                                                   ciphertext.data(), ciphertext.size(),
-                                                   ad.data(), ad.size(), nonce, k_.data());
+    rc = crypto_aead_chacha20poly1305_ietf_decrypt(out.data(), nullptr, nullptr, ciphertext.data(),
+                                                   ciphertext.size(), ad.data(), ad.size(), nonce,
+                                                   k_.data());
   } else if (aesgcm_available()) {
     rc = crypto_aead_aes256gcm_decrypt(out.data(), nullptr, nullptr, ciphertext.data(),
-                                       ciphertext.size(), ad.data(), ad.size(), nonce,
-                                       k_.data());
+                                       ciphertext.size(), ad.data(), ad.size(), nonce, k_.data());
   }
   if (rc != 0) {
     sodium_memzero(out.data(), plaintext_size);  // never leave unauthenticated plaintext
@@ -208,8 +210,8 @@ bool CipherState::decrypt_with_ad(std::span<const std::uint8_t> ad,
 // ---------------------------------------------------------------- SymmetricState
 
 SymmetricState::SymmetricState(std::string_view protocol_name, Cipher cipher) : cipher_(cipher) {
-  const auto name = std::span(reinterpret_cast<const std::uint8_t*>(protocol_name.data()),
-                              protocol_name.size());
+  const auto name =
+      std::span(reinterpret_cast<const std::uint8_t*>(protocol_name.data()), protocol_name.size());
   if (name.size() <= hash_bytes) {
     std::copy(name.begin(), name.end(), h_.begin());  // padded with zeros
   } else {
@@ -235,7 +237,9 @@ void SymmetricState::mix_key(std::span<const std::uint8_t> input_key_material) {
   cipher_state_ = CipherState(temp_k.span(), cipher_);  // HASHLEN = 32: no truncation
 }
 
-void SymmetricState::mix_hash(std::span<const std::uint8_t> data) { h_ = sha256(h_, data); }
+void SymmetricState::mix_hash(std::span<const std::uint8_t> data) {
+  h_ = sha256(h_, data);
+}
 
 bool SymmetricState::encrypt_and_hash(std::span<const std::uint8_t> plaintext,
                                       std::span<std::uint8_t> out) {

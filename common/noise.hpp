@@ -11,14 +11,14 @@
 // Secret<> (common/keys.hpp).
 #pragma once
 
+#include <sodium.h>
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string_view>
 #include <utility>
-
-#include <sodium.h>
 
 #include "common/protocol.hpp"
 
@@ -69,11 +69,12 @@ Hash sha256(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b);
 
 // HKDF as the Noise spec defines it (HMAC-SHA-256; no salt/info; outputs 1..n of 32 bytes).
 void hkdf2(std::span<const std::uint8_t, hash_bytes> chaining_key,
-           std::span<const std::uint8_t> input_key_material, std::span<std::uint8_t, hash_bytes> out1,
-           std::span<std::uint8_t, hash_bytes> out2);
+           std::span<const std::uint8_t> input_key_material,
+           std::span<std::uint8_t, hash_bytes> out1, std::span<std::uint8_t, hash_bytes> out2);
 void hkdf3(std::span<const std::uint8_t, hash_bytes> chaining_key,
-           std::span<const std::uint8_t> input_key_material, std::span<std::uint8_t, hash_bytes> out1,
-           std::span<std::uint8_t, hash_bytes> out2, std::span<std::uint8_t, hash_bytes> out3);
+           std::span<const std::uint8_t> input_key_material,
+           std::span<std::uint8_t, hash_bytes> out1, std::span<std::uint8_t, hash_bytes> out2,
+           std::span<std::uint8_t, hash_bytes> out3);
 
 // An X25519 key pair (an ephemeral, or a static in the test vectors).
 class DhKeyPair {

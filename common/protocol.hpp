@@ -164,7 +164,7 @@ enum class CloseOrigin : std::uint8_t { relay, peer };
 std::error_code to_error_code(CloseReason reason, CloseOrigin origin);
 
 // Files (Offset-compatible formats; docs/file-formats.md).
-inline constexpr std::size_t max_address_bytes = 256;  // a ticket's "host:port", whole
+inline constexpr std::size_t max_address_bytes = 256;            // a ticket's "host:port", whole
 inline constexpr std::size_t offset_legacy_identity_bytes = 85;  // Offset <= 0.1.10 PKCS#8 blob
 
 // ---------------------------------------------------------------- implementation constants

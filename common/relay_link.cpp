@@ -1,4 +1,3 @@
-#include "common/coro.hpp"
 #include "common/relay_link.hpp"
 
 #include <algorithm>
@@ -10,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <string>
 
+#include "common/coro.hpp"
 #include "common/errors.hpp"
 
 namespace strelay {

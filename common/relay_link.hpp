@@ -122,7 +122,7 @@ class RelayLink : public std::enable_shared_from_this<RelayLink> {
   Logger& log_;
   Backoff backoff_;
   Wakeup sleep_;
-  std::optional<Channel> channel_;  // the current listener connection (owned by run())
+  std::optional<Channel> channel_;      // the current listener connection (owned by run())
   std::optional<Keepalive> keepalive_;  // of the current connection (owned by run())
   std::vector<PublicKey> rejects_due_;
   std::optional<std::chrono::steady_clock::duration> rtt_;

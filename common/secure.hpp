@@ -2,12 +2,12 @@
 // wiped and freed on destruction, movable but never copyable, and never printable.
 #pragma once
 
+#include <sodium.h>
+
 #include <cstddef>
 #include <new>
 #include <span>
 #include <utility>
-
-#include <sodium.h>
 
 namespace strelay {
 

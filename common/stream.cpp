@@ -1,4 +1,3 @@
-#include "common/coro.hpp"
 #include "common/stream.hpp"
 
 #include <array>
@@ -10,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/coro.hpp"
 #include "common/errors.hpp"
 #include "common/wakeup.hpp"
 

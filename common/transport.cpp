@@ -28,8 +28,7 @@ std::string_view as_chars(std::span<const std::uint8_t> bytes) {
 std::error_code check_body(FrameKind kind, std::span<const std::uint8_t> body) {
   switch (kind) {
     case FrameKind::control:
-    case FrameKind::data:
-      return {};
+    case FrameKind::data: return {};
     case FrameKind::close:
       if (body.empty() || body.size() > 1 + max_close_detail_bytes) return errc::protocol_error;
       if (!is_sendable_reason(body[0])) return errc::protocol_error;

@@ -52,8 +52,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   CidrList trusted;
   trusted.add("10.0.0.0/8");
   const auto split = text.find('\n');
-  (void)forwarded_client(text.substr(0, split), split == std::string_view::npos ? "" : text.substr(split + 1),
-                         trusted);
+  (void)forwarded_client(text.substr(0, split),
+                         split == std::string_view::npos ? "" : text.substr(split + 1), trusted);
   (void)origin_allowed(text, {"https://app.example.org"});
   return 0;
 }

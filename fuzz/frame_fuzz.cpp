@@ -14,14 +14,14 @@
 //  - the plaintext, sealed under the receiver's key with a raw CipherState, is opened: the body
 //    rules (kinds, close reasons and UTF-8 details, ping tokens) run on arbitrary plaintexts, and
 //    whatever opens must re-seal to the same frame.
+#include <sodium.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <span>
 #include <vector>
-
-#include <sodium.h>
 
 #include "common/frame.hpp"
 #include "common/transport.hpp"

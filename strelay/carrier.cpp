@@ -13,12 +13,15 @@ namespace ip = boost::asio::ip;
 
 constexpr std::string_view proxy_v1_prefix = "PROXY ";
 
-bool upper(std::uint8_t c) { return c >= 'A' && c <= 'Z'; }
+bool upper(std::uint8_t c) {
+  return c >= 'A' && c <= 'Z';
+}
 
 // 1: all of `bytes` agree with `pattern` and are shorter; 2: `bytes` start with `pattern`.
 int match(std::span<const std::uint8_t> bytes, std::span<const std::uint8_t> pattern) {
   const auto n = std::min(bytes.size(), pattern.size());
-  if (!std::equal(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n), pattern.begin())) return 0;
+  if (!std::equal(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n), pattern.begin()))
+    return 0;
   return bytes.size() < pattern.size() ? 1 : 2;
 }
 
@@ -28,7 +31,9 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-std::string quote(std::string_view s) { return "\"" + std::string(s.substr(0, 80)) + "\""; }
+std::string quote(std::string_view s) {
+  return "\"" + std::string(s.substr(0, 80)) + "\"";
+}
 
 // An address as proxies write it: "192.0.2.1", "2001:db8::1", "[2001:db8::1]", "[::1]:4711",
 // "192.0.2.1:4711", or quoted (Forwarded). Obfuscated names ("_hidden", "unknown") are nullopt.
@@ -82,7 +87,8 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
 
 bool iequal(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
          });
 }
 
@@ -90,10 +96,11 @@ bool iequal(std::string_view a, std::string_view b) {
 
 FirstBytes classify_first_bytes(std::span<const std::uint8_t> bytes) {
   if (bytes.empty()) return FirstBytes::need_more;
-  const std::span<const std::uint8_t> v1(reinterpret_cast<const std::uint8_t*>(proxy_v1_prefix.data()),
-                                         proxy_v1_prefix.size());
+  const std::span<const std::uint8_t> v1(
+      reinterpret_cast<const std::uint8_t*>(proxy_v1_prefix.data()), proxy_v1_prefix.size());
   if (const int m = match(bytes, v1)) return m == 1 ? FirstBytes::need_more : FirstBytes::proxy;
-  if (const int m = match(bytes, proxy_v2_signature)) return m == 1 ? FirstBytes::need_more : FirstBytes::proxy;
+  if (const int m = match(bytes, proxy_v2_signature))
+    return m == 1 ? FirstBytes::need_more : FirstBytes::proxy;
   if (upper(bytes[0])) return FirstBytes::http;
   return FirstBytes::strelay;
 }
@@ -102,14 +109,17 @@ std::string CidrList::check(std::string_view text) {
   const auto slash = text.find('/');
   boost::system::error_code ec;
   const auto address = ip::make_address(std::string(text.substr(0, slash)), ec);
-  if (ec) return "trusted proxy " + quote(text) + ": not an IP address or CIDR range (e.g. 10.0.0.0/8, ::1)";
+  if (ec)
+    return "trusted proxy " + quote(text) +
+           ": not an IP address or CIDR range (e.g. 10.0.0.0/8, ::1)";
   if (slash == std::string_view::npos) return {};
   const auto bits = text.substr(slash + 1);
   unsigned prefix = 0;
   const auto [end, pec] = std::from_chars(bits.data(), bits.data() + bits.size(), prefix);
   const unsigned max = address.is_v4() ? 32 : 128;
   if (bits.empty() || pec != std::errc() || end != bits.data() + bits.size() || prefix > max) {
-    return "trusted proxy " + quote(text) + ": the prefix length must be 0 to " + std::to_string(max);
+    return "trusted proxy " + quote(text) + ": the prefix length must be 0 to " +
+           std::to_string(max);
   }
   return {};
 }
@@ -130,7 +140,8 @@ void CidrList::add(std::string_view text) {
   if (slash != std::string_view::npos) {
     std::from_chars(text.data() + slash + 1, text.data() + text.size(), r.prefix);
     // An IPv4-mapped range given as IPv6 ("::ffff:10.0.0.0/104") is kept as IPv4.
-    if (r.v4 && ip::make_address(std::string(text.substr(0, slash))).is_v6()) r.prefix = r.prefix >= 96 ? r.prefix - 96 : 0;
+    if (r.v4 && ip::make_address(std::string(text.substr(0, slash))).is_v6())
+      r.prefix = r.prefix >= 96 ? r.prefix - 96 : 0;
   }
   ranges_.push_back(r);
 }
@@ -169,7 +180,8 @@ ForwardedClient forwarded_client(std::string_view forwarded, std::string_view x_
       for (auto pair : split(element, ';')) {
         pair = trim(pair);
         const auto eq = pair.find('=');
-        if (eq != std::string_view::npos && iequal(trim(pair.substr(0, eq)), "for")) node = pair.substr(eq + 1);
+        if (eq != std::string_view::npos && iequal(trim(pair.substr(0, eq)), "for"))
+          node = pair.substr(eq + 1);
       }
       if (!node) return ForwardedClient{std::nullopt, true};
       nodes.push_back(*node);
@@ -183,7 +195,8 @@ ForwardedClient forwarded_client(std::string_view forwarded, std::string_view x_
 
 bool origin_allowed(std::string_view origin, const std::vector<std::string>& allowed) {
   if (allowed.empty() || origin.empty()) return true;
-  return std::any_of(allowed.begin(), allowed.end(), [&](const std::string& a) { return iequal(a, origin); });
+  return std::any_of(allowed.begin(), allowed.end(),
+                     [&](const std::string& a) { return iequal(a, origin); });
 }
 
 }  // namespace strelay

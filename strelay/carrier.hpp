@@ -14,6 +14,7 @@
 #pragma once
 
 #include <array>
+#include <boost/asio/ip/address.hpp>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -21,8 +22,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <boost/asio/ip/address.hpp>
 
 #include "common/protocol.hpp"
 

@@ -1,12 +1,11 @@
 #include "strelay/config.hpp"
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <limits>
-
-#include <CLI/CLI.hpp>
 
 #include "common/address.hpp"
 #include "strelay/carrier.hpp"
@@ -60,20 +59,23 @@ CLI::Validator seconds_between(double lo, double hi) {
         double v = 0;
         if (!parse_double(input, v)) return quote_text(input) + " is not a number of seconds";
         if (v < lo || v > hi) {
-          return input + " is out of range: give " + format_number(lo) + " to " + format_number(hi) + " seconds";
+          return input + " is out of range: give " + format_number(lo) + " to " +
+                 format_number(hi) + " seconds";
         }
         return {};
       },
       "");
 }
 
-CLI::Validator count_between(std::uint64_t lo, std::uint64_t hi, std::string what = "a whole number") {
+CLI::Validator count_between(std::uint64_t lo, std::uint64_t hi,
+                             std::string what = "a whole number") {
   return CLI::Validator(
       [lo, hi, what](std::string& input) -> std::string {
         std::uint64_t v = 0;
         if (!parse_u64(input, v)) return quote_text(input) + " is not " + what;
         if (v < lo || v > hi) {
-          return input + " is out of range: give " + std::to_string(lo) + " to " + std::to_string(hi);
+          return input + " is out of range: give " + std::to_string(lo) + " to " +
+                 std::to_string(hi);
         }
         return {};
       },
@@ -86,7 +88,8 @@ CLI::Validator rate_between(double lo, double hi, std::string unit) {
         double v = 0;
         if (!parse_double(input, v)) return quote_text(input) + " is not a number";
         if (v < lo || v > hi) {
-          return input + " is out of range: give " + format_number(lo) + " to " + format_number(hi) + unit;
+          return input + " is out of range: give " + format_number(lo) + " to " +
+                 format_number(hi) + unit;
         }
         return {};
       },
@@ -128,9 +131,12 @@ CLI::Validator one_of(std::vector<std::string> names) {
 }
 
 void add_seconds(CLI::App& app, const std::string& flag, std::chrono::milliseconds& target,
-                 const std::string& help, double lo = min_timeout_seconds, double hi = max_timeout_seconds) {
+                 const std::string& help, double lo = min_timeout_seconds,
+                 double hi = max_timeout_seconds) {
   app.add_option_function<double>(
-         flag, [&target](double s) { target = std::chrono::milliseconds(std::llround(s * 1000.0)); }, help)
+         flag,
+         [&target](double s) { target = std::chrono::milliseconds(std::llround(s * 1000.0)); },
+         help)
       ->check(seconds_between(lo, hi))
       ->default_str(format_seconds(target))
       ->type_name("SECONDS");
@@ -139,12 +145,18 @@ void add_seconds(CLI::App& app, const std::string& flag, std::chrono::millisecon
 template <class T>
 void add_count(CLI::App& app, const std::string& flag, T& target, const std::string& help,
                std::uint64_t lo, std::uint64_t hi) {
-  app.add_option(flag, target, help)->check(count_between(lo, hi))->capture_default_str()->type_name("N");
+  app.add_option(flag, target, help)
+      ->check(count_between(lo, hi))
+      ->capture_default_str()
+      ->type_name("N");
 }
 
-void add_rate(CLI::App& app, const std::string& flag, double& target, const std::string& help, double lo,
-              double hi, const std::string& unit) {
-  app.add_option(flag, target, help)->check(rate_between(lo, hi, unit))->capture_default_str()->type_name("N");
+void add_rate(CLI::App& app, const std::string& flag, double& target, const std::string& help,
+              double lo, double hi, const std::string& unit) {
+  app.add_option(flag, target, help)
+      ->check(rate_between(lo, hi, unit))
+      ->capture_default_str()
+      ->type_name("N");
 }
 
 CLI::Validator websocket_path_validator() {
@@ -152,7 +164,8 @@ CLI::Validator websocket_path_validator() {
       [](std::string& input) -> std::string {
         if (input.empty() || input.front() != '/' || input.size() > 200 ||
             input.find_first_of("?# \t\r\n%") != std::string::npos) {
-          return quote_text(input) + " is not a path: give one starting with / (no ?, #, % or spaces), e.g. /strelay";
+          return quote_text(input) +
+                 " is not a path: give one starting with / (no ?, #, % or spaces), e.g. /strelay";
         }
         return {};
       },
@@ -166,21 +179,25 @@ CLI::Validator origin_validator() {
         const auto scheme = input.find("://");
         const bool ok = scheme != std::string::npos && scheme > 0 && input.size() > scheme + 3 &&
                         input.find('/', scheme + 3) == std::string::npos && input.size() <= 256;
-        if (!ok) return quote_text(input) + " is not an origin: give scheme://host[:port], e.g. https://app.example.org";
+        if (!ok)
+          return quote_text(input) +
+                 " is not an origin: give scheme://host[:port], e.g. https://app.example.org";
         return {};
       },
       "");
 }
 
 CLI::Validator cidr_validator() {
-  return CLI::Validator([](std::string& input) -> std::string { return CidrList::check(input); }, "");
+  return CLI::Validator([](std::string& input) -> std::string { return CidrList::check(input); },
+                        "");
 }
 
 CLI::Validator directory_validator() {
   return CLI::Validator(
       [](std::string& input) -> std::string {
         std::error_code ec;
-        if (!std::filesystem::is_directory(input, ec)) return quote_text(input) + " is not a directory";
+        if (!std::filesystem::is_directory(input, ec))
+          return quote_text(input) + " is not a directory";
         return {};
       },
       "");
@@ -188,9 +205,10 @@ CLI::Validator directory_validator() {
 
 void setup_carriers(CLI::App& app, RelayOptions& o) {
   auto* g = app.add_option_group("WebSocket, proxies and the web root");
-  g->add_option("--websocket-path", o.websocket_path,
-                "Path of the WebSocket endpoint on every relay address (the relay tells TCP and WebSocket "
-                "apart by their first bytes)")
+  g->add_option(
+       "--websocket-path", o.websocket_path,
+       "Path of the WebSocket endpoint on every relay address (the relay tells TCP and WebSocket "
+       "apart by their first bytes)")
       ->check(websocket_path_validator())
       ->capture_default_str()
       ->type_name("PATH");
@@ -204,18 +222,21 @@ void setup_carriers(CLI::App& app, RelayOptions& o) {
        "An extra address that serves only WebSocket (and the web root), repeatable")
       ->check(endpoint_validator())
       ->type_name("ADDR");
-  g->add_option("--allow-origin", o.allow_origin,
-                "Only browser pages from this origin may open a WebSocket, repeatable (default: any origin; "
-                "the protocol authenticates nodes itself)")
+  g->add_option(
+       "--allow-origin", o.allow_origin,
+       "Only browser pages from this origin may open a WebSocket, repeatable (default: any origin; "
+       "the protocol authenticates nodes itself)")
       ->check(origin_validator())
       ->type_name("ORIGIN");
-  g->add_option("--trusted-proxy", o.trusted_proxy,
-                "An address or CIDR range whose PROXY headers and X-Forwarded-For / Forwarded are believed, "
-                "repeatable; SIGHUP reloads it")
+  g->add_option(
+       "--trusted-proxy", o.trusted_proxy,
+       "An address or CIDR range whose PROXY headers and X-Forwarded-For / Forwarded are believed, "
+       "repeatable; SIGHUP reloads it")
       ->check(cidr_validator())
       ->type_name("CIDR");
-  g->add_option("--web-root", o.web_root,
-                "Serve the static files of this directory (GET/HEAD) at the relay address's other paths")
+  g->add_option(
+       "--web-root", o.web_root,
+       "Serve the static files of this directory (GET/HEAD) at the relay address's other paths")
       ->check(directory_validator())
       ->type_name("DIR");
 }
@@ -225,31 +246,39 @@ void setup_limits(CLI::App& app, RelayLimits& l) {
   auto* g = app.add_option_group(group);
   add_seconds(*g, "--handshake-timeout", l.handshake_timeout,
               "Absolute deadline from TCP accept to the first request");
-  add_count(*g, "--max-pending-handshakes", l.max_pending_handshakes, "Pending handshakes in total", 1, max_count);
+  add_count(*g, "--max-pending-handshakes", l.max_pending_handshakes, "Pending handshakes in total",
+            1, max_count);
   add_count(*g, "--max-pending-per-source", l.max_pending_per_source,
             "Pending handshakes per source (IPv4 /32, IPv6 /64)", 1, max_count);
-  add_rate(*g, "--handshake-rate", l.handshake_rate_per_second, "Handshakes per second per source", 0.001,
-           max_rate, " per second");
-  add_rate(*g, "--handshake-burst", l.handshake_burst, "Handshake burst per source", 1, max_rate, "");
+  add_rate(*g, "--handshake-rate", l.handshake_rate_per_second, "Handshakes per second per source",
+           0.001, max_rate, " per second");
+  add_rate(*g, "--handshake-burst", l.handshake_burst, "Handshake burst per source", 1, max_rate,
+           "");
   add_count(*g, "--max-connections", l.max_connections,
-            "Connections in total; 0 = 80% of RLIMIT_NOFILE (raised to the hard limit at start), but no more "
-            "than the descriptors left after the relay's own (counted at start), the HTTP endpoint's and a "
-            "margin; spare descriptors go to tunnel pipes (4 each), and a tunnel without them copies instead "
+            "Connections in total; 0 = 80% of RLIMIT_NOFILE (raised to the hard limit at start), "
+            "but no more "
+            "than the descriptors left after the relay's own (counted at start), the HTTP "
+            "endpoint's and a "
+            "margin; spare descriptors go to tunnel pipes (4 each), and a tunnel without them "
+            "copies instead "
             "of splicing",
             0, max_count);
-  add_seconds(*g, "--half-tunnel-ttl", l.half_tunnel_ttl, "How long a Connect waits for the listener's Accept");
-  add_rate(*g, "--connect-rate", l.connect_rate_per_minute, "Connect requests per minute per identity", 0.001,
-           max_rate, " per minute");
-  add_rate(*g, "--connect-burst", l.connect_burst, "Connect request burst per identity", 1, max_rate, "");
+  add_seconds(*g, "--half-tunnel-ttl", l.half_tunnel_ttl,
+              "How long a Connect waits for the listener's Accept");
+  add_rate(*g, "--connect-rate", l.connect_rate_per_minute,
+           "Connect requests per minute per identity", 0.001, max_rate, " per minute");
+  add_rate(*g, "--connect-burst", l.connect_burst, "Connect request burst per identity", 1,
+           max_rate, "");
   add_count(*g, "--tunnel-buffer", l.tunnel_buffer,
-            "User-space buffer per tunnel direction, in bytes (backpressure beyond it)", min_tunnel_buffer,
-            max_tunnel_buffer);
+            "User-space buffer per tunnel direction, in bytes (backpressure beyond it)",
+            min_tunnel_buffer, max_tunnel_buffer);
   add_seconds(*g, "--write-stall-timeout", l.write_stall_timeout,
               "A peer that accepts no bytes for this long is stalled and closed");
   add_seconds(*g, "--keepalive-interval", l.keepalive_interval, "Ping after this much silence");
-  add_seconds(*g, "--dead-peer-timeout", l.dead_peer_timeout, "Close a connection silent for this long");
-  add_seconds(*g, "--drain-timeout", l.drain_timeout, "SIGTERM: how long sessions get to close politely", 0,
-              600);
+  add_seconds(*g, "--dead-peer-timeout", l.dead_peer_timeout,
+              "Close a connection silent for this long");
+  add_seconds(*g, "--drain-timeout", l.drain_timeout,
+              "SIGTERM: how long sessions get to close politely", 0, 600);
 }
 
 std::string one_line(std::string text) {
@@ -294,14 +323,17 @@ std::optional<tcp::endpoint> try_parse_endpoint(std::string_view text, std::stri
     }
   }
   std::uint64_t port = 0;
-  if (!parse_u64(port_text, port) || port > 65535 || (port_text.size() > 1 && port_text.front() == '0')) {
-    error = "address " + quote_text(text) + ": port " + quote_text(port_text) + " is not a number from 0 to 65535";
+  if (!parse_u64(port_text, port) || port > 65535 ||
+      (port_text.size() > 1 && port_text.front() == '0')) {
+    error = "address " + quote_text(text) + ": port " + quote_text(port_text) +
+            " is not a number from 0 to 65535";
     return std::nullopt;
   }
   boost::system::error_code ec;
   const auto address = boost::asio::ip::make_address(std::string(host), ec);
   if (ec || (text.front() == '[') != address.is_v6()) {
-    error = "address " + quote_text(text) + ": " + quote_text(host) + " is not an IP address (names are not resolved)";
+    error = "address " + quote_text(text) + ": " + quote_text(host) +
+            " is not an IP address (names are not resolved)";
     return std::nullopt;
   }
   return tcp::endpoint(address, static_cast<std::uint16_t>(port));
@@ -325,13 +357,16 @@ void setup_relay_options(CLI::App& app, RelayOptions& o) {
     return "strelay: " + one_line(e.what()) + " (see strelay --help)\n";
   });
 
-  app.add_option("--idfile", o.idfile, "The relay's identity file (stmgr gen-ident)")->required()->type_name("PATH");
+  app.add_option("--idfile", o.idfile, "The relay's identity file (stmgr gen-ident)")
+      ->required()
+      ->type_name("PATH");
   app.add_option_function<std::vector<std::string>>(
          "--laddr",
          [&o](const std::vector<std::string>& values) {
            o.laddr.clear();
            std::string error;
-           for (const auto& v : values) o.laddr.push_back(*try_parse_endpoint(v, error));  // checked already
+           for (const auto& v : values)
+             o.laddr.push_back(*try_parse_endpoint(v, error));  // checked already
          },
          "Address to listen on, repeatable: 0.0.0.0:4567, [::]:4567 (port 0: any free port)")
       ->check(endpoint_validator())
@@ -342,7 +377,8 @@ void setup_relay_options(CLI::App& app, RelayOptions& o) {
       ->check(public_address_validator())
       ->type_name("HOST:PORT");
   app.add_option_function<std::string>(
-         "--log-format", [&o](const std::string& v) { o.log_format = *parse_log_format(v); }, "Log lines as text or json")
+         "--log-format", [&o](const std::string& v) { o.log_format = *parse_log_format(v); },
+         "Log lines as text or json")
       ->check(one_of({"text", "json"}))
       ->default_str("text")
       ->type_name("FORMAT");
@@ -361,10 +397,12 @@ void setup_relay_options(CLI::App& app, RelayOptions& o) {
          "HTTP address for /metrics, /status, /healthz and the status page, e.g. 127.0.0.1:9090")
       ->check(endpoint_validator())
       ->type_name("ADDR");
-  app.add_option("--allow", o.allow_file,
-                 "Allowlist file: only these node keys may listen, connect or accept (a private relay)")
+  app.add_option(
+         "--allow", o.allow_file,
+         "Allowlist file: only these node keys may listen, connect or accept (a private relay)")
       ->type_name("FILE");
-  app.add_option("--threads", o.threads, "Worker threads, each with its own event loop (0: one per core)")
+  app.add_option("--threads", o.threads,
+                 "Worker threads, each with its own event loop (0: one per core)")
       ->check(CLI::Range(0u, 256u))
       ->capture_default_str()
       ->type_name("N");
@@ -389,27 +427,32 @@ void validate_relay_options(const RelayOptions& o) {
           (l.address() == o.metrics_addr->address() || l.address().is_unspecified() ||
            o.metrics_addr->address().is_unspecified())) {
         throw ValidationError("--metrics-addr", endpoint_to_string(*o.metrics_addr) +
-                                                    " overlaps the relay address " + endpoint_to_string(l));
+                                                    " overlaps the relay address " +
+                                                    endpoint_to_string(l));
       }
     }
   }
   for (const auto& w : o.websocket_laddr) {
     for (const auto& l : o.laddr) {
       if (w == l && w.port() != 0) {
-        throw ValidationError("--websocket-laddr", endpoint_to_string(w) + " is also a --laddr (every --laddr serves WebSocket already)");
+        throw ValidationError(
+            "--websocket-laddr",
+            endpoint_to_string(w) + " is also a --laddr (every --laddr serves WebSocket already)");
       }
     }
   }
   const auto& l = o.limits;
   if (l.keepalive_interval >= l.dead_peer_timeout) {
-    throw ValidationError("--keepalive-interval", "must be shorter than --dead-peer-timeout (" +
-                                                      format_seconds(l.keepalive_interval) + " s >= " +
-                                                      format_seconds(l.dead_peer_timeout) + " s)");
+    throw ValidationError("--keepalive-interval",
+                          "must be shorter than --dead-peer-timeout (" +
+                              format_seconds(l.keepalive_interval) +
+                              " s >= " + format_seconds(l.dead_peer_timeout) + " s)");
   }
   if (l.max_pending_per_source > l.max_pending_handshakes) {
-    throw ValidationError("--max-pending-per-source", "must not exceed --max-pending-handshakes (" +
-                                                          std::to_string(l.max_pending_per_source) + " > " +
-                                                          std::to_string(l.max_pending_handshakes) + ")");
+    throw ValidationError("--max-pending-per-source",
+                          "must not exceed --max-pending-handshakes (" +
+                              std::to_string(l.max_pending_per_source) + " > " +
+                              std::to_string(l.max_pending_handshakes) + ")");
   }
 }
 
@@ -429,7 +472,8 @@ std::optional<RelayOptions> parse_relay_options(int argc, const char* const* arg
   return options;
 }
 
-std::optional<RelayOptions> try_parse_relay_options(int argc, const char* const* argv, std::string& error) {
+std::optional<RelayOptions> try_parse_relay_options(int argc, const char* const* argv,
+                                                    std::string& error) {
   CLI::App app;
   RelayOptions options;
   setup_relay_options(app, options);
@@ -446,8 +490,9 @@ std::optional<RelayOptions> try_parse_relay_options(int argc, const char* const*
 
 std::size_t effective_max_connections(const RelayLimits& limits, std::uint64_t nofile_soft_limit) {
   if (limits.max_connections > 0) return limits.max_connections;
-  const auto share = static_cast<std::uint64_t>(static_cast<double>(std::min(nofile_soft_limit, max_auto_connections)) *
-                                                connections_share_of_nofile);
+  const auto share = static_cast<std::uint64_t>(
+      static_cast<double>(std::min(nofile_soft_limit, max_auto_connections)) *
+      connections_share_of_nofile);
   return static_cast<std::size_t>(std::max<std::uint64_t>(share, 1));
 }
 
@@ -459,8 +504,8 @@ std::vector<std::pair<std::string, std::string>> describe_limits(const RelayLimi
       {"max-pending-per-source", std::to_string(l.max_pending_per_source)},
       {"handshake-rate", format_number(l.handshake_rate_per_second) + " per second per source"},
       {"handshake-burst", format_number(l.handshake_burst)},
-      {"max-connections",
-       l.max_connections == 0 ? std::string("80% of RLIMIT_NOFILE, within the descriptor budget")
+      {"max-connections", l.max_connections == 0
+                              ? std::string("80% of RLIMIT_NOFILE, within the descriptor budget")
                               : std::to_string(l.max_connections)},
       {"half-tunnel-ttl", s(l.half_tunnel_ttl)},
       {"connect-rate", format_number(l.connect_rate_per_minute) + " per minute per identity"},

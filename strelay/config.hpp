@@ -8,13 +8,15 @@
 //                            brackets). Names are refused (the relay binds, it does not resolve).
 //                            Port 0 means "any free port": useful in tests, and the HTTP server
 //                            and the start-up line report the port actually bound.
-//   --public-address         host:port as written in the relay ticket (a name or an IP; port 1..65535).
+//   --public-address         host:port as written in the relay ticket (a name or an IP;
+//   port 1..65535).
 //
 // Every error is one line naming the flag (CLI11's ValidationError and friends); main prints it
 // and exits non-zero. On SIGHUP the daemon re-parses argv and the config file with
 // try_parse_relay_options(), and keeps the old options if that fails.
 #pragma once
 
+#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -22,8 +24,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <boost/asio/ip/tcp.hpp>
 
 #include "common/log.hpp"
 #include "common/protocol.hpp"
@@ -36,16 +36,17 @@ namespace strelay {
 
 // Each member is named after its flag; the defaults are protocol.hpp's.
 struct RelayLimits {
-  std::chrono::milliseconds handshake_timeout = handshake_deadline;        // absolute, accept to first request
-  std::size_t max_pending_handshakes = strelay::max_pending_handshakes;    // in total
-  std::size_t max_pending_per_source = strelay::max_pending_per_source;    // per IPv4 /32 or IPv6 /64
-  double handshake_rate_per_second = handshake_rate_per_source;            // per source
+  std::chrono::milliseconds handshake_timeout =
+      handshake_deadline;  // absolute, accept to first request
+  std::size_t max_pending_handshakes = strelay::max_pending_handshakes;  // in total
+  std::size_t max_pending_per_source = strelay::max_pending_per_source;  // per IPv4 /32 or IPv6 /64
+  double handshake_rate_per_second = handshake_rate_per_source;          // per source
   double handshake_burst = handshake_burst_per_source;
-  std::size_t max_connections = 0;                                         // 0: 80% of RLIMIT_NOFILE
+  std::size_t max_connections = 0;  // 0: 80% of RLIMIT_NOFILE
   std::chrono::milliseconds half_tunnel_ttl = strelay::half_tunnel_ttl;
-  double connect_rate_per_minute = connect_rate_per_identity * 60.0;       // per identity
+  double connect_rate_per_minute = connect_rate_per_identity * 60.0;  // per identity
   double connect_burst = connect_burst_per_identity;
-  std::size_t tunnel_buffer = tunnel_buffer_bytes;                         // bytes per direction
+  std::size_t tunnel_buffer = tunnel_buffer_bytes;  // bytes per direction
   std::chrono::milliseconds write_stall_timeout = strelay::write_stall_timeout;
   std::chrono::milliseconds keepalive_interval = strelay::keepalive_interval;
   std::chrono::milliseconds dead_peer_timeout = strelay::dead_peer_timeout;
@@ -55,21 +56,21 @@ struct RelayLimits {
 };
 
 struct RelayOptions {
-  std::string idfile;                                       // required
-  std::vector<boost::asio::ip::tcp::endpoint> laddr;        // at least one
-  std::string public_address;                               // empty: not set
-  std::string config_file;                                  // empty: none
+  std::string idfile;                                 // required
+  std::vector<boost::asio::ip::tcp::endpoint> laddr;  // at least one
+  std::string public_address;                         // empty: not set
+  std::string config_file;                            // empty: none
   LogFormat log_format = LogFormat::text;
   LogLevel log_level = LogLevel::info;
   std::optional<boost::asio::ip::tcp::endpoint> metrics_addr;  // empty: no HTTP endpoint
-  std::string allow_file;                                   // empty: a public relay
-  unsigned threads = 0;                                     // worker threads; 0: one per core
+  std::string allow_file;                                      // empty: a public relay
+  unsigned threads = 0;                                        // worker threads; 0: one per core
   // Carriers (docs/operations.md, "WebSocket and proxies").
-  std::string websocket_path{websocket_default_path};      // the upgrade's path on every port
+  std::string websocket_path{websocket_default_path};           // the upgrade's path on every port
   std::vector<boost::asio::ip::tcp::endpoint> websocket_laddr;  // WebSocket-only addresses
-  std::vector<std::string> allow_origin;                    // empty: any origin
-  std::vector<std::string> trusted_proxy;                   // CIDR ranges; SIGHUP reloads them
-  std::string web_root;                                     // empty: no static files
+  std::vector<std::string> allow_origin;                        // empty: any origin
+  std::vector<std::string> trusted_proxy;                       // CIDR ranges; SIGHUP reloads them
+  std::string web_root;                                         // empty: no static files
   RelayLimits limits;
 };
 
@@ -88,11 +89,13 @@ void validate_relay_options(const RelayOptions& options);
 std::optional<RelayOptions> parse_relay_options(int argc, const char* const* argv, int& exit_code);
 
 // For SIGHUP: the same parse, silent. On failure returns nullopt and sets `error` to one line.
-std::optional<RelayOptions> try_parse_relay_options(int argc, const char* const* argv, std::string& error);
+std::optional<RelayOptions> try_parse_relay_options(int argc, const char* const* argv,
+                                                    std::string& error);
 
 // "0.0.0.0:4567", "[::1]:0": an IP address (IPv6 in brackets) and a port 0..65535.
 // On failure returns nullopt and sets `error` to a one-line cause quoting the text.
-std::optional<boost::asio::ip::tcp::endpoint> try_parse_endpoint(std::string_view text, std::string& error);
+std::optional<boost::asio::ip::tcp::endpoint> try_parse_endpoint(std::string_view text,
+                                                                 std::string& error);
 // "0.0.0.0:4567" or "[::1]:4567".
 std::string endpoint_to_string(const boost::asio::ip::tcp::endpoint& endpoint);
 

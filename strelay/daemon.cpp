@@ -3,14 +3,13 @@
 #include <malloc.h>
 #include <sys/resource.h>
 
-#include <csignal>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <csignal>
 
 #include "common/qr.hpp"
 #include "common/tickets.hpp"
@@ -41,7 +40,8 @@ ServerSettings to_server_settings(const RelayOptions& options, std::uint64_t nof
   s.carrier.web_root = options.web_root;
   s.threads = options.threads;
   s.admission.connections_total = effective_max_connections(l, nofile);  // refined at run()
-  s.descriptors = {nofile, l.max_connections, options.metrics_addr ? http_connection_cap(nofile) : 0};
+  s.descriptors = {nofile, l.max_connections,
+                   options.metrics_addr ? http_connection_cap(nofile) : 0};
   s.admission.pending_total = l.max_pending_handshakes;
   s.admission.pending_per_source = l.max_pending_per_source;
   s.admission.rate_per_source = l.handshake_rate_per_second;
@@ -64,7 +64,8 @@ std::optional<Allowlist> load_allowed_keys(const RelayOptions& options) {
   if (options.allow_file.empty()) return std::nullopt;
   std::vector<std::string> warnings;
   auto list = load_allowlist(options.allow_file, &warnings);
-  for (const auto& warning : warnings) process_logger().warn("allowlist", {}, {{"warning", warning}});
+  for (const auto& warning : warnings)
+    process_logger().warn("allowlist", {}, {{"warning", warning}});
   return list;
 }
 
@@ -90,7 +91,8 @@ std::string startup_line(const PublicKey& key, const std::vector<asio::ip::tcp::
   return line;
 }
 
-StatusInfo status_info(const RelayOptions& options, const PublicKey& key, const std::string& ticket_json,
+StatusInfo status_info(const RelayOptions& options, const PublicKey& key,
+                       const std::string& ticket_json,
                        const std::vector<asio::ip::tcp::endpoint>& bound) {
   StatusInfo info;
   info.version = STRELAY_VERSION;
@@ -109,7 +111,8 @@ StatusInfo status_info(const RelayOptions& options, const PublicKey& key, const 
   return info;
 }
 
-std::unique_ptr<HttpServer> start_http(Server& server, const RelayOptions& options, StatusInfo info) {
+std::unique_ptr<HttpServer> start_http(Server& server, const RelayOptions& options,
+                                       StatusInfo info) {
   if (!options.metrics_addr) return nullptr;
   HttpLimits limits;
   limits.max_connections = http_connection_cap(raise_nofile_limit());  // within the fd budget

@@ -2,6 +2,7 @@
 // server's units, the start-up line, and the signals. Kept apart so main.cpp stays thin.
 #pragma once
 
+#include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -9,10 +10,8 @@
 #include <string>
 #include <vector>
 
-#include <boost/asio/ip/tcp.hpp>
-
-#include "common/keys.hpp"
 #include "common/allowlist.hpp"
+#include "common/keys.hpp"
 #include "strelay/config.hpp"
 #include "strelay/http.hpp"
 #include "strelay/relay_state.hpp"
@@ -30,19 +29,22 @@ std::optional<Allowlist> load_allowed_keys(const RelayOptions& options);
 
 // "strelay 0.1.0 listening on 0.0.0.0:4567 [::]:4567 public key A6EH... metrics 127.0.0.1:9090
 //  ticket {...}": one line with everything an operator needs to check and share.
-std::string startup_line(const PublicKey& key, const std::vector<boost::asio::ip::tcp::endpoint>& bound,
+std::string startup_line(const PublicKey& key,
+                         const std::vector<boost::asio::ip::tcp::endpoint>& bound,
                          const std::optional<boost::asio::ip::tcp::endpoint>& metrics,
                          const std::string& ticket_json);
 // The relay ticket for --public-address, as Offset writes it; empty without the flag.
 std::string public_ticket(const RelayOptions& options, const PublicKey& key);
 
 // What the status page and /status show about this relay.
-StatusInfo status_info(const RelayOptions& options, const PublicKey& key, const std::string& ticket_json,
+StatusInfo status_info(const RelayOptions& options, const PublicKey& key,
+                       const std::string& ticket_json,
                        const std::vector<boost::asio::ip::tcp::endpoint>& bound);
 
 // The HTTP endpoint on --metrics-addr, on the server's control worker; null without the flag.
 // It is stopped when the server starts draining.
-std::unique_ptr<HttpServer> start_http(Server& server, const RelayOptions& options, StatusInfo info);
+std::unique_ptr<HttpServer> start_http(Server& server, const RelayOptions& options,
+                                       StatusInfo info);
 
 // Every log_summary_interval, writes a summary of log lines suppressed by rate limiting; every
 // memory_trim_interval, returns the heap's free pages to the system (malloc_trim) when the

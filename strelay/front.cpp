@@ -1,25 +1,24 @@
-#include "common/coro.hpp"
 #include "strelay/front.hpp"
 
 #include <sys/socket.h>
 
 #include <array>
-#include <cstring>
-#include <memory>
-#include <string>
-#include <vector>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
 
+#include "common/coro.hpp"
 #include "strelay/carrier.hpp"
 #include "strelay/proxy_protocol.hpp"
-#include "strelay/server.hpp"
 #include "strelay/rendezvous.hpp"
+#include "strelay/server.hpp"
 #include "strelay/web_root.hpp"
 #include "strelay/websocket.hpp"
 
@@ -112,11 +111,11 @@ class Front : public std::enable_shared_from_this<Front> {
   RelayTimer watchdog_;
   bool expired_ = false;
   bool handed_off_ = false;
-  boost::asio::ip::address peer_;    // the TCP peer
+  boost::asio::ip::address peer_;  // the TCP peer
   unsigned short peer_port_ = 0;
-  boost::asio::ip::address client_;  // the source for limits and logs
-  bool trusted_ = false;             // peer_ is a trusted proxy
-  bool proxied_ = false;             // a PROXY header named client_
+  boost::asio::ip::address client_;     // the source for limits and logs
+  bool trusted_ = false;                // peer_ is a trusted proxy
+  bool proxied_ = false;                // a PROXY header named client_
   std::vector<std::uint8_t> consumed_;  // read before knowing what they were: an HTTP start
 };
 
@@ -162,7 +161,8 @@ asio::awaitable<int> Front::peek(std::span<std::uint8_t> into) {
       server_.log().debug("peek_failed", tags(), {{"error", std::error_code(ec)}});
       co_return -1;
     }
-    const auto n = ::recv(socket_.native_handle(), into.data(), into.size(), MSG_PEEK | MSG_DONTWAIT);
+    const auto n =
+        ::recv(socket_.native_handle(), into.data(), into.size(), MSG_PEEK | MSG_DONTWAIT);
     if (n >= 0) co_return static_cast<int>(n);
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
       server_.log().debug("peek_failed", tags(), {{"errno", errno}});
@@ -180,7 +180,8 @@ asio::awaitable<void> Front::run() {
     if (expired_) {
       // Silent to the end: the handshake deadline, counted as a Session would count it.
       server_.metrics().handshakes_total.inc(HandshakeOutcome::timeout);
-      server_.log().debug("handshake_failed", tags(), {{"stage", "deadline"}, {"step", "first_bytes"}});
+      server_.log().debug("handshake_failed", tags(),
+                          {{"stage", "deadline"}, {"step", "first_bytes"}});
     } else {
       // Connected and left without a byte: a load balancer's TCP check, not a failed handshake.
       server_.metrics().health_checks_total.inc();
@@ -204,7 +205,8 @@ asio::awaitable<void> Front::run() {
     // A PROXY header was consumed: look at what follows it.
     const int m = co_await peek(first);
     if (m <= 0) {
-      if (!expired_) server_.metrics().health_checks_total.inc();  // a balancer's check with a header
+      if (!expired_)
+        server_.metrics().health_checks_total.inc();  // a balancer's check with a header
       close_now();
       co_return;
     }
@@ -236,7 +238,8 @@ asio::awaitable<Front::Prefix> Front::read_prefix() {
   std::vector<std::uint8_t> candidate;
   std::array<std::uint8_t, proxy_header_max_bytes> peeked{};
   for (;;) {
-    const std::size_t room = proxy_header_max_bytes - std::min(consumed_.size(), proxy_header_max_bytes);
+    const std::size_t room =
+        proxy_header_max_bytes - std::min(consumed_.size(), proxy_header_max_bytes);
     const int n = room == 0 ? 0 : co_await peek(std::span(peeked).first(room));
     if (n <= 0) {
       if (expired_) {
@@ -258,8 +261,9 @@ asio::awaitable<Front::Prefix> Front::read_prefix() {
       refuse(CarrierRefusal::bad_proxy_header, header.error);
       co_return Prefix::done;
     }
-    const std::size_t take =
-        header.status == ProxyStatus::complete ? header.length - consumed_.size() : static_cast<std::size_t>(n);
+    const std::size_t take = header.status == ProxyStatus::complete
+                                 ? header.length - consumed_.size()
+                                 : static_cast<std::size_t>(n);
     std::vector<std::uint8_t> taken(take);
     auto [ec, got] = co_await asio::async_read(socket_, asio::buffer(taken), await_tuple);
     if (ec) {
@@ -286,10 +290,12 @@ void Front::to_session(tcp::socket socket, Carrier carrier) {
   pending_.release();  // the Session holds its own from here
   server_.metrics().carrier_sessions_total.inc(carrier);
   const tcp::endpoint client(client_, client_ == peer_ ? peer_port_ : 0);
-  const ConnId id =
-      server_.start_session(std::move(socket), client, ConnectionHold{std::move(*admitted_), std::move(connection_), deadline_});
-  server_.log().info("connection_open", LogTags{id, std::nullopt},
-                     {{"carrier", metric_label(carrier)}, {"source", source()}, {"via_proxy", trusted_}});
+  const ConnId id = server_.start_session(
+      std::move(socket), client,
+      ConnectionHold{std::move(*admitted_), std::move(connection_), deadline_});
+  server_.log().info(
+      "connection_open", LogTags{id, std::nullopt},
+      {{"carrier", metric_label(carrier)}, {"source", source()}, {"via_proxy", trusted_}});
 }
 
 asio::awaitable<void> Front::write_plain(http::status status, unsigned version, std::string body,
@@ -343,10 +349,12 @@ asio::awaitable<void> Front::serve_http() {
       } else if (ec == http::error::end_of_stream && served > 0) {
         close_now();  // a keep-alive connection the browser closed
       } else if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
-        co_await write_plain(http::status::request_header_fields_too_large, 11, "request header too large\n");
+        co_await write_plain(http::status::request_header_fields_too_large, 11,
+                             "request header too large\n");
         refuse(CarrierRefusal::header_too_large);
       } else {
-        if (ec != http::error::end_of_stream && ec != asio::error::eof && ec != asio::error::connection_reset) {
+        if (ec != http::error::end_of_stream && ec != asio::error::eof &&
+            ec != asio::error::connection_reset) {
           co_await write_plain(http::status::bad_request, 11, "bad request\n");
         }
         refuse(CarrierRefusal::bad_request, ec.message());
@@ -374,7 +382,8 @@ asio::awaitable<bool> Front::answer_web(const Request& req) {
   auto& metrics = server_.metrics();
   if (req.method() != http::verb::get && req.method() != http::verb::head) {
     metrics.web_requests_total.inc(WebOutcome::method);
-    co_await write_plain(http::status::method_not_allowed, req.version(), "method not allowed\n", "GET, HEAD");
+    co_await write_plain(http::status::method_not_allowed, req.version(), "method not allowed\n",
+                         "GET, HEAD");
     close_now();
     co_return false;
   }
@@ -391,8 +400,8 @@ asio::awaitable<bool> Front::answer_web(const Request& req) {
     metrics.web_requests_total.inc(bad ? WebOutcome::bad_path : WebOutcome::not_found);
     co_await write_plain(bad ? http::status::forbidden : http::status::not_found, req.version(),
                          file.status == WebLookup::too_large ? "file too large to serve\n"
-                         : bad                              ? "forbidden\n"
-                                                            : "not found\n");
+                         : bad                               ? "forbidden\n"
+                                                             : "not found\n");
     close_now();
     co_return false;
   }
@@ -429,8 +438,9 @@ asio::awaitable<bool> Front::answer_web(const Request& req) {
 asio::awaitable<void> Front::upgrade(Request req, beast::flat_buffer& buffer) {
   const auto& carrier = settings_->carrier;
   if (!websocket::is_upgrade(req)) {
-    co_await write_plain(http::status::upgrade_required, req.version(),
-                         "this is the relay's WebSocket endpoint: connect with a WebSocket client\n");
+    co_await write_plain(
+        http::status::upgrade_required, req.version(),
+        "this is the relay's WebSocket endpoint: connect with a WebSocket client\n");
     refuse(CarrierRefusal::not_websocket);
     co_return;
   }
@@ -441,14 +451,16 @@ asio::awaitable<void> Front::upgrade(Request req, beast::flat_buffer& buffer) {
   const std::string_view xff = req["X-Forwarded-For"];
   if (!forwarded.empty() || !xff.empty()) {
     if (!carrier.trusted_proxies.contains(sender)) {
-      co_await write_plain(http::status::forbidden, req.version(),
-                           "X-Forwarded-For and Forwarded are accepted only from a trusted proxy\n");
+      co_await write_plain(
+          http::status::forbidden, req.version(),
+          "X-Forwarded-For and Forwarded are accepted only from a trusted proxy\n");
       refuse(CarrierRefusal::untrusted_forwarded);
       co_return;
     }
     const auto named = forwarded_client(forwarded, xff, carrier.trusted_proxies);
     if (named.malformed) {
-      co_await write_plain(http::status::bad_request, req.version(), "malformed forwarding header\n");
+      co_await write_plain(http::status::bad_request, req.version(),
+                           "malformed forwarding header\n");
       refuse(CarrierRefusal::bad_forwarded);
       co_return;
     }
@@ -461,7 +473,8 @@ asio::awaitable<void> Front::upgrade(Request req, beast::flat_buffer& buffer) {
   }
   if (buffer.size() != 0) {
     // Bytes after the request, before the answer: they would be lost in the upgrade.
-    co_await write_plain(http::status::bad_request, req.version(), "data before the upgrade was answered\n");
+    co_await write_plain(http::status::bad_request, req.version(),
+                         "data before the upgrade was answered\n");
     refuse(CarrierRefusal::bad_request, "data before the upgrade");
     co_return;
   }
@@ -488,7 +501,8 @@ asio::awaitable<void> Front::upgrade(Request req, beast::flat_buffer& buffer) {
   std::shared_ptr<WebSocketBridge> bridge;
   tcp::socket end(socket_.get_executor());
   try {
-    std::tie(bridge, end) = WebSocketBridge::make(std::move(*ws_), server_.clock(), options, &server_.metrics());
+    std::tie(bridge, end) =
+        WebSocketBridge::make(std::move(*ws_), server_.clock(), options, &server_.metrics());
   } catch (const std::system_error& e) {
     server_.log().warn("websocket_failed", tags(), {{"error", e.code()}});
     co_return;  // out of descriptors: the WebSocket closes with this frame

@@ -18,9 +18,8 @@
 // on the socket's worker, and its watchdog closes the socket at the deadline.
 #pragma once
 
-#include <optional>
-
 #include <boost/asio/ip/tcp.hpp>
+#include <optional>
 
 #include "strelay/clock.hpp"
 #include "strelay/limits.hpp"

@@ -1,9 +1,6 @@
 #include "strelay/http.hpp"
 
-#include <mutex>
-#include <set>
-#include <string>
-#include <system_error>
+#include <sodium.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -13,7 +10,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <sodium.h>
+#include <mutex>
+#include <set>
+#include <string>
+#include <system_error>
 
 #include "common/base64url.hpp"
 #include "strelay/config.hpp"
@@ -54,19 +54,19 @@ struct HttpServer::State {
 
   HttpLimits limits;
   asio::strand<asio::any_io_executor> strand;
-  tcp::acceptor acceptor;        // strand
+  tcp::acceptor acceptor;           // strand
   asio::steady_timer sample_timer;  // strand
   Metrics& metrics;
   Logger& logger;
-  SampleRing samples;            // own mutex
+  SampleRing samples;  // own mutex
 
-  std::mutex info_mutex;         // guards info
+  std::mutex info_mutex;  // guards info
   std::shared_ptr<const StatusInfo> info;
 
   // Owned by the strand:
   bool stopped = false;
-  std::size_t open_connections = 0;       // sessions running, for the connection cap
-  std::set<beast::tcp_stream*> streams;   // their streams, closed by stop()
+  std::size_t open_connections = 0;      // sessions running, for the connection cap
+  std::set<beast::tcp_stream*> streams;  // their streams, closed by stop()
   ProcessStats process{};
   std::chrono::steady_clock::time_point process_read{};
 
@@ -77,7 +77,8 @@ struct HttpServer::State {
 
   const ProcessStats& process_stats() {
     const auto now = std::chrono::steady_clock::now();
-    if (process_read == std::chrono::steady_clock::time_point{} || now - process_read >= process_stats_max_age) {
+    if (process_read == std::chrono::steady_clock::time_point{} ||
+        now - process_read >= process_stats_max_age) {
       process = read_process_stats();
       process_read = now;
     }
@@ -95,7 +96,8 @@ std::string make_nonce() {
   return to_base64url(bytes);
 }
 
-Response text_response(const Request& req, http::status status, std::string_view content_type, std::string body) {
+Response text_response(const Request& req, http::status status, std::string_view content_type,
+                       std::string body) {
   Response res{status, req.version()};
   res.set(http::field::server, "strelay");
   res.set(http::field::content_type, content_type);
@@ -108,7 +110,8 @@ Response text_response(const Request& req, http::status status, std::string_view
 
 Response route(State& s, const Request& req) {
   if (req.method() != http::verb::get && req.method() != http::verb::head) {
-    auto res = text_response(req, http::status::method_not_allowed, "text/plain", "method not allowed\n");
+    auto res =
+        text_response(req, http::status::method_not_allowed, "text/plain", "method not allowed\n");
     res.set(http::field::allow, "GET, HEAD");
     return res;
   }
@@ -123,14 +126,17 @@ Response route(State& s, const Request& req) {
   const StatusView view{s.metrics, *info, s.process_stats(), compute_rates(samples),
                         std::chrono::system_clock::now()};
   if (target == "/metrics") {
-    return text_response(req, http::status::ok, "text/plain; version=0.0.4; charset=utf-8", render_prometheus(view));
+    return text_response(req, http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
+                         render_prometheus(view));
   }
-  if (target == "/status") return text_response(req, http::status::ok, "application/json", render_status_json(view));
+  if (target == "/status")
+    return text_response(req, http::status::ok, "application/json", render_status_json(view));
   if (target == "/samples") {
     return text_response(req, http::status::ok, "application/json", render_samples_json(samples));
   }
   const auto nonce = make_nonce();
-  auto res = text_response(req, http::status::ok, "text/html; charset=utf-8", render_status_page(view, samples, nonce));
+  auto res = text_response(req, http::status::ok, "text/html; charset=utf-8",
+                           render_status_page(view, samples, nonce));
   res.set("Content-Security-Policy", status_page_csp(nonce));
   res.set("Referrer-Policy", "no-referrer");
   res.set(http::field::x_frame_options, "DENY");
@@ -177,7 +183,8 @@ asio::awaitable<void> serve(std::shared_ptr<State> s, tcp::socket socket) {
     if (read_ec) {
       if (const auto status = status_for_read_error(read_ec); status && !s->stopped) {
         Request dummy{http::verb::get, "/", 11};
-        auto res = text_response(dummy, *status, "text/plain", std::string(http::obsolete_reason(*status)) + "\n");
+        auto res = text_response(dummy, *status, "text/plain",
+                                 std::string(http::obsolete_reason(*status)) + "\n");
         res.keep_alive(false);
         stream.expires_after(s->limits.request_deadline);
         co_await http::async_write(stream, res, use_tuple);
@@ -185,7 +192,8 @@ asio::awaitable<void> serve(std::shared_ptr<State> s, tcp::socket socket) {
       break;
     }
     auto res = route(*s, parser.get());
-    const bool keep = parser.get().keep_alive() && served + 1 < http_max_requests_per_connection && !s->stopped;
+    const bool keep =
+        parser.get().keep_alive() && served + 1 < http_max_requests_per_connection && !s->stopped;
     res.keep_alive(keep);
     if (parser.get().method() == http::verb::head) {
       const auto length = res.body().size();
@@ -230,13 +238,16 @@ asio::awaitable<void> accept_loop(std::shared_ptr<State> s) {
     if (s->stopped || ec == asio::error::operation_aborted) co_return;
     if (ec) {
       // EMFILE and friends: the loop must survive them; back off and try again.
-      s->logger.warn("http_accept_error", {}, {{"error", std::error_code(ec.value(), std::system_category())}});
+      s->logger.warn("http_accept_error", {},
+                     {{"error", std::error_code(ec.value(), std::system_category())}});
       asio::steady_timer backoff(s->strand, accept_backoff);
       co_await backoff.async_wait(use_tuple);
       continue;
     }
     if (s->open_connections >= s->limits.max_connections) {
-      s->logger.warn("http_refused", {}, {{"reason", "too many HTTP connections"}, {"limit", s->limits.max_connections}});
+      s->logger.warn(
+          "http_refused", {},
+          {{"reason", "too many HTTP connections"}, {"limit", s->limits.max_connections}});
       refuse(std::move(socket));
       continue;
     }
@@ -259,9 +270,10 @@ asio::awaitable<void> sample_loop(std::shared_ptr<State> s) {
 
 }  // namespace
 
-HttpServer::HttpServer(asio::any_io_executor executor, const tcp::endpoint& endpoint, Metrics& metrics,
-                       StatusInfo info, Logger& logger, HttpLimits limits)
-    : state_(std::make_shared<State>(std::move(executor), metrics, std::move(info), logger, limits)) {
+HttpServer::HttpServer(asio::any_io_executor executor, const tcp::endpoint& endpoint,
+                       Metrics& metrics, StatusInfo info, Logger& logger, HttpLimits limits)
+    : state_(
+          std::make_shared<State>(std::move(executor), metrics, std::move(info), logger, limits)) {
   auto& acceptor = state_->acceptor;
   const auto fail = [&endpoint](const boost::system::error_code& ec) {
     throw std::system_error(std::error_code(ec.value(), std::system_category()),
@@ -276,12 +288,16 @@ HttpServer::HttpServer(asio::any_io_executor executor, const tcp::endpoint& endp
   if (ec) fail(ec);
 }
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+}
 
 void HttpServer::start() {
   auto s = state_;
-  asio::co_spawn(s->strand, accept_loop(s), [s](std::exception_ptr e) { log_failure(s->logger, "accept", e); });
-  asio::co_spawn(s->strand, sample_loop(s), [s](std::exception_ptr e) { log_failure(s->logger, "sampler", e); });
+  asio::co_spawn(s->strand, accept_loop(s),
+                 [s](std::exception_ptr e) { log_failure(s->logger, "accept", e); });
+  asio::co_spawn(s->strand, sample_loop(s),
+                 [s](std::exception_ptr e) { log_failure(s->logger, "sampler", e); });
 }
 
 void HttpServer::stop() {
@@ -302,6 +318,8 @@ void HttpServer::set_status_info(StatusInfo info) {
   state_->info = std::move(fresh);
 }
 
-const SampleRing& HttpServer::samples() const { return state_->samples; }
+const SampleRing& HttpServer::samples() const {
+  return state_->samples;
+}
 
 }  // namespace strelay

@@ -22,12 +22,11 @@
 // set_status_info() and stop() may be called from any thread.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstddef>
 #include <memory>
-
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/ip/tcp.hpp>
 
 #include "common/log.hpp"
 #include "strelay/metrics.hpp"
@@ -46,7 +45,8 @@ class HttpServer {
   // the address ("cannot listen for HTTP on 127.0.0.1:9090: Address already in use").
   // Port 0 binds a free port; local_endpoint() tells which.
   HttpServer(boost::asio::any_io_executor executor, const boost::asio::ip::tcp::endpoint& endpoint,
-             Metrics& metrics, StatusInfo info, Logger& logger = process_logger(), HttpLimits limits = {});
+             Metrics& metrics, StatusInfo info, Logger& logger = process_logger(),
+             HttpLimits limits = {});
   ~HttpServer();  // stop()
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

@@ -107,8 +107,8 @@ const char* to_string(AdmissionRefusal refusal) {
 
 // ---------------------------------------------------------------- descriptor budget
 
-DescriptorBudget plan_descriptors(std::uint64_t nofile, std::uint64_t fds_at_start, std::size_t http_connections,
-                                  std::size_t connections_flag) {
+DescriptorBudget plan_descriptors(std::uint64_t nofile, std::uint64_t fds_at_start,
+                                  std::size_t http_connections, std::size_t connections_flag) {
   // RLIMIT_NOFILE may be "infinity"; Linux never allows more than fs.nr_open (2^20 by default).
   constexpr std::uint64_t max_nofile = 1ull << 24;
   nofile = std::min(nofile, max_nofile);
@@ -119,7 +119,8 @@ DescriptorBudget plan_descriptors(std::uint64_t nofile, std::uint64_t fds_at_sta
   if (connections_flag != 0) {
     b.connections = connections_flag;
   } else {
-    const auto share = static_cast<std::size_t>(static_cast<double>(nofile) * connections_share_of_nofile);
+    const auto share =
+        static_cast<std::size_t>(static_cast<double>(nofile) * connections_share_of_nofile);
     b.connections = std::max<std::size_t>(std::min(share, b.usable), 1);
   }
   b.pipe_fds = b.usable > b.connections ? b.usable - b.connections : 0;
@@ -133,7 +134,8 @@ std::size_t http_connection_cap(std::uint64_t nofile) {
 std::optional<std::uint64_t> count_open_descriptors() {
   std::error_code ec;
   std::uint64_t fds = 0;
-  for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end; it.increment(ec)) {
+  for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end;
+       it.increment(ec)) {
     ++fds;
   }
   if (ec || fds == 0) return std::nullopt;

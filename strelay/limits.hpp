@@ -2,8 +2,8 @@
 // two tools that relay_state shares: a token bucket and a keyed hash for hostile-keyed tables.
 //
 // Time is always a parameter (`now`, strelay::Clock's time points, which are steady_clock's);
-// nothing here reads a clock or touches a socket. Every limit is a field of a limits struct whose defaults come from protocol.hpp, and
-// can be replaced at run time (SIGHUP).
+// nothing here reads a clock or touches a socket. Every limit is a field of a limits struct whose
+// defaults come from protocol.hpp, and can be replaced at run time (SIGHUP).
 //
 // Admission, per accepted TCP connection, in this order (the first that fails names the refusal):
 //   1. connections_total   open connections < limit (the daemon sets it from the descriptor
@@ -142,7 +142,7 @@ class MemoryTrimPolicy {
 };
 
 struct AdmissionLimits {
-  std::size_t connections_total = 1024;  // the daemon sets it from plan_descriptors()
+  std::size_t connections_total = 1024;   // the daemon sets it from plan_descriptors()
   std::size_t pipe_fds_total = SIZE_MAX;  // descriptors for tunnel pipes; SIZE_MAX: no budget
   std::size_t pending_total = max_pending_handshakes;
   std::size_t pending_per_source = max_pending_per_source;
@@ -190,7 +190,7 @@ class Admission {
   // Gauges.
   std::size_t pending_total() const;
   std::size_t connections() const;
-  std::size_t sources() const;  // entries in the per-source table
+  std::size_t sources() const;   // entries in the per-source table
   std::size_t pipe_fds() const;  // descriptors reserved for tunnel pipes
 
  private:

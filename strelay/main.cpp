@@ -48,13 +48,14 @@ int main(int argc, char** argv) {
               << std::endl;
     if (!ticket.empty()) {
       std::cout << ticket << "\n"
-                << render_terminal(QrCode::encode(ticket), TerminalStyle::ansi_colors) << std::flush;
+                << render_terminal(QrCode::encode(ticket), TerminalStyle::ansi_colors)
+                << std::flush;
     }
     start_housekeeping(server);
     start_notify(server);
     // Every socket listens already (the kernel queues connections until run() accepts them).
-    notify(ready_message("serving " + std::to_string(server.local_endpoints().size()) + " addresses, key " +
-                         identity.public_key().fingerprint()));
+    notify(ready_message("serving " + std::to_string(server.local_endpoints().size()) +
+                         " addresses, key " + identity.public_key().fingerprint()));
     server.run();
     log.flush_suppressed();
     return 0;

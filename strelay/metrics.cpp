@@ -8,7 +8,6 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "common/log.hpp"
@@ -34,7 +33,8 @@ struct CounterRow {
 
 std::vector<GaugeRow> gauge_rows(const Metrics& m) {
   return {
-      {"connections", "Open TCP connections on the relay ports, in every state.", m.connections.get()},
+      {"connections", "Open TCP connections on the relay ports, in every state.",
+       m.connections.get()},
       {"pending_handshakes", "Connections accepted whose first request is not handled yet.",
        m.pending_handshakes.get()},
       {"listeners", "Node keys with a live Listen.", m.listeners.get()},
@@ -43,8 +43,10 @@ std::vector<GaugeRow> gauge_rows(const Metrics& m) {
       {"tunnel_buffered_bytes", "Bytes held in user-space tunnel buffers, both directions.",
        m.tunnel_buffered_bytes.get()},
       {"listen_sockets", "Bound relay listen sockets (--laddr).", m.listen_sockets.get()},
-      {"allowlist_keys", "Keys on the allowlist; -1 when the relay is public.", m.allowlist_keys.get()},
-      {"websocket_connections", "Open WebSocket connections on the relay port (each is also a connection).",
+      {"allowlist_keys", "Keys on the allowlist; -1 when the relay is public.",
+       m.allowlist_keys.get()},
+      {"websocket_connections",
+       "Open WebSocket connections on the relay port (each is also a connection).",
        m.websocket_connections.get()},
       {"websocket_buffered_bytes", "Bytes held in WebSocket bridges' buffers, both directions.",
        m.websocket_buffered_bytes.get()},
@@ -55,7 +57,8 @@ template <class E>
 CounterRow family_row(std::string_view name, std::string_view help, std::string_view label,
                       const CounterFamily<E>& family) {
   CounterRow row{name, help, label, {}};
-  for (const auto& [value, text] : MetricLabels<E>::all) row.series.emplace_back(text, family.get(value));
+  for (const auto& [value, text] : MetricLabels<E>::all)
+    row.series.emplace_back(text, family.get(value));
   if (family.unknown() > 0) row.series.emplace_back("unknown", family.unknown());
   return row;
 }
@@ -66,37 +69,48 @@ CounterRow scalar_row(std::string_view name, std::string_view help, const Counte
 
 std::vector<CounterRow> counter_rows(const Metrics& m) {
   std::vector<CounterRow> rows;
-  rows.push_back(scalar_row("accepts_total", "TCP connections accepted on the relay ports.", m.accepts_total));
-  rows.push_back(family_row("accept_errors_total", "Failed accepts by errno kind; the loop backs off and resumes.",
+  rows.push_back(
+      scalar_row("accepts_total", "TCP connections accepted on the relay ports.", m.accepts_total));
+  rows.push_back(family_row("accept_errors_total",
+                            "Failed accepts by errno kind; the loop backs off and resumes.",
                             "error", m.accept_errors_total));
-  rows.push_back(family_row("handshakes_total", "Handshakes by outcome.", "outcome", m.handshakes_total));
+  rows.push_back(
+      family_row("handshakes_total", "Handshakes by outcome.", "outcome", m.handshakes_total));
   rows.push_back(family_row("limit_hits_total", "Resource and rate limits hit, by limit.", "reason",
                             m.limit_hits_total));
-  rows.push_back(family_row("closes_total", "Closed connections by close reason (aborted: EOF without Close).",
+  rows.push_back(family_row("closes_total",
+                            "Closed connections by close reason (aborted: EOF without Close).",
                             "reason", m.closes_total));
-  rows.push_back(family_row("connect_outcomes_total", "Connect requests by the outcome the connector got.",
-                            "outcome", m.connect_outcomes_total));
-  rows.push_back(family_row("bytes_relayed_total", "Tunnel bytes forwarded, by direction.", "direction",
-                            m.bytes_relayed_total));
-  rows.push_back(family_row("tunnels_total",
-                            "Tunnels opened, by how they move bytes (copy: no descriptors were left for pipes).",
-                            "mode", m.tunnels_total));
+  rows.push_back(family_row("connect_outcomes_total",
+                            "Connect requests by the outcome the connector got.", "outcome",
+                            m.connect_outcomes_total));
+  rows.push_back(family_row("bytes_relayed_total", "Tunnel bytes forwarded, by direction.",
+                            "direction", m.bytes_relayed_total));
+  rows.push_back(family_row(
+      "tunnels_total",
+      "Tunnels opened, by how they move bytes (copy: no descriptors were left for pipes).", "mode",
+      m.tunnels_total));
   rows.push_back(scalar_row("listen_total", "Listen requests accepted.", m.listen_total));
-  rows.push_back(scalar_row("replaced_total", "Listeners replaced by a newer Listen for the same key.",
+  rows.push_back(scalar_row("replaced_total",
+                            "Listeners replaced by a newer Listen for the same key.",
                             m.replaced_total));
-  rows.push_back(family_row("reloads_total", "SIGHUP reloads of the allowlist and limits, by outcome.",
-                            "outcome", m.reloads_total));
-  rows.push_back(family_row("carrier_sessions_total", "Connections handed to a session, by carrier.", "carrier",
+  rows.push_back(family_row("reloads_total",
+                            "SIGHUP reloads of the allowlist and limits, by outcome.", "outcome",
+                            m.reloads_total));
+  rows.push_back(family_row("carrier_sessions_total",
+                            "Connections handed to a session, by carrier.", "carrier",
                             m.carrier_sessions_total));
   rows.push_back(family_row("carrier_refusals_total",
-                            "Connections refused on the relay port before any session, by reason.", "reason",
-                            m.carrier_refusals_total));
-  rows.push_back(scalar_row("health_checks_total",
-                            "Connections closed before sending a byte (TCP health checks; not failed handshakes).",
-                            m.health_checks_total));
-  rows.push_back(family_row("web_requests_total",
-                            "HTTP requests answered on the relay port without an upgrade, by outcome.", "outcome",
-                            m.web_requests_total));
+                            "Connections refused on the relay port before any session, by reason.",
+                            "reason", m.carrier_refusals_total));
+  rows.push_back(scalar_row(
+      "health_checks_total",
+      "Connections closed before sending a byte (TCP health checks; not failed handshakes).",
+      m.health_checks_total));
+  rows.push_back(
+      family_row("web_requests_total",
+                 "HTTP requests answered on the relay port without an upgrade, by outcome.",
+                 "outcome", m.web_requests_total));
   return rows;
 }
 
@@ -104,10 +118,14 @@ std::vector<CounterRow> counter_rows(const Metrics& m) {
 std::string prom_label_value(std::string_view value) {
   std::string out;
   for (char c : value) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out.push_back(c);
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out.push_back(c);
   }
   return out;
 }
@@ -178,7 +196,8 @@ ProcessStats read_process_stats() {
   std::ifstream statm("/proc/self/statm");
   std::int64_t size_pages = 0;
   std::int64_t resident_pages = 0;
-  if (statm >> size_pages >> resident_pages) stats.resident_bytes = resident_pages * sysconf(_SC_PAGESIZE);
+  if (statm >> size_pages >> resident_pages)
+    stats.resident_bytes = resident_pages * sysconf(_SC_PAGESIZE);
   return stats;
 }
 
@@ -224,7 +243,8 @@ Rates compute_rates(const std::vector<MetricsSample>& samples) {
 
 std::string render_prometheus(const StatusView& view) {
   PromWriter w;
-  w.family("strelay_build_info", "Version and public key of this relay (value is always 1).", "gauge");
+  w.family("strelay_build_info", "Version and public key of this relay (value is always 1).",
+           "gauge");
   w.sample("strelay_build_info",
            "version=\"" + prom_label_value(view.info.version) + "\",public_key=\"" +
                prom_label_value(view.info.public_key) + "\"",
@@ -239,27 +259,32 @@ std::string render_prometheus(const StatusView& view) {
     w.family(name, c.help, "counter");
     for (const auto& [label, value] : c.series) {
       const std::string labels =
-          c.label.empty() ? std::string() : std::string(c.label) + "=\"" + prom_label_value(label) + "\"";
+          c.label.empty() ? std::string()
+                          : std::string(c.label) + "=\"" + prom_label_value(label) + "\"";
       w.sample(name, labels, std::to_string(value));
     }
   }
-  w.family("strelay_accept_rate",
-           "Accepts per second over the last sample interval (or use rate(strelay_accepts_total[1m])).",
-           "gauge");
+  w.family(
+      "strelay_accept_rate",
+      "Accepts per second over the last sample interval (or use rate(strelay_accepts_total[1m])).",
+      "gauge");
   w.sample("strelay_accept_rate", {}, number(view.rates.accepts_per_second));
-  w.family("strelay_log_suppressed_total", "Log lines dropped by the per-event rate limit (each is counted in a summary line).",
+  w.family("strelay_log_suppressed_total",
+           "Log lines dropped by the per-event rate limit (each is counted in a summary line).",
            "counter");
   w.sample("strelay_log_suppressed_total", {}, std::to_string(process_logger().suppressed_total()));
   w.family("strelay_uptime_seconds", "Seconds since the relay started.", "gauge");
   w.sample("strelay_uptime_seconds", {}, number(uptime_seconds(view.metrics)));
-  w.family("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds.", "gauge");
+  w.family("process_start_time_seconds",
+           "Start time of the process since the Unix epoch in seconds.", "gauge");
   w.sample("process_start_time_seconds", {}, number(seconds_since_epoch(view.info.start_time)));
   if (view.process.open_fds >= 0) {
     w.family("process_open_fds", "Number of open file descriptors.", "gauge");
     w.sample("process_open_fds", {}, std::to_string(view.process.open_fds));
   }
   if (view.process.max_fds >= 0) {
-    w.family("process_max_fds", "Maximum number of open file descriptors (soft RLIMIT_NOFILE).", "gauge");
+    w.family("process_max_fds", "Maximum number of open file descriptors (soft RLIMIT_NOFILE).",
+             "gauge");
     w.sample("process_max_fds", {}, std::to_string(view.process.max_fds));
   }
   if (view.process.resident_bytes >= 0) {

@@ -44,7 +44,15 @@ enum class LimitReason : std::uint8_t {
   stalled,             // a peer stopped reading past the write-stall timeout
 };
 enum class ConnectOutcome : std::uint8_t {
-  connected, not_found, rejected, timeout, peer_gone, rate_limited, overloaded, not_allowed, no_pending,
+  connected,
+  not_found,
+  rejected,
+  timeout,
+  peer_gone,
+  rate_limited,
+  overloaded,
+  not_allowed,
+  no_pending,
 };
 enum class TunnelDirection : std::uint8_t { to_listener, to_connector };
 enum class TunnelMode : std::uint8_t { splice, copy };
@@ -73,22 +81,23 @@ enum class WebOutcome : std::uint8_t { file, not_found, plain, method, bad_path 
 template <class E>
 struct MetricLabels;
 
-#define STRELAY_LABELS(E, ...)                                                              \
-  template <>                                                                              \
-  struct MetricLabels<E> {                                                                 \
-    static constexpr std::pair<E, std::string_view> all[] = {__VA_ARGS__};                 \
+#define STRELAY_LABELS(E, ...)                                             \
+  template <>                                                              \
+  struct MetricLabels<E> {                                                 \
+    static constexpr std::pair<E, std::string_view> all[] = {__VA_ARGS__}; \
   }
 STRELAY_LABELS(AcceptError, {AcceptError::emfile, "emfile"}, {AcceptError::enfile, "enfile"},
                {AcceptError::other, "other"});
 STRELAY_LABELS(HandshakeOutcome, {HandshakeOutcome::ok, "ok"}, {HandshakeOutcome::failed, "failed"},
                {HandshakeOutcome::timeout, "timeout"}, {HandshakeOutcome::bad_magic, "bad_magic"},
-               {HandshakeOutcome::bad_version, "bad_version"}, {HandshakeOutcome::refused, "refused"});
+               {HandshakeOutcome::bad_version, "bad_version"},
+               {HandshakeOutcome::refused, "refused"});
 STRELAY_LABELS(LimitReason, {LimitReason::pending_total, "pending_total"},
                {LimitReason::pending_per_source, "pending_per_source"},
                {LimitReason::rate_per_source, "rate_per_source"},
                {LimitReason::connections_total, "connections_total"},
-               {LimitReason::connect_rate, "connect_rate"}, {LimitReason::half_tunnels, "half_tunnels"},
-               {LimitReason::stalled, "stalled"});
+               {LimitReason::connect_rate, "connect_rate"},
+               {LimitReason::half_tunnels, "half_tunnels"}, {LimitReason::stalled, "stalled"});
 STRELAY_LABELS(CloseReason, {CloseReason::normal, "normal"}, {CloseReason::replaced, "replaced"},
                {CloseReason::shutdown, "shutdown"}, {CloseReason::protocol_error, "protocol_error"},
                {CloseReason::timeout, "timeout"}, {CloseReason::dead_peer, "dead_peer"},
@@ -99,8 +108,10 @@ STRELAY_LABELS(CloseReason, {CloseReason::normal, "normal"}, {CloseReason::repla
 STRELAY_LABELS(ConnectOutcome, {ConnectOutcome::connected, "connected"},
                {ConnectOutcome::not_found, "not_found"}, {ConnectOutcome::rejected, "rejected"},
                {ConnectOutcome::timeout, "timeout"}, {ConnectOutcome::peer_gone, "peer_gone"},
-               {ConnectOutcome::rate_limited, "rate_limited"}, {ConnectOutcome::overloaded, "overloaded"},
-               {ConnectOutcome::not_allowed, "not_allowed"}, {ConnectOutcome::no_pending, "no_pending"});
+               {ConnectOutcome::rate_limited, "rate_limited"},
+               {ConnectOutcome::overloaded, "overloaded"},
+               {ConnectOutcome::not_allowed, "not_allowed"},
+               {ConnectOutcome::no_pending, "no_pending"});
 STRELAY_LABELS(TunnelDirection, {TunnelDirection::to_listener, "to_listener"},
                {TunnelDirection::to_connector, "to_connector"});
 STRELAY_LABELS(TunnelMode, {TunnelMode::splice, "splice"}, {TunnelMode::copy, "copy"});
@@ -108,17 +119,21 @@ STRELAY_LABELS(ReloadOutcome, {ReloadOutcome::ok, "ok"}, {ReloadOutcome::failed,
 STRELAY_LABELS(Carrier, {Carrier::tcp, "tcp"}, {Carrier::websocket, "websocket"});
 STRELAY_LABELS(CarrierRefusal, {CarrierRefusal::bad_request, "bad_request"},
                {CarrierRefusal::header_too_large, "header_too_large"},
-               {CarrierRefusal::not_websocket, "not_websocket"}, {CarrierRefusal::bad_upgrade, "bad_upgrade"},
+               {CarrierRefusal::not_websocket, "not_websocket"},
+               {CarrierRefusal::bad_upgrade, "bad_upgrade"},
                {CarrierRefusal::bad_origin, "bad_origin"},
                {CarrierRefusal::untrusted_forwarded, "untrusted_forwarded"},
                {CarrierRefusal::bad_forwarded, "bad_forwarded"},
                {CarrierRefusal::untrusted_proxy_header, "untrusted_proxy_header"},
-               {CarrierRefusal::bad_proxy_header, "bad_proxy_header"}, {CarrierRefusal::deadline, "deadline"},
+               {CarrierRefusal::bad_proxy_header, "bad_proxy_header"},
+               {CarrierRefusal::deadline, "deadline"},
                {CarrierRefusal::text_message, "text_message"},
-               {CarrierRefusal::protocol_error, "protocol_error"}, {CarrierRefusal::too_big, "too_big"},
-               {CarrierRefusal::stalled, "stalled"}, {CarrierRefusal::busy, "busy"});
+               {CarrierRefusal::protocol_error, "protocol_error"},
+               {CarrierRefusal::too_big, "too_big"}, {CarrierRefusal::stalled, "stalled"},
+               {CarrierRefusal::busy, "busy"});
 STRELAY_LABELS(WebOutcome, {WebOutcome::file, "file"}, {WebOutcome::not_found, "not_found"},
-               {WebOutcome::plain, "plain"}, {WebOutcome::method, "method"}, {WebOutcome::bad_path, "bad_path"});
+               {WebOutcome::plain, "plain"}, {WebOutcome::method, "method"},
+               {WebOutcome::bad_path, "bad_path"});
 #undef STRELAY_LABELS
 
 // The label text of a value ("unknown" for a value outside the set, e.g. a cast wire byte).
@@ -212,15 +227,15 @@ struct Metrics {
   Metrics& operator=(const Metrics&) = delete;
 
   // gauges
-  Gauge connections;            // open TCP connections on the relay ports, in every state
-  Gauge pending_handshakes;     // accepted, first request not yet handled
-  Gauge listeners;              // keys with a live Listen
-  Gauge half_tunnels;           // Connects waiting for the listener's Accept
-  Gauge tunnels;                // paired pipes
-  Gauge tunnel_buffered_bytes;  // user-space bytes held in tunnel buffers, both directions
-  Gauge listen_sockets;         // bound --laddr sockets
-  Gauge allowlist_keys;         // keys on the allowlist; -1 when no allowlist (a public relay)
-  Gauge websocket_connections;  // open WebSockets on the relay port (each is also a connection)
+  Gauge connections;               // open TCP connections on the relay ports, in every state
+  Gauge pending_handshakes;        // accepted, first request not yet handled
+  Gauge listeners;                 // keys with a live Listen
+  Gauge half_tunnels;              // Connects waiting for the listener's Accept
+  Gauge tunnels;                   // paired pipes
+  Gauge tunnel_buffered_bytes;     // user-space bytes held in tunnel buffers, both directions
+  Gauge listen_sockets;            // bound --laddr sockets
+  Gauge allowlist_keys;            // keys on the allowlist; -1 when no allowlist (a public relay)
+  Gauge websocket_connections;     // open WebSockets on the relay port (each is also a connection)
   Gauge websocket_buffered_bytes;  // bytes in WebSocket bridges' buffers, both directions
 
   // counters
@@ -235,12 +250,14 @@ struct Metrics {
   Counter listen_total;
   Counter replaced_total;
   CounterFamily<ReloadOutcome> reloads_total;
-  CounterFamily<Carrier> carrier_sessions_total;           // connections handed to a session
-  CounterFamily<CarrierRefusal> carrier_refusals_total;    // refused before any session
+  CounterFamily<Carrier> carrier_sessions_total;         // connections handed to a session
+  CounterFamily<CarrierRefusal> carrier_refusals_total;  // refused before any session
   Counter health_checks_total;  // closed before sending a byte: not a failed handshake
   CounterFamily<WebOutcome> web_requests_total;  // HTTP answered on the relay port (no upgrade)
 
-  std::chrono::steady_clock::duration uptime() const { return std::chrono::steady_clock::now() - started_; }
+  std::chrono::steady_clock::duration uptime() const {
+    return std::chrono::steady_clock::now() - started_;
+  }
 
  private:
   std::chrono::steady_clock::time_point started_;
@@ -254,7 +271,8 @@ struct StatusInfo {
   std::string version;
   std::string public_key;   // base64url
   std::string ticket_json;  // the relay ticket when --public-address is set; may be empty
-  std::string qr_svg;       // an SVG of the ticket's QR code from common/qr; trusted markup; may be empty
+  std::string
+      qr_svg;  // an SVG of the ticket's QR code from common/qr; trusted markup; may be empty
   std::vector<std::string> listen_addresses;
   std::chrono::system_clock::time_point start_time{};
   std::vector<std::pair<std::string, std::string>> limits;  // name, value as text

@@ -1,13 +1,13 @@
 #include "strelay/notify.hpp"
 
-#include <cstdlib>
+#include <systemd/sd-daemon.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <systemd/sd-daemon.h>
+#include <cstdlib>
 
 #include "strelay/server.hpp"
 #include "strelay/status_page.hpp"
@@ -34,9 +34,15 @@ bool notify_enabled() {
   return socket != nullptr && *socket != '\0';
 }
 
-std::string ready_message(std::string_view status) { return assignment("READY=1", status); }
-std::string stopping_message(std::string_view status) { return assignment("STOPPING=1", status); }
-std::string status_message(std::string_view status) { return assignment("", status); }
+std::string ready_message(std::string_view status) {
+  return assignment("READY=1", status);
+}
+std::string stopping_message(std::string_view status) {
+  return assignment("STOPPING=1", status);
+}
+std::string status_message(std::string_view status) {
+  return assignment("", status);
+}
 
 bool notify(std::string_view message) {
   if (!notify_enabled() || message.empty()) return false;
@@ -46,14 +52,16 @@ bool notify(std::string_view message) {
 }
 
 std::string status_line(const Metrics& m) {
-  return std::to_string(m.connections.get()) + " connections, " + std::to_string(m.listeners.get()) +
-         " listeners, " + std::to_string(m.tunnels.get()) + " tunnels, " +
-         format_bytes(static_cast<double>(m.bytes_relayed_total.total())) + " relayed";
+  return std::to_string(m.connections.get()) + " connections, " +
+         std::to_string(m.listeners.get()) + " listeners, " + std::to_string(m.tunnels.get()) +
+         " tunnels, " + format_bytes(static_cast<double>(m.bytes_relayed_total.total())) +
+         " relayed";
 }
 
 void start_notify(Server& server) {
   if (!notify_enabled()) return;
-  server.on_drain([&server] { notify(stopping_message("draining: " + status_line(server.metrics()))); });
+  server.on_drain(
+      [&server] { notify(stopping_message("draining: " + status_line(server.metrics()))); });
   auto loop = [&server]() -> asio::awaitable<void> {
     asio::steady_timer timer(co_await asio::this_coro::executor);
     for (;;) {

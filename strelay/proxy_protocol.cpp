@@ -31,7 +31,8 @@ ProxyHeader invalid(int version, std::string_view why) {
 // True while `bytes` agree with `expected` on their common length.
 bool agrees(std::span<const std::uint8_t> bytes, std::span<const std::uint8_t> expected) {
   const auto n = std::min(bytes.size(), expected.size());
-  return std::equal(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n), expected.begin());
+  return std::equal(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n),
+                    expected.begin());
 }
 
 std::span<const std::uint8_t> as_bytes(std::string_view s) {
@@ -65,13 +66,15 @@ ProxyHeader parse_v1_fields(std::string_view line, std::size_t length) {
     h.status = ProxyStatus::complete;
     return h;
   }
-  if (count != 5 || (f[0] != "TCP4" && f[0] != "TCP6")) return invalid(1, "PROXY v1: expected TCP4, TCP6 or UNKNOWN and four fields");
+  if (count != 5 || (f[0] != "TCP4" && f[0] != "TCP6"))
+    return invalid(1, "PROXY v1: expected TCP4, TCP6 or UNKNOWN and four fields");
   boost::system::error_code ec1, ec2;
   const auto src = boost::asio::ip::make_address(std::string(f[1]), ec1);
   const auto dst = boost::asio::ip::make_address(std::string(f[2]), ec2);
   if (ec1 || ec2) return invalid(1, "PROXY v1: an address is not an IP address");
   const bool v4 = f[0] == "TCP4";
-  if (src.is_v4() != v4 || dst.is_v4() != v4) return invalid(1, "PROXY v1: address family mismatch");
+  if (src.is_v4() != v4 || dst.is_v4() != v4)
+    return invalid(1, "PROXY v1: address family mismatch");
   if (!parse_port(f[3]) || !parse_port(f[4])) return invalid(1, "PROXY v1: a port is not 0..65535");
   h.status = ProxyStatus::complete;
   h.source = src;
@@ -79,7 +82,8 @@ ProxyHeader parse_v1_fields(std::string_view line, std::size_t length) {
 }
 
 ProxyHeader parse_v1(std::span<const std::uint8_t> bytes) {
-  const std::string_view text(reinterpret_cast<const char*>(bytes.data()), std::min(bytes.size(), v1_max_bytes));
+  const std::string_view text(reinterpret_cast<const char*>(bytes.data()),
+                              std::min(bytes.size(), v1_max_bytes));
   const auto cr = text.find('\r');
   if (cr == std::string_view::npos) {
     if (bytes.size() >= v1_max_bytes) return invalid(1, "PROXY v1: no CRLF within 107 bytes");
@@ -108,14 +112,15 @@ ProxyHeader parse_v2(std::span<const std::uint8_t> bytes) {
   if ((ver_cmd >> 4) != 2) return invalid(2, "PROXY v2: version is not 2");
   const int command = ver_cmd & 0x0F;
   if (command > 1) return invalid(2, "PROXY v2: command is neither LOCAL nor PROXY");
-  if (v2_fixed_bytes + rest > proxy_header_max_bytes) return invalid(2, "PROXY v2: header longer than the relay accepts");
+  if (v2_fixed_bytes + rest > proxy_header_max_bytes)
+    return invalid(2, "PROXY v2: header longer than the relay accepts");
   // Addresses the family needs: TCP over IPv4 12 bytes, over IPv6 36, AF_UNIX 216.
   std::size_t needed = 0;
   switch (family) {
-    case 0x00: break;         // UNSPEC
-    case 0x11: needed = 12; break;  // TCP over IPv4
-    case 0x21: needed = 36; break;  // TCP over IPv6
-    case 0x31: needed = 216; break; // stream over AF_UNIX
+    case 0x00: break;                // UNSPEC
+    case 0x11: needed = 12; break;   // TCP over IPv4
+    case 0x21: needed = 36; break;   // TCP over IPv6
+    case 0x31: needed = 216; break;  // stream over AF_UNIX
     default:
       if (command == 1) return invalid(2, "PROXY v2: not a stream transport");
   }

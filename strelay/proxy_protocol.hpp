@@ -14,21 +14,20 @@
 // health check), and the proxy's address is used.
 #pragma once
 
+#include <boost/asio/ip/address.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
 #include <string_view>
 
-#include <boost/asio/ip/address.hpp>
-
 namespace strelay {
 
 enum class ProxyStatus : std::uint8_t {
-  need_more,   // a valid prefix: read more bytes (at most up to proxy_header_max_bytes)
-  complete,    // a whole header: `length` bytes belong to it
-  not_proxy,   // the bytes do not start a PROXY header
-  invalid,     // a PROXY header, but malformed (see `error`)
+  need_more,  // a valid prefix: read more bytes (at most up to proxy_header_max_bytes)
+  complete,   // a whole header: `length` bytes belong to it
+  not_proxy,  // the bytes do not start a PROXY header
+  invalid,    // a PROXY header, but malformed (see `error`)
 };
 
 struct ProxyHeader {
@@ -36,8 +35,8 @@ struct ProxyHeader {
   std::size_t length = 0;  // when complete: the header's bytes, to consume exactly
   // When complete: the client's address, or nullopt for LOCAL / UNKNOWN (no client).
   std::optional<boost::asio::ip::address> source;
-  int version = 0;            // 1 or 2 once recognised
-  std::string_view error;     // when invalid: one line for the log (a literal)
+  int version = 0;         // 1 or 2 once recognised
+  std::string_view error;  // when invalid: one line for the log (a literal)
 };
 
 // Parses the start of a stream. `bytes` is everything received so far; a header longer than

@@ -70,10 +70,10 @@
 #include <variant>
 #include <vector>
 
+#include "common/allowlist.hpp"
 #include "common/keys.hpp"
 #include "common/messages.hpp"
 #include "common/protocol.hpp"
-#include "common/allowlist.hpp"
 #include "strelay/limits.hpp"
 
 namespace strelay {

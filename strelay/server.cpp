@@ -1,11 +1,9 @@
-#include "common/coro.hpp"
 #include "strelay/server.hpp"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
 #include <algorithm>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -13,6 +11,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/coro.hpp"
 #include "strelay/front.hpp"
 #include "strelay/session.hpp"
 
@@ -33,10 +32,13 @@ constexpr auto drain_poll = std::chrono::milliseconds(20);
 // budget.
 class MetricsObserver final : public TunnelObserver {
  public:
-  MetricsObserver(Metrics& metrics, Admission& admission) : metrics_(metrics), admission_(admission) {}
+  MetricsObserver(Metrics& metrics, Admission& admission)
+      : metrics_(metrics), admission_(admission) {}
   bool reserve_pipe_fds() override { return admission_.try_reserve_pipe_fds(tunnel_pipe_fds); }
   void release_pipe_fds() override { admission_.release_pipe_fds(tunnel_pipe_fds); }
-  void opened(bool spliced) override { metrics_.tunnels_total.inc(spliced ? TunnelMode::splice : TunnelMode::copy); }
+  void opened(bool spliced) override {
+    metrics_.tunnels_total.inc(spliced ? TunnelMode::splice : TunnelMode::copy);
+  }
   void forwarded(int direction, std::uint64_t bytes) override {
     metrics_.bytes_relayed_total.inc(
         direction == 0 ? TunnelDirection::to_listener : TunnelDirection::to_connector, bytes);
@@ -70,8 +72,8 @@ void tune_socket(tcp::socket& socket, Clock::duration dead_peer) {
   socket.set_option(tcp::no_delay(true), ignored);
   socket.set_option(asio::socket_base::keep_alive(true), ignored);
   const int fd = socket.native_handle();
-  const int idle = static_cast<int>(
-      std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(dead_peer).count() / 3));
+  const int idle = static_cast<int>(std::max<std::int64_t>(
+      1, std::chrono::duration_cast<std::chrono::seconds>(dead_peer).count() / 3));
   const int count = 3;
   const auto user_timeout = static_cast<unsigned>(
       std::chrono::duration_cast<std::chrono::milliseconds>(dead_peer).count());
@@ -101,8 +103,8 @@ Server::Server(const Identity& identity, ServerSettings settings, Metrics& metri
     // open it now, so that run() counts its descriptors in the budget.
     asio::steady_timer open_reactor(*workers_.back());
   }
-  relay_ = std::make_unique<Relay>(Relay::Options{settings.pairing, settings.tunnel}, clock_, metrics_, log_, *observer_,
-                                   workers_[0]->get_executor());
+  relay_ = std::make_unique<Relay>(Relay::Options{settings.pairing, settings.tunnel}, clock_,
+                                   metrics_, log_, *observer_, workers_[0]->get_executor());
 }
 
 Server::~Server() {
@@ -148,7 +150,9 @@ std::vector<tcp::endpoint> Server::local_endpoints() const {
   return out;
 }
 
-asio::any_io_executor Server::control_executor() { return workers_[0]->get_executor(); }
+asio::any_io_executor Server::control_executor() {
+  return workers_[0]->get_executor();
+}
 
 void Server::run() {
   // Queued before the accept loops: the budget is in force before the first accept, and after
@@ -170,7 +174,8 @@ AdmissionLimits Server::budgeted(const ServerSettings& settings, DescriptorBudge
   AdmissionLimits limits = settings.admission;
   const auto& d = settings.descriptors;
   if (d.nofile == 0) return limits;
-  const auto plan = plan_descriptors(d.nofile, fds_at_start_.load(), d.http_connections, d.connections_flag);
+  const auto plan =
+      plan_descriptors(d.nofile, fds_at_start_.load(), d.http_connections, d.connections_flag);
   limits.connections_total = plan.connections;
   limits.pipe_fds_total = plan.pipe_fds;
   if (budget != nullptr) *budget = plan;
@@ -206,15 +211,16 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, bool websocke
   Clock::duration backoff{};
   asio::steady_timer pause(acceptor.get_executor());
   while (!draining()) {
-    auto& worker = *workers_[next_worker_.fetch_add(1, std::memory_order_relaxed) % workers_.size()];
+    auto& worker =
+        *workers_[next_worker_.fetch_add(1, std::memory_order_relaxed) % workers_.size()];
     auto [ec, socket] =
         co_await acceptor.async_accept(asio::any_io_executor(worker.get_executor()), await_tuple);
     if (ec == asio::error::operation_aborted || draining()) break;
     if (ec) {
       const bool out_of_fds = ec == asio::error::no_descriptors || ec.value() == ENFILE;
       metrics_.accept_errors_total.inc(ec == asio::error::no_descriptors ? AcceptError::emfile
-                                       : ec.value() == ENFILE           ? AcceptError::enfile
-                                                                        : AcceptError::other);
+                                       : ec.value() == ENFILE            ? AcceptError::enfile
+                                                                         : AcceptError::other);
       log_.warn("accept_failed", {}, {{"error", std::error_code(ec)}});
       if (out_of_fds) {
         backoff = std::clamp<Clock::duration>(backoff * 2, accept_backoff_min, accept_backoff_max);
@@ -243,8 +249,9 @@ void Server::hand_off(tcp::socket socket, bool websocket_only) {
     if (!admitted) return;
   }
   tune_socket(socket, current->dead_peer);
-  start_front(*this, FrontEntry{std::move(socket), std::move(admitted), GaugeHold(metrics_.connections),
-                                clock_.now() + current->handshake_timeout, websocket_only});
+  start_front(*this,
+              FrontEntry{std::move(socket), std::move(admitted), GaugeHold(metrics_.connections),
+                         clock_.now() + current->handshake_timeout, websocket_only});
 }
 
 std::optional<Admission::Admitted> Server::admit(const asio::ip::address& address) {
@@ -254,7 +261,8 @@ std::optional<Admission::Admitted> Server::admit(const asio::ip::address& addres
     // Before a handshake nothing can be said with authority: count, log (rate-limited), close.
     metrics_.limit_hits_total.inc(limit_reason(*refusal));
     metrics_.handshakes_total.inc(HandshakeOutcome::refused);
-    log_.info("admission_refused", {}, {{"reason", to_string(*refusal)}, {"source", source.to_string()}});
+    log_.info("admission_refused", {},
+              {{"reason", to_string(*refusal)}, {"source", source.to_string()}});
     return std::nullopt;
   }
   return std::get<Admission::Admitted>(std::move(admitted));
@@ -262,12 +270,15 @@ std::optional<Admission::Admitted> Server::admit(const asio::ip::address& addres
 
 ConnId Server::start_session(tcp::socket socket, const tcp::endpoint& client, ConnectionHold hold) {
   const ConnId id = relay_->next_conn_id();
-  Session::start(std::make_shared<Session>(SessionContext{settings(), identity_, clock_, metrics_, log_}, *relay_, id,
-                                           std::move(socket), client, std::move(hold)));
+  Session::start(
+      std::make_shared<Session>(SessionContext{settings(), identity_, clock_, metrics_, log_},
+                                *relay_, id, std::move(socket), client, std::move(hold)));
   return id;
 }
 
-void Server::set_allowlist(std::optional<Allowlist> allowlist) { relay_->set_allowlist(std::move(allowlist)); }
+void Server::set_allowlist(std::optional<Allowlist> allowlist) {
+  relay_->set_allowlist(std::move(allowlist));
+}
 
 void Server::reload(const ServerSettings& settings, std::optional<Allowlist> allowlist) {
   auto next = std::make_shared<ServerSettings>(settings);
@@ -306,7 +317,8 @@ asio::awaitable<void> Server::drain() {
   // word, as any failed handshake is), so they do not hold the drain.
   asio::steady_timer poll(*workers_[0]);
   const auto deadline = clock_.now() + settings()->drain;
-  while (metrics_.connections.get() - metrics_.pending_handshakes.get() > 0 && clock_.now() < deadline) {
+  while (metrics_.connections.get() - metrics_.pending_handshakes.get() > 0 &&
+         clock_.now() < deadline) {
     poll.expires_after(drain_poll);
     co_await poll.async_wait(await_tuple);
   }

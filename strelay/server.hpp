@@ -19,6 +19,9 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -28,10 +31,6 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "common/keys.hpp"
 #include "common/log.hpp"
@@ -72,7 +71,9 @@ class Server {
   void on_drain(std::function<void()> hook) { drain_hooks_.push_back(std::move(hook)); }
   // Runs `hook` on worker 0 once run() has applied the descriptor budget (e.g. to show the
   // connection cap in force on the status page). Before run(); not called without a budget.
-  void on_budget(std::function<void(const DescriptorBudget&)> hook) { budget_hooks_.push_back(std::move(hook)); }
+  void on_budget(std::function<void(const DescriptorBudget&)> hook) {
+    budget_hooks_.push_back(std::move(hook));
+  }
   // SIGHUP: new limits and allowlist (nullopt: a public relay). Thread-safe.
   // The listen addresses and thread count of `settings` are ignored (they need a restart).
   void reload(const ServerSettings& settings, std::optional<Allowlist> allowlist);
@@ -92,17 +93,19 @@ class Server {
   std::optional<Admission::Admitted> admit(const boost::asio::ip::address& source);
   // The connection becomes a Session: `socket` is the TCP connection or a WebSocket bridge's
   // end, `client` the source its logs name. Returns its connection id.
-  ConnId start_session(boost::asio::ip::tcp::socket socket, const boost::asio::ip::tcp::endpoint& client,
-                       ConnectionHold hold);
+  ConnId start_session(boost::asio::ip::tcp::socket socket,
+                       const boost::asio::ip::tcp::endpoint& client, ConnectionHold hold);
 
  private:
-  boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor, bool websocket_only);
+  boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor,
+                                           bool websocket_only);
   // The one place an accepted socket enters the relay: admission, socket options, then the
   // front door (strelay/front), which tells the carrier apart and calls start_session().
   void hand_off(boost::asio::ip::tcp::socket socket, bool websocket_only);
   boost::asio::awaitable<void> drain();
   // The admission limits of `settings` with the descriptor budget applied (fds_at_start_).
-  AdmissionLimits budgeted(const ServerSettings& settings, DescriptorBudget* budget = nullptr) const;
+  AdmissionLimits budgeted(const ServerSettings& settings,
+                           DescriptorBudget* budget = nullptr) const;
   void apply_descriptor_budget();  // on worker 0, before the first accept
 
   const Identity& identity_;
@@ -115,7 +118,8 @@ class Server {
   Admission admission_;
 
   std::vector<std::unique_ptr<boost::asio::io_context>> workers_;
-  std::vector<std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>>
+  std::vector<
+      std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>>
       work_;
   std::vector<boost::asio::ip::tcp::acceptor> acceptors_;  // on worker 0
   std::size_t tcp_acceptors_ = 0;  // the first ones; the rest are --websocket-laddr

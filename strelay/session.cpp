@@ -1,4 +1,3 @@
-#include "common/coro.hpp"
 #include "strelay/session.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -8,6 +7,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/coro.hpp"
 #include "strelay/rendezvous.hpp"
 
 namespace strelay {
@@ -73,9 +73,13 @@ void Session::take_inbox() {
   inbox_.clear();
 }
 
-Deadline Session::write_deadline() const { return context_.clock.now() + context_.settings->write_stall; }
+Deadline Session::write_deadline() const {
+  return context_.clock.now() + context_.settings->write_stall;
+}
 
-LogTags Session::tags() const { return LogTags{id_, peer_}; }
+LogTags Session::tags() const {
+  return LogTags{id_, peer_};
+}
 
 // Exceptions are bugs, not a client's doing: caught here once for the session, logged, and
 // counted as its outcome (internal) unless it had one. However serve() ends, the relay then
@@ -109,13 +113,15 @@ asio::awaitable<void> Session::serve() {
   }
   if (std::holds_alternative<Listen>(*request)) {
     role_ = Role::listener;
-    keepalive_.start_timers(context_.clock.now(), context_.settings->keepalive, context_.settings->dead_peer);
+    keepalive_.start_timers(context_.clock.now(), context_.settings->keepalive,
+                            context_.settings->dead_peer);
   } else if (std::holds_alternative<Connect>(*request)) {
     role_ = Role::connector;
   } else if (std::holds_alternative<Accept>(*request)) {
     role_ = Role::acceptor;
   } else {
-    co_return co_await close(CloseReason::protocol_error, true);  // a RejectConnection needs a listener
+    co_return co_await close(CloseReason::protocol_error,
+                             true);  // a RejectConnection needs a listener
   }
 
   registration_ = host_.join(id_, *peer_, shared_from_this());
@@ -144,8 +150,9 @@ asio::awaitable<bool> Session::handshake() {
   auto raced = co_await (accept_handshake(socket_, context_.identity, HandshakeLayer::hop,
                                           Deadline::max(), channel, first_request_, &step) ||
                          watchdog.async_wait(await_tuple));
-  const std::error_code ec =
-      raced.index() == 0 ? std::get<0>(raced) : std::error_code(make_error_code(errc::handshake_timeout));
+  const std::error_code ec = raced.index() == 0
+                                 ? std::get<0>(raced)
+                                 : std::error_code(make_error_code(errc::handshake_timeout));
   if (ec) {
     // Before authentication a failure closes without a word (docs/protocol.md, section 2).
     context_.metrics.handshakes_total.inc(outcome_of(ec));
@@ -174,14 +181,16 @@ asio::awaitable<void> Session::writer() {
       auto item = std::move(queue_.front());
       queue_.erase(queue_.begin());
       if (auto* message = std::get_if<RelayMessage>(&item)) {
-        if (const auto ec = co_await send_message(*message)) co_return co_await close(send_failure(), false, ec);
+        if (const auto ec = co_await send_message(*message))
+          co_return co_await close(send_failure(), false, ec);
       } else if (auto* reason = std::get_if<CloseReason>(&item)) {
         co_return co_await close(*reason, true);
       } else {
         co_return co_await join_tunnel(std::get<std::shared_ptr<Rendezvous>>(std::move(item)));
       }
     }
-    if (reader_end_) co_return co_await close(reader_end_->reason, reader_end_->tell, reader_end_->error);
+    if (reader_end_)
+      co_return co_await close(reader_end_->reason, reader_end_->tell, reader_end_->error);
     if (!co_await send_keepalive()) co_return;
     // The reader may have ended while a send was under way (its wake-up found no wait).
     if (reader_end_) continue;
@@ -246,7 +255,8 @@ asio::awaitable<void> Session::reader() {
                           : ec == errc::timeout      ? CloseReason::timeout
                                                      : CloseReason::protocol_error;
       // The peer closed or vanished; it is told why only when it broke the rules or stalled.
-      reader_end_ = ReaderEnd{reason, reason == CloseReason::protocol_error || reason == CloseReason::timeout, ec};
+      reader_end_ = ReaderEnd{
+          reason, reason == CloseReason::protocol_error || reason == CloseReason::timeout, ec};
       break;
     }
     if (!co_await handle_frame(message)) {
@@ -289,8 +299,7 @@ asio::awaitable<bool> Session::handle_frame(const Message& message) {
       registration_.submit(*request);
       co_return true;
     }
-    default:
-      co_return false;  // data before pairing is never forwarded
+    default: co_return false;  // data before pairing is never forwarded
   }
 }
 
@@ -303,7 +312,8 @@ void Session::end(CloseReason reason, std::error_code error) {
   if (outcome_) return;  // an exception after the end is not a second outcome
   outcome_ = reason;
   context_.metrics.closes_total.inc(reason);
-  context_.log.debug("session_closed", tags(), {{"reason", metric_label(reason)}, {"error", error}});
+  context_.log.debug("session_closed", tags(),
+                     {{"reason", metric_label(reason)}, {"error", error}});
 }
 
 // Counted before the socket closes: a node that sees the close and then reads the metrics

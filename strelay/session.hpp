@@ -21,6 +21,9 @@
 // stop it without a byte of the tunnel being taken as a frame.
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -28,10 +31,6 @@
 #include <optional>
 #include <variant>
 #include <vector>
-
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "common/channel.hpp"
 #include "common/keepalive.hpp"
@@ -90,7 +89,9 @@ class Session final : public RelayMember, public std::enable_shared_from_this<Se
   // the channel closed.
   boost::asio::awaitable<void> close(CloseReason reason, bool tell, std::error_code error = {});
   void end(CloseReason reason, std::error_code error);  // counts and logs the outcome, once
-  CloseReason send_failure() const { return dropped_ ? CloseReason::protocol_error : CloseReason::aborted; }
+  CloseReason send_failure() const {
+    return dropped_ ? CloseReason::protocol_error : CloseReason::aborted;
+  }
   void take_inbox();  // moves what post() delivered into queue_
   void wake() { wake_.cancel(); }
   Deadline write_deadline() const;
@@ -131,8 +132,8 @@ class Session final : public RelayMember, public std::enable_shared_from_this<Se
 
   // Reader side.
   bool reader_running_ = false;
-  bool stopping_reader_ = false;  // set by the writer before it cancels the reader's wait
-  std::optional<ReaderEnd> reader_end_;  // set when the peer closed, vanished or misbehaved
+  bool stopping_reader_ = false;           // set by the writer before it cancels the reader's wait
+  std::optional<ReaderEnd> reader_end_;    // set when the peer closed, vanished or misbehaved
   boost::asio::steady_timer reader_done_;  // cancelled when the reader ends
 };
 

@@ -28,7 +28,7 @@ struct ServerSettings {
   std::vector<boost::asio::ip::tcp::endpoint> listen;
   std::vector<boost::asio::ip::tcp::endpoint> websocket_listen;  // WebSocket (and HTTP) only
   CarrierSettings carrier;  // WebSocket path, origins, trusted proxies, web root
-  unsigned threads = 0;  // 0: one per core
+  unsigned threads = 0;     // 0: one per core
   AdmissionLimits admission;
   PairingLimits pairing;
   Tunnel::Options tunnel;

@@ -100,7 +100,8 @@ std::string group_digits(std::uint64_t n) {
 }
 
 std::string signed_digits(std::int64_t n) {
-  return n < 0 ? "-" + group_digits(static_cast<std::uint64_t>(-(n + 1)) + 1) : group_digits(static_cast<std::uint64_t>(n));
+  return n < 0 ? "-" + group_digits(static_cast<std::uint64_t>(-(n + 1)) + 1)
+               : group_digits(static_cast<std::uint64_t>(n));
 }
 
 std::string one_decimal(double v) {
@@ -111,17 +112,19 @@ std::string one_decimal(double v) {
 
 // A live value: `path` is its place in /status, `format` tells the script how to print it.
 std::string live(std::string_view path, std::string_view format, const std::string& text) {
-  return "<span data-k=\"" + html_escape(path) + "\" data-f=\"" + html_escape(format) + "\">" + html_escape(text) +
-         "</span>";
+  return "<span data-k=\"" + html_escape(path) + "\" data-f=\"" + html_escape(format) + "\">" +
+         html_escape(text) + "</span>";
 }
 
-std::string stat(std::string_view label, std::string_view path, std::string_view format, const std::string& text) {
-  return "<div class=\"card stat\"><div class=\"v\">" + live(path, format, text) + "</div><div class=\"l\">" +
-         html_escape(label) + "</div></div>\n";
+std::string stat(std::string_view label, std::string_view path, std::string_view format,
+                 const std::string& text) {
+  return "<div class=\"card stat\"><div class=\"v\">" + live(path, format, text) +
+         "</div><div class=\"l\">" + html_escape(label) + "</div></div>\n";
 }
 
 template <class E>
-std::string family_table(std::string_view title, std::string_view family, const CounterFamily<E>& counters) {
+std::string family_table(std::string_view title, std::string_view family,
+                         const CounterFamily<E>& counters) {
   std::string out = "<div class=\"card\"><h2>" + html_escape(title) + "</h2><table>\n";
   for (const auto& [value, name] : MetricLabels<E>::all) {
     const std::string path = "counters." + std::string(family) + "." + std::string(name);
@@ -131,7 +134,8 @@ std::string family_table(std::string_view title, std::string_view family, const 
   return out + "</table></div>\n";
 }
 
-std::string points(const std::vector<std::pair<double, double>>& list, double max, double window, double last) {
+std::string points(const std::vector<std::pair<double, double>>& list, double max, double window,
+                   double last) {
   std::string out;
   char buf[48];
   for (const auto& [t, v] : list) {
@@ -153,36 +157,47 @@ std::string chart(const std::vector<MetricsSample>& samples) {
     const auto& s = samples[i];
     conns.emplace_back(static_cast<double>(s.unix_ms), static_cast<double>(s.connections));
     max_conns = std::max(max_conns, s.connections);
-    if (i > 0 && s.unix_ms > samples[i - 1].unix_ms && s.bytes_relayed_total >= samples[i - 1].bytes_relayed_total) {
-      const double v = static_cast<double>(s.bytes_relayed_total - samples[i - 1].bytes_relayed_total) /
-                       static_cast<double>(s.unix_ms - samples[i - 1].unix_ms) * 1000.0;
+    if (i > 0 && s.unix_ms > samples[i - 1].unix_ms &&
+        s.bytes_relayed_total >= samples[i - 1].bytes_relayed_total) {
+      const double v =
+          static_cast<double>(s.bytes_relayed_total - samples[i - 1].bytes_relayed_total) /
+          static_cast<double>(s.unix_ms - samples[i - 1].unix_ms) * 1000.0;
       rate.emplace_back(static_cast<double>(s.unix_ms), v);
       max_rate = std::max(max_rate, v);
     }
   }
-  const double interval_ms = std::chrono::duration<double, std::milli>(status_sample_interval).count();
-  const double window = interval_ms * static_cast<double>(std::max(samples.size(), status_sample_count));
+  const double interval_ms =
+      std::chrono::duration<double, std::milli>(status_sample_interval).count();
+  const double window =
+      interval_ms * static_cast<double>(std::max(samples.size(), status_sample_count));
   const double last = samples.empty() ? 0 : static_cast<double>(samples.back().unix_ms);
   std::string out = "<div class=\"card\"><h2>Throughput and connections, last 10 minutes</h2>\n";
-  out += "<svg class=\"chart\" viewBox=\"0 0 600 150\" role=\"img\" aria-label=\"throughput and connections\">";
+  out +=
+      "<svg class=\"chart\" viewBox=\"0 0 600 150\" role=\"img\" aria-label=\"throughput and "
+      "connections\">";
   for (int i = 1; i <= 3; ++i) {
     const auto y = std::to_string(static_cast<int>(chart_height * i / 4));
     out += "<line class=\"grid-line\" x1=\"0\" x2=\"600\" y1=\"" + y + "\" y2=\"" + y + "\"/>";
   }
-  out += "<polyline id=\"l1\" class=\"l1\" points=\"" + points(rate, std::max(max_rate, 1.0), window, last) + "\"/>";
+  out += "<polyline id=\"l1\" class=\"l1\" points=\"" +
+         points(rate, std::max(max_rate, 1.0), window, last) + "\"/>";
   out += "<polyline id=\"l2\" class=\"l2\" points=\"" +
-         points(conns, std::max(static_cast<double>(max_conns), 1.0), window, last) + "\"/></svg>\n";
+         points(conns, std::max(static_cast<double>(max_conns), 1.0), window, last) +
+         "\"/></svg>\n";
   out += "<div class=\"legend\"><span><i class=\"sw1\"></i>throughput, peak <b id=\"peak\">" +
-         html_escape(format_bytes(max_rate)) + "/s</b></span><span><i class=\"sw2\"></i>connections, max <b id=\"maxc\">" +
+         html_escape(format_bytes(max_rate)) +
+         "/s</b></span><span><i class=\"sw2\"></i>connections, max <b id=\"maxc\">" +
          signed_digits(max_conns) + "</b></span><span>one sample every " +
-         std::to_string(std::chrono::duration_cast<std::chrono::seconds>(status_sample_interval).count()) +
+         std::to_string(
+             std::chrono::duration_cast<std::chrono::seconds>(status_sample_interval).count()) +
          " s</span></div></div>\n";
   return out;
 }
 
 // The samples plus one for the moment of rendering, so the chart reaches "now" and a relay
 // started a moment ago already shows a line.
-std::vector<MetricsSample> with_now(const std::vector<MetricsSample>& samples, const StatusView& view) {
+std::vector<MetricsSample> with_now(const std::vector<MetricsSample>& samples,
+                                    const StatusView& view) {
   auto out = samples;
   const auto now = take_sample(view.metrics, view.now);
   if (out.empty() || now.unix_ms > out.back().unix_ms) out.push_back(now);
@@ -191,22 +206,29 @@ std::vector<MetricsSample> with_now(const std::vector<MetricsSample>& samples, c
 
 std::string identity_card(const StatusInfo& info) {
   std::string out = "<div class=\"card\"><h2>Relay identity</h2>\n";
-  out += "<div class=\"muted\">Public key</div><div class=\"mono key\">" + html_escape(info.public_key) + "</div>\n";
+  out += "<div class=\"muted\">Public key</div><div class=\"mono key\">" +
+         html_escape(info.public_key) + "</div>\n";
   out += "<div class=\"muted\" style=\"margin-top:10px\">Listening on</div><div class=\"mono\">";
   for (std::size_t i = 0; i < info.listen_addresses.size(); ++i) {
     out += (i ? ", " : "") + html_escape(info.listen_addresses[i]);
   }
   out += "</div>\n";
   if (info.ticket_json.empty()) {
-    out += "<p class=\"muted\">No ticket: start strelay with --public-address HOST:PORT to show the relay "
-           "ticket and its QR code here.</p>";
+    out +=
+        "<p class=\"muted\">No ticket: start strelay with --public-address HOST:PORT to show the "
+        "relay "
+        "ticket and its QR code here.</p>";
   } else {
-    out += "<div class=\"muted\" style=\"margin-top:10px\">Relay ticket (save as <code>relay.relay</code>, or "
-           "scan)</div><pre>" + html_escape(info.ticket_json) + "</pre>\n";
+    out +=
+        "<div class=\"muted\" style=\"margin-top:10px\">Relay ticket (save as "
+        "<code>relay.relay</code>, or "
+        "scan)</div><pre>" +
+        html_escape(info.ticket_json) + "</pre>\n";
     // Trusted markup from common/qr. Inline SVG in HTML takes no XML declaration (the parser
     // would keep it as a bogus comment), so the markup starts at <svg.
     const auto svg = info.qr_svg.find("<svg");
-    if (svg != std::string::npos) out += "<div class=\"qr\">" + info.qr_svg.substr(svg) + "</div>\n";
+    if (svg != std::string::npos)
+      out += "<div class=\"qr\">" + info.qr_svg.substr(svg) + "</div>\n";
   }
   return out + "</div>\n";
 }
@@ -217,10 +239,12 @@ std::string details_card(const StatusView& view) {
   auto row = [&out](std::string_view name, const std::string& value_html) {
     out += "<tr><td>" + html_escape(name) + "</td><td class=\"n\">" + value_html + "</td></tr>\n";
   };
-  row("open file descriptors", live("process.open_fds", "fds", p.open_fds < 0 ? "n/a" : signed_digits(p.open_fds)) +
-                                   " / " + html_escape(p.max_fds < 0 ? "n/a" : signed_digits(p.max_fds)));
-  row("resident memory", live("process.resident_memory_bytes", "bytes",
-                              p.resident_bytes < 0 ? "n/a" : format_bytes(static_cast<double>(p.resident_bytes))));
+  row("open file descriptors",
+      live("process.open_fds", "fds", p.open_fds < 0 ? "n/a" : signed_digits(p.open_fds)) + " / " +
+          html_escape(p.max_fds < 0 ? "n/a" : signed_digits(p.max_fds)));
+  row("resident memory",
+      live("process.resident_memory_bytes", "bytes",
+           p.resident_bytes < 0 ? "n/a" : format_bytes(static_cast<double>(p.resident_bytes))));
   std::string accept_errors;
   for (const auto& [value, name] : MetricLabels<AcceptError>::all) {
     accept_errors += (accept_errors.empty() ? "" : " &middot; ") +
@@ -259,8 +283,10 @@ std::string format_bytes(double bytes) {
     ++i;
   }
   char buf[32];
-  if (i == 0) std::snprintf(buf, sizeof buf, "%.0f %s", bytes, units[i]);
-  else std::snprintf(buf, sizeof buf, "%.1f %s", bytes, units[i]);
+  if (i == 0)
+    std::snprintf(buf, sizeof buf, "%.0f %s", bytes, units[i]);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f %s", bytes, units[i]);
   return buf;
 }
 
@@ -287,36 +313,49 @@ std::string render_status_page(const StatusView& view, const std::vector<Metrics
   const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(m.uptime()).count();
   std::string out;
   out.reserve(24 * 1024);
-  out += "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-         "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n"
-         "<title>strelay " + html_escape(view.info.public_key.substr(0, 8)) + "</title>\n"
-         "<noscript><meta http-equiv=\"refresh\" content=\"10\"></noscript>\n<style>";
+  out +=
+      "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+      "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n"
+      "<title>strelay " +
+      html_escape(view.info.public_key.substr(0, 8)) +
+      "</title>\n"
+      "<noscript><meta http-equiv=\"refresh\" content=\"10\"></noscript>\n<style>";
   out += css;
-  out += "</style></head><body><main>\n<header><h1>strelay</h1><span class=\"badge\" id=\"state\">running</span>"
-         "<span class=\"muted\">version " + html_escape(view.info.version) + " &middot; up " +
-         live("uptime_seconds", "dur", format_duration(uptime)) + " &middot; since " +
-         html_escape(format_utc(view.info.start_time)) + "</span></header>\n<div class=\"grid\">\n";
+  out +=
+      "</style></head><body><main>\n<header><h1>strelay</h1><span class=\"badge\" "
+      "id=\"state\">running</span>"
+      "<span class=\"muted\">version " +
+      html_escape(view.info.version) + " &middot; up " +
+      live("uptime_seconds", "dur", format_duration(uptime)) + " &middot; since " +
+      html_escape(format_utc(view.info.start_time)) + "</span></header>\n<div class=\"grid\">\n";
   out += stat("connections", "gauges.connections", "n", signed_digits(m.connections.get()));
   out += stat("listeners", "gauges.listeners", "n", signed_digits(m.listeners.get()));
   out += stat("tunnels", "gauges.tunnels", "n", signed_digits(m.tunnels.get()));
   out += stat("half-tunnels", "gauges.half_tunnels", "n", signed_digits(m.half_tunnels.get()));
-  out += stat("pending handshakes", "gauges.pending_handshakes", "n", signed_digits(m.pending_handshakes.get()));
+  out += stat("pending handshakes", "gauges.pending_handshakes", "n",
+              signed_digits(m.pending_handshakes.get()));
   out += stat("bytes relayed", "counters.bytes_relayed_total", "sumbytes",
               format_bytes(static_cast<double>(m.bytes_relayed_total.total())));
   out += stat("throughput", "rates.bytes_relayed_per_second", "bps",
               format_bytes(view.rates.bytes_relayed_per_second) + "/s");
-  out += stat("accepts per second", "rates.accepts_per_second", "rate", one_decimal(view.rates.accepts_per_second) + "/s");
+  out += stat("accepts per second", "rates.accepts_per_second", "rate",
+              one_decimal(view.rates.accepts_per_second) + "/s");
   out += "</div>\n";
   out += chart(with_now(samples, view));
   out += "<div class=\"cols\">\n" + identity_card(view.info) +
          family_table("Limit hits", "limit_hits_total", m.limit_hits_total) + "</div>\n";
-  out += "<div class=\"cols\">\n" + family_table("Handshakes", "handshakes_total", m.handshakes_total) +
+  out += "<div class=\"cols\">\n" +
+         family_table("Handshakes", "handshakes_total", m.handshakes_total) +
          family_table("Connect outcomes", "connect_outcomes_total", m.connect_outcomes_total) +
-         family_table("Closes by reason", "closes_total", m.closes_total) + details_card(view) + "</div>\n";
-  out += "<footer class=\"muted\">Machine-readable: <a href=\"/metrics\">/metrics</a> (Prometheus) &middot; "
-         "<a href=\"/status\">/status</a> (JSON) &middot; <a href=\"/samples\">/samples</a> &middot; "
-         "<a href=\"/healthz\">/healthz</a>. Page rendered at " + html_escape(format_utc(view.now)) +
-         "; it updates every 2 s with JavaScript, every 10 s without.</footer>\n";
+         family_table("Closes by reason", "closes_total", m.closes_total) + details_card(view) +
+         "</div>\n";
+  out +=
+      "<footer class=\"muted\">Machine-readable: <a href=\"/metrics\">/metrics</a> (Prometheus) "
+      "&middot; "
+      "<a href=\"/status\">/status</a> (JSON) &middot; <a href=\"/samples\">/samples</a> &middot; "
+      "<a href=\"/healthz\">/healthz</a>. Page rendered at " +
+      html_escape(format_utc(view.now)) +
+      "; it updates every 2 s with JavaScript, every 10 s without.</footer>\n";
   out += "</main><script nonce=\"" + html_escape(script_nonce) + "\">";
   out += script;
   out += "</script></body></html>\n";

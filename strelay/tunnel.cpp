@@ -1,4 +1,3 @@
-#include "common/coro.hpp"
 #include "strelay/tunnel.hpp"
 
 #include <fcntl.h>
@@ -6,12 +5,13 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
+
+#include "common/coro.hpp"
 
 namespace strelay {
 
@@ -24,7 +24,9 @@ constexpr unsigned splice_flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 // The read/write fallback copies through a user buffer of at most this size.
 constexpr std::size_t copy_chunk_bytes = 64 * 1024;
 
-bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
+bool would_block(int e) {
+  return e == EAGAIN || e == EWOULDBLOCK;
+}
 
 }  // namespace
 
@@ -41,17 +43,18 @@ struct Tunnel::Direction {
   tcp::socket& out;
   int id;
   std::array<int, 2> pipe{-1, -1};
-  std::size_t capacity = 0;   // bytes the pipe (or copy buffer) may hold
-  std::size_t held = 0;       // bytes in the pipe (or copy buffer) not yet written
+  std::size_t capacity = 0;  // bytes the pipe (or copy buffer) may hold
+  std::size_t held = 0;      // bytes in the pipe (or copy buffer) not yet written
   std::uint64_t forwarded = 0;
   std::unique_ptr<std::uint8_t[]> copy;  // fallback buffer, only while bytes may be in flight
   std::size_t copy_offset = 0;
-  bool blocked = false;                   // waiting for `out` to accept bytes
+  bool blocked = false;  // waiting for `out` to accept bytes
   clock::time_point blocked_since{};
   std::atomic<std::uint64_t> held_gauge{0};
 };
 
-Tunnel::Tunnel(tcp::socket a, tcp::socket b, Options options, Clock& clock, TunnelObserver* observer)
+Tunnel::Tunnel(tcp::socket a, tcp::socket b, Options options, Clock& clock,
+               TunnelObserver* observer)
     : a_(std::move(a)),
       b_(std::move(b)),
       options_(options),

@@ -23,18 +23,17 @@
 // (the caller moves the sockets onto one executor). stop() may be called from any thread.
 #pragma once
 
+#include <sys/types.h>
+
 #include <array>
 #include <atomic>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <vector>
-
-#include <sys/types.h>
-
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "common/protocol.hpp"
 #include "strelay/clock.hpp"
@@ -81,7 +80,8 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
 
   // `clock` (the relay's: its stall and idle deadlines) and `observer` (may be null) must
   // outlive the tunnel.
-  Tunnel(tcp::socket a, tcp::socket b, Options options, Clock& clock, TunnelObserver* observer = nullptr);
+  Tunnel(tcp::socket a, tcp::socket b, Options options, Clock& clock,
+         TunnelObserver* observer = nullptr);
   ~Tunnel();
   Tunnel(const Tunnel&) = delete;
   Tunnel& operator=(const Tunnel&) = delete;

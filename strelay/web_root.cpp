@@ -89,7 +89,8 @@ std::string_view content_type_for(const fs::path& path) {
       {".xml", "application/xml"},
   }};
   std::string ext = path.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   for (const auto& [e, type] : types) {
     if (e == ext) return type;
   }
@@ -107,7 +108,8 @@ WebFile find_web_file(const fs::path& root, std::string_view target, std::uint64
   const fs::path real_root = fs::canonical(root, ec);
   if (ec) return out;
   fs::path candidate = real_root / *relative;
-  if (relative->empty() || relative->back() == '/' || fs::is_directory(candidate, ec)) candidate /= "index.html";
+  if (relative->empty() || relative->back() == '/' || fs::is_directory(candidate, ec))
+    candidate /= "index.html";
   const fs::path real = fs::canonical(candidate, ec);
   if (ec) return out;  // not there
   if (!under(real_root, real)) {

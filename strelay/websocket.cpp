@@ -1,18 +1,18 @@
-#include "common/coro.hpp"
 #include "strelay/websocket.hpp"
 
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <system_error>
-#include <vector>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/websocket.hpp>
+#include <system_error>
+#include <vector>
+
+#include "common/coro.hpp"
 
 namespace strelay {
 
@@ -48,7 +48,9 @@ const char* to_string(WebSocketBridge::End end) {
   return "unknown";
 }
 
-std::pair<std::shared_ptr<WebSocketBridge>, tcp::socket> WebSocketBridge::make(Stream ws, Clock& clock, Options options,
+std::pair<std::shared_ptr<WebSocketBridge>, tcp::socket> WebSocketBridge::make(Stream ws,
+                                                                               Clock& clock,
+                                                                               Options options,
                                                                                Metrics* metrics) {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) {
@@ -62,7 +64,8 @@ std::pair<std::shared_ptr<WebSocketBridge>, tcp::socket> WebSocketBridge::make(S
   tcp::socket theirs(executor);
   mine.assign(tcp::v6(), fds[0]);
   theirs.assign(tcp::v6(), fds[1]);
-  std::shared_ptr<WebSocketBridge> bridge(new WebSocketBridge(std::move(ws), std::move(mine), clock, options, metrics));
+  std::shared_ptr<WebSocketBridge> bridge(
+      new WebSocketBridge(std::move(ws), std::move(mine), clock, options, metrics));
   return {std::move(bridge), std::move(theirs)};
 }
 
@@ -80,17 +83,21 @@ WebSocketBridge::WebSocketBridge(Stream ws, tcp::socket pair, Clock& clock, Opti
   ws_.read_message_max(options_.max_message_bytes);
 }
 
-WebSocketBridge::~WebSocketBridge() { hold(-held_); }
+WebSocketBridge::~WebSocketBridge() {
+  hold(-held_);
+}
 
 void WebSocketBridge::start(std::function<void(End)> on_end) {
   on_end_ = std::move(on_end);
   running_ = 2;
   // Each lambda owns the bridge until its coroutine ends (they start later, on the executor).
   auto self = shared_from_this();
-  asio::co_spawn(pair_.get_executor(), [self]() -> asio::awaitable<void> { co_await self->from_websocket(); },
-                 asio::detached);
-  asio::co_spawn(pair_.get_executor(), [self]() -> asio::awaitable<void> { co_await self->to_websocket(); },
-                 asio::detached);
+  asio::co_spawn(
+      pair_.get_executor(), [self]() -> asio::awaitable<void> { co_await self->from_websocket(); },
+      asio::detached);
+  asio::co_spawn(
+      pair_.get_executor(), [self]() -> asio::awaitable<void> { co_await self->to_websocket(); },
+      asio::detached);
 }
 
 void WebSocketBridge::stop() {
@@ -116,15 +123,17 @@ asio::awaitable<void> WebSocketBridge::from_websocket() {
       // The protocol is bytes; a text message is a client of something else, or a bug.
       end_ = End::text_message;
       begin_write(1, options_.close_linger);
-      co_await ws_.async_close(websocket::close_reason(websocket::close_code::unknown_data, "binary messages only"),
-                               await_tuple);
+      co_await ws_.async_close(
+          websocket::close_reason(websocket::close_code::unknown_data, "binary messages only"),
+          await_tuple);
       end_write(1);
       abort(End::text_message);
       break;
     }
     hold(static_cast<std::int64_t>(n));
     begin_write(0, options_.write_stall);
-    auto [wec, written] = co_await asio::async_write(pair_, asio::buffer(buffer.data(), n), await_tuple);
+    auto [wec, written] =
+        co_await asio::async_write(pair_, asio::buffer(buffer.data(), n), await_tuple);
     end_write(0);
     hold(-static_cast<std::int64_t>(n));
     if (wec) {

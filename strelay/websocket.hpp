@@ -28,14 +28,13 @@
 #pragma once
 
 #include <array>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/websocket/stream.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <utility>
-
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/websocket/stream.hpp>
 
 #include "common/protocol.hpp"
 #include "strelay/clock.hpp"
@@ -70,8 +69,9 @@ class WebSocketBridge : public std::enable_shared_from_this<WebSocketBridge> {
   // Throws std::system_error when the socketpair cannot be made (out of descriptors).
   // `metrics` (may be null) counts the bridge's buffered bytes and open WebSockets.
   // Its write-stall watchdog runs on `clock`, which must outlive the bridge.
-  static std::pair<std::shared_ptr<WebSocketBridge>, tcp::socket> make(Stream ws, Clock& clock, Options options,
-                                                                         Metrics* metrics = nullptr);
+  static std::pair<std::shared_ptr<WebSocketBridge>, tcp::socket> make(Stream ws, Clock& clock,
+                                                                       Options options,
+                                                                       Metrics* metrics = nullptr);
   ~WebSocketBridge();
   WebSocketBridge(const WebSocketBridge&) = delete;
   WebSocketBridge& operator=(const WebSocketBridge&) = delete;
@@ -101,7 +101,8 @@ class WebSocketBridge : public std::enable_shared_from_this<WebSocketBridge> {
   GaugeHold open_;  // metrics_->websocket_connections while the WebSocket is open
   Clock& clock_;
   RelayTimer watchdog_;
-  std::array<Clock::time_point, 2> write_deadline_{Clock::time_point::max(), Clock::time_point::max()};
+  std::array<Clock::time_point, 2> write_deadline_{Clock::time_point::max(),
+                                                   Clock::time_point::max()};
   Clock::time_point watchdog_at_ = Clock::time_point::max();
   std::int64_t held_ = 0;          // bytes read and not yet written, both directions
   bool websocket_closed_ = false;  // no more bytes can reach the node

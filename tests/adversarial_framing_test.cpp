@@ -58,7 +58,9 @@ std::vector<std::uint8_t> with_length(std::size_t length, std::span<const std::u
 
 }  // namespace
 
-TEST_CASE("Frame lengths: ciphertexts of 0, 1, 15 and 16 bytes are refused; 17, 65534 and 65535 authenticate and are judged by their content") {
+TEST_CASE(
+    "Frame lengths: ciphertexts of 0, 1, 15 and 16 bytes are refused; 17, 65534 and 65535 "
+    "authenticate and are judged by their content") {
   WatchedRelay relay(adversarial_flags());
   {  // 0, 1, 15 and 16: shorter than a tag and a kind
     for (std::size_t n : {0u, 1u, 15u, 16u}) {
@@ -100,7 +102,9 @@ TEST_CASE("Frame lengths: ciphertexts of 0, 1, 15 and 16 bytes are refused; 17, 
   relay.check_clean(2s);
 }
 
-TEST_CASE("Frame lengths: random splits of a valid stream, down to 1-byte reads, decode identically at the relay") {
+TEST_CASE(
+    "Frame lengths: random splits of a valid stream, down to 1-byte reads, decode identically at "
+    "the relay") {
   WatchedRelay relay(adversarial_flags());
   std::mt19937 random(20261122);
   // The handshake one byte per write.
@@ -115,7 +119,8 @@ TEST_CASE("Frame lengths: random splits of a valid stream, down to 1-byte reads,
     stream.insert(stream.end(), f.begin(), f.end());
   }
   for (std::size_t at = 0; at < stream.size();) {
-    const auto n = std::min<std::size_t>(stream.size() - at, std::uniform_int_distribution<std::size_t>(1, 100)(random));
+    const auto n = std::min<std::size_t>(
+        stream.size() - at, std::uniform_int_distribution<std::size_t>(1, 100)(random));
     REQUIRE(client->send_raw(std::span(stream).subspan(at, n)));
     at += n;
     if (random() % 4 == 0) std::this_thread::sleep_for(1ms);  // let some pieces go out alone
@@ -131,7 +136,8 @@ TEST_CASE("Frame lengths: random splits of a valid stream, down to 1-byte reads,
   relay.check_clean(2s);
 }
 
-TEST_CASE("Slow frame body: a header, then 1 byte every 2 s, is cut off by the per-frame deadline") {
+TEST_CASE(
+    "Slow frame body: a header, then 1 byte every 2 s, is cut off by the per-frame deadline") {
   constexpr auto frame_limit = frame_deadline;  // 10 s, not a flag: the one slow test of the file
   WatchedRelay relay(adversarial_flags());
   auto client = make_listener(relay.address());
@@ -141,20 +147,25 @@ TEST_CASE("Slow frame body: a header, then 1 byte every 2 s, is cut off by the p
     client->send_raw(std::span(frame).first(2));
     for (std::size_t i = 2; i < frame.size(); ++i) {
       std::this_thread::sleep_for(2s);
-      if (!client->send_raw(std::span(frame).subspan(i, 1)) || Clock::now() - start > frame_limit + 5s) return;
+      if (!client->send_raw(std::span(frame).subspan(i, 1)) ||
+          Clock::now() - start > frame_limit + 5s)
+        return;
     }
   });
   const auto end = client->receive(frame_limit + 5s, false);
   const auto lived = Clock::now() - start;
   dripper.join();
   CHECK(ended_with(end, CloseReason::timeout, false));
-  MESSAGE("a frame dripped at 1 byte per 2 s was cut after " << std::chrono::duration<double>(lived).count() << " s");
+  MESSAGE("a frame dripped at 1 byte per 2 s was cut after "
+          << std::chrono::duration<double>(lived).count() << " s");
   CHECK(lived >= frame_limit - 100ms);
   CHECK(lived < frame_limit + 3s);
   relay.check_clean(2s);
 }
 
-TEST_CASE("Hostile Cap'n Proto in an authenticated frame: each gets a protocol error and a close, costs little CPU, and leaves other sessions untouched") {
+TEST_CASE(
+    "Hostile Cap'n Proto in an authenticated frame: each gets a protocol error and a close, costs "
+    "little CPU, and leaves other sessions untouched") {
   WatchedRelay relay(adversarial_flags());
   auto bystander = make_listener(relay.address(), {}, "127.0.0.32");
   const auto cpu_before = relay.probe().cpu_seconds();
@@ -177,19 +188,22 @@ TEST_CASE("Hostile Cap'n Proto in an authenticated frame: each gets a protocol e
     cases += 2;
   }
   const auto cpu = relay.probe().cpu_seconds() - cpu_before;
-  MESSAGE(cases << " hostile messages cost the relay " << cpu << " s of CPU in all (handshakes included)");
+  MESSAGE(cases << " hostile messages cost the relay " << cpu
+                << " s of CPU in all (handshakes included)");
   CHECK(cpu < 1.0);
   CHECK(answers_ping(*bystander, 77));
   bystander->close();
   relay.check_clean(2s);
 }
 
-TEST_CASE("Unknown request kinds and data before pairing: a protocol error, and nothing is forwarded") {
+TEST_CASE(
+    "Unknown request kinds and data before pairing: a protocol error, and nothing is forwarded") {
   WatchedRelay relay(adversarial_flags());
   {  // an unknown union member as the first request
     // NodeMessage with discriminant 9, which this version does not know.
     std::vector<std::uint8_t> bytes{0, 0, 0, 0, 3, 0, 0, 0};
-    for (std::uint64_t w : {std::uint64_t{1} << 32 | std::uint64_t{1} << 48, std::uint64_t{9}, std::uint64_t{0xfffffffc}}) {
+    for (std::uint64_t w : {std::uint64_t{1} << 32 | std::uint64_t{1} << 48, std::uint64_t{9},
+                            std::uint64_t{0xfffffffc}}) {
       for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<std::uint8_t>(w >> (8 * i)));
     }
     HostileClient client(relay.address(), {}, "127.0.0.34");
@@ -203,7 +217,8 @@ TEST_CASE("Unknown request kinds and data before pairing: a protocol error, and 
   }
   {  // a data frame from a listener, and a data frame from a pending connector, reach nobody
     auto listener = make_listener(relay.address(), {}, "127.0.0.34");
-    const std::vector<std::uint8_t> secret_text{'p', 'l', 'a', 'i', 'n', 't', 'e', 'x', 't', '-', 'm', 'a', 'r', 'k', 'e', 'r', '-', '4', '2'};
+    const std::vector<std::uint8_t> secret_text{'p', 'l', 'a', 'i', 'n', 't', 'e', 'x', 't', '-',
+                                                'm', 'a', 'r', 'k', 'e', 'r', '-', '4', '2'};
     SecretLedger::add("plaintext sent before pairing", secret_text);
     HostileClient connector(relay.address(), {}, "127.0.0.35");
     REQUIRE(connector.handshake(Connect{listener->identity().public_key()}));
@@ -214,7 +229,8 @@ TEST_CASE("Unknown request kinds and data before pairing: a protocol error, and 
     CHECK(ended_with(connector.receive(3s, false), CloseReason::protocol_error, false));
     // The listener hears nothing of it: no data, at most a control message.
     const auto quiet = listener->receive(500ms, true);
-    CHECK((quiet.what == What::timeout || (quiet.what == What::frame && quiet.kind == FrameKind::control)));
+    CHECK((quiet.what == What::timeout ||
+           (quiet.what == What::frame && quiet.kind == FrameKind::control)));
     listener->send_frame(FrameKind::data, secret_text);
     CHECK(ended_with(listener->receive(3s, false), CloseReason::protocol_error, false));
   }

@@ -60,7 +60,9 @@ TEST_CASE("Connect to an absent key gets NotFound, then a close") {
   relay.check_clean(2s);
 }
 
-TEST_CASE("Duplicate Listen for one key: the newest wins, the old connection is told why, and 100 alternations leak nothing") {
+TEST_CASE(
+    "Duplicate Listen for one key: the newest wins, the old connection is told why, and 100 "
+    "alternations leak nothing") {
   // strelay_e2e_test has the same with the node library ("a second Listen for one key wins...").
   WatchedRelay relay(adversarial_flags());
   const auto node = Identity::generate();
@@ -89,7 +91,9 @@ TEST_CASE("Duplicate Listen for one key: the newest wins, the old connection is 
   relay.check_clean(2s);
 }
 
-TEST_CASE("Connect to self follows one documented rule: allowed, the same identity listens, connects and accepts") {
+TEST_CASE(
+    "Connect to self follows one documented rule: allowed, the same identity listens, connects and "
+    "accepts") {
   // docs/protocol.md ("Connect to self is allowed"): another device holding the same identity.
   WatchedRelay relay(adversarial_flags());
   const auto node = Identity::generate();
@@ -138,7 +142,9 @@ TEST_CASE("Listener dies mid-pairing: the connector gets PeerGone within 1 s") {
   relay.check_clean(2s);
 }
 
-TEST_CASE("Connect flooding: one identity connects to 10,000 random keys; it is rate-limited and the relay's memory stays flat") {
+TEST_CASE(
+    "Connect flooding: one identity connects to 10,000 random keys; it is rate-limited and the "
+    "relay's memory stays flat") {
   constexpr int total = 10000;
   constexpr int burst = 20;
   constexpr int threads = 4;
@@ -155,7 +161,8 @@ TEST_CASE("Connect flooding: one identity connects to 10,000 random keys; it is 
   auto flood = [&](int from, int count) {
     in_threads(threads, count, [&](int t, int i) {
       HostileClient client(relay.address(), {}, "127.0.2." + std::to_string(1 + t));
-      client.set_identity(Identity::from_seed(std::span<const std::uint8_t, key_bytes>(seed.data(), key_bytes)));
+      client.set_identity(
+          Identity::from_seed(std::span<const std::uint8_t, key_bytes>(seed.data(), key_bytes)));
       const bool shook = client.handshake(Connect{targets[static_cast<std::size_t>(from + i)]});
       const auto r = shook ? client.next_message() : HostileClient::Reply{};
       std::lock_guard lock(mutex);
@@ -172,8 +179,8 @@ TEST_CASE("Connect flooding: one identity connects to 10,000 random keys; it is 
   flood(1000, total - 1000);
   const auto rss_after = relay.probe().rss_bytes();
   MESSAGE(total << " connects in " << std::chrono::duration<double>(Clock::now() - start).count()
-                << " s; relay RSS after 1,000: " << rss_warm / 1024 << " KiB, after 10,000: " << rss_after / 1024
-                << " KiB");
+                << " s; relay RSS after 1,000: " << rss_warm / 1024
+                << " KiB, after 10,000: " << rss_after / 1024 << " KiB");
   CHECK(other == 0);
   CHECK(outcomes[RefuseReason::not_found] == burst);
   CHECK(outcomes[RefuseReason::rate_limited] == total - burst);
@@ -182,7 +189,9 @@ TEST_CASE("Connect flooding: one identity connects to 10,000 random keys; it is 
   relay.check_clean(2s);
 }
 
-TEST_CASE("Pairing state against a reference model: random listen, connect, accept, reject and disconnect through the real relay") {
+TEST_CASE(
+    "Pairing state against a reference model: random listen, connect, accept, reject and "
+    "disconnect through the real relay") {
   // The table itself is checked against a model over 10^5 operations in relay_state_test.cpp
   // ("random operations agree with the reference model"). Here the same kind of sequence goes
   // through the binary, one operation at a time, each outcome compared with a trivial model.
@@ -191,8 +200,8 @@ TEST_CASE("Pairing state against a reference model: random listen, connect, acce
   std::mt19937 random(7);
   std::vector<Identity> nodes;
   for (int i = 0; i < 4; ++i) nodes.push_back(Identity::generate());
-  std::map<int, std::unique_ptr<HostileClient>> listeners;                    // model: who listens
-  std::map<std::pair<int, int>, std::unique_ptr<HostileClient>> pending;      // (connector, listener)
+  std::map<int, std::unique_ptr<HostileClient>> listeners;                // model: who listens
+  std::map<std::pair<int, int>, std::unique_ptr<HostileClient>> pending;  // (connector, listener)
   auto connect_as = [&](int who, const NodeMessage& request) {
     auto c = std::make_unique<HostileClient>(relay.address(), Hooks{}, "127.0.0.42");
     c->set_identity(Identity::from_seed(nodes[static_cast<std::size_t>(who)].seed()));
@@ -266,8 +275,10 @@ TEST_CASE("Pairing state against a reference model: random listen, connect, acce
     }
   }
   // Everything the model holds is still there on the relay.
-  CHECK(relay.probe().gauge("listeners") == relay.baseline().listeners + static_cast<std::int64_t>(listeners.size()));
-  CHECK(relay.probe().gauge("half_tunnels") == relay.baseline().half_tunnels + static_cast<std::int64_t>(pending.size()));
+  CHECK(relay.probe().gauge("listeners") ==
+        relay.baseline().listeners + static_cast<std::int64_t>(listeners.size()));
+  CHECK(relay.probe().gauge("half_tunnels") ==
+        relay.baseline().half_tunnels + static_cast<std::int64_t>(pending.size()));
   listeners.clear();
   pending.clear();
   relay.check_clean(2s);

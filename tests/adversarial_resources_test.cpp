@@ -4,8 +4,8 @@
 // reports, no secret logged). Cases already covered through the binary by strelay_limits_test
 // and strelay_resources_test (slowloris, the IPv4 per-source cap, EMFILE, a peer that never
 // reads, half-open and half-close) are mapped in docs/reliability.md, "Adversarial suite".
-#include <doctest/doctest.h>
 #include <arpa/inet.h>
+#include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -13,12 +13,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <mutex>
-#include <thread>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -26,6 +20,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <thread>
 
 #include "common/coro.hpp"
 #include "support/hostile_client.hpp"
@@ -40,7 +39,9 @@ using What = HostileClient::Reply::What;
 using Clock = std::chrono::steady_clock;
 namespace {
 
-double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+double seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
 
 template <class T>
 bool is(const HostileClient::Reply& r) {
@@ -69,7 +70,9 @@ Clock::duration real_client(const RelayAddress& relay) {
   return Clock::now() - start;
 }
 
-std::size_t count_lines(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
+std::size_t count_lines(const std::string& text) {
+  return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+}
 
 // A listener, a connector pending towards it, and (when `pair`) the acceptor: the pipe.
 struct HostilePipe {
@@ -96,7 +99,9 @@ HostilePipe hostile_pipe(const RelayAddress& relay, bool pair) {
 
 }  // namespace
 
-TEST_CASE("Silent connections: 10,000 that never send a byte; only the pending cap is admitted, each closed at the deadline, and a real client gets through in under 1 s") {
+TEST_CASE(
+    "Silent connections: 10,000 that never send a byte; only the pending cap is admitted, each "
+    "closed at the deadline, and a real client gets through in under 1 s") {
   // From 100 sources: the per-source cap (8) binds at 800 pending, below the total cap (1024),
   // so a real client from another source is not starved. (With the total cap full, new clients
   // wait for the deadline: strelay_limits_test's "silent connections ... from 40 sources".)
@@ -105,8 +110,9 @@ TEST_CASE("Silent connections: 10,000 that never send a byte; only the pending c
   constexpr std::int64_t cap = 8 * sources;
   constexpr auto deadline = 3s;
   REQUIRE(raise_test_nofile_limit() >= total + 1000);
-  WatchedRelay relay({"--handshake-timeout", "3", "--max-pending-handshakes", "1024", "--max-pending-per-source", "8",
-                      "--handshake-rate", "100000", "--handshake-burst", "100000"});
+  WatchedRelay relay({"--handshake-timeout", "3", "--max-pending-handshakes", "1024",
+                      "--max-pending-per-source", "8", "--handshake-rate", "100000",
+                      "--handshake-burst", "100000"});
   const auto base = relay.baseline().pending_handshakes;
   const auto accepted_before = relay.probe().counter("accepts_total");
   const auto timeouts_before = relay.probe().counter("handshakes_total", "timeout");
@@ -119,10 +125,13 @@ TEST_CASE("Silent connections: 10,000 that never send a byte; only the pending c
   for (int i = 0; i < total; ++i) {
     sockets.emplace_back("127.0.3." + std::to_string(1 + i % sources), relay.address().endpoint);
     opened_at.push_back(Clock::now());
-    REQUIRE_MESSAGE(sockets.back().ok(), "connect " << i << " failed: " << std::strerror(sockets.back().error()));
-    if (i % 1000 == 999) most_pending = std::max(most_pending, relay.probe().gauge("pending_handshakes") - base);
+    REQUIRE_MESSAGE(sockets.back().ok(),
+                    "connect " << i << " failed: " << std::strerror(sockets.back().error()));
+    if (i % 1000 == 999)
+      most_pending = std::max(most_pending, relay.probe().gauge("pending_handshakes") - base);
   }
-  REQUIRE(eventually([&] { return relay.probe().counter("accepts_total") - accepted_before >= total; }, 30s));
+  REQUIRE(eventually(
+      [&] { return relay.probe().counter("accepts_total") - accepted_before >= total; }, 30s));
   const auto opened = Clock::now();
   MESSAGE(total << " silent connections opened in " << seconds(opened - start) << " s");
   most_pending = std::max(most_pending, relay.probe().gauge("pending_handshakes") - base);
@@ -132,7 +141,8 @@ TEST_CASE("Silent connections: 10,000 that never send a byte; only the pending c
   CHECK(open <= cap);
   if (opened - start < deadline) CHECK(open == cap);  // none expired yet: exactly the cap holds
   const auto took = real_client(relay.address());
-  MESSAGE("a real client's handshake and answer took " << seconds(took) * 1000 << " ms with the cap full");
+  MESSAGE("a real client's handshake and answer took " << seconds(took) * 1000
+                                                       << " ms with the cap full");
   CHECK(took < 1s);
   const auto grown = relay.probe().rss_bytes() - rss_before;
   MESSAGE("relay RSS grew " << grown / 1024 << " KiB");
@@ -189,14 +199,16 @@ TEST_CASE("Per-source cap: the 9th pending handshake from one IPv6 /64 ([::1]) i
     sockaddr_in6 any{};
     any.sin6_family = AF_INET6;
     any.sin6_addr = in6addr_loopback;
-    const bool has_ipv6 = probe_fd >= 0 && ::bind(probe_fd, reinterpret_cast<const sockaddr*>(&any), sizeof any) == 0;
+    const bool has_ipv6 =
+        probe_fd >= 0 && ::bind(probe_fd, reinterpret_cast<const sockaddr*>(&any), sizeof any) == 0;
     if (probe_fd >= 0) ::close(probe_fd);
     if (!has_ipv6) {
       MESSAGE("no IPv6 loopback ([::1]) on this machine: skipped");
       return;
     }
   }
-  WatchedRelay relay({"--laddr", "[::1]:0", "--handshake-rate", "100000", "--handshake-burst", "100000"});
+  WatchedRelay relay(
+      {"--laddr", "[::1]:0", "--handshake-rate", "100000", "--handshake-burst", "100000"});
   const auto log = relay.process().log();
   const auto at = log.find("[::1]:");
   REQUIRE(at != std::string::npos);
@@ -214,7 +226,11 @@ TEST_CASE("Per-source cap: the 9th pending handshake from one IPv6 /64 ([::1]) i
   };
   std::vector<RawSocket> eight;
   for (int i = 0; i < 8; ++i) eight.push_back(connect6());
-  REQUIRE(eventually([&] { return relay.probe().gauge("pending_handshakes") == relay.baseline().pending_handshakes + 8; }, 5s));
+  REQUIRE(eventually(
+      [&] {
+        return relay.probe().gauge("pending_handshakes") == relay.baseline().pending_handshakes + 8;
+      },
+      5s));
   auto ninth = connect6();
   CHECK(ninth.wait_peer_closed(2s));
   CHECK(ninth.received() == 0);
@@ -225,7 +241,9 @@ TEST_CASE("Per-source cap: the 9th pending handshake from one IPv6 /64 ([::1]) i
   relay.check_clean(2s);
 }
 
-TEST_CASE("EMFILE: with a 64-descriptor limit, connections are refused before exhaustion; when accept() does hit EMFILE the loop neither spins nor dies and resumes") {
+TEST_CASE(
+    "EMFILE: with a 64-descriptor limit, connections are refused before exhaustion; when accept() "
+    "does hit EMFILE the loop neither spins nor dies and resumes") {
   // strelay_resources_test has the same two cases ("EMFILE: ..."); these add the clean exit,
   // the sanitizer check and the hostile clients' secrets to their checks.
   const std::vector<std::string> nofile_64{"prlimit", "--nofile=64:64", "--"};
@@ -243,9 +261,9 @@ TEST_CASE("EMFILE: with a 64-descriptor limit, connections are refused before ex
     std::this_thread::sleep_for(1s);
     const double cpu_used = probe.cpu_seconds() - cpu_before;
     MESSAGE("relay CPU over 1 s with 80 connections on 64 descriptors: " << cpu_used << " s");
-    CHECK(cpu_used < 0.5);                 // no spinning on EMFILE
-    CHECK(::kill(relay.pid(), 0) == 0);    // nor dying
-    CHECK(canary->round_trips(3));         // check 1, while the descriptors are short
+    CHECK(cpu_used < 0.5);               // no spinning on EMFILE
+    CHECK(::kill(relay.pid(), 0) == 0);  // nor dying
+    CHECK(canary->round_trips(3));       // check 1, while the descriptors are short
     if (accept_fails) {
       CHECK(probe.counter("accept_errors_total", "emfile") > 0);
     } else {
@@ -255,7 +273,7 @@ TEST_CASE("EMFILE: with a 64-descriptor limit, connections are refused before ex
     sockets.clear();
     Gauges last;
     CHECK_MESSAGE(probe.wait_for_gauges(baseline, 3s, last), to_string(last));  // check 2
-    CHECK(real_client(relay.address()) < 1s);  // accepting resumed
+    CHECK(real_client(relay.address()) < 1s);                                   // accepting resumed
     CHECK(canary->round_trips(3));
     CHECK(canary->failures() == 0);
     canary.reset();
@@ -265,10 +283,14 @@ TEST_CASE("EMFILE: with a 64-descriptor limit, connections are refused before ex
   };
   run({"--max-pending-handshakes", "1024", "--handshake-timeout", "10"}, false);
   // A cap above what 64 descriptors hold, so accept() itself fails with EMFILE.
-  run({"--max-connections", "1000", "--max-pending-handshakes", "1024", "--handshake-timeout", "10"}, true);
+  run({"--max-connections", "1000", "--max-pending-handshakes", "1024", "--handshake-timeout",
+       "10"},
+      true);
 }
 
-TEST_CASE("Disconnects: an abrupt disconnect mid-frame (RST or FIN) reaches the partner as PeerGone within 1 s") {
+TEST_CASE(
+    "Disconnects: an abrupt disconnect mid-frame (RST or FIN) reaches the partner as PeerGone "
+    "within 1 s") {
   WatchedRelay relay(adversarial_flags());
   auto die = [](HostileClient& c, bool rst) {
     if (rst) {
@@ -292,7 +314,8 @@ TEST_CASE("Disconnects: an abrupt disconnect mid-frame (RST or FIN) reaches the 
     {  // one end of a tunnel dies in the middle of an end-to-end frame: the other end's pipe closes
       auto p = hostile_pipe(relay.address(), true);
       p.listener->close();
-      const std::vector<std::uint8_t> half_frame{0x01, 0x00, 0xaa, 0xbb, 0xcc};  // announces 256 bytes
+      const std::vector<std::uint8_t> half_frame{0x01, 0x00, 0xaa, 0xbb,
+                                                 0xcc};  // announces 256 bytes
       p.connector->send_raw(half_frame);
       std::this_thread::sleep_for(50ms);
       const auto start = Clock::now();
@@ -306,7 +329,8 @@ TEST_CASE("Disconnects: an abrupt disconnect mid-frame (RST or FIN) reaches the 
   relay.check_clean(2s);
 }
 
-TEST_CASE("Fairness: one bulk pair and 100 small ping-pong pairs all complete, with every byte intact") {
+TEST_CASE(
+    "Fairness: one bulk pair and 100 small ping-pong pairs all complete, with every byte intact") {
   // No clock is asserted here (no wall-clock assertions in tests): the 2x latency bound is for
   // the benchmarks in bench/. This test asserts that the small pairs are served to the end while
   // the bulk pair runs, and that every byte arrives unchanged; latencies are reported.
@@ -321,13 +345,15 @@ TEST_CASE("Fairness: one bulk pair and 100 small ping-pong pairs all complete, w
       [&]() -> asio::awaitable<void> {
         std::vector<PairedPipe> pipes;
         for (int i = 0; i <= small_pairs; ++i) {
-          pipes.push_back(co_await make_pipe(relay.address(), Identity::generate(), Identity::generate()));
+          pipes.push_back(
+              co_await make_pipe(relay.address(), Identity::generate(), Identity::generate()));
         }
         std::atomic<bool> bulk_done{false};
         auto bulk = [&]() -> asio::awaitable<void> {
           auto& p = pipes[0];
           std::vector<std::uint8_t> out(bulk_bytes);
-          for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::uint8_t>(i * 7 + i / 65536);
+          for (std::size_t i = 0; i < out.size(); ++i)
+            out[i] = static_cast<std::uint8_t>(i * 7 + i / 65536);
           std::vector<std::uint8_t> in(bulk_bytes);
           auto writer = [&]() -> asio::awaitable<void> {
             co_await asio::async_write(p.connector, asio::buffer(out), await_tuple);
@@ -354,20 +380,21 @@ TEST_CASE("Fairness: one bulk pair and 100 small ping-pong pairs all complete, w
             auto [e4, n4] = co_await asio::async_read(p.connector, asio::buffer(out), await_tuple);
             REQUIRE_FALSE(e4);
             CHECK(out == back);
-            latencies_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+            latencies_ms.push_back(
+                std::chrono::duration<double, std::milli>(Clock::now() - start).count());
           }
         };
-        co_await run_concurrently(small_pairs + 1, [&](int i) { return i == 0 ? bulk() : small(i - 1); });
+        co_await run_concurrently(small_pairs + 1,
+                                  [&](int i) { return i == 0 ? bulk() : small(i - 1); });
         CHECK(bulk_done.load());
       }(),
       120s);
   CHECK(bulk_intact);
   REQUIRE(latencies_ms.size() == static_cast<std::size_t>(small_pairs * rounds));
   std::sort(latencies_ms.begin(), latencies_ms.end());
-  MESSAGE("small pairs' round trips beside a 32 MiB bulk pair: median " << latencies_ms[latencies_ms.size() / 2]
-                                                                        << " ms, p99 "
-                                                                        << latencies_ms[latencies_ms.size() * 99 / 100]
-                                                                        << " ms (not asserted; see bench/)");
+  MESSAGE("small pairs' round trips beside a 32 MiB bulk pair: median "
+          << latencies_ms[latencies_ms.size() / 2] << " ms, p99 "
+          << latencies_ms[latencies_ms.size() * 99 / 100] << " ms (not asserted; see bench/)");
   relay.check_clean(2s);
 }
 
@@ -376,28 +403,32 @@ TEST_CASE("Idle memory: 10,000 idle listeners; the bytes per connection are reco
   constexpr int threads = 4;
   REQUIRE(raise_test_nofile_limit() >= total + 1000);
   // Keepalive far away, so idle listeners that never read are not pinged out during the test.
-  WatchedRelay relay(adversarial_flags({"--keepalive-interval", "600", "--dead-peer-timeout", "1200"}));
+  WatchedRelay relay(
+      adversarial_flags({"--keepalive-interval", "600", "--dead-peer-timeout", "1200"}));
   std::this_thread::sleep_for(1100ms);
   const auto rss_before = relay.probe().status_rss_bytes();
   std::vector<std::unique_ptr<HostileClient>> listeners(total);
   std::atomic<int> failed{0};
   const auto start = Clock::now();
   in_threads(threads, total, [&](int t, int i) {
-    auto c = std::make_unique<HostileClient>(relay.address(), Hooks{}, "127.0.4." + std::to_string(1 + t));
+    auto c = std::make_unique<HostileClient>(relay.address(), Hooks{},
+                                             "127.0.4." + std::to_string(1 + t));
     if (!c->handshake(Listen{}) || !is<ListenOk>(c->next_message())) ++failed;
     c->release_identity();
     listeners[static_cast<std::size_t>(i)] = std::move(c);
   });
   CHECK(failed.load() == 0);
-  REQUIRE(eventually([&] { return relay.probe().gauge("listeners") == relay.baseline().listeners + total; }, 10s));
+  REQUIRE(eventually(
+      [&] { return relay.probe().gauge("listeners") == relay.baseline().listeners + total; }, 10s));
   std::this_thread::sleep_for(1100ms);
   const auto rss_after = relay.probe().status_rss_bytes();
   const auto per_connection = (rss_after - rss_before) / total;
-  MESSAGE("idle memory: " << total << " listeners opened in " << seconds(Clock::now() - start) << " s; relay RSS "
-                          << rss_before / 1024 << " KiB -> " << rss_after / 1024 << " KiB: " << per_connection
-                          << " bytes per idle listener");
+  MESSAGE("idle memory: " << total << " listeners opened in " << seconds(Clock::now() - start)
+                          << " s; relay RSS " << rss_before / 1024 << " KiB -> " << rss_after / 1024
+                          << " KiB: " << per_connection << " bytes per idle listener");
   CHECK(per_connection > 0);
-  CHECK(per_connection < 64 * 1024);  // a frame buffer's worth at most: nothing held per idle listener
+  CHECK(per_connection <
+        64 * 1024);  // a frame buffer's worth at most: nothing held per idle listener
   listeners.clear();
   relay.check_clean(2s);
 }
@@ -421,12 +452,13 @@ TEST_CASE("Log flooding: 100,000 malformed handshakes produce only rate-limited 
   });
   const auto took = Clock::now() - start;
   REQUIRE(sent.load() == total);
-  REQUIRE(eventually([&] { return relay.probe().counter("accepts_total") - accepted_before >= total; }, 30s));
+  REQUIRE(eventually(
+      [&] { return relay.probe().counter("accepts_total") - accepted_before >= total; }, 30s));
   std::this_thread::sleep_for(1s);
   const auto added = count_lines(relay.process().log()) - lines_before;
   const auto bad_magic = relay.probe().counter("handshakes_total", "bad_magic");
-  MESSAGE(total << " malformed handshakes in " << seconds(took) << " s: " << bad_magic << " read as not strelay, "
-                << added << " log lines written");
+  MESSAGE(total << " malformed handshakes in " << seconds(took) << " s: " << bad_magic
+                << " read as not strelay, " << added << " log lines written");
   // Most were read (others were refused unread at the pending cap while the relay caught up).
   CHECK(bad_magic >= total / 2);
   // Per event: a burst of 50, then 10 lines a second, and a summary every 10 s.
@@ -435,7 +467,8 @@ TEST_CASE("Log flooding: 100,000 malformed handshakes produce only rate-limited 
   REQUIRE(metrics);
   const auto at = metrics->body.find("\nstrelay_log_suppressed_total ");
   REQUIRE(at != std::string::npos);
-  const auto suppressed = std::stoull(metrics->body.substr(at + std::strlen("\nstrelay_log_suppressed_total ")));
+  const auto suppressed =
+      std::stoull(metrics->body.substr(at + std::strlen("\nstrelay_log_suppressed_total ")));
   MESSAGE(suppressed << " log lines suppressed by the rate limit");
   CHECK(suppressed > 0);
   relay.check_clean(2s);
@@ -460,7 +493,8 @@ TEST_CASE("Clock jumps: a jump of the wall clock disconnects no one and no deadl
   set_offset("+0");
   // Only the relay gets the preload: set for the spawn, removed at once.
   const char* asan_before = std::getenv("ASAN_OPTIONS");
-  const std::string asan = std::string(asan_before ? asan_before : "") + (asan_before ? ":" : "") + "verify_asan_link_order=0";
+  const std::string asan = std::string(asan_before ? asan_before : "") + (asan_before ? ":" : "") +
+                           "verify_asan_link_order=0";
   ::setenv("LD_PRELOAD", lib.c_str(), 1);
   ::setenv("FAKETIME_TIMESTAMP_FILE", stamp.c_str(), 1);
   ::setenv("FAKETIME_NO_CACHE", "1", 1);
@@ -468,8 +502,8 @@ TEST_CASE("Clock jumps: a jump of the wall clock disconnects no one and no deadl
   ::setenv("ASAN_OPTIONS", asan.c_str(), 1);
   std::optional<WatchedRelay> relay;
   try {
-    relay.emplace(adversarial_flags({"--handshake-timeout", "3", "--half-tunnel-ttl", "3", "--keepalive-interval", "1",
-                                     "--dead-peer-timeout", "8"}));
+    relay.emplace(adversarial_flags({"--handshake-timeout", "3", "--half-tunnel-ttl", "3",
+                                     "--keepalive-interval", "1", "--dead-peer-timeout", "8"}));
   } catch (...) {
     ::unsetenv("LD_PRELOAD");
     throw;
@@ -510,9 +544,10 @@ TEST_CASE("Clock jumps: a jump of the wall clock disconnects no one and no deadl
   while (Clock::now() - start < 10s) {
     const auto r = p.listener->receive(300ms, true);
     REQUIRE_MESSAGE((r.what == What::frame || r.what == What::timeout),
-                    "the listener's connection ended " << seconds(Clock::now() - start) << " s after the start: what "
-                                                       << static_cast<int>(r.what) << ", close reason "
-                                                       << static_cast<int>(r.close_reason));
+                    "the listener's connection ended "
+                        << seconds(Clock::now() - start) << " s after the start: what "
+                        << static_cast<int>(r.what) << ", close reason "
+                        << static_cast<int>(r.close_reason));
   }
   CHECK(relay->probe().gauge("listeners") == relay->baseline().listeners + 1);
   CHECK(relay->probe().counter("closes_total", "dead_peer") == 0);
@@ -524,7 +559,9 @@ TEST_CASE("Clock jumps: a jump of the wall clock disconnects no one and no deadl
   std::filesystem::remove_all(dir, ignored);
 }
 
-TEST_CASE("Graceful shutdown: SIGTERM with 1,000 sessions open; every session gets Close{shutdown} and the relay exits 0 within the drain deadline") {
+TEST_CASE(
+    "Graceful shutdown: SIGTERM with 1,000 sessions open; every session gets Close{shutdown} and "
+    "the relay exits 0 within the drain deadline") {
   constexpr int listeners = 800;
   constexpr int connectors = 200;
   constexpr int threads = 4;
@@ -534,20 +571,26 @@ TEST_CASE("Graceful shutdown: SIGTERM with 1,000 sessions open; every session ge
   std::vector<std::unique_ptr<HostileClient>> sessions(listeners + connectors);
   std::atomic<int> failed{0};
   in_threads(threads, listeners, [&](int t, int i) {
-    auto c = std::make_unique<HostileClient>(relay.address(), Hooks{}, "127.0.6." + std::to_string(1 + t));
+    auto c = std::make_unique<HostileClient>(relay.address(), Hooks{},
+                                             "127.0.6." + std::to_string(1 + t));
     if (!c->handshake(Listen{}) || !is<ListenOk>(c->next_message())) ++failed;
     c->release_identity();
     sessions[static_cast<std::size_t>(i)] = std::move(c);
   });
   // Connectors pending towards the first 200 listeners (whose IncomingConnection stays unread).
   in_threads(threads, connectors, [&](int t, int i) {
-    auto c = std::make_unique<HostileClient>(relay.address(), Hooks{}, "127.0.7." + std::to_string(1 + t));
+    auto c = std::make_unique<HostileClient>(relay.address(), Hooks{},
+                                             "127.0.7." + std::to_string(1 + t));
     if (!c->handshake(Connect{sessions[static_cast<std::size_t>(i)]->public_key()})) ++failed;
     c->release_identity();
     sessions[static_cast<std::size_t>(listeners + i)] = std::move(c);
   });
   REQUIRE(failed.load() == 0);
-  REQUIRE(eventually([&] { return relay.probe().gauge("half_tunnels") == relay.baseline().half_tunnels + connectors; }, 10s));
+  REQUIRE(eventually(
+      [&] {
+        return relay.probe().gauge("half_tunnels") == relay.baseline().half_tunnels + connectors;
+      },
+      10s));
   // Check 1 before the signal: the canary was never disturbed. It is then stopped, as its own
   // sessions would get Close{shutdown} too.
   CHECK(relay.canary()->round_trips(3));
@@ -565,7 +608,8 @@ TEST_CASE("Graceful shutdown: SIGTERM with 1,000 sessions open; every session ge
   CHECK(shut_down.load() == listeners + connectors);
   const int status = relay.process().wait_exit(drain + 3s);
   const auto took = Clock::now() - start;
-  MESSAGE("1,000 sessions told Close{shutdown}; strelay exited " << seconds(took) << " s after SIGTERM");
+  MESSAGE("1,000 sessions told Close{shutdown}; strelay exited " << seconds(took)
+                                                                 << " s after SIGTERM");
   CHECK(status == 0);
   CHECK(took < drain + 1s);
   // Checks 3 and 4; check 2 holds by construction: the process and all it held are gone.
@@ -573,7 +617,9 @@ TEST_CASE("Graceful shutdown: SIGTERM with 1,000 sessions open; every session ge
   check_no_secret_logged(relay.process().dir() / "relay.ident", relay.process().log());
 }
 
-TEST_CASE("Peer never reads: a listener that pings without reading the pongs stops being read and is closed long before the write-stall timeout, not left to grow a queue") {
+TEST_CASE(
+    "Peer never reads: a listener that pings without reading the pongs stops being read and is "
+    "closed long before the write-stall timeout, not left to grow a queue") {
   WatchedRelay relay(adversarial_flags());
   const auto errors_before = relay.probe().counter("closes_total", "protocol_error");
   const auto timeouts_before = relay.probe().counter("closes_total", "timeout");

@@ -1,18 +1,18 @@
 // Tests for strelay/allowlist: the --allow file format, strict errors, and loading.
-#include <doctest/doctest.h>
+#include "common/allowlist.hpp"
 
+#include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "common/allowlist.hpp"
-
 using namespace strelay;
 
 namespace {
 
-const std::string alice = "A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg";  // seed 0..31 (Offset's vectors)
+const std::string alice =
+    "A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg";  // seed 0..31 (Offset's vectors)
 
 PublicKey key_of(const std::string& text) {
   std::string error;
@@ -32,7 +32,8 @@ std::string parse_error(const std::string& text) {
 struct TempDir {
   std::filesystem::path path;
   TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "strelay-allow-test-XXXXXX").string();
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "strelay-allow-test-XXXXXX").string();
     REQUIRE(mkdtemp(tmpl.data()) != nullptr);
     path = tmpl;
   }
@@ -49,12 +50,11 @@ struct TempDir {
 TEST_CASE("a good file with comments, blank lines, labels and CRLF endings loads every key") {
   const std::string bob = Identity::generate().public_key().to_base64url();
   const std::string carol = Identity::generate().public_key().to_base64url();
-  const std::string text = "\xEF\xBB\xBF# members of the family relay\n"
-                           "\n" +
-                           alice + "  alice-phone\r\n" +
-                           "\t" + bob + "\t# bob, no label\n" +
-                           "   # an indented comment\n" +
-                           carol + " carol's laptop (2024)";  // no final newline
+  const std::string text =
+      "\xEF\xBB\xBF# members of the family relay\n"
+      "\n" +
+      alice + "  alice-phone\r\n" + "\t" + bob + "\t# bob, no label\n" +
+      "   # an indented comment\n" + carol + " carol's laptop (2024)";  // no final newline
   std::string error;
   std::vector<std::string> warnings;
   const auto list = try_parse_allowlist(text, "allow.txt", error, &warnings);
@@ -84,7 +84,8 @@ TEST_CASE("an empty file, or one with only comments, lets nobody in") {
 TEST_CASE("each kind of bad line is refused with file:line and the problem") {
   const std::string good = alice + "\n";
   SUBCASE("a character outside base64url") {
-    CHECK(parse_error(good + "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg\n").rfind("allow.txt:2: the key is not base64url", 0) == 0);
+    CHECK(parse_error(good + "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg\n")
+              .rfind("allow.txt:2: the key is not base64url", 0) == 0);
   }
   SUBCASE("padding") {
     CHECK(parse_error(alice + "=\n").rfind("allow.txt:1: the key is not base64url", 0) == 0);
@@ -94,7 +95,8 @@ TEST_CASE("each kind of bad line is refused with file:line and the problem") {
     CHECK(parse_error(alice + "AAAA\n").find("is 35 bytes, not 32") != std::string::npos);
   }
   SUBCASE("not a valid Ed25519 key (all zero, small order)") {
-    CHECK(parse_error(std::string(43, 'A') + "\n").find("not a valid Ed25519 public key") != std::string::npos);
+    CHECK(parse_error(std::string(43, 'A') + "\n").find("not a valid Ed25519 public key") !=
+          std::string::npos);
   }
   SUBCASE("a control character in the label") {
     CHECK(parse_error(alice + " bad\x1blabel\n").find("control character") != std::string::npos);
@@ -110,7 +112,8 @@ TEST_CASE("each kind of bad line is refused with file:line and the problem") {
 }
 
 TEST_CASE("a line at the length limit is read and one byte more is refused") {
-  const std::string at_max = alice + " " + std::string(max_allowlist_line_bytes - alice.size() - 1, 'x');
+  const std::string at_max =
+      alice + " " + std::string(max_allowlist_line_bytes - alice.size() - 1, 'x');
   REQUIRE(at_max.size() == max_allowlist_line_bytes);
   std::string error;
   CHECK(try_parse_allowlist(at_max + "\r\n", "allow.txt", error).has_value());
@@ -120,7 +123,8 @@ TEST_CASE("a line at the length limit is read and one byte more is refused") {
 TEST_CASE("a key listed twice is kept once with a warning, and the first label wins") {
   std::string error;
   std::vector<std::string> warnings;
-  const auto list = try_parse_allowlist(alice + " first\n# x\n" + alice + " second\n", "allow.txt", error, &warnings);
+  const auto list = try_parse_allowlist(alice + " first\n# x\n" + alice + " second\n", "allow.txt",
+                                        error, &warnings);
   REQUIRE(list.has_value());
   CHECK(list->size() == 1);
   CHECK(list->label(key_of(alice)) == "first");
@@ -141,7 +145,8 @@ TEST_CASE("files are loaded with their path in every error") {
     CHECK_FALSE(try_load_allowlist(path, error).has_value());
     CHECK(error.rfind(path + ":2: ", 0) == 0);
     const std::string prefix = path + ":2: ";
-    CHECK_THROWS_WITH_AS(load_allowlist(path), doctest::Contains(prefix.c_str()), std::runtime_error);
+    CHECK_THROWS_WITH_AS(load_allowlist(path), doctest::Contains(prefix.c_str()),
+                         std::runtime_error);
   }
   SUBCASE("a missing file") {
     std::string error;

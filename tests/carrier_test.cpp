@@ -1,13 +1,13 @@
 // The carrier layer's sans-io rules: telling carriers apart by their first bytes, trusted
 // proxy ranges, the client a forwarding header names, origins, and the web root's paths.
-#include <doctest/doctest.h>
+#include "strelay/carrier.hpp"
 
+#include <doctest/doctest.h>
 #include <stdlib.h>
 
 #include <fstream>
 #include <string>
 
-#include "strelay/carrier.hpp"
 #include "strelay/web_root.hpp"
 
 using namespace strelay;
@@ -19,7 +19,9 @@ FirstBytes classify(std::string_view s) {
   return classify_first_bytes({reinterpret_cast<const std::uint8_t*>(s.data()), s.size()});
 }
 
-boost::asio::ip::address ip(const char* text) { return boost::asio::ip::make_address(text); }
+boost::asio::ip::address ip(const char* text) {
+  return boost::asio::ip::make_address(text);
+}
 
 fs::path make_temp_dir(const std::string& name) {
   std::string pattern = (fs::temp_directory_path() / ("strelay-" + name + "-XXXXXX")).string();
@@ -38,7 +40,8 @@ CidrList list(std::initializer_list<const char*> ranges) {
 TEST_CASE("the first bytes tell strelay, HTTP and PROXY apart") {
   CHECK(classify("s") == FirstBytes::strelay);
   CHECK(classify("strelay\x01") == FirstBytes::strelay);
-  CHECK(classify("\x16\x03\x01") == FirstBytes::strelay);  // TLS: the session refuses it (bad magic)
+  CHECK(classify("\x16\x03\x01") ==
+        FirstBytes::strelay);  // TLS: the session refuses it (bad magic)
   CHECK(classify("G") == FirstBytes::http);
   CHECK(classify("GET /strelay HTTP/1.1") == FirstBytes::http);
   CHECK(classify("HEAD") == FirstBytes::http);
@@ -71,13 +74,15 @@ TEST_CASE("trusted proxy ranges: addresses, CIDR, IPv4-mapped IPv6, and bad text
   CHECK_FALSE(CidrList::check("10.0.0.0/33").empty());
   CHECK(CidrList::check("::/128").empty());
   CHECK_FALSE(CidrList::check("::/129").empty());
-  for (const char* bad : {"", "10.0.0.0/", "10.0.0.0/-1", "10.0.0/8", "example.org", "10.0.0.0/8x", "[::1]"}) {
+  for (const char* bad :
+       {"", "10.0.0.0/", "10.0.0.0/-1", "10.0.0/8", "example.org", "10.0.0.0/8x", "[::1]"}) {
     CHECK_MESSAGE(!CidrList::check(bad).empty(), bad);
     CHECK_THROWS_AS(CidrList{}.add(bad), std::invalid_argument);
   }
 }
 
-TEST_CASE("the client of a forwarding header is the rightmost address that is not a trusted proxy") {
+TEST_CASE(
+    "the client of a forwarding header is the rightmost address that is not a trusted proxy") {
   const auto trusted = list({"10.0.0.0/8"});
   SUBCASE("X-Forwarded-For") {
     CHECK(forwarded_client("", "192.0.2.7", trusted).address == ip("192.0.2.7"));
@@ -93,8 +98,8 @@ TEST_CASE("the client of a forwarding header is the rightmost address that is no
     CHECK_FALSE(forwarded_client("", "", trusted).address);
   }
   SUBCASE("Forwarded (RFC 7239) wins over X-Forwarded-For") {
-    CHECK(forwarded_client("for=192.0.2.60;proto=http;by=203.0.113.43", "198.51.100.1", trusted).address ==
-          ip("192.0.2.60"));
+    CHECK(forwarded_client("for=192.0.2.60;proto=http;by=203.0.113.43", "198.51.100.1", trusted)
+              .address == ip("192.0.2.60"));
     CHECK(forwarded_client("for=1.1.1.1, For=\"[2001:db8:cafe::17]:4711\"", "", trusted).address ==
           ip("2001:db8:cafe::17"));
     CHECK(forwarded_client("proto=https", "", trusted).malformed);
@@ -102,7 +107,8 @@ TEST_CASE("the client of a forwarding header is the rightmost address that is no
   }
 }
 
-TEST_CASE("origins: any by default, an exact match when restricted, none needed from non-browsers") {
+TEST_CASE(
+    "origins: any by default, an exact match when restricted, none needed from non-browsers") {
   CHECK(origin_allowed("https://evil.example", {}));
   const std::vector<std::string> allowed{"https://app.example.org", "http://127.0.0.1:8080"};
   CHECK(origin_allowed("https://app.example.org", allowed));
@@ -120,13 +126,15 @@ TEST_CASE("web root paths: decoded once, never out of the root, never hidden fil
   CHECK(safe_relative_path("/app/main.mjs#x") == "app/main.mjs");
   CHECK(safe_relative_path("/app/") == "app/");
   CHECK(safe_relative_path("/a%20b.txt") == "a b.txt");
-  for (const char* bad : {"", "index.html", "/../etc/passwd", "/app/../../x", "/%2e%2e/x", "/.git/config",
-                          "/a//b", "/a%2fb", "/a%5cb", "/a%00b", "/a%zz", "/a%4", "/a\\b", "/./x", "/app/.env"}) {
+  for (const char* bad :
+       {"", "index.html", "/../etc/passwd", "/app/../../x", "/%2e%2e/x", "/.git/config", "/a//b",
+        "/a%2fb", "/a%5cb", "/a%00b", "/a%zz", "/a%4", "/a\\b", "/./x", "/app/.env"}) {
     CHECK_MESSAGE(!safe_relative_path(bad), bad);
   }
 }
 
-TEST_CASE("web root files: content types, index.html, no listings, no symlink escape, the size cap") {
+TEST_CASE(
+    "web root files: content types, index.html, no listings, no symlink escape, the size cap") {
   const auto root = make_temp_dir("web-root");
   fs::create_directories(root / "app");
   auto write = [](const fs::path& p, std::size_t n) { std::ofstream(p) << std::string(n, 'x'); };

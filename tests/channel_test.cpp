@@ -1,6 +1,8 @@
 // Tests for common/channel: the handshake and transport driven over real TCP sockets on
 // 127.0.0.1, in one io_context. Deadlines are short parameters; timing checks are loose
 // (that a deadline fired, and not much later than it should have).
+#include "common/channel.hpp"
+
 #include <doctest/doctest.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -10,7 +12,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-#include "common/channel.hpp"
 #include "common/errors.hpp"
 #include "common/preamble.hpp"
 #include "support/loopback.hpp"
@@ -26,9 +27,15 @@ namespace {
 constexpr auto test_limit = 5000ms;  // no test may run its io_context longer than this
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
-Deadline in(Clock::duration d) { return Clock::now() + d; }
-Bytes bytes_of(std::string_view text) { return Bytes(text.begin(), text.end()); }
-std::string text_of(std::span<const std::uint8_t> b) { return std::string(b.begin(), b.end()); }
+Deadline in(Clock::duration d) {
+  return Clock::now() + d;
+}
+Bytes bytes_of(std::string_view text) {
+  return Bytes(text.begin(), text.end());
+}
+std::string text_of(std::span<const std::uint8_t> b) {
+  return std::string(b.begin(), b.end());
+}
 
 // Runs a coroutine on `ioc`; an exception (a failed REQUIRE included) surfaces from run().
 template <typename F>
@@ -167,9 +174,8 @@ TEST_CASE("an EOF without a close is aborted, between frames and in the middle o
     asio::write(f.server_channel->socket(), asio::buffer(partial));
     f.server_channel->close();
   }
-  spawn(f.ioc, [&]() -> asio::awaitable<void> {
-    got = co_await f.client_channel->receive(m, in(1s));
-  });
+  spawn(f.ioc,
+        [&]() -> asio::awaitable<void> { got = co_await f.client_channel->receive(m, in(1s)); });
   test::run_for(f.ioc, test_limit);
   CHECK(got == errc::aborted);
   CHECK(m.close_reason == CloseReason::aborted);
@@ -286,8 +292,8 @@ TEST_CASE("a peer dripping one byte per 100 ms is cut at the absolute deadline")
   std::size_t dripped = 0;
   spawn(f.ioc, [&]() -> asio::awaitable<void> {
     for (std::size_t i = 0; i < hello.size() && !server_done; ++i) {
-      auto [error, n] = co_await asio::async_write(f.client, asio::buffer(&hello[i], 1),
-                                                   tuple_awaitable);
+      auto [error, n] =
+          co_await asio::async_write(f.client, asio::buffer(&hello[i], 1), tuple_awaitable);
       if (error) break;
       dripped += n;
       co_await sleep_for(100ms);

@@ -1,16 +1,14 @@
 // Tests for strelay/config: every flag, the defaults, the config file, and one-line errors.
-#include <doctest/doctest.h>
+#include "strelay/config.hpp"
 
+#include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
-
-#include <CLI/CLI.hpp>
-
-#include "strelay/config.hpp"
 
 using namespace strelay;
 using namespace std::chrono_literals;
@@ -47,7 +45,8 @@ std::string parse_error(std::vector<std::string> args) {
 struct TempDir {
   std::filesystem::path path;
   TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "strelay-config-test-XXXXXX").string();
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "strelay-config-test-XXXXXX").string();
     REQUIRE(mkdtemp(tmpl.data()) != nullptr);
     path = tmpl;
   }
@@ -99,14 +98,50 @@ TEST_CASE("the start-up line of Offset's guide parses, and every default is prot
 }
 
 TEST_CASE("every flag parses into its field") {
-  const auto o = parse_ok({"--idfile", "id", "--laddr", "127.0.0.1:0", "--laddr", "[::1]:4567",
-                           "--public-address", "relay.example.org:4567", "--log-format", "json", "--log-level",
-                           "debug", "--metrics-addr", "127.0.0.1:9090", "--allow", "members.txt",
-                           "--handshake-timeout", "2.5", "--max-pending-handshakes", "100",
-                           "--max-pending-per-source", "3", "--handshake-rate", "7", "--handshake-burst", "2",
-                           "--max-connections", "500", "--half-tunnel-ttl", "0.25", "--connect-rate", "120",
-                           "--connect-burst", "9", "--tunnel-buffer", "65536", "--write-stall-timeout", "4",
-                           "--keepalive-interval", "1", "--dead-peer-timeout", "3", "--drain-timeout", "0"});
+  const auto o = parse_ok({"--idfile",
+                           "id",
+                           "--laddr",
+                           "127.0.0.1:0",
+                           "--laddr",
+                           "[::1]:4567",
+                           "--public-address",
+                           "relay.example.org:4567",
+                           "--log-format",
+                           "json",
+                           "--log-level",
+                           "debug",
+                           "--metrics-addr",
+                           "127.0.0.1:9090",
+                           "--allow",
+                           "members.txt",
+                           "--handshake-timeout",
+                           "2.5",
+                           "--max-pending-handshakes",
+                           "100",
+                           "--max-pending-per-source",
+                           "3",
+                           "--handshake-rate",
+                           "7",
+                           "--handshake-burst",
+                           "2",
+                           "--max-connections",
+                           "500",
+                           "--half-tunnel-ttl",
+                           "0.25",
+                           "--connect-rate",
+                           "120",
+                           "--connect-burst",
+                           "9",
+                           "--tunnel-buffer",
+                           "65536",
+                           "--write-stall-timeout",
+                           "4",
+                           "--keepalive-interval",
+                           "1",
+                           "--dead-peer-timeout",
+                           "3",
+                           "--drain-timeout",
+                           "0"});
   REQUIRE(o.laddr.size() == 2);
   CHECK(o.laddr[0] == tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
   CHECK(o.laddr[1] == tcp::endpoint(boost::asio::ip::make_address("::1"), 4567));
@@ -157,7 +192,8 @@ connect-rate = 30
     CHECK(o.limits.connect_rate_per_minute == 30.0);
   }
   SUBCASE("the command line overrides the file") {
-    const auto o = parse_ok({"--config", file, "--handshake-timeout", "7", "--laddr", "127.0.0.1:1"});
+    const auto o =
+        parse_ok({"--config", file, "--handshake-timeout", "7", "--laddr", "127.0.0.1:1"});
     CHECK(o.limits.handshake_timeout == 7s);
     REQUIRE(o.laddr.size() == 1);
     CHECK(endpoint_to_string(o.laddr[0]) == "127.0.0.1:1");
@@ -167,13 +203,15 @@ connect-rate = 30
 
 TEST_CASE("an INI-style config file also works") {
   TempDir dir;
-  const auto file = dir.write("strelay.ini", "idfile=id\nladdr=127.0.0.1:4567\nhalf-tunnel-ttl=2\n");
+  const auto file =
+      dir.write("strelay.ini", "idfile=id\nladdr=127.0.0.1:4567\nhalf-tunnel-ttl=2\n");
   const auto o = parse_ok({"--config", file});
   CHECK(o.limits.half_tunnel_ttl == 2s);
 }
 
 TEST_CASE("the example config in examples/ parses and holds the defaults") {
-  const auto example = std::filesystem::path(STRELAY_TESTS_DIR) / ".." / "examples" / "strelay.conf";
+  const auto example =
+      std::filesystem::path(STRELAY_TESTS_DIR) / ".." / "examples" / "strelay.conf";
   REQUIRE(std::filesystem::exists(example));
   // Everything in the example is commented out except idfile and laddr.
   const auto o = parse_ok({"--config", example.string()});
@@ -182,7 +220,8 @@ TEST_CASE("the example config in examples/ parses and holds the defaults") {
 }
 
 TEST_CASE("the example config documents every option with its default") {
-  const auto example = std::filesystem::path(STRELAY_TESTS_DIR) / ".." / "examples" / "strelay.conf";
+  const auto example =
+      std::filesystem::path(STRELAY_TESTS_DIR) / ".." / "examples" / "strelay.conf";
   std::ifstream in(example);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CLI::App app;
@@ -200,10 +239,12 @@ TEST_CASE("the example config documents every option with its default") {
     if (name == "help" || name == "version" || name == "config") continue;
     ++checked;
     const auto line = name + " = ";
-    const bool documented = text.find("\n" + line) != std::string::npos || text.find("\n# " + line) != std::string::npos;
+    const bool documented = text.find("\n" + line) != std::string::npos ||
+                            text.find("\n# " + line) != std::string::npos;
     CHECK_MESSAGE(documented, name);
     if (!option->get_default_str().empty() && name != "log-format" && name != "log-level") {
-      CHECK_MESSAGE(text.find("# " + line + option->get_default_str() + "\n") != std::string::npos, name);
+      CHECK_MESSAGE(text.find("# " + line + option->get_default_str() + "\n") != std::string::npos,
+                    name);
     }
   }
   CHECK(checked == 22);  // 8 general options and 14 limits
@@ -212,7 +253,8 @@ TEST_CASE("the example config documents every option with its default") {
 TEST_CASE("config file mistakes are one-line errors") {
   TempDir dir;
   SUBCASE("an unknown key") {
-    const auto file = dir.write("bad.conf", "idfile = \"id\"\nladdr = \"0.0.0.0:1\"\nhandshake-timeot = 3\n");
+    const auto file =
+        dir.write("bad.conf", "idfile = \"id\"\nladdr = \"0.0.0.0:1\"\nhandshake-timeot = 3\n");
     CHECK(parse_error({"--config", file}).find("handshake-timeot") != std::string::npos);
   }
   SUBCASE("a bad value") {
@@ -220,28 +262,37 @@ TEST_CASE("config file mistakes are one-line errors") {
     CHECK(parse_error({"--config", file}).find("65536") != std::string::npos);
   }
   SUBCASE("a missing file") {
-    CHECK(parse_error({"--config", (dir.path / "nope.conf").string()}).find("nope.conf") != std::string::npos);
+    CHECK(parse_error({"--config", (dir.path / "nope.conf").string()}).find("nope.conf") !=
+          std::string::npos);
   }
 }
 
 TEST_CASE("bad flags give one-line errors that name the flag") {
-  SUBCASE("port 65536") { CHECK(parse_error({"--idfile", "i", "--laddr", "0.0.0.0:65536"}).find("--laddr") != std::string::npos); }
+  SUBCASE("port 65536") {
+    CHECK(parse_error({"--idfile", "i", "--laddr", "0.0.0.0:65536"}).find("--laddr") !=
+          std::string::npos);
+  }
   SUBCASE("a port with a sign or leading zero") {
     parse_error({"--idfile", "i", "--laddr", "0.0.0.0:+1"});
     parse_error({"--idfile", "i", "--laddr", "0.0.0.0:0080"});
     parse_error({"--idfile", "i", "--laddr", "0.0.0.0:"});
   }
   SUBCASE("an IPv6 address without brackets") {
-    CHECK(parse_error({"--idfile", "i", "--laddr", "::1:4567"}).find("brackets") != std::string::npos);
+    CHECK(parse_error({"--idfile", "i", "--laddr", "::1:4567"}).find("brackets") !=
+          std::string::npos);
   }
   SUBCASE("a host name as a listen address") {
-    CHECK(parse_error({"--idfile", "i", "--laddr", "localhost:4567"}).find("not an IP address") != std::string::npos);
-  }
-  SUBCASE("an IPv4 address in brackets") { parse_error({"--idfile", "i", "--laddr", "[127.0.0.1]:4567"}); }
-  SUBCASE("negative numbers") {
-    CHECK(parse_error(with_required({"--max-pending-handshakes=-1"})).find("--max-pending-handshakes") !=
+    CHECK(parse_error({"--idfile", "i", "--laddr", "localhost:4567"}).find("not an IP address") !=
           std::string::npos);
-    CHECK(parse_error(with_required({"--handshake-timeout=-1"})).find("--handshake-timeout") != std::string::npos);
+  }
+  SUBCASE("an IPv4 address in brackets") {
+    parse_error({"--idfile", "i", "--laddr", "[127.0.0.1]:4567"});
+  }
+  SUBCASE("negative numbers") {
+    CHECK(parse_error(with_required({"--max-pending-handshakes=-1"}))
+              .find("--max-pending-handshakes") != std::string::npos);
+    CHECK(parse_error(with_required({"--handshake-timeout=-1"})).find("--handshake-timeout") !=
+          std::string::npos);
   }
   SUBCASE("zero where zero makes no sense") {
     parse_error(with_required({"--max-pending-handshakes", "0"}));
@@ -265,7 +316,9 @@ TEST_CASE("bad flags give one-line errors that name the flag") {
     parse_error(with_required({"--handshake-timeout", "nan"}));
     parse_error(with_required({"--max-connections", "1e3"}));
   }
-  SUBCASE("an unknown flag") { CHECK(parse_error(with_required({"--frobnicate"})).find("frobnicate") != std::string::npos); }
+  SUBCASE("an unknown flag") {
+    CHECK(parse_error(with_required({"--frobnicate"})).find("frobnicate") != std::string::npos);
+  }
   SUBCASE("a missing required flag") {
     CHECK(parse_error({"--laddr", "0.0.0.0:1"}).find("--idfile") != std::string::npos);
     CHECK(parse_error({"--idfile", "i"}).find("--laddr") != std::string::npos);
@@ -282,15 +335,19 @@ TEST_CASE("bad flags give one-line errors that name the flag") {
 }
 
 TEST_CASE("options that contradict each other are refused") {
-  CHECK(parse_error(with_required({"--keepalive-interval", "45"})).find("--dead-peer-timeout") != std::string::npos);
-  CHECK(parse_error(with_required({"--max-pending-handshakes", "4", "--max-pending-per-source", "5"}))
-            .find("--max-pending-per-source") != std::string::npos);
-  CHECK(parse_error({"--idfile", "i", "--laddr", "0.0.0.0:4567", "--metrics-addr", "127.0.0.1:4567"})
-            .find("--metrics-addr") != std::string::npos);
-  CHECK(parse_error({"--idfile", "i", "--laddr", "0.0.0.0:4567", "--laddr", "0.0.0.0:4567"}).find("twice") !=
+  CHECK(parse_error(with_required({"--keepalive-interval", "45"})).find("--dead-peer-timeout") !=
         std::string::npos);
+  CHECK(
+      parse_error(with_required({"--max-pending-handshakes", "4", "--max-pending-per-source", "5"}))
+          .find("--max-pending-per-source") != std::string::npos);
+  CHECK(
+      parse_error({"--idfile", "i", "--laddr", "0.0.0.0:4567", "--metrics-addr", "127.0.0.1:4567"})
+          .find("--metrics-addr") != std::string::npos);
+  CHECK(parse_error({"--idfile", "i", "--laddr", "0.0.0.0:4567", "--laddr", "0.0.0.0:4567"})
+            .find("twice") != std::string::npos);
   // Port 0 twice is two different free ports, and metrics on port 0 cannot collide.
-  parse_ok({"--idfile", "i", "--laddr", "127.0.0.1:0", "--laddr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"});
+  parse_ok({"--idfile", "i", "--laddr", "127.0.0.1:0", "--laddr", "127.0.0.1:0", "--metrics-addr",
+            "127.0.0.1:0"});
 }
 
 TEST_CASE("--help and --version print and ask main to exit 0; errors exit non-zero") {
@@ -314,7 +371,8 @@ TEST_CASE("--help and --version print and ask main to exit 0; errors exit non-ze
   CHECK_FALSE(help_parsed);
   CHECK(help_code == 0);
   CHECK(out.str().find("--handshake-timeout") != std::string::npos);
-  CHECK(out.str().find("strelay --idfile relay/relay.ident --laddr 0.0.0.0:4567") != std::string::npos);
+  CHECK(out.str().find("strelay --idfile relay/relay.ident --laddr 0.0.0.0:4567") !=
+        std::string::npos);
   CHECK_FALSE(version_parsed);
   CHECK(version_code == 0);
   CHECK(out.str().find(std::string("strelay ") + STRELAY_VERSION) != std::string::npos);
@@ -327,14 +385,15 @@ TEST_CASE("--help and --version print and ask main to exit 0; errors exit non-ze
 
 TEST_CASE("endpoints parse strictly and print back") {
   std::string error;
-  for (const auto* good : {"0.0.0.0:4567", "[::]:4567", "127.0.0.1:0", "[::1]:65535", "10.1.2.3:1"}) {
+  for (const auto* good :
+       {"0.0.0.0:4567", "[::]:4567", "127.0.0.1:0", "[::1]:65535", "10.1.2.3:1"}) {
     const auto e = try_parse_endpoint(good, error);
     REQUIRE_MESSAGE(e.has_value(), good);
     CHECK(endpoint_to_string(*e) == good);
   }
-  for (const auto* bad : {"", ":", "0.0.0.0", "0.0.0.0:", "[::]", "[::]4567", "[::1:4567", "::1:4567",
-                          "1.2.3:4", "256.0.0.1:1", "host:1", "0.0.0.0:65536", "0.0.0.0:-1", "0.0.0.0: 1",
-                          "[127.0.0.1]:1", "0.0.0.0:1 "}) {
+  for (const auto* bad : {"", ":", "0.0.0.0", "0.0.0.0:", "[::]", "[::]4567", "[::1:4567",
+                          "::1:4567", "1.2.3:4", "256.0.0.1:1", "host:1", "0.0.0.0:65536",
+                          "0.0.0.0:-1", "0.0.0.0: 1", "[127.0.0.1]:1", "0.0.0.0:1 "}) {
     CHECK_FALSE_MESSAGE(try_parse_endpoint(bad, error).has_value(), bad);
   }
 }
@@ -343,7 +402,8 @@ TEST_CASE("the automatic connection cap is 80% of the descriptor limit") {
   RelayLimits l;
   CHECK(effective_max_connections(l, 1024) == 819);
   CHECK(effective_max_connections(l, 1) == 1);
-  CHECK(effective_max_connections(l, ~std::uint64_t{0}) == static_cast<std::size_t>((1ull << 24) * 0.8));
+  CHECK(effective_max_connections(l, ~std::uint64_t{0}) ==
+        static_cast<std::size_t>((1ull << 24) * 0.8));
   l.max_connections = 10;
   CHECK(effective_max_connections(l, 1024) == 10);
 }

@@ -1,4 +1,6 @@
 // Tests for common/frame: the 2-byte length prefix framing, sans-io.
+#include "common/frame.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -7,7 +9,6 @@
 #include <vector>
 
 #include "common/errors.hpp"
-#include "common/frame.hpp"
 
 using namespace strelay;
 
@@ -80,7 +81,9 @@ TEST_CASE("random frame streams split into random reads decode identically") {
     for (auto& body : bodies) {
       // Mostly small bodies, sometimes empty, now and then a large one.
       const auto pick = rng() % 100;
-      const std::size_t len = pick < 10 ? 0 : pick < 97 ? rng() % 300 : rng() % (max_frame_bytes + 1);
+      const std::size_t len = pick < 10   ? 0
+                              : pick < 97 ? rng() % 300
+                                          : rng() % (max_frame_bytes + 1);
       body.resize(len);
       for (auto& b : body) b = static_cast<std::uint8_t>(rng());
       auto framed = frame_of(body);

@@ -24,8 +24,9 @@ namespace {
 Signature add_group_order_to_s(Signature sig) {
   // L = 2^252 + 27742317777372353535851937790883648493, little-endian.
   static constexpr std::array<std::uint8_t, 32> order{
-      0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
-      0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0x10};
+      0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7,
+      0xa2, 0xde, 0xf9, 0xde, 0x14, 0,    0,    0,    0,    0,    0,
+      0,    0,    0,    0,    0,    0,    0,    0,    0,    0x10};
   unsigned carry = 0;
   for (std::size_t i = 0; i < 32; ++i) {
     const unsigned sum = sig[32 + i] + order[i] + carry;
@@ -224,7 +225,7 @@ TEST_CASE("a recorded msg1 and msg3 replayed to a fresh relay do not authenticat
   REQUIRE_FALSE(original.consume_msg3(msg3, payload));
 
   ResponderHandshake fresh(keys().relay, HandshakeLayer::hop);  // a new relay ephemeral
-  REQUIRE_FALSE(fresh.consume_msg1(msg1));  // msg1 is only a key
+  REQUIRE_FALSE(fresh.consume_msg1(msg1));                      // msg1 is only a key
   REQUIRE(fresh.create_msg2().size() == handshake_msg2_bytes);
   CHECK(fresh.consume_msg3(msg3, payload) == errc::handshake_failed);
   CHECK(payload.empty());
@@ -254,8 +255,7 @@ TEST_CASE("a man in the middle cannot swap in its own identity at msg3") {
     REQUIRE_FALSE(other_relay_session.consume_msg1(own.create_msg1()));
     REQUIRE_FALSE(own.consume_msg2(other_relay_session.create_msg2()));
     Bytes payload;
-    CHECK(relay.consume_msg3(own.create_msg3(first_request()), payload) ==
-          errc::handshake_failed);
+    CHECK(relay.consume_msg3(own.create_msg3(first_request()), payload) == errc::handshake_failed);
   }
   SUBCASE("her msg3 written over the observed transcript with her own ephemeral") {
     ManualInitiator mallory(keys().relay.public_key().bytes());
@@ -270,10 +270,10 @@ TEST_CASE("a man in the middle cannot swap in its own identity at msg3") {
     // signature below covers the real transcript. Only her key is wrong, and that suffices.
     mallory.state.mix_hash(std::span(msg2).subspan(key_bytes));
     Bytes payload;
-    CHECK(relay.consume_msg3(mallory.msg3(keys().mallory.public_key().bytes(),
-                                          signs_as(keys().mallory, initiator_signature_context),
-                                          first_request()),
-                             payload) == errc::handshake_failed);
+    CHECK(relay.consume_msg3(
+              mallory.msg3(keys().mallory.public_key().bytes(),
+                           signs_as(keys().mallory, initiator_signature_context), first_request()),
+              payload) == errc::handshake_failed);
   }
   SUBCASE("the node's identity with the node's signature from another session") {
     // Even holding a session key of her own and a signature the node once made, she cannot
@@ -294,8 +294,8 @@ TEST_CASE("a signature made for the other role or another version does not verif
           errc::relay_identity_mismatch);
   }
   SUBCASE("msg2 signed with protocol version 2's context") {
-    CHECK(node_reads_manual_msg2(relay_key,
-                                 signs_as(keys().relay, "strelay v2 handshake: responder signature")) ==
+    CHECK(node_reads_manual_msg2(
+              relay_key, signs_as(keys().relay, "strelay v2 handshake: responder signature")) ==
           errc::relay_identity_mismatch);
   }
   SUBCASE("msg2 signed over h alone") {
@@ -307,8 +307,8 @@ TEST_CASE("a signature made for the other role or another version does not verif
           errc::handshake_failed);
   }
   SUBCASE("msg3 signed with protocol version 2's context") {
-    CHECK(relay_reads_manual_msg3(node_key,
-                                  signs_as(keys().node, "strelay v2 handshake: initiator signature")) ==
+    CHECK(relay_reads_manual_msg3(
+              node_key, signs_as(keys().node, "strelay v2 handshake: initiator signature")) ==
           errc::handshake_failed);
   }
 }

@@ -1,20 +1,19 @@
 // Tests for strelay/http and strelay/status_page: a real server on 127.0.0.1:0, driven by plain
 // blocking sockets with receive timeouts, so every wait is bounded.
-#include <doctest/doctest.h>
+#include "strelay/http.hpp"
 
 #include <arpa/inet.h>
+#include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <boost/asio/io_context.hpp>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <thread>
 
-#include <boost/asio/io_context.hpp>
-#include <nlohmann/json.hpp>
-
-#include "strelay/http.hpp"
 #include "strelay/status_page.hpp"
 
 using namespace strelay;
@@ -28,7 +27,8 @@ StatusInfo test_info() {
   info.version = "0.1.0";
   info.public_key = "A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg";
   // A hostile-looking ticket: the page must show it as text, never as markup.
-  info.ticket_json = R"({"publicKey":"A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg","address":"<script>alert(1)</script>:1"})";
+  info.ticket_json =
+      R"({"publicKey":"A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg","address":"<script>alert(1)</script>:1"})";
   info.qr_svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"qr-test\"></svg>";
   info.listen_addresses = {"127.0.0.1:4567"};
   info.start_time = std::chrono::system_clock::now();
@@ -50,8 +50,9 @@ struct Server {
   std::thread thread;
 
   explicit Server(HttpLimits limits = {}) {
-    http = std::make_unique<HttpServer>(ioc.get_executor(), tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
-                                        metrics, test_info(), logger, limits);
+    http = std::make_unique<HttpServer>(
+        ioc.get_executor(), tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0), metrics,
+        test_info(), logger, limits);
     http->start();
     thread = std::thread([this] { ioc.run_for(60s); });
   }
@@ -135,7 +136,8 @@ Reply request(std::uint16_t port, const std::string& method, const std::string& 
               const std::string& extra_headers = {}) {
   Client c(port);
   REQUIRE(c.connected());
-  c.send(method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + extra_headers + "\r\n");
+  c.send(method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" +
+         extra_headers + "\r\n");
   return parse_reply(c.read_all());
 }
 
@@ -212,10 +214,13 @@ TEST_CASE("a connection serves several requests with keep-alive") {
   Server server;
   Client c(server.port());
   REQUIRE(c.connected());
-  c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  c.send(
+      "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: "
+      "close\r\n\r\n");
   const auto raw = c.read_all();
   std::size_t count = 0;
-  for (auto pos = raw.find("HTTP/1.1 200 OK"); pos != std::string::npos; pos = raw.find("HTTP/1.1 200 OK", pos + 1)) {
+  for (auto pos = raw.find("HTTP/1.1 200 OK"); pos != std::string::npos;
+       pos = raw.find("HTTP/1.1 200 OK", pos + 1)) {
     ++count;
   }
   CHECK(count == 2);
@@ -238,8 +243,8 @@ TEST_CASE("request headers are limited: at the limit served, one byte over refus
 TEST_CASE("request bodies are limited: at the limit read, one byte over refused with 413") {
   Server server;
   const auto with_body = [](std::size_t n) {
-    return "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: " + std::to_string(n) + "\r\n\r\n" +
-           std::string(n, 'b');
+    return "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: " +
+           std::to_string(n) + "\r\n\r\n" + std::string(n, 'b');
   };
   {
     Client c(server.port());
@@ -265,7 +270,7 @@ TEST_CASE("a client that sends nothing, or half a request, is cut off at the dea
   Client idle(server.port());
   Client slow(server.port());
   slow.send("GET /healthz HTTP/1.1\r\nHost: x\r\n");  // and never the blank line
-  CHECK(idle.closed_by_peer());  // well before the client's own 2 s timeout
+  CHECK(idle.closed_by_peer());                       // well before the client's own 2 s timeout
   CHECK(slow.closed_by_peer());
   CHECK(request(server.port(), "GET", "/healthz").status == 200);  // still serving
 }
@@ -366,24 +371,30 @@ TEST_CASE("the page renders server-side numbers and the chart without JavaScript
     s.connections = i + 1;
     samples.push_back(s);
   }
-  const StatusView view{m, info, ProcessStats{5, 1024, 1 << 20}, compute_rates(samples), info.start_time};
+  const StatusView view{m, info, ProcessStats{5, 1024, 1 << 20}, compute_rates(samples),
+                        info.start_time};
   const auto page = render_status_page(view, samples, "NONCE");
   CHECK(page.find("data-k=\"gauges.tunnels\" data-f=\"n\">4<") != std::string::npos);
-  CHECK(page.find("data-k=\"counters.limit_hits_total.connect_rate\" data-f=\"n\">12<") != std::string::npos);
+  CHECK(page.find("data-k=\"counters.limit_hits_total.connect_rate\" data-f=\"n\">12<") !=
+        std::string::npos);
   CHECK(page.find("1.0 MiB/s") != std::string::npos);  // 5 MiB per 5 s
   std::smatch match;
   REQUIRE(std::regex_search(page, match, std::regex("id=\"l2\" class=\"l2\" points=\"([^\"]*)\"")));
-  CHECK(std::count(match[1].first, match[1].second, ',') == 4);  // one point per sample, and one for now
+  CHECK(std::count(match[1].first, match[1].second, ',') ==
+        4);  // one point per sample, and one for now
   CHECK(page.find("<script nonce=\"NONCE\">") != std::string::npos);
 }
 
 TEST_CASE("the QR code is inlined as SVG markup without its XML declaration") {
   Metrics m;
   auto info = test_info();
-  info.qr_svg = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"qr-test\"></svg>\n";
+  info.qr_svg =
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" "
+      "id=\"qr-test\"></svg>\n";
   const StatusView view{m, info, ProcessStats{}, Rates{}, info.start_time};
   const auto page = render_status_page(view, {}, "NONCE");
-  CHECK(page.find("<div class=\"qr\"><svg xmlns=\"http://www.w3.org/2000/svg\" id=\"qr-test\">") != std::string::npos);
+  CHECK(page.find("<div class=\"qr\"><svg xmlns=\"http://www.w3.org/2000/svg\" id=\"qr-test\">") !=
+        std::string::npos);
   CHECK(page.find("<?xml") == std::string::npos);
   SUBCASE("no ticket, no QR code") {
     info.ticket_json.clear();

@@ -219,7 +219,9 @@ TEST_CASE("regression inputs (fuzzing): an empty privateKey is refused as 0 byte
   CHECK(error == "e.ident: \"privateKey\" is 0 bytes, expected 32 (an Ed25519 seed)");
 }
 
-TEST_CASE("regression inputs (fuzzing): a number too large for a double is refused with one line, not a crash") {
+TEST_CASE(
+    "regression inputs (fuzzing): a number too large for a double is refused with one line, not a "
+    "crash") {
   // identity_file_fuzz, CI run of 2026-11-23: "7777E777" made nlohmann::json throw out_of_range.
   std::string error;
   CHECK_FALSE(try_parse_identity_file("7777E777", "e.ident", error));

@@ -49,7 +49,8 @@ TEST_CASE("keepalive: a ping after each interval of silence, dead after the time
   }
 }
 
-TEST_CASE("keepalive: answering only (the relay's connectors and acceptors) until the timers start") {
+TEST_CASE(
+    "keepalive: answering only (the relay's connectors and acceptors) until the timers start") {
   auto k = Keepalive::answering_only(t0);
   CHECK(k.take_due(t0 + 1h).due == Due::nothing);  // never pings, never declares death
   CHECK(k.next_wakeup() == Keepalive::Clock::time_point::max());

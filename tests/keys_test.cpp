@@ -1,4 +1,6 @@
 // Tests for common/keys (disable_core_dumps included) and common/base64url.
+#include "common/keys.hpp"
+
 #include <doctest/doctest.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -9,7 +11,6 @@
 #include <vector>
 
 #include "common/base64url.hpp"
-#include "common/keys.hpp"
 
 using namespace strelay;
 
@@ -44,14 +45,15 @@ TEST_CASE("small-order and all-zero Ed25519 keys are not identities") {
 
 TEST_CASE("the table of keys found valid changes how fast a key is accepted, never whether") {
   const std::array<std::uint8_t, key_bytes> zero{};  // the value of an empty slot
-  std::array<std::uint8_t, key_bytes> one{};          // the identity point, order 1
+  std::array<std::uint8_t, key_bytes> one{};         // the identity point, order 1
   one[0] = 1;
   // A valid key in the slot of each invalid one (found by trying fresh identities): a table
   // that matched on the slot alone, or took an empty slot for the all-zero key, would pass them.
   for (const auto& invalid : {zero, one}) {
     CAPTURE(detail::valid_key_slot(invalid));
     std::optional<Identity> neighbour;
-    for (int tries = 0; tries < 20 * static_cast<int>(detail::valid_key_slots) && !neighbour; ++tries) {
+    for (int tries = 0; tries < 20 * static_cast<int>(detail::valid_key_slots) && !neighbour;
+         ++tries) {
       auto id = Identity::generate();
       if (detail::valid_key_slot(id.public_key().bytes()) == detail::valid_key_slot(invalid)) {
         neighbour = std::move(id);

@@ -2,7 +2,6 @@
 #include "strelay/limits.hpp"
 
 #include <doctest/doctest.h>
-
 #include <unistd.h>
 
 #include <cmath>
@@ -280,7 +279,9 @@ TEST_CASE("admission is safe from several threads and balances to zero") {
 
 // ---------------------------------------------------------------- the descriptor budget
 
-TEST_CASE("descriptor budget: the automatic cap is 80% of the limit, or what the process's own descriptors leave") {
+TEST_CASE(
+    "descriptor budget: the automatic cap is 80% of the limit, or what the process's own "
+    "descriptors leave") {
   // A large limit: 80% binds; the rest (less the process's own) goes to tunnel pipes.
   auto big = plan_descriptors(100000, 20, 64, 0);
   CHECK(big.connections == 80000);
@@ -302,7 +303,8 @@ TEST_CASE("descriptor budget: the automatic cap is 80% of the limit, or what the
         static_cast<std::size_t>(static_cast<double>(1ull << 24) * 0.8));
 }
 
-TEST_CASE("descriptor budget: an explicit --max-connections is kept, and pipes get only what it leaves") {
+TEST_CASE(
+    "descriptor budget: an explicit --max-connections is kept, and pipes get only what it leaves") {
   auto flagged = plan_descriptors(1000, 20, 2, 500);
   CHECK(flagged.connections == 500);
   CHECK(flagged.pipe_fds == flagged.usable - 500);
@@ -311,14 +313,18 @@ TEST_CASE("descriptor budget: an explicit --max-connections is kept, and pipes g
   CHECK(over.pipe_fds == 0);
 }
 
-TEST_CASE("the HTTP endpoint's connection cap is 1/32 of the descriptor limit, between 2 and the default") {
+TEST_CASE(
+    "the HTTP endpoint's connection cap is 1/32 of the descriptor limit, between 2 and the "
+    "default") {
   CHECK(http_connection_cap(64) == 2);
   CHECK(http_connection_cap(16) == 2);
   CHECK(http_connection_cap(320) == 10);
   CHECK(http_connection_cap(1u << 20) == http_max_connections);
 }
 
-TEST_CASE("pipe descriptors: reservations up to the budget are granted, one more is refused, a release frees room") {
+TEST_CASE(
+    "pipe descriptors: reservations up to the budget are granted, one more is refused, a release "
+    "frees room") {
   AdmissionLimits limits;
   limits.pipe_fds_total = 3 * tunnel_pipe_fds;
   Admission admission(limits, HashKey{});
@@ -349,7 +355,8 @@ TEST_CASE("the process's open descriptors are counted from /proc/self/fd") {
   CHECK(count_open_descriptors() == *before);
 }
 
-TEST_CASE("memory trim: due once the connections fall to 3/4 of their peak, never under a steady load") {
+TEST_CASE(
+    "memory trim: due once the connections fall to 3/4 of their peak, never under a steady load") {
   MemoryTrimPolicy policy;
   CHECK_FALSE(policy.trim_due(0));  // nothing ever open
   // A steady load, sampled every 10 s and checked every minute: never.

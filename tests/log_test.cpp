@@ -1,18 +1,18 @@
 // Tests for common/log: line formats, escaping, rate limiting and thread safety.
+#include "common/log.hpp"
+
 #include <doctest/doctest.h>
 
 #include <array>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "common/errors.hpp"
 #include "common/keys.hpp"
-#include "common/log.hpp"
 
 using namespace strelay;
 using namespace std::chrono_literals;
@@ -53,7 +53,8 @@ std::uint64_t suppressed_in(const std::string& line) {
 static_assert(!std::is_constructible_v<LogField, std::string_view, const Identity&>);
 static_assert(!std::is_constructible_v<LogField, std::string_view, const Secret<32>&>);
 static_assert(!std::is_constructible_v<LogField, std::string_view, const unsigned char*>);
-static_assert(!std::is_constructible_v<LogField, std::string_view, std::span<const unsigned char, 32>>);
+static_assert(
+    !std::is_constructible_v<LogField, std::string_view, std::span<const unsigned char, 32>>);
 static_assert(std::is_constructible_v<LogField, std::string_view, const PublicKey&>);
 
 TEST_CASE("a text line carries time, level, connection id, key fingerprint, event and fields") {
@@ -61,7 +62,11 @@ TEST_CASE("a text line carries time, level, connection id, key fingerprint, even
   Logger logger(cap.options(LogFormat::text));
   const auto pk = key_from_seed_0_to_31();
   logger.info("listen", {.conn = 17, .key = pk},
-              {{"addr", "0.0.0.0:4567"}, {"n", 3}, {"ok", true}, {"rtt", 1500us}, {"big", std::uint64_t{1} << 63}});
+              {{"addr", "0.0.0.0:4567"},
+               {"n", 3},
+               {"ok", true},
+               {"rtt", 1500us},
+               {"big", std::uint64_t{1} << 63}});
   REQUIRE(cap.lines.size() == 1);
   CHECK(cap.lines[0] ==
         "ts=2024-05-01T12:00:00.123Z level=info conn=17 key=A6EHv_PO event=listen "
@@ -75,7 +80,8 @@ TEST_CASE("a process-level line has conn=0 and no key") {
   Logger logger(cap.options(LogFormat::text));
   logger.warn("start", {}, {{"version", "0.1.0"}});
   REQUIRE(cap.lines.size() == 1);
-  CHECK(cap.lines[0] == "ts=2024-05-01T12:00:00.123Z level=warn conn=0 event=start version=0.1.0\n");
+  CHECK(cap.lines[0] ==
+        "ts=2024-05-01T12:00:00.123Z level=warn conn=0 event=start version=0.1.0\n");
 }
 
 TEST_CASE("an error code is logged as its message") {
@@ -111,11 +117,14 @@ TEST_CASE("text escaping keeps every record on one line whatever a string holds"
 TEST_CASE("a long string value is cut at the limit and marked") {
   Capture cap;
   Logger logger(cap.options(LogFormat::text));
-  logger.info("close", {}, {{"at_max", std::string(log_max_value_bytes, 'a')},
-                            {"over", std::string(log_max_value_bytes + 1, 'b')}});
+  logger.info("close", {},
+              {{"at_max", std::string(log_max_value_bytes, 'a')},
+               {"over", std::string(log_max_value_bytes + 1, 'b')}});
   REQUIRE(cap.lines.size() == 1);
-  CHECK(cap.lines[0].find("at_max=" + std::string(log_max_value_bytes, 'a') + " ") != std::string::npos);
-  CHECK(cap.lines[0].find("over=\"" + std::string(log_max_value_bytes, 'b') + "...\"") != std::string::npos);
+  CHECK(cap.lines[0].find("at_max=" + std::string(log_max_value_bytes, 'a') + " ") !=
+        std::string::npos);
+  CHECK(cap.lines[0].find("over=\"" + std::string(log_max_value_bytes, 'b') + "...\"") !=
+        std::string::npos);
 }
 
 TEST_CASE("JSON lines are valid JSON with the fixed fields first") {
@@ -126,7 +135,8 @@ TEST_CASE("JSON lines are valid JSON with the fixed fields first") {
               {{"detail", "a\nb\"c"}, {"n", -3}, {"ratio", 0.5}, {"bad_utf8", "\xff\xfe"}});
   logger.debug("tick", {});
   REQUIRE(cap.lines.size() == 2);
-  CHECK(cap.lines[0].rfind("{\"ts\":\"2024-05-01T12:00:00.123Z\",\"level\":\"info\",\"conn\":17,", 0) == 0);
+  CHECK(cap.lines[0].rfind("{\"ts\":\"2024-05-01T12:00:00.123Z\",\"level\":\"info\",\"conn\":17,",
+                           0) == 0);
   CHECK(std::count(cap.lines[0].begin(), cap.lines[0].end(), '\n') == 1);
   const auto j = nlohmann::json::parse(cap.lines[0]);
   CHECK(j["key"] == "A6EHv_PO");
@@ -177,7 +187,8 @@ TEST_CASE("100,000 lines of one event are rate-limited and the suppressed count 
     cap.now += 1s;
     logger.warn("accept_error", {}, {{"i", calls}});
     REQUIRE(cap.lines.size() == static_cast<std::size_t>(log_burst_per_event) + 1);
-    CHECK(suppressed_in(cap.lines.back()) == calls - static_cast<std::uint64_t>(log_burst_per_event));
+    CHECK(suppressed_in(cap.lines.back()) ==
+          calls - static_cast<std::uint64_t>(log_burst_per_event));
   }
   SUBCASE("spread over 10 seconds: burst plus rate times time") {
     for (int i = 0; i < calls; ++i) {
@@ -191,7 +202,8 @@ TEST_CASE("100,000 lines of one event are rate-limited and the suppressed count 
       if (line.find(" event=accept_error") != std::string::npos) ++written;
       reported += suppressed_in(line);
     }
-    const auto max_lines = static_cast<std::uint64_t>(log_burst_per_event + 10.0 * log_rate_per_event) + 1;
+    const auto max_lines =
+        static_cast<std::uint64_t>(log_burst_per_event + 10.0 * log_rate_per_event) + 1;
     CHECK(written <= max_lines);
     CHECK(written >= max_lines - 2);
     // Nothing lost silently: every call is either a line or part of a suppressed count.
@@ -206,7 +218,8 @@ TEST_CASE("suppressed lines are summarised by flush_suppressed and periodically"
   CHECK(cap.lines.size() == 50);
   logger.flush_suppressed();
   REQUIRE(cap.lines.size() == 51);
-  CHECK(cap.lines.back().find("level=warn conn=0 event=log_suppressed suppressed_event=noisy suppressed=10") !=
+  CHECK(cap.lines.back().find(
+            "level=warn conn=0 event=log_suppressed suppressed_event=noisy suppressed=10") !=
         std::string::npos);
   logger.flush_suppressed();  // nothing new: no line
   CHECK(cap.lines.size() == 51);
@@ -244,7 +257,8 @@ TEST_CASE("several threads logging at once never interleave lines") {
     pool.emplace_back([&logger, t] {
       const std::string event = "worker" + std::to_string(t);
       for (int i = 0; i < per_thread; ++i) {
-        logger.info(event, {.conn = static_cast<std::uint64_t>(t + 1)}, {{"i", i}, {"pad", std::string(64, 'x')}});
+        logger.info(event, {.conn = static_cast<std::uint64_t>(t + 1)},
+                    {{"i", i}, {"pad", std::string(64, 'x')}});
       }
     });
   }

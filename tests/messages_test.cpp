@@ -227,10 +227,10 @@ TEST_CASE("valid but unusual encodings are accepted (docs/protocol.md 4.2)") {
   }
   SUBCASE("objects in another order: the key before the struct that points at it") {
     std::vector<std::uint64_t> s;
-    s.push_back(struct_ptr(0, 1, 1));  // 0: root at 1
-    s.push_back(1);                    // 1: discriminant = connect
-    s.push_back(struct_ptr(4, 0, 1));  // 2: the Connect struct at 2 + 1 + 4 = 7
-    for (auto w : key_words(k)) s.push_back(w);  // 3..6: the key
+    s.push_back(struct_ptr(0, 1, 1));                 // 0: root at 1
+    s.push_back(1);                                   // 1: discriminant = connect
+    s.push_back(struct_ptr(4, 0, 1));                 // 2: the Connect struct at 2 + 1 + 4 = 7
+    for (auto w : key_words(k)) s.push_back(w);       // 3..6: the key
     s.push_back(list_ptr(-5, elem_byte, key_bytes));  // 7: Connect.target, back at 7 + 1 - 5 = 3
     CHECK(try_decode_node_message(serialise(s)).value() == NodeMessage{Connect{k}});
   }

@@ -1,18 +1,16 @@
 // Tests for strelay/metrics: counters, gauges, samples, and the Prometheus and JSON renderings.
-#include <doctest/doctest.h>
+#include "strelay/metrics.hpp"
 
+#include <doctest/doctest.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
-
-#include <nlohmann/json.hpp>
-
-#include "strelay/metrics.hpp"
 
 using namespace strelay;
 using namespace std::chrono_literals;
@@ -23,7 +21,8 @@ StatusInfo sample_info() {
   StatusInfo info;
   info.version = "0.1.0";
   info.public_key = "A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg";
-  info.ticket_json = R"({"publicKey":"A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg","address":"relay.example:4567"})";
+  info.ticket_json =
+      R"({"publicKey":"A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg","address":"relay.example:4567"})";
   info.listen_addresses = {"0.0.0.0:4567", "[::]:4567"};
   info.start_time = std::chrono::system_clock::time_point(1714564800s);
   info.limits = {{"max_pending_handshakes", "1024"}, {"handshake_timeout", "10s"}};
@@ -33,8 +32,8 @@ StatusInfo sample_info() {
 // Parses the exposition text strictly enough to catch malformed output: every sample line
 // belongs to a family announced by a HELP line and then a TYPE line.
 struct ParsedExposition {
-  std::map<std::string, std::string> types;          // family -> counter/gauge
-  std::map<std::string, std::string> samples;       // "name{labels}" -> value
+  std::map<std::string, std::string> types;    // family -> counter/gauge
+  std::map<std::string, std::string> samples;  // "name{labels}" -> value
   std::vector<std::string> errors;
 };
 
@@ -128,7 +127,8 @@ TEST_CASE("the Prometheus text is well formed and carries every family and label
   m.connect_outcomes_total.inc(ConnectOutcome::not_found);
   m.bytes_relayed_total.inc(TunnelDirection::to_connector, 1000);
   m.accepts_total.inc(42);
-  const StatusView view{m, info, read_process_stats(), Rates{2.5, 100.0, 5.0}, info.start_time + 17s};
+  const StatusView view{m, info, read_process_stats(), Rates{2.5, 100.0, 5.0},
+                        info.start_time + 17s};
   const auto text = render_prometheus(view);
   const auto p = parse_exposition(text);
   for (const auto& e : p.errors) FAIL_CHECK(e);
@@ -181,7 +181,8 @@ TEST_CASE("the status JSON parses and has every gauge, counter, rate and limit")
   m.tunnels.set(2);
   m.closes_total.inc(CloseReason::aborted, 3);
   m.listen_total.inc();
-  const StatusView view{m, info, ProcessStats{10, 1024, 4096}, Rates{1.0, 2.0, 5.0}, info.start_time + 60s};
+  const StatusView view{m, info, ProcessStats{10, 1024, 4096}, Rates{1.0, 2.0, 5.0},
+                        info.start_time + 60s};
   const auto j = nlohmann::json::parse(render_status_json(view));
   CHECK(j["version"] == "0.1.0");
   CHECK(j["public_key"] == info.public_key);
@@ -189,8 +190,9 @@ TEST_CASE("the status JSON parses and has every gauge, counter, rate and limit")
   CHECK(j["start_time"] == "2024-05-01T12:00:00Z");
   CHECK(j["uptime_seconds"].get<std::int64_t>() >= 0);
   CHECK(j["listen_addresses"] == nlohmann::json::array({"0.0.0.0:4567", "[::]:4567"}));
-  for (const auto& gauge : {"connections", "pending_handshakes", "listeners", "half_tunnels", "tunnels",
-                            "tunnel_buffered_bytes", "listen_sockets", "allowlist_keys"}) {
+  for (const auto& gauge :
+       {"connections", "pending_handshakes", "listeners", "half_tunnels", "tunnels",
+        "tunnel_buffered_bytes", "listen_sockets", "allowlist_keys"}) {
     CHECK_MESSAGE(j["gauges"].contains(gauge), gauge);
   }
   CHECK(j["gauges"]["tunnels"] == 2);

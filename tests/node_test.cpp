@@ -1,7 +1,6 @@
 // The node API against real strelay processes on 127.0.0.1: connect and accept end to end,
 // failover over a friend's relays, friend policy, pinned relay keys, and the listener's
 // reconnection after a relay restart, a crash and a hang.
-#include "common/coro.hpp"
 #include "common/node.hpp"
 
 #include <doctest/doctest.h>
@@ -13,6 +12,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <thread>
 
+#include "common/coro.hpp"
 #include "common/errors.hpp"
 #include "support/loopback.hpp"
 #include "support/relay_client.hpp"

@@ -1,18 +1,17 @@
 // Tests for common/noise: the Noise core against the official vectors (cacophony and snow),
 // run through a small generic pattern interpreter, plus the CipherState rules strelay relies on.
+#include "common/noise.hpp"
+
 #include <doctest/doctest.h>
 
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
-
-#include "common/noise.hpp"
 
 using namespace strelay;
 
@@ -116,7 +115,8 @@ struct Party {
     return out;
   }
 
-  std::optional<Bytes> read_message(const std::vector<Token>& tokens, std::span<const std::uint8_t> in) {
+  std::optional<Bytes> read_message(const std::vector<Token>& tokens,
+                                    std::span<const std::uint8_t> in) {
     for (const Token token : tokens) {
       if (token == Token::e) {
         if (in.size() < key_bytes) return std::nullopt;
@@ -177,8 +177,8 @@ void run_vector(const nlohmann::json& v, VectorCounts& counts) {
   REQUIRE(name.substr(second) == (name.find("AESGCM") != std::string::npos
                                       ? "_25519_AESGCM_SHA256"
                                       : "_25519_ChaChaPoly_SHA256"));
-  const Cipher cipher = name.find("AESGCM") != std::string::npos ? Cipher::aesgcm
-                                                                 : Cipher::chachapoly;
+  const Cipher cipher =
+      name.find("AESGCM") != std::string::npos ? Cipher::aesgcm : Cipher::chachapoly;
   if (cipher == Cipher::aesgcm && !aesgcm_available()) {
     MESSAGE("SKIPPED: this CPU has no AES-GCM in libsodium; vector " << name << " not run");
     ++counts.skipped_aesgcm;
@@ -281,9 +281,9 @@ TEST_CASE("InitializeSymmetric pads short names and hashes long ones") {
         Bytes(name.begin(), name.end()));
   const std::string_view long_name = "Noise_XK1sig_25519_ChaChaPoly_SHA256";
   const SymmetricState hashed(long_name, Cipher::chachapoly);
-  CHECK(hashed.handshake_hash() ==
-        sha256(std::span(reinterpret_cast<const std::uint8_t*>(long_name.data()),
-                         long_name.size())));
+  CHECK(
+      hashed.handshake_hash() ==
+      sha256(std::span(reinterpret_cast<const std::uint8_t*>(long_name.data()), long_name.size())));
 }
 
 TEST_CASE("ChaChaPoly nonces are 4 zero bytes then n little-endian, AESGCM's big-endian") {

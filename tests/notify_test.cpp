@@ -3,22 +3,21 @@
 // systemd would.
 #include "strelay/notify.hpp"
 
+#include <doctest/doctest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <string>
-
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <doctest/doctest.h>
 
 #include "strelay/metrics.hpp"
 #include "support/relay_client.hpp"
@@ -66,10 +65,12 @@ class FakeSystemd {
   }
 
   // Datagrams until one contains `needle` (bounded by count and time).
-  std::optional<std::string> receive_containing(std::string_view needle, std::chrono::milliseconds limit) {
+  std::optional<std::string> receive_containing(std::string_view needle,
+                                                std::chrono::milliseconds limit) {
     const auto deadline = std::chrono::steady_clock::now() + limit;
     for (int i = 0; i < 100; ++i) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
       if (left <= 0ms) break;
       auto message = receive(left);
       if (!message) break;
@@ -122,7 +123,8 @@ TEST_CASE("a NOTIFY_SOCKET nobody listens on does not stop the relay") {
   ::unsetenv("NOTIFY_SOCKET");
 }
 
-TEST_CASE("strelay under systemd reports READY=1 once it accepts connections and STOPPING=1 on SIGTERM") {
+TEST_CASE(
+    "strelay under systemd reports READY=1 once it accepts connections and STOPPING=1 on SIGTERM") {
   FakeSystemd systemd;
   test::RelayProcess relay;  // inherits NOTIFY_SOCKET
   const auto ready = systemd.receive_containing("READY=1", 5000ms);

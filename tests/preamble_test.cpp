@@ -1,10 +1,11 @@
 // Tests for common/preamble: the 8 bytes before the handshake.
+#include "common/preamble.hpp"
+
 #include <doctest/doctest.h>
 
 #include <string_view>
 
 #include "common/errors.hpp"
-#include "common/preamble.hpp"
 
 using namespace strelay;
 
@@ -57,6 +58,7 @@ TEST_CASE("any change to the magic is a bad magic, closed silently") {
 TEST_CASE("a client tells a preamble reply from msg2's length prefix") {
   const std::array<std::uint8_t, 2> reply_start{current_preamble[0], current_preamble[1]};
   CHECK(starts_preamble_reply(reply_start));
-  const std::array<std::uint8_t, 2> msg2_prefix{0x00, static_cast<std::uint8_t>(handshake_msg2_bytes)};
+  const std::array<std::uint8_t, 2> msg2_prefix{0x00,
+                                                static_cast<std::uint8_t>(handshake_msg2_bytes)};
   CHECK_FALSE(starts_preamble_reply(msg2_prefix));
 }

@@ -1,19 +1,23 @@
 // The PROXY protocol parser (sans-io): v1 and v2 headers, every prefix, and the lies.
+#include "strelay/proxy_protocol.hpp"
+
 #include <doctest/doctest.h>
 
 #include <string>
 #include <vector>
 
 #include "common/protocol.hpp"
-#include "strelay/proxy_protocol.hpp"
 
 using namespace strelay;
 
 namespace {
 
-std::vector<std::uint8_t> bytes(std::string_view s) { return {s.begin(), s.end()}; }
+std::vector<std::uint8_t> bytes(std::string_view s) {
+  return {s.begin(), s.end()};
+}
 
-std::vector<std::uint8_t> v2(std::uint8_t ver_cmd, std::uint8_t family, std::vector<std::uint8_t> rest,
+std::vector<std::uint8_t> v2(std::uint8_t ver_cmd, std::uint8_t family,
+                             std::vector<std::uint8_t> rest,
                              std::optional<std::size_t> claimed = std::nullopt) {
   std::vector<std::uint8_t> out(std::begin(proxy_v2_signature), std::end(proxy_v2_signature));
   const auto length = claimed.value_or(rest.size());
@@ -28,7 +32,8 @@ std::vector<std::uint8_t> v2(std::uint8_t ver_cmd, std::uint8_t family, std::vec
 std::vector<std::uint8_t> tcp4(std::array<std::uint8_t, 4> src) {
   std::vector<std::uint8_t> a(src.begin(), src.end());
   a.insert(a.end(), {std::uint8_t{198}, std::uint8_t{51}, std::uint8_t{100}, std::uint8_t{1}});
-  a.insert(a.end(), {std::uint8_t{0xDC}, std::uint8_t{0x04}, std::uint8_t{0x01}, std::uint8_t{0xBB}});  // 56324, 443
+  a.insert(a.end(), {std::uint8_t{0xDC}, std::uint8_t{0x04}, std::uint8_t{0x01},
+                     std::uint8_t{0xBB}});  // 56324, 443
   return a;
 }
 
@@ -65,16 +70,16 @@ TEST_CASE("a PROXY v1 header names the client and consumes exactly up to its CRL
 
 TEST_CASE("malformed PROXY v1 headers are invalid, with a reason") {
   for (const char* text : {
-           "PROXY TCP4 192.0.2.7 198.51.100.1 56324\r\n",          // a field missing
-           "PROXY TCP4 192.0.2.7 198.51.100.1 56324 443 9\r\n",    // one too many
-           "PROXY TCP4 2001:db8::1 198.51.100.1 1 2\r\n",          // family mismatch
-           "PROXY TCP4 192.0.2.7 198.51.100.1 65536 443\r\n",      // port out of range
-           "PROXY TCP4 192.0.2.7 198.51.100.1 056 443\r\n",        // leading zero
-           "PROXY UDP4 192.0.2.7 198.51.100.1 1 2\r\n",            // not TCP
-           "PROXY TCP4 192.0.2.7  198.51.100.1 1 2\r\n",           // double space
-           "PROXY TCP4 example.org 198.51.100.1 1 2\r\n",          // a name
-           "PROXY TCP4 192.0.2.7 198.51.100.1 1 2\n",              // LF without CR
-           "PROXY TCP4 192.0.2.7 198.51.100.1 1 2\rX",             // CR without LF
+           "PROXY TCP4 192.0.2.7 198.51.100.1 56324\r\n",        // a field missing
+           "PROXY TCP4 192.0.2.7 198.51.100.1 56324 443 9\r\n",  // one too many
+           "PROXY TCP4 2001:db8::1 198.51.100.1 1 2\r\n",        // family mismatch
+           "PROXY TCP4 192.0.2.7 198.51.100.1 65536 443\r\n",    // port out of range
+           "PROXY TCP4 192.0.2.7 198.51.100.1 056 443\r\n",      // leading zero
+           "PROXY UDP4 192.0.2.7 198.51.100.1 1 2\r\n",          // not TCP
+           "PROXY TCP4 192.0.2.7  198.51.100.1 1 2\r\n",         // double space
+           "PROXY TCP4 example.org 198.51.100.1 1 2\r\n",        // a name
+           "PROXY TCP4 192.0.2.7 198.51.100.1 1 2\n",            // LF without CR
+           "PROXY TCP4 192.0.2.7 198.51.100.1 1 2\rX",           // CR without LF
        }) {
     const auto h = parse_proxy_header(bytes(text));
     CHECK_MESSAGE(h.status == ProxyStatus::invalid, text);
@@ -94,8 +99,10 @@ TEST_CASE("a PROXY v1 header is at most 107 bytes: 107 with its CRLF parses, 108
   longer += "\r\n";
   CHECK(parse_proxy_header(bytes(longer)).status == ProxyStatus::invalid);
   // And without any CRLF, 107 bytes are enough to give up.
-  CHECK(parse_proxy_header(bytes(std::string("PROXY ") + std::string(101, 'x'))).status == ProxyStatus::invalid);
-  CHECK(parse_proxy_header(bytes(std::string("PROXY ") + std::string(100, 'x'))).status == ProxyStatus::need_more);
+  CHECK(parse_proxy_header(bytes(std::string("PROXY ") + std::string(101, 'x'))).status ==
+        ProxyStatus::invalid);
+  CHECK(parse_proxy_header(bytes(std::string("PROXY ") + std::string(100, 'x'))).status ==
+        ProxyStatus::need_more);
 }
 
 TEST_CASE("a PROXY v2 header names the client, skips its TLVs and consumes exactly its length") {
@@ -111,7 +118,8 @@ TEST_CASE("a PROXY v2 header names the client, skips its TLVs and consumes exact
   REQUIRE(h.source);
   CHECK(h.source->to_string() == "192.0.2.9");
   for (std::size_t n = 1; n < header.size(); ++n) {
-    CHECK_MESSAGE(parse_proxy_header(std::span(header).first(n)).status == ProxyStatus::need_more, n);
+    CHECK_MESSAGE(parse_proxy_header(std::span(header).first(n)).status == ProxyStatus::need_more,
+                  n);
   }
 
   SUBCASE("IPv6") {
@@ -135,7 +143,8 @@ TEST_CASE("a PROXY v2 header names the client, skips its TLVs and consumes exact
 TEST_CASE("PROXY v2 headers that lie are invalid, before any byte past the fixed part is awaited") {
   SUBCASE("a length shorter than its addresses") {
     CHECK(parse_proxy_header(v2(0x21, 0x11, {1, 2, 3, 4}, 4)).status == ProxyStatus::invalid);
-    CHECK(parse_proxy_header(v2(0x21, 0x21, std::vector<std::uint8_t>(12, 0), 12)).status == ProxyStatus::invalid);
+    CHECK(parse_proxy_header(v2(0x21, 0x21, std::vector<std::uint8_t>(12, 0), 12)).status ==
+          ProxyStatus::invalid);
   }
   SUBCASE("a length beyond the cap, at max and max+1") {
     const std::size_t max_rest = proxy_header_max_bytes - 16;

@@ -1,7 +1,5 @@
 // Tests for strelay/relay_state against a deliberately naive reference model: the same random
 // operations, as sessions would send them, must give the same actions.
-#include "strelay/relay_state.hpp"
-
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -13,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "strelay/relay_state.hpp"
 #include "support/relay_state_fixture.hpp"
 
 using namespace strelay;

@@ -24,7 +24,9 @@ std::vector<RssPoint> series(double minutes, const std::function<double(double)>
 }  // namespace
 
 TEST_CASE("a flat RSS with allocator noise passes the hour's rule") {
-  const auto points = series(60, [](double t) { return 18.0 + static_cast<double>((static_cast<long>(t) / 10) % 3) * 0.05; });
+  const auto points = series(60, [](double t) {
+    return 18.0 + static_cast<double>((static_cast<long>(t) / 10) % 3) * 0.05;
+  });
   const auto v = judge_rss(points, RssRule{});
   CHECK(v.long_window);
   CHECK(std::abs(v.fit.mib_per_hour()) < 0.05);
@@ -56,7 +58,8 @@ TEST_CASE("the first minute is left out: a start-up ramp that then stays flat pa
   CHECK(with_ramp.fit.mib_per_hour() > 0.3);  // the ramp alone would read as growth
 }
 
-TEST_CASE("a step that stays, in the middle of the hour, fails; the second half's slope shows it flat") {
+TEST_CASE(
+    "a step that stays, in the middle of the hour, fails; the second half's slope shows it flat") {
   const auto points = series(60, [](double t) { return t < 1800 ? 15.0 : 18.0; });
   const auto v = judge_rss(points, RssRule{});
   CHECK(v.fit.mib_per_hour() > 4.0);

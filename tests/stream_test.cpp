@@ -1,21 +1,21 @@
 // The end-to-end stream on loopback sockets (no relay): handshakes and their refusals, data
 // both ways with half-close, backpressure, keepalive, closes with reasons, and tampering.
-#include "common/coro.hpp"
 #include "common/stream.hpp"
 
 #include <doctest/doctest.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <functional>
 #include <set>
 
+#include "common/coro.hpp"
 #include "common/errors.hpp"
 #include "common/wakeup.hpp"
 #include "support/loopback.hpp"
@@ -400,20 +400,22 @@ TEST_CASE("keepalives keep an idle stream up and measure the round trip; an abor
         {
           Stream bob(std::move(*hs.responder), options);
           // The ping every stream sends at its start.
-          CHECK(co_await wait_for_event(rtt_wake, [&] { return rtts >= 1; }, 10s));
+          CHECK(co_await wait_for_event(
+              rtt_wake, [&] { return rtts >= 1; }, 10s));
           // Ten times 20 s of idle time (an interval is 15 s, the peer is dead after 45 s):
           // each time alice pings and bob answers, so neither gives the other up.
           for (int round = 2; round <= 11; ++round) {
             clock.now += 20s;
             alice.clock_changed();
             bob.clock_changed();
-            CHECK(co_await wait_for_event(rtt_wake, [&] { return rtts >= round; }, 10s));
+            CHECK(co_await wait_for_event(
+                rtt_wake, [&] { return rtts >= round; }, 10s));
           }
           CHECK_FALSE(alice.finished());
           CHECK_FALSE(bob.finished());
           REQUIRE(alice.stats().rtt.has_value());
           CHECK(*alice.stats().rtt < 20s);  // measured on the test's clock: no jump inside
-        }  // bob's stream aborts: alice sees it at once
+        }                                   // bob's stream aborts: alice sees it at once
         std::array<std::uint8_t, 16> buffer{};
         CHECK((co_await alice.read_some(buffer)).error == errc::aborted);
       }(),
@@ -477,8 +479,9 @@ TEST_CASE("a close before the end of data reaches the peer with its reason") {
           CHECK_FALSE(closed);  // our own choice is no failure
           CHECK(got == data);   // what was sent before the close still arrives
           // A close without an end of data is never mistaken for one.
-          CHECK(read_error == (reason == CloseReason::normal ? make_error_code(errc::channel_closed)
-                                                             : make_error_code(errc::not_a_friend)));
+          CHECK(read_error == (reason == CloseReason::normal
+                                   ? make_error_code(errc::channel_closed)
+                                   : make_error_code(errc::not_a_friend)));
           CHECK(co_await bob.write(data) != std::error_code{});
         }(),
         10s);

@@ -5,11 +5,6 @@
 #include <signal.h>
 #include <sodium.h>
 
-#include <cstdio>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -17,6 +12,10 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "common/coro.hpp"
 #include "support/loopback.hpp"
@@ -43,13 +42,13 @@ RefuseReason refusal(const Received& r) {
 
 // Tests that open many connections from 127.0.0.1 lift the per-source handshake rate, which is
 // tested on its own in strelay_limits_test.
-const std::vector<std::string> fast_handshakes{"--handshake-rate", "100000", "--handshake-burst", "100000"};
+const std::vector<std::string> fast_handshakes{"--handshake-rate", "100000", "--handshake-burst",
+                                               "100000"};
 
 std::vector<std::string> flags(std::vector<std::string> extra) {
   extra.insert(extra.end(), fast_handshakes.begin(), fast_handshakes.end());
   return extra;
 }
-
 
 // Streams `total` pseudo-random bytes (from `seed`) into `socket`, hashing them, then shuts
 // down the sending side.
@@ -70,7 +69,8 @@ asio::awaitable<void> send_stream(tcp::socket& socket, std::uint64_t total, std:
       std::memcpy(chunk.data() + i, &z, 8);
     }
     crypto_hash_sha256_update(&state, chunk.data(), n);
-    auto [ec, written] = co_await asio::async_write(socket, asio::buffer(chunk.data(), n), await_tuple);
+    auto [ec, written] =
+        co_await asio::async_write(socket, asio::buffer(chunk.data(), n), await_tuple);
     REQUIRE_FALSE(ec);
     sent += n;
   }
@@ -123,7 +123,8 @@ TEST_CASE("listen, connect and accept pair two nodes, and bytes flow both ways t
         co_await asio::async_write(pair.acceptor, asio::buffer(down), await_tuple);
         pair.acceptor.shutdown(tcp::socket::shutdown_send);
         std::vector<std::uint8_t> got_down(down.size());
-        auto [e2, n2] = co_await asio::async_read(pair.connector, asio::buffer(got_down), await_tuple);
+        auto [e2, n2] =
+            co_await asio::async_read(pair.connector, asio::buffer(got_down), await_tuple);
         CHECK_FALSE(e2);
         CHECK(got_down == down);
       }(),
@@ -139,7 +140,8 @@ TEST_CASE("100 MiB each way through one pipe, at once, arrive with matching SHA-
   run_task(
       [&]() -> asio::awaitable<void> {
         auto pair = co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
-        co_await (send_stream(pair.connector, size, 1, sent_up) && receive_stream(pair.acceptor, n_up, got_up) &&
+        co_await (send_stream(pair.connector, size, 1, sent_up) &&
+                  receive_stream(pair.acceptor, n_up, got_up) &&
                   send_stream(pair.acceptor, size, 2, sent_down) &&
                   receive_stream(pair.connector, n_down, got_down));
       }(),
@@ -166,7 +168,8 @@ TEST_CASE("a listener's RejectConnection gives the connector Refused{rejected}, 
       [&]() -> asio::awaitable<void> {
         auto l = co_await open_connection(relay.address(), listener, Listen{});
         REQUIRE(is<ListenOk>(co_await next_message(*l.channel)));
-        auto c = co_await open_connection(relay.address(), connector, Connect{listener.public_key()});
+        auto c =
+            co_await open_connection(relay.address(), connector, Connect{listener.public_key()});
         REQUIRE_FALSE(c.error);
         auto incoming = co_await next_message(*l.channel);
         REQUIRE(is<IncomingConnection>(incoming));
@@ -198,10 +201,16 @@ TEST_CASE("connect to a key that is not listening gets NotFound at once") {
       10s);
 }
 
-TEST_CASE("a listener dying while a connect is pending gives the connector Refused{peer_gone} within 1 s") {
+TEST_CASE(
+    "a listener dying while a connect is pending gives the connector Refused{peer_gone} within 1 "
+    "s") {
   bool reset = false;
-  SUBCASE("the listener's connection ends with a FIN") { reset = false; }
-  SUBCASE("the listener's connection ends with a reset") { reset = true; }
+  SUBCASE("the listener's connection ends with a FIN") {
+    reset = false;
+  }
+  SUBCASE("the listener's connection ends with a reset") {
+    reset = true;
+  }
   WatchedRelay relay;
   const auto listener = Identity::generate();
   const auto connector = Identity::generate();
@@ -210,7 +219,8 @@ TEST_CASE("a listener dying while a connect is pending gives the connector Refus
       [&]() -> asio::awaitable<void> {
         auto l = co_await open_connection(relay.address(), listener, Listen{});
         REQUIRE(is<ListenOk>(co_await next_message(*l.channel)));
-        auto c = co_await open_connection(relay.address(), connector, Connect{listener.public_key()});
+        auto c =
+            co_await open_connection(relay.address(), connector, Connect{listener.public_key()});
         REQUIRE(is<IncomingConnection>(co_await next_message(*l.channel)));
         const auto start = std::chrono::steady_clock::now();
         if (reset) {
@@ -232,7 +242,9 @@ TEST_CASE("a listener dying while a connect is pending gives the connector Refus
   relay.check_clean(2s);
 }
 
-TEST_CASE("SIGTERM drains: every session gets Close{shutdown}, tunnels are closed, strelay exits 0 in time") {
+TEST_CASE(
+    "SIGTERM drains: every session gets Close{shutdown}, tunnels are closed, strelay exits 0 in "
+    "time") {
   constexpr auto drain = 2s;
   RelayProcess relay({"--drain-timeout", "2"});
   const auto listener = Identity::generate();
@@ -242,7 +254,8 @@ TEST_CASE("SIGTERM drains: every session gets Close{shutdown}, tunnels are close
         auto pair = co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
         auto l = co_await open_connection(relay.address(), listener, Listen{});
         REQUIRE(is<ListenOk>(co_await next_message(*l.channel)));
-        auto c = co_await open_connection(relay.address(), Identity::generate(), Connect{listener.public_key()});
+        auto c = co_await open_connection(relay.address(), Identity::generate(),
+                                          Connect{listener.public_key()});
         REQUIRE(is<IncomingConnection>(co_await next_message(*l.channel)));
         start = std::chrono::steady_clock::now();
         relay.signal(SIGTERM);
@@ -294,7 +307,8 @@ TEST_CASE("SIGHUP reloads the limits from the --config file") {
     return out;
   };
   using R = RefuseReason;
-  CHECK(connects(Identity::generate(), 3) == std::vector<R>{R::not_found, R::not_found, R::rate_limited});
+  CHECK(connects(Identity::generate(), 3) ==
+        std::vector<R>{R::not_found, R::not_found, R::rate_limited});
   std::ofstream(config, std::ios::trunc) << "connect-burst = 4\nconnect-rate = 0.001\n";
   relay.process().signal(SIGHUP);
   REQUIRE(eventually([&] { return relay.probe().counter("reloads_total", "ok") == 1; }, 5s));
@@ -310,7 +324,8 @@ TEST_CASE("SIGHUP reloads the limits from the --config file") {
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("SIGHUP reloads the allowlist: the newly listed key may listen, the dropped ones are told") {
+TEST_CASE(
+    "SIGHUP reloads the allowlist: the newly listed key may listen, the dropped ones are told") {
   char pattern[] = "/tmp/strelay-allow-XXXXXX";
   REQUIRE(::mkdtemp(pattern) != nullptr);
   const std::filesystem::path dir = pattern;
@@ -324,7 +339,8 @@ TEST_CASE("SIGHUP reloads the allowlist: the newly listed key may listen, the dr
   std::ofstream(allow) << a.public_key().to_base64url() << "  node-a\n"
                        << c.public_key().to_base64url() << "\n"
                        << e.public_key().to_base64url() << "  # stays\n";
-  WatchedRelay relay(flags({"--allow", allow.string()}), /*with_canary=*/false);  // a canary is not listed
+  WatchedRelay relay(flags({"--allow", allow.string()}),
+                     /*with_canary=*/false);  // a canary is not listed
   run_task(
       [&]() -> asio::awaitable<void> {
         auto la = co_await open_connection(relay.address(), a, Listen{});
@@ -367,11 +383,12 @@ TEST_CASE("the HTTP endpoint answers /metrics, /healthz, /status and the status 
   REQUIRE(metrics);
   CHECK(metrics->status == 200);
   CHECK(metrics->headers.find("text/plain") != std::string::npos);
-  for (const char* name : {"strelay_connections 3", "strelay_listeners 1", "strelay_tunnels 1",
-                           "strelay_pending_handshakes 0", "strelay_half_tunnels 0", "process_open_fds ",
-                           "strelay_handshakes_total{outcome=\"ok\"} ", "strelay_limit_hits_total{reason=",
-                           "strelay_closes_total{reason=", "strelay_bytes_relayed_total{direction=\"to_listener\"} ",
-                           "strelay_accept_rate ", "# TYPE strelay_accepts_total counter"}) {
+  for (const char* name :
+       {"strelay_connections 3", "strelay_listeners 1", "strelay_tunnels 1",
+        "strelay_pending_handshakes 0", "strelay_half_tunnels 0", "process_open_fds ",
+        "strelay_handshakes_total{outcome=\"ok\"} ", "strelay_limit_hits_total{reason=",
+        "strelay_closes_total{reason=", "strelay_bytes_relayed_total{direction=\"to_listener\"} ",
+        "strelay_accept_rate ", "# TYPE strelay_accepts_total counter"}) {
     CHECK_MESSAGE(metrics->body.find(name) != std::string::npos, name);
   }
   const auto health = relay.probe().get("/healthz");
@@ -389,7 +406,8 @@ TEST_CASE("the HTTP endpoint answers /metrics, /healthz, /status and the status 
   relay.check_clean(2s);
 }
 
-TEST_CASE("--public-address prints a relay ticket that stmgr show reads back with the relay's key") {
+TEST_CASE(
+    "--public-address prints a relay ticket that stmgr show reads back with the relay's key") {
   RelayProcess relay({"--public-address", "relay.example.org:4567"});
   std::string out;
   REQUIRE(eventually(
@@ -401,7 +419,8 @@ TEST_CASE("--public-address prints a relay ticket that stmgr show reads back wit
   const auto ticket = out.substr(out.find('{'), out.find('}') - out.find('{') + 1);
   const auto file = relay.dir() / "printed.relay";
   std::ofstream(file) << ticket << "\n";
-  const std::string command = std::string(STRELAY_BIN_DIR) + "/stmgr show " + file.string() + " 2>&1";
+  const std::string command =
+      std::string(STRELAY_BIN_DIR) + "/stmgr show " + file.string() + " 2>&1";
   std::string shown;
   FILE* pipe = ::popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
@@ -409,14 +428,17 @@ TEST_CASE("--public-address prints a relay ticket that stmgr show reads back wit
   while (std::fgets(buf, sizeof buf, pipe) != nullptr) shown += buf;
   CHECK(::pclose(pipe) == 0);
   CHECK(shown.find("kind: relay ticket") != std::string::npos);
-  CHECK(shown.find("public key: " + relay.address().key.to_base64url() + "\n") != std::string::npos);
+  CHECK(shown.find("public key: " + relay.address().key.to_base64url() + "\n") !=
+        std::string::npos);
   CHECK(shown.find("address: relay.example.org:4567") != std::string::npos);
   // The start-up line carries the same ticket.
   CHECK(relay.log().find(relay.address().key.to_base64url()) != std::string::npos);
   check_no_secret_logged(relay.dir() / "relay.ident", relay.log() + out);
 }
 
-TEST_CASE("a second Listen for one key wins, the first gets Close{replaced}, and 100 alternations leak nothing") {
+TEST_CASE(
+    "a second Listen for one key wins, the first gets Close{replaced}, and 100 alternations leak "
+    "nothing") {
   WatchedRelay relay(flags({}));
   const auto key = Identity::generate();
   const auto before = relay.probe().counter("replaced_total");

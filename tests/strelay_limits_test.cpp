@@ -6,14 +6,13 @@
 #include <doctest/doctest.h>
 #include <signal.h>
 
-#include <cstring>
-#include <map>
-#include <thread>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cstring>
+#include <map>
+#include <thread>
 
 #include "common/coro.hpp"
 #include "support/relay_client.hpp"
@@ -38,22 +37,27 @@ RefuseReason refusal(const Received& r) {
   return std::get<Refused>(*r.message).reason;
 }
 
-std::vector<std::string> flags(std::initializer_list<std::string> extra, bool fast_handshakes = true) {
+std::vector<std::string> flags(std::initializer_list<std::string> extra,
+                               bool fast_handshakes = true) {
   std::vector<std::string> out(extra);
   if (fast_handshakes) {
-    for (const char* f : {"--handshake-rate", "100000", "--handshake-burst", "100000"}) out.emplace_back(f);
+    for (const char* f : {"--handshake-rate", "100000", "--handshake-burst", "100000"})
+      out.emplace_back(f);
   }
   return out;
 }
 
-double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+double seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
 
 // A real client's round trip: handshake, Connect to an absent key, NotFound. Returns how long.
 Clock::duration real_client(const RelayAddress& relay) {
   const auto start = Clock::now();
   run_task(
       [&]() -> asio::awaitable<void> {
-        auto c = co_await open_connection(relay, Identity::generate(), Connect{Identity::generate().public_key()});
+        auto c = co_await open_connection(relay, Identity::generate(),
+                                          Connect{Identity::generate().public_key()});
         REQUIRE_FALSE(c.error);
         CHECK(refusal(co_await next_message(*c.channel)) == RefuseReason::not_found);
       }(),
@@ -68,7 +72,8 @@ struct Opened {
 
 // Opens `count` silent connections round robin over `sources`, and waits until the relay has
 // accepted every one of them.
-std::vector<Opened> open_silent(const WatchedRelay& relay, const std::vector<std::string>& sources, int count) {
+std::vector<Opened> open_silent(const WatchedRelay& relay, const std::vector<std::string>& sources,
+                                int count) {
   const auto accepted_before = relay.probe().counter("accepts_total");
   std::vector<Opened> out;
   out.reserve(static_cast<std::size_t>(count));
@@ -78,7 +83,10 @@ std::vector<Opened> open_silent(const WatchedRelay& relay, const std::vector<std
     out.push_back({std::move(s), Clock::now()});
   }
   REQUIRE(eventually(
-      [&] { return relay.probe().counter("accepts_total") - accepted_before >= static_cast<std::uint64_t>(count); },
+      [&] {
+        return relay.probe().counter("accepts_total") - accepted_before >=
+               static_cast<std::uint64_t>(count);
+      },
       20s));
   return out;
 }
@@ -91,14 +99,18 @@ std::size_t count_open(std::vector<Opened>& sockets) {
 
 }  // namespace
 
-TEST_CASE("silent connections: only the pending caps are admitted, each until the deadline, and real clients get through") {
+TEST_CASE(
+    "silent connections: only the pending caps are admitted, each until the deadline, and real "
+    "clients get through") {
   raise_test_nofile_limit();
   constexpr int total = 2000;
   constexpr auto deadline = 2s;
   WatchedRelay relay(flags({"--handshake-timeout", "2", "--max-pending-handshakes", "64"}));
   const auto rss_before = relay.probe().rss_bytes();
 
-  SUBCASE("from one source: the per-source cap of 8 holds, and a real client gets through in under 1 s") {
+  SUBCASE(
+      "from one source: the per-source cap of 8 holds, and a real client gets through in under 1 "
+      "s") {
     auto sockets = open_silent(relay, {"127.0.0.2"}, total);
     CHECK(count_open(sockets) == 8);
     CHECK(relay.probe().gauge("pending_handshakes") == 8);
@@ -117,7 +129,9 @@ TEST_CASE("silent connections: only the pending caps are admitted, each until th
     }
   }
 
-  SUBCASE("from 40 sources: the total cap of 64 holds; after the deadline real clients get through again") {
+  SUBCASE(
+      "from 40 sources: the total cap of 64 holds; after the deadline real clients get through "
+      "again") {
     std::vector<std::string> sources;
     for (int i = 10; i < 50; ++i) sources.push_back("127.0.0." + std::to_string(i));
     auto sockets = open_silent(relay, sources, total);
@@ -133,13 +147,16 @@ TEST_CASE("silent connections: only the pending caps are admitted, each until th
   relay.check_clean(deadline + 1s);
 }
 
-TEST_CASE("handshake slowloris: dripping the handshake byte by byte is cut at the absolute deadline") {
+TEST_CASE(
+    "handshake slowloris: dripping the handshake byte by byte is cut at the absolute deadline") {
   constexpr auto deadline = 2s;
   WatchedRelay relay(flags({"--handshake-timeout", "2"}));
   const auto before = relay.probe().counter("handshakes_total", "timeout");
   auto bytes = preamble_and_msg1();  // 42 bytes: 4.2 s of drip
   std::size_t quick = 0;
-  SUBCASE("the preamble and msg1, one byte every 100 ms") { quick = 0; }
+  SUBCASE("the preamble and msg1, one byte every 100 ms") {
+    quick = 0;
+  }
   SUBCASE("the preamble and msg1 at once, then msg3's length and body one byte every 100 ms") {
     quick = bytes.size();
     // A plausible msg3 length (a 32-byte request), then the body too slowly.
@@ -173,7 +190,9 @@ TEST_CASE("handshake slowloris: dripping the handshake byte by byte is cut at th
   relay.check_clean(deadline + 1s);
 }
 
-TEST_CASE("per-source cap: the 9th pending handshake from 127.0.0.2 is refused while 127.0.0.3 is admitted") {
+TEST_CASE(
+    "per-source cap: the 9th pending handshake from 127.0.0.2 is refused while 127.0.0.3 is "
+    "admitted") {
   WatchedRelay relay(flags({"--max-pending-per-source", "8"}));
   std::vector<RawSocket> eight;
   for (int i = 0; i < 8; ++i) eight.emplace_back("127.0.0.2", relay.address().endpoint);
@@ -197,7 +216,8 @@ TEST_CASE("per-source cap: the 9th pending handshake from 127.0.0.2 is refused w
   relay.check_clean(2s);
 }
 
-TEST_CASE("handshake rate per source: of 6 immediate attempts with burst 5 at 20/s, the 6th is refused") {
+TEST_CASE(
+    "handshake rate per source: of 6 immediate attempts with burst 5 at 20/s, the 6th is refused") {
   WatchedRelay relay(flags({"--handshake-rate", "20", "--handshake-burst", "5"}, false));
   // With strelay stopped, the kernel completes all six TCP handshakes into the backlog; on
   // SIGCONT the relay accepts them back to back, so no token returns in between (50 ms).
@@ -218,10 +238,13 @@ TEST_CASE("handshake rate per source: of 6 immediate attempts with burst 5 at 20
   relay.check_clean(2s);
 }
 
-TEST_CASE("connect flooding: one identity's connects to 2,000 random keys are rate-limited, and memory stays flat") {
+TEST_CASE(
+    "connect flooding: one identity's connects to 2,000 random keys are rate-limited, and memory "
+    "stays flat") {
   constexpr int total = 2000;
   constexpr int burst = 20;
-  WatchedRelay relay(flags({"--connect-burst", "20", "--connect-rate", "0.001", "--max-pending-per-source", "64"}));
+  WatchedRelay relay(flags(
+      {"--connect-burst", "20", "--connect-rate", "0.001", "--max-pending-per-source", "64"}));
   const auto flooder = Identity::generate();
   std::vector<PublicKey> targets;
   for (int i = 0; i < total; ++i) targets.push_back(Identity::generate().public_key());
@@ -234,7 +257,8 @@ TEST_CASE("connect flooding: one identity's connects to 2,000 random keys are ra
                               [&](int) -> asio::awaitable<void> {
                                 while (next < end) {
                                   const auto& target = targets[static_cast<std::size_t>(next++)];
-                                  auto c = co_await open_connection(relay.address(), flooder, Connect{target});
+                                  auto c = co_await open_connection(relay.address(), flooder,
+                                                                    Connect{target});
                                   REQUIRE_FALSE(c.error);
                                   auto outcome = co_await next_message(*c.channel);
                                   REQUIRE(is<Refused>(outcome));
@@ -250,33 +274,42 @@ TEST_CASE("connect flooding: one identity's connects to 2,000 random keys are ra
   CHECK(outcomes[RefuseReason::not_found] == burst);
   CHECK(outcomes[RefuseReason::rate_limited] == total - burst);
   CHECK(outcomes.size() == 2);
-  MESSAGE("relay RSS after warm-up " << rss_warm / 1024 << " KiB, after the flood " << rss_after / 1024 << " KiB");
+  MESSAGE("relay RSS after warm-up " << rss_warm / 1024 << " KiB, after the flood "
+                                     << rss_after / 1024 << " KiB");
   if (memory_is_measurable) CHECK(rss_after - rss_warm < 8 * 1024 * 1024);
   CHECK(relay.probe().counter("limit_hits_total", "connect_rate") == total - burst);
   relay.check_clean(2s);
 }
 
-TEST_CASE("the half-tunnel TTL: a connect the listener never accepts gets Refused{timeout} after it, not before") {
+TEST_CASE(
+    "the half-tunnel TTL: a connect the listener never accepts gets Refused{timeout} after it, not "
+    "before") {
   constexpr auto ttl = 1s;
   WatchedRelay relay(flags({"--half-tunnel-ttl", "1"}));
   const auto listener = Identity::generate();
   const auto connector = Identity::generate();
   std::chrono::milliseconds wait_before_accept{};
-  SUBCASE("accepted just inside the TTL") { wait_before_accept = 600ms; }
-  SUBCASE("never accepted") { wait_before_accept = 0ms; }
+  SUBCASE("accepted just inside the TTL") {
+    wait_before_accept = 600ms;
+  }
+  SUBCASE("never accepted") {
+    wait_before_accept = 0ms;
+  }
   run_task(
       [&]() -> asio::awaitable<void> {
         auto l = co_await open_connection(relay.address(), listener, Listen{});
         REQUIRE(is<ListenOk>(co_await next_message(*l.channel)));
         const auto start = Clock::now();
-        auto c = co_await open_connection(relay.address(), connector, Connect{listener.public_key()});
+        auto c =
+            co_await open_connection(relay.address(), connector, Connect{listener.public_key()});
         REQUIRE(is<IncomingConnection>(co_await next_message(*l.channel)));
         CHECK(relay.probe().gauge("half_tunnels") == 1);
         if (wait_before_accept.count() > 0) {
           asio::steady_timer t(co_await asio::this_coro::executor);
           t.expires_at(start + wait_before_accept);
           co_await t.async_wait(await_tuple);
-          auto a = co_await open_connection(relay.address(), listener, Accept{connector.public_key()});
+          auto a =
+              co_await open_connection(relay.address(), listener, Accept{connector.public_key()});
           CHECK(is<Connected>(co_await next_message(*a.channel)));
           CHECK(is<Connected>(co_await next_message(*c.channel)));
           co_return;
@@ -290,7 +323,8 @@ TEST_CASE("the half-tunnel TTL: a connect the listener never accepts gets Refuse
         CHECK(end.error == errc::channel_closed);
         CHECK(end.close_reason == CloseReason::timeout);
         // Too late: the accept finds nothing.
-        auto a = co_await open_connection(relay.address(), listener, Accept{connector.public_key()});
+        auto a =
+            co_await open_connection(relay.address(), listener, Accept{connector.public_key()});
         CHECK(refusal(co_await next_message(*a.channel)) == RefuseReason::no_pending);
       }(),
       20s);
@@ -321,7 +355,9 @@ TEST_CASE("connect rate per identity: the burst is served, burst+1 gets Refused{
   relay.check_clean(2s);
 }
 
-TEST_CASE("keepalive: a listener that never answers pings is closed as dead_peer; one that answers stays") {
+TEST_CASE(
+    "keepalive: a listener that never answers pings is closed as dead_peer; one that answers "
+    "stays") {
   constexpr auto dead_after = 3s;
   WatchedRelay relay(flags({"--keepalive-interval", "1", "--dead-peer-timeout", "3"}));
   int pings = 0;

@@ -2,9 +2,9 @@
 // even when they are made on different workers (strelay/session.cpp, Session::post).
 #include <doctest/doctest.h>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -15,9 +15,10 @@ using namespace strelay::test;
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
 
-TEST_CASE("ListenOk is never overtaken by Close{replaced} when listens for one key race on two workers") {
-  RelayProcess relay({"--threads", "2", "--max-pending-per-source", "1024", "--handshake-rate", "100000",
-                      "--handshake-burst", "100000"});
+TEST_CASE(
+    "ListenOk is never overtaken by Close{replaced} when listens for one key race on two workers") {
+  RelayProcess relay({"--threads", "2", "--max-pending-per-source", "1024", "--handshake-rate",
+                      "100000", "--handshake-burst", "100000"});
   const auto node = Identity::generate();
   int listen_ok_first = 0;
   int closed_first = 0;

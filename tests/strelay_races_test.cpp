@@ -12,6 +12,11 @@
 
 #include <algorithm>
 #include <array>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -20,12 +25,6 @@
 #include <set>
 #include <string>
 #include <vector>
-
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/read.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 
 #include "common/coro.hpp"
 #include "support/relay_client.hpp"
@@ -52,9 +51,9 @@ std::chrono::milliseconds time_for(int rounds, std::chrono::milliseconds per_rou
 
 // Four workers, so the two sides of a race are usually on different threads; no handshake or
 // per-source limits in the way of many clients from 127.0.0.1.
-const std::vector<std::string> race_flags{"--threads",         "4",      "--max-pending-per-source",
-                                          "1024",              "--handshake-rate", "100000",
-                                          "--handshake-burst", "100000"};
+const std::vector<std::string> race_flags{
+    "--threads",        "4",      "--max-pending-per-source", "1024",
+    "--handshake-rate", "100000", "--handshake-burst",        "100000"};
 
 template <class T>
 bool is(const Received& r) {
@@ -77,11 +76,14 @@ void finish(WatchedRelay& relay) {
   if (relay.process().running()) {
     relay.process().signal(SIGTERM);
     const int status = relay.process().wait_exit(30s);
-    CHECK_MESSAGE(status == 0, "strelay exit status " << status << "; log ends:\n" << tail(relay.process().log()));
+    CHECK_MESSAGE(status == 0, "strelay exit status " << status << "; log ends:\n"
+                                                      << tail(relay.process().log()));
   }
   const std::string log = relay.process().log();
-  for (const char* report : {"AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error:"}) {
-    CHECK_MESSAGE(log.find(report) == std::string::npos, "sanitizer report in strelay's log:\n" << tail(log));
+  for (const char* report :
+       {"AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error:"}) {
+    CHECK_MESSAGE(log.find(report) == std::string::npos, "sanitizer report in strelay's log:\n"
+                                                             << tail(log));
   }
 }
 
@@ -95,9 +97,11 @@ struct LogOnFailure {
   ~LogOnFailure() {
     if (std::uncaught_exceptions() == 0) return;
     const int status = relay.process().wait_exit(100ms);
-    const std::string how = status < 0 ? "still runs" : "exited with status " + std::to_string(status);
-    std::fprintf(stderr, "strelay (pid %d, %s) %s; its log ends:\n%s\n", static_cast<int>(relay.process().pid()),
-                 relay.process().dir().c_str(), how.c_str(), tail(relay.process().log()).c_str());
+    const std::string how =
+        status < 0 ? "still runs" : "exited with status " + std::to_string(status);
+    std::fprintf(stderr, "strelay (pid %d, %s) %s; its log ends:\n%s\n",
+                 static_cast<int>(relay.process().pid()), relay.process().dir().c_str(),
+                 how.c_str(), tail(relay.process().log()).c_str());
   }
 };
 
@@ -134,7 +138,9 @@ void reset(tcp::socket& socket) {
 
 }  // namespace
 
-TEST_CASE("racing connects: 24 connectors at once to one listener, half accepted and half rejected, one outcome each, no pair made twice") {
+TEST_CASE(
+    "racing connects: 24 connectors at once to one listener, half accepted and half rejected, one "
+    "outcome each, no pair made twice") {
   raise_test_nofile_limit();
   constexpr int connectors = 24;
   const int rounds = repeats();
@@ -160,7 +166,8 @@ TEST_CASE("racing connects: 24 connectors at once to one listener, half accepted
           std::multiset<int> paired;  // the connector each acceptor's pipe led to
           auto connect = [&](int i) -> asio::awaitable<void> {
             const auto at = static_cast<std::size_t>(i);
-            auto c = co_await open_connection(relay.address(), ids[at], Connect{listener_id.public_key()});
+            auto c = co_await open_connection(relay.address(), ids[at],
+                                              Connect{listener_id.public_key()});
             REQUIRE_FALSE(c.error);
             auto r = co_await next_message(*c.channel, 10000ms);
             ++outcomes[at];
@@ -171,7 +178,8 @@ TEST_CASE("racing connects: 24 connectors at once to one listener, half accepted
             REQUIRE(is<Connected>(r));
             CHECK(std::get<Connected>(*r.message).peer == listener_id.public_key());
             auto pipe = c.channel->release_socket();
-            const std::array<std::uint8_t, 2> tag{static_cast<std::uint8_t>(round), static_cast<std::uint8_t>(i)};
+            const std::array<std::uint8_t, 2> tag{static_cast<std::uint8_t>(round),
+                                                  static_cast<std::uint8_t>(i)};
             co_await asio::async_write(pipe, asio::buffer(tag), await_tuple);
             std::array<std::uint8_t, 2> back{};
             auto [ec, n] = co_await asio::async_read(pipe, asio::buffer(back), await_tuple);
@@ -202,18 +210,24 @@ TEST_CASE("racing connects: 24 connectors at once to one listener, half accepted
               (index_of.at(from) % 2 == 0 ? to_accept : to_reject).push_back(from);
             }
             // The rejections go out on the listener's channel while the accepts race them.
-            co_await run_concurrently(static_cast<int>(to_accept.size()) + 1, [&](int k) -> asio::awaitable<void> {
-              if (k < static_cast<int>(to_accept.size())) return accept_one(to_accept[static_cast<std::size_t>(k)]);
-              return [](Channel& channel, std::vector<PublicKey> keys) -> asio::awaitable<void> {
-                for (const auto& key : keys) REQUIRE_FALSE(co_await send_request(channel, RejectConnection{key}));
-              }(*listener.channel, to_reject);
-            });
+            co_await run_concurrently(
+                static_cast<int>(to_accept.size()) + 1, [&](int k) -> asio::awaitable<void> {
+                  if (k < static_cast<int>(to_accept.size()))
+                    return accept_one(to_accept[static_cast<std::size_t>(k)]);
+                  return
+                      [](Channel& channel, std::vector<PublicKey> keys) -> asio::awaitable<void> {
+                        for (const auto& key : keys)
+                          REQUIRE_FALSE(co_await send_request(channel, RejectConnection{key}));
+                      }(*listener.channel, to_reject);
+                });
           };
-          co_await run_concurrently(connectors + 1, [&](int i) { return i < connectors ? connect(i) : listen(); });
+          co_await run_concurrently(connectors + 1,
+                                    [&](int i) { return i < connectors ? connect(i) : listen(); });
           CHECK(std::count(outcomes.begin(), outcomes.end(), 1) == connectors);
           CHECK(std::count(echoed.begin(), echoed.end(), 1) == connectors / 2);
           CHECK(static_cast<int>(paired.size()) == connectors / 2);
-          CHECK(static_cast<int>(std::set<int>(paired.begin(), paired.end()).size()) == connectors / 2);
+          CHECK(static_cast<int>(std::set<int>(paired.begin(), paired.end()).size()) ==
+                connectors / 2);
         }
       }(),
       time_for(rounds, 5s));
@@ -224,7 +238,9 @@ TEST_CASE("racing connects: 24 connectors at once to one listener, half accepted
   finish(relay);
 }
 
-TEST_CASE("listen replacement flapping: 8 listens for one key at once all get ListenOk, 7 are replaced, the survivor alone gets the connect") {
+TEST_CASE(
+    "listen replacement flapping: 8 listens for one key at once all get ListenOk, 7 are replaced, "
+    "the survivor alone gets the connect") {
   constexpr int listens = 8;
   const int rounds = repeats();
   WatchedRelay relay(race_flags);
@@ -242,7 +258,8 @@ TEST_CASE("listen replacement flapping: 8 listens for one key at once all get Li
             auto& conn = conns[static_cast<std::size_t>(i)];
             conn = co_await open_connection(relay.address(), key, Listen{});
             REQUIRE_FALSE(conn.error);
-            REQUIRE(is<ListenOk>(co_await next_message(*conn.channel)));  // never overtaken by the close
+            REQUIRE(is<ListenOk>(
+                co_await next_message(*conn.channel)));  // never overtaken by the close
           });
           // All 8 are in the table's history now; exactly one holds the key.
           const auto connector = Identity::generate();
@@ -263,16 +280,20 @@ TEST_CASE("listen replacement flapping: 8 listens for one key at once all get Li
           });
           REQUIRE(survivors == 1);
           CHECK(replaced == listens - 1);
-          REQUIRE_FALSE(co_await send_request(*conns[survivor].channel, RejectConnection{connector.public_key()}));
+          REQUIRE_FALSE(co_await send_request(*conns[survivor].channel,
+                                              RejectConnection{connector.public_key()}));
           CHECK(refusal(co_await next_message(*c.channel)) == RefuseReason::rejected);
         }
       }(),
       time_for(rounds, 5s));
-  CHECK(relay.probe().counter("replaced_total") - replaced_before == static_cast<std::uint64_t>(rounds * (listens - 1)));
+  CHECK(relay.probe().counter("replaced_total") - replaced_before ==
+        static_cast<std::uint64_t>(rounds * (listens - 1)));
   finish(relay);
 }
 
-TEST_CASE("an accept racing the listener's death: the connector and the acceptor agree, Connected on both or neither") {
+TEST_CASE(
+    "an accept racing the listener's death: the connector and the acceptor agree, Connected on "
+    "both or neither") {
   const int rounds = repeats();
   WatchedRelay relay(race_flags);
   const LogOnFailure on_failure{relay};
@@ -285,7 +306,8 @@ TEST_CASE("an accept racing the listener's death: the connector and the acceptor
           const auto connector_id = Identity::generate();
           auto listener = co_await open_connection(relay.address(), listener_id, Listen{});
           REQUIRE(is<ListenOk>(co_await next_message(*listener.channel)));
-          auto c = co_await open_connection(relay.address(), connector_id, Connect{listener_id.public_key()});
+          auto c = co_await open_connection(relay.address(), connector_id,
+                                            Connect{listener_id.public_key()});
           REQUIRE_FALSE(c.error);
           REQUIRE(is<IncomingConnection>(co_await next_message(*listener.channel)));
           // The accept's handshake and the listener's end start together; the delay before the
@@ -294,7 +316,8 @@ TEST_CASE("an accept racing the listener's death: the connector and the acceptor
           Received accepted;
           co_await run_concurrently(2, [&](int k) -> asio::awaitable<void> {
             if (k == 0) {
-              a = co_await open_connection(relay.address(), listener_id, Accept{connector_id.public_key()});
+              a = co_await open_connection(relay.address(), listener_id,
+                                           Accept{connector_id.public_key()});
               REQUIRE_FALSE(a.error);
               accepted = co_await next_message(*a.channel, 10000ms);
             } else {
@@ -322,7 +345,8 @@ TEST_CASE("an accept racing the listener's death: the connector and the acceptor
           } else {
             ++refused;
             CHECK(refusal(outcome) == RefuseReason::peer_gone);
-            CHECK_FALSE(is<Connected>(accepted));  // the acceptor is refused or closed, never paired
+            CHECK_FALSE(
+                is<Connected>(accepted));  // the acceptor is refused or closed, never paired
           }
         }
       }(),
@@ -332,7 +356,9 @@ TEST_CASE("an accept racing the listener's death: the connector and the acceptor
   finish(relay);
 }
 
-TEST_CASE("tunnels torn down while bytes flow both ways: closes, resets, and one end vanishing all end both sides and free the tunnel") {
+TEST_CASE(
+    "tunnels torn down while bytes flow both ways: closes, resets, and one end vanishing all end "
+    "both sides and free the tunnel") {
   constexpr int pipes = 4;
   const int rounds = repeats();
   WatchedRelay relay(race_flags);
@@ -342,7 +368,8 @@ TEST_CASE("tunnels torn down while bytes flow both ways: closes, resets, and one
         for (int round = 0; round < rounds; ++round) {
           CAPTURE(round);
           co_await run_concurrently(pipes, [&](int p) -> asio::awaitable<void> {
-            auto pipe = co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
+            auto pipe =
+                co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
             std::uint64_t sent_c = 0, sent_a = 0, got_c = 0, got_a = 0;
             // 0: both ends close at once; 1: both reset at once; 2: the connector resets and
             // the acceptor, still writing, must be ended by the relay; 3: the same, mirrored.
@@ -357,15 +384,23 @@ TEST_CASE("tunnels torn down while bytes flow both ways: closes, resets, and one
                                      case 3: return read_until_end(pipe.acceptor, got_a);
                                      default: break;
                                    }
-                                   return [](PairedPipe& pipe, int variant, int round, std::uint64_t& got_c,
+                                   return [](PairedPipe& pipe, int variant, int round,
+                                             std::uint64_t& got_c,
                                              std::uint64_t& got_a) -> asio::awaitable<void> {
                                      // Bytes are flowing both ways before anything ends.
-                                     for (int i = 0; i < 500 && (got_c == 0 || got_a == 0); ++i) co_await sleep_for(2ms);
+                                     for (int i = 0; i < 500 && (got_c == 0 || got_a == 0); ++i)
+                                       co_await sleep_for(2ms);
                                      co_await sleep_for(std::chrono::milliseconds(round % 5));
                                      boost::system::error_code ignored;
                                      switch (variant) {
-                                       case 0: pipe.connector.close(ignored); pipe.acceptor.close(ignored); break;
-                                       case 1: reset(pipe.connector); reset(pipe.acceptor); break;
+                                       case 0:
+                                         pipe.connector.close(ignored);
+                                         pipe.acceptor.close(ignored);
+                                         break;
+                                       case 1:
+                                         reset(pipe.connector);
+                                         reset(pipe.acceptor);
+                                         break;
                                        case 2: reset(pipe.connector); break;
                                        default: reset(pipe.acceptor); break;
                                      }

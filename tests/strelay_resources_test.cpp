@@ -5,15 +5,14 @@
 #include <signal.h>
 
 #include <algorithm>
-#include <map>
-#include <regex>
-#include <set>
-#include <thread>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <map>
+#include <regex>
+#include <set>
+#include <thread>
 
 #include "common/coro.hpp"
 #include "support/relay_client.hpp"
@@ -32,9 +31,12 @@ bool is(const Received& r) {
   return r.message && std::holds_alternative<T>(*r.message);
 }
 
-double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+double seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
 
-const std::vector<std::string> fast_handshakes{"--handshake-rate", "100000", "--handshake-burst", "100000"};
+const std::vector<std::string> fast_handshakes{"--handshake-rate", "100000", "--handshake-burst",
+                                               "100000"};
 
 std::vector<std::string> flags(std::vector<std::string> extra) {
   extra.insert(extra.end(), fast_handshakes.begin(), fast_handshakes.end());
@@ -64,7 +66,8 @@ LoggedBudget logged_budget(const std::string& log) {
   auto field = [&log](const std::string& name) -> std::size_t {
     const std::regex pattern("event=descriptor_budget.* " + name + "=([0-9]+)");
     std::smatch match;
-    REQUIRE_MESSAGE(std::regex_search(log, match, pattern), "no descriptor_budget line with " << name << " in: " << log);
+    REQUIRE_MESSAGE(std::regex_search(log, match, pattern),
+                    "no descriptor_budget line with " << name << " in: " << log);
     return static_cast<std::size_t>(std::stoul(match[1]));
   };
   return {field("open_at_start"), field("max_connections"), field("pipe_fds")};
@@ -80,7 +83,8 @@ std::size_t count_open(std::vector<RawSocket>& sockets) {
 void check_serves_a_client(const RelayAddress& relay) {
   run_task(
       [&]() -> asio::awaitable<void> {
-        auto c = co_await open_connection(relay, Identity::generate(), Connect{Identity::generate().public_key()});
+        auto c = co_await open_connection(relay, Identity::generate(),
+                                          Connect{Identity::generate().public_key()});
         REQUIRE_FALSE(c.error);
         auto r = co_await next_message(*c.channel);
         CHECK(is<Refused>(r));
@@ -90,23 +94,28 @@ void check_serves_a_client(const RelayAddress& relay) {
 
 }  // namespace
 
-TEST_CASE("EMFILE: with a 64-descriptor limit, connections beyond the budgeted cap are refused before the descriptors run out") {
-  PrefixedRelay relay(nofile_64, flags({"--max-pending-handshakes", "64", "--max-pending-per-source", "64",
-                                        "--handshake-timeout", "10"}));
+TEST_CASE(
+    "EMFILE: with a 64-descriptor limit, connections beyond the budgeted cap are refused before "
+    "the descriptors run out") {
+  PrefixedRelay relay(nofile_64,
+                      flags({"--max-pending-handshakes", "64", "--max-pending-per-source", "64",
+                             "--handshake-timeout", "10"}));
   const auto probe = relay.probe();
   REQUIRE(probe.status().at("process").at("max_fds") == 64);
   warm_up(relay.address(), probe);
   const auto baseline = probe.settled_gauges();
   const auto budget = logged_budget(relay.log());
-  MESSAGE("descriptors open at start: " << budget.open_at_start << ", connection cap " << budget.max_connections
-                                        << ", pipe descriptors " << budget.pipe_fds);
+  MESSAGE("descriptors open at start: " << budget.open_at_start << ", connection cap "
+                                        << budget.max_connections << ", pipe descriptors "
+                                        << budget.pipe_fds);
   // The cap is 80% of the limit at most, and leaves the relay's own descriptors, the HTTP
   // endpoint's (2 + 1 at this limit) and the margin free.
   CHECK(budget.max_connections <= 51);
   CHECK(budget.open_at_start + budget.max_connections + 3 + descriptor_margin <= 64);
   CHECK(budget.max_connections >= 20);
   // The status page shows the cap in force, not 80% of the limit.
-  CHECK(probe.status().at("limits").at("max-connections") == std::to_string(budget.max_connections));
+  CHECK(probe.status().at("limits").at("max-connections") ==
+        std::to_string(budget.max_connections));
   auto sockets = open_raw(relay.address(), "127.0.0.2", 70);
   std::this_thread::sleep_for(500ms);
   // Refused ones are closed at once; admitted ones stay open.
@@ -120,10 +129,13 @@ TEST_CASE("EMFILE: with a 64-descriptor limit, connections beyond the budgeted c
   check_no_secret_logged(relay.dir() / "relay.ident", relay.log());
 }
 
-TEST_CASE("EMFILE: when descriptors do run out, the accept loop neither spins nor dies, and resumes once they free up") {
+TEST_CASE(
+    "EMFILE: when descriptors do run out, the accept loop neither spins nor dies, and resumes once "
+    "they free up") {
   // A connection cap above what 64 descriptors allow, so accept() itself fails with EMFILE.
-  PrefixedRelay relay(nofile_64, flags({"--max-connections", "1000", "--max-pending-handshakes", "1000",
-                                        "--max-pending-per-source", "1000", "--handshake-timeout", "10"}));
+  PrefixedRelay relay(nofile_64,
+                      flags({"--max-connections", "1000", "--max-pending-handshakes", "1000",
+                             "--max-pending-per-source", "1000", "--handshake-timeout", "10"}));
   const auto probe = relay.probe();
   warm_up(relay.address(), probe);
   Canary canary(relay.address());
@@ -151,8 +163,9 @@ TEST_CASE("EMFILE: when descriptors do run out, the accept loop neither spins no
 TEST_CASE("EMFILE: the connection cap leaves room for the descriptors of open tunnels") {
   // A spliced tunnel holds two pipes (four descriptors) besides its two sockets; pipes are
   // granted only from the descriptors the connection cap leaves, else the tunnel copies.
-  PrefixedRelay relay(nofile_64, flags({"--max-pending-handshakes", "64", "--max-pending-per-source", "64",
-                                        "--handshake-timeout", "10"}));
+  PrefixedRelay relay(nofile_64,
+                      flags({"--max-pending-handshakes", "64", "--max-pending-per-source", "64",
+                             "--handshake-timeout", "10"}));
   const auto probe = relay.probe();
   warm_up(relay.address(), probe);
   Canary canary(relay.address());
@@ -162,13 +175,16 @@ TEST_CASE("EMFILE: the connection cap leaves room for the descriptors of open tu
   CHECK(canary.round_trips(3));  // at the cap, the tunnel still flows
   sockets.clear();
   CHECK(probe.counter("accept_errors_total", "emfile") == 0);
-  CHECK(probe.counter("limit_hits_total", "connections_total") > 0);  // the cap, not EMFILE, stopped them
+  CHECK(probe.counter("limit_hits_total", "connections_total") >
+        0);  // the cap, not EMFILE, stopped them
   Gauges last;
   CHECK_MESSAGE(probe.wait_for_gauges(baseline, 3s, last), to_string(last));
   CHECK(canary.round_trips(3));
 }
 
-TEST_CASE("a peer that never reads: the relay buffers at most its bound, then closes the tunnel as stalled") {
+TEST_CASE(
+    "a peer that never reads: the relay buffers at most its bound, then closes the tunnel as "
+    "stalled") {
   constexpr std::int64_t bound = 65536;
   constexpr auto stall = 2s;
   WatchedRelay relay({"--tunnel-buffer", "65536", "--write-stall-timeout", "2"});
@@ -207,7 +223,8 @@ TEST_CASE("a peer that never reads: the relay buffers at most its bound, then cl
   const auto ended = Clock::now();
   REQUIRE(closed);
   REQUIRE(first_full);
-  MESSAGE("sent " << sent << " bytes before the stall; most buffered in the relay at a sample: " << max_buffered);
+  MESSAGE("sent " << sent << " bytes before the stall; most buffered in the relay at a sample: "
+                  << max_buffered);
   CHECK(max_buffered > 0);
   CHECK(max_buffered <= 2 * bound);
   CHECK(seconds(ended - *first_full) >= seconds(stall) - 0.5);
@@ -220,7 +237,8 @@ TEST_CASE("a peer that never reads: the relay buffers at most its bound, then cl
 
 TEST_CASE("an idle tunnel is closed as dead_peer after --dead-peer-timeout; a busy one stays") {
   constexpr auto idle = 3s;
-  WatchedRelay relay({"--keepalive-interval", "1", "--dead-peer-timeout", "3"});  // the canary is busy
+  WatchedRelay relay(
+      {"--keepalive-interval", "1", "--dead-peer-timeout", "3"});  // the canary is busy
   Clock::duration lived{};
   run_task(
       [&]() -> asio::awaitable<void> {
@@ -239,7 +257,9 @@ TEST_CASE("an idle tunnel is closed as dead_peer after --dead-peer-timeout; a bu
   relay.check_clean(2s);
 }
 
-TEST_CASE("racing connects: 100 connectors at once to one listener, 5 times: one outcome each, no pair made twice") {
+TEST_CASE(
+    "racing connects: 100 connectors at once to one listener, 5 times: one outcome each, no pair "
+    "made twice") {
   raise_test_nofile_limit();
   constexpr std::size_t connectors = 100;
   constexpr int rounds = 5;
@@ -268,7 +288,8 @@ TEST_CASE("racing connects: 100 connectors at once to one listener, 5 times: one
             ++outcomes[static_cast<std::size_t>(i)];
             REQUIRE(is<Connected>(r));
             auto pipe = c.channel->release_socket();
-            const std::array<std::uint8_t, 2> tag{static_cast<std::uint8_t>(round), static_cast<std::uint8_t>(i)};
+            const std::array<std::uint8_t, 2> tag{static_cast<std::uint8_t>(round),
+                                                  static_cast<std::uint8_t>(i)};
             co_await asio::async_write(pipe, asio::buffer(tag), await_tuple);
             std::array<std::uint8_t, 2> back{};
             auto [ec, n] = co_await asio::async_read(pipe, asio::buffer(back), await_tuple);
@@ -297,23 +318,31 @@ TEST_CASE("racing connects: 100 connectors at once to one listener, 5 times: one
               REQUIRE(is<IncomingConnection>(r));
               incoming.push_back(std::get<IncomingConnection>(*r.message).from);
             }
-            co_await run_concurrently(static_cast<int>(connectors), [&](int i) { return accept_one(incoming[static_cast<std::size_t>(i)]); });
+            co_await run_concurrently(static_cast<int>(connectors), [&](int i) {
+              return accept_one(incoming[static_cast<std::size_t>(i)]);
+            });
           };
           co_await run_concurrently(static_cast<int>(connectors) + 1, [&](int i) {
             return i < static_cast<int>(connectors) ? connect(i) : listen();
           });
-          CHECK(static_cast<std::size_t>(std::count(outcomes.begin(), outcomes.end(), 1)) == connectors);
-          CHECK(static_cast<std::size_t>(std::count(echoed.begin(), echoed.end(), 1)) == connectors);
-          CHECK(std::set<int>(tags_at_acceptors.begin(), tags_at_acceptors.end()).size() == connectors);
+          CHECK(static_cast<std::size_t>(std::count(outcomes.begin(), outcomes.end(), 1)) ==
+                connectors);
+          CHECK(static_cast<std::size_t>(std::count(echoed.begin(), echoed.end(), 1)) ==
+                connectors);
+          CHECK(std::set<int>(tags_at_acceptors.begin(), tags_at_acceptors.end()).size() ==
+                connectors);
           CHECK(tags_at_acceptors.size() == connectors);
         }
       }(),
       180s);
-  CHECK(relay.probe().counter("connect_outcomes_total", "connected") == connectors * rounds + 1);  // + the canary
+  CHECK(relay.probe().counter("connect_outcomes_total", "connected") ==
+        connectors * rounds + 1);  // + the canary
   relay.check_clean(2s);
 }
 
-TEST_CASE("half-close through a tunnel: one node shuts down its sending side, the other reads EOF and can still send") {
+TEST_CASE(
+    "half-close through a tunnel: one node shuts down its sending side, the other reads EOF and "
+    "can still send") {
   WatchedRelay relay;
   const auto normal_before = relay.probe().counter("closes_total", "normal");
   run_task(
@@ -334,7 +363,8 @@ TEST_CASE("half-close through a tunnel: one node shuts down its sending side, th
         auto [e3, n3] = co_await asio::async_write(pipe.acceptor, asio::buffer(reply), await_tuple);
         CHECK_FALSE(e3);
         std::vector<std::uint8_t> got_reply(reply.size());
-        auto [e4, n4] = co_await asio::async_read(pipe.connector, asio::buffer(got_reply), await_tuple);
+        auto [e4, n4] =
+            co_await asio::async_read(pipe.connector, asio::buffer(got_reply), await_tuple);
         CHECK_FALSE(e4);
         CHECK(got_reply == reply);
         pipe.acceptor.shutdown(tcp::socket::shutdown_send);
@@ -342,14 +372,17 @@ TEST_CASE("half-close through a tunnel: one node shuts down its sending side, th
         CHECK(e5 == asio::error::eof);
       }(),
       20s);
-  CHECK(eventually([&] { return relay.probe().counter("closes_total", "normal") == normal_before + 1; }, 2s));
+  CHECK(eventually(
+      [&] { return relay.probe().counter("closes_total", "normal") == normal_before + 1; }, 2s));
   // Bytes are counted per tunnel.
   const auto log = relay.process().log();
   CHECK(log.find("bytes_to_listener=5 bytes_to_connector=100000") != std::string::npos);
   relay.check_clean(2s);
 }
 
-TEST_CASE("SIGTERM with 1,000 listeners open: every one gets Close{shutdown}, and strelay exits 0 within the drain deadline") {
+TEST_CASE(
+    "SIGTERM with 1,000 listeners open: every one gets Close{shutdown}, and strelay exits 0 within "
+    "the drain deadline") {
   raise_test_nofile_limit();
   constexpr int sessions = 1000;
   constexpr int openers = 16;
@@ -371,8 +404,10 @@ TEST_CASE("SIGTERM with 1,000 listeners open: every one gets Close{shutdown}, an
         start = Clock::now();
         relay.signal(SIGTERM);
         co_await run_concurrently(sessions, [&](int i) -> asio::awaitable<void> {
-          auto end = co_await next_message(*listeners[static_cast<std::size_t>(i)].channel, 10000ms);
-          if (end.error == errc::channel_closed && end.close_reason == CloseReason::shutdown) ++shut_down;
+          auto end =
+              co_await next_message(*listeners[static_cast<std::size_t>(i)].channel, 10000ms);
+          if (end.error == errc::channel_closed && end.close_reason == CloseReason::shutdown)
+            ++shut_down;
         });
       }(),
       120s);
@@ -394,7 +429,8 @@ TEST_CASE("SIGTERM does not wait out the drain deadline for connections still in
   relay.signal(SIGTERM);
   CHECK(relay.wait_exit(drain + 3s) == 0);
   const auto took = Clock::now() - start;
-  MESSAGE("strelay exited " << seconds(took) << " s after SIGTERM, with one silent connection open");
+  MESSAGE("strelay exited " << seconds(took)
+                            << " s after SIGTERM, with one silent connection open");
   CHECK(took < drain / 2);
   CHECK(silent.wait_peer_closed(1s));
 }

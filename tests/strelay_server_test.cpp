@@ -7,17 +7,16 @@
 
 #include <algorithm>
 #include <array>
-#include <functional>
-#include <memory>
-#include <mutex>
-#include <string>
-#include <thread>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
 
 #include "common/coro.hpp"
 #include "common/preamble.hpp"
@@ -36,7 +35,8 @@ namespace {
 // handshakes unthrottled (tests open many connections from 127.0.0.1), then `tweak` applies.
 class InProcessRelay {
  public:
-  explicit InProcessRelay(const std::function<void(ServerSettings&)>& tweak = {}, unsigned threads = 2)
+  explicit InProcessRelay(const std::function<void(ServerSettings&)>& tweak = {},
+                          unsigned threads = 2)
       : logger_(Logger::Options{.format = LogFormat::text,
                                 .level = LogLevel::debug,
                                 .sink = [this](std::string_view line) {
@@ -97,8 +97,8 @@ asio::awaitable<void> settle(std::chrono::milliseconds d = 150ms) {
 }
 
 // The next frame of any kind, within `limit` of real time.
-asio::awaitable<std::pair<std::error_code, FrameKind>> next_frame(Channel& channel,
-                                                                  std::chrono::milliseconds limit = 3000ms) {
+asio::awaitable<std::pair<std::error_code, FrameKind>> next_frame(
+    Channel& channel, std::chrono::milliseconds limit = 3000ms) {
   Message message;
   const auto ec = co_await channel.receive(message, std::chrono::steady_clock::now() + limit);
   co_return std::pair{ec, message.kind};
@@ -110,7 +110,7 @@ asio::awaitable<bool> closed_with(Channel& channel, CloseReason reason) {
     Message message;
     const auto ec = co_await channel.receive(message, std::chrono::steady_clock::now() + 3000ms);
     if (!ec) continue;  // a ping on the way
-    co_return ec == errc::channel_closed && message.close_reason == reason;
+    co_return ec == errc::channel_closed&& message.close_reason == reason;
   }
   co_return false;
 }
@@ -119,7 +119,9 @@ asio::awaitable<bool> closed_with(Channel& channel, CloseReason reason) {
 
 // ---------------------------------------------------------------- the handshake deadline
 
-TEST_CASE("the handshake deadline is absolute: a client dripping bytes is closed when it passes, not before") {
+TEST_CASE(
+    "the handshake deadline is absolute: a client dripping bytes is closed when it passes, not "
+    "before") {
   InProcessRelay relay([](ServerSettings& s) { s.handshake_timeout = 10s; });
   const auto hello = preamble_and_msg1();
   RawSocket dripper("127.0.0.2", relay.address().endpoint);
@@ -150,7 +152,8 @@ TEST_CASE("a failed handshake's log line says at which stage it failed") {
   InProcessRelay relay;
   SUBCASE("preamble: not strelay") {
     RawSocket s("127.0.0.2", relay.address().endpoint);
-    const std::vector<std::uint8_t> http{'G', 'E', 'T', ' ', '/', ' ', 'H', 'T', 'T', 'P', '/', '1', '.', '1', '\r', '\n'};
+    const std::vector<std::uint8_t> http{'G', 'E', 'T', ' ', '/', ' ', 'H',  'T',
+                                         'T', 'P', '/', '1', '.', '1', '\r', '\n'};
     CHECK(s.send_some(http) == static_cast<std::int64_t>(http.size()));
     CHECK(s.wait_peer_closed(3s));
     CHECK(eventually([&] { return relay.logged("stage=preamble"); }, 2s));
@@ -198,7 +201,9 @@ TEST_CASE("a failed handshake's log line says at which stage it failed") {
 
 // ---------------------------------------------------------------- half-tunnel TTL
 
-TEST_CASE("half-tunnel TTL: a connector whose listener never accepts gets Timeout when the TTL passes, not before") {
+TEST_CASE(
+    "half-tunnel TTL: a connector whose listener never accepts gets Timeout when the TTL passes, "
+    "not before") {
   InProcessRelay relay([](ServerSettings& s) {
     s.pairing.half_tunnel_ttl = 30s;
     s.keepalive = 1h;  // the listener is not read during the test
@@ -211,7 +216,8 @@ TEST_CASE("half-tunnel TTL: a connector whose listener never accepts gets Timeou
         auto listener = co_await open_connection(relay.address(), listener_id, Listen{});
         REQUIRE_FALSE(listener.error);
         REQUIRE(is<ListenOk>(co_await next_message(*listener.channel)));
-        auto connector = co_await open_connection(relay.address(), connector_id, Connect{listener_id.public_key()});
+        auto connector = co_await open_connection(relay.address(), connector_id,
+                                                  Connect{listener_id.public_key()});
         REQUIRE_FALSE(connector.error);
         auto incoming = co_await next_message(*listener.channel);
         REQUIRE(is<IncomingConnection>(incoming));
@@ -234,7 +240,9 @@ TEST_CASE("half-tunnel TTL: a connector whose listener never accepts gets Timeou
 
 // ---------------------------------------------------------------- keepalive
 
-TEST_CASE("keepalive: an idle listener is pinged after the interval; one that never answers is closed as dead_peer") {
+TEST_CASE(
+    "keepalive: an idle listener is pinged after the interval; one that never answers is closed as "
+    "dead_peer") {
   InProcessRelay relay([](ServerSettings& s) {
     s.keepalive = 15s;
     s.dead_peer = 45s;
@@ -263,7 +271,8 @@ TEST_CASE("keepalive: an idle listener is pinged after the interval; one that ne
 
         relay.advance(28s);  // 43.5 s of silence from `silent`: still not dead
         co_await settle();
-        auto second = co_await next_frame(*silent.channel, 1000ms);  // a ping each interval of silence
+        auto second =
+            co_await next_frame(*silent.channel, 1000ms);  // a ping each interval of silence
         CHECK_FALSE(second.first);
         CHECK(second.second == FrameKind::ping);
         CHECK(relay.metrics().closes_total.get(CloseReason::dead_peer) == 0);
@@ -280,7 +289,9 @@ TEST_CASE("keepalive: an idle listener is pinged after the interval; one that ne
 
 // ---------------------------------------------------------------- tunnels: stall, half-close
 
-TEST_CASE("write stall: a tunnel whose receiver stops reading is closed as stalled when the stall time passes") {
+TEST_CASE(
+    "write stall: a tunnel whose receiver stops reading is closed as stalled when the stall time "
+    "passes") {
   InProcessRelay relay([](ServerSettings& s) {
     s.tunnel.write_stall = 30s;
     s.tunnel.idle_timeout = 1h;
@@ -304,7 +315,8 @@ TEST_CASE("write stall: a tunnel whose receiver stops reading is closed as stall
   const std::vector<std::uint8_t> chunk(64 * 1024, 0x5a);
   auto last_progress = std::chrono::steady_clock::now();
   const auto give_up = last_progress + 10s;
-  while (std::chrono::steady_clock::now() - last_progress < 300ms && std::chrono::steady_clock::now() < give_up) {
+  while (std::chrono::steady_clock::now() - last_progress < 300ms &&
+         std::chrono::steady_clock::now() < give_up) {
     const auto n = connector.send_some(chunk);
     REQUIRE(n >= 0);
     if (n > 0) last_progress = std::chrono::steady_clock::now();
@@ -320,13 +332,16 @@ TEST_CASE("write stall: a tunnel whose receiver stops reading is closed as stall
   relay.advance(3s);
   CHECK(connector.wait_peer_closed(5s));
   CHECK(acceptor.wait_peer_closed(5s));  // after the bytes already in its receive path
-  CHECK(eventually([&] { return relay.metrics().closes_total.get(CloseReason::stalled) == 1; }, 2s));
+  CHECK(
+      eventually([&] { return relay.metrics().closes_total.get(CloseReason::stalled) == 1; }, 2s));
   CHECK(relay.metrics().limit_hits_total.get(LimitReason::stalled) == 1);
-  CHECK(eventually([&] { return relay.logged("event=tunnel_closed") && relay.logged("reason=stalled"); }, 2s));
+  CHECK(eventually(
+      [&] { return relay.logged("event=tunnel_closed") && relay.logged("reason=stalled"); }, 2s));
   CHECK(eventually([&] { return relay.metrics().tunnel_buffered_bytes.get() == 0; }, 2s));
 }
 
-TEST_CASE("an idle tunnel is closed as dead_peer when the idle timeout passes on the relay's clock") {
+TEST_CASE(
+    "an idle tunnel is closed as dead_peer when the idle timeout passes on the relay's clock") {
   InProcessRelay relay([](ServerSettings& s) {
     s.tunnel.idle_timeout = 45s;
     s.keepalive = 1h;
@@ -346,16 +361,19 @@ TEST_CASE("an idle tunnel is closed as dead_peer when the idle timeout passes on
         CHECK(ec);  // EOF: the relay closed the pipe
       }(),
       10s);
-  CHECK(eventually([&] { return relay.metrics().closes_total.get(CloseReason::dead_peer) == 1; }, 2s));
+  CHECK(eventually([&] { return relay.metrics().closes_total.get(CloseReason::dead_peer) == 1; },
+                   2s));
 }
 
-TEST_CASE("tunnels are counted by how they move bytes: splice, or copy when the pipe budget is spent") {
+TEST_CASE(
+    "tunnels are counted by how they move bytes: splice, or copy when the pipe budget is spent") {
   for (const std::size_t pipe_fds : {SIZE_MAX, std::size_t{0}}) {
     CAPTURE(pipe_fds);
     InProcessRelay relay([pipe_fds](ServerSettings& s) { s.admission.pipe_fds_total = pipe_fds; });
     run_task(
         [&]() -> asio::awaitable<void> {
-          auto pipe = co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
+          auto pipe =
+              co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
           const std::array<std::uint8_t, 3> hello{'h', 'i', '!'};
           co_await asio::async_write(pipe.connector, asio::buffer(hello), await_tuple);
           std::array<std::uint8_t, 3> got{};
@@ -370,7 +388,9 @@ TEST_CASE("tunnels are counted by how they move bytes: splice, or copy when the 
   }
 }
 
-TEST_CASE("half-close through a tunnel: EOF reaches the other node, which can still send; both ends close normally") {
+TEST_CASE(
+    "half-close through a tunnel: EOF reaches the other node, which can still send; both ends "
+    "close normally") {
   InProcessRelay relay;
   run_task(
       [&]() -> asio::awaitable<void> {
@@ -389,7 +409,8 @@ TEST_CASE("half-close through a tunnel: EOF reaches the other node, which can st
         auto [e3, n3] = co_await asio::async_write(pipe.acceptor, asio::buffer(reply), await_tuple);
         CHECK_FALSE(e3);
         std::vector<std::uint8_t> got_reply(reply.size());
-        auto [e4, n4] = co_await asio::async_read(pipe.connector, asio::buffer(got_reply), await_tuple);
+        auto [e4, n4] =
+            co_await asio::async_read(pipe.connector, asio::buffer(got_reply), await_tuple);
         CHECK_FALSE(e4);
         CHECK(got_reply == reply);
         pipe.acceptor.shutdown(tcp::socket::shutdown_send);
@@ -404,7 +425,9 @@ TEST_CASE("half-close through a tunnel: EOF reaches the other node, which can st
 
 // ---------------------------------------------------------------- limits at max and max + 1
 
-TEST_CASE("pending handshakes per source: the limit is admitted, one more is refused, another source is not") {
+TEST_CASE(
+    "pending handshakes per source: the limit is admitted, one more is refused, another source is "
+    "not") {
   constexpr std::size_t limit = 3;
   InProcessRelay relay([](ServerSettings& s) { s.admission.pending_per_source = limit; });
   std::vector<RawSocket> held;
@@ -412,7 +435,9 @@ TEST_CASE("pending handshakes per source: the limit is admitted, one more is ref
     held.emplace_back("127.0.0.3", relay.address().endpoint);
     REQUIRE(held.back().ok());
   }
-  CHECK(eventually([&] { return relay.metrics().pending_handshakes.get() == static_cast<std::int64_t>(limit); }, 2s));
+  CHECK(eventually(
+      [&] { return relay.metrics().pending_handshakes.get() == static_cast<std::int64_t>(limit); },
+      2s));
   RawSocket extra("127.0.0.3", relay.address().endpoint);
   REQUIRE(extra.ok());
   CHECK(extra.wait_peer_closed(2s));  // max + 1: closed without a word
@@ -424,7 +449,9 @@ TEST_CASE("pending handshakes per source: the limit is admitted, one more is ref
   CHECK(relay.metrics().limit_hits_total.get(LimitReason::pending_per_source) == 1);
   // A freed slot is usable again (pending: limit - 1 from this source, 1 from the other).
   held.pop_back();
-  CHECK(eventually([&] { return relay.metrics().pending_handshakes.get() == static_cast<std::int64_t>(limit); }, 2s));
+  CHECK(eventually(
+      [&] { return relay.metrics().pending_handshakes.get() == static_cast<std::int64_t>(limit); },
+      2s));
   RawSocket again("127.0.0.3", relay.address().endpoint);
   std::this_thread::sleep_for(200ms);
   CHECK_FALSE(again.peer_closed());
@@ -439,14 +466,18 @@ TEST_CASE("pending handshakes in total: the limit is admitted, one more is refus
     held.emplace_back("127.0.0." + std::to_string(10 + i), relay.address().endpoint);
     REQUIRE(held.back().ok());
   }
-  CHECK(eventually([&] { return relay.metrics().pending_handshakes.get() == static_cast<std::int64_t>(limit); }, 2s));
+  CHECK(eventually(
+      [&] { return relay.metrics().pending_handshakes.get() == static_cast<std::int64_t>(limit); },
+      2s));
   RawSocket extra("127.0.0.20", relay.address().endpoint);
   CHECK(extra.wait_peer_closed(2s));
   for (auto& s : held) CHECK_FALSE(s.peer_closed());
   CHECK(relay.metrics().limit_hits_total.get(LimitReason::pending_total) == 1);
 }
 
-TEST_CASE("connect requests per identity: the burst is served, one more gets RateLimited, a token returns with time") {
+TEST_CASE(
+    "connect requests per identity: the burst is served, one more gets RateLimited, a token "
+    "returns with time") {
   InProcessRelay relay([](ServerSettings& s) {
     s.pairing.connect_rate = 1.0;  // per second
     s.pairing.connect_burst = 3;
@@ -462,10 +493,12 @@ TEST_CASE("connect requests per identity: the burst is served, one more gets Rat
   };
   run_task(
       [&]() -> asio::awaitable<void> {
-        for (int i = 0; i < 3; ++i) CHECK(co_await connect_once() == RefuseReason::not_found);  // at max
-        CHECK(co_await connect_once() == RefuseReason::rate_limited);                          // max + 1
+        for (int i = 0; i < 3; ++i)
+          CHECK(co_await connect_once() == RefuseReason::not_found);   // at max
+        CHECK(co_await connect_once() == RefuseReason::rate_limited);  // max + 1
         // Another identity has its own bucket.
-        auto other = co_await open_connection(relay.address(), Identity::generate(), Connect{nobody});
+        auto other =
+            co_await open_connection(relay.address(), Identity::generate(), Connect{nobody});
         REQUIRE_FALSE(other.error);
         auto r = co_await next_message(*other.channel);
         REQUIRE(is<Refused>(r));
@@ -479,21 +512,27 @@ TEST_CASE("connect requests per identity: the burst is served, one more gets Rat
   CHECK(relay.metrics().connect_outcomes_total.get(ConnectOutcome::rate_limited) == 2);
 }
 
-TEST_CASE("connections in total: the cap is admitted, one more is refused, and authenticated work goes on") {
+TEST_CASE(
+    "connections in total: the cap is admitted, one more is refused, and authenticated work goes "
+    "on") {
   constexpr std::size_t cap = 5;
   InProcessRelay relay([](ServerSettings& s) { s.admission.connections_total = cap; });
   run_task(
       [&]() -> asio::awaitable<void> {
         std::vector<RelayConnection> listeners;
         for (std::size_t i = 0; i < cap; ++i) {
-          listeners.push_back(co_await open_connection(relay.address(), Identity::generate(), Listen{}));
+          listeners.push_back(
+              co_await open_connection(relay.address(), Identity::generate(), Listen{}));
           REQUIRE_FALSE(listeners.back().error);
           REQUIRE(is<ListenOk>(co_await next_message(*listeners.back().channel)));
         }
-        auto refused = co_await open_connection(relay.address(), Identity::generate(), Listen{}, 2000ms);
+        auto refused =
+            co_await open_connection(relay.address(), Identity::generate(), Listen{}, 2000ms);
         CHECK(refused.error);  // max + 1: closed before the handshake
         listeners.pop_back();
-        CHECK(eventually([&] { return relay.metrics().connections.get() == static_cast<std::int64_t>(cap) - 1; }, 2s));
+        CHECK(eventually(
+            [&] { return relay.metrics().connections.get() == static_cast<std::int64_t>(cap) - 1; },
+            2s));
         auto admitted = co_await open_connection(relay.address(), Identity::generate(), Listen{});
         REQUIRE_FALSE(admitted.error);
         CHECK(is<ListenOk>(co_await next_message(*admitted.channel)));
@@ -504,12 +543,18 @@ TEST_CASE("connections in total: the cap is admitted, one more is refused, and a
 
 // ---------------------------------------------------------------- the descriptor budget
 
-TEST_CASE("tunnel pipes take descriptors only from the budget: without room a tunnel copies, and still carries bytes") {
-  InProcessRelay relay([](ServerSettings& s) { s.admission.pipe_fds_total = tunnel_pipe_fds; });  // one tunnel's worth
+TEST_CASE(
+    "tunnel pipes take descriptors only from the budget: without room a tunnel copies, and still "
+    "carries bytes") {
+  InProcessRelay relay([](ServerSettings& s) {
+    s.admission.pipe_fds_total = tunnel_pipe_fds;
+  });  // one tunnel's worth
   run_task(
       [&]() -> asio::awaitable<void> {
-        auto first = co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
-        auto second = co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
+        auto first =
+            co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
+        auto second =
+            co_await make_pipe(relay.address(), Identity::generate(), Identity::generate());
         for (auto* pipe : {&first, &second}) {
           const std::array<std::uint8_t, 3> hi{'h', 'i', '!'};
           co_await asio::async_write(pipe->connector, asio::buffer(hi), await_tuple);

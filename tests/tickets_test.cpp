@@ -267,20 +267,24 @@ TEST_CASE("regression inputs (fuzzing): an empty publicKey is refused as 0 bytes
   CHECK_FALSE(try_parse_public_key("", error));
   CHECK(error.find("is 0 bytes, expected 32") != std::string::npos);
   error.clear();
-  CHECK_FALSE(try_parse_relay_ticket("{\"publicKey\": \"\", \"address\": \"a.org:1\"}", "t.relay", error));
+  CHECK_FALSE(
+      try_parse_relay_ticket("{\"publicKey\": \"\", \"address\": \"a.org:1\"}", "t.relay", error));
   CHECK(error == "t.relay: \"publicKey\" is 0 bytes, expected 32 (an Ed25519 public key)");
   error.clear();
   CHECK_FALSE(try_parse_friend_ticket("{\"publicKey\": \"\", \"relays\": []}", "t.friend", error));
   CHECK(error.find("is 0 bytes") != std::string::npos);
 }
 
-TEST_CASE("regression inputs (fuzzing): a number too large for a double is refused with one line, not a crash") {
+TEST_CASE(
+    "regression inputs (fuzzing): a number too large for a double is refused with one line, not a "
+    "crash") {
   // tickets_fuzz, CI run of 2026-11-23: nlohmann::json throws out_of_range (not parse_error)
   // for "number overflow parsing '126666666e66666666667'"; it escaped the parser.
   std::string error;
   CHECK_FALSE(try_parse_relay_ticket("126666666e66666666667", "t.relay", error));
   CHECK(error == "t.relay: not valid JSON (a number out of range)");
   error.clear();
-  CHECK_FALSE(try_parse_relay_ticket("{\"publicKey\": 1e999, \"address\": \"a.org:1\"}", "t.relay", error));
+  CHECK_FALSE(
+      try_parse_relay_ticket("{\"publicKey\": 1e999, \"address\": \"a.org:1\"}", "t.relay", error));
   CHECK(error.find("out of range") != std::string::npos);
 }

@@ -1,5 +1,7 @@
 // Tests for common/transport: sealing and opening frames, failure rules, nonce limits,
 // and the keepalive decisions. Sans-io: CipherStates are built from fixed keys.
+#include "common/transport.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -8,7 +10,6 @@
 #include <vector>
 
 #include "common/errors.hpp"
-#include "common/transport.hpp"
 
 using namespace strelay;
 using namespace std::chrono_literals;
@@ -60,7 +61,9 @@ std::error_code open_copy(Transport& t, Bytes ciphertext, Opened& out, Bytes& st
   return t.open(storage, out);
 }
 
-Bytes bytes_of(std::string_view text) { return Bytes(text.begin(), text.end()); }
+Bytes bytes_of(std::string_view text) {
+  return Bytes(text.begin(), text.end());
+}
 
 }  // namespace
 
@@ -340,8 +343,8 @@ TEST_CASE("close details are bounded and UTF-8") {
   }
   SUBCASE("received: an empty close, the aborted reason, an unknown reason, bad UTF-8 fail") {
     const std::uint8_t close = static_cast<std::uint8_t>(FrameKind::close);
-    for (const Bytes& plaintext : {Bytes{close}, Bytes{close, 255}, Bytes{close, 12},
-                                   Bytes{close, 0, 0xc0, 0x80}}) {
+    for (const Bytes& plaintext :
+         {Bytes{close}, Bytes{close, 255}, Bytes{close, 12}, Bytes{close, 0, 0xc0, 0x80}}) {
       Transport b{cipher(2), cipher(1)};
       CHECK(open_copy(b, raw_ciphertext(1, 0, plaintext), got, storage) == errc::protocol_error);
     }
@@ -379,8 +382,10 @@ CipherState cipher_from_hex(std::string_view hex) {
 
 TEST_CASE("the example frames of docs/protocol.md section 3.7 are reproduced byte for byte") {
   // k1 and k2: init_send_key and resp_send_key of tests/vectors/strelay-xk1sig.json.
-  constexpr std::string_view k1 = "bd6e3ba38297195feac06ce02d7fa8f0ca93111f664d6460f056bda5b920734e";
-  constexpr std::string_view k2 = "f4b0133a2a9134ff1f55b8aaacc1a7e590e9935fcb7b0032920ca85a4fd0911f";
+  constexpr std::string_view k1 =
+      "bd6e3ba38297195feac06ce02d7fa8f0ca93111f664d6460f056bda5b920734e";
+  constexpr std::string_view k2 =
+      "f4b0133a2a9134ff1f55b8aaacc1a7e590e9935fcb7b0032920ca85a4fd0911f";
   Transport node{cipher_from_hex(k1), cipher_from_hex(k2)};
   Transport relay{cipher_from_hex(k2), cipher_from_hex(k1)};
   const Bytes token{0, 1, 2, 3, 4, 5, 6, 7};

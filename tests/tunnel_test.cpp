@@ -1,12 +1,10 @@
 // Tests for strelay/tunnel: in-process sockets on 127.0.0.1 (node A <-> relay <-> node B).
-#include "common/coro.hpp"
 #include "strelay/tunnel.hpp"
 
 #include <doctest/doctest.h>
 #include <sys/socket.h>
 
 #include <algorithm>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -16,6 +14,7 @@
 #include <boost/asio/write.hpp>
 #include <optional>
 
+#include "common/coro.hpp"
 #include "support/loopback.hpp"
 
 using namespace strelay;
@@ -47,7 +46,8 @@ struct Fixture {
     void forwarded(int, std::uint64_t n) override { forwarded_bytes += n; }
     void buffered(std::int64_t delta) override {
       buffered_bytes += delta;
-      if (tunnel != nullptr) most_copy_buffer = std::max(most_copy_buffer, tunnel->copy_buffer_bytes());
+      if (tunnel != nullptr)
+        most_copy_buffer = std::max(most_copy_buffer, tunnel->copy_buffer_bytes());
     }
     void ending(CloseReason reason) override {
       endings.push_back(reason);
@@ -64,7 +64,8 @@ struct Fixture {
     node_a = std::move(a_client);
     node_b = std::move(b_client);
     observer.watched = &node_a;
-    tunnel = std::make_shared<Tunnel>(std::move(a_relay), std::move(b_relay), options, clock, &observer);
+    tunnel =
+        std::make_shared<Tunnel>(std::move(a_relay), std::move(b_relay), options, clock, &observer);
     observer.tunnel = tunnel.get();
     asio::co_spawn(
         ioc, [this]() -> asio::awaitable<void> { result = co_await tunnel->run(); },
@@ -126,13 +127,16 @@ TEST_CASE("a tunnel forwards bytes both ways unchanged and ends normally after b
   }
 }
 
-TEST_CASE("a tunnel refused pipe descriptors copies instead, and tells its observer once how it moves bytes") {
+TEST_CASE(
+    "a tunnel refused pipe descriptors copies instead, and tells its observer once how it moves "
+    "bytes") {
   struct Case {
     bool use_splice;
     bool grant_pipes;
     bool spliced;
   };
-  for (const auto c : {Case{true, true, true}, Case{true, false, false}, Case{false, true, false}}) {
+  for (const auto c :
+       {Case{true, true, true}, Case{true, false, false}, Case{false, true, false}}) {
     CAPTURE(c.use_splice);
     CAPTURE(c.grant_pipes);
     Fixture f(Tunnel::Options{.use_splice = c.use_splice}, c.grant_pipes);
@@ -171,7 +175,7 @@ TEST_CASE("a copying tunnel holds no buffer while idle, and takes one again for 
     f.ioc.restart();
     f.ioc.run_for(500ms);  // the burst goes through; then both directions wait, idle
     CHECK(got == burst);
-    CHECK(f.observer.most_copy_buffer > 0);      // bytes were held in a buffer on the way
+    CHECK(f.observer.most_copy_buffer > 0);     // bytes were held in a buffer on the way
     CHECK(f.tunnel->copy_buffer_bytes() == 0);  // and none is kept while idle
     f.observer.most_copy_buffer = 0;
   }
@@ -202,7 +206,8 @@ TEST_CASE("a half-close is carried through while the other direction keeps flowi
   CHECK(f.result->reason == CloseReason::normal);
 }
 
-TEST_CASE("a receiver that never reads is declared stalled, and the relay buffers at most its bound") {
+TEST_CASE(
+    "a receiver that never reads is declared stalled, and the relay buffers at most its bound") {
   for (const bool splice : {true, false}) {
     CAPTURE(splice);
     Tunnel::Options options{.buffer_bytes = 64 * 1024, .write_stall = 300ms, .use_splice = splice};
@@ -240,7 +245,8 @@ TEST_CASE("a receiver that never reads is declared stalled, and the relay buffer
   }
 }
 
-TEST_CASE("a tunnel with no traffic in either direction ends as a dead peer after the idle timeout") {
+TEST_CASE(
+    "a tunnel with no traffic in either direction ends as a dead peer after the idle timeout") {
   Fixture f(Tunnel::Options{.idle_timeout = 200ms});
   std::vector<std::uint8_t> got;
   asio::co_spawn(f.ioc, read_all(f.node_a, got), asio::detached);

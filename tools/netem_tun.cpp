@@ -89,14 +89,22 @@ bool read_control(const std::string& path, Impairment& out) {
   std::string key;
   double value = 0;
   while (in >> key >> value) {
-    if (key == "delay_ms") next.delay_ms = value;
-    else if (key == "jitter_ms") next.jitter_ms = value;
-    else if (key == "loss_pct") next.loss_pct = value;
-    else if (key == "reorder_pct") next.reorder_pct = value;
-    else if (key == "rate_kbit") next.rate_kbit = value;
-    else if (key == "blackhole") next.blackhole = value != 0;
-    else if (key == "limit") next.limit = static_cast<std::size_t>(std::max(1.0, value));
-    else std::cerr << "netem_tun: unknown control key " << key << '\n';
+    if (key == "delay_ms")
+      next.delay_ms = value;
+    else if (key == "jitter_ms")
+      next.jitter_ms = value;
+    else if (key == "loss_pct")
+      next.loss_pct = value;
+    else if (key == "reorder_pct")
+      next.reorder_pct = value;
+    else if (key == "rate_kbit")
+      next.rate_kbit = value;
+    else if (key == "blackhole")
+      next.blackhole = value != 0;
+    else if (key == "limit")
+      next.limit = static_cast<std::size_t>(std::max(1.0, value));
+    else
+      std::cerr << "netem_tun: unknown control key " << key << '\n';
   }
   out = next;
   return true;
@@ -141,9 +149,18 @@ class Impairer {
 void Impairer::take(int from, std::vector<std::uint8_t> bytes) {
   const int to = 1 - from;
   std::uniform_real_distribution<double> percent(0, 100);
-  if (impairment_.blackhole) { ++counters_.blackholed; return; }
-  if (percent(rng_) < impairment_.loss_pct) { ++counters_.lost; return; }
-  if (queued_[static_cast<std::size_t>(to)] >= impairment_.limit) { ++counters_.overflowed; return; }
+  if (impairment_.blackhole) {
+    ++counters_.blackholed;
+    return;
+  }
+  if (percent(rng_) < impairment_.loss_pct) {
+    ++counters_.lost;
+    return;
+  }
+  if (queued_[static_cast<std::size_t>(to)] >= impairment_.limit) {
+    ++counters_.overflowed;
+    return;
+  }
   const auto now = Clock::now();
   auto release = now;
   if (impairment_.reorder_pct > 0 && percent(rng_) < impairment_.reorder_pct) {
@@ -184,7 +201,8 @@ bool Impairer::handle_signal(int signals) {
   signalfd_siginfo info{};
   while (::read(signals, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
     if (info.ssi_signo == SIGHUP) {
-      if (!read_control(control_, impairment_)) std::cerr << "netem_tun: cannot read " << control_ << '\n';
+      if (!read_control(control_, impairment_))
+        std::cerr << "netem_tun: cannot read " << control_ << '\n';
       print(counters_, impairment_);
     } else if (info.ssi_signo == SIGUSR1) {
       print(counters_, impairment_);
@@ -214,7 +232,8 @@ int Impairer::run(int signals) {
       }
       if (!(fds[static_cast<std::size_t>(from)].revents & POLLIN)) continue;
       for (int i = 0; i < 256; ++i) {  // a bounded batch, then the other device gets its turn
-        const ssize_t n = ::read(fds_[static_cast<std::size_t>(from)], buffer.data(), buffer.size());
+        const ssize_t n =
+            ::read(fds_[static_cast<std::size_t>(from)], buffer.data(), buffer.size());
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
           std::perror("netem_tun: read");
           print(counters_, impairment_);
@@ -234,9 +253,10 @@ int Impairer::run(int signals) {
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::cerr << "usage: netem_tun DEVICE_A DEVICE_B CONTROL_FILE\n"
-                 "  creates TUN devices DEVICE_A and DEVICE_B and forwards IP packets between them\n"
-                 "  with the impairments in CONTROL_FILE (re-read on SIGHUP; see the source)\n";
+    std::cerr
+        << "usage: netem_tun DEVICE_A DEVICE_B CONTROL_FILE\n"
+           "  creates TUN devices DEVICE_A and DEVICE_B and forwards IP packets between them\n"
+           "  with the impairments in CONTROL_FILE (re-read on SIGHUP; see the source)\n";
     return 2;
   }
   sigset_t mask;

@@ -16,7 +16,8 @@
 // back to the baseline taken before the first node, and judges:
 //   - RSS: least-squares slope over the churn samples after --warmup; more than
 //     --max-slope-mib-per-hour fails (over a window shorter than --short-window-minutes, the
-//     fitted growth against --short-run-tolerance-mib; tools/soak_verdict.hpp, docs/reliability.md).
+//     fitted growth against --short-run-tolerance-mib; tools/soak_verdict.hpp,
+//     docs/reliability.md).
 //   - the gauges and open descriptors back to baseline after the drain;
 //   - sessions: no data mismatch ever; failed sessions at most --max-failure-ratio.
 // Exit 0 on pass, 1 on fail, 2 on bad usage. The summary goes to stdout and to --summary.
@@ -127,7 +128,10 @@ class Soak {
   asio::awaitable<bool> take_sample(const std::string& phase);
   asio::awaitable<void> launcher(Clock::time_point until);
   asio::awaitable<bool> settle();
-  void fail(const std::string& why) { ++failures_[why]; ++failed_; }
+  void fail(const std::string& why) {
+    ++failures_[why];
+    ++failed_;
+  }
   void judge_and_report();
   double now_s() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
 
@@ -143,8 +147,8 @@ class Soak {
   std::string phase_ = "baseline";
   bool sampling_ = true;
   int accept_loops_ = 0;
-  long launched_ = 0, active_ = 0, peak_active_ = 0, established_ = 0, completed_ = 0,
-       dropped_ = 0, failed_ = 0, mismatches_ = 0;
+  long launched_ = 0, active_ = 0, peak_active_ = 0, established_ = 0, completed_ = 0, dropped_ = 0,
+       failed_ = 0, mismatches_ = 0;
   std::uint64_t bytes_echoed_ = 0;
   std::map<std::string, long> failures_;
   std::vector<Sample> samples_;
@@ -225,7 +229,10 @@ asio::awaitable<void> Soak::session(std::uint64_t id) {
   struct Done {
     Soak* soak;
     std::uint64_t id;
-    ~Done() { --soak->active_; soak->sessions_.erase(id); }
+    ~Done() {
+      --soak->active_;
+      soak->sessions_.erase(id);
+    }
   } done{this, id};
 
   std::optional<Channel> hop, e2e;
@@ -251,7 +258,10 @@ asio::awaitable<void> Soak::session(std::uint64_t id) {
   asio::steady_timer watchdog(ex, seconds(lifetime + 60));
   bool stuck = false;
   watchdog.async_wait([&stream, &stuck](boost::system::error_code ec) {
-    if (!ec) { stuck = true; stream.abort(); }
+    if (!ec) {
+      stuck = true;
+      stream.abort();
+    }
   });
   auto error = co_await exchange(stream, id, Clock::now() + seconds(lifetime), rng);
   if (!error && state->abrupt) {
@@ -341,7 +351,11 @@ asio::awaitable<void> Soak::echo(Stream stream) {
   std::error_code end;
   for (;;) {
     const auto r = co_await stream.read_some(buffer);
-    if (r.error) { end = r.error; stream.abort(); break; }
+    if (r.error) {
+      end = r.error;
+      stream.abort();
+      break;
+    }
     if (r.eof()) {
       end = co_await stream.shutdown_send();
       const auto closed = co_await stream.close();
@@ -410,7 +424,9 @@ asio::awaitable<bool> Soak::take_sample(const std::string& phase) {
   s.dropped = dropped_;
   s.failed = failed_;
   if (csv_) {
-    const auto g = [&](const char* k) { return s.gauges.is_object() ? s.gauges.value(k, -1L) : -1L; };
+    const auto g = [&](const char* k) {
+      return s.gauges.is_object() ? s.gauges.value(k, -1L) : -1L;
+    };
     csv_ << s.t << ',' << s.phase << ',' << s.rss_kib << ',' << s.open_fds << ','
          << g("connections") << ',' << g("listeners") << ',' << g("tunnels") << ','
          << g("half_tunnels") << ',' << g("pending_handshakes") << ',' << s.active << ','
@@ -428,7 +444,8 @@ asio::awaitable<void> Soak::sampler() {
     co_await take_sample(phase_);
     const auto next = start_ + seconds(o_.sample_interval * static_cast<double>(k + 1));
     while (sampling_ && Clock::now() < next)
-      co_await sleep_for(std::min<Clock::duration>(next - Clock::now(), std::chrono::milliseconds(200)));
+      co_await sleep_for(
+          std::min<Clock::duration>(next - Clock::now(), std::chrono::milliseconds(200)));
   }
 }
 
@@ -483,10 +500,12 @@ asio::awaitable<void> Soak::run() {
 
   phase_ = "drain";
   const auto drain_until = Clock::now() + seconds(o_.drain_limit);
-  while (active_ > 0 && Clock::now() < drain_until) co_await sleep_for(std::chrono::milliseconds(100));
+  while (active_ > 0 && Clock::now() < drain_until)
+    co_await sleep_for(std::chrono::milliseconds(100));
   if (active_ > 0) fail("drain: sessions still open at the drain limit");
   for (auto& node : listeners_) node->stop_listening();
-  for (int i = 0; i < 100 && accept_loops_ > 0; ++i) co_await sleep_for(std::chrono::milliseconds(100));
+  for (int i = 0; i < 100 && accept_loops_ > 0; ++i)
+    co_await sleep_for(std::chrono::milliseconds(100));
   listeners_.clear();
   phase_ = "settle";
   settled_ = co_await settle();
@@ -525,19 +544,24 @@ void Soak::judge_and_report() {
   std::vector<soak::RssPoint> churn;
   for (const auto& sm : samples_)
     if (sm.phase == "churn") churn.push_back({sm.t, sm.rss_kib});
-  const auto rss = soak::judge_rss(churn, {o_.warmup, o_.max_slope, o_.short_window_minutes, o_.short_tolerance_mib});
-  const bool sessions_ok = mismatches_ == 0 && launched_ > 0 &&
-                           static_cast<double>(failed_) <= o_.max_failure_ratio * static_cast<double>(launched_);
+  const auto rss = soak::judge_rss(
+      churn, {o_.warmup, o_.max_slope, o_.short_window_minutes, o_.short_tolerance_mib});
+  const bool sessions_ok =
+      mismatches_ == 0 && launched_ > 0 &&
+      static_cast<double>(failed_) <= o_.max_failure_ratio * static_cast<double>(launched_);
   const Sample& final_sample = samples_.back();
-  out << "strelay soak: " << o_.minutes << " min of churn, target " << o_.sessions << " open sessions, "
-      << o_.rate << " new per second, " << o_.abort_fraction * 100 << "% reset abruptly\n"
-      << "listener nodes " << o_.listeners << ", connector identities " << o_.connectors << ", seed "
-      << o_.seed << "\n\n"
+  out << "strelay soak: " << o_.minutes << " min of churn, target " << o_.sessions
+      << " open sessions, " << o_.rate << " new per second, " << o_.abort_fraction * 100
+      << "% reset abruptly\n"
+      << "listener nodes " << o_.listeners << ", connector identities " << o_.connectors
+      << ", seed " << o_.seed << "\n\n"
       << "sessions started     " << launched_ << "\n"
       << "sessions established " << established_ << "\n"
-      << "completed cleanly    " << completed_ << "  (echo verified chunk by chunk and by SHA-256)\n"
+      << "completed cleanly    " << completed_
+      << "  (echo verified chunk by chunk and by SHA-256)\n"
       << "reset abruptly (RST) " << dropped_ << "  (listener saw each end as an error)\n"
-      << "failed               " << failed_ << "  (allowed: " << o_.max_failure_ratio * 100 << "%)\n"
+      << "failed               " << failed_ << "  (allowed: " << o_.max_failure_ratio * 100
+      << "%)\n"
       << "data mismatches      " << mismatches_ << "  (allowed: 0)\n"
       << "peak open sessions   " << peak_active_ << "\n"
       << "bytes echoed         " << bytes_echoed_ << "\n";
@@ -546,7 +570,9 @@ void Soak::judge_and_report() {
       << "  t_s     phase     rss_MiB  open_fds  connections  tunnels  open_sessions\n";
   for (const auto& s : samples_) {
     char line[160];
-    const auto g = [&](const char* k) { return s.gauges.is_object() ? s.gauges.value(k, -1L) : -1L; };
+    const auto g = [&](const char* k) {
+      return s.gauges.is_object() ? s.gauges.value(k, -1L) : -1L;
+    };
     std::snprintf(line, sizeof line, "  %-7.0f %-9s %-8.2f %-9ld %-12ld %-8ld %ld\n", s.t,
                   s.phase.c_str(), static_cast<double>(s.rss_kib) / 1024.0, s.open_fds,
                   g("connections"), g("tunnels"), s.active);
@@ -568,19 +594,24 @@ void Soak::judge_and_report() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"soak_driver: churn real sessions through a strelay relay and watch its memory", "soak_driver"};
+  CLI::App app{"soak_driver: churn real sessions through a strelay relay and watch its memory",
+               "soak_driver"};
   Options o;
   app.add_option("--relay", o.relay_ticket, "The relay's ticket file")->required();
   app.add_option("--relay-pid", o.relay_pid, "The relay's process id (for VmRSS)")->required();
   app.add_option("--status-addr", o.status_addr, "The relay's --metrics-addr, IP:port")->required();
   app.add_option("--minutes", o.minutes, "Minutes of churn")->capture_default_str();
-  app.add_option("--sessions", o.sessions, "Sessions open at once (sets their mean lifetime)")->capture_default_str();
+  app.add_option("--sessions", o.sessions, "Sessions open at once (sets their mean lifetime)")
+      ->capture_default_str();
   app.add_option("--rate", o.rate, "New sessions per second")->capture_default_str();
-  app.add_option("--abort-fraction", o.abort_fraction, "Share of sessions reset abruptly")->capture_default_str();
+  app.add_option("--abort-fraction", o.abort_fraction, "Share of sessions reset abruptly")
+      ->capture_default_str();
   app.add_option("--listeners", o.listeners, "Listener nodes")->capture_default_str();
   app.add_option("--connectors", o.connectors, "Connector identities")->capture_default_str();
-  app.add_option("--sample-interval", o.sample_interval, "Seconds between relay samples")->capture_default_str();
-  app.add_option("--warmup", o.warmup, "Seconds of churn left out of the RSS fit")->capture_default_str();
+  app.add_option("--sample-interval", o.sample_interval, "Seconds between relay samples")
+      ->capture_default_str();
+  app.add_option("--warmup", o.warmup, "Seconds of churn left out of the RSS fit")
+      ->capture_default_str();
   app.add_option("--max-slope-mib-per-hour", o.max_slope)->capture_default_str();
   app.add_option("--short-window-minutes", o.short_window_minutes)->capture_default_str();
   app.add_option("--short-run-tolerance-mib", o.short_tolerance_mib)->capture_default_str();
@@ -590,7 +621,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (o.sessions < 1 || o.rate <= 0 || o.listeners < 1 || o.connectors < 1 || o.minutes <= 0) {
-    std::cerr << "soak_driver: --sessions, --rate, --listeners, --connectors, --minutes must be positive\n";
+    std::cerr << "soak_driver: --sessions, --rate, --listeners, --connectors, --minutes must be "
+                 "positive\n";
     return 2;
   }
   rlimit files{};

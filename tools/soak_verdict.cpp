@@ -48,15 +48,17 @@ RssVerdict judge_rss(std::span<const RssPoint> churn, const RssRule& rule) {
   v.text += line;
   const char* result = v.ok ? "ok" : "FAILED";
   if (v.fit.n < 3) {
-    std::snprintf(line, sizeof line, "RSS rule: %zu samples after the warm-up, too few to judge: FAILED\n",
-                  v.fit.n);
-  } else if (v.long_window) {
-    std::snprintf(line, sizeof line, "RSS rule: slope <= %g MiB/hour: %s\n", rule.max_mib_per_hour, result);
-  } else {
     std::snprintf(line, sizeof line,
-                  "RSS rule (window under %g min, too short to resolve %g MiB/hour): fitted growth <= %g "
-                  "MiB: %s\n",
-                  rule.short_window_minutes, rule.max_mib_per_hour, rule.short_tolerance_mib, result);
+                  "RSS rule: %zu samples after the warm-up, too few to judge: FAILED\n", v.fit.n);
+  } else if (v.long_window) {
+    std::snprintf(line, sizeof line, "RSS rule: slope <= %g MiB/hour: %s\n", rule.max_mib_per_hour,
+                  result);
+  } else {
+    std::snprintf(
+        line, sizeof line,
+        "RSS rule (window under %g min, too short to resolve %g MiB/hour): fitted growth <= %g "
+        "MiB: %s\n",
+        rule.short_window_minutes, rule.max_mib_per_hour, rule.short_tolerance_mib, result);
   }
   v.text += line;
   return v;

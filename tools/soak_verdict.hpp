@@ -22,9 +22,9 @@ struct RssPoint {
 };
 
 struct RssFit {
-  std::size_t n = 0;        // samples in the fit
-  double slope = 0;         // KiB per second
-  double window = 0;        // seconds from the first to the last sample in the fit
+  std::size_t n = 0;  // samples in the fit
+  double slope = 0;   // KiB per second
+  double window = 0;  // seconds from the first to the last sample in the fit
   double mib_per_hour() const { return slope * 3600.0 / 1024.0; }
   double growth_mib() const { return slope * window / 1024.0; }
 };
@@ -33,7 +33,7 @@ struct RssFit {
 RssFit fit_rss(std::span<const RssPoint> churn, double from);
 
 struct RssRule {
-  double warmup = 60;                 // seconds of churn left out of the fit
+  double warmup = 60;  // seconds of churn left out of the fit
   double max_mib_per_hour = 1.0;
   double short_window_minutes = 30;
   double short_tolerance_mib = 4;
@@ -43,8 +43,8 @@ struct RssVerdict {
   RssFit fit;          // from the warm-up on: the rule's
   RssFit second_half;  // from half the churn on: information
   bool long_window = false;
-  bool ok = false;     // also false with fewer than 3 samples after the warm-up
-  std::string text;    // the verdict's lines for the summary
+  bool ok = false;   // also false with fewer than 3 samples after the warm-up
+  std::string text;  // the verdict's lines for the summary
 };
 
 RssVerdict judge_rss(std::span<const RssPoint> churn, const RssRule& rule);

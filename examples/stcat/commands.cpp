@@ -10,6 +10,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "common/allowlist.hpp"
 #include "common/coro.hpp"
 #include "common/errors.hpp"
 #include "common/identity_file.hpp"
@@ -17,7 +18,6 @@
 #include "common/tickets.hpp"
 #include "session.hpp"
 #include "stcat.hpp"
-#include "common/allowlist.hpp"
 
 namespace strelay::stcat {
 

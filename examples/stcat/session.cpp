@@ -1,4 +1,3 @@
-#include "common/coro.hpp"
 #include "session.hpp"
 
 #include <fcntl.h>
@@ -19,6 +18,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "common/coro.hpp"
 #include "common/wakeup.hpp"
 
 extern char** environ;

@@ -6,7 +6,9 @@
 
 namespace strelay::test::xk1 {
 
-Bytes bytes_of(std::string_view text) { return Bytes(text.begin(), text.end()); }
+Bytes bytes_of(std::string_view text) {
+  return Bytes(text.begin(), text.end());
+}
 
 std::string to_hex(std::span<const std::uint8_t> bytes) {
   static constexpr char digits[] = "0123456789abcdef";
@@ -27,7 +29,9 @@ Key key_from_hex(std::string_view hex) {
   return out;
 }
 
-Key sha256_of(std::string_view text) { return sha256(bytes_of(text)); }
+Key sha256_of(std::string_view text) {
+  return sha256(bytes_of(text));
+}
 
 // The fixed inputs of the frozen vectors (tests/vectors/strelay-xk1sig.json).
 Key node_seed() {
@@ -35,9 +39,15 @@ Key node_seed() {
   for (std::size_t i = 0; i < seed.size(); ++i) seed[i] = static_cast<std::uint8_t>(i);
   return seed;
 }
-Key relay_seed() { return sha256_of("relay example seed"); }
-Key node_ephemeral() { return sha256_of("strelay vector: initiator ephemeral"); }
-Key relay_ephemeral() { return sha256_of("strelay vector: responder ephemeral"); }
+Key relay_seed() {
+  return sha256_of("relay example seed");
+}
+Key node_ephemeral() {
+  return sha256_of("strelay vector: initiator ephemeral");
+}
+Key relay_ephemeral() {
+  return sha256_of("strelay vector: responder ephemeral");
+}
 const Bytes& first_request() {
   static const Bytes request = bytes_of("first request rides in msg3");
   return request;

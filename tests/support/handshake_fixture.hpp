@@ -108,7 +108,7 @@ struct ManualResponder {
     state.mix_hash(e.public_key());  // e
     DhOutput ee;
     REQUIRE(e.dh(std::span<const std::uint8_t, key_bytes>(msg1.first<key_bytes>()), ee));
-    state.mix_key(ee.span());  // ee
+    state.mix_key(ee.span());                                                   // ee
     const Bytes sig = encrypt_and_hash(state, signer(state.handshake_hash()));  // sig
     out.insert(out.end(), sig.begin(), sig.end());
     return out;
@@ -137,8 +137,9 @@ struct ManualInitiator {
     Signature sig{};
     REQUIRE(state.decrypt_and_hash(msg2.subspan(key_bytes), sig));  // sig
   }
-  Bytes msg3(const Key& claimed_identity, const Signer& signer, std::span<const std::uint8_t> payload) {
-    Bytes out = encrypt_and_hash(state, claimed_identity);  // s
+  Bytes msg3(const Key& claimed_identity, const Signer& signer,
+             std::span<const std::uint8_t> payload) {
+    Bytes out = encrypt_and_hash(state, claimed_identity);                      // s
     const Bytes sig = encrypt_and_hash(state, signer(state.handshake_hash()));  // sig
     out.insert(out.end(), sig.begin(), sig.end());
     const Bytes body = encrypt_and_hash(state, payload);

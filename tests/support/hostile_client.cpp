@@ -42,7 +42,8 @@ std::string hex(std::span<const std::uint8_t> bytes, bool upper) {
 
 std::string base64_standard(std::span<const std::uint8_t> bytes) {
   std::string out(sodium_base64_ENCODED_LEN(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
-  sodium_bin2base64(out.data(), out.size(), bytes.data(), bytes.size(), sodium_base64_VARIANT_ORIGINAL);
+  sodium_bin2base64(out.data(), out.size(), bytes.data(), bytes.size(),
+                    sodium_base64_VARIANT_ORIGINAL);
   out.resize(std::char_traits<char>::length(out.c_str()));
   return out;
 }
@@ -80,10 +81,12 @@ std::size_t SecretLedger::size() {
 std::string SecretLedger::find_in(const std::string& text) {
   constexpr std::size_t key_chars = 16;
   std::lock_guard lock(mutex_);
-  std::unordered_map<std::string_view, std::vector<std::pair<const Entry*, const std::string*>>> by_prefix;
+  std::unordered_map<std::string_view, std::vector<std::pair<const Entry*, const std::string*>>>
+      by_prefix;
   for (const auto& e : entries_) {
     for (const auto& form : e.forms) {
-      if (form.size() >= key_chars) by_prefix[std::string_view(form).substr(0, key_chars)].emplace_back(&e, &form);
+      if (form.size() >= key_chars)
+        by_prefix[std::string_view(form).substr(0, key_chars)].emplace_back(&e, &form);
     }
   }
   const std::string_view all(text);
@@ -101,7 +104,9 @@ std::string SecretLedger::find_in(const std::string& text) {
 
 namespace {
 
-void remember(std::string_view label, std::span<const std::uint8_t> bytes) { SecretLedger::add(label, bytes); }
+void remember(std::string_view label, std::span<const std::uint8_t> bytes) {
+  SecretLedger::add(label, bytes);
+}
 
 std::chrono::milliseconds left_until(Clock::time_point until) {
   return std::max(std::chrono::milliseconds(0),
@@ -111,7 +116,10 @@ std::chrono::milliseconds left_until(Clock::time_point until) {
 }  // namespace
 
 HostileClient::HostileClient(const RelayAddress& relay, Hooks hooks, std::string source)
-    : relay_(relay), hooks_(hooks), identity_(Identity::generate()), public_key_(identity_->public_key()) {
+    : relay_(relay),
+      hooks_(hooks),
+      identity_(Identity::generate()),
+      public_key_(identity_->public_key()) {
   remember("hostile client's node seed", identity_->seed());
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) return;
@@ -130,7 +138,9 @@ HostileClient::HostileClient(const RelayAddress& relay, Hooks hooks, std::string
   }
 }
 
-HostileClient::~HostileClient() { close(); }
+HostileClient::~HostileClient() {
+  close();
+}
 
 const Identity& HostileClient::identity() const {
   REQUIRE_MESSAGE(identity_, "the hostile client's identity was released");
@@ -261,8 +271,10 @@ std::error_code HostileClient::consume_msg2(std::span<const std::uint8_t> body) 
   symmetric_->mix_key(ee.span());  // ee
   const auto h = symmetric_->handshake_hash();
   Signature sig{};
-  if (!symmetric_->decrypt_and_hash(body.subspan(key_bytes), sig)) return errc::relay_identity_mismatch;
-  std::vector<std::uint8_t> signed_bytes(responder_signature_context.begin(), responder_signature_context.end());
+  if (!symmetric_->decrypt_and_hash(body.subspan(key_bytes), sig))
+    return errc::relay_identity_mismatch;
+  std::vector<std::uint8_t> signed_bytes(responder_signature_context.begin(),
+                                         responder_signature_context.end());
   signed_bytes.insert(signed_bytes.end(), h.begin(), h.end());
   if (!relay_.key.verify(signed_bytes, sig)) return errc::relay_identity_mismatch;  // sig
   e_->wipe();
@@ -274,8 +286,9 @@ namespace {
 // S + L (mod 2^256) in the upper half of a signature: a non-canonical twin of a valid one.
 void malleate(Signature& sig) {
   static constexpr std::array<std::uint8_t, 32> group_order{
-      0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
-      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10};
+      0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7,
+      0xa2, 0xde, 0xf9, 0xde, 0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10};
   unsigned carry = 0;
   for (std::size_t i = 0; i < 32; ++i) {
     const unsigned sum = sig[32 + i] + group_order[i] + carry;
@@ -296,7 +309,8 @@ std::vector<std::uint8_t> HostileClient::send_msg3(std::span<const std::uint8_t>
   rest = rest.subspan(key_bytes + aead_tag_bytes);
   std::string context(initiator_signature_context);
   if (options.forgery == SignatureForgery::responder_role) context = responder_signature_context;
-  if (options.forgery == SignatureForgery::other_version) context = "strelay v2 handshake: initiator signature";
+  if (options.forgery == SignatureForgery::other_version)
+    context = "strelay v2 handshake: initiator signature";
   std::vector<std::uint8_t> signed_bytes(context.begin(), context.end());
   const auto& h = symmetric_->handshake_hash();
   signed_bytes.insert(signed_bytes.end(), h.begin(), h.end());
@@ -307,7 +321,8 @@ std::vector<std::uint8_t> HostileClient::send_msg3(std::span<const std::uint8_t>
   rest = rest.subspan(signature_bytes + aead_tag_bytes);
   ok = ok && symmetric_->encrypt_and_hash(payload, rest);
   if (!ok) return {};
-  std::vector<std::uint8_t> wire{static_cast<std::uint8_t>(body.size() >> 8), static_cast<std::uint8_t>(body.size())};
+  std::vector<std::uint8_t> wire{static_cast<std::uint8_t>(body.size() >> 8),
+                                 static_cast<std::uint8_t>(body.size())};
   wire.insert(wire.end(), body.begin(), body.end());
   write_message(wire);
   auto [c1, c2] = symmetric_->split();
@@ -329,7 +344,8 @@ bool HostileClient::handshake_with_payload(std::span<const std::uint8_t> payload
   return !send_msg3(payload).empty();
 }
 
-std::vector<std::uint8_t> HostileClient::seal_next(FrameKind kind, std::span<const std::uint8_t> body) {
+std::vector<std::uint8_t> HostileClient::seal_next(FrameKind kind,
+                                                   std::span<const std::uint8_t> body) {
   std::vector<std::uint8_t> out;
   if (transport_) (void)transport_->seal(kind, body, out);
   return out;
@@ -341,15 +357,20 @@ bool HostileClient::send_frame(FrameKind kind, std::span<const std::uint8_t> bod
   return write_message(frame);
 }
 
-bool HostileClient::send_raw(std::span<const std::uint8_t> bytes) { return write_message(bytes); }
+bool HostileClient::send_raw(std::span<const std::uint8_t> bytes) {
+  return write_message(bytes);
+}
 
-bool HostileClient::send_ping(std::uint64_t token) { return send_pings(token, 1); }
+bool HostileClient::send_ping(std::uint64_t token) {
+  return send_pings(token, 1);
+}
 
 bool HostileClient::send_pings(std::uint64_t first, std::size_t count) {
   std::vector<std::uint8_t> all;
   for (std::uint64_t token = first; token < first + count; ++token) {
     std::array<std::uint8_t, ping_token_bytes> body{};
-    for (std::size_t i = 0; i < body.size(); ++i) body[i] = static_cast<std::uint8_t>(token >> (8 * i));
+    for (std::size_t i = 0; i < body.size(); ++i)
+      body[i] = static_cast<std::uint8_t>(token >> (8 * i));
     const auto frame = seal_next(FrameKind::ping, body);
     if (frame.empty()) return false;
     all.insert(all.end(), frame.begin(), frame.end());
@@ -426,17 +447,19 @@ bool HostileClient::wait_closed(ms limit) {
 
 namespace {
 
-std::uint64_t struct_pointer(std::int32_t offset, std::uint16_t data_words, std::uint16_t pointers) {
+std::uint64_t struct_pointer(std::int32_t offset, std::uint16_t data_words,
+                             std::uint16_t pointers) {
   return std::uint64_t{static_cast<std::uint32_t>(offset) << 2} | std::uint64_t{data_words} << 32 |
          std::uint64_t{pointers} << 48;
 }
 
 std::uint64_t list_pointer(std::int32_t offset, std::uint8_t element_size, std::uint32_t count) {
-  return 1u | std::uint64_t{static_cast<std::uint32_t>(offset) << 2} | std::uint64_t{element_size} << 32 |
-         std::uint64_t{count} << 35;
+  return 1u | std::uint64_t{static_cast<std::uint32_t>(offset) << 2} |
+         std::uint64_t{element_size} << 32 | std::uint64_t{count} << 35;
 }
 
-std::vector<std::uint8_t> flat(const std::vector<std::uint64_t>& segment, std::uint32_t count_minus_one = 0) {
+std::vector<std::uint8_t> flat(const std::vector<std::uint64_t>& segment,
+                               std::uint32_t count_minus_one = 0) {
   std::vector<std::uint64_t> words{std::uint64_t{count_minus_one} |
                                    std::uint64_t{static_cast<std::uint32_t>(segment.size())} << 32};
   words.insert(words.end(), segment.begin(), segment.end());
@@ -491,10 +514,12 @@ std::vector<std::uint8_t> hostile_capnp(std::string_view name) {
   return {};
 }
 
-std::vector<std::uint8_t> listen_payload() { return encode(NodeMessage{Listen{}}); }
+std::vector<std::uint8_t> listen_payload() {
+  return encode(NodeMessage{Listen{}});
+}
 
 std::vector<std::string> adversarial_flags(std::vector<std::string> extra) {
-  std::vector<std::string> out{"--handshake-rate", "100000", "--handshake-burst", "100000",
+  std::vector<std::string> out{"--handshake-rate",         "100000", "--handshake-burst", "100000",
                                "--max-pending-per-source", "1024"};
   out.insert(out.end(), extra.begin(), extra.end());
   return out;

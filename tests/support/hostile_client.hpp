@@ -64,9 +64,9 @@ class SecretLedger {
 
 struct Hooks {
   struct Corrupt {
-    int message = 1;          // see the header comment
-    std::size_t byte = 0;     // within that message on the wire, length prefix included
-    std::uint8_t mask = 0x01; // XORed into the byte
+    int message = 1;           // see the header comment
+    std::size_t byte = 0;      // within that message on the wire, length prefix included
+    std::uint8_t mask = 0x01;  // XORed into the byte
   };
   struct Drip {
     std::size_t bytes = 1;  // per step
@@ -103,7 +103,8 @@ class HostileClient {
   using ms = std::chrono::milliseconds;
 
   // Connects from `source` (an address in 127.0.0.0/8). ok() is false when that failed.
-  explicit HostileClient(const RelayAddress& relay, Hooks hooks = {}, std::string source = "127.0.0.1");
+  explicit HostileClient(const RelayAddress& relay, Hooks hooks = {},
+                         std::string source = "127.0.0.1");
   ~HostileClient();
   HostileClient(const HostileClient&) = delete;
   HostileClient& operator=(const HostileClient&) = delete;
@@ -131,7 +132,8 @@ class HostileClient {
   std::error_code consume_msg2(std::span<const std::uint8_t> body);
   // Builds msg3 (with `payload`, the first request) as Msg3Options says, sends it, and sets up
   // the transport. Returns the msg3 body sent.
-  std::vector<std::uint8_t> send_msg3(std::span<const std::uint8_t> payload, const Msg3Options& options = {});
+  std::vector<std::uint8_t> send_msg3(std::span<const std::uint8_t> payload,
+                                      const Msg3Options& options = {});
   // All of it with `request` as the first request: true when msg2 verified and msg3 went out.
   bool handshake(const NodeMessage& request, ms limit = ms(5000));
   bool handshake_with_payload(std::span<const std::uint8_t> payload, ms limit = ms(5000));

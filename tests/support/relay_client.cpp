@@ -1,4 +1,3 @@
-#include "common/coro.hpp"
 #include "support/relay_client.hpp"
 
 #include <doctest/doctest.h>
@@ -8,16 +7,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <fstream>
 #include <regex>
 #include <sstream>
 #include <thread>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
+#include "common/coro.hpp"
 #include "common/identity_file.hpp"
 #include "common/tickets.hpp"
 
@@ -52,7 +51,8 @@ asio::awaitable<Received> next_message(Channel& channel, std::chrono::millisecon
       co_return out;
     }
     if (message.kind == FrameKind::ping) {  // answer keepalives as a node must
-      co_await channel.send(FrameKind::pong, message.body, std::chrono::steady_clock::now() + timeout);
+      co_await channel.send(FrameKind::pong, message.body,
+                            std::chrono::steady_clock::now() + timeout);
       continue;
     }
     if (message.kind != FrameKind::control) continue;
@@ -97,8 +97,10 @@ void RelayProcess::spawn(unsigned short port) {
   posix_spawn_file_actions_init(&actions);
   const auto log_path = (dir_ / "stderr.log").string();
   const auto out_path = (dir_ / "stdout.log").string();
-  posix_spawn_file_actions_addopen(&actions, 2, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&actions, 2, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0600);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0600);
   REQUIRE(posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) == 0);
   posix_spawn_file_actions_destroy(&actions);
 

@@ -5,17 +5,16 @@
 
 #include <sys/types.h>
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/system/result.hpp>
 #include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
-
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/system/result.hpp>
 
 #include "common/channel.hpp"
 #include "common/keys.hpp"
@@ -37,11 +36,9 @@ struct RelayConnection {
 };
 
 // Connects, runs the handshake pinned to relay.key, with `request` as msg3's payload.
-boost::asio::awaitable<RelayConnection> open_connection(const RelayAddress& relay,
-                                                        const Identity& self,
-                                                        const NodeMessage& request,
-                                                        std::chrono::milliseconds timeout =
-                                                            std::chrono::milliseconds(5000));
+boost::asio::awaitable<RelayConnection> open_connection(
+    const RelayAddress& relay, const Identity& self, const NodeMessage& request,
+    std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
 
 // The next control message; errc::channel_closed (with `close_reason`) or another error when
 // the relay ends the connection instead.
@@ -50,8 +47,8 @@ struct Received {
   std::error_code error;
   CloseReason close_reason = CloseReason::normal;
 };
-boost::asio::awaitable<Received> next_message(Channel& channel, std::chrono::milliseconds timeout =
-                                                                    std::chrono::milliseconds(5000));
+boost::asio::awaitable<Received> next_message(
+    Channel& channel, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
 
 boost::asio::awaitable<std::error_code> send_request(Channel& channel, const NodeMessage& request);
 

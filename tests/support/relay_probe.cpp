@@ -1,4 +1,3 @@
-#include "common/coro.hpp"
 #include "support/relay_probe.hpp"
 
 #include <arpa/inet.h>
@@ -12,18 +11,18 @@
 #include <unistd.h>
 
 #include <array>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <regex>
 #include <sstream>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
+#include "common/coro.hpp"
 #include "common/preamble.hpp"
 
 namespace strelay::test {
@@ -67,8 +66,9 @@ std::string read_file_text(const std::filesystem::path& path) {
 std::string to_string(const Gauges& g) {
   std::ostringstream out;
   out << "connections=" << g.connections << " pending_handshakes=" << g.pending_handshakes
-      << " listeners=" << g.listeners << " half_tunnels=" << g.half_tunnels << " tunnels=" << g.tunnels
-      << " tunnel_buffered_bytes=" << g.tunnel_buffered_bytes << " open_fds=" << g.open_fds;
+      << " listeners=" << g.listeners << " half_tunnels=" << g.half_tunnels
+      << " tunnels=" << g.tunnels << " tunnel_buffered_bytes=" << g.tunnel_buffered_bytes
+      << " open_fds=" << g.open_fds;
   return out.str();
 }
 
@@ -79,11 +79,13 @@ unsigned short parse_metrics_port(const std::string& log) {
   return static_cast<unsigned short>(std::stoi(match[1]));
 }
 
-Probe::Probe(const RelayProcess& relay) : pid_(relay.pid()), port_(parse_metrics_port(relay.log())) {
+Probe::Probe(const RelayProcess& relay)
+    : pid_(relay.pid()), port_(parse_metrics_port(relay.log())) {
   REQUIRE_MESSAGE(port_ != 0, "strelay was started without --metrics-addr 127.0.0.1:0");
 }
 
-std::optional<HttpReply> Probe::get(std::string_view path, std::chrono::milliseconds timeout) const {
+std::optional<HttpReply> Probe::get(std::string_view path,
+                                    std::chrono::milliseconds timeout) const {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return std::nullopt;
   timeval tv{};
@@ -96,7 +98,8 @@ std::optional<HttpReply> Probe::get(std::string_view path, std::chrono::millisec
   const std::string request =
       "GET " + std::string(path) + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
   bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 0 &&
-            ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size());
+            ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+                static_cast<ssize_t>(request.size());
   const auto until = std::chrono::steady_clock::now() + timeout;
   while (ok && std::chrono::steady_clock::now() < until) {
     char buf[16384];
@@ -110,7 +113,8 @@ std::optional<HttpReply> Probe::get(std::string_view path, std::chrono::millisec
   }
   ::close(fd);
   const auto head_end = raw.find("\r\n\r\n");
-  if (!ok || head_end == std::string::npos || raw.compare(0, 9, "HTTP/1.1 ") != 0) return std::nullopt;
+  if (!ok || head_end == std::string::npos || raw.compare(0, 9, "HTTP/1.1 ") != 0)
+    return std::nullopt;
   HttpReply reply;
   reply.status = std::atoi(raw.c_str() + 9);
   reply.headers = raw.substr(0, head_end);
@@ -175,7 +179,8 @@ std::int64_t Probe::rss_bytes() const {
   return resident * static_cast<std::int64_t>(::sysconf(_SC_PAGESIZE));
 }
 
-bool Probe::wait_for_gauges(const Gauges& baseline, std::chrono::milliseconds limit, Gauges& last) const {
+bool Probe::wait_for_gauges(const Gauges& baseline, std::chrono::milliseconds limit,
+                            Gauges& last) const {
   return eventually(
       [&] {
         last = gauges();
@@ -193,7 +198,8 @@ Gauges Probe::settled_gauges(std::chrono::milliseconds limit) const {
       [&] {
         std::this_thread::sleep_for(1100ms);
         previous = std::exchange(current, gauges());
-        return current == previous && current.pending_handshakes == 0 && current.tunnel_buffered_bytes == 0;
+        return current == previous && current.pending_handshakes == 0 &&
+               current.tunnel_buffered_bytes == 0;
       },
       limit);
   REQUIRE_MESSAGE(settled, "the relay's gauges did not settle: " << to_string(current));
@@ -283,7 +289,8 @@ bool RawSocket::wait_peer_closed(std::chrono::milliseconds limit) {
   const auto until = std::chrono::steady_clock::now() + limit;
   for (;;) {
     if (peer_closed()) return true;
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     pollfd p{fd_, POLLIN | POLLRDHUP, 0};
     ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 100)));
@@ -320,8 +327,10 @@ std::vector<std::uint8_t> preamble_and_msg1() {
 
 // ---------------------------------------------------------------- protocol connections
 
-asio::awaitable<RelayConnection> open_connection_from(const asio::ip::address& source, const RelayAddress& relay,
-                                                      const Identity& self, const NodeMessage& request,
+asio::awaitable<RelayConnection> open_connection_from(const asio::ip::address& source,
+                                                      const RelayAddress& relay,
+                                                      const Identity& self,
+                                                      const NodeMessage& request,
                                                       std::chrono::milliseconds timeout) {
   RelayConnection out;
   tcp::socket socket(co_await asio::this_coro::executor);
@@ -339,7 +348,8 @@ asio::awaitable<RelayConnection> open_connection_from(const asio::ip::address& s
   co_return out;
 }
 
-asio::awaitable<PairedPipe> make_pipe(const RelayAddress& relay, const Identity& l_id, const Identity& c_id) {
+asio::awaitable<PairedPipe> make_pipe(const RelayAddress& relay, const Identity& l_id,
+                                      const Identity& c_id) {
   auto is_a = [](const Received& r, auto tag) {
     return r.message && std::holds_alternative<decltype(tag)>(*r.message);
   };

@@ -15,11 +15,15 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>
@@ -27,11 +31,6 @@
 #include <thread>
 #include <utility>
 #include <vector>
-
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <nlohmann/json.hpp>
 
 #include "support/relay_client.hpp"
 
@@ -86,8 +85,8 @@ class Probe {
 
   unsigned short port() const { return port_; }
   // GET over a fresh connection (Connection: close); nullopt when it fails or times out.
-  std::optional<HttpReply> get(std::string_view path,
-                               std::chrono::milliseconds timeout = std::chrono::milliseconds(3000)) const;
+  std::optional<HttpReply> get(std::string_view path, std::chrono::milliseconds timeout =
+                                                          std::chrono::milliseconds(3000)) const;
   nlohmann::json status() const;  // /status, REQUIRE'd to answer 200 with JSON
   Gauges gauges() const;
   // A counter from /status: counters[family][label], or counters[family] without a label.
@@ -184,7 +183,8 @@ std::vector<std::uint8_t> preamble_and_msg1();
 // relay apply to it apart from the test's other clients.
 boost::asio::awaitable<RelayConnection> open_connection_from(
     const boost::asio::ip::address& source, const RelayAddress& relay, const Identity& self,
-    const NodeMessage& request, std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
+    const NodeMessage& request,
+    std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
 
 // A listener, and one pipe made by a connect and an accept through the relay; REQUIREs every
 // step to succeed (ListenOk, IncomingConnection{connector}, Connected on both with the right peer).
@@ -198,10 +198,12 @@ boost::asio::awaitable<PairedPipe> make_pipe(const RelayAddress& relay, const Id
 
 // Runs `op` with a deadline on the current executor: true if it finished, false on timeout
 // (the operation is then cancelled).
-boost::asio::awaitable<bool> with_timeout(boost::asio::awaitable<void> op, std::chrono::milliseconds limit);
+boost::asio::awaitable<bool> with_timeout(boost::asio::awaitable<void> op,
+                                          std::chrono::milliseconds limit);
 
 // Runs body(0), ..., body(n - 1) concurrently on the current executor and waits for them all;
 // rethrows the first exception (a failed REQUIRE) once all have ended.
-boost::asio::awaitable<void> run_concurrently(int n, std::function<boost::asio::awaitable<void>(int)> body);
+boost::asio::awaitable<void> run_concurrently(
+    int n, std::function<boost::asio::awaitable<void>(int)> body);
 
 }  // namespace strelay::test

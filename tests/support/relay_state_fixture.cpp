@@ -5,7 +5,6 @@
 
 namespace strelay::test::pairing {
 
-
 const std::vector<PublicKey>& keys() {
   static const std::vector<PublicKey> all = [] {
     std::vector<PublicKey> out;

@@ -1,4 +1,3 @@
-#include "common/coro.hpp"
 #include "support/watched_relay.hpp"
 
 #include <doctest/doctest.h>
@@ -10,8 +9,6 @@
 #include <unistd.h>
 
 #include <array>
-#include <regex>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -19,7 +16,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <regex>
 
+#include "common/coro.hpp"
 #include "common/identity_file.hpp"
 #include "support/hostile_client.hpp"
 
@@ -31,8 +30,7 @@ namespace asio = boost::asio;
 using namespace asio::experimental::awaitable_operators;
 using namespace std::chrono_literals;
 
-namespace {
-}  // namespace
+namespace {}  // namespace
 
 // ---------------------------------------------------------------- the canary
 
@@ -46,7 +44,8 @@ Canary::Canary(const RelayAddress& relay, const std::string& source) {
     }
   });
   thread_ = std::thread([this] { ioc_.run(); });
-  const bool paired = eventually([this] { return ready_.load() || failures_.load() > 0; }, 20s) && ready_.load();
+  const bool paired =
+      eventually([this] { return ready_.load() || failures_.load() > 0; }, 20s) && ready_.load();
   if (!paired || !round_trips(2)) {
     const auto why = error();
     stop();
@@ -54,7 +53,9 @@ Canary::Canary(const RelayAddress& relay, const std::string& source) {
   }
 }
 
-Canary::~Canary() { stop(); }
+Canary::~Canary() {
+  stop();
+}
 
 void Canary::stop() {
   stopping_ = true;
@@ -92,10 +93,13 @@ asio::awaitable<void> Canary::run(RelayAddress relay, asio::ip::address source) 
   auto l = co_await open_connection_from(source, relay, listener_id, Listen{});
   if (l.error) co_return fail("canary listener: " + l.error.message());
   if (!expect(co_await next_message(*l.channel), ListenOk{}, "ListenOk")) co_return;
-  auto c = co_await open_connection_from(source, relay, connector_id, Connect{listener_id.public_key()});
+  auto c =
+      co_await open_connection_from(source, relay, connector_id, Connect{listener_id.public_key()});
   if (c.error) co_return fail("canary connector: " + c.error.message());
-  if (!expect(co_await next_message(*l.channel), IncomingConnection{}, "IncomingConnection")) co_return;
-  auto a = co_await open_connection_from(source, relay, listener_id, Accept{connector_id.public_key()});
+  if (!expect(co_await next_message(*l.channel), IncomingConnection{}, "IncomingConnection"))
+    co_return;
+  auto a =
+      co_await open_connection_from(source, relay, listener_id, Accept{connector_id.public_key()});
   if (a.error) co_return fail("canary acceptor: " + a.error.message());
   if (!expect(co_await next_message(*a.channel), Connected{}, "Connected (acceptor)")) co_return;
   if (!expect(co_await next_message(*c.channel), Connected{}, "Connected (connector)")) co_return;
@@ -109,8 +113,9 @@ asio::awaitable<void> Canary::keep_listening(Channel& listener) {
   for (;;) {
     auto r = co_await next_message(listener, 1000ms);  // answers pings
     if (r.error == errc::timeout) continue;
-    if (r.error) co_return fail("canary listener ended: " + r.error.message() + " reason " +
-                                std::to_string(static_cast<int>(r.close_reason)));
+    if (r.error)
+      co_return fail("canary listener ended: " + r.error.message() + " reason " +
+                     std::to_string(static_cast<int>(r.close_reason)));
   }
 }
 
@@ -131,7 +136,8 @@ asio::awaitable<void> Canary::ping_pong(tcp::socket& connector) {
     co_await pause.async_wait(await_tuple);
     std::array<std::uint8_t, 16> out{};
     std::array<std::uint8_t, 16> back{};
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::uint8_t>(round >> (8 * (i % 8)));
+    for (std::size_t i = 0; i < out.size(); ++i)
+      out[i] = static_cast<std::uint8_t>(round >> (8 * (i % 8)));
     boost::system::error_code error;
     const bool in_time = co_await with_timeout(
         [&]() -> asio::awaitable<void> {
@@ -175,9 +181,9 @@ void WatchedRelay::check_clean(std::chrono::milliseconds limit) {
   }
   Gauges last;
   const bool back = probe_.wait_for_gauges(baseline_, limit, last);
-  CHECK_MESSAGE(back, "gauges not back to baseline within " << limit.count() << " ms\n  baseline: "
-                                                            << to_string(baseline_) << "\n  now:      "
-                                                            << to_string(last));
+  CHECK_MESSAGE(back, "gauges not back to baseline within "
+                          << limit.count() << " ms\n  baseline: " << to_string(baseline_)
+                          << "\n  now:      " << to_string(last));
   if (canary_) canary_->stop();
   if (relay_.running()) check_clean_exit(relay_, std::chrono::milliseconds(10000));
   check_no_secret_logged(relay_.dir() / "relay.ident", relay_.log());
@@ -186,18 +192,19 @@ void WatchedRelay::check_clean(std::chrono::milliseconds limit) {
 void check_clean_exit(RelayProcess& relay, std::chrono::milliseconds limit) {
   relay.signal(SIGTERM);
   const int status = relay.wait_exit(limit);
-  CHECK_MESSAGE(status == 0, "strelay did not exit 0 on SIGTERM within " << limit.count() << " ms (status "
-                                                                           << status << ")");
+  CHECK_MESSAGE(status == 0, "strelay did not exit 0 on SIGTERM within "
+                                 << limit.count() << " ms (status " << status << ")");
   if (status != 0) relay.kill();
   check_no_sanitizer_report(relay.log());
 }
 
 void check_no_sanitizer_report(const std::string& log) {
-  for (const char* marker : {"ERROR: AddressSanitizer", "runtime error:", "WARNING: ThreadSanitizer",
-                             "LeakSanitizer", "ERROR: UndefinedBehaviorSanitizer"}) {
+  for (const char* marker :
+       {"ERROR: AddressSanitizer", "runtime error:", "WARNING: ThreadSanitizer", "LeakSanitizer",
+        "ERROR: UndefinedBehaviorSanitizer"}) {
     const auto at = log.find(marker);
-    CHECK_MESSAGE(at == std::string::npos,
-                  "sanitizer report in the relay's log: " << log.substr(at == std::string::npos ? 0 : at, 2000));
+    CHECK_MESSAGE(at == std::string::npos, "sanitizer report in the relay's log: " << log.substr(
+                                               at == std::string::npos ? 0 : at, 2000));
   }
 }
 
@@ -229,9 +236,10 @@ PrefixedRelay::PrefixedRelay(std::vector<std::string> prefix, std::vector<std::s
   address_.key = identity.public_key();
 
   std::vector<std::string> args = std::move(prefix);
-  for (const auto& a : {std::string(STRELAY_BIN_DIR) + "/strelay", std::string("--idfile"),
-                        (dir_ / "relay.ident").string(), std::string("--laddr"), std::string("127.0.0.1:0"),
-                        std::string("--metrics-addr"), std::string("127.0.0.1:0")}) {
+  for (const auto& a :
+       {std::string(STRELAY_BIN_DIR) + "/strelay", std::string("--idfile"),
+        (dir_ / "relay.ident").string(), std::string("--laddr"), std::string("127.0.0.1:0"),
+        std::string("--metrics-addr"), std::string("127.0.0.1:0")}) {
     args.push_back(a);
   }
   args.insert(args.end(), extra.begin(), extra.end());
@@ -241,7 +249,8 @@ PrefixedRelay::PrefixedRelay(std::vector<std::string> prefix, std::vector<std::s
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   const auto log_path = (dir_ / "stderr.log").string();
-  posix_spawn_file_actions_addopen(&actions, 2, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&actions, 2, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0600);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
   REQUIRE(posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), environ) == 0);
   posix_spawn_file_actions_destroy(&actions);
@@ -270,7 +279,9 @@ PrefixedRelay::~PrefixedRelay() {
   std::filesystem::remove_all(dir_, ignored);
 }
 
-std::string PrefixedRelay::log() const { return read_file_text(dir_ / "stderr.log"); }
+std::string PrefixedRelay::log() const {
+  return read_file_text(dir_ / "stderr.log");
+}
 
 int PrefixedRelay::terminate(std::chrono::milliseconds limit) {
   if (pid_ <= 0) return -1;

@@ -28,7 +28,8 @@ asio::awaitable<WsSocket> open_websocket(const tcp::endpoint& relay, const WsOpt
   tcp::socket socket(executor);
   boost::system::error_code ec;
   socket.open(relay.protocol(), ec);
-  if (!ec && !options.source.empty()) socket.bind(tcp::endpoint(asio::ip::make_address(options.source), 0), ec);
+  if (!ec && !options.source.empty())
+    socket.bind(tcp::endpoint(asio::ip::make_address(options.source), 0), ec);
   if (!ec) std::tie(ec) = co_await socket.async_connect(relay, await_tuple);
   if (ec) {
     out.error = ec;
@@ -48,15 +49,17 @@ asio::awaitable<WsSocket> open_websocket(const tcp::endpoint& relay, const WsOpt
     co_return out;
   }
   static Clock client_clock;  // real time: the test node's bridge outlives any test's clock
-  auto [bridge, end] = WebSocketBridge::make(std::move(ws), client_clock, WebSocketBridge::Options{});
+  auto [bridge, end] =
+      WebSocketBridge::make(std::move(ws), client_clock, WebSocketBridge::Options{});
   bridge->start();
   out.socket = std::move(end);
   co_return out;
 }
 
 asio::awaitable<RelayConnection> open_ws_connection(const RelayAddress& relay, const Identity& self,
-                                                   const NodeMessage& request, const WsOptions& options,
-                                                   std::chrono::milliseconds timeout) {
+                                                    const NodeMessage& request,
+                                                    const WsOptions& options,
+                                                    std::chrono::milliseconds timeout) {
   RelayConnection out;
   auto ws = co_await open_websocket(relay.endpoint, options);
   if (ws.error) {
@@ -69,9 +72,10 @@ asio::awaitable<RelayConnection> open_ws_connection(const RelayAddress& relay, c
   co_return out;
 }
 
-asio::awaitable<PairedPipe> make_pipe_over(const RelayAddress& relay, const Identity& l_id, const Identity& c_id,
-                                           Carriers carriers) {
-  auto open = [&](bool ws, const Identity& id, const NodeMessage& request) -> asio::awaitable<RelayConnection> {
+asio::awaitable<PairedPipe> make_pipe_over(const RelayAddress& relay, const Identity& l_id,
+                                           const Identity& c_id, Carriers carriers) {
+  auto open = [&](bool ws, const Identity& id,
+                  const NodeMessage& request) -> asio::awaitable<RelayConnection> {
     if (ws) co_return co_await open_ws_connection(relay, id, request);
     co_return co_await open_connection(relay, id, request);
   };
