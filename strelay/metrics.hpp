@@ -98,13 +98,17 @@ STRELAY_LABELS(LimitReason, {LimitReason::pending_total, "pending_total"},
                {LimitReason::connections_total, "connections_total"},
                {LimitReason::connect_rate, "connect_rate"},
                {LimitReason::half_tunnels, "half_tunnels"}, {LimitReason::stalled, "stalled"});
-STRELAY_LABELS(CloseReason, {CloseReason::normal, "normal"}, {CloseReason::replaced, "replaced"},
-               {CloseReason::shutdown, "shutdown"}, {CloseReason::protocol_error, "protocol_error"},
-               {CloseReason::timeout, "timeout"}, {CloseReason::dead_peer, "dead_peer"},
-               {CloseReason::overloaded, "overloaded"}, {CloseReason::rate_limited, "rate_limited"},
-               {CloseReason::not_allowed, "not_allowed"}, {CloseReason::stalled, "stalled"},
-               {CloseReason::peer_gone, "peer_gone"}, {CloseReason::internal, "internal"},
-               {CloseReason::aborted, "aborted"});
+// Close reasons have one name table, beside the enum (common/protocol.hpp): their labels are it.
+template <>
+struct MetricLabels<CloseReason> {
+  static constexpr auto all = [] {
+    std::array<std::pair<CloseReason, std::string_view>, all_close_reasons.size()> labels{};
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      labels[i] = {all_close_reasons[i], to_string(all_close_reasons[i])};
+    }
+    return labels;
+  }();
+};
 STRELAY_LABELS(ConnectOutcome, {ConnectOutcome::connected, "connected"},
                {ConnectOutcome::not_found, "not_found"}, {ConnectOutcome::rejected, "rejected"},
                {ConnectOutcome::timeout, "timeout"}, {ConnectOutcome::peer_gone, "peer_gone"},

@@ -185,11 +185,8 @@ asio::awaitable<void> Relay::ttl_loop() {
 void Relay::start_tunnel(const Paired& pairing, TunnelEnd connector, TunnelEnd acceptor,
                          asio::any_io_executor executor) {
   // Both descriptors go onto this worker: a tunnel runs on one thread, without locks.
-  tcp::socket a(executor);
-  tcp::socket b(executor);
-  boost::system::error_code ec;
-  a.assign(tcp::v6(), std::exchange(connector.fd, -1), ec);  // the protocol only tags the socket
-  b.assign(tcp::v6(), std::exchange(acceptor.fd, -1), ec);
+  tcp::socket a = connector.socket.attach(executor);
+  tcp::socket b = acceptor.socket.attach(executor);
   Tunnel::Options options;
   {
     std::lock_guard lock(mutex_);

@@ -1,21 +1,51 @@
 #include "strelay/rendezvous.hpp"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 namespace strelay {
 
-Rendezvous::~Rendezvous() {
-  if (waiting_ && waiting_->fd >= 0) ::close(waiting_->fd);
+SocketHandle::SocketHandle(boost::asio::ip::tcp::socket& socket) {
+  boost::system::error_code ec;
+  const auto local = socket.local_endpoint(ec);
+  if (!ec && local.address().is_v4()) family_ = boost::asio::ip::tcp::v4();
+  fd_ = socket.release(ec);
+  if (ec) fd_ = -1;
 }
+
+SocketHandle& SocketHandle::operator=(SocketHandle&& other) noexcept {
+  if (this != &other) {
+    reset();
+    fd_ = std::exchange(other.fd_, -1);
+    family_ = other.family_;
+  }
+  return *this;
+}
+
+boost::asio::ip::tcp::socket SocketHandle::attach(const boost::asio::any_io_executor& executor) {
+  boost::asio::ip::tcp::socket socket(executor);
+  boost::system::error_code ec;
+  socket.assign(family_, fd_, ec);
+  if (ec) {
+    reset();  // the new socket never took it
+  } else {
+    fd_ = -1;
+  }
+  return socket;
+}
+
+void SocketHandle::reset() {
+  if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+}
+
+Rendezvous::~Rendezvous() = default;  // a waiting end's socket closes with it
 
 void Rendezvous::arrive(TunnelEnd end, boost::asio::any_io_executor executor) {
   std::optional<TunnelEnd> first;
   {
     std::lock_guard lock(mutex_);
-    if (abandoned_) {
-      ::close(end.fd);  // the other end is gone: this node sees the pipe close
-      return;
-    }
+    if (abandoned_)
+      return;  // the other end is gone: `end` closes, and its node sees the pipe close
     if (!waiting_) {
       waiting_ = std::move(end);
       return;
@@ -37,7 +67,7 @@ void Rendezvous::abandon(ConnId side) {
     waiting = std::move(waiting_);
     waiting_.reset();
   }
-  if (waiting && waiting->fd >= 0) ::close(waiting->fd);
+  waiting.reset();  // its socket closes
   log_.info("pairing_abandoned", LogTags{side, peer_of(side)});
 }
 

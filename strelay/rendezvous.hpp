@@ -14,10 +14,12 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 
 #include "common/log.hpp"
 #include "strelay/limits.hpp"
@@ -36,10 +38,36 @@ struct ConnectionHold {
   std::optional<TimePoint> deadline{};
 };
 
-// One end of a pairing, released by its session: the rendezvous (then the tunnel) owns `fd`.
+// A connected socket on its way from one worker to another: the descriptor without an executor,
+// and its family. It closes the descriptor unless attach() takes it, so no path can leak one.
+class SocketHandle {
+ public:
+  SocketHandle() = default;
+  // Takes the descriptor out of `socket` (which is left closed).
+  explicit SocketHandle(boost::asio::ip::tcp::socket& socket);
+  SocketHandle(SocketHandle&& other) noexcept
+      : fd_(std::exchange(other.fd_, -1)), family_(other.family_) {}
+  SocketHandle& operator=(SocketHandle&& other) noexcept;
+  SocketHandle(const SocketHandle&) = delete;
+  SocketHandle& operator=(const SocketHandle&) = delete;
+  ~SocketHandle() { reset(); }
+
+  bool valid() const { return fd_ >= 0; }
+  // A socket on `executor` (the worker that uses it from now on) that owns the descriptor.
+  boost::asio::ip::tcp::socket attach(const boost::asio::any_io_executor& executor);
+  void reset();
+
+ private:
+  int fd_ = -1;
+  // The socket's own family: IPv4 or IPv6 (a WebSocket bridge's Unix socketpair end, used only
+  // for reads, writes, shutdown and splice, is tagged IPv6: Asio needs a protocol to hold it).
+  boost::asio::ip::tcp family_ = boost::asio::ip::tcp::v6();
+};
+
+// One end of a pairing, released by its session: the rendezvous (then the tunnel) owns it.
 struct TunnelEnd {
   ConnId side = 0;
-  int fd = -1;
+  SocketHandle socket;
   ConnectionHold hold;
 };
 
@@ -62,7 +90,7 @@ class Rendezvous : public std::enable_shared_from_this<Rendezvous> {
   const PublicKey& peer_of(ConnId side) const {
     return side == pairing_.connector ? pairing_.listener_key : pairing_.connector_key;
   }
-  // `end.fd` is a connected socket released by its session; the rendezvous owns it from here.
+  // `end.socket` is a connected socket released by its session; the rendezvous owns it from here.
   void arrive(TunnelEnd end, boost::asio::any_io_executor executor);
   void abandon(ConnId side);
 

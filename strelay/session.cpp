@@ -340,10 +340,9 @@ asio::awaitable<void> Session::join_tunnel(std::shared_ptr<Rendezvous> rendezvou
   // From here the socket carries the nodes' own bytes: hand it over whole.
   auto socket = channel_->release_socket();
   channel_.reset();
-  const int fd = socket.release();
   auto hold = std::move(*hold_);
   hold_.reset();
-  rendezvous->arrive(TunnelEnd{id_, fd, std::move(hold)}, wake_.get_executor());
+  rendezvous->arrive(TunnelEnd{id_, SocketHandle(socket), std::move(hold)}, wake_.get_executor());
 }
 
 asio::awaitable<void> Session::stop_reader() {
