@@ -392,9 +392,9 @@ TEST_CASE(
           co_await asio::async_write(socket, asio::buffer(v1), await_tuple);
           std::optional<Channel> channel;
           const auto payload = encode(NodeMessage{Listen{}});
-          const auto ec =
-              co_await connect_handshake(socket, Identity::generate(), relay.address().key, payload,
-                                         std::chrono::steady_clock::now() + 5s, channel);
+          const auto ec = co_await connect_handshake(
+              socket, Identity::generate(), relay.address().key, HandshakeLayer::hop, payload,
+              std::chrono::steady_clock::now() + 5s, channel);
           CHECK_FALSE(ec);
         }
         {  // a stranger's header is refused: the connection closes

@@ -67,7 +67,7 @@ asio::awaitable<RelayConnection> open_ws_connection(const RelayAddress& relay, c
     co_return out;
   }
   const auto payload = encode(request);
-  out.error = co_await connect_handshake(ws.socket, self, relay.key, payload,
+  out.error = co_await connect_handshake(ws.socket, self, relay.key, HandshakeLayer::hop, payload,
                                          std::chrono::steady_clock::now() + timeout, out.channel);
   co_return out;
 }
