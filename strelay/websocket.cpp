@@ -77,8 +77,7 @@ WebSocketBridge::WebSocketBridge(Stream ws, tcp::socket pair, Clock& clock, Opti
       metrics_(metrics),
       open_(metrics != nullptr ? GaugeHold(metrics->websocket_connections) : GaugeHold()),
       clock_(clock),
-      watchdog_(pair_.get_executor(), clock),
-      linger_(pair_.get_executor()) {
+      watchdog_(pair_.get_executor(), clock) {
   ws_.binary(true);
   ws_.read_message_max(options_.max_message_bytes);
 }
@@ -145,8 +144,6 @@ asio::awaitable<void> WebSocketBridge::from_websocket() {
 }
 
 void WebSocketBridge::websocket_read_ended(boost::system::error_code ec) {
-  node_closed_ = true;
-  linger_.cancel();
   if (aborted_) return;
   if (ec == websocket::error::closed || ec == asio::error::eof) {
     // The node closed: a FIN toward the session or tunnel. Nothing more can reach the node.
@@ -191,15 +188,8 @@ asio::awaitable<void> WebSocketBridge::to_websocket() {
       break;
     }
   }
-  if (!aborted_ && !websocket_closed_ && !node_closed_) {
-    // The other side ended (EOF after its last byte). A WebSocket has no half-close, so the
-    // node could send nothing once we close it: its end-to-end stream still owes its answer
-    // to the peer's close. Wait for the node to close first, for close_linger at most.
-    linger_.expires_after(options_.close_linger);
-    co_await linger_.async_wait(await_tuple);
-  }
-  if (!aborted_ && !websocket_closed_ && !node_closed_) {
-    // The node did not close in time: close the WebSocket, 1000.
+  if (!aborted_ && !websocket_closed_) {
+    // The other side ended (EOF after its last byte): close the WebSocket, 1000.
     begin_write(1, options_.close_linger);
     co_await ws_.async_close(websocket::close_code::normal, await_tuple);
     end_write(1);
@@ -228,11 +218,10 @@ void WebSocketBridge::abort(End why) {
   pair_.close(ignored);
   ws_.next_layer().close(ignored);
   watchdog_.cancel();
-  linger_.cancel();
   open_.release();
 }
 
-void WebSocketBridge::begin_write(int direction, Clock::duration allowance) {
+void WebSocketBridge::begin_write(std::size_t direction, Clock::duration allowance) {
   write_deadline_[direction] = clock_.now() + allowance;
   if (write_deadline_[direction] < watchdog_at_) arm_watchdog();
 }

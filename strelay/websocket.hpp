@@ -88,8 +88,8 @@ class WebSocketBridge : public std::enable_shared_from_this<WebSocketBridge> {
   void websocket_read_ended(boost::system::error_code ec);
   void abort(End why);
   void direction_done();
-  void begin_write(int direction, Clock::duration allowance);
-  void end_write(int direction) { write_deadline_[direction] = Clock::time_point::max(); }
+  void begin_write(std::size_t direction, Clock::duration allowance);
+  void end_write(std::size_t direction) { write_deadline_[direction] = Clock::time_point::max(); }
   void arm_watchdog();
   void on_watchdog();
   void hold(std::int64_t delta);
@@ -106,9 +106,6 @@ class WebSocketBridge : public std::enable_shared_from_this<WebSocketBridge> {
   Clock::time_point watchdog_at_ = Clock::time_point::max();
   std::int64_t held_ = 0;          // bytes read and not yet written, both directions
   bool websocket_closed_ = false;  // no more bytes can reach the node
-  bool node_closed_ = false;       // the node closed its side (or its read failed)
-  // After the other side's FIN, the node's last bytes are awaited on it (close_linger).
-  boost::asio::steady_timer linger_;
   bool aborted_ = false;
   End end_ = End::normal;
   int running_ = 0;
