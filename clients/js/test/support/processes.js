@@ -92,7 +92,7 @@ export class Scene {
       const force = setTimeout(() => child.kill('SIGKILL'), 5000);
       return child.exited.finally(() => clearTimeout(force));
     }));
-    rmSync(this.dir, { recursive: true, force: true });
+    rmSync(this.dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });  // a browser may still be writing its profile
   }
 }
 
