@@ -12,6 +12,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/coro.hpp"
+#include "strelay/front.hpp"
 #include "strelay/session.hpp"
 
 namespace strelay {
@@ -118,7 +119,11 @@ Server::~Server() {
 }
 
 void Server::bind() {
-  for (const auto& endpoint : listen_) {
+  auto all = listen_;
+  const auto& websocket_listen = settings()->websocket_listen;
+  all.insert(all.end(), websocket_listen.begin(), websocket_listen.end());
+  tcp_acceptors_ = listen_.size();
+  for (const auto& endpoint : all) {
     tcp::acceptor acceptor(*workers_[0]);
     boost::system::error_code ec;
     acceptor.open(endpoint.protocol(), ec);
@@ -153,8 +158,8 @@ void Server::run() {
   // Queued before the accept loops: the budget is in force before the first accept, and after
   // the handlers main queued (the signal set's pipe, the HTTP listener) have opened theirs.
   asio::post(*workers_[0], [this] { apply_descriptor_budget(); });
-  for (auto& acceptor : acceptors_) {
-    asio::co_spawn(*workers_[0], accept_loop(acceptor), asio::detached);
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    asio::co_spawn(*workers_[0], accept_loop(acceptors_[i], i >= tcp_acceptors_), asio::detached);
   }
   relay_->start();
   std::vector<std::thread> threads;
@@ -202,7 +207,7 @@ DescriptorBudget Server::descriptor_budget() const {
   return budget_;
 }
 
-asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor) {
+asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, bool websocket_only) {
   Clock::duration backoff{};
   asio::steady_timer pause(acceptor.get_executor());
   while (!draining()) {
@@ -226,15 +231,31 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor) {
     }
     backoff = {};
     metrics_.accepts_total.inc();
-    hand_off(std::move(socket));
+    hand_off(std::move(socket), websocket_only);
   }
 }
 
-void Server::hand_off(tcp::socket socket) {
+void Server::hand_off(tcp::socket socket, bool websocket_only) {
   boost::system::error_code remote_ec;
   const auto remote = socket.remote_endpoint(remote_ec);
   if (remote_ec) return;  // already gone
-  const auto source = SourceKey::from_address(remote.address());
+  auto current = settings();
+  // A trusted proxy's connection is admitted once the client it names is known; everyone
+  // else's now. The carrier is told apart in the front door (strelay/front), which hands the
+  // connection (or its WebSocket bridge's socket) to start_session().
+  std::optional<Admission::Admitted> admitted;
+  if (!current->carrier.trusted_proxies.contains(remote.address())) {
+    admitted = admit(remote.address());
+    if (!admitted) return;
+  }
+  tune_socket(socket, current->dead_peer);
+  start_front(*this,
+              FrontEntry{std::move(socket), std::move(admitted), GaugeHold(metrics_.connections),
+                         clock_.now() + current->handshake_timeout, websocket_only});
+}
+
+std::optional<Admission::Admitted> Server::admit(const asio::ip::address& address) {
+  const auto source = SourceKey::from_address(address);
   auto admitted = admission_.try_admit(source, clock_.now());
   if (auto* refusal = std::get_if<AdmissionRefusal>(&admitted)) {
     // Before a handshake nothing can be said with authority: count, log (rate-limited), close.
@@ -242,15 +263,17 @@ void Server::hand_off(tcp::socket socket) {
     metrics_.handshakes_total.inc(HandshakeOutcome::refused);
     log_.info("admission_refused", {},
               {{"reason", to_string(*refusal)}, {"source", source.to_string()}});
-    return;
+    return std::nullopt;
   }
-  auto current = settings();
-  tune_socket(socket, current->dead_peer);
-  ConnectionHold hold{std::get<Admission::Admitted>(std::move(admitted)),
-                      GaugeHold(metrics_.connections)};
-  Session::start(std::make_shared<Session>(
-      SessionContext{std::move(current), identity_, clock_, metrics_, log_}, *relay_,
-      relay_->next_conn_id(), std::move(socket), remote, std::move(hold)));
+  return std::get<Admission::Admitted>(std::move(admitted));
+}
+
+ConnId Server::start_session(tcp::socket socket, const tcp::endpoint& client, ConnectionHold hold) {
+  const ConnId id = relay_->next_conn_id();
+  Session::start(
+      std::make_shared<Session>(SessionContext{settings(), identity_, clock_, metrics_, log_},
+                                *relay_, id, std::move(socket), client, std::move(hold)));
+  return id;
 }
 
 void Server::set_allowlist(std::optional<Allowlist> allowlist) {
@@ -261,6 +284,7 @@ void Server::reload(const ServerSettings& settings, std::optional<Allowlist> all
   auto next = std::make_shared<ServerSettings>(settings);
   const auto current = settings_.load();
   next->listen = current->listen;
+  next->websocket_listen = current->websocket_listen;
   next->threads = current->threads;
   settings_.store(std::move(next));
   DescriptorBudget plan;

@@ -139,7 +139,8 @@ asio::awaitable<void> Session::serve() {
 
 asio::awaitable<bool> Session::handshake() {
   using namespace asio::experimental::awaitable_operators;
-  const auto deadline = context_.clock.now() + context_.settings->handshake_timeout;
+  const auto deadline =
+      hold_->deadline.value_or(context_.clock.now() + context_.settings->handshake_timeout);
   GaugeHold pending(context_.metrics.pending_handshakes);
   std::optional<Channel> channel;
   // The absolute deadline is kept once, by this watchdog on the relay's clock (which tests
