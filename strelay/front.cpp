@@ -330,7 +330,10 @@ asio::awaitable<void> Front::write_plain(http::status status, unsigned version, 
 asio::awaitable<void> Front::serve_http() {
   const auto& carrier = settings_->carrier;
   beast::flat_buffer buffer(carrier.max_request_bytes);
-  {
+  // Bytes taken off the socket while looking for a PROXY header ("POST" starts like "PROXY")
+  // are the request's first bytes. Usually there are none: the first bytes were only peeked
+  // (and an empty buffer has no storage to copy into: memcpy to null is undefined).
+  if (!consumed_.empty()) {
     auto space = buffer.prepare(consumed_.size());
     std::memcpy(space.data(), consumed_.data(), consumed_.size());
     buffer.commit(consumed_.size());
