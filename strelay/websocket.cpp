@@ -1,11 +1,13 @@
 #include "strelay/websocket.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/websocket.hpp>
@@ -32,6 +34,13 @@ void bound_socket_buffers(int fd, std::size_t bytes) {
 
 bool is_protocol_violation(boost::system::error_code ec) {
   return ec == websocket::condition::protocol_violation;
+}
+
+// Both directions of a Unix stream socket are shut (its peer closed it): poll() says POLLHUP,
+// which a half-close (the peer's shutdown of its sending side alone) does not cause.
+bool hung_up(int fd) {
+  pollfd p{fd, 0, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)) != 0;
 }
 
 }  // namespace
@@ -77,7 +86,8 @@ WebSocketBridge::WebSocketBridge(Stream ws, tcp::socket pair, Clock& clock, Opti
       metrics_(metrics),
       open_(metrics != nullptr ? GaugeHold(metrics->websocket_connections) : GaugeHold()),
       clock_(clock),
-      watchdog_(pair_.get_executor(), clock) {
+      watchdog_(pair_.get_executor(), clock),
+      linger_(pair_.get_executor(), clock) {
   ws_.binary(true);
   ws_.read_message_max(options_.max_message_bytes);
 }
@@ -135,6 +145,12 @@ asio::awaitable<void> WebSocketBridge::from_websocket() {
         co_await asio::async_write(pair_, asio::buffer(buffer.data(), n), await_tuple);
     end_write(0);
     hold(-static_cast<std::int64_t>(n));
+    if (wec && pair_ended_ && !aborted_) {
+      // The other side ended after its FIN while the node still sent: no one is left to read.
+      // Not a reset: the WebSocket is closed normally (to_websocket, woken here).
+      linger_.cancel();
+      break;
+    }
     if (wec) {
       abort(End::aborted);
       break;
@@ -151,6 +167,7 @@ void WebSocketBridge::websocket_read_ended(boost::system::error_code ec) {
     open_.release();
     boost::system::error_code ignored;
     pair_.shutdown(tcp::socket::shutdown_send, ignored);
+    linger_.cancel();  // both sides are done
     return;
   }
   if (ec == websocket::error::message_too_big || ec == websocket::error::buffer_overflow) {
@@ -168,7 +185,10 @@ asio::awaitable<void> WebSocketBridge::to_websocket() {
   std::vector<std::uint8_t> buffer(options_.buffer_bytes);
   while (!aborted_) {
     auto [ec, n] = co_await pair_.async_read_some(asio::buffer(buffer), await_tuple);
-    if (ec == asio::error::eof) break;
+    if (ec == asio::error::eof) {
+      pair_ended_ = true;
+      break;
+    }
     if (ec) {
       abort(End::aborted);
       break;
@@ -188,6 +208,9 @@ asio::awaitable<void> WebSocketBridge::to_websocket() {
       break;
     }
   }
+  if (!aborted_ && !websocket_closed_ && !options_.fin_closes && !hung_up(pair_.native_handle())) {
+    co_await await_node_close();
+  }
   if (!aborted_ && !websocket_closed_) {
     // The other side ended (EOF after its last byte): close the WebSocket, 1000.
     begin_write(1, options_.close_linger);
@@ -197,6 +220,17 @@ asio::awaitable<void> WebSocketBridge::to_websocket() {
     open_.release();
   }
   direction_done();
+}
+
+// A FIN, not a close: the Session or tunnel still reads what the node sends (from_websocket
+// carries it on), and the node, which cannot be told of a half-close, may still owe its last
+// bytes (its answer to an end-to-end close). Waits until the node closes, the pair is closed
+// too (POLLHUP: the tunnel or Session ended), or close_linger passes.
+asio::awaitable<void> WebSocketBridge::await_node_close() {
+  using namespace asio::experimental::awaitable_operators;
+  linger_.expires_at(clock_.now() + options_.close_linger);
+  co_await (linger_.async_wait(await_tuple) ||
+            pair_.async_wait(tcp::socket::wait_error, await_tuple));
 }
 
 void WebSocketBridge::direction_done() {
@@ -218,6 +252,7 @@ void WebSocketBridge::abort(End why) {
   pair_.close(ignored);
   ws_.next_layer().close(ignored);
   watchdog_.cancel();
+  linger_.cancel();
   open_.release();
 }
 

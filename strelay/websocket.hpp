@@ -17,8 +17,14 @@
 //   - the node's Close frame (or its TCP FIN) becomes a half-close of the pair: the Session or
 //     Tunnel reads EOF, and a tunnel carries it on as a FIN to the other node. Whatever still
 //     arrives for this node is discarded: nothing can reach a closed WebSocket.
-//   - EOF from the pair (the Session ended, or the tunnel carried the other node's FIN) closes
-//     the WebSocket (1000, normal) after every byte before it was sent.
+//   - EOF from the pair closes the WebSocket (1000, normal) after every byte before it was
+//     sent, but not at once when it is only a FIN (the tunnel carried the other node's
+//     half-close; the pair is still open for writing): a WebSocket cannot half-close, and the
+//     node may still owe bytes, such as its answer to the other node's end-to-end close. The
+//     node's bytes are carried on until the node closes (then both sides are done), the pair is
+//     closed (the tunnel or Session ended: 1000 at once), or `close_linger` passes (1000).
+//     When the pair is closed already at EOF (the Session ended), or with `fin_closes`, the
+//     WebSocket closes at once.
 //   - a text message (1003), a protocol violation (1002, Beast) or a message over
 //     `max_message_bytes` (1009, Beast) ends both sides at once, counted.
 //
@@ -51,7 +57,12 @@ class WebSocketBridge : public std::enable_shared_from_this<WebSocketBridge> {
     std::size_t buffer_bytes = websocket_bridge_buffer_bytes;
     std::size_t max_message_bytes = websocket_max_message_bytes;
     Clock::duration write_stall = write_stall_timeout;
+    // For a Close handshake, and for the node to close after the other side's FIN.
     Clock::duration close_linger = websocket_close_linger;
+    // A FIN from the pair closes the WebSocket at once, as a full close would. The relay keeps
+    // it open instead (the node may owe bytes); a node's own bridge, whose FIN is its end
+    // (tests/support/ws_client), sets this.
+    bool fin_closes = false;
   };
 
   // Why the bridge ended.
@@ -83,8 +94,9 @@ class WebSocketBridge : public std::enable_shared_from_this<WebSocketBridge> {
 
  private:
   WebSocketBridge(Stream ws, tcp::socket pair, Clock& clock, Options options, Metrics* metrics);
-  boost::asio::awaitable<void> from_websocket();  // node -> pair
-  boost::asio::awaitable<void> to_websocket();    // pair -> node
+  boost::asio::awaitable<void> from_websocket();    // node -> pair
+  boost::asio::awaitable<void> to_websocket();      // pair -> node
+  boost::asio::awaitable<void> await_node_close();  // after a FIN from the pair
   void websocket_read_ended(boost::system::error_code ec);
   void abort(End why);
   void direction_done();
@@ -106,6 +118,8 @@ class WebSocketBridge : public std::enable_shared_from_this<WebSocketBridge> {
   Clock::time_point watchdog_at_ = Clock::time_point::max();
   std::int64_t held_ = 0;          // bytes read and not yet written, both directions
   bool websocket_closed_ = false;  // no more bytes can reach the node
+  bool pair_ended_ = false;        // EOF from the pair: nothing more comes for the node
+  RelayTimer linger_;              // after that EOF: the node's time to close (close_linger)
   bool aborted_ = false;
   End end_ = End::normal;
   int running_ = 0;

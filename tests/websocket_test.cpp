@@ -171,8 +171,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "Half-close across carriers: a TCP FIN ends the WebSocket after its bytes; a WebSocket close "
-    "is a FIN") {
+    "Half-close across carriers: a WebSocket close is a FIN; a TCP FIN leaves the WebSocket open "
+    "for the node's answer until it closes, or close_linger passes") {
   WatchedRelay relay(adversarial_flags());
   const auto listener = Identity::generate();
   const auto connector = Identity::generate();
@@ -192,18 +192,42 @@ TEST_CASE(
         auto [ec, n] = co_await asio::async_write(pipe.acceptor, asio::buffer(late), await_tuple);
         CHECK_FALSE(ec);
         pipe.acceptor.shutdown(tcp::socket::shutdown_send);
-        // The other way: a fresh pipe, the TCP node sends and half-closes; the WebSocket node
-        // reads every byte, then its WebSocket closes (EOF on its socket).
+        // The other way: the TCP node sends and half-closes. The WebSocket node reads every
+        // byte, and its WebSocket stays open: it answers (as a node answers the other's
+        // end-to-end close), the TCP node reads the answer, then the WebSocket node closes and
+        // the TCP node reads its FIN.
         auto second = co_await make_pipe_over(
             relay.address(), listener, connector,
             Carriers{.listener = false, .connector = true, .acceptor = false});
         co_await send_stream(second.acceptor, 4, 300000);
-        co_await expect_stream(second.connector, 4, 300000);
+        std::vector<std::uint8_t> got(300000);
+        auto [rec, k] = co_await asio::async_read(second.connector, asio::buffer(got), await_tuple);
+        REQUIRE_FALSE(rec);
+        std::uint64_t mismatches = 0;
+        for (std::size_t i = 0; i < got.size(); ++i) mismatches += got[i] != pattern(4, i);
+        CHECK(mismatches == 0);
+        co_await send_stream(second.connector, 5, 5000);
+        co_await expect_stream(second.acceptor, 5, 5000);
+        co_await expect_stream(second.connector, 4, 0);  // the relay's close, after ours
+        // A WebSocket node that never closes after the TCP node's FIN: the relay closes its
+        // WebSocket when close_linger (5 s) has passed, not before.
+        auto third = co_await make_pipe_over(
+            relay.address(), listener, connector,
+            Carriers{.listener = false, .connector = true, .acceptor = false});
+        co_await send_stream(third.acceptor, 6, 1000);
+        std::vector<std::uint8_t> some(1000);
+        std::tie(rec, k) =
+            co_await asio::async_read(third.connector, asio::buffer(some), await_tuple);
+        REQUIRE_FALSE(rec);
+        const auto fin_at = std::chrono::steady_clock::now();
+        co_await expect_stream(third.connector, 6, 0);
+        CHECK(std::chrono::steady_clock::now() - fin_at >= websocket_close_linger - 500ms);
+        co_await expect_stream(third.acceptor, 7, 0);  // the node's end, carried as a FIN
       }(),
       60s);
-  // Both tunnels end as normal closes, never as aborted.
+  // Every tunnel ends as a normal close, never as aborted.
   CHECK(eventually(
-      [&] { return relay.probe().counter("closes_total", "normal") - normal_before >= 2; },
+      [&] { return relay.probe().counter("closes_total", "normal") - normal_before >= 3; },
       5000ms));
   relay.check_clean(3s);
 }

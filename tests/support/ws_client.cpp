@@ -49,8 +49,9 @@ asio::awaitable<WsSocket> open_websocket(const tcp::endpoint& relay, const WsOpt
     co_return out;
   }
   static Clock client_clock;  // real time: the test node's bridge outlives any test's clock
-  auto [bridge, end] =
-      WebSocketBridge::make(std::move(ws), client_clock, WebSocketBridge::Options{});
+  // The node's FIN is its end: its WebSocket closes after the bytes before it.
+  auto [bridge, end] = WebSocketBridge::make(std::move(ws), client_clock,
+                                             WebSocketBridge::Options{.fin_closes = true});
   bridge->start();
   out.socket = std::move(end);
   co_return out;

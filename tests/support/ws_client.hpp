@@ -1,9 +1,9 @@
 // Test support: a node's WebSocket carrier. A Beast WebSocket client is bridged to a
 // socketpair by the relay's own WebSocketBridge, so the unchanged node code (the handshake,
 // Channel, the raw pipe after Connected) runs over WebSocket exactly as it runs over TCP.
-// The bridge's end-of-stream mapping applies on this side too: shutting down the returned
-// socket's sending side closes the WebSocket (1000) after its bytes; the relay's close
-// arrives as EOF on the returned socket.
+// Shutting down the returned socket's sending side closes the WebSocket (1000) after its
+// bytes (WebSocketBridge::Options::fin_closes); the relay's close arrives as EOF on the
+// returned socket.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
