@@ -199,8 +199,11 @@ asio::awaitable<void> WebSocketBridge::to_websocket() {
     auto [wec, written] = co_await ws_.async_write(asio::buffer(buffer.data(), n), await_tuple);
     end_write(1);
     hold(-static_cast<std::int64_t>(n));
-    if (wec == websocket::error::closed) {
-      websocket_closed_ = true;  // the node's Close crossed our message
+    // The node's Close crossed our message: Beast ends the write with `closed`, or, when the
+    // Close arrived while the write was under way, with operation_aborted (our own aborts
+    // set aborted_ first). Either way the rest is discarded, as for a closed socket.
+    if (wec == websocket::error::closed || (wec == asio::error::operation_aborted && !aborted_)) {
+      websocket_closed_ = true;
       continue;
     }
     if (wec) {
