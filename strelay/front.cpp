@@ -6,12 +6,13 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
-#include <cstring>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/coro.hpp"
@@ -88,7 +89,7 @@ class Front : public std::enable_shared_from_this<Front> {
   asio::awaitable<void> after_first_bytes(std::span<const std::uint8_t> first);
   asio::awaitable<void> serve_http();
   asio::awaitable<bool> answer_web(const Request& req);
-  asio::awaitable<void> upgrade(Request req, beast::flat_buffer& buffer);
+  asio::awaitable<void> upgrade(Request req, std::string_view after_request);
   asio::awaitable<void> write_plain(http::status status, unsigned version, std::string body,
                                     std::string_view allow = {});
   void to_session(tcp::socket socket, Carrier carrier);
@@ -329,29 +330,34 @@ asio::awaitable<void> Front::write_plain(http::status status, unsigned version, 
 
 asio::awaitable<void> Front::serve_http() {
   const auto& carrier = settings_->carrier;
-  beast::flat_buffer buffer(carrier.max_request_bytes);
   // Bytes taken off the socket while looking for a PROXY header ("POST" starts like "PROXY")
-  // are the request's first bytes. Usually there are none: the first bytes were only peeked
-  // (and an empty buffer has no storage to copy into: memcpy to null is undefined).
-  if (!consumed_.empty()) {
-    auto space = buffer.prepare(consumed_.size());
-    std::memcpy(space.data(), consumed_.data(), consumed_.size());
-    buffer.commit(consumed_.size());
-    consumed_.clear();
-  }
+  // are the request's first bytes; usually there are none (the first bytes were only peeked).
+  std::string pending(consumed_.begin(), consumed_.end());
+  consumed_.clear();
   for (std::size_t served = 0; served < http_max_requests_per_connection; ++served) {
+    // The request, blank line included, is at most max_request_bytes: read up to its blank
+    // line into a buffer that holds no more (asio's not_found when it is full without one).
+    // Beast's header_limit cannot say this byte for byte: it bounds the start line and the
+    // fields each on their own, so a request some bytes over the bound passed.
+    auto [ec, header_bytes] = co_await asio::async_read_until(
+        socket_, asio::dynamic_buffer(pending, carrier.max_request_bytes), "\r\n\r\n", await_tuple);
+    if (ec == asio::error::not_found) ec = http::error::header_limit;
+    if (ec == asio::error::eof && pending.empty()) ec = http::error::end_of_stream;
     http::request_parser<http::empty_body> parser;
-    // Beast's limit leaves out the blank line that ends the header (4 bytes): the request,
-    // blank line included, is at most max_request_bytes.
-    parser.header_limit(static_cast<std::uint32_t>(carrier.max_request_bytes - 4));
+    parser.header_limit(static_cast<std::uint32_t>(carrier.max_request_bytes));
     parser.body_limit(0);
-    auto [ec, bytes] = co_await http::async_read(socket_, buffer, parser, await_tuple);
+    if (!ec) {
+      const auto used = parser.put(asio::buffer(pending.data(), header_bytes), ec);
+      pending.erase(0, used);
+      // A request with a body (a chunked one) is not served here.
+      if (!ec && !parser.is_done()) ec = http::error::body_limit;
+    }
     if (ec) {
       if (expired_) {
         refuse(CarrierRefusal::deadline);
       } else if (ec == http::error::end_of_stream && served > 0) {
         close_now();  // a keep-alive connection the browser closed
-      } else if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
+      } else if (ec == http::error::header_limit) {
         co_await write_plain(http::status::request_header_fields_too_large, 11,
                              "request header too large\n");
         refuse(CarrierRefusal::header_too_large);
@@ -367,7 +373,7 @@ asio::awaitable<void> Front::serve_http() {
     auto req = parser.release();
     std::string_view target = req.target();
     if (target.substr(0, target.find('?')) == carrier.websocket_path) {
-      co_await upgrade(std::move(req), buffer);
+      co_await upgrade(std::move(req), pending);
       co_return;
     }
     if (!co_await answer_web(req)) co_return;
@@ -438,7 +444,7 @@ asio::awaitable<bool> Front::answer_web(const Request& req) {
 }
 
 // A request at the WebSocket path: the checks, the upgrade, then the bridge and a Session.
-asio::awaitable<void> Front::upgrade(Request req, beast::flat_buffer& buffer) {
+asio::awaitable<void> Front::upgrade(Request req, std::string_view after_request) {
   const auto& carrier = settings_->carrier;
   if (!websocket::is_upgrade(req)) {
     co_await write_plain(
@@ -474,7 +480,7 @@ asio::awaitable<void> Front::upgrade(Request req, beast::flat_buffer& buffer) {
     refuse(CarrierRefusal::bad_origin, std::string(req[http::field::origin].substr(0, 100)));
     co_return;
   }
-  if (buffer.size() != 0) {
+  if (!after_request.empty()) {
     // Bytes after the request, before the answer: they would be lost in the upgrade.
     co_await write_plain(http::status::bad_request, req.version(),
                          "data before the upgrade was answered\n");
