@@ -303,6 +303,25 @@ inline constexpr std::size_t max_friend_ticket_relays = 16;
 inline constexpr int qr_png_module_pixels = 8;
 inline constexpr int qr_quiet_zone_modules = 4;
 
+// Carriers (strelay/carrier, front, websocket, web_root; docs/protocol.md, "Carriers").
+// The WebSocket endpoint's default path on the relay port (--websocket-path).
+inline constexpr std::string_view websocket_default_path = "/strelay";
+// The HTTP request before an upgrade (request line and headers): far below Beast's 8 KiB default
+// is not possible for browsers (cookies), so 8 KiB, answered 431 beyond.
+inline constexpr std::size_t upgrade_max_request_bytes = 8 * 1024;
+// One WebSocket message (boundaries mean nothing; the bridge forwards a message as it arrives):
+// a node sends a frame or a few per message, so 1 MiB is generous; beyond it, close 1009.
+inline constexpr std::size_t websocket_max_message_bytes = 1024 * 1024;
+// Each direction of a WebSocket bridge copies through a buffer of this size, and its socketpair
+// holds at most about as much again (SO_SNDBUF): the bound behind its backpressure.
+inline constexpr std::size_t websocket_bridge_buffer_bytes = 64 * 1024;
+// A bridge that closes its WebSocket waits this long for the node's close reply, then drops it.
+inline constexpr auto websocket_close_linger = 5s;
+// A PROXY protocol header: v1 is at most 107 bytes; v2 may carry TLVs, capped here.
+inline constexpr std::size_t proxy_header_max_bytes = 536;
+// Static files under --web-root: a file larger than this is refused (413 would be wrong: 403).
+inline constexpr std::size_t web_root_max_file_bytes = 8 * 1024 * 1024;
+
 // Node side (common/backoff, relay_link, stream, node; docs/node-library.md).
 // Reconnection: full-jitter exponential backoff. The first retry comes within 1 s; the cap
 // bounds how long a listener stays away from a relay that is back (30 s, as a phone can afford).

@@ -4,9 +4,11 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 
 #include "common/address.hpp"
+#include "strelay/carrier.hpp"
 
 namespace strelay {
 namespace {
@@ -155,6 +157,88 @@ void add_rate(CLI::App& app, const std::string& flag, double& target, const std:
       ->check(rate_between(lo, hi, unit))
       ->capture_default_str()
       ->type_name("N");
+}
+
+CLI::Validator websocket_path_validator() {
+  return CLI::Validator(
+      [](std::string& input) -> std::string {
+        if (input.empty() || input.front() != '/' || input.size() > 200 ||
+            input.find_first_of("?# \t\r\n%") != std::string::npos) {
+          return quote_text(input) +
+                 " is not a path: give one starting with / (no ?, #, % or spaces), e.g. /strelay";
+        }
+        return {};
+      },
+      "");
+}
+
+// "https://app.example.org" or "http://127.0.0.1:8080": what browsers send as Origin.
+CLI::Validator origin_validator() {
+  return CLI::Validator(
+      [](std::string& input) -> std::string {
+        const auto scheme = input.find("://");
+        const bool ok = scheme != std::string::npos && scheme > 0 && input.size() > scheme + 3 &&
+                        input.find('/', scheme + 3) == std::string::npos && input.size() <= 256;
+        if (!ok)
+          return quote_text(input) +
+                 " is not an origin: give scheme://host[:port], e.g. https://app.example.org";
+        return {};
+      },
+      "");
+}
+
+CLI::Validator cidr_validator() {
+  return CLI::Validator([](std::string& input) -> std::string { return CidrList::check(input); },
+                        "");
+}
+
+CLI::Validator directory_validator() {
+  return CLI::Validator(
+      [](std::string& input) -> std::string {
+        std::error_code ec;
+        if (!std::filesystem::is_directory(input, ec))
+          return quote_text(input) + " is not a directory";
+        return {};
+      },
+      "");
+}
+
+void setup_carriers(CLI::App& app, RelayOptions& o) {
+  auto* g = app.add_option_group("WebSocket, proxies and the web root");
+  g->add_option(
+       "--websocket-path", o.websocket_path,
+       "Path of the WebSocket endpoint on every relay address (the relay tells TCP and WebSocket "
+       "apart by their first bytes)")
+      ->check(websocket_path_validator())
+      ->capture_default_str()
+      ->type_name("PATH");
+  g->add_option_function<std::vector<std::string>>(
+       "--websocket-laddr",
+       [&o](const std::vector<std::string>& values) {
+         o.websocket_laddr.clear();
+         std::string error;
+         for (const auto& v : values) o.websocket_laddr.push_back(*try_parse_endpoint(v, error));
+       },
+       "An extra address that serves only WebSocket (and the web root), repeatable")
+      ->check(endpoint_validator())
+      ->type_name("ADDR");
+  g->add_option(
+       "--allow-origin", o.allow_origin,
+       "Only browser pages from this origin may open a WebSocket, repeatable (default: any origin; "
+       "the protocol authenticates nodes itself)")
+      ->check(origin_validator())
+      ->type_name("ORIGIN");
+  g->add_option(
+       "--trusted-proxy", o.trusted_proxy,
+       "An address or CIDR range whose PROXY headers and X-Forwarded-For / Forwarded are believed, "
+       "repeatable; SIGHUP reloads it")
+      ->check(cidr_validator())
+      ->type_name("CIDR");
+  g->add_option(
+       "--web-root", o.web_root,
+       "Serve the static files of this directory (GET/HEAD) at the relay address's other paths")
+      ->check(directory_validator())
+      ->type_name("DIR");
 }
 
 void setup_limits(CLI::App& app, RelayLimits& l) {
@@ -368,6 +452,7 @@ void setup_relay_options(CLI::App& app, RelayOptions& o) {
       ->check(CLI::Range(0u, 256u))
       ->capture_default_str()
       ->type_name("N");
+  setup_carriers(app, o);
   setup_limits(app, o.limits);
 }
 
@@ -390,6 +475,15 @@ void validate_relay_options(const RelayOptions& o) {
         throw ValidationError("--metrics-addr", endpoint_to_string(*o.metrics_addr) +
                                                     " overlaps the relay address " +
                                                     endpoint_to_string(l));
+      }
+    }
+  }
+  for (const auto& w : o.websocket_laddr) {
+    for (const auto& l : o.laddr) {
+      if (w == l && w.port() != 0) {
+        throw ValidationError(
+            "--websocket-laddr",
+            endpoint_to_string(w) + " is also a --laddr (every --laddr serves WebSocket already)");
       }
     }
   }

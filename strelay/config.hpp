@@ -81,6 +81,12 @@ struct RelayOptions {
   std::optional<boost::asio::ip::tcp::endpoint> metrics_addr;  // empty: no HTTP endpoint
   std::string allow_file;                                      // empty: a public relay
   unsigned threads = 0;                                        // worker threads; 0: one per core
+  // Carriers (docs/operations.md, "WebSocket and proxies").
+  std::string websocket_path{websocket_default_path};           // the upgrade's path on every port
+  std::vector<boost::asio::ip::tcp::endpoint> websocket_laddr;  // WebSocket-only addresses
+  std::vector<std::string> allow_origin;                        // empty: any origin
+  std::vector<std::string> trusted_proxy;                       // CIDR ranges; SIGHUP reloads them
+  std::string web_root;                                         // empty: no static files
   RelayLimits limits;
 };
 

@@ -33,6 +33,11 @@ ServerSettings to_server_settings(const RelayOptions& options, std::uint64_t nof
   const auto& l = options.limits;
   ServerSettings s;
   s.listen = options.laddr;
+  s.websocket_listen = options.websocket_laddr;
+  s.carrier.websocket_path = options.websocket_path;
+  s.carrier.allowed_origins = options.allow_origin;
+  for (const auto& range : options.trusted_proxy) s.carrier.trusted_proxies.add(range);
+  s.carrier.web_root = options.web_root;
   s.threads = options.threads;
   s.admission.connections_total = effective_max_connections(l, nofile);  // refined at run()
   s.descriptors = {nofile, l.max_connections,

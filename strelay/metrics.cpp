@@ -45,6 +45,11 @@ std::vector<GaugeRow> gauge_rows(const Metrics& m) {
       {"listen_sockets", "Bound relay listen sockets (--laddr).", m.listen_sockets.get()},
       {"allowlist_keys", "Keys on the allowlist; -1 when the relay is public.",
        m.allowlist_keys.get()},
+      {"websocket_connections",
+       "Open WebSocket connections on the relay port (each is also a connection).",
+       m.websocket_connections.get()},
+      {"websocket_buffered_bytes", "Bytes held in WebSocket bridges' buffers, both directions.",
+       m.websocket_buffered_bytes.get()},
   };
 }
 
@@ -92,6 +97,20 @@ std::vector<CounterRow> counter_rows(const Metrics& m) {
   rows.push_back(family_row("reloads_total",
                             "SIGHUP reloads of the allowlist and limits, by outcome.", "outcome",
                             m.reloads_total));
+  rows.push_back(family_row("carrier_sessions_total",
+                            "Connections handed to a session, by carrier.", "carrier",
+                            m.carrier_sessions_total));
+  rows.push_back(family_row("carrier_refusals_total",
+                            "Connections refused on the relay port before any session, by reason.",
+                            "reason", m.carrier_refusals_total));
+  rows.push_back(scalar_row(
+      "health_checks_total",
+      "Connections closed before sending a byte (TCP health checks; not failed handshakes).",
+      m.health_checks_total));
+  rows.push_back(
+      family_row("web_requests_total",
+                 "HTTP requests answered on the relay port without an upgrade, by outcome.",
+                 "outcome", m.web_requests_total));
   return rows;
 }
 

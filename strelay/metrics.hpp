@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/protocol.hpp"
+#include "strelay/carrier.hpp"
 
 namespace strelay {
 
@@ -69,6 +70,25 @@ enum class ConnectOutcome : std::uint8_t {
 enum class TunnelDirection : std::uint8_t { to_listener, to_connector };
 enum class TunnelMode : std::uint8_t { splice, copy };
 enum class ReloadOutcome : std::uint8_t { ok, failed };
+// Why the relay port refused a connection before any session (strelay/front, websocket).
+enum class CarrierRefusal : std::uint8_t {
+  bad_request,             // malformed HTTP, or bytes that are neither strelay nor HTTP
+  header_too_large,        // the HTTP request over --max-request-bytes: 431
+  not_websocket,           // a plain request at the WebSocket path: 426
+  bad_upgrade,             // an upgrade Beast refused (no key, wrong version)
+  bad_origin,              // an Origin not in --allow-origin: 403
+  untrusted_forwarded,     // X-Forwarded-For / Forwarded from an address not trusted: 403
+  bad_forwarded,           // a trusted proxy's forwarding header that names no address: 400
+  untrusted_proxy_header,  // a PROXY header from an address not trusted
+  bad_proxy_header,        // a malformed PROXY header (or one that lies about its length)
+  deadline,                // the handshake deadline passed before the upgrade was done
+  text_message,            // a WebSocket text message: close 1003
+  protocol_error,          // a WebSocket protocol violation: close 1002
+  too_big,                 // a WebSocket message over the limit: close 1009
+  stalled,                 // a WebSocket peer that stopped reading
+  busy,                    // admission refused a trusted proxy's client: 503
+};
+enum class WebOutcome : std::uint8_t { file, not_found, plain, method, bad_path };
 
 // Each label set lists its values with their label text, in rendering order.
 template <class E>
@@ -124,6 +144,24 @@ STRELAY_LABELS(TunnelDirection, {TunnelDirection::to_listener, "to_listener"},
                {TunnelDirection::to_connector, "to_connector"});
 STRELAY_LABELS(TunnelMode, {TunnelMode::splice, "splice"}, {TunnelMode::copy, "copy"});
 STRELAY_LABELS(ReloadOutcome, {ReloadOutcome::ok, "ok"}, {ReloadOutcome::failed, "failed"});
+STRELAY_LABELS(Carrier, {Carrier::tcp, "tcp"}, {Carrier::websocket, "websocket"});
+STRELAY_LABELS(CarrierRefusal, {CarrierRefusal::bad_request, "bad_request"},
+               {CarrierRefusal::header_too_large, "header_too_large"},
+               {CarrierRefusal::not_websocket, "not_websocket"},
+               {CarrierRefusal::bad_upgrade, "bad_upgrade"},
+               {CarrierRefusal::bad_origin, "bad_origin"},
+               {CarrierRefusal::untrusted_forwarded, "untrusted_forwarded"},
+               {CarrierRefusal::bad_forwarded, "bad_forwarded"},
+               {CarrierRefusal::untrusted_proxy_header, "untrusted_proxy_header"},
+               {CarrierRefusal::bad_proxy_header, "bad_proxy_header"},
+               {CarrierRefusal::deadline, "deadline"},
+               {CarrierRefusal::text_message, "text_message"},
+               {CarrierRefusal::protocol_error, "protocol_error"},
+               {CarrierRefusal::too_big, "too_big"}, {CarrierRefusal::stalled, "stalled"},
+               {CarrierRefusal::busy, "busy"});
+STRELAY_LABELS(WebOutcome, {WebOutcome::file, "file"}, {WebOutcome::not_found, "not_found"},
+               {WebOutcome::plain, "plain"}, {WebOutcome::method, "method"},
+               {WebOutcome::bad_path, "bad_path"});
 #undef STRELAY_LABELS
 
 // The label text of a value ("unknown" for a value outside the set, e.g. a cast wire byte).
@@ -217,14 +255,16 @@ struct Metrics {
   Metrics& operator=(const Metrics&) = delete;
 
   // gauges
-  Gauge connections;            // open TCP connections on the relay ports, in every state
-  Gauge pending_handshakes;     // accepted, first request not yet handled
-  Gauge listeners;              // keys with a live Listen
-  Gauge half_tunnels;           // Connects waiting for the listener's Accept
-  Gauge tunnels;                // paired pipes
-  Gauge tunnel_buffered_bytes;  // user-space bytes held in tunnel buffers, both directions
-  Gauge listen_sockets;         // bound --laddr sockets
-  Gauge allowlist_keys;         // keys on the allowlist; -1 when no allowlist (a public relay)
+  Gauge connections;               // open TCP connections on the relay ports, in every state
+  Gauge pending_handshakes;        // accepted, first request not yet handled
+  Gauge listeners;                 // keys with a live Listen
+  Gauge half_tunnels;              // Connects waiting for the listener's Accept
+  Gauge tunnels;                   // paired pipes
+  Gauge tunnel_buffered_bytes;     // user-space bytes held in tunnel buffers, both directions
+  Gauge listen_sockets;            // bound --laddr sockets
+  Gauge allowlist_keys;            // keys on the allowlist; -1 when no allowlist (a public relay)
+  Gauge websocket_connections;     // open WebSockets on the relay port (each is also a connection)
+  Gauge websocket_buffered_bytes;  // bytes in WebSocket bridges' buffers, both directions
 
   // counters
   Counter accepts_total;
@@ -238,6 +278,10 @@ struct Metrics {
   Counter listen_total;
   Counter replaced_total;
   CounterFamily<ReloadOutcome> reloads_total;
+  CounterFamily<Carrier> carrier_sessions_total;         // connections handed to a session
+  CounterFamily<CarrierRefusal> carrier_refusals_total;  // refused before any session
+  Counter health_checks_total;  // closed before sending a byte: not a failed handshake
+  CounterFamily<WebOutcome> web_requests_total;  // HTTP answered on the relay port (no upgrade)
 
   // The heaviest sources by prefix (counts only, never keys), for /status. The server sets the
   // source before the HTTP endpoint starts; it is read on the HTTP strand.

@@ -33,6 +33,9 @@ namespace strelay {
 struct ConnectionHold {
   Admission::Admitted admitted;
   GaugeHold connection;
+  // The handshake's absolute deadline when it started before the Session (the carrier's front
+  // door: peeking, a PROXY header, a WebSocket upgrade); nullopt: from the Session's start.
+  std::optional<TimePoint> deadline{};
 };
 
 // A connected socket on its way from one worker to another: the descriptor without an executor,

@@ -12,6 +12,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/coro.hpp"
+#include "strelay/front.hpp"
 #include "strelay/session.hpp"
 
 namespace strelay {
@@ -130,7 +131,11 @@ Server::~Server() {
 }
 
 void Server::bind() {
-  for (const auto& endpoint : listen_) {
+  auto all = listen_;
+  const auto& websocket_listen = settings()->websocket_listen;
+  all.insert(all.end(), websocket_listen.begin(), websocket_listen.end());
+  tcp_acceptors_ = listen_.size();
+  for (const auto& endpoint : all) {
     tcp::acceptor acceptor(*workers_[0]);
     boost::system::error_code ec;
     acceptor.open(endpoint.protocol(), ec);
@@ -165,8 +170,8 @@ void Server::run() {
   // Queued before the accept loops: the budget is in force before the first accept, and after
   // the handlers main queued (the signal set's pipe, the HTTP listener) have opened theirs.
   asio::post(*workers_[0], [this] { apply_descriptor_budget(); });
-  for (auto& acceptor : acceptors_) {
-    asio::co_spawn(*workers_[0], accept_loop(acceptor), asio::detached);
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    asio::co_spawn(*workers_[0], accept_loop(acceptors_[i], i >= tcp_acceptors_), asio::detached);
   }
   relay_->start();
   std::vector<std::thread> threads;
@@ -214,7 +219,7 @@ DescriptorBudget Server::descriptor_budget() const {
   return budget_;
 }
 
-asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor) {
+asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, bool websocket_only) {
   Clock::duration backoff{};
   asio::steady_timer pause(acceptor.get_executor());
   while (!draining()) {
@@ -238,11 +243,33 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor) {
     }
     backoff = {};
     metrics_.accepts_total.inc();
-    hand_off(std::move(socket));
+    hand_off(std::move(socket), websocket_only);
   }
 }
 
-std::variant<Admission::Admitted, AdmissionRefusal> Server::admit(const asio::ip::address& client) {
+void Server::hand_off(tcp::socket socket, bool websocket_only) {
+  boost::system::error_code remote_ec;
+  const auto remote = socket.remote_endpoint(remote_ec);
+  if (remote_ec) return;  // already gone
+  auto current = settings();
+  // A trusted proxy's connection is admitted once the client it names is known; everyone
+  // else's now. The carrier is told apart in the front door (strelay/front), which hands the
+  // connection (or its WebSocket bridge's socket) to start_session().
+  std::optional<Admission::Admitted> admitted;
+  if (!current->carrier.trusted_proxies.contains(remote.address())) {
+    admitted = admit(remote.address());
+    if (!admitted) return;
+  }
+  tune_socket(socket, current->dead_peer);
+  // The handshake deadline runs from here, shorter under pressure (Admission::handshake_deadline).
+  const auto timeout = admitted ? admitted->handshake_deadline(current->handshake_timeout)
+                                : current->handshake_timeout;
+  start_front(*this,
+              FrontEntry{std::move(socket), std::move(admitted), GaugeHold(metrics_.connections),
+                         clock_.now() + timeout, websocket_only});
+}
+
+std::optional<Admission::Admitted> Server::admit(const asio::ip::address& client) {
   const auto source = Source::from_address(client, admission_.limits().prefixes);
   const auto pending_before = admission_.pending_evictions();
   const auto established_before = admission_.connection_evictions();
@@ -253,7 +280,7 @@ std::variant<Admission::Admitted, AdmissionRefusal> Server::admit(const asio::ip
     metrics_.handshakes_total.inc(HandshakeOutcome::refused);
     log_.info("admission_refused", {},
               {{"reason", to_string(*refusal)}, {"source", source.site().to_string()}});
-    return admitted;
+    return std::nullopt;
   }
   // Fair share made room (limits.hpp): counted here; the evicted connections' sessions close them.
   const auto pending = admission_.pending_evictions() - pending_before;
@@ -266,22 +293,15 @@ std::variant<Admission::Admitted, AdmissionRefusal> Server::admit(const asio::ip
                {"pending", pending},
                {"established", established}});
   }
-  return admitted;
+  return std::get<Admission::Admitted>(std::move(admitted));
 }
 
-void Server::hand_off(tcp::socket socket) {
-  boost::system::error_code remote_ec;
-  const auto remote = socket.remote_endpoint(remote_ec);
-  if (remote_ec) return;  // already gone
-  auto admitted = admit(remote.address());
-  if (std::holds_alternative<AdmissionRefusal>(admitted)) return;
-  auto current = settings();
-  tune_socket(socket, current->dead_peer);
-  ConnectionHold hold{std::get<Admission::Admitted>(std::move(admitted)),
-                      GaugeHold(metrics_.connections)};
-  Session::start(std::make_shared<Session>(
-      SessionContext{std::move(current), identity_, clock_, metrics_, log_}, *relay_,
-      relay_->next_conn_id(), std::move(socket), remote, std::move(hold)));
+ConnId Server::start_session(tcp::socket socket, const tcp::endpoint& client, ConnectionHold hold) {
+  const ConnId id = relay_->next_conn_id();
+  Session::start(
+      std::make_shared<Session>(SessionContext{settings(), identity_, clock_, metrics_, log_},
+                                *relay_, id, std::move(socket), client, std::move(hold)));
+  return id;
 }
 
 void Server::set_allowlist(std::optional<Allowlist> allowlist) {
@@ -292,6 +312,7 @@ void Server::reload(const ServerSettings& settings, std::optional<Allowlist> all
   auto next = std::make_shared<ServerSettings>(settings);
   const auto current = settings_.load();
   next->listen = current->listen;
+  next->websocket_listen = current->websocket_listen;
   next->threads = current->threads;
   settings_.store(std::move(next));
   DescriptorBudget plan;

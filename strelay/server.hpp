@@ -87,18 +87,21 @@ class Server {
   // The relay's tables, for tests that check nothing is left behind.
   const Relay& relay() const { return *relay_; }
 
- private:
-  boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor);
-  // The one place an accepted socket becomes a session: admission, socket options, Session.
-  void hand_off(boost::asio::ip::tcp::socket socket);
-
- public:
-  // Admission of a connection from `client`: the socket's peer, or the client address a
-  // trusted proxy announced (a carrier re-admits with it). Refusals and fair-share evictions
-  // are counted and logged here; on a refusal the caller closes the socket. Thread-safe.
-  std::variant<Admission::Admitted, AdmissionRefusal> admit(const boost::asio::ip::address& client);
+  // For the front door (strelay/front), on the connection's worker. Per-source admission for
+  // `source` (the TCP peer, or the client a trusted proxy names): nullopt when refused, which
+  // is counted and logged here.
+  std::optional<Admission::Admitted> admit(const boost::asio::ip::address& source);
+  // The connection becomes a Session: `socket` is the TCP connection or a WebSocket bridge's
+  // end, `client` the source its logs name. Returns its connection id.
+  ConnId start_session(boost::asio::ip::tcp::socket socket,
+                       const boost::asio::ip::tcp::endpoint& client, ConnectionHold hold);
 
  private:
+  boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor,
+                                           bool websocket_only);
+  // The one place an accepted socket enters the relay: admission, socket options, then the
+  // front door (strelay/front), which tells the carrier apart and calls start_session().
+  void hand_off(boost::asio::ip::tcp::socket socket, bool websocket_only);
   boost::asio::awaitable<void> drain();
   // The admission limits of `settings` with the descriptor budget applied (fds_at_start_).
   AdmissionLimits budgeted(const ServerSettings& settings,
@@ -119,6 +122,7 @@ class Server {
       std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>>
       work_;
   std::vector<boost::asio::ip::tcp::acceptor> acceptors_;  // on worker 0
+  std::size_t tcp_acceptors_ = 0;  // the first ones; the rest are --websocket-laddr
   std::atomic<std::size_t> next_worker_{0};
   std::atomic<bool> draining_{false};
   std::unique_ptr<Relay> relay_;  // its TTL loop runs on worker 0; outlives the workers

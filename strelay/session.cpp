@@ -164,9 +164,11 @@ asio::awaitable<void> Session::serve() {
 
 asio::awaitable<bool> Session::handshake() {
   using namespace asio::experimental::awaitable_operators;
-  // Shorter under pressure (Admission::handshake_deadline): silent sockets are recycled faster.
-  const auto deadline = context_.clock.now() +
-                        hold_->admitted.handshake_deadline(context_.settings->handshake_timeout);
+  // From the accept (kept through a carrier's front door) when known; shorter under pressure
+  // (Admission::handshake_deadline), so silent sockets are recycled faster.
+  const auto pressured = context_.clock.now() +
+                         hold_->admitted.handshake_deadline(context_.settings->handshake_timeout);
+  const auto deadline = hold_->deadline ? std::min(*hold_->deadline, pressured) : pressured;
   GaugeHold pending(context_.metrics.pending_handshakes);
   std::optional<Channel> channel;
   // The absolute deadline is kept once, by this watchdog on the relay's clock (which tests

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/protocol.hpp"
+#include "strelay/carrier.hpp"
 #include "strelay/limits.hpp"
 #include "strelay/relay_state.hpp"
 #include "strelay/tunnel.hpp"
@@ -25,7 +26,9 @@ struct ServerSettings {
     std::size_t http_connections = 0;  // the HTTP endpoint's cap; 0: no endpoint
   } descriptors;
   std::vector<boost::asio::ip::tcp::endpoint> listen;
-  unsigned threads = 0;  // 0: one per core
+  std::vector<boost::asio::ip::tcp::endpoint> websocket_listen;  // WebSocket (and HTTP) only
+  CarrierSettings carrier;  // WebSocket path, origins, trusted proxies, web root
+  unsigned threads = 0;     // 0: one per core
   AdmissionLimits admission;
   PairingLimits pairing;
   Tunnel::Options tunnel;

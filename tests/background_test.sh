@@ -46,7 +46,7 @@ echo "ok: start-up line on stderr, ticket on stdout"
 # ---- 2. nohup from a terminal that then closes
 mkdir "$work/tty"
 python3 - "$bin/strelay" "$work/relay.ident" "$work/tty" <<'EOF'
-import os, pty, sys, time
+import os, pty, select, sys, time
 strelay, ident, cwd = sys.argv[1:4]
 pid, fd = pty.fork()
 if pid == 0:
@@ -59,7 +59,9 @@ deadline = time.monotonic() + 15
 log = os.path.join(cwd, "nohup.out")
 while time.monotonic() < deadline:
     try:
-        os.read(fd, 4096)  # keep the terminal drained
+        # Keep the terminal drained, never blocking: the shell may have nothing more to say.
+        if select.select([fd], [], [], 0.1)[0]:
+            os.read(fd, 4096)
     except OSError:
         break
     if os.path.exists(log) and b"listening on" in open(log, "rb").read():

@@ -152,9 +152,11 @@ TEST_CASE("a failed handshake's log line says at which stage it failed") {
   InProcessRelay relay;
   SUBCASE("preamble: not strelay") {
     RawSocket s("127.0.0.2", relay.address().endpoint);
-    const std::vector<std::uint8_t> http{'G', 'E', 'T', ' ', '/', ' ', 'H',  'T',
-                                         'T', 'P', '/', '1', '.', '1', '\r', '\n'};
-    CHECK(s.send_some(http) == static_cast<std::int64_t>(http.size()));
+    // The start of a TLS ClientHello: neither strelay nor HTTP (an HTTP request gets an HTTP
+    // answer now: the WebSocket carrier shares the port).
+    const std::vector<std::uint8_t> tls{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01,
+                                        0xfc, 0x03, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00};
+    CHECK(s.send_some(tls) == static_cast<std::int64_t>(tls.size()));
     CHECK(s.wait_peer_closed(3s));
     CHECK(eventually([&] { return relay.logged("stage=preamble"); }, 2s));
     CHECK(relay.metrics().handshakes_total.get(HandshakeOutcome::bad_magic) == 1);

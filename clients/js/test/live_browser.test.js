@@ -83,7 +83,7 @@ test(`the library in Chromium (native WebSocket) talks to a JS node through stre
   await up;
   const incoming = next_event(listener, 'incoming', () => true, 60_000);
   scene.spawn(chromium, ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run',
-                         `--user-data-dir=${scene.file('chromium')}`, `http://127.0.0.1:${web.port}/`]);
+                         `--user-data-dir=${scene.file('chromium')}`, `http://127.0.0.1:${web.port}/`], { group: true });
   const { stream } = await incoming;
   const down = new Uint8Array(bytes).map((_, i) => (i * 13) & 0xff);
   const got = await exchange(stream, down);

@@ -29,11 +29,14 @@ async function bridge(t, relay_port) {
         at += n;
       }
     });
-    // A WebSocket has no half-close: when the relay's side ends (it carried the other node's
-    // FIN), the bridge closes the WebSocket at once, as strelay's WebSocket carrier does. The
-    // relay's socket is half-open, so the node's FIN does not end the other direction.
-    tcp.on('end', () => socket.close());
-    socket.on('close', () => tcp.end());
+    // A WebSocket has no half-close. As strelay's WebSocket carrier does (docs/protocol.md,
+    // "Carriers"): when the relay's side sends its FIN (it carried the other node's), the
+    // WebSocket stays open for the node's answer, 5 s at most; when the relay's side is gone
+    // altogether, the WebSocket closes at once. The node's close is a FIN toward the relay.
+    let linger;
+    tcp.on('end', () => { linger = setTimeout(() => socket.close(), 5000); });
+    tcp.on('close', () => socket.close());
+    socket.on('close', () => { clearTimeout(linger); tcp.end(); });
     const abort = () => { tcp.destroy(); socket.terminate(); };
     socket.on('error', abort);
     tcp.on('error', abort);

@@ -19,7 +19,7 @@ before(ready);
 
 function build_cpp_decoder(t) {
   const build = path.dirname(bin_dir());
-  const libs = ['common/libstrelay_common.a', 'schema/libstrelay_schema.a'].map((l) => path.join(build, l));
+  const libs = ['common/libstrelay_core.a', 'schema/libstrelay_schema.a'].map((l) => path.join(build, l));
   for (const lib of libs) assert.ok(existsSync(lib), `${lib} exists (STRELAY_BIN_DIR is a build's bin/)`);
   const dir = mkdtempSync(path.join(tmpdir(), 'strelay-decode-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -105,7 +105,10 @@ test('a listener link answers the relay, pings it in silence and declares it dea
   assert.ok(relay.seen.includes(FrameKind.pong), 'it answered the relay\'s ping');
   assert.ok(relay.seen.filter((k) => k === FrameKind.ping).length >= 2, 'it pinged the silent relay');
   await wait_for(() => relay.seen.includes(FrameKind.close), 2000, `the close: ${relay.seen}`);
-  assert.equal(relay.seen[relay.seen.length - 1], FrameKind.close, 'and told it dead_peer, last');
+  // Last on that connection; the link may already have come back (backoff 100 ms) and said
+  // 'listen' again on a new one when a loaded machine looks.
+  const after_close = relay.seen.slice(relay.seen.indexOf(FrameKind.close) + 1);
+  assert.ok(after_close.length === 0 || after_close[0] === 'listen', `and told it dead_peer, last: ${relay.seen}`);
 });
 
 test('a relay of another protocol version answers with its preamble: unsupported_version', async (t) => {

@@ -40,9 +40,12 @@ export class Scene {
   // stop_signal: what cleanup sends first (a wrapper script that must stop its own children
   // gets SIGTERM); SIGKILL follows after 5 s.
   // capture_stdout: collect stdout as text in child.stdout_text (else the caller reads it).
-  spawn(command, args, { stdin = 'ignore', name = path.basename(command), stop_signal = 'SIGKILL', capture_stdout = false } = {}) {
-    const child = spawn(command, args, { cwd: this.dir, stdio: [stdin, 'pipe', 'pipe'] });
+  // group: the child leads a process group of its own, and cleanup signals the whole group
+  // (a browser's helper processes outlive their parent's SIGKILL and go on writing its profile).
+  spawn(command, args, { stdin = 'ignore', name = path.basename(command), stop_signal = 'SIGKILL', capture_stdout = false, group = false } = {}) {
+    const child = spawn(command, args, { cwd: this.dir, stdio: [stdin, 'pipe', 'pipe'], detached: group });
     child.stop_signal = stop_signal;
+    child.group = group;
     child.stdout_text = '';
     if (capture_stdout) {
       child.stdout.setEncoding('utf8');
@@ -87,12 +90,25 @@ export class Scene {
   }
 
   async cleanup() {
+    const signal = (child, sig) => {
+      try {
+        if (child.group) process.kill(-child.pid, sig);
+        else child.kill(sig);
+      } catch { /* already gone */ }
+    };
     await Promise.all([...this.children].map((child) => {
-      child.kill(child.stop_signal);
-      const force = setTimeout(() => child.kill('SIGKILL'), 5000);
+      signal(child, child.stop_signal);
+      const force = setTimeout(() => signal(child, 'SIGKILL'), 5000);
       return child.exited.finally(() => clearTimeout(force));
     }));
-    rmSync(this.dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });  // a browser may still be writing its profile
+    // A process that was in a group may take a moment to go after its leader: retry. Never
+    // throw here: a failed hook would keep the test's other cleanups (nodes, servers) from
+    // running, and the test file would then wait for its time limit.
+    try {
+      rmSync(this.dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 });
+    } catch (e) {
+      console.error(`# scene: ${this.dir} left behind: ${e.message}`);
+    }
   }
 }
 
