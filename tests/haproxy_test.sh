@@ -4,6 +4,7 @@
 # client's address in a PROXY v2 header. A client "on another host" is stcat dialling from
 # 127.0.0.77 (socat binds that source address for it; HAProxy itself dials from 127.0.0.1).
 #
+#   0. the recipe in docs/operations.md is the template's lines, so the doc shows what runs here.
 #   1. HAProxy (127.0.0.1) is a --trusted-proxy: stcat connects through it to a listener and
 #      1 MiB goes each way intact; the relay logs the connection as from 127.0.0.77, via proxy.
 #   2. the same relay without --trusted-proxy: the PROXY header is refused and counted
@@ -117,6 +118,12 @@ connect() {
     <up.bin >alice.out 2>alice.err
   rc=$?
 }
+
+# 0. the doc shows the recipe that runs here
+recipe=$(sed -e '/^#/d' -e 's|@LISTEN@|:4567|' -e 's|@RELAY@|127.0.0.1:7000|' \
+  "$here/haproxy/haproxy.cfg.template")
+doc=$(<"$here/../docs/operations.md")
+check "docs/operations.md shows tests/haproxy/haproxy.cfg.template's recipe" test "${doc/"$recipe"/}" != "$doc"
 
 head -c $((1 << 20)) /dev/urandom >up.bin
 head -c $((1 << 20)) /dev/urandom >down.bin
