@@ -11,12 +11,18 @@
 #   2. the same relay without --trusted-proxy: the forwarded header is refused (403 through
 #      Caddy), counted as untrusted_forwarded, and nothing is logged as from 127.0.0.2.
 #   3. a plain GET through Caddy reaches the relay's short plain answer.
+#   4. a whole node over wss:// through Caddy: a JavaScript node (clients/js, trusting Caddy's
+#      certificate as its CA) from 127.0.0.3 and stcat listening over TCP exchange 1 MiB each
+#      way intact; the relay logs the WebSocket as from 127.0.0.3. Skipped, saying so, when
+#      node or clients/js's npm packages (npm ci in clients/js) are missing.
 #
 # Needs STRELAY_BIN_DIR (CTest sets it), caddy, openssl and curl (scripts/install-deps).
 set -uo pipefail
 bin_dir=$(cd "${STRELAY_BIN_DIR:?STRELAY_BIN_DIR must name the directory of the built binaries}" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 strelay=$bin_dir/strelay
+stcat=$bin_dir/stcat
+stmgr=$bin_dir/stmgr
 command -v caddy >/dev/null || { echo "caddy_test: SKIP: caddy is not installed (scripts/install-deps)"; exit 0; }
 for tool in openssl curl python3; do
   command -v "$tool" >/dev/null || { echo "caddy_test: $tool is missing (scripts/install-deps)"; exit 1; }
@@ -90,6 +96,44 @@ counter() {  # counter 'name{label="x"}'
   curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -F "strelay_$1 " | awk '{print $2}'
 }
 
+# 4. wss_node: with the trusted relay and its Caddy running.
+wss_node() {
+  local js=$here/../clients/js
+  if ! command -v node >/dev/null || [[ ! -d $js/node_modules/ws ]]; then
+    echo "skip: a JavaScript node over wss:// needs node and clients/js's packages (npm ci in clients/js)"
+    return
+  fi
+  (
+    cd "$tmp" || exit 1
+    for name in alice bob; do "$stmgr" gen-ident --output "$name.ident" >/dev/null; done
+    "$stmgr" relay-ticket --address "127.0.0.1:$relay_port" --idfile relay.ident --output relay.ticket
+    head -c $((1 << 20)) /dev/urandom >up.bin
+    head -c $((1 << 20)) /dev/urandom >down.bin
+    timeout 60 "$stcat" listen -v --idfile bob.ident --relay relay.ticket \
+      --allow "$("$stmgr" pubkey --idfile alice.ident)" <down.bin >bob.out 2>bob.err &
+    listener=$!
+    for _ in $(seq 1 100); do
+      grep -q "listening on relay" bob.err 2>/dev/null && break
+      sleep 0.1
+    done
+    cert=$(sed -n 's/.*cert=\([^ ]*\).*/\1/p' caddy.out)
+    timeout 60 node "$here/caddy/wss_node.mjs" alice.ident relay.ticket \
+      "$("$stmgr" pubkey --idfile bob.ident)" "wss://localhost:$https_port/strelay" "$cert" 127.0.0.3 \
+      up.bin alice.out >alice.err 2>&1
+    echo "node exit $?" >>alice.err
+    for _ in $(seq 1 100); do kill -0 "$listener" 2>/dev/null || break; sleep 0.1; done
+    kill "$listener" 2>/dev/null
+  )
+  check "the JS node over wss:// through Caddy ends cleanly ($(head -1 "$tmp/alice.err"))" \
+    grep -q "node exit 0" "$tmp/alice.err"
+  check "1 MiB from the JS node arrives intact at stcat" \
+    test "$(sha256sum <"$tmp/up.bin")" == "$(sha256sum <"$tmp/bob.out")"
+  check "1 MiB from stcat arrives intact at the JS node" \
+    test "$(sha256sum <"$tmp/down.bin")" == "$(sha256sum <"$tmp/alice.out")"
+  check "the relay logs the JS node's WebSocket as from 127.0.0.3" \
+    grep -q "carrier=websocket source=127.0.0.3 via_proxy=true" "$tmp/trusted.log"
+}
+
 # 1. trusted
 start_relay trusted --trusted-proxy 127.0.0.1
 start_caddy "$relay_port"
@@ -100,6 +144,7 @@ check "the relay logs the forwarded client 127.0.0.2" grep -q "carrier=websocket
 check "the relay counts a WebSocket session" test "$(counter 'carrier_sessions_total{carrier="websocket"}')" = 1
 plain=$(curl -sk --max-time 3 "https://localhost:$https_port/")
 check "a plain GET through Caddy gets the relay's answer" grep -q "strelay relay" <<<"$plain"
+wss_node
 kill "$caddy_script" "$relay_pid" 2>/dev/null
 wait "$caddy_script" "$relay_pid" 2>/dev/null
 
