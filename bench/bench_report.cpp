@@ -4,7 +4,7 @@
 //
 //   bench_report RESULTS_DIR
 //
-// Reads RESULTS_DIR/{machine,bulk,setup,handshake,idle,fairness}.json (missing ones are
+// Reads RESULTS_DIR/{machine,bulk,setup,handshake,idle,fairness,ws}.json (missing ones are
 // reported as not run).
 #include <cstdio>
 #include <fstream>
@@ -17,11 +17,10 @@ using namespace bench;
 
 namespace {
 
-const std::vector<std::pair<std::string, std::string>> sections{{"bulk", "1. Bulk forwarding"},
-                                                                {"setup", "2. Session set-up"},
-                                                                {"handshake", "3. Handshakes"},
-                                                                {"idle", "4. Idle scale"},
-                                                                {"fairness", "5. Fairness"}};
+const std::vector<std::pair<std::string, std::string>> sections{
+    {"bulk", "1. Bulk forwarding"}, {"setup", "2. Session set-up"}, {"handshake", "3. Handshakes"},
+    {"idle", "4. Idle scale"},      {"fairness", "5. Fairness"},    {"ws", "6. WebSocket tunnels"},
+};
 
 std::string num(double v) {
   std::ostringstream out;

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# The Caddy recipe of docs/operations.md, for real: Debian's Caddy on loopback as a plain
+# process (tests/caddy/start.sh: `caddy run`, admin endpoint off, a fresh self-signed
+# certificate) terminates TLS and passes every path, wss:// upgrades at /strelay included, to a
+# strelay relay; Caddy sets X-Forwarded-For to the client's address itself.
+#
+#   0. the recipe in docs/operations.md is tests/caddy/Caddyfile.template's lines (without the
+#      ones marked "loopback test only"), so the doc shows what this test runs.
+#   1. Caddy (127.0.0.1) is a --trusted-proxy: a client from 127.0.0.2 upgrades through Caddy
+#      (101), and the relay logs and counts the connection as from 127.0.0.2, over WebSocket.
+#   2. the same relay without --trusted-proxy: the forwarded header is refused (403 through
+#      Caddy), counted as untrusted_forwarded, and nothing is logged as from 127.0.0.2.
+#   3. a plain GET through Caddy reaches the relay's short plain answer.
+#   4. a whole node over wss:// through Caddy: a JavaScript node (clients/js, trusting Caddy's
+#      certificate as its CA) from 127.0.0.3 and stcat listening over TCP exchange 1 MiB each
+#      way intact; the relay logs the WebSocket as from 127.0.0.3. Skipped, saying so, when
+#      node or clients/js's npm packages (npm ci in clients/js) are missing.
+#
+# Needs STRELAY_BIN_DIR (CTest sets it), caddy, openssl and curl (scripts/install-deps).
+set -uo pipefail
+bin_dir=$(cd "${STRELAY_BIN_DIR:?STRELAY_BIN_DIR must name the directory of the built binaries}" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+strelay=$bin_dir/strelay
+stcat=$bin_dir/stcat
+stmgr=$bin_dir/stmgr
+command -v caddy >/dev/null || { echo "caddy_test: SKIP: caddy is not installed (scripts/install-deps)"; exit 0; }
+for tool in openssl curl python3; do
+  command -v "$tool" >/dev/null || { echo "caddy_test: $tool is missing (scripts/install-deps)"; exit 1; }
+done
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+failures=0
+check() {  # check "what" command...
+  local what=$1
+  shift
+  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; failures=$((failures + 1)); fi
+}
+
+python3 -c "
+import os, base64, json
+print(json.dumps({'privateKey': base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip('=')}))" >"$tmp/relay.ident"
+chmod 600 "$tmp/relay.ident"
+
+# start_relay NAME FLAGS...: sets relay_port and metrics_port.
+start_relay() {
+  local name=$1
+  shift
+  timeout 120 "$strelay" --idfile "$tmp/relay.ident" --laddr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 "$@" \
+    2>"$tmp/$name.log" &
+  pids+=($!)
+  relay_pid=$!
+  for _ in $(seq 1 100); do
+    grep -q "listening on" "$tmp/$name.log" 2>/dev/null && break
+    sleep 0.1
+  done
+  relay_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/$name.log" | head -1)
+  metrics_port=$(sed -n 's|.*metrics http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$tmp/$name.log" | head -1)
+  [[ -n $relay_port && -n $metrics_port ]] || { echo "FAIL: strelay did not start"; cat "$tmp/$name.log"; exit 1; }
+}
+
+# start_caddy RELAY_PORT: sets https_port.
+start_caddy() {
+  "$here/caddy/start.sh" "$1" >"$tmp/caddy.out" 2>&1 &
+  pids+=($!)
+  caddy_script=$!
+  for _ in $(seq 1 150); do
+    grep -q https_port "$tmp/caddy.out" && break
+    sleep 0.1
+  done
+  https_port=$(sed -n 's/.*https_port=\([0-9]*\).*/\1/p' "$tmp/caddy.out")
+  [[ -n $https_port ]] || { echo "FAIL: caddy did not start"; cat "$tmp/caddy.out"; exit 1; }
+}
+
+# 0. the doc shows the recipe that runs here
+recipe=$(sed -e '/^#/d' -e '/# loopback test only$/d' -e 's|@SITE@|relay.example.org|' \
+  -e 's|@RELAY@|127.0.0.1:7000|' "$here/caddy/Caddyfile.template")
+doc=$(<"$here/../docs/operations.md")
+check "docs/operations.md shows tests/caddy/Caddyfile.template's recipe" test "${doc/"$recipe"/}" != "$doc"
+
+# upgrade: a WebSocket upgrade through Caddy from 127.0.0.2 over HTTP/1.1 (as the ws package and
+# most browsers make it); prints the status line.
+upgrade() {
+  curl -sk --http1.1 --interface 127.0.0.2 --max-time 3 -i -o - \
+    -H "Connection: Upgrade" -H "Upgrade: websocket" -H "Sec-WebSocket-Version: 13" \
+    -H "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" "https://localhost:$https_port/strelay" 2>/dev/null |
+    head -1 | tr -d '\r'
+}
+counter() {  # counter 'name{label="x"}'
+  curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -F "strelay_$1 " | awk '{print $2}'
+}
+
+# 4. wss_node: with the trusted relay and its Caddy running.
+wss_node() {
+  local js=$here/../clients/js
+  if ! command -v node >/dev/null || [[ ! -d $js/node_modules/ws ]]; then
+    echo "skip: a JavaScript node over wss:// needs node and clients/js's packages (npm ci in clients/js)"
+    return
+  fi
+  (
+    cd "$tmp" || exit 1
+    for name in alice bob; do "$stmgr" gen-ident --output "$name.ident" >/dev/null; done
+    "$stmgr" relay-ticket --address "127.0.0.1:$relay_port" --idfile relay.ident --output relay.ticket
+    head -c $((1 << 20)) /dev/urandom >up.bin
+    head -c $((1 << 20)) /dev/urandom >down.bin
+    timeout 60 "$stcat" listen -v --idfile bob.ident --relay relay.ticket \
+      --allow "$("$stmgr" pubkey --idfile alice.ident)" <down.bin >bob.out 2>bob.err &
+    listener=$!
+    for _ in $(seq 1 100); do
+      grep -q "listening on relay" bob.err 2>/dev/null && break
+      sleep 0.1
+    done
+    cert=$(sed -n 's/.*cert=\([^ ]*\).*/\1/p' caddy.out)
+    timeout 60 node "$here/caddy/wss_node.mjs" alice.ident relay.ticket \
+      "$("$stmgr" pubkey --idfile bob.ident)" "wss://localhost:$https_port/strelay" "$cert" 127.0.0.3 \
+      up.bin alice.out >alice.err 2>&1
+    echo "node exit $?" >>alice.err
+    for _ in $(seq 1 100); do kill -0 "$listener" 2>/dev/null || break; sleep 0.1; done
+    kill "$listener" 2>/dev/null
+  )
+  check "the JS node over wss:// through Caddy ends cleanly ($(head -1 "$tmp/alice.err"))" \
+    grep -q "node exit 0" "$tmp/alice.err"
+  check "1 MiB from the JS node arrives intact at stcat" \
+    test "$(sha256sum <"$tmp/up.bin")" == "$(sha256sum <"$tmp/bob.out")"
+  check "1 MiB from stcat arrives intact at the JS node" \
+    test "$(sha256sum <"$tmp/down.bin")" == "$(sha256sum <"$tmp/alice.out")"
+  check "the relay logs the JS node's WebSocket as from 127.0.0.3" \
+    grep -q "carrier=websocket source=127.0.0.3 via_proxy=true" "$tmp/trusted.log"
+}
+
+# 1. trusted
+start_relay trusted --trusted-proxy 127.0.0.1
+start_caddy "$relay_port"
+status=$(upgrade)
+check "upgrade through a trusted Caddy answers 101 ($status)" test "$status" = "HTTP/1.1 101 Switching Protocols"
+sleep 0.3
+check "the relay logs the forwarded client 127.0.0.2" grep -q "carrier=websocket source=127.0.0.2 via_proxy=true" "$tmp/trusted.log"
+check "the relay counts a WebSocket session" test "$(counter 'carrier_sessions_total{carrier="websocket"}')" = 1
+plain=$(curl -sk --max-time 3 "https://localhost:$https_port/")
+check "a plain GET through Caddy gets the relay's answer" grep -q "strelay relay" <<<"$plain"
+wss_node
+kill "$caddy_script" "$relay_pid" 2>/dev/null
+wait "$caddy_script" "$relay_pid" 2>/dev/null
+
+# 2. not trusted
+start_relay untrusted
+start_caddy "$relay_port"
+status=$(upgrade)
+check "upgrade through an untrusted Caddy is refused ($status)" test "$status" = "HTTP/1.1 403 Forbidden"
+check "the refusal is counted" test "$(counter 'carrier_refusals_total{reason="untrusted_forwarded"}')" = 1
+check "nothing is logged as from the forwarded address" bash -c "! grep -q 'source=127.0.0.2' '$tmp/untrusted.log'"
+check "no WebSocket session was made" test "$(counter 'carrier_sessions_total{carrier="websocket"}')" = 0
+
+if ((failures)); then
+  echo "caddy_test: $failures failed"
+  exit 1
+fi
+echo "caddy_test: all passed"
