@@ -89,6 +89,9 @@ WebSocketBridge::WebSocketBridge(Stream ws, tcp::socket pair, Clock& clock, Opti
       watchdog_(pair_.get_executor(), clock),
       linger_(pair_.get_executor(), clock) {
   ws_.binary(true);
+  // One frame per write (Beast's default cuts messages into 4 KiB frames, which made the
+  // receiving node, not the relay, the limit of a WebSocket tunnel: docs/performance.md).
+  ws_.auto_fragment(false);
   ws_.read_message_max(options_.max_message_bytes);
 }
 
