@@ -14,7 +14,9 @@
 #   4. a whole node over wss:// through Caddy: a JavaScript node (clients/js, trusting Caddy's
 #      certificate as its CA) from 127.0.0.3 and stcat listening over TCP exchange 1 MiB each
 #      way intact; the relay logs the WebSocket as from 127.0.0.3. Skipped, saying so, when
-#      node or clients/js's npm packages (npm ci in clients/js) are missing.
+#      node or clients/js's npm packages (npm ci in clients/js) are missing, as in the gcc
+#      stage of scripts/test; scripts/test-js runs this test again after npm ci with
+#      STRELAY_CADDY_JS_REQUIRED=1, when a skip is a failure.
 #
 # Needs STRELAY_BIN_DIR (CTest sets it), caddy, openssl and curl (scripts/install-deps).
 set -uo pipefail
@@ -100,6 +102,11 @@ counter() {  # counter 'name{label="x"}'
 wss_node() {
   local js=$here/../clients/js
   if ! command -v node >/dev/null || [[ ! -d $js/node_modules/ws ]]; then
+    # scripts/test-js runs this test again after npm ci, with the JavaScript node required.
+    if [[ ${STRELAY_CADDY_JS_REQUIRED:-0} == 1 ]]; then
+      echo "FAIL: the JavaScript node over wss:// needs node and clients/js's packages"
+      exit 1
+    fi
     echo "skip: a JavaScript node over wss:// needs node and clients/js's packages (npm ci in clients/js)"
     return
   fi
