@@ -30,73 +30,13 @@ for tool in openssl curl python3; do
   command -v "$tool" >/dev/null || { echo "caddy_test: $tool is missing (scripts/install-deps)"; exit 1; }
 done
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-failures=0
-check() {  # check "what" command...
-  local what=$1
-  shift
-  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; failures=$((failures + 1)); fi
-}
-
-python3 -c "
-import os, base64, json
-print(json.dumps({'privateKey': base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip('=')}))" >"$tmp/relay.ident"
-chmod 600 "$tmp/relay.ident"
-
-# start_relay NAME FLAGS...: sets relay_port and metrics_port.
-start_relay() {
-  local name=$1
-  shift
-  timeout 120 "$strelay" --idfile "$tmp/relay.ident" --laddr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 "$@" \
-    2>"$tmp/$name.log" &
-  pids+=($!)
-  relay_pid=$!
-  for _ in $(seq 1 100); do
-    grep -q "listening on" "$tmp/$name.log" 2>/dev/null && break
-    sleep 0.1
-  done
-  relay_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/$name.log" | head -1)
-  metrics_port=$(sed -n 's|.*metrics http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$tmp/$name.log" | head -1)
-  [[ -n $relay_port && -n $metrics_port ]] || { echo "FAIL: strelay did not start"; cat "$tmp/$name.log"; exit 1; }
-}
-
-# start_caddy RELAY_PORT: sets https_port.
-start_caddy() {
-  "$here/caddy/start.sh" "$1" >"$tmp/caddy.out" 2>&1 &
-  pids+=($!)
-  caddy_script=$!
-  for _ in $(seq 1 150); do
-    grep -q https_port "$tmp/caddy.out" && break
-    sleep 0.1
-  done
-  https_port=$(sed -n 's/.*https_port=\([0-9]*\).*/\1/p' "$tmp/caddy.out")
-  [[ -n $https_port ]] || { echo "FAIL: caddy did not start"; cat "$tmp/caddy.out"; exit 1; }
-}
+source "$here/lib/proxy.sh"  # tmp, check, start_relay, start_front, the checks of a front
 
 # 0. the doc shows the recipe that runs here
 recipe=$(sed -e '/^#/d' -e '/# loopback test only$/d' -e 's|@SITE@|relay.example.org|' \
   -e 's|@RELAY@|127.0.0.1:7000|' "$here/caddy/Caddyfile.template")
 doc=$(<"$here/../docs/operations.md")
 check "docs/operations.md shows tests/caddy/Caddyfile.template's recipe" test "${doc/"$recipe"/}" != "$doc"
-
-# upgrade: a WebSocket upgrade through Caddy from 127.0.0.2 over HTTP/1.1 (as the ws package and
-# most browsers make it); prints the status line.
-upgrade() {
-  curl -sk --http1.1 --interface 127.0.0.2 --max-time 3 -i -o - \
-    -H "Connection: Upgrade" -H "Upgrade: websocket" -H "Sec-WebSocket-Version: 13" \
-    -H "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" "https://localhost:$https_port/strelay" 2>/dev/null |
-    head -1 | tr -d '\r'
-}
-counter() {  # counter 'name{label="x"}'
-  curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -F "strelay_$1 " | awk '{print $2}'
-}
 
 # 4. wss_node: with the trusted relay and its Caddy running.
 wss_node() {
@@ -143,29 +83,15 @@ wss_node() {
 
 # 1. trusted
 start_relay trusted --trusted-proxy 127.0.0.1
-start_caddy "$relay_port"
-status=$(upgrade)
-check "upgrade through a trusted Caddy answers 101 ($status)" test "$status" = "HTTP/1.1 101 Switching Protocols"
-sleep 0.3
-check "the relay logs the forwarded client 127.0.0.2" grep -q "carrier=websocket source=127.0.0.2 via_proxy=true" "$tmp/trusted.log"
-check "the relay counts a WebSocket session" test "$(counter 'carrier_sessions_total{carrier="websocket"}')" = 1
-plain=$(curl -sk --max-time 3 "https://localhost:$https_port/")
-check "a plain GET through Caddy gets the relay's answer" grep -q "strelay relay" <<<"$plain"
+start_front caddy "$relay_port"
+trusted_front_checks Caddy
 wss_node
-kill "$caddy_script" "$relay_pid" 2>/dev/null
-wait "$caddy_script" "$relay_pid" 2>/dev/null
+kill "$front_pid" "$relay_pid" 2>/dev/null
+wait "$front_pid" "$relay_pid" 2>/dev/null
 
 # 2. not trusted
 start_relay untrusted
-start_caddy "$relay_port"
-status=$(upgrade)
-check "upgrade through an untrusted Caddy is refused ($status)" test "$status" = "HTTP/1.1 403 Forbidden"
-check "the refusal is counted" test "$(counter 'carrier_refusals_total{reason="untrusted_forwarded"}')" = 1
-check "nothing is logged as from the forwarded address" bash -c "! grep -q 'source=127.0.0.2' '$tmp/untrusted.log'"
-check "no WebSocket session was made" test "$(counter 'carrier_sessions_total{carrier="websocket"}')" = 0
+start_front caddy "$relay_port"
+untrusted_front_checks Caddy
 
-if ((failures)); then
-  echo "caddy_test: $failures failed"
-  exit 1
-fi
-echo "caddy_test: all passed"
+finish caddy_test

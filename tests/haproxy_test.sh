@@ -23,24 +23,8 @@ for tool in socat curl python3; do
   command -v "$tool" >/dev/null || { echo "haproxy_test: $tool is missing (scripts/install-deps)"; exit 1; }
 done
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+source "$here/lib/proxy.sh"  # tmp, check, free_port, counter
 cd "$tmp" || exit 1
-failures=0
-check() {  # check "what" command...
-  local what=$1
-  shift
-  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; failures=$((failures + 1)); fi
-}
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 # wait_port PORT: until something accepts on 127.0.0.1:PORT (10 s at most).
 wait_port() {
   for _ in $(seq 1 100); do
@@ -50,25 +34,14 @@ wait_port() {
   return 1
 }
 
-for name in relay alice bob; do "$stmgr" gen-ident --output "$name.ident" >/dev/null; done
+for name in alice bob; do "$stmgr" gen-ident --output "$name.ident" >/dev/null; done
 bob_key=$("$stmgr" pubkey --idfile bob.ident)
 
-# start_relay NAME FLAGS...: sets relay_port and metrics_port, writes NAME.relay (the direct
-# ticket) and NAME.via.relay (the ticket through HAProxy, via socat from 127.0.0.77).
-start_relay() {
+# start_relay_behind_haproxy NAME FLAGS...: start_relay, then NAME.relay (the direct ticket) and
+# NAME.via.relay (the ticket through HAProxy, via socat from 127.0.0.77).
+start_relay_behind_haproxy() {
   local name=$1
-  shift
-  timeout 120 "$strelay" --idfile relay.ident --laddr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 "$@" \
-    2>"$name.log" &
-  pids+=($!)
-  relay_pid=$!
-  for _ in $(seq 1 100); do
-    grep -q "listening on" "$name.log" 2>/dev/null && break
-    sleep 0.1
-  done
-  relay_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$name.log" | head -1)
-  metrics_port=$(sed -n 's|.*metrics http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$name.log" | head -1)
-  [[ -n $relay_port && -n $metrics_port ]] || { echo "FAIL: strelay did not start"; cat "$name.log"; exit 1; }
+  start_relay "$@"
   "$stmgr" relay-ticket --address "127.0.0.1:$relay_port" --idfile relay.ident --output "$name.relay"
   start_haproxy "$relay_port"
   "$stmgr" relay-ticket --address "127.0.0.1:$client_port" --idfile relay.ident --output "$name.via.relay"
@@ -95,9 +68,6 @@ start_haproxy() {
 stop_all() {
   kill -TERM "$socat_pid" "$haproxy_pid" "$relay_pid" 2>/dev/null
   wait "$socat_pid" "$haproxy_pid" "$relay_pid" 2>/dev/null
-}
-counter() {  # counter 'name{label="x"}'
-  curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -F "strelay_$1 " | awk '{print $2}'
 }
 fast=(--backoff-initial 0.2 --backoff-cap 1 --connect-timeout 3)
 # listen RELAY_TICKET: bob listens directly for alice, serving down.bin.
@@ -129,7 +99,7 @@ head -c $((1 << 20)) /dev/urandom >up.bin
 head -c $((1 << 20)) /dev/urandom >down.bin
 
 # 1. trusted
-start_relay trusted --trusted-proxy 127.0.0.1
+start_relay_behind_haproxy trusted --trusted-proxy 127.0.0.1
 listen trusted.relay
 connect trusted.via.relay
 check "stcat through a trusted HAProxy exits 0 (got $rc)" test "$rc" -eq 0
@@ -144,7 +114,7 @@ stop_all
 
 # 2. not trusted
 rm -f bob.err bob.out alice.out
-start_relay untrusted
+start_relay_behind_haproxy untrusted
 listen untrusted.relay
 connect untrusted.via.relay
 check "stcat through an untrusted HAProxy fails (got $rc)" test "$rc" -ne 0
@@ -155,9 +125,4 @@ check "nothing is logged as from the client's address" bash -c "! grep -q 'sourc
 check "the listener got nothing" test ! -s bob.out
 stop_all
 
-if ((failures)); then
-  echo "haproxy_test: $failures failed"
-  for f in trusted.log untrusted.log haproxy.log alice.err; do [[ -s $f ]] && { echo "--- $f"; tail -n 10 "$f"; }; done
-  exit 1
-fi
-echo "haproxy_test: all passed"
+finish haproxy_test
