@@ -27,85 +27,20 @@
 #include "bench/forwarder.hpp"
 #include "bench/harness.hpp"
 #include "bench/pairing.hpp"
+#include "bench/transfer.hpp"
 
 using namespace bench;
 
 namespace {
 
 constexpr double gib = 1024.0 * 1024.0 * 1024.0;
-constexpr std::size_t io_chunk = 256 * 1024;
 const std::vector<std::string> all_kinds{"direct", "splice",  "copy",
                                          "socat",  "strelay", "strelay_auto"};
 std::vector<std::string> kinds = all_kinds;
 
-struct Connection {
-  int send_fd;
-  int recv_fd;
+struct RunResult : Transferred {
+  double cpu = 0;  // the forwarder's
 };
-
-struct RunResult {
-  double seconds = 0;
-  double bytes = 0;
-  double cpu = 0;
-  bool ok = false;
-};
-
-// Moves `per_pair` bytes over each connection, one thread per end, bounded by `limit`.
-RunResult transfer(const std::vector<Connection>& conns, std::uint64_t per_pair, double limit) {
-  std::atomic<std::uint64_t> received{0};
-  std::atomic<int> finished{0};
-  std::vector<std::thread> threads;
-  const auto start = Clock::now();
-  for (const auto& c : conns) {
-    threads.emplace_back([fd = c.send_fd, per_pair, &finished] {
-      std::vector<char> buffer(io_chunk, 'x');
-      std::uint64_t left = per_pair;
-      while (left > 0) {
-        const ssize_t n =
-            ::send(fd, buffer.data(), std::min<std::uint64_t>(left, io_chunk), MSG_NOSIGNAL);
-        if (n <= 0) break;
-        left -= static_cast<std::uint64_t>(n);
-      }
-      ::shutdown(fd, SHUT_WR);
-      ++finished;
-    });
-    threads.emplace_back([fd = c.recv_fd, &received, &finished] {
-      std::vector<char> buffer(io_chunk);
-      for (;;) {
-        const ssize_t n = ::read(fd, buffer.data(), buffer.size());
-        if (n <= 0) break;
-        received += static_cast<std::uint64_t>(n);
-      }
-      ++finished;
-    });
-  }
-  // Watchdog: a run that overstays its limit is cut (every socket shut down) and marked failed.
-  const auto until =
-      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(limit));
-  // Done when every sender has handed over its bytes and every receiver has seen its EOF.
-  const int ends = 2 * static_cast<int>(conns.size());
-  while (finished.load() < ends && Clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  const auto end = Clock::now();
-  const bool in_time = finished.load() == ends;
-  if (!in_time) {
-    for (const auto& c : conns) {
-      ::shutdown(c.send_fd, SHUT_RDWR);
-      ::shutdown(c.recv_fd, SHUT_RDWR);
-    }
-  }
-  for (auto& t : threads) t.join();
-  for (const auto& c : conns) {
-    ::close(c.send_fd);
-    ::close(c.recv_fd);
-  }
-  RunResult r;
-  r.seconds = seconds_between(start, end);
-  r.bytes = static_cast<double>(received.load());
-  r.ok = in_time && received.load() == per_pair * conns.size();
-  return r;
-}
 
 struct Setup {
   fs::path bin;
@@ -162,7 +97,7 @@ RunResult run_once(Setup& s, const std::string& kind, int pairs, std::uint64_t b
                                               : connect_plain(s, kind, pairs);
   const auto it = s.pids.find(kind);
   const double cpu0 = it == s.pids.end() ? 0 : proc_cpu_seconds(it->second);
-  auto r = transfer(conns, bytes / static_cast<std::uint64_t>(pairs), limit);
+  RunResult r{transfer(conns, bytes / static_cast<std::uint64_t>(pairs), limit, DoneWhen::at_eof)};
   if (it != s.pids.end()) {
     // socat's children are counted once reaped; give its SIGCHLD handler a moment.
     if (kind == "socat") std::this_thread::sleep_for(std::chrono::milliseconds(100));

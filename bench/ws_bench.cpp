@@ -37,6 +37,7 @@
 
 #include "bench/harness.hpp"
 #include "bench/pairing.hpp"
+#include "bench/transfer.hpp"
 #include "strelay/clock.hpp"
 #include "strelay/websocket.hpp"
 
@@ -45,7 +46,6 @@ using namespace bench;
 namespace {
 
 constexpr double gib = 1024.0 * 1024.0 * 1024.0;
-constexpr std::size_t io_chunk = 256 * 1024;
 
 struct Kind {
   std::string name;
@@ -55,17 +55,9 @@ struct Kind {
 const std::vector<Kind> all_kinds{
     {"tcp", false, false}, {"ws_tcp", true, false}, {"tcp_ws", false, true}, {"ws_ws", true, true}};
 
-struct Connection {
-  int send_fd;
-  int recv_fd;
-};
-
-struct RunResult {
-  double seconds = 0;
-  double bytes = 0;
+struct RunResult : Transferred {
   double cpu = 0;       // the relay's
   double node_cpu = 0;  // this process's: both nodes' ends, their bridges included
-  bool ok = false;
 };
 
 // The nodes' WebSocket bridges time their write stalls on real time; it outlives them all.
@@ -157,60 +149,6 @@ asio::awaitable<std::vector<Connection>> open_tunnels(const Hop& hop, const Kind
   }
   listening->close();
   co_return conns;
-}
-
-// Moves `per_pair` bytes over each connection, one thread per end, bounded by `limit`.
-RunResult transfer(const std::vector<Connection>& conns, std::uint64_t per_pair, double limit) {
-  std::atomic<std::uint64_t> received{0};
-  std::atomic<int> finished{0};
-  std::vector<std::thread> threads;
-  const auto start = Clock::now();
-  for (const auto& c : conns) {
-    threads.emplace_back([fd = c.send_fd, per_pair] {
-      std::vector<char> buffer(io_chunk, 'x');
-      for (std::uint64_t left = per_pair; left > 0;) {
-        const ssize_t n =
-            ::send(fd, buffer.data(), std::min<std::uint64_t>(left, io_chunk), MSG_NOSIGNAL);
-        if (n <= 0) break;
-        left -= static_cast<std::uint64_t>(n);
-      }
-      ::shutdown(fd, SHUT_WR);
-    });
-    // The receiver is done with its last byte: a WebSocket end's EOF comes only after a linger.
-    threads.emplace_back([fd = c.recv_fd, per_pair, &received, &finished] {
-      std::vector<char> buffer(io_chunk);
-      for (std::uint64_t got = 0; got < per_pair;) {
-        const ssize_t n = ::read(fd, buffer.data(), buffer.size());
-        if (n <= 0) break;
-        got += static_cast<std::uint64_t>(n);
-        received += static_cast<std::uint64_t>(n);
-      }
-      ++finished;
-    });
-  }
-  const auto until =
-      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(limit));
-  const int ends = static_cast<int>(conns.size());
-  while (finished.load() < ends && Clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  const auto end = Clock::now();
-  const bool in_time = finished.load() == ends;
-  // Every socket is shut down now, so that a sender blocked in send() returns.
-  for (const auto& c : conns) {
-    ::shutdown(c.send_fd, SHUT_RDWR);
-    ::shutdown(c.recv_fd, SHUT_RDWR);
-  }
-  for (auto& t : threads) t.join();
-  for (const auto& c : conns) {
-    ::close(c.send_fd);
-    ::close(c.recv_fd);
-  }
-  RunResult r;
-  r.seconds = seconds_between(start, end);
-  r.bytes = static_cast<double>(received.load());
-  r.ok = in_time && received.load() == per_pair * conns.size();
-  return r;
 }
 
 std::vector<std::string> split(const std::string& text) {
@@ -315,7 +253,9 @@ int main(int argc, char** argv) {
         const auto conns = opened.get();
         const double cpu0 = proc_cpu_seconds(relay.process.pid());
         const double node_cpu0 = proc_cpu_seconds(::getpid());
-        auto res = transfer(conns, bytes / static_cast<std::uint64_t>(pairs), limit);
+        // Done at the last byte: a WebSocket end's EOF comes only after the bridge's linger.
+        RunResult res{transfer(conns, bytes / static_cast<std::uint64_t>(pairs), limit,
+                               DoneWhen::at_last_byte)};
         res.cpu = proc_cpu_seconds(relay.process.pid()) - cpu0;
         res.node_cpu = proc_cpu_seconds(::getpid()) - node_cpu0;
         if (!res.ok) ++failures;
