@@ -94,6 +94,10 @@ test('the refusals of docs/protocol.md 4.2', () => {
   const wrong_key = Uint8Array.from(good);
   wrong_key[40] ^= 0xff;
   refuse(wrong_key, 'a key that is not a valid point');
+  // ... except in rejectConnection, whose key the relay only compares with those it holds.
+  const reject = Uint8Array.from(encode_node_message({ type: 'rejectConnection', from: key() }));
+  reject[40] ^= 0xff;
+  assert.deepEqual(decode_node_message(reject).type, 'rejectConnection', 'rejectConnection of a non-point');
   refuse(encode_node_message({ type: 'connect', target: key() }).subarray(0, 64).map((b, i) => (i === 4 ? 7 : b)), 'a key cut short');
   // Sizes: 4096 bytes pass the size check (a listen with an unknown data section), 4104 do not.
   const big = (bytes) => message([[0, bytes / 8 - 2], ...Array(bytes / 8 - 2).fill([0, 0])]);
