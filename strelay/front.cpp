@@ -156,11 +156,15 @@ bool Front::admit() {
 // Waits until bytes are there and copies them without taking them off the socket. 0: EOF
 // before any byte; -1: an error or the deadline.
 asio::awaitable<int> Front::peek(std::span<std::uint8_t> into) {
-  for (;;) {
-    auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, await_tuple);
-    if (ec) {
-      server_.log().debug("peek_failed", tags(), {{"error", std::error_code(ec)}});
-      co_return -1;
+  // The first look is without waiting: bytes that came with the connection, before its
+  // socket joined the (edge-triggered) reactor, would not wake a wait.
+  for (bool first = true;; first = false) {
+    if (!first) {
+      auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, await_tuple);
+      if (ec) {
+        server_.log().debug("peek_failed", tags(), {{"error", std::error_code(ec)}});
+        co_return -1;
+      }
     }
     const auto n =
         ::recv(socket_.native_handle(), into.data(), into.size(), MSG_PEEK | MSG_DONTWAIT);

@@ -262,11 +262,17 @@ asio::awaitable<void> Session::reader() {
     Deadline deadline = Clock::time_point::max();
     if (!channel_->mid_frame()) {
       channel_->release_idle_memory();
-      auto [ec] = co_await channel_->socket().async_wait(tcp::socket::wait_read, await_tuple);
-      if (stopping_reader_) break;
-      if (ec) {
-        reader_end_ = ReaderEnd{CloseReason::aborted, false, ec};
-        break;
+      // Asio's epoll reactor is edge-triggered and a wait is never tried at once: a wait
+      // started while the next frame is already in the kernel (sent with the one just read)
+      // would sleep until more bytes arrive, which a node waiting for its answer never sends.
+      boost::system::error_code unknown;
+      if (channel_->socket().available(unknown) == 0) {
+        auto [ec] = co_await channel_->socket().async_wait(tcp::socket::wait_read, await_tuple);
+        if (stopping_reader_) break;
+        if (ec) {
+          reader_end_ = ReaderEnd{CloseReason::aborted, false, ec};
+          break;
+        }
       }
       if (role_ == Role::connector) deadline = context_.clock.now() + frame_deadline;
     }
