@@ -536,7 +536,8 @@ TEST_CASE("Clock jumps: a jump of the wall clock disconnects no one and no deadl
   const auto silent_lived = Clock::now() - start;
   CHECK(silent_lived >= 3s - 50ms);
   CHECK(silent_lived < 3s + 1500ms);
-  const auto outcome = p.connector->next_message(3s);
+  // Its TTL ends about now; up to 8 s more on a loaded machine (a late answer is still checked).
+  const auto outcome = p.connector->next_message(8s);
   REQUIRE_MESSAGE(is<Refused>(outcome), "the pending connect got: what "
                                             << static_cast<int>(outcome.what) << ", close reason "
                                             << static_cast<int>(outcome.close_reason));
