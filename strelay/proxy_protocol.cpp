@@ -85,9 +85,14 @@ ProxyHeader parse_v1(std::span<const std::uint8_t> bytes) {
   const std::string_view text(reinterpret_cast<const char*>(bytes.data()),
                               std::min(bytes.size(), v1_max_bytes));
   const auto cr = text.find('\r');
+  // The line is printable ASCII: an LF or a NUL inside it would cut an address short where it
+  // is parsed (and a prefix of the header would be refused that the whole header passed).
+  const auto line = text.substr(0, cr);
+  if (line.find('\n') != std::string_view::npos) return invalid(1, "PROXY v1: LF without CR");
+  if (std::any_of(line.begin(), line.end(), [](char c) { return c < 0x20 || c > 0x7e; }))
+    return invalid(1, "PROXY v1: a byte that is not printable ASCII");
   if (cr == std::string_view::npos) {
     if (bytes.size() >= v1_max_bytes) return invalid(1, "PROXY v1: no CRLF within 107 bytes");
-    if (text.find('\n') != std::string_view::npos) return invalid(1, "PROXY v1: LF without CR");
     ProxyHeader h;
     h.version = 1;
     return h;  // need_more

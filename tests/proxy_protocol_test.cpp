@@ -85,6 +85,12 @@ TEST_CASE("malformed PROXY v1 headers are invalid, with a reason") {
     CHECK_MESSAGE(h.status == ProxyStatus::invalid, text);
     CHECK(!h.error.empty());
   }
+  // Found by carrier_fuzz: NULs and an LF inside the line, where an address parser stops at
+  // the NUL and took "18.5.0.1" (and a prefix of the header was refused for its LF).
+  const std::string nuls("PROXY TCP4 9.0.2.7 18.5.0.1\0\0\3T\0T\n 34 3\r\n", 41);
+  CHECK(parse_proxy_header(bytes(nuls)).status == ProxyStatus::invalid);
+  CHECK(parse_proxy_header(bytes("PROXY TCP4 192.0.2.7 198.51.100.1 1 2\x7f\r\n")).status ==
+        ProxyStatus::invalid);
 }
 
 TEST_CASE("a PROXY v1 header is at most 107 bytes: 107 with its CRLF parses, 108 is refused") {
