@@ -52,7 +52,11 @@ std::chrono::milliseconds time_for(int rounds, std::chrono::milliseconds per_rou
 // Four workers, so the two sides of a race are usually on different threads; no handshake or
 // per-source limits in the way of many clients from 127.0.0.1.
 const std::vector<std::string> race_flags = [] {
-  std::vector<std::string> flags{"--threads", "4", "--max-pending-per-source", "1024"};
+  // A listener answers 24 connectors a round, for up to STRELAY_TSAN_REPEATS rounds: the
+  // per-connection control-frame rate (adversarial_fairness_test's) is lifted too.
+  std::vector<std::string> flags{
+      "--threads",      "4",       "--max-pending-per-source", "1024",
+      "--control-rate", "1000000", "--control-burst",          "1000000"};
   flags.insert(flags.end(), fast_handshakes.begin(), fast_handshakes.end());
   flags.insert(flags.end(), many_nodes_per_source.begin(), many_nodes_per_source.end());
   return flags;
