@@ -249,7 +249,7 @@ TEST_CASE("the example config documents every option with its default") {
                     name);
     }
   }
-  CHECK(checked == 41);  // 8 general options, 5 of the carriers and 28 limits
+  CHECK(checked == 43);  // 8 general options, 5 of the carriers and 30 limits
 }
 
 TEST_CASE("config file mistakes are one-line errors") {
@@ -412,7 +412,7 @@ TEST_CASE("the automatic connection cap is 80% of the descriptor limit") {
 
 TEST_CASE("every limit is described for the status page") {
   const auto limits = describe_limits(RelayLimits{});
-  CHECK(limits.size() == 28);
+  CHECK(limits.size() == 30);
   CHECK(limits.front() == std::pair<std::string, std::string>{"handshake-timeout", "10 s"});
-  CHECK(limits.back() == std::pair<std::string, std::string>{"drain-timeout", "5 s"});
+  CHECK(limits.back() == std::pair<std::string, std::string>{"tunnel-rate", "none"});
 }
