@@ -314,7 +314,8 @@ TEST_CASE("bad flags give one-line errors that name the flag") {
     parse_ok(with_required({"--tunnel-buffer", "67108864"}));  // the maximum itself
   }
   SUBCASE("not numbers") {
-    parse_error(with_required({"--handshake-timeout", "10s"}));
+    parse_error(with_required({"--handshake-timeout", "10x"}));
+    parse_error(with_required({"--handshake-timeout", "-10s"}));
     parse_error(with_required({"--handshake-timeout", "nan"}));
     parse_error(with_required({"--max-connections", "1e3"}));
   }

@@ -1,6 +1,7 @@
 // stcat's flags and exit codes.
 #include <chrono>
 
+#include "common/duration.hpp"
 #include "common/errors.hpp"
 #include "common/protocol.hpp"
 #include "stcat.hpp"
@@ -13,6 +14,16 @@ double seconds(std::chrono::milliseconds d) {
   return std::chrono::duration<double>(d).count();
 }
 
+// "10m" -> "600" before the range check (Go-style durations, as strelay takes them).
+CLI::Validator duration_to_seconds() {
+  return CLI::Validator(
+      [](std::string& input) -> std::string {
+        if (const auto s = parse_duration_seconds(input)) input = std::to_string(*s);
+        return {};
+      },
+      "");
+}
+
 void add_common(CLI::App& cmd, CommonOptions& o) {
   cmd.add_option("-i,--idfile", o.idfile, "This node's identity file (stmgr gen-ident)")
       ->required();
@@ -20,35 +31,40 @@ void add_common(CLI::App& cmd, CommonOptions& o) {
                  "Serve this command's stdin and stdout (run with /bin/sh -c) instead of ours");
   cmd.add_flag("-v,--verbose", o.verbose,
                "Report relays, connections and progress on stderr (-vv adds the library's log)");
-  auto* timers = cmd.add_option_group("Timers (seconds)");
+  auto* timers = cmd.add_option_group("Timers (seconds, or 10m, 1h30m, 500ms)");
   o.backoff_initial = seconds(node_backoff_initial);
   o.backoff_cap = seconds(node_backoff_cap);
   o.keepalive_interval = seconds(keepalive_interval);
   o.dead_peer_timeout = seconds(dead_peer_timeout);
   o.connect_timeout = seconds(node_connect_timeout);
   timers->add_option("--backoff-initial", o.backoff_initial, "First reconnection delay bound")
+      ->transform(duration_to_seconds())
       ->check(CLI::Range(0.001, 3600.0).description(""))
       ->capture_default_str()
       ->type_name("SECONDS");
   timers->add_option("--backoff-cap", o.backoff_cap, "Largest reconnection delay")
+      ->transform(duration_to_seconds())
       ->check(CLI::Range(0.001, 3600.0).description(""))
       ->capture_default_str()
       ->type_name("SECONDS");
   timers
       ->add_option("--keepalive-interval", o.keepalive_interval,
                    "Ping relays and peers after this much silence")
+      ->transform(duration_to_seconds())
       ->check(CLI::Range(0.01, 3600.0).description(""))
       ->capture_default_str()
       ->type_name("SECONDS");
   timers
       ->add_option("--dead-peer-timeout", o.dead_peer_timeout,
                    "A relay or peer silent this long is gone")
+      ->transform(duration_to_seconds())
       ->check(CLI::Range(0.02, 7200.0).description(""))
       ->capture_default_str()
       ->type_name("SECONDS");
   timers
       ->add_option("--connect-timeout", o.connect_timeout,
                    "Per relay: DNS, TCP and the relay handshake")
+      ->transform(duration_to_seconds())
       ->check(CLI::Range(0.01, 600.0).description(""))
       ->capture_default_str()
       ->type_name("SECONDS");
