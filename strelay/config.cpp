@@ -365,6 +365,11 @@ Exit codes: 0 success, 1 failure after start-up (a bad identity file, a port in 
 std::optional<tcp::endpoint> try_parse_endpoint(std::string_view text, std::string& error) {
   std::string_view host;
   std::string_view port_text;
+  if (const auto scheme = text.find("://"); scheme != std::string_view::npos) {
+    error = "address " + quote_text(text) + ": give IP:port without the scheme " +
+            quote_text(text.substr(0, scheme + 3)) + ", e.g. 0.0.0.0:4567";
+    return std::nullopt;
+  }
   if (!text.empty() && text.front() == '[') {
     const auto close = text.find(']');
     if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {

@@ -1,6 +1,8 @@
 // stcat's flags and exit codes.
 #include <chrono>
+#include <sstream>
 
+#include "common/address.hpp"  // quote_for_message
 #include "common/duration.hpp"
 #include "common/errors.hpp"
 #include "common/protocol.hpp"
@@ -14,11 +16,22 @@ double seconds(std::chrono::milliseconds d) {
   return std::chrono::duration<double>(d).count();
 }
 
-// "10m" -> "600" before the range check (Go-style durations, as strelay takes them).
-CLI::Validator duration_to_seconds() {
+// Seconds (0.5) or a Go-style duration (10m, 500ms, as strelay takes them), lo..hi seconds;
+// the input becomes plain seconds for CLI11's conversion.
+CLI::Validator seconds_between(double lo, double hi) {
   return CLI::Validator(
-      [](std::string& input) -> std::string {
-        if (const auto s = parse_duration_seconds(input)) input = std::to_string(*s);
+      [lo, hi](std::string& input) -> std::string {
+        const auto s = parse_duration_seconds(input);
+        if (!s) {
+          return quote_for_message(input) +
+                 " is not a duration: give seconds (30, 0.5) or 10m, 1h30m, 500ms";
+        }
+        if (*s < lo || *s > hi) {
+          std::ostringstream range;
+          range << input << " is out of range: give " << lo << " to " << hi << " seconds";
+          return range.str();
+        }
+        input = std::to_string(*s);
         return {};
       },
       "");
@@ -38,34 +51,29 @@ void add_common(CLI::App& cmd, CommonOptions& o) {
   o.dead_peer_timeout = seconds(dead_peer_timeout);
   o.connect_timeout = seconds(node_connect_timeout);
   timers->add_option("--backoff-initial", o.backoff_initial, "First reconnection delay bound")
-      ->transform(duration_to_seconds())
-      ->check(CLI::Range(0.001, 3600.0).description(""))
+      ->check(seconds_between(0.001, 3600.0))
       ->capture_default_str()
       ->type_name("SECONDS");
   timers->add_option("--backoff-cap", o.backoff_cap, "Largest reconnection delay")
-      ->transform(duration_to_seconds())
-      ->check(CLI::Range(0.001, 3600.0).description(""))
+      ->check(seconds_between(0.001, 3600.0))
       ->capture_default_str()
       ->type_name("SECONDS");
   timers
       ->add_option("--keepalive-interval", o.keepalive_interval,
                    "Ping relays and peers after this much silence")
-      ->transform(duration_to_seconds())
-      ->check(CLI::Range(0.01, 3600.0).description(""))
+      ->check(seconds_between(0.01, 3600.0))
       ->capture_default_str()
       ->type_name("SECONDS");
   timers
       ->add_option("--dead-peer-timeout", o.dead_peer_timeout,
                    "A relay or peer silent this long is gone")
-      ->transform(duration_to_seconds())
-      ->check(CLI::Range(0.02, 7200.0).description(""))
+      ->check(seconds_between(0.02, 7200.0))
       ->capture_default_str()
       ->type_name("SECONDS");
   timers
       ->add_option("--connect-timeout", o.connect_timeout,
                    "Per relay: DNS, TCP and the relay handshake")
-      ->transform(duration_to_seconds())
-      ->check(CLI::Range(0.01, 600.0).description(""))
+      ->check(seconds_between(0.01, 600.0))
       ->capture_default_str()
       ->type_name("SECONDS");
 }
