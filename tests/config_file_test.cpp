@@ -11,27 +11,14 @@
 #include <sstream>
 
 #include "common/duration.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace strelay;
 using namespace std::chrono_literals;
 
 namespace {
 
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "strelay-config-file-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string write(const std::string& name, const std::string& text) const {
-    const auto file = path / name;
-    std::ofstream(file, std::ios::binary) << text;
-    return file.string();
-  }
-};
+using TempDir = strelay::testing::TempDir;
 
 std::optional<RelayOptions> parse(std::vector<std::string> args, std::string& error) {
   args.insert(args.begin(), "strelay");
