@@ -18,39 +18,11 @@ namespace {
 // A config file is a few kilobytes; more is a wrong path (a log, a binary), not a config.
 constexpr std::size_t max_config_file_bytes = 1 << 20;
 
-// Names operators reach for from other relays' configs, and what strelay calls them.
-constexpr std::array<std::pair<std::string_view, std::string_view>, 9> synonyms{{
-    {"listen", "laddr"},
-    {"listen-addr", "laddr"},
-    {"listen-address", "laddr"},
-    {"bind", "laddr"},
-    {"address", "laddr"},
-    {"identity", "idfile"},
-    {"key", "idfile"},
-    {"metrics", "metrics-addr"},
-    {"allowlist", "allow"},
-}};
-
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
     s.remove_suffix(1);
   return s;
-}
-
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
 }
 
 // The value with a trailing # comment removed (a # inside quotes is kept).
@@ -157,18 +129,8 @@ struct Failure {
 Failure explain(CLI::App& app, const CLI::ParseError& e, const std::vector<std::string>& names,
                 const ConfigLines& lines, const std::string& config, int argc,
                 const char* const* argv) {
-  const auto extras = app.remaining();
-  for (const auto& extra : extras) {
-    if (extra.size() < 2 || extra.front() != '-') continue;
-    const auto flag = extra.substr(0, extra.find('='));
-    std::string message = "unknown option '" + printable(flag) + "'";
-    const auto guess = suggest_option(flag.substr(flag.find_first_not_of('-')), names);
-    if (!guess.empty()) message += " (did you mean '--" + guess + "'?)";
-    return {message};
-  }
-  if (!extras.empty()) {
-    return {"unexpected argument '" + printable(extras.front()) +
-            "' (every flag takes one value: --laddr A --laddr B)"};
+  if (auto unknown = unknown_flag_message(app.remaining(), names); !unknown.empty()) {
+    return {unknown};
   }
   std::string message = printable(e.what());
   std::replace(message.begin(), message.end(), '\n', ' ');
@@ -235,42 +197,6 @@ std::optional<RelayOptions> try_parse_relay_options(int argc, const char* const*
   if (parse_checked(app, options, argc, argv, failure, false) == Parsed::ok) return options;
   error = failure.message;
   return std::nullopt;
-}
-
-std::string printable(std::string_view text) {
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  for (const char c : text) {
-    const auto b = static_cast<unsigned char>(c);
-    if (b >= 0x20 && b < 0x7f) {
-      out += c;
-    } else {
-      out += "\\x";
-      out += hex[b >> 4];
-      out += hex[b & 0xf];
-    }
-  }
-  return out;
-}
-
-std::string suggest_option(std::string_view name, const std::vector<std::string>& names) {
-  std::string wanted(name);
-  std::replace(wanted.begin(), wanted.end(), '_', '-');
-  std::transform(wanted.begin(), wanted.end(), wanted.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  for (const auto& [alias, meant] : synonyms) {
-    if (wanted == alias) return std::string(meant);
-  }
-  std::string best;
-  std::size_t best_distance = wanted.size() < 6 ? 2 : 3;  // beyond this it is a guess
-  for (const auto& candidate : names) {
-    const auto d = edit_distance(wanted, candidate);
-    if (d < best_distance) {
-      best = candidate;
-      best_distance = d;
-    }
-  }
-  return best;
 }
 
 std::string check_config_file(const std::string& path, const std::vector<std::string>& names,

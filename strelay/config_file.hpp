@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/usage.hpp"  // suggest_option, printable
 #include "strelay/config.hpp"
 
 namespace strelay {
@@ -27,14 +28,6 @@ using ConfigLines = std::map<std::string, std::size_t>;
 // 'laddr'?)". Fills `lines` with the names the file sets.
 std::string check_config_file(const std::string& path, const std::vector<std::string>& names,
                               ConfigLines& lines);
-
-// The known name closest to `name` (a typo, '_' for '-', or a common synonym such as
-// "listen" for "laddr"), or "" when none is close. Names are without dashes.
-std::string suggest_option(std::string_view name, const std::vector<std::string>& names);
-
-// `text` with control and non-ASCII bytes as \xNN, so an error line never carries raw bytes
-// from a file or a flag to the terminal.
-std::string printable(std::string_view text);
 
 // The flags (without dashes) whose values differ between `before` and `after` but that a
 // reload cannot apply (addresses, identity, threads, log settings): they need a restart.

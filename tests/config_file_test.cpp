@@ -145,6 +145,18 @@ TEST_CASE("suggestions: typos, underscores, synonyms; nothing when nothing is cl
   CHECK(suggest_option("idfiel", names) == "idfile");
   CHECK(suggest_option("thread", names) == "threads");
   CHECK(suggest_option("zzzzzz", names).empty());
+  CHECK(suggest_option("met", names) == "metrics-addr");  // the one name it abbreviates
+  CHECK(suggest_option("al", names).empty());             // too short to be sure
+}
+
+TEST_CASE("an unknown flag among the leftovers is named; synonyms only for known names") {
+  const std::vector<std::string> names{"idfile", "to", "connect-timeout"};
+  CHECK(unknown_flag_message({"x", "--conect-timeout=3"}, names) ==
+        "unknown option '--conect-timeout' (did you mean '--connect-timeout'?)");
+  CHECK(unknown_flag_message({"--listen", "X"}, names) == "unknown option '--listen'");
+  CHECK(unknown_flag_message({"--\x1b[2J"}, names) == "unknown option '--\\x1b[2J'");
+  CHECK(unknown_flag_message({"positional"}, names).empty());
+  CHECK(unknown_flag_message({}, names).empty());
 }
 
 TEST_CASE("a reload names the changes it cannot apply") {

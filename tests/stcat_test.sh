@@ -162,6 +162,9 @@ usage_fails "a truncated key as --to" \
 usage_fails "a timer that is not a duration" \
   "--connect-timeout: \"10x\" is not a duration: give seconds (30, 0.5) or 10m, 1h30m, 500ms (see stcat --help)" \
   connect --idfile alice.ident --to bob.friend --connect-timeout 10x
+usage_fails "an unknown flag" \
+  "unknown option '--conect-timeout' (did you mean '--connect-timeout'?) (see stcat --help)" \
+  connect --conect-timeout 3
 usage_fails "a timer out of range" \
   "--connect-timeout: 11m is out of range: give 0.01 to 600 seconds (see stcat --help)" \
   connect --idfile alice.ident --to bob.friend --connect-timeout 11m

@@ -61,6 +61,11 @@ assert "a missing required flag is one line" fails_with "--output is required"
 run gen-ident -o x --bogus
 assert "an unknown flag is refused" fails_with "--bogus"
 assert "no file was written on a usage error" test ! -e x
+run gen-ident --out x
+assert "an unknown flag is named before the missing one, with the flag meant" fails_with "stmgr: unknown option '--out' (did you mean '--output'?) (see stmgr --help)"
+assert "an unknown flag exits 2" test "$rc" -eq 2
+run relay-ticket --adress a.org:1 -i x -o y
+assert "a misspelt flag gets a suggestion" fails_with "unknown option '--adress' (did you mean '--address'?)"
 
 # ---------------------------------------------------------------- gen-ident and pubkey
 (umask 000 && "$stmgr" gen-ident --output new/deeper/relay.ident >out 2>err)
