@@ -38,8 +38,8 @@ test('every invalid ticket vector is refused with the C++ cause', () => {
   const expected = {
     'standard base64 alphabet instead of base64url': "\"publicKey\": character '/' at offset 2 is not in the base64url alphabet",
     "base64url with '=' padding": "\"publicKey\": padding '=' is not allowed (base64url without padding)",
-    'key of 31 bytes': '"publicKey" is 31 bytes, expected 32 (an Ed25519 public key)',
-    'key of 33 bytes (must not be truncated to 32)': '"publicKey" is 33 bytes, expected 32 (an Ed25519 public key)',
+    'key of 31 bytes': '"publicKey" is 42 characters (31 bytes), expected 43 (a base64url Ed25519 public key)',
+    'key of 33 bytes (must not be truncated to 32)': '"publicKey" is 44 characters (33 bytes), expected 43 (a base64url Ed25519 public key)',
     'not a valid Ed25519 point (non-canonical encoding)': '"publicKey" is not a valid Ed25519 public key: a non-canonical encoding',
     'small-order Ed25519 point (identity element)': '"publicKey" is not a valid Ed25519 public key: a small-order point',
     'address without port': 'address "relay.example.org": missing :port (expected host:port)',
@@ -63,7 +63,7 @@ test('invalid identity files are refused, never truncated, and the message holds
     e.message.startsWith('a.ident: "privateKey" is 85 bytes: this is the old Offset') &&
     !e.message.includes(JSON.parse(legacy.identity_file).privateKey));
   assert.throws(() => Identity.parseFile(short.identity_file, 'b.ident'),
-                { message: 'b.ident: "privateKey" is 31 bytes, expected 32 (an Ed25519 seed)' });
+                { message: 'b.ident: "privateKey" is 42 characters (31 bytes), expected 43 (a base64url Ed25519 seed)' });
 });
 
 test('strict JSON: duplicate and unknown fields, nesting, non-objects are refused', () => {
