@@ -128,3 +128,14 @@ test('public keys: text round trip; invalid points refused', () => {
   const seed = Uint8Array.from({ length: 32 }, (_, i) => i);
   assert.equal(publicKeyToString(Identity.fromSeed(seed).publicKey), vectors().identities[0].public_key);
 });
+
+test('a ticket of the wrong kind is named, as the C++ parser names it', () => {
+  const key = 'qV7tSW_1SOs4jWJgPOTXnPYslk4F9h-DyloziANiGTw';
+  const relay = `{"publicKey": "${key}", "address": "a.org:1"}`;
+  assert.throws(() => parseRelayTicket(`{"publicKey": "${key}", "relays": [${relay}]}`, 'bob.friend'),
+                { message: 'bob.friend: is a friend ticket, not a relay ticket' });
+  assert.throws(() => parseFriendTicket(relay, 'relay.relay'),
+                { message: 'relay.relay: is a relay ticket, not a friend ticket' });
+  assert.throws(() => parseFriendTicket(`{"privateKey": "${key}"}`, 'alice.ident'),
+                { message: 'alice.ident: is an identity file, not a friend ticket' });
+});
