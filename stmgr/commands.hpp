@@ -64,9 +64,10 @@ inline Overwrite overwrite_if(bool force) {
   return force ? Overwrite::replace : Overwrite::refuse;
 }
 
-// "-o -": standard output.
+// "-o -": standard output; /dev/stdout is read the same way (it is a symlink to a terminal or
+// pipe, which --force must never replace by a file).
 inline bool is_stdout(const std::string& output) {
-  return output == "-";
+  return output == "-" || output == "/dev/stdout";
 }
 
 // Writes a ticket's exact bytes to `output`, or to standard output for "-" (with a final
@@ -78,7 +79,7 @@ void write_ticket_output(const std::string& output, const std::string& text, boo
 inline void refuse_same_file(const std::filesystem::path& output,
                              const std::filesystem::path& input) {
   std::error_code ignored;
-  if (output == "-") return;
+  if (is_stdout(output.string())) return;
   if (output == input || std::filesystem::equivalent(output, input, ignored)) {
     throw FileError(output.string() + ": is also an input file (" + input.string() +
                     "); choose another output");

@@ -220,6 +220,11 @@ done
 run relay-ticket -i relay.ident -a 127.0.0.1:4567 -o -
 assert "relay-ticket -o - writes the ticket to stdout" cmp -s out relay.relay
 assert "relay-ticket -o - writes no file named -" test ! -e -
+# /dev/stdout is -o -. (Never with --force here: a regression must not replace the real link.)
+run relay-ticket -i relay.ident -a 127.0.0.1:4567 -o /dev/stdout
+assert "relay-ticket -o /dev/stdout writes to stdout" cmp -s out relay.relay
+run gen-ident -o /dev/stdout
+assert "gen-ident -o /dev/stdout is refused like -o -" fails_with "never written to standard output"
 run friend-ticket -i node.ident -r relay.relay -o -
 assert "friend-ticket -o - writes the ticket to stdout" grep -q '"relays"' out
 run gen-ident -o -
