@@ -36,9 +36,10 @@ std::string usage_error(CLI::App& app, const CLI::ParseError& e) {
     }
   }
   const auto unknown = strelay::unknown_flag_message(app.remaining(true), names);
-  std::string message = unknown.empty() ? strelay::printable(e.what()) : unknown;
+  if (!unknown.empty()) return unknown;
+  std::string message = e.what();
   std::replace(message.begin(), message.end(), '\n', ' ');
-  return message;
+  return strelay::printable(message);
 }
 
 }  // namespace
@@ -74,7 +75,7 @@ int main(int argc, char** argv) {
     std::cerr << "stmgr: " << usage_error(app, e) << " (see stmgr --help)\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "stmgr: " << one_line(e.what()) << '\n';
+    std::cerr << "stmgr: " << strelay::printable(one_line(e.what())) << '\n';
     return 1;
   }
   return 0;

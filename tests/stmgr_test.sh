@@ -216,6 +216,8 @@ for case in "relay-ticket -a a.org:1 -o w.relay -i relay.relay|relay.relay: is a
   assert "${case%%|*}: no chmod advice" bash -c "! grep -q chmod err"
 done
 
+run show "$(printf 'no\033]0;title\007such')"
+assert "a path with control bytes is escaped in the message" fails_with 'no\x1b]0;title\x07such: No such file or directory'
 # ---------------------------------------------------------------- -o - and --force
 run relay-ticket -i relay.ident -a 127.0.0.1:4567 -o -
 assert "relay-ticket -o - writes the ticket to stdout" cmp -s out relay.relay

@@ -100,4 +100,7 @@ timeout 10 "$strelay" --idfile relay.relay --laddr 127.0.0.1:0 >out 2>err
 [[ $(cat err) == "strelay: relay.relay: is a relay ticket, not an identity file" ]] ||
   fail "--idfile relay.relay: '$(cat err)'"
 passed=$((passed + 1))
+timeout 10 "$strelay" --idfile "$(printf 'x\033[2Jy')" --laddr 127.0.0.1:0 >out 2>err
+[[ $(cat err) == 'strelay: x\x1b[2Jy: No such file or directory' ]] || fail "a path with control bytes: '$(cat -v err)'"
+passed=$((passed + 1))
 echo "strelay_cli_test: $passed passed, 0 failed"

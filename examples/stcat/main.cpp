@@ -27,9 +27,10 @@ std::string usage_error(CLI::App& app, const CLI::ParseError& e) {
     }
   }
   const auto unknown = strelay::unknown_flag_message(app.remaining(true), names);
-  std::string message = unknown.empty() ? strelay::printable(e.what()) : unknown;
+  if (!unknown.empty()) return unknown;
+  std::string message = e.what();
   std::replace(message.begin(), message.end(), '\n', ' ');
-  return message;
+  return strelay::printable(message);
 }
 
 }  // namespace
@@ -66,7 +67,7 @@ int main(int argc, char** argv) {
     if (connect_cmd->parsed()) return run_connect(connect);
   } catch (const std::exception& e) {
     // Bad files and flags: loading happens before any connection.
-    std::cerr << "stcat: " << e.what() << '\n';
+    std::cerr << "stcat: " << strelay::printable(e.what()) << '\n';
     return exit_usage;
   }
   return exit_usage;
