@@ -3,7 +3,6 @@
 //
 // Exit codes: 0 success, 1 the command failed (bad file, refused overwrite, ...), 2 bad usage.
 #include <CLI/CLI.hpp>
-#include <algorithm>
 #include <iostream>
 #include <string>
 
@@ -20,26 +19,6 @@ std::string one_line(std::string text) {
     text.replace(at, 1, "; ");
   }
   return text;
-}
-
-// CLI11's message, unless an unknown flag explains it better: CLI11 reports a missing required
-// flag first (`--output is required` for `gen-ident --out x`).
-std::string usage_error(CLI::App& app, const CLI::ParseError& e) {
-  std::vector<std::string> names;
-  std::vector<CLI::App*> apps = app.get_subcommands();  // the chosen command
-  for (std::size_t i = 0; i < apps.size(); ++i) {       // and its option groups
-    for (CLI::App* group : apps[i]->get_subcommands([](CLI::App*) { return true; })) {
-      apps.push_back(group);
-    }
-    for (const CLI::Option* option : apps[i]->get_options()) {
-      for (const auto& name : option->get_lnames()) names.push_back(name);
-    }
-  }
-  const auto unknown = strelay::unknown_flag_message(app.remaining(true), names);
-  if (!unknown.empty()) return unknown;
-  std::string message = e.what();
-  std::replace(message.begin(), message.end(), '\n', ' ');
-  return strelay::printable(message);
 }
 
 }  // namespace
@@ -72,7 +51,7 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);  // runs the chosen subcommand's callback
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    std::cerr << "stmgr: " << usage_error(app, e) << " (see stmgr --help)\n";
+    std::cerr << "stmgr: " << strelay::usage_message(app, e) << " (see stmgr --help)\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "stmgr: " << strelay::printable(one_line(e.what())) << '\n';

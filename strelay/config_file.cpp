@@ -101,21 +101,11 @@ bool on_command_line(std::string_view flag, int argc, const char* const* argv) {
   return false;
 }
 
-// Every long option name without dashes; the limits live in option groups, which CLI11 keeps
-// as nameless subcommands.
+// The names a config file may set (--config, --help and --version are not among them).
 std::vector<std::string> option_names(CLI::App& app) {
-  std::vector<std::string> names;
-  std::vector<const CLI::App*> apps{&app};
-  for (const CLI::App* group : app.get_subcommands([](CLI::App*) { return true; })) {
-    apps.push_back(group);
-  }
-  for (const CLI::App* a : apps) {
-    for (const CLI::Option* option : a->get_options()) {
-      for (const auto& name : option->get_lnames()) {
-        if (name != "help" && name != "version" && name != "config") names.push_back(name);
-      }
-    }
-  }
+  auto names = long_option_names(app);
+  std::erase_if(
+      names, [](const std::string& n) { return n == "help" || n == "version" || n == "config"; });
   return names;
 }
 

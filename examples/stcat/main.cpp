@@ -4,36 +4,11 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
-#include <algorithm>
 #include <iostream>
 
 #include "common/keys.hpp"
 #include "common/usage.hpp"
 #include "stcat.hpp"
-
-namespace {
-
-// CLI11's message, unless an unknown flag explains it better: CLI11 reports a missing required
-// flag first (`--output is required` for `gen-ident --out x`).
-std::string usage_error(CLI::App& app, const CLI::ParseError& e) {
-  std::vector<std::string> names;
-  std::vector<CLI::App*> apps = app.get_subcommands();  // the chosen command
-  for (std::size_t i = 0; i < apps.size(); ++i) {       // and its option groups
-    for (CLI::App* group : apps[i]->get_subcommands([](CLI::App*) { return true; })) {
-      apps.push_back(group);
-    }
-    for (const CLI::Option* option : apps[i]->get_options()) {
-      for (const auto& name : option->get_lnames()) names.push_back(name);
-    }
-  }
-  const auto unknown = strelay::unknown_flag_message(app.remaining(true), names);
-  if (!unknown.empty()) return unknown;
-  std::string message = e.what();
-  std::replace(message.begin(), message.end(), '\n', ' ');
-  return strelay::printable(message);
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   using namespace strelay::stcat;
@@ -57,7 +32,7 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    std::cerr << "stcat: " << usage_error(app, e) << " (see stcat --help)\n";
+    std::cerr << "stcat: " << strelay::usage_message(app, e) << " (see stcat --help)\n";
     return exit_usage;
   }
   ::signal(SIGPIPE, SIG_IGN);  // a closed stdout or command is an error code, not a signal
