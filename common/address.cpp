@@ -175,6 +175,12 @@ std::optional<Address> try_parse_address(std::string_view text, std::string& err
   Address out;
   std::string_view port_text;
   std::string cause;
+  // "https://relay.example.org:4567" would otherwise read as an IPv6 address without brackets.
+  if (const auto scheme = text.find("://"); scheme != std::string_view::npos) {
+    error = "address " + quote_for_message(text) + ": give host:port without the scheme " +
+            quote_for_message(text.substr(0, scheme + 3)) + ", e.g. relay.example.org:4567";
+    return std::nullopt;
+  }
   if (!split_host_port(text, out, port_text, cause)) {
     error = "address " + quote_for_message(text) + ": " + cause;
     return std::nullopt;

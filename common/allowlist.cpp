@@ -10,6 +10,7 @@
 
 #include "common/base64url.hpp"
 #include "common/protocol.hpp"
+#include "common/tickets.hpp"
 
 namespace strelay {
 namespace {
@@ -32,11 +33,10 @@ std::string parse_entry(std::string_view entry, PublicKey& key, std::string& lab
   const auto label_text = trim(entry.substr(end));
   std::vector<std::uint8_t> bytes;
   std::string error;
-  if (!try_from_base64url(key_text, bytes, error)) return "the key is not base64url: " + error;
-  if (bytes.size() != key_bytes) {
-    return "the key is " + std::to_string(bytes.size()) + " bytes, not " +
-           std::to_string(key_bytes);
+  if (const auto problem = key_length_problem(key_text, key_bytes); !problem.empty()) {
+    return "the key " + problem + " (a base64url Ed25519 public key)";
   }
+  if (!try_from_base64url(key_text, bytes, error)) return "the key is not base64url: " + error;
   const auto parsed = PublicKey::from_bytes(bytes);
   if (!parsed) return "the key is not a valid Ed25519 public key";
   for (char c : label_text) {
@@ -46,6 +46,27 @@ std::string parse_entry(std::string_view entry, PublicKey& key, std::string& lab
   key = *parsed;
   label = std::string(label_text);
   return {};
+}
+
+// A JSON file given as an allowlist: a friend ticket allows its node's key (so strelay --allow
+// and stcat --allow take the .friend file a friend sends); any other kind is named.
+std::optional<Allowlist> allowlist_from_json(std::string_view text, const std::string& path,
+                                             std::string& error) {
+  const auto kind = try_detect_distinctive_kind(text);
+  if (kind && *kind != FileKind::friend_ticket) {
+    error = path + ": is " + file_kind_name(*kind) + ", not a friend ticket or an allowlist";
+    return std::nullopt;
+  }
+  const auto ticket = try_parse_friend_ticket(text, path, error);
+  if (!ticket) return std::nullopt;
+  Allowlist list;
+  list.add(ticket->public_key);
+  return list;
+}
+
+bool looks_like_json(std::string_view text) {
+  const auto first = text.find_first_not_of(" \t\r\n");
+  return first != std::string_view::npos && text[first] == '{';
 }
 
 }  // namespace
@@ -152,6 +173,7 @@ std::optional<Allowlist> try_load_allowlist(const std::string& path, std::string
     have += static_cast<std::size_t>(n);
   }
   text.resize(have);
+  if (looks_like_json(text)) return allowlist_from_json(text, path, error);
   return try_parse_allowlist(text, path, error, warnings);
 }
 

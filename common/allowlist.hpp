@@ -18,6 +18,10 @@
 // A file with no keys is valid and means NOBODY may use the relay (a private relay with no
 // members yet); to run a public relay, leave --allow unset.
 //
+// A file whose first non-blank byte is '{' is read as a friend ticket (a .friend file): it
+// allows that one node's key. Any other JSON file (an identity, a relay ticket) is refused by
+// its kind ("alice.ident: is an identity file, not a friend ticket or an allowlist").
+//
 // Reload (SIGHUP): the daemon calls try_load_allowlist() again; when it fails, the daemon keeps
 // the old list, logs the error and counts reloads_total{outcome="failed"}. Allowlist is a
 // plain value: the daemon swaps a std::shared_ptr<const Allowlist> under its own lock.

@@ -2,6 +2,8 @@
 
 #include <sodium.h>
 
+#include <algorithm>
+
 namespace strelay {
 
 namespace {
@@ -57,6 +59,15 @@ bool try_from_base64url(std::string_view text, std::vector<std::uint8_t>& out, s
   }
   out.resize(decoded);
   return true;
+}
+
+std::string key_length_problem(std::string_view text, std::size_t bytes) {
+  const std::size_t expected = (bytes * 4 + 2) / 3;  // unpadded
+  if (text.size() == expected || !std::all_of(text.begin(), text.end(), in_alphabet)) return {};
+  std::string problem = "is " + std::to_string(text.size()) + " characters";
+  if (!text.empty() && text.size() % 4 != 1)
+    problem += " (" + std::to_string(text.size() * 3 / 4) + " bytes)";
+  return problem + ", expected " + std::to_string(expected);
 }
 
 }  // namespace strelay

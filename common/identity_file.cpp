@@ -7,6 +7,7 @@
 #include "common/base64url.hpp"
 #include "common/file_json.hpp"
 #include "common/protocol.hpp"
+#include "common/tickets.hpp"
 
 namespace strelay {
 
@@ -18,6 +19,9 @@ struct WipeOnExit {
   ~WipeOnExit() { sodium_memzero(bytes.data(), bytes.capacity()); }
 };
 
+constexpr std::size_t offset_legacy_identity_characters =
+    (offset_legacy_identity_bytes * 4 + 2) / 3;
+
 // Returns the identity, or nullopt with a cause (without the source prefix).
 std::optional<Identity> identity_from_text(std::string_view text, std::string& cause) {
   if (text.size() > max_identity_file_bytes) {
@@ -26,6 +30,11 @@ std::optional<Identity> identity_from_text(std::string_view text, std::string& c
     return std::nullopt;
   }
   const auto json = try_parse_file_json(text, cause);
+  if (const auto kind = json ? try_detect_distinctive_kind(text) : std::nullopt;
+      kind && *kind != FileKind::identity) {
+    cause = "is " + file_kind_name(*kind) + ", not an identity file";
+    return std::nullopt;
+  }
   if (!json || !check_fields(*json, {"privateKey"}, "an identity file", cause)) {
     return std::nullopt;
   }
@@ -35,8 +44,16 @@ std::optional<Identity> identity_from_text(std::string_view text, std::string& c
   std::vector<std::uint8_t> seed;
   seed.reserve(encoded->size());  // decoding never needs more; no reallocation leaves copies
   const WipeOnExit wipe{seed};
-  std::string problem;
-  if (!try_from_base64url(std::string_view(encoded->data(), encoded->size()), seed, problem)) {
+  const std::string_view encoded_text(encoded->data(), encoded->size());
+  // The old format's 85 bytes are 114 characters: that case has its own message below.
+  std::string problem = encoded_text.size() == offset_legacy_identity_characters
+                            ? std::string()
+                            : key_length_problem(encoded_text, key_bytes);
+  if (!problem.empty()) {
+    cause = "\"privateKey\" " + problem + " (a base64url Ed25519 seed)";
+    return std::nullopt;
+  }
+  if (!try_from_base64url(encoded_text, seed, problem)) {
     cause = "\"privateKey\": " + problem;
     return std::nullopt;
   }
@@ -85,10 +102,29 @@ Identity parse_identity_file(std::string_view text, std::string_view source) {
   return std::move(*identity);
 }
 
+namespace {
+
+// After a refused secret read: when the file is a ticket (say relay.relay given as --idfile),
+// that is the message, not advice to chmod or chown a file that holds no secret.
+void explain_wrong_kind(const std::filesystem::path& path, std::string& error) {
+  std::string ignored;
+  const auto text =
+      try_read_file_bounded(path, max_ticket_file_bytes, FileSecrecy::shareable, ignored);
+  const auto kind = text ? try_detect_distinctive_kind({text->data(), text->size()}) : std::nullopt;
+  if (kind && *kind != FileKind::identity) {
+    error = path.string() + ": is " + file_kind_name(*kind) + ", not an identity file";
+  }
+}
+
+}  // namespace
+
 std::optional<Identity> try_load_identity(const std::filesystem::path& path, std::string& error) {
   const auto text =
       try_read_file_bounded(path, max_identity_file_bytes, FileSecrecy::secret, error);
-  if (!text) return std::nullopt;
+  if (!text) {
+    explain_wrong_kind(path, error);
+    return std::nullopt;
+  }
   return try_parse_identity_file(std::string_view(text->data(), text->size()), path.string(),
                                  error);
 }

@@ -110,9 +110,27 @@ bool write_all(int fd, std::string_view contents) {
   return true;
 }
 
-// Moves the finished temporary file into place; never clobbers unless asked to.
+// What stands at `path` when it is not a regular file ("a symbolic link", "a device", ...),
+// or empty when it is a regular file or nothing.
+std::string special_file_kind(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return {};
+  if (S_ISLNK(st.st_mode)) return "a symbolic link";
+  if (S_ISDIR(st.st_mode)) return "a directory";
+  if (S_ISFIFO(st.st_mode)) return "a FIFO";
+  if (S_ISSOCK(st.st_mode)) return "a socket";
+  if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) return "a device";
+  return "not a regular file";
+}
+
+// Moves the finished temporary file into place; never clobbers unless asked to, and never
+// anything but a regular file (--force on /dev/null must not turn it into a key file).
 bool move_into_place(const std::string& temp, const std::filesystem::path& path,
                      Overwrite overwrite, std::string& error) {
+  if (const auto kind = special_file_kind(path); !kind.empty()) {
+    error = path.string() + ": is " + kind + "; only a regular file is ever replaced";
+    return false;
+  }
   int result = 0;
   if (overwrite == Overwrite::replace) {
     result = ::rename(temp.c_str(), path.c_str());
@@ -144,7 +162,10 @@ bool sync_directory(const std::filesystem::path& dir, std::string& error) {
 
 bool check_secret_file(const std::filesystem::path& path, const struct stat& st,
                        std::string& error) {
-  if (st.st_uid != ::geteuid()) {
+  // Root may use a private file of another user (the packaged service's identity, owned by
+  // the strelay user): root can read it anyway, and refusing only sends operators to chmod.
+  // The mode rule below still holds for root.
+  if (st.st_uid != ::geteuid() && ::geteuid() != 0) {
     error = path.string() + ": owned by uid " + std::to_string(st.st_uid) +
             ", not by the current user (uid " + std::to_string(::geteuid()) +
             "); a private key file must belong to the user who uses it";

@@ -3,12 +3,14 @@
 // Writes are atomic: a temporary file in the target's directory (O_EXCL, O_NOFOLLOW), written,
 // fsync'd, then moved into place and the directory fsync'd, so a crash leaves either the old
 // file or the new one. Without Overwrite::replace an existing file is never touched (link(2)
-// or renameat2 RENAME_NOREPLACE). Secret files get mode 0600 whatever the umask, and the
-// directories created for them 0700.
+// or renameat2 RENAME_NOREPLACE); with it, only a regular file is replaced (a symlink, device,
+// FIFO, socket or directory at the path is refused, so --force never swaps /dev/null). Secret files
+// get mode 0600 whatever the umask, and the directories created for them 0700.
 //
 // Reads are bounded (the size is checked on fstat before reading) and only from regular files.
-// Secret reads refuse, as ssh does, a symlink, a file owned by another user, and a file that
-// group or others may access. Every refusal is a one-line message that starts with the path.
+// Secret reads refuse, as ssh does, a symlink, a file owned by another user (root excepted), and a
+// file that group or others may access. Every refusal is a one-line message that starts with the
+// path.
 #pragma once
 
 #include <sodium.h>
@@ -63,7 +65,8 @@ bool try_write_file_atomic(const std::filesystem::path& path, std::string_view c
                            FileSecrecy secrecy, Overwrite overwrite, std::string& error);
 
 // Reads a whole regular file of at most max_bytes. With FileSecrecy::secret the file must also
-// be a regular file itself (not a symlink), owned by the effective user, and mode & 077 == 0.
+// be a regular file itself (not a symlink), owned by the effective user (any owner for root),
+// and mode & 077 == 0.
 SecretText read_file_bounded(const std::filesystem::path& path, std::size_t max_bytes,
                              FileSecrecy secrecy);
 std::optional<SecretText> try_read_file_bounded(const std::filesystem::path& path,

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "common/base64url.hpp"
 #include "common/file_json.hpp"
@@ -40,7 +41,11 @@ std::string point_problem(const Point& p) {
 std::optional<PublicKey> public_key_from_text(std::string_view text, std::string_view name,
                                               std::string& error) {
   std::vector<std::uint8_t> bytes;
-  std::string problem;
+  std::string problem = key_length_problem(text, key_bytes);
+  if (!problem.empty()) {
+    error = std::string(name) + " " + problem + " (a base64url Ed25519 public key)";
+    return std::nullopt;
+  }
   if (!try_from_base64url(text, bytes, problem)) {
     error = std::string(name) + ": " + problem;
     return std::nullopt;
@@ -61,6 +66,24 @@ std::optional<PublicKey> public_key_from_text(std::string_view text, std::string
 
 std::string_view view(const SecretText& s) {
   return {s.data(), s.size()};
+}
+
+// The kind a parsed file shows by a field only that kind has; nullopt when it shows none
+// (a lone "publicKey" could be either ticket: then the kind's own parser explains).
+std::optional<FileKind> distinctive_kind(const FileJson& json) {
+  const auto has = [&](const char* field) { return json.contains(SecretText(field)); };
+  if (has("privateKey")) return FileKind::identity;
+  if (has("relays")) return FileKind::friend_ticket;
+  if (has("address")) return FileKind::relay_ticket;
+  return std::nullopt;
+}
+
+// "relay.relay: is a relay ticket, not a friend ticket" when the file is another kind.
+bool check_kind(const FileJson& json, FileKind expected, std::string& cause) {
+  const auto kind = distinctive_kind(json);
+  if (!kind || *kind == expected) return true;
+  cause = "is " + file_kind_name(*kind) + ", not " + file_kind_name(expected);
+  return false;
 }
 
 // A relay ticket's fields, in a ticket file or in a friend ticket's "relays".
@@ -130,12 +153,19 @@ std::optional<FileJson> ticket_json(std::string_view text, std::string& cause) {
   return try_parse_file_json(text, cause);
 }
 
+template <class Ticket>
+constexpr FileKind kind_of =
+    std::is_same_v<Ticket, RelayTicket> ? FileKind::relay_ticket : FileKind::friend_ticket;
+
 template <class Ticket, class Parse>
 std::optional<Ticket> parse_ticket(std::string_view text, std::string_view source,
                                    std::string& error, Parse parse) {
   std::string cause;
   std::optional<Ticket> ticket;
-  if (const auto json = ticket_json(text, cause)) ticket = parse(*json, cause);
+  if (const auto json = ticket_json(text, cause);
+      json && check_kind(*json, kind_of<Ticket>, cause)) {
+    ticket = parse(*json, cause);
+  }
   if (!ticket) error = std::string(source) + ": " + cause;
   return ticket;
 }
@@ -156,6 +186,22 @@ T value_or_throw(std::optional<T> value, const std::string& error) {
 }
 
 }  // namespace
+
+std::string file_kind_name(FileKind kind) {
+  switch (kind) {
+    case FileKind::identity: return "an identity file";
+    case FileKind::relay_ticket: return "a relay ticket";
+    case FileKind::friend_ticket: return "a friend ticket";
+  }
+  return "a file";
+}
+
+std::optional<FileKind> try_detect_distinctive_kind(std::string_view text) {
+  std::string ignored;
+  const auto json =
+      text.size() <= max_ticket_file_bytes ? try_parse_file_json(text, ignored) : std::nullopt;
+  return json ? distinctive_kind(*json) : std::nullopt;
+}
 
 std::optional<PublicKey> try_parse_public_key(std::string_view text, std::string& error) {
   return public_key_from_text(text, "key", error);
@@ -231,10 +277,8 @@ std::optional<FileKind> try_detect_file_kind(std::string_view text, std::string_
     error = std::string(source) + ": " + cause;
     return std::nullopt;
   }
-  const auto has = [&](const char* field) { return json->contains(SecretText(field)); };
-  if (has("privateKey")) return FileKind::identity;
-  if (has("relays")) return FileKind::friend_ticket;
-  if (has("publicKey") || has("address")) return FileKind::relay_ticket;
+  if (const auto kind = distinctive_kind(*json)) return kind;
+  if (json->contains(SecretText("publicKey"))) return FileKind::relay_ticket;
   error = std::string(source) +
           ": neither an identity file nor a ticket (no \"privateKey\", \"publicKey\" or "
           "\"relays\" field)";

@@ -75,4 +75,12 @@ enum class FileKind { identity, relay_ticket, friend_ticket };
 std::optional<FileKind> try_detect_file_kind(std::string_view text, std::string_view source,
                                              std::string& error);
 
+// "an identity file", "a relay ticket", "a friend ticket": for "X is a ..., not a ..." messages.
+std::string file_kind_name(FileKind kind);
+
+// The kind a text shows by a field only that kind has ("privateKey", "relays", "address"), or
+// nullopt (not JSON, or a lone "publicKey"). Every reader uses it to say "FILE is a friend
+// ticket, not a relay ticket" instead of a missing field. Never reads the values.
+std::optional<FileKind> try_detect_distinctive_kind(std::string_view text);
+
 }  // namespace strelay

@@ -64,11 +64,22 @@ inline Overwrite overwrite_if(bool force) {
   return force ? Overwrite::replace : Overwrite::refuse;
 }
 
+// "-o -": standard output; /dev/stdout is read the same way (it is a symlink to a terminal or
+// pipe, which --force must never replace by a file).
+inline bool is_stdout(const std::string& output) {
+  return output == "-" || output == "/dev/stdout";
+}
+
+// Writes a ticket's exact bytes to `output`, or to standard output for "-" (with a final
+// newline only on a terminal, so `> file` keeps the file's bytes).
+void write_ticket_output(const std::string& output, const std::string& text, bool force);
+
 // Refuses to write `output` over `input` (say, a ticket over the identity it was made from,
 // which would destroy the key with --force).
 inline void refuse_same_file(const std::filesystem::path& output,
                              const std::filesystem::path& input) {
   std::error_code ignored;
+  if (is_stdout(output.string())) return;
   if (output == input || std::filesystem::equivalent(output, input, ignored)) {
     throw FileError(output.string() + ": is also an input file (" + input.string() +
                     "); choose another output");

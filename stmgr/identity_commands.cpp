@@ -20,6 +20,11 @@ void setup_gen_ident(CLI::App& app) {
 }
 
 void run_gen_ident(const GenIdentOptions& options) {
+  if (is_stdout(options.output)) {
+    throw CLI::ValidationError("--output",
+                               "an identity holds a private key and is never written to standard "
+                               "output; give a file name");
+  }
   const Identity identity = Identity::generate();
   write_identity(options.output, identity, overwrite_if(options.force));
   std::cout << identity.public_key().to_base64url() << '\n';

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/keys.hpp"
+#include "common/usage.hpp"
 #include "stmgr/commands.hpp"
 
 namespace {
@@ -50,10 +51,10 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);  // runs the chosen subcommand's callback
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    std::cerr << "stmgr: " << one_line(e.what()) << " (see stmgr --help)\n";
+    std::cerr << "stmgr: " << strelay::usage_message(app, e) << " (see stmgr --help)\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "stmgr: " << one_line(e.what()) << '\n';
+    std::cerr << "stmgr: " << strelay::printable(one_line(e.what())) << '\n';
     return 1;
   }
   return 0;

@@ -1,5 +1,8 @@
 // stmgr relay-ticket and stmgr friend-ticket.
+#include <unistd.h>
+
 #include <algorithm>
+#include <iostream>
 #include <memory>
 #include <stdexcept>
 
@@ -10,6 +13,15 @@
 
 namespace strelay::stmgr {
 
+void write_ticket_output(const std::string& output, const std::string& text, bool force) {
+  if (!is_stdout(output)) {
+    write_file_atomic(output, text, FileSecrecy::shareable, overwrite_if(force));
+    return;
+  }
+  std::cout << text << (::isatty(STDOUT_FILENO) == 1 ? "\n" : "") << std::flush;
+  if (!std::cout) throw FileError("-: cannot write to standard output");
+}
+
 void setup_relay_ticket(CLI::App& app) {
   auto options = std::make_shared<RelayTicketOptions>();
   CLI::App* cmd = app.add_subcommand(
@@ -17,8 +29,21 @@ void setup_relay_ticket(CLI::App& app) {
   cmd->add_option("-i,--idfile", options->idfile, "The relay's identity file")->required();
   cmd->add_option("-a,--address", options->address,
                   "The address nodes dial: HOST:PORT, a DNS name, IPv4 or [IPv6]")
+      ->required()
+      ->check(CLI::Validator(
+          [](std::string& input) {
+            std::string error;
+            const auto address = try_parse_address(input, error);
+            if (address && address->is_unspecified()) {
+              return "address \"" + input +
+                     "\" is a listen-on-all address; a ticket needs the address nodes dial (the "
+                     "relay's public name or IP)";
+            }
+            return address ? std::string() : error;
+          },
+          ""));
+  cmd->add_option("-o,--output", options->output, "The ticket file to write (- for stdout)")
       ->required();
-  cmd->add_option("-o,--output", options->output, "The ticket file to write")->required();
   cmd->add_flag("--force", options->force, "Replace the file if it exists");
   cmd->footer(
       "Example:\n"
@@ -28,16 +53,12 @@ void setup_relay_ticket(CLI::App& app) {
 }
 
 void run_relay_ticket(const RelayTicketOptions& options) {
-  const Address address = parse_address(options.address);
-  if (address.is_unspecified()) {
-    throw std::invalid_argument("address \"" + options.address +
-                                "\" is a listen-on-all address; a ticket needs the address "
-                                "nodes dial (the relay's public name or IP)");
-  }
+  const Address address = parse_address(options.address);  // checked by --address already
   refuse_same_file(options.output, options.idfile);
   const Identity identity = load_identity(options.idfile);
-  write_relay_ticket(options.output, RelayTicket{identity.public_key(), address},
-                     overwrite_if(options.force));
+  write_ticket_output(options.output,
+                      format_relay_ticket(RelayTicket{identity.public_key(), address}),
+                      options.force);
 }
 
 void setup_friend_ticket(CLI::App& app) {
@@ -50,7 +71,8 @@ void setup_friend_ticket(CLI::App& app) {
       ->required()
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  cmd->add_option("-o,--output", options->output, "The ticket file to write")->required();
+  cmd->add_option("-o,--output", options->output, "The ticket file to write (- for stdout)")
+      ->required();
   cmd->add_flag("--force", options->force, "Replace the file if it exists");
   cmd->footer(
       "Example:\n"
@@ -76,7 +98,7 @@ void run_friend_ticket(const FriendTicketOptions& options) {
     }
     ticket.relays.push_back(std::move(relay));
   }
-  write_friend_ticket(options.output, ticket, overwrite_if(options.force));
+  write_ticket_output(options.output, format_friend_ticket(ticket), options.force);
 }
 
 }  // namespace strelay::stmgr

@@ -8,7 +8,9 @@
 #include <limits>
 
 #include "common/address.hpp"
+#include "common/duration.hpp"
 #include "strelay/carrier.hpp"
+#include "strelay/config_file.hpp"
 
 namespace strelay {
 namespace {
@@ -31,7 +33,7 @@ constexpr std::uint64_t max_bytes_rate = 1'000'000'000'000ull;
 constexpr std::uint64_t max_auto_connections = 1ull << 24;
 
 std::string quote_text(std::string_view text) {
-  return "\"" + std::string(text.substr(0, 80)) + (text.size() > 80 ? "...\"" : "\"");
+  return "\"" + printable(text.substr(0, 80)) + (text.size() > 80 ? "...\"" : "\"");
 }
 
 std::string format_number(double value) {
@@ -61,7 +63,10 @@ CLI::Validator seconds_between(double lo, double hi) {
   return CLI::Validator(
       [lo, hi](std::string& input) -> std::string {
         double v = 0;
-        if (!parse_double(input, v)) return quote_text(input) + " is not a number of seconds";
+        if (!parse_double(input, v)) {
+          return quote_text(input) +
+                 " is not a duration: give seconds (30, 0.5) or 10m, 1h30m, 500ms";
+        }
         if (v < lo || v > hi) {
           return input + " is out of range: give " + format_number(lo) + " to " +
                  format_number(hi) + " seconds";
@@ -134,6 +139,16 @@ CLI::Validator one_of(std::vector<std::string> names) {
       "");
 }
 
+// "10m" -> "600": runs before the range check, which then sees seconds.
+CLI::Validator duration_to_seconds() {
+  return CLI::Validator(
+      [](std::string& input) -> std::string {
+        if (const auto seconds = parse_duration_seconds(input)) input = format_number(*seconds);
+        return {};
+      },
+      "");
+}
+
 void add_seconds(CLI::App& app, const std::string& flag, std::chrono::milliseconds& target,
                  const std::string& help, double lo = min_timeout_seconds,
                  double hi = max_timeout_seconds) {
@@ -141,6 +156,7 @@ void add_seconds(CLI::App& app, const std::string& flag, std::chrono::millisecon
          flag,
          [&target](double s) { target = std::chrono::milliseconds(std::llround(s * 1000.0)); },
          help)
+      ->transform(duration_to_seconds())
       ->check(seconds_between(lo, hi))
       ->default_str(format_seconds(target))
       ->type_name("SECONDS");
@@ -390,14 +406,21 @@ constexpr const char* footer = R"(Example (as in Offset's relay guide):
   strelay --idfile relay/relay.ident --laddr 0.0.0.0:4567 --laddr [::]:4567 --metrics-addr 127.0.0.1:9090
 
 Every flag can also go in the --config file, without its leading dashes (handshake-timeout = 10);
-the command line wins. Durations are in seconds and may have fractions (0.5).
-SIGTERM drains and exits 0; SIGHUP reloads --allow and the limits.)";
+the command line wins. Durations are seconds (30, 0.5) or Go-style (10m, 1h30m, 500ms).
+SIGTERM drains and exits 0; SIGHUP reloads --allow and the limits.
+Exit codes: 0 success, 1 failure after start-up (a bad identity file, a port in use), 2 bad usage
+(an unknown or invalid flag or config file option).)";
 
 }  // namespace
 
 std::optional<tcp::endpoint> try_parse_endpoint(std::string_view text, std::string& error) {
   std::string_view host;
   std::string_view port_text;
+  if (const auto scheme = text.find("://"); scheme != std::string_view::npos) {
+    error = "address " + quote_text(text) + ": give IP:port without the scheme " +
+            quote_text(text.substr(0, scheme + 3)) + ", e.g. 0.0.0.0:4567";
+    return std::nullopt;
+  }
   if (!text.empty() && text.front() == '[') {
     const auto close = text.find(']');
     if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
@@ -406,6 +429,9 @@ std::optional<tcp::endpoint> try_parse_endpoint(std::string_view text, std::stri
     }
     host = text.substr(1, close - 1);
     port_text = text.substr(close + 2);
+  } else if (!text.empty() && text.front() == ':' && text.rfind(':') == 0) {
+    host = "0.0.0.0";  // ":4567", as Go tools write "every address"
+    port_text = text.substr(1);
   } else {
     const auto colon = text.rfind(':');
     if (colon == std::string_view::npos) {
@@ -551,38 +577,6 @@ void validate_relay_options(const RelayOptions& o) {
                               std::to_string(l.max_pending_per_source) + " > " +
                               std::to_string(l.max_pending_handshakes) + ")");
   }
-}
-
-std::optional<RelayOptions> parse_relay_options(int argc, const char* const* argv, int& exit_code) {
-  CLI::App app;
-  RelayOptions options;
-  setup_relay_options(app, options);
-  try {
-    app.parse(argc, argv);
-    validate_relay_options(options);
-  } catch (const CLI::ParseError& e) {
-    exit_code = app.exit(e);
-    return std::nullopt;
-  }
-  options.config_file = app.get_config_ptr()->as<std::string>();
-  exit_code = 0;
-  return options;
-}
-
-std::optional<RelayOptions> try_parse_relay_options(int argc, const char* const* argv,
-                                                    std::string& error) {
-  CLI::App app;
-  RelayOptions options;
-  setup_relay_options(app, options);
-  try {
-    app.parse(argc, argv);
-    validate_relay_options(options);
-  } catch (const CLI::ParseError& e) {
-    error = one_line(e.what());
-    return std::nullopt;
-  }
-  options.config_file = app.get_config_ptr()->as<std::string>();
-  return options;
 }
 
 std::size_t effective_max_connections(const RelayLimits& limits, std::uint64_t nofile_soft_limit) {

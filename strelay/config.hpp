@@ -101,9 +101,13 @@ void setup_relay_options(CLI::App& app, RelayOptions& options);
 // CLI::ValidationError with a one-line message.
 void validate_relay_options(const RelayOptions& options);
 
-// For main: parses argv (and the config file it names) and validates. Returns the options, or
-// nullopt after printing help, the version (exit_code 0) or a one-line error (exit_code != 0)
-// to stdout/stderr as CLI11 does; main then returns exit_code.
+// Exit code of every usage error: a bad or unknown flag, a bad config file (as stmgr, stcat).
+inline constexpr int exit_usage = 2;
+
+// For main: parses argv (and the config file it names, after strelay/config_file.hpp's
+// pre-pass) and validates. Returns the options, or nullopt after printing help, the version
+// (exit_code 0) or a one-line error (exit_code 2, exit_usage) to stdout/stderr; main then
+// returns exit_code. These two functions live in config_file.cpp.
 std::optional<RelayOptions> parse_relay_options(int argc, const char* const* argv, int& exit_code);
 
 // For SIGHUP: the same parse, silent. On failure returns nullopt and sets `error` to one line.

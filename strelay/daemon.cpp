@@ -13,6 +13,7 @@
 
 #include "common/qr.hpp"
 #include "common/tickets.hpp"
+#include "strelay/config_file.hpp"
 
 namespace strelay {
 
@@ -171,6 +172,8 @@ void handle_signals(Server& server, int argc, const char* const* argv,
                     std::function<void(const RelayOptions&)> on_reload) {
   auto loop = [&server, argc, argv, on_reload = std::move(on_reload)]() -> asio::awaitable<void> {
     asio::signal_set signals(co_await asio::this_coro::executor, SIGTERM, SIGINT, SIGHUP);
+    std::string ignored;
+    const auto started = try_parse_relay_options(argc, argv, ignored);  // what runs until restart
     for (;;) {
       auto [ec, signal] = co_await signals.async_wait(asio::as_tuple(asio::use_awaitable));
       if (ec) co_return;
@@ -198,6 +201,13 @@ void handle_signals(Server& server, int argc, const char* const* argv,
       if (on_reload) on_reload(*options);
       server.metrics().reloads_total.inc(ReloadOutcome::ok);
       server.log().info("reloaded", {}, {{"allowlist", options->allow_file}});
+      if (const auto pending =
+              started ? restart_only_changes(*started, *options) : std::vector<std::string>{};
+          !pending.empty()) {
+        std::string names;
+        for (const auto& name : pending) names += (names.empty() ? "" : ",") + name;
+        server.log().warn("reload_needs_restart", {}, {{"options", names}});
+      }
     }
   };
   asio::co_spawn(server.control_executor(), std::move(loop), asio::detached);

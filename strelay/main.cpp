@@ -6,6 +6,7 @@
 
 #include "common/identity_file.hpp"
 #include "common/qr.hpp"
+#include "common/usage.hpp"
 #include "strelay/daemon.hpp"
 #include "strelay/notify.hpp"
 
@@ -60,7 +61,7 @@ int main(int argc, char** argv) {
     log.flush_suppressed();
     return 0;
   } catch (const std::exception& e) {
-    std::cerr << "strelay: " << e.what() << std::endl;
+    std::cerr << "strelay: " << printable(e.what()) << std::endl;  // a path may hold any byte
     return 1;
   }
 }

@@ -142,3 +142,14 @@ TEST_CASE("0.0.0.0 and [::] are unspecified addresses") {
   CHECK_FALSE(parse_address("[::1]:1").is_unspecified());
   CHECK_FALSE(parse_address("example.org:1").is_unspecified());
 }
+
+TEST_CASE("a URL is refused by its scheme, not as an IPv6 address without brackets") {
+  std::string error;
+  CHECK_FALSE(try_parse_address("https://relay.example.org:4567", error));
+  CHECK(error ==
+        "address \"https://relay.example.org:4567\": give host:port without the scheme "
+        "\"https://\", e.g. relay.example.org:4567");
+  CHECK_FALSE(try_parse_address("tcp://[::1]:4567", error));
+  CHECK(error.find("without the scheme \"tcp://\"") != std::string::npos);
+  CHECK(try_parse_address("relay.example.org:4567", error).has_value());
+}

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "support/temp_dir.hpp"
+
 using namespace strelay;
 
 namespace {
@@ -29,21 +31,7 @@ std::string parse_error(const std::string& text) {
   return error;
 }
 
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "strelay-allow-test-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string write(const std::string& name, const std::string& text) const {
-    const auto file = path / name;
-    std::ofstream(file, std::ios::binary) << text;
-    return file.string();
-  }
-};
+using TempDir = strelay::testing::TempDir;
 
 }  // namespace
 
@@ -92,7 +80,8 @@ TEST_CASE("each kind of bad line is refused with file:line and the problem") {
   }
   SUBCASE("the wrong length") {
     CHECK(parse_error("# c\n" + alice.substr(0, 42) + "\n").rfind("allow.txt:2:", 0) == 0);
-    CHECK(parse_error(alice + "AAAA\n").find("is 35 bytes, not 32") != std::string::npos);
+    CHECK(parse_error(alice + "AAAA\n").find("the key is 47 characters (35 bytes), expected 43") !=
+          std::string::npos);
   }
   SUBCASE("not a valid Ed25519 key (all zero, small order)") {
     CHECK(parse_error(std::string(43, 'A') + "\n").find("not a valid Ed25519 public key") !=
@@ -147,6 +136,25 @@ TEST_CASE("files are loaded with their path in every error") {
     const std::string prefix = path + ":2: ";
     CHECK_THROWS_WITH_AS(load_allowlist(path), doctest::Contains(prefix.c_str()),
                          std::runtime_error);
+  }
+  SUBCASE("a friend ticket (.friend) allows its node; other JSON files are named by kind") {
+    const std::string relay =
+        "{\"publicKey\": \"" + alice + "\", \"address\": \"relay.example.org:4567\"}";
+    const auto friend_path = dir.write(
+        "alice.friend", "{\"publicKey\": \"" + alice + "\", \"relays\": [" + relay + "]}");
+    const auto list = load_allowlist(friend_path);
+    CHECK(list.size() == 1);
+    CHECK(list.contains(key_of(alice)));
+    std::string error;
+    const auto relay_path = dir.write("relay.relay", relay);
+    CHECK_FALSE(try_load_allowlist(relay_path, error).has_value());
+    CHECK(error == relay_path + ": is a relay ticket, not a friend ticket or an allowlist");
+    const auto ident_path = dir.write("alice.ident", "{\"privateKey\": \"" + alice + "\"}");
+    CHECK_FALSE(try_load_allowlist(ident_path, error).has_value());
+    CHECK(error == ident_path + ": is an identity file, not a friend ticket or an allowlist");
+    const auto broken = dir.write("broken.friend", "{\"publicKey\": \"" + alice + "\"}");
+    CHECK_FALSE(try_load_allowlist(broken, error).has_value());
+    CHECK(error == broken + ": missing field \"relays\"");
   }
   SUBCASE("a missing file") {
     std::string error;

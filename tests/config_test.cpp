@@ -10,6 +10,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "support/temp_dir.hpp"
+
 using namespace strelay;
 using namespace std::chrono_literals;
 using boost::asio::ip::tcp;
@@ -41,22 +43,7 @@ std::string parse_error(std::vector<std::string> args) {
   return error;
 }
 
-// A scratch directory for config files, removed at the end of the test.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "strelay-config-test-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string write(const std::string& name, const std::string& text) const {
-    const auto file = path / name;
-    std::ofstream(file) << text;
-    return file.string();
-  }
-};
+using TempDir = strelay::testing::TempDir;
 
 const std::vector<std::string> required{"--idfile", "relay.ident", "--laddr", "0.0.0.0:4567"};
 
@@ -314,7 +301,8 @@ TEST_CASE("bad flags give one-line errors that name the flag") {
     parse_ok(with_required({"--tunnel-buffer", "67108864"}));  // the maximum itself
   }
   SUBCASE("not numbers") {
-    parse_error(with_required({"--handshake-timeout", "10s"}));
+    parse_error(with_required({"--handshake-timeout", "10x"}));
+    parse_error(with_required({"--handshake-timeout", "-10s"}));
     parse_error(with_required({"--handshake-timeout", "nan"}));
     parse_error(with_required({"--max-connections", "1e3"}));
   }

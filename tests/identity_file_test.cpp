@@ -98,12 +98,13 @@ TEST_CASE("an Offset 0.1.10 identity (85-byte PKCS#8) is refused as such, never 
   CHECK(contains(error, "generate a new identity"));
 }
 
-TEST_CASE("a privateKey of 31 or 33 bytes is refused with its byte count") {
+TEST_CASE("a privateKey of 31 or 33 bytes is refused with its length and the expected one") {
   const auto& v = vectors()["invalid_identities"][1];
   CHECK(contains(refusal(v["identity_file"].get<std::string>()),
-                 "\"privateKey\" is 31 bytes, expected 32"));
+                 "\"privateKey\" is 42 characters (31 bytes), expected 43 (a base64url Ed25519 "
+                 "seed)"));
   CHECK(contains(refusal(identity_text(std::string(44, 'A'))),
-                 "\"privateKey\" is 33 bytes, expected 32"));
+                 "\"privateKey\" is 44 characters (33 bytes), expected 43"));
 }
 
 TEST_CASE("a privateKey in the wrong alphabet, padded or with trailing bits is refused") {
@@ -208,6 +209,23 @@ TEST_CASE("loading an identity applies the secret-file rules and names the file"
   CHECK(error == file.string() + ": missing field \"privateKey\"");
 }
 
+TEST_CASE("a ticket given as an identity is named by its kind, never sent to chmod") {
+  TempDir tmp;
+  const std::string key = "A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg";
+  const std::string relay = "{\"publicKey\": \"" + key + "\", \"address\": \"a.org:1\"}";
+  const fs::path ticket = tmp.path / "relay.relay";
+  std::string error;
+  for (const mode_t mode : {0644, 0600}) {  // a ticket's own mode, and a private copy
+    put(ticket, relay, mode);
+    CHECK_FALSE(try_load_identity(ticket, error));
+    CHECK(error == ticket.string() + ": is a relay ticket, not an identity file");
+  }
+  const fs::path friend_file = tmp.path / "bob.friend";
+  put(friend_file, "{\"publicKey\": \"" + key + "\", \"relays\": [" + relay + "]}", 0644);
+  CHECK_FALSE(try_load_identity(friend_file, error));
+  CHECK(error == friend_file.string() + ": is a friend ticket, not an identity file");
+}
+
 // Inputs the fuzz targets (fuzz/identity_file_fuzz.cpp) found; each is also in
 // fuzz/corpus/identity_file/.
 TEST_CASE("regression inputs (fuzzing): an empty privateKey is refused as 0 bytes, without UB") {
@@ -216,7 +234,7 @@ TEST_CASE("regression inputs (fuzzing): an empty privateKey is refused as 0 byte
   // decodes the seed with the same function.
   std::string error;
   CHECK_FALSE(try_parse_identity_file("{\n  \"privateKey\": \"\"\n}", "e.ident", error));
-  CHECK(error == "e.ident: \"privateKey\" is 0 bytes, expected 32 (an Ed25519 seed)");
+  CHECK(error == "e.ident: \"privateKey\" is 0 characters, expected 43 (a base64url Ed25519 seed)");
 }
 
 TEST_CASE(

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -131,19 +132,34 @@ TEST_CASE("replacing a file gives it the new mode, not the old one") {
   CHECK(mode_of(file) == 0600);
 }
 
-TEST_CASE("a symlink at the target is never followed: refused, or replaced itself") {
+TEST_CASE("a symlink or a FIFO at the target is never followed nor replaced, even with --force") {
   TempDir tmp;
   const fs::path victim = tmp / "victim";
   put(victim, "precious", 0644);
   const fs::path link = tmp / "link.ident";
   fs::create_symlink(victim, link);
+  REQUIRE(::mkfifo((tmp / "fifo").c_str(), 0600) == 0);
+  for (const auto overwrite : {Overwrite::refuse, Overwrite::replace}) {
+    std::string error;
+    CHECK_FALSE(try_write_file_atomic(link, "x", FileSecrecy::secret, overwrite, error));
+    CHECK(error == link.string() + ": is a symbolic link; only a regular file is ever replaced");
+    CHECK_FALSE(try_write_file_atomic(tmp / "fifo", "x", FileSecrecy::secret, overwrite, error));
+    CHECK(error == (tmp / "fifo").string() + ": is a FIFO; only a regular file is ever replaced");
+  }
+  CHECK(fs::is_symlink(link));
+  CHECK(fs::is_fifo(tmp / "fifo"));
+  CHECK(contents_of(victim) == "precious");
+  CHECK(entries_in(tmp.path) == 3);  // no temporary file left behind
+}
+
+TEST_CASE("only an existing regular file gets the --force hint") {
+  TempDir tmp;
+  put(tmp / "plain", "x", 0644);
   std::string error;
-  CHECK_FALSE(try_write_file_atomic(link, "x", FileSecrecy::secret, Overwrite::refuse, error));
-  CHECK(contains(error, "already exists"));
-  write_file_atomic(link, "x", FileSecrecy::secret, Overwrite::replace);
-  CHECK(contents_of(victim) == "precious");  // the link was replaced, not written through
-  CHECK_FALSE(fs::is_symlink(link));
-  CHECK(contents_of(link) == "x");
+  CHECK_FALSE(
+      try_write_file_atomic(tmp / "plain", "y", FileSecrecy::secret, Overwrite::refuse, error));
+  CHECK(error == (tmp / "plain").string() +
+                     ": already exists; refusing to overwrite it (--force replaces it)");
 }
 
 TEST_CASE("a write that cannot happen leaves nothing behind and says why in one line") {
@@ -156,7 +172,7 @@ TEST_CASE("a write that cannot happen leaves nothing behind and says why in one 
   fs::create_directory(tmp / "dir");
   CHECK_FALSE(
       try_write_file_atomic(tmp / "dir", "s", FileSecrecy::secret, Overwrite::replace, error));
-  CHECK(contains(error, "cannot write"));
+  CHECK(contains(error, "is a directory; only a regular file is ever replaced"));
   CHECK(entries_in(tmp.path) == 2);
   CHECK(entries_in(tmp / "dir") == 0);
   CHECK_FALSE(try_write_file_atomic("", "s", FileSecrecy::secret, Overwrite::refuse, error));
@@ -196,12 +212,31 @@ TEST_CASE("a symlinked secret file is refused, even when it points at a private 
   CHECK(read_file_bounded(tmp / "link", 100, FileSecrecy::shareable) == "key");
 }
 
-TEST_CASE("a secret file owned by another user is refused") {
+TEST_CASE("a secret file of another user: refused, but root may read a private one") {
   if (::geteuid() != 0) return;  // only root can give a file away
   TempDir tmp;
   put(tmp / "k", "key", 0600);
   REQUIRE(::chown((tmp / "k").c_str(), 65534, 65534) == 0);
-  CHECK(contains(read_error(tmp / "k", 100, FileSecrecy::secret), "owned by uid 65534"));
+  // Root uses the packaged service's identity (owned by the strelay user) as it is.
+  CHECK(read_file_bounded(tmp / "k", 100, FileSecrecy::secret) == "key");
+  // The mode rule holds for root too.
+  REQUIRE(::chmod((tmp / "k").c_str(), 0640) == 0);
+  CHECK(contains(read_error(tmp / "k", 100, FileSecrecy::secret), "permissions 0640 are too open"));
+  // Any other user is refused a file it does not own (0644 here, so open() itself succeeds).
+  REQUIRE(::chmod((tmp / "k").c_str(), 0644) == 0);
+  REQUIRE(::chmod(tmp.path.c_str(), 0755) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::string error;
+    const bool refused = ::setresuid(65533, 65533, 65533) == 0 &&
+                         !try_read_file_bounded(tmp / "k", 100, FileSecrecy::secret, error) &&
+                         contains(error, "owned by uid 65534, not by the current user (uid 65533)");
+    ::_exit(refused ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
 }
 
 TEST_CASE("directories, FIFOs and missing files are refused without blocking") {

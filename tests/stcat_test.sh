@@ -138,6 +138,36 @@ timeout 10 "$stcat" listen --idfile bob.ident --relay r1.relay --allow no-such-f
   2>usage.err
 rc=$?
 check "usage: a bad --allow exits 2 (got $rc)" test "$rc" -eq 2
+# The wrong kind of file is named as such (issue 20.8), never as a missing field.
+# usage_fails DESCRIPTION MESSAGE ARGS...: stcat ARGS exits 2 with exactly "stcat: MESSAGE".
+usage_fails() {
+  local what=$1 message=$2
+  shift 2
+  timeout 10 "$stcat" "$@" </dev/null >/dev/null 2>usage.err
+  rc=$?
+  check "usage: $what exits 2 (got $rc)" test "$rc" -eq 2
+  check "usage: $what says: $message" test "$(cat usage.err)" = "stcat: $message"
+}
+usage_fails "a relay ticket as --to" "r1.relay: is a relay ticket, not a friend ticket" \
+  connect --idfile alice.ident --to r1.relay
+usage_fails "a friend ticket as --relay" "bob.friend: is a friend ticket, not a relay ticket" \
+  connect --idfile alice.ident --to bob.friend --relay bob.friend
+usage_fails "an identity as --allow" "alice.ident: is an identity file, not a friend ticket or an allowlist" \
+  listen --idfile bob.ident --relay r1.relay --allow alice.ident
+usage_fails "a relay ticket as --idfile" "r1.relay: is a relay ticket, not an identity file" \
+  connect --idfile r1.relay --to bob.friend
+usage_fails "a truncated key as --to" \
+  "--to: \"${bob_key:0:42}\" is neither a public key (key is 42 characters (31 bytes), expected 43 (a base64url Ed25519 public key)) nor a .friend file" \
+  connect --idfile alice.ident --to "${bob_key:0:42}"
+usage_fails "a timer that is not a duration" \
+  "--connect-timeout: \"10x\" is not a duration: give seconds (30, 0.5) or 10m, 1h30m, 500ms (see stcat --help)" \
+  connect --idfile alice.ident --to bob.friend --connect-timeout 10x
+usage_fails "an unknown flag" \
+  "unknown option '--conect-timeout' (did you mean '--connect-timeout'?) (see stcat --help)" \
+  connect --conect-timeout 3
+usage_fails "a timer out of range" \
+  "--connect-timeout: 11m is out of range: give 0.01 to 600 seconds (see stcat --help)" \
+  connect --idfile alice.ident --to bob.friend --connect-timeout 11m
 
 # ---------------------------------------------------------------- 1. bulk both ways
 head -c $((mib << 20)) /dev/urandom >up.bin

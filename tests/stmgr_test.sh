@@ -61,6 +61,11 @@ assert "a missing required flag is one line" fails_with "--output is required"
 run gen-ident -o x --bogus
 assert "an unknown flag is refused" fails_with "--bogus"
 assert "no file was written on a usage error" test ! -e x
+run gen-ident --out x
+assert "an unknown flag is named before the missing one, with the flag meant" fails_with "stmgr: unknown option '--out' (did you mean '--output'?) (see stmgr --help)"
+assert "an unknown flag exits 2" test "$rc" -eq 2
+run relay-ticket --adress a.org:1 -i x -o y
+assert "a misspelt flag gets a suggestion" fails_with "unknown option '--adress' (did you mean '--address'?)"
 
 # ---------------------------------------------------------------- gen-ident and pubkey
 (umask 000 && "$stmgr" gen-ident --output new/deeper/relay.ident >out 2>err)
@@ -138,9 +143,11 @@ for bad in "127.0.0.1:65536|port 65536 is out of range 1..65535" \
   "::1:4567|must be written in brackets" \
   "$long|label of 247 bytes" \
   "$(printf 'a%.0s' $(seq 1 252)).org:4567|address is 261 bytes, longer than the 256 allowed" \
-  "0.0.0.0:4567|listen-on-all address"; do
+  "0.0.0.0:4567|listen-on-all address" \
+  "https://relay.example.org:4567|give host:port without the scheme \"https://\", e.g. relay.example.org:4567"; do
   run relay-ticket -i relay.ident -a "${bad%%|*}" -o bad.relay
   assert "Out-of-range numbers on the command line are refused, never wrapped: address ${bad:0:40}" fails_with "${bad#*|}"
+  assert "a bad --address is a usage error (exit 2): ${bad:0:40}" test "$rc" -eq 2
   assert "no ticket is written for ${bad:0:40}" test ! -e bad.relay
 done
 
@@ -158,7 +165,7 @@ assert "friend-ticket needs a --relay" fails_with "--relay is required"
 run friend-ticket -i node.ident --relay relay.relay --relay relay.relay -o x.friend
 assert "a relay given twice is refused" fails_with "names a relay already given"
 run friend-ticket -i node.ident --relay node.ident -o x.friend
-assert "an identity is not a relay ticket" fails_with "node.ident: missing field \"publicKey\""
+assert "an identity is not a relay ticket" fails_with "node.ident: is an identity file, not a relay ticket"
 run friend-ticket -i node.ident --relay missing.relay -o x.friend
 assert "a missing relay ticket is named" fails_with "missing.relay: No such file or directory"
 assert "no friend ticket is written on failure" test ! -e x.friend
@@ -186,7 +193,7 @@ for bad in "corrupt.relay|not valid JSON (syntax error at line 1, column 1)" \
   "truncated.relay|not valid JSON" \
   "extra.relay|unknown field \"extra\"" \
   "empty.relay|is empty" \
-  "short-key.relay|\"publicKey\" is 31 bytes, expected 32" \
+  "short-key.relay|\"publicKey\" is 42 characters (31 bytes), expected 43 (a base64url Ed25519 public key)" \
   "small-order.relay|small-order point" \
   "old.ident|old Offset <= 0.1.10 identity format" \
   "adir|is not a regular file" \
@@ -196,6 +203,51 @@ for bad in "corrupt.relay|not valid JSON (syntax error at line 1, column 1)" \
   assert "show names the file ${bad%%|*}" grep -qF "${bad%%|*}" err
   assert "show prints nothing on stdout for ${bad%%|*}" test ! -s out
 done
+
+# ---------------------------------------------------------------- the wrong kind of file
+# Every reader names the kind it was given, and never suggests chmod for a ticket.
+for case in "relay-ticket -a a.org:1 -o w.relay -i relay.relay|relay.relay: is a relay ticket, not an identity file" \
+  "relay-ticket -a a.org:1 -o w.relay -i node.friend|node.friend: is a friend ticket, not an identity file" \
+  "pubkey -i relay.relay|relay.relay: is a relay ticket, not an identity file" \
+  "friend-ticket -i node.ident -o w.friend -r node.friend|node.friend: is a friend ticket, not a relay ticket"; do
+  read -ra words <<<"${case%%|*}"
+  run "${words[@]}"
+  assert "${case%%|*}: the kind is named" fails_with "${case#*|}"
+  assert "${case%%|*}: no chmod advice" bash -c "! grep -q chmod err"
+done
+
+run show "$(printf 'no\033]0;title\007such')"
+assert "a path with control bytes is escaped in the message" fails_with 'no\x1b]0;title\x07such: No such file or directory'
+# ---------------------------------------------------------------- -o - and --force
+run relay-ticket -i relay.ident -a 127.0.0.1:4567 -o -
+assert "relay-ticket -o - writes the ticket to stdout" cmp -s out relay.relay
+assert "relay-ticket -o - writes no file named -" test ! -e -
+# /dev/stdout is -o -. (Never with --force here: a regression must not replace the real link.)
+run relay-ticket -i relay.ident -a 127.0.0.1:4567 -o /dev/stdout
+assert "relay-ticket -o /dev/stdout writes to stdout" cmp -s out relay.relay
+run gen-ident -o /dev/stdout
+assert "gen-ident -o /dev/stdout is refused like -o -" fails_with "never written to standard output"
+run friend-ticket -i node.ident -r relay.relay -o -
+assert "friend-ticket -o - writes the ticket to stdout" grep -q '"relays"' out
+run gen-ident -o -
+assert "gen-ident -o - is refused: an identity never goes to stdout" fails_with "--output: an identity holds a private key and is never written to standard output; give a file name"
+assert "gen-ident -o - is a usage error (exit 2)" test "$rc" -eq 2
+assert "gen-ident -o - prints no key" test ! -s out
+printf 'precious' >victim
+ln -s victim out-link.ident
+mkfifo pipe.ident
+for target in "out-link.ident|is a symbolic link" "pipe.ident|is a FIFO" "adir|is a directory"; do
+  for force in "" --force; do
+    run gen-ident -o "${target%%|*}" $force
+    assert "gen-ident $force refuses ${target%%|*}" fails_with "${target%%|*}: ${target#*|}; only a regular file is ever replaced"
+    assert "no --force hint where --force would not work (${target%%|*})" bash -c "! grep -q -- '--force replaces' err"
+  done
+done
+assert "the symlink is still a symlink" test -L out-link.ident
+assert "the FIFO is still a FIFO" test -p pipe.ident
+assert "the symlink's target is untouched" test "$(cat victim)" = precious
+run relay-ticket -i relay.ident -a 127.0.0.1:4567 -o out-link.ident --force
+assert "relay-ticket --force refuses a symlink too" fails_with "out-link.ident: is a symbolic link; only a regular file is ever replaced"
 
 # ---------------------------------------------------------------- secret-file permissions
 cp relay.ident perm.ident
@@ -218,7 +270,16 @@ if [[ $(id -u) -eq 0 ]]; then
   cp relay.ident other.ident
   chown 65534 other.ident
   run pubkey -i other.ident
-  assert "A key file owned by another user is refused" fails_with "owned by uid 65534"
+  # The packaged service's identity belongs to its user; root uses it as it is (issue 20.5).
+  assert "root reads a private (0600) key file of another user" succeeds
+  chmod 644 other.ident
+  run pubkey -i other.ident
+  assert "root is refused another user's key file that others may read" fails_with "permissions 0644 are too open"
+  chmod 755 "$tmp"
+  setpriv --reuid=65533 --regid=65533 --clear-groups "$stmgr" pubkey -i other.ident >out 2>err
+  rc=$?
+  chmod 700 "$tmp"
+  assert "A key file owned by another user is refused" fails_with "owned by uid 65534, not by the current user (uid 65533)"
 fi
 
 # ---------------------------------------------------------------- a kill during a key write

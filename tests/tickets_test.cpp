@@ -102,9 +102,10 @@ TEST_CASE("every invalid ticket vector is refused with a cause naming its proble
        "\"publicKey\": character '/' at offset 2 is not in the base64url alphabet"},
       {"base64url with '=' padding",
        "\"publicKey\": padding '=' is not allowed (base64url without padding)"},
-      {"key of 31 bytes", "\"publicKey\" is 31 bytes, expected 32 (an Ed25519 public key)"},
+      {"key of 31 bytes",
+       "\"publicKey\" is 42 characters (31 bytes), expected 43 (a base64url Ed25519 public key)"},
       {"key of 33 bytes (must not be truncated to 32)",
-       "\"publicKey\" is 33 bytes, expected 32 (an Ed25519 public key)"},
+       "\"publicKey\" is 44 characters (33 bytes), expected 43 (a base64url Ed25519 public key)"},
       {"not a valid Ed25519 point (non-canonical encoding)",
        "\"publicKey\" is not a valid Ed25519 public key: a non-canonical encoding"},
       {"small-order Ed25519 point (identity element)",
@@ -237,7 +238,9 @@ TEST_CASE("tickets are written 0644, never clobbered, and load back equal") {
   CHECK(load_friend_ticket(tmp.path / "me.friend") == friend_ticket);
   std::string error;
   CHECK_FALSE(try_load_relay_ticket(tmp.path / "me.friend", error));
-  CHECK(contains(error, "missing field \"address\""));
+  CHECK(error == (tmp.path / "me.friend").string() + ": is a friend ticket, not a relay ticket");
+  CHECK_FALSE(try_load_friend_ticket(file, error));
+  CHECK(error == file.string() + ": is a relay ticket, not a friend ticket");
   CHECK_FALSE(try_load_friend_ticket(tmp.path / "missing.friend", error));
   CHECK(error == (tmp.path / "missing.friend").string() + ": No such file or directory");
 }
@@ -260,19 +263,53 @@ TEST_CASE("the kind of a file is told from its fields") {
 }
 
 // Inputs the fuzz targets (fuzz/tickets_fuzz.cpp) found; each is also in fuzz/corpus/tickets/.
-TEST_CASE("regression inputs (fuzzing): an empty publicKey is refused as 0 bytes, without UB") {
+TEST_CASE(
+    "regression inputs (fuzzing): an empty publicKey is refused as 0 characters, without UB") {
   // tickets_fuzz, first run: the empty base64url text passed a null output buffer to
   // libsodium's sodium_base642bin (declared nonnull; UBSan aborted).
   std::string error;
   CHECK_FALSE(try_parse_public_key("", error));
-  CHECK(error.find("is 0 bytes, expected 32") != std::string::npos);
+  CHECK(error == "key is 0 characters, expected 43 (a base64url Ed25519 public key)");
   error.clear();
   CHECK_FALSE(
       try_parse_relay_ticket("{\"publicKey\": \"\", \"address\": \"a.org:1\"}", "t.relay", error));
-  CHECK(error == "t.relay: \"publicKey\" is 0 bytes, expected 32 (an Ed25519 public key)");
+  CHECK(error ==
+        "t.relay: \"publicKey\" is 0 characters, expected 43 (a base64url Ed25519 public key)");
   error.clear();
   CHECK_FALSE(try_parse_friend_ticket("{\"publicKey\": \"\", \"relays\": []}", "t.friend", error));
-  CHECK(error.find("is 0 bytes") != std::string::npos);
+  CHECK(error.find("is 0 characters") != std::string::npos);
+}
+
+TEST_CASE("a truncated key (38 to 42 characters) says what length was expected") {
+  const std::string key = "qV7tSW_1SOs4jWJgPOTXnPYslk4F9h-DyloziANiGTw";
+  std::string error;
+  for (std::size_t length = 38; length <= 42; ++length) {
+    CHECK_FALSE(try_parse_public_key(key.substr(0, length), error));
+    const std::string bytes =
+        length % 4 == 1 ? "" : " (" + std::to_string(length * 3 / 4) + " bytes)";
+    CHECK(error == "key is " + std::to_string(length) + " characters" + bytes +
+                       ", expected 43 (a base64url Ed25519 public key)");
+  }
+  CHECK(try_parse_public_key(key, error));
+}
+
+TEST_CASE("each reader names the kind of a wrong file instead of a missing field") {
+  const std::string key = "qV7tSW_1SOs4jWJgPOTXnPYslk4F9h-DyloziANiGTw";
+  const std::string relay = "{\"publicKey\": \"" + key + "\", \"address\": \"a.org:1\"}";
+  const std::string friend_text = "{\"publicKey\": \"" + key + "\", \"relays\": [" + relay + "]}";
+  const std::string identity = "{\"privateKey\": \"" + key + "\"}";
+  std::string error;
+  CHECK_FALSE(try_parse_relay_ticket(friend_text, "bob.friend", error));
+  CHECK(error == "bob.friend: is a friend ticket, not a relay ticket");
+  CHECK_FALSE(try_parse_relay_ticket(identity, "alice.ident", error));
+  CHECK(error == "alice.ident: is an identity file, not a relay ticket");
+  CHECK_FALSE(try_parse_friend_ticket(relay, "relay.relay", error));
+  CHECK(error == "relay.relay: is a relay ticket, not a friend ticket");
+  CHECK_FALSE(try_parse_friend_ticket(identity, "alice.ident", error));
+  CHECK(error == "alice.ident: is an identity file, not a friend ticket");
+  // A lone publicKey is either ticket: the kind's own parser explains what is missing.
+  CHECK_FALSE(try_parse_friend_ticket("{\"publicKey\": \"" + key + "\"}", "x", error));
+  CHECK(error == "x: missing field \"relays\"");
 }
 
 TEST_CASE(

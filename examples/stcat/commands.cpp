@@ -5,7 +5,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <set>
 #include <stdexcept>
@@ -57,7 +56,8 @@ std::vector<RelayTicket> load_relays(const std::vector<std::string>& paths) {
   return relays;
 }
 
-// --allow: a key, a .friend file (JSON) or an allowlist file (strelay's --allow format).
+// --allow: a key, a .friend file or an allowlist file (strelay's --allow format, which takes
+// .friend files too).
 std::set<PublicKey> load_allowed(const std::vector<std::string>& values) {
   std::set<PublicKey> keys;
   for (const auto& value : values) {
@@ -70,15 +70,8 @@ std::set<PublicKey> load_allowed(const std::vector<std::string>& values) {
       throw std::invalid_argument("--allow \"" + value + "\": not a public key (" + key_error +
                                   ") and not a file");
     }
-    char first = 0;
-    std::ifstream in(value);
-    in >> first;  // skips whitespace: a ticket is a JSON object
-    if (first == '{') {
-      keys.insert(load_friend_ticket(value).public_key);
-    } else {
-      const auto list = load_allowlist(value);
-      for (const auto& key : list.keys()) keys.insert(key);
-    }
+    const auto list = load_allowlist(value);
+    for (const auto& key : list.keys()) keys.insert(key);
   }
   return keys;
 }

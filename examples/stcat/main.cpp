@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "common/keys.hpp"
+#include "common/usage.hpp"
 #include "stcat.hpp"
 
 int main(int argc, char** argv) {
@@ -31,7 +32,7 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    std::cerr << "stcat: " << e.what() << " (see stcat --help)\n";
+    std::cerr << "stcat: " << strelay::usage_message(app, e) << " (see stcat --help)\n";
     return exit_usage;
   }
   ::signal(SIGPIPE, SIG_IGN);  // a closed stdout or command is an error code, not a signal
@@ -41,7 +42,7 @@ int main(int argc, char** argv) {
     if (connect_cmd->parsed()) return run_connect(connect);
   } catch (const std::exception& e) {
     // Bad files and flags: loading happens before any connection.
-    std::cerr << "stcat: " << e.what() << '\n';
+    std::cerr << "stcat: " << strelay::printable(e.what()) << '\n';
     return exit_usage;
   }
   return exit_usage;

@@ -1,6 +1,9 @@
 // stcat's flags and exit codes.
 #include <chrono>
+#include <sstream>
 
+#include "common/address.hpp"  // quote_for_message
+#include "common/duration.hpp"
 #include "common/errors.hpp"
 #include "common/protocol.hpp"
 #include "stcat.hpp"
@@ -13,6 +16,27 @@ double seconds(std::chrono::milliseconds d) {
   return std::chrono::duration<double>(d).count();
 }
 
+// Seconds (0.5) or a Go-style duration (10m, 500ms, as strelay takes them), lo..hi seconds;
+// the input becomes plain seconds for CLI11's conversion.
+CLI::Validator seconds_between(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& input) -> std::string {
+        const auto s = parse_duration_seconds(input);
+        if (!s) {
+          return quote_for_message(input) +
+                 " is not a duration: give seconds (30, 0.5) or 10m, 1h30m, 500ms";
+        }
+        if (*s < lo || *s > hi) {
+          std::ostringstream range;
+          range << input << " is out of range: give " << lo << " to " << hi << " seconds";
+          return range.str();
+        }
+        input = std::to_string(*s);
+        return {};
+      },
+      "");
+}
+
 void add_common(CLI::App& cmd, CommonOptions& o) {
   cmd.add_option("-i,--idfile", o.idfile, "This node's identity file (stmgr gen-ident)")
       ->required();
@@ -20,36 +44,36 @@ void add_common(CLI::App& cmd, CommonOptions& o) {
                  "Serve this command's stdin and stdout (run with /bin/sh -c) instead of ours");
   cmd.add_flag("-v,--verbose", o.verbose,
                "Report relays, connections and progress on stderr (-vv adds the library's log)");
-  auto* timers = cmd.add_option_group("Timers (seconds)");
+  auto* timers = cmd.add_option_group("Timers (seconds, or 10m, 1h30m, 500ms)");
   o.backoff_initial = seconds(node_backoff_initial);
   o.backoff_cap = seconds(node_backoff_cap);
   o.keepalive_interval = seconds(keepalive_interval);
   o.dead_peer_timeout = seconds(dead_peer_timeout);
   o.connect_timeout = seconds(node_connect_timeout);
   timers->add_option("--backoff-initial", o.backoff_initial, "First reconnection delay bound")
-      ->check(CLI::Range(0.001, 3600.0).description(""))
+      ->check(seconds_between(0.001, 3600.0))
       ->capture_default_str()
       ->type_name("SECONDS");
   timers->add_option("--backoff-cap", o.backoff_cap, "Largest reconnection delay")
-      ->check(CLI::Range(0.001, 3600.0).description(""))
+      ->check(seconds_between(0.001, 3600.0))
       ->capture_default_str()
       ->type_name("SECONDS");
   timers
       ->add_option("--keepalive-interval", o.keepalive_interval,
                    "Ping relays and peers after this much silence")
-      ->check(CLI::Range(0.01, 3600.0).description(""))
+      ->check(seconds_between(0.01, 3600.0))
       ->capture_default_str()
       ->type_name("SECONDS");
   timers
       ->add_option("--dead-peer-timeout", o.dead_peer_timeout,
                    "A relay or peer silent this long is gone")
-      ->check(CLI::Range(0.02, 7200.0).description(""))
+      ->check(seconds_between(0.02, 7200.0))
       ->capture_default_str()
       ->type_name("SECONDS");
   timers
       ->add_option("--connect-timeout", o.connect_timeout,
                    "Per relay: DNS, TCP and the relay handshake")
-      ->check(CLI::Range(0.01, 600.0).description(""))
+      ->check(seconds_between(0.01, 600.0))
       ->capture_default_str()
       ->type_name("SECONDS");
 }

@@ -34,3 +34,13 @@ export function try_from_base64url(text) {
     return { error: 'non-canonical base64url (non-zero trailing bits)' };
   }
 }
+
+// For a key of `bytes` bytes: "is 42 characters (31 bytes), expected 43" when `text` is all
+// base64url characters but not the key's length; '' otherwise (common/base64url.cpp).
+export function key_length_problem(text, bytes) {
+  const expected = Math.floor((bytes * 4 + 2) / 3);
+  if (text.length === expected || ![...text].every((c) => alphabet.test(c))) return '';
+  let problem = `is ${text.length} characters`;
+  if (text.length > 0 && text.length % 4 !== 1) problem += ` (${Math.floor(text.length * 3 / 4)} bytes)`;
+  return `${problem}, expected ${expected}`;
+}

@@ -3,7 +3,7 @@
 import { sodium, wipe } from './sodium.js';
 import { file_error } from './errors.js';
 import { try_parse_file_json, fields_problem, string_problem } from './file_json.js';
-import { try_from_base64url, to_base64url } from './base64url.js';
+import { key_length_problem, try_from_base64url, to_base64url } from './base64url.js';
 import { key_bytes, max_identity_file_bytes, offset_legacy_identity_bytes } from './protocol.js';
 
 const secret = Symbol('identity secret');
@@ -48,6 +48,9 @@ export class Identity {
     const problem = fields_problem(json.json, ['privateKey'], 'an identity file') ||
                     string_problem(json.json, 'privateKey');
     if (problem) throw file_error(source, problem);
+    // The old format's 85 bytes are 114 characters: that case has its own message below.
+    const length = json.json.privateKey.length === 114 ? '' : key_length_problem(json.json.privateKey, key_bytes);
+    if (length) throw file_error(source, `"privateKey" ${length} (a base64url Ed25519 seed)`);
     const decoded = try_from_base64url(json.json.privateKey);
     if (decoded.error) throw file_error(source, `"privateKey": ${decoded.error}`);
     const seed = decoded.bytes;

@@ -1,6 +1,6 @@
 // Ed25519 public keys: validity (libsodium's point check), text form, equality.
 import { sodium } from './sodium.js';
-import { to_base64url, try_from_base64url } from './base64url.js';
+import { key_length_problem, to_base64url, try_from_base64url } from './base64url.js';
 import { key_bytes } from './protocol.js';
 import { StrelayError } from './errors.js';
 
@@ -42,6 +42,8 @@ export function equal_bytes(a, b) {
 
 // Parses a base64url key; returns {key} or {error} with `name` as the subject of the message.
 export function try_parse_key(text, name) {
+  const length = key_length_problem(text, key_bytes);
+  if (length) return { error: `${name} ${length} (a base64url Ed25519 public key)` };
   const decoded = try_from_base64url(text);
   if (decoded.error) return { error: `${name}: ${decoded.error}` };
   const bytes = decoded.bytes;

@@ -42,24 +42,34 @@ function friend_from_json(object) {
   return { ticket: { publicKey: key.key, relays: out } };
 }
 
-function parse_ticket(text, source, parse) {
+// The kind a parsed file shows by a field only that kind has, or '' (common/tickets.cpp).
+function distinctive_kind(object) {
+  if (Object.hasOwn(object, 'privateKey')) return 'an identity file';
+  if (Object.hasOwn(object, 'relays')) return 'a friend ticket';
+  if (Object.hasOwn(object, 'address')) return 'a relay ticket';
+  return '';
+}
+
+function parse_ticket(text, source, parse, kind) {
   text = String(text);
   if (new TextEncoder().encode(text).length > max_ticket_file_bytes) {
     throw file_error(source, `is ${text.length} bytes, more than the ${max_ticket_file_bytes} a ticket may have`);
   }
   const json = try_parse_file_json(text);
   if (json.error) throw file_error(source, json.error);
+  const found = distinctive_kind(json.json);
+  if (found && found !== kind) throw file_error(source, `is ${found}, not ${kind}`);
   const parsed = parse(json.json);
   if (parsed.error) throw file_error(source, parsed.error);
   return parsed.ticket;
 }
 
 export function parseRelayTicket(text, source = 'relay ticket') {
-  return parse_ticket(text, source, relay_from_json);
+  return parse_ticket(text, source, relay_from_json, 'a relay ticket');
 }
 
 export function parseFriendTicket(text, source = 'friend ticket') {
-  return parse_ticket(text, source, friend_from_json);
+  return parse_ticket(text, source, friend_from_json, 'a friend ticket');
 }
 
 // Checks a ticket value built by code (not parsed), so a bad one fails here, not on the wire.

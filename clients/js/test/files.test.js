@@ -38,8 +38,8 @@ test('every invalid ticket vector is refused with the C++ cause', () => {
   const expected = {
     'standard base64 alphabet instead of base64url': "\"publicKey\": character '/' at offset 2 is not in the base64url alphabet",
     "base64url with '=' padding": "\"publicKey\": padding '=' is not allowed (base64url without padding)",
-    'key of 31 bytes': '"publicKey" is 31 bytes, expected 32 (an Ed25519 public key)',
-    'key of 33 bytes (must not be truncated to 32)': '"publicKey" is 33 bytes, expected 32 (an Ed25519 public key)',
+    'key of 31 bytes': '"publicKey" is 42 characters (31 bytes), expected 43 (a base64url Ed25519 public key)',
+    'key of 33 bytes (must not be truncated to 32)': '"publicKey" is 44 characters (33 bytes), expected 43 (a base64url Ed25519 public key)',
     'not a valid Ed25519 point (non-canonical encoding)': '"publicKey" is not a valid Ed25519 public key: a non-canonical encoding',
     'small-order Ed25519 point (identity element)': '"publicKey" is not a valid Ed25519 public key: a small-order point',
     'address without port': 'address "relay.example.org": missing :port (expected host:port)',
@@ -63,7 +63,7 @@ test('invalid identity files are refused, never truncated, and the message holds
     e.message.startsWith('a.ident: "privateKey" is 85 bytes: this is the old Offset') &&
     !e.message.includes(JSON.parse(legacy.identity_file).privateKey));
   assert.throws(() => Identity.parseFile(short.identity_file, 'b.ident'),
-                { message: 'b.ident: "privateKey" is 31 bytes, expected 32 (an Ed25519 seed)' });
+                { message: 'b.ident: "privateKey" is 42 characters (31 bytes), expected 43 (a base64url Ed25519 seed)' });
 });
 
 test('strict JSON: duplicate and unknown fields, nesting, non-objects are refused', () => {
@@ -127,4 +127,15 @@ test('public keys: text round trip; invalid points refused', () => {
   assert.deepEqual(Identity.parseFile(id.toFile()).publicKey, id.publicKey);
   const seed = Uint8Array.from({ length: 32 }, (_, i) => i);
   assert.equal(publicKeyToString(Identity.fromSeed(seed).publicKey), vectors().identities[0].public_key);
+});
+
+test('a ticket of the wrong kind is named, as the C++ parser names it', () => {
+  const key = 'qV7tSW_1SOs4jWJgPOTXnPYslk4F9h-DyloziANiGTw';
+  const relay = `{"publicKey": "${key}", "address": "a.org:1"}`;
+  assert.throws(() => parseRelayTicket(`{"publicKey": "${key}", "relays": [${relay}]}`, 'bob.friend'),
+                { message: 'bob.friend: is a friend ticket, not a relay ticket' });
+  assert.throws(() => parseFriendTicket(relay, 'relay.relay'),
+                { message: 'relay.relay: is a relay ticket, not a friend ticket' });
+  assert.throws(() => parseFriendTicket(`{"privateKey": "${key}"}`, 'alice.ident'),
+                { message: 'alice.ident: is an identity file, not a friend ticket' });
 });
