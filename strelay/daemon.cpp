@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <csignal>
+#include <iostream>
 
 #include "common/qr.hpp"
 #include "common/tickets.hpp"
@@ -86,6 +87,18 @@ std::string public_ticket(const RelayOptions& options, const PublicKey& key) {
   return format_relay_ticket(RelayTicket{key, parse_address(options.public_address)});
 }
 
+namespace {
+
+std::string compact_ticket(const std::string& ticket_json) {
+  std::string compact;
+  for (char c : ticket_json) {
+    if (c != '\n' && c != ' ') compact += c;
+  }
+  return compact;
+}
+
+}  // namespace
+
 std::string startup_line(const PublicKey& key, const std::vector<asio::ip::tcp::endpoint>& bound,
                          const std::optional<asio::ip::tcp::endpoint>& metrics,
                          const std::string& ticket_json) {
@@ -93,14 +106,27 @@ std::string startup_line(const PublicKey& key, const std::vector<asio::ip::tcp::
   for (const auto& endpoint : bound) line += " " + endpoint_to_string(endpoint);
   line += " public key " + key.to_base64url();
   if (metrics) line += " metrics http://" + endpoint_to_string(*metrics) + "/";
-  if (!ticket_json.empty()) {
-    std::string compact;
-    for (char c : ticket_json) {
-      if (c != '\n' && c != ' ') compact += c;
-    }
-    line += " ticket " + compact;
-  }
+  if (!ticket_json.empty()) line += " ticket " + compact_ticket(ticket_json);
   return line;
+}
+
+void write_startup(Logger& log, const PublicKey& key,
+                   const std::vector<asio::ip::tcp::endpoint>& bound,
+                   const std::optional<asio::ip::tcp::endpoint>& metrics,
+                   const std::string& ticket_json) {
+  if (log.format() != LogFormat::json) {
+    std::cerr << startup_line(key, bound, metrics, ticket_json) << std::endl;
+    return;
+  }
+  std::string listen;
+  for (const auto& endpoint : bound)
+    listen += (listen.empty() ? "" : " ") + endpoint_to_string(endpoint);
+  log.info("listening", {},
+           {{"version", STRELAY_VERSION},
+            {"listen", listen},
+            {"public_key", key.to_base64url()},
+            {"metrics", metrics ? "http://" + endpoint_to_string(*metrics) + "/" : ""},
+            {"ticket", compact_ticket(ticket_json)}});
 }
 
 StatusInfo status_info(const RelayOptions& options, const PublicKey& key,

@@ -1,4 +1,6 @@
 // strelay: the relay daemon. Parses flags, sets up the process, loads the identity, runs.
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -43,12 +45,11 @@ int main(int argc, char** argv) {
     });
 
     // The start-up line goes to stderr, so `strelay ... &` and nohup keep stdout for the ticket.
-    std::cerr << startup_line(identity.public_key(), server.local_endpoints(),
-                              http ? std::optional(http->local_endpoint()) : std::nullopt, ticket)
-              << std::endl;
+    write_startup(log, identity.public_key(), server.local_endpoints(),
+                  http ? std::optional(http->local_endpoint()) : std::nullopt, ticket);
     if (!ticket.empty()) {
       std::cout << ticket << "\n"
-                << render_terminal(QrCode::encode(ticket), TerminalStyle::ansi_colors)
+                << render_terminal(QrCode::encode(ticket), terminal_style_for(STDOUT_FILENO))
                 << std::flush;
     }
     start_housekeeping(server);
