@@ -14,6 +14,7 @@
 
 #include "common/qr.hpp"
 #include "common/tickets.hpp"
+#include "strelay/status_limits.hpp"
 
 namespace strelay {
 
@@ -139,13 +140,8 @@ StatusInfo status_info(const RelayOptions& options, const PublicKey& key,
   if (!ticket_json.empty()) info.qr_svg = render_svg(QrCode::encode(ticket_json));
   for (const auto& endpoint : bound) info.listen_addresses.push_back(endpoint_to_string(endpoint));
   info.start_time = std::chrono::system_clock::now();
-  info.limits = describe_limits(options.limits);
-  // Show the connection cap in force, not the flag's 0.
-  for (auto& [name, value] : info.limits) {
-    if (name == "max-connections") {
-      value = std::to_string(effective_max_connections(options.limits, raise_nofile_limit()));
-    }
-  }
+  // The connection cap in force, not the flag's 0.
+  info.limits = describe_limits(options.limits, raise_nofile_limit());
   return info;
 }
 
@@ -160,9 +156,7 @@ std::unique_ptr<HttpServer> start_http(Server& server, const RelayOptions& optio
   http->start();
   // The cap in force is known once run() has counted the descriptors open at start.
   server.on_budget([raw = http.get(), info](const DescriptorBudget& budget) mutable {
-    for (auto& [name, value] : info.limits) {
-      if (name == "max-connections") value = std::to_string(budget.connections);
-    }
+    set_max_connections(info.limits, budget.connections);
     raw->set_status_info(std::move(info));
   });
   server.on_drain([raw = http.get()] { raw->stop(); });

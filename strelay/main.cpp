@@ -10,6 +10,7 @@
 #include "common/qr.hpp"
 #include "strelay/daemon.hpp"
 #include "strelay/notify.hpp"
+#include "strelay/status_limits.hpp"
 
 int main(int argc, char** argv) {
   using namespace strelay;
@@ -40,7 +41,7 @@ int main(int argc, char** argv) {
     handle_signals(server, argc, argv, [&http, info](const RelayOptions& reloaded) mutable {
       notify(status_message("reloaded the limits and the allowlist"));
       if (!http) return;
-      info.limits = describe_limits(reloaded.limits);
+      info.limits = describe_limits(reloaded.limits, raise_nofile_limit());
       http->set_status_info(info);
     });
 

@@ -77,6 +77,8 @@ void Relay::request(ConnId id, const PublicKey& peer, const NodeMessage& message
       state_.handle(id, peer, message, clock_.now(), session ? session->source() : nullptr);
   count_pairing_limits_locked();
   if (std::holds_alternative<Listen>(message)) metrics_.listen_total.inc();
+  if (std::holds_alternative<Connect>(message))
+    connect_started_[id] = std::chrono::steady_clock::now();  // real time, for the histogram
   arm_ttl_locked();
   dispatch_locked(std::move(actions));
 }
@@ -84,6 +86,7 @@ void Relay::request(ConnId id, const PublicKey& peer, const NodeMessage& message
 void Relay::leave(ConnId id) {
   std::lock_guard lock(mutex_);
   sessions_.erase(id);
+  connect_started_.erase(id);
   if (stopped_) return;  // the workers are gone: nothing may be posted
   dispatch_locked(state_.disconnect(id, clock_.now()));
 }
@@ -91,6 +94,7 @@ void Relay::leave(ConnId id) {
 void Relay::count_locked(const Action& action) {
   if (const auto* send = std::get_if<SendTo>(&action)) {
     if (const auto* refused = std::get_if<Refused>(&send->message)) {
+      connect_started_.erase(send->to);
       const auto outcome = connect_outcome(refused->reason);
       metrics_.connect_outcomes_total.inc(outcome);
       if (outcome == ConnectOutcome::rate_limited)
@@ -123,10 +127,19 @@ void Relay::dispatch_locked(Actions actions) {
       if (auto session = find(close->conn)) posts.emplace_back(std::move(session), close->reason);
     } else {
       const auto& paired = std::get<Paired>(action);
+      std::optional<std::chrono::steady_clock::time_point> began;
+      if (auto it = connect_started_.find(paired.connector); it != connect_started_.end()) {
+        began = it->second;
+        connect_started_.erase(it);
+      }
       auto rendezvous = std::make_shared<Rendezvous>(
           paired, log_,
-          [this](const Paired& p, TunnelEnd connector, TunnelEnd acceptor,
-                 asio::any_io_executor ex) {
+          [this, began](const Paired& p, TunnelEnd connector, TunnelEnd acceptor,
+                        asio::any_io_executor ex) {
+            if (began) {
+              metrics_.tunnel_setup_duration_seconds.observe(std::chrono::steady_clock::now() -
+                                                             *began);
+            }
             start_tunnel(p, std::move(connector), std::move(acceptor), std::move(ex));
           });
       for (ConnId id : {paired.connector, paired.acceptor}) {

@@ -20,6 +20,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -164,6 +165,8 @@ class Relay final : public SessionHost {
   RelayState state_;
   Tunnel::Options tunnel_options_;
   std::unordered_map<ConnId, std::weak_ptr<RelayMember>> sessions_;
+  // When each pending Connect arrived, for the set-up histogram (until paired, refused or gone).
+  std::unordered_map<ConnId, std::chrono::steady_clock::time_point> connect_started_;
   // Each tunnel with the keys of its two ends: a reload stops those whose key was revoked.
   struct TrackedTunnel {
     std::weak_ptr<Tunnel> tunnel;

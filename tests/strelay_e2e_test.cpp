@@ -149,7 +149,7 @@ TEST_CASE("100 MiB each way through one pipe, at once, arrive with matching SHA-
   CHECK(sent_up != sent_down);
   // Plus the canary's few bytes each way.
   for (const char* direction : {"to_listener", "to_connector"}) {
-    const auto relayed = relay.probe().counter("bytes_relayed_total", direction);
+    const auto relayed = relay.probe().counter("relayed_bytes_total", direction);
     CHECK(relayed >= size);
     CHECK(relayed < size + 1024 * 1024);
   }
@@ -308,14 +308,14 @@ TEST_CASE("SIGHUP reloads the limits from the --config file") {
   std::ofstream(config, std::ios::trunc) << "connect-burst = 4\nconnect-rate = 0.001\n";
   relay.process().signal(SIGHUP);
   REQUIRE(eventually([&] { return relay.probe().counter("reloads_total", "ok") == 1; }, 5s));
-  CHECK(relay.probe().status().at("limits").at("connect-burst") == "4");
+  CHECK(relay.probe().status().at("limits").at("connect_burst") == 4);
   CHECK(connects(Identity::generate(), 5) ==
         std::vector<R>{R::not_found, R::not_found, R::not_found, R::not_found, R::rate_limited});
   // A broken file is refused and the limits in force stay.
   std::ofstream(config, std::ios::trunc) << "connect-burst = many\n";
   relay.process().signal(SIGHUP);
   REQUIRE(eventually([&] { return relay.probe().counter("reloads_total", "failed") == 1; }, 5s));
-  CHECK(relay.probe().status().at("limits").at("connect-burst") == "4");
+  CHECK(relay.probe().status().at("limits").at("connect_burst") == 4);
   relay.check_clean(2s);
   std::filesystem::remove_all(dir);
 }
@@ -383,7 +383,10 @@ TEST_CASE("the HTTP endpoint answers /metrics, /healthz, /status and the status 
        {"strelay_connections 3", "strelay_listeners 1", "strelay_tunnels 1",
         "strelay_pending_handshakes 0", "strelay_half_tunnels 0", "process_open_fds ",
         "strelay_handshakes_total{outcome=\"ok\"} ", "strelay_limit_hits_total{reason=",
-        "strelay_closes_total{reason=", "strelay_bytes_relayed_total{direction=\"to_listener\"} ",
+        "strelay_closes_total{reason=", "strelay_relayed_bytes_total{direction=\"to_listener\"} ",
+        "# TYPE strelay_handshake_duration_seconds histogram",
+        "strelay_handshake_duration_seconds_bucket{le=\"+Inf\"} ",
+        "strelay_tunnel_setup_duration_seconds_count ", "process_cpu_seconds_total ",
         "strelay_accept_rate ", "# TYPE strelay_accepts_total counter"}) {
     CHECK_MESSAGE(metrics->body.find(name) != std::string::npos, name);
   }
@@ -396,6 +399,11 @@ TEST_CASE("the HTTP endpoint answers /metrics, /healthz, /status and the status 
   CHECK(page->status == 200);
   CHECK(page->body.find("<html") != std::string::npos);
   CHECK(relay.probe().status().at("public_key") == relay.address().key.to_base64url());
+  // The canary pair's three handshakes and its tunnel's set-up were timed.
+  const auto histograms = relay.probe().status().at("histograms");
+  CHECK(histograms.at("handshake_duration_seconds").at("count").get<std::uint64_t>() >= 3);
+  CHECK(histograms.at("tunnel_setup_duration_seconds").at("count").get<std::uint64_t>() >= 1);
+  CHECK(histograms.at("tunnel_setup_duration_seconds").at("sum_seconds").get<double>() > 0);
   const auto missing = relay.probe().get("/nothing-here");
   REQUIRE(missing);
   CHECK(missing->status == 404);
