@@ -420,6 +420,19 @@ std::string render_status_json(const StatusView& view) {
           {{"prefix", load.prefix}, {"connections", load.connections}, {"pending", load.pending}});
     }
   }
+  // The busiest open tunnels (issue 20): key fingerprints, age, bytes and rate each way.
+  Json& tunnels = j["open_tunnels"] = Json::array();
+  if (view.metrics.busiest_tunnels) {
+    for (const auto& t : view.metrics.busiest_tunnels()) {
+      tunnels.push_back({{"connector", t.connector},
+                         {"listener", t.listener},
+                         {"age_seconds", static_cast<std::int64_t>(t.age_seconds)},
+                         {"bytes_to_listener", t.bytes[0]},
+                         {"bytes_to_connector", t.bytes[1]},
+                         {"bytes_per_second_to_listener", t.rate[0]},
+                         {"bytes_per_second_to_connector", t.rate[1]}});
+    }
+  }
   return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
 }
 

@@ -319,6 +319,17 @@ struct Metrics {
   };
   std::function<std::vector<SourceLoad>()> heaviest_sources;
 
+  // The open tunnels that move the most bytes now (then the oldest), at most
+  // status_tunnels_shown, for /status and the page. Set by the server like heaviest_sources.
+  struct TunnelLoad {
+    std::string connector;  // key fingerprints (PublicKey::fingerprint)
+    std::string listener;
+    double age_seconds = 0;
+    std::array<std::uint64_t, 2> bytes{};  // [0]: to the listener, [1]: to the connector
+    std::array<double, 2> rate{};          // bytes per second since the last look (>= 1 s ago)
+  };
+  std::function<std::vector<TunnelLoad>()> busiest_tunnels;
+
   std::chrono::steady_clock::duration uptime() const {
     return std::chrono::steady_clock::now() - started_;
   }

@@ -1,5 +1,6 @@
 #include "strelay/relay.hpp"
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -316,6 +317,39 @@ std::size_t Relay::listeners() const {
 std::size_t Relay::half_tunnels() const {
   std::lock_guard lock(mutex_);
   return state_.half_tunnels();
+}
+
+std::vector<Metrics::TunnelLoad> Relay::busiest_tunnels(std::size_t max) {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<Metrics::TunnelLoad> out;
+  std::lock_guard lock(mutex_);
+  out.reserve(tunnels_.size());
+  for (auto& [raw, tracked] : tunnels_) {
+    const auto tunnel = tracked.tunnel.lock();
+    if (!tunnel) continue;
+    // The tunnel's a is the connector: a -> b goes to the listener.
+    const auto bytes = tunnel->forwarded_bytes();
+    const double since = std::chrono::duration<double>(now - tracked.looked).count();
+    if (since >= 1.0) {
+      for (std::size_t i = 0; i < 2; ++i) {
+        tracked.rate[i] = static_cast<double>(bytes[i] - tracked.looked_bytes[i]) / since;
+      }
+      tracked.looked = now;
+      tracked.looked_bytes = bytes;
+    }
+    out.push_back({tracked.connector_key.fingerprint(), tracked.listener_key.fingerprint(),
+                   std::chrono::duration<double>(now - tracked.opened).count(), bytes,
+                   tracked.rate});
+  }
+  const auto busier = [](const Metrics::TunnelLoad& x, const Metrics::TunnelLoad& y) {
+    const double rx = x.rate[0] + x.rate[1], ry = y.rate[0] + y.rate[1];
+    return rx != ry ? rx > ry : x.age_seconds > y.age_seconds;
+  };
+  const auto shown = std::min(max, out.size());
+  std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(shown), out.end(),
+                    busier);
+  out.resize(shown);
+  return out;
 }
 
 std::size_t Relay::tunnels() const {

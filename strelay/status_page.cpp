@@ -82,13 +82,21 @@ function chart(d,st){var s=(d.samples||[]).slice(),t=Date.parse(st.now);
  document.getElementById('maxc').textContent=num(mc);
  var ax={a1t:bytes(Math.max(mr,1))+'/s',a1m:bytes(Math.max(mr,1)/2)+'/s',a2t:num(Math.max(mc,1)),
   a2m:num(Math.max(mc,1)/2)};for(var k in ax)document.getElementById(k).textContent=ax[k];}
+function tunnels(list){var tb=document.getElementById('tunnels');if(!tb||!list)return;
+ while(tb.firstChild)tb.removeChild(tb.firstChild);
+ list.forEach(function(t){var tr=document.createElement('tr');
+  [t.connector+' \u2192 '+t.listener,dur(t.age_seconds),bytes(t.bytes_to_listener)+' / '+
+   bytes(t.bytes_to_connector),bytes(t.bytes_per_second_to_listener+t.bytes_per_second_to_connector)+'/s']
+  .forEach(function(v,i){var td=document.createElement('td');if(i)td.className='n';
+   td.textContent=v;tr.appendChild(td);});tb.appendChild(tr);});
+ document.getElementById('tunnels-none').hidden=list.length>0;}
 function state(ok){var b=document.getElementById('state');b.textContent=ok?'live':'unreachable';
  b.className=ok?'badge':'badge bad';}
 function tick(){Promise.all([fetch('/status',{cache:'no-store'}).then(function(r){return r.json();}),
  fetch('/samples',{cache:'no-store'}).then(function(r){return r.json();})]).then(function(a){
  document.querySelectorAll('[data-k]').forEach(function(el){var v=get(a[0],el.getAttribute('data-k'));
   if(v!==undefined&&v!==null)el.textContent=fmt(v,el.getAttribute('data-f'));});
- chart(a[1],a[0]);state(true);}).catch(function(){state(false);});}
+ chart(a[1],a[0]);tunnels(a[0].open_tunnels);state(true);}).catch(function(){state(false);});}
 setInterval(tick,2000);tick();
 })();
 )js";
@@ -290,6 +298,28 @@ std::string limit_text(const LimitValue& limit) {
   return buf;
 }
 
+// The busiest open tunnels: who (key fingerprints), how long, bytes each way, the rate now.
+std::string tunnels_card(const Metrics& m) {
+  std::string out =
+      "<div class=\"card\"><h2>Open tunnels, busiest first</h2><table>\n"
+      "<thead><tr><td>connector &rarr; listener</td><td class=\"n\">age</td>"
+      "<td class=\"n\">to listener / to connector</td><td class=\"n\">now</td></tr></thead>"
+      "<tbody id=\"tunnels\">\n";
+  const auto list = m.busiest_tunnels ? m.busiest_tunnels() : std::vector<Metrics::TunnelLoad>{};
+  for (const auto& t : list) {
+    out += "<tr><td class=\"mono\">" + html_escape(t.connector) + " &rarr; " +
+           html_escape(t.listener) + "</td><td class=\"n\">" +
+           html_escape(format_duration(static_cast<std::int64_t>(t.age_seconds))) +
+           "</td><td class=\"n\">" + html_escape(format_bytes(static_cast<double>(t.bytes[0]))) +
+           " / " + html_escape(format_bytes(static_cast<double>(t.bytes[1]))) +
+           "</td><td class=\"n\">" + html_escape(format_bytes(t.rate[0] + t.rate[1])) +
+           "/s</td></tr>\n";
+  }
+  out += "</tbody></table><p class=\"muted\" id=\"tunnels-none\"" +
+         std::string(list.empty() ? "" : " hidden") + ">No open tunnels.</p></div>\n";
+  return out;
+}
+
 std::string details_card(const StatusView& view) {
   const auto& p = view.process;
   std::string out = "<div class=\"card\"><h2>Process and limits</h2><table>\n";
@@ -399,6 +429,7 @@ std::string render_status_page(const StatusView& view, const std::vector<Metrics
               one_decimal(view.rates.accepts_per_second) + "/s");
   out += "</div>\n";
   out += chart(with_now(samples, view));
+  out += tunnels_card(m);
   out += "<div class=\"cols\">\n" + identity_card(view.info) +
          family_table("Limit hits", "limit_hits_total", m.limit_hits_total) + "</div>\n";
   out += "<div class=\"cols\">\n" +

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "common/coro.hpp"
 #include "support/loopback.hpp"
@@ -493,5 +494,42 @@ TEST_CASE("connect to self is allowed: the same identity listens, connects and a
         CHECK(got == hello);
       }(),
       20s);
+  relay.check_clean(2s);
+}
+
+TEST_CASE("/status and the page list an open tunnel with its keys, age, bytes and rate") {
+  WatchedRelay relay;
+  const auto listener = Identity::generate();
+  const auto connector = Identity::generate();
+  constexpr std::size_t up_size = 1024 * 1024, down_size = 256 * 1024;
+  run_task(
+      [&]() -> asio::awaitable<void> {
+        auto pair = co_await make_pipe(relay.address(), listener, connector);
+        const auto up = pattern_bytes(up_size, 3);
+        const auto down = pattern_bytes(down_size, 4);
+        std::vector<std::uint8_t> got_up(up.size()), got_down(down.size());
+        co_await asio::async_write(pair.connector, asio::buffer(up), await_tuple);
+        co_await asio::async_read(pair.acceptor, asio::buffer(got_up), await_tuple);
+        co_await asio::async_write(pair.acceptor, asio::buffer(down), await_tuple);
+        co_await asio::async_read(pair.connector, asio::buffer(got_down), await_tuple);
+        CHECK(got_up == up);
+        std::this_thread::sleep_for(1100ms);  // the first look takes a rate over >= 1 s
+        // Still open: the pipe is listed, beside the canary's, busiest first.
+        const auto tunnels = relay.probe().status().at("open_tunnels");
+        REQUIRE(tunnels.size() == 2);
+        const auto& t = tunnels.at(0);
+        CHECK(t.at("connector") == connector.public_key().fingerprint());
+        CHECK(t.at("listener") == listener.public_key().fingerprint());
+        CHECK(t.at("bytes_to_listener") == up_size);
+        CHECK(t.at("bytes_to_connector") == down_size);
+        CHECK(t.at("age_seconds").get<std::int64_t>() >= 1);
+        CHECK(t.at("bytes_per_second_to_listener").get<double>() > 0);
+        CHECK(t.at("bytes_per_second_to_listener").get<double>() <= static_cast<double>(up_size));
+        const auto page = relay.probe().get("/");
+        REQUIRE(page);
+        CHECK(page->body.find(connector.public_key().fingerprint() + " &rarr; " +
+                              listener.public_key().fingerprint()) != std::string::npos);
+      }(),
+      30s);
   relay.check_clean(2s);
 }
