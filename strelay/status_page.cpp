@@ -301,7 +301,8 @@ std::string limit_text(const LimitValue& limit) {
 // The busiest open tunnels: who (key fingerprints), how long, bytes each way, the rate now.
 std::string tunnels_card(const Metrics& m) {
   std::string out =
-      "<div class=\"card\"><h2>Open tunnels, busiest first</h2><table>\n"
+      "<div class=\"card\" style=\"margin-bottom:12px\"><h2>Open tunnels, busiest first</h2>"
+      "<table>\n"
       "<thead><tr><td>connector &rarr; listener</td><td class=\"n\">age</td>"
       "<td class=\"n\">to listener / to connector</td><td class=\"n\">now</td></tr></thead>"
       "<tbody id=\"tunnels\">\n";
