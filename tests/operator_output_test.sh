@@ -34,38 +34,10 @@ grep -q "$esc" "$work/out" && fail "the QR code written to a file has escape cod
 echo "ok: the QR code written to a file has no escape codes"
 
 # ---- 2. on a terminal: colours, unless NO_COLOR is set
-on_terminal() {  # NO_COLOR value ("" for unset) -> what strelay wrote to the terminal, in $work/tty.out
-  python3 - "$work/tty.out" "$1" "${relay[@]}" <<'EOF'
-import os, pty, select, signal, sys, time
-out, no_color, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
-pid, fd = pty.fork()
-if pid == 0:
-    os.environ.pop("NO_COLOR", None)
-    if no_color:
-        os.environ["NO_COLOR"] = no_color
-    os.environ["TERM"] = "xterm"
-    os.execv(argv[0], argv)
-seen = b""
-deadline = time.monotonic() + 15
-while time.monotonic() < deadline and seen.count("█".encode()) < 20:
-    if select.select([fd], [], [], 0.1)[0]:
-        try:
-            seen += os.read(fd, 65536)
-        except OSError:
-            break
-time.sleep(0.3)  # the rest of the code
-while select.select([fd], [], [], 0.1)[0]:
-    try:
-        chunk = os.read(fd, 65536)
-    except OSError:
-        break
-    if not chunk:
-        break
-    seen += chunk
-os.kill(pid, signal.SIGTERM)
-os.waitpid(pid, 0)
-open(out, "wb").write(seen)
-EOF
+on_terminal() {  # NO_COLOR value ("" for unset): what strelay wrote to a terminal, in $work/tty.out
+  env -u NO_COLOR ${1:+NO_COLOR=$1} TERM=xterm python3 "$STRELAY_TESTS_DIR/lib/on_terminal.py" \
+    "$work/tty.out" 15 --until "$(printf '\xe2\x96\x88')" -- "${relay[@]}" ||
+    fail "strelay on a terminal: $(head -c 300 "$work/tty.out")"
 }
 on_terminal ""
 grep -q "${esc}\\[30;107m" "$work/tty.out" || fail "no ANSI colours on a terminal: $(head -c 300 "$work/tty.out")"

@@ -55,34 +55,11 @@ echo "ok: to a file, -v reports while bytes move ($progress lines on the listene
 
 # ---- 2. a terminal: one line redrawn in place
 listen bob2
-python3 - "$bin/stcat" <<'EOF' || fail "stcat connect on a terminal failed: $(cat -v alice2.tty | tail -5)"
-import os, pty, select, sys, time
-stcat = sys.argv[1]
-pid, fd = pty.fork()
-if pid == 0:
-    # stdin: 3 s of data at about 32 KiB per 0.25 s; stdout and stderr: the terminal.
-    os.execvp("bash", ["bash", "-c",
-        "for i in $(seq 12); do head -c 32768 /dev/urandom; sleep 0.25; done | "
-        f"{stcat} connect -v --idfile alice.ident --to bob.friend >/dev/null"])
-seen = b""
-deadline = time.monotonic() + 60
-while time.monotonic() < deadline:
-    if select.select([fd], [], [], 0.2)[0]:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        break
-else:
-    sys.exit("stcat connect did not finish on the terminal")
-open("alice2.tty", "wb").write(seen)
-sys.exit(0 if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else 1)
-EOF
+# stdin: 3 s of data at about 32 KiB per 0.25 s; stdout and stderr: the terminal.
+python3 "$STRELAY_TESTS_DIR/lib/on_terminal.py" alice2.tty 60 -- bash -c \
+  "for i in \$(seq 12); do head -c 32768 /dev/urandom; sleep 0.25; done |
+   '$bin/stcat' connect -v --idfile alice.ident --to bob.friend >/dev/null" ||
+  fail "stcat connect on a terminal failed: $(cat -v alice2.tty | tail -5)"
 wait "$listener" || fail "stcat listen failed: $(cat bob2.err)"
 python3 - <<'EOF' || fail "no progress line redrawn in place on the terminal: $(cat -v alice2.tty)"
 import re
