@@ -62,7 +62,11 @@ int main(int argc, char** argv) {
     log.flush_suppressed();
     return 0;
   } catch (const std::exception& e) {
-    std::cerr << "strelay: " << e.what() << std::endl;
+    // With --log-format json the cause is a JSON line too, like every other line on stderr.
+    if (process_logger().format() == LogFormat::json)
+      process_logger().error("cannot_start", {}, {{"error", e.what()}});
+    else
+      std::cerr << "strelay: " << e.what() << std::endl;
     return 1;
   }
 }

@@ -2,7 +2,8 @@
 # What an operator sees from strelay (issue 20, item 11), through the real binary:
 #   - the ticket's QR code has ANSI colours only on a terminal: written to a file, or with
 #     NO_COLOR=1 on a terminal, it is plain blocks with no escape codes;
-#   - with --log-format json every stderr line is one JSON object, the start-up facts included.
+#   - with --log-format json every stderr line is one JSON object, the start-up facts and the
+#     reason it cannot start included.
 # The terminal is a real pseudo-terminal (python3's pty module).
 set -euo pipefail
 bin=${STRELAY_BIN_DIR:?set by CTest}
@@ -66,3 +67,16 @@ assert first["metrics"].startswith("http://127.0.0.1:"), first
 assert json.loads(first["ticket"])["address"] == "relay.example.org:4567", first
 EOF
 echo "ok: with --log-format json every stderr line is JSON, the start-up line first"
+
+# ---- 4. --log-format json: the reason strelay cannot start is JSON too
+"$bin/strelay" --idfile "$work/missing.ident" --laddr 127.0.0.1:0 --log-format json \
+  >/dev/null 2>"$work/err" && fail "strelay started without its identity file"
+python3 - "$work/err" <<'EOF' || fail "the start-up error is not JSON: $(cat "$work/err")"
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+assert len(lines) == 1, lines
+record = json.loads(lines[0])
+assert record["event"] == "cannot_start" and record["level"] == "error", record
+assert "missing.ident" in record["error"], record
+EOF
+echo "ok: with --log-format json the reason strelay cannot start is a JSON line"
