@@ -1,9 +1,11 @@
 #include "common/qr.hpp"
 
 #include <qrencode.h>
+#include <unistd.h>
 
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 
@@ -140,6 +142,14 @@ std::string render_terminal(const QrCode& code, TerminalStyle style) {
     out += '\n';
   }
   return out;
+}
+
+TerminalStyle terminal_style_for(int fd) {
+  const char* no_color = std::getenv("NO_COLOR");
+  const char* term = std::getenv("TERM");
+  const bool colors = ::isatty(fd) == 1 && (no_color == nullptr || *no_color == '\0') &&
+                      !(term != nullptr && std::string_view(term) == "dumb");
+  return colors ? TerminalStyle::ansi_colors : TerminalStyle::plain;
 }
 
 std::string render_svg(const QrCode& code) {

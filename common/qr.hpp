@@ -44,6 +44,10 @@ enum class TerminalStyle {
   plain,
 };
 std::string render_terminal(const QrCode& code, TerminalStyle style);
+// The style for output on `fd`: colours only on a terminal, and never when NO_COLOR is set
+// (https://no-color.org: present and not empty) or TERM is "dumb". A file, a pipe or journald
+// gets plain blocks, with no escape codes to show up as "[30;107m" in a log viewer.
+TerminalStyle terminal_style_for(int fd);
 
 // A self-contained SVG: a white background and one <path> of the dark modules.
 std::string render_svg(const QrCode& code);

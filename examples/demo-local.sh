@@ -86,7 +86,7 @@ if command -v curl >/dev/null; then
 import json, sys
 s = json.load(sys.stdin)
 print("connections now:", s["gauges"]["connections"], " tunnels now:", s["gauges"]["tunnels"])
-print("bytes relayed:", sum(s["counters"]["bytes_relayed_total"].values()))
+print("bytes relayed:", sum(s["counters"]["relayed_bytes_total"].values()))
 print("connect outcomes:", {k: v for k, v in s["counters"]["connect_outcomes_total"].items() if v})' || true
 fi
 

@@ -1,7 +1,6 @@
 // stmgr show and stmgr qr: inspect a file, draw a ticket as a QR code.
 #include <unistd.h>
 
-#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <stdexcept>
@@ -31,11 +30,9 @@ Inspected inspect(const std::string& path) {
   return {std::move(text), *kind};
 }
 
-bool use_colors(const std::string& choice) {
-  if (choice != "auto") return choice == "always";
-  const char* term = std::getenv("TERM");
-  return ::isatty(STDOUT_FILENO) == 1 && std::getenv("NO_COLOR") == nullptr &&
-         !(term != nullptr && std::string_view(term) == "dumb");
+TerminalStyle terminal_style(const std::string& choice) {
+  if (choice == "auto") return terminal_style_for(STDOUT_FILENO);
+  return choice == "always" ? TerminalStyle::ansi_colors : TerminalStyle::plain;
 }
 
 }  // namespace
@@ -131,8 +128,7 @@ void run_qr(const QrOptions& options) {
     write_file_atomic(options.svg, render_svg(code), FileSecrecy::shareable,
                       overwrite_if(options.force));
   }
-  std::cout << render_terminal(
-      code, use_colors(options.colors) ? TerminalStyle::ansi_colors : TerminalStyle::plain);
+  std::cout << render_terminal(code, terminal_style(options.colors));
 }
 
 }  // namespace strelay::stmgr

@@ -587,46 +587,4 @@ std::size_t effective_max_connections(const RelayLimits& limits, std::uint64_t n
   return static_cast<std::size_t>(std::max<std::uint64_t>(share, 1));
 }
 
-std::vector<std::pair<std::string, std::string>> describe_limits(const RelayLimits& l) {
-  auto s = [](std::chrono::milliseconds ms) { return format_seconds(ms) + " s"; };
-  return {
-      {"handshake-timeout", s(l.handshake_timeout)},
-      {"max-pending-handshakes", std::to_string(l.max_pending_handshakes)},
-      {"max-pending-per-source", std::to_string(l.max_pending_per_source)},
-      {"max-pending-per-prefix", std::to_string(l.max_pending_per_prefix)},
-      {"ipv4-prefix", "/" + std::to_string(l.ipv4_prefix)},
-      {"min-handshake-timeout", s(l.min_handshake_timeout)},
-      {"max-connections-per-source", std::to_string(l.max_connections_per_source)},
-      {"max-connections-per-prefix", std::to_string(l.max_connections_per_prefix)},
-      {"max-listeners-per-source", std::to_string(l.max_listeners_per_source)},
-      {"max-pending-connects-per-source", std::to_string(l.max_pending_connects_per_source)},
-      {"max-pending-connects-per-target", std::to_string(l.max_pending_connects_per_target)},
-      {"connect-rate-per-source",
-       format_number(l.connect_rate_per_source_per_minute) + " per minute per source"},
-      {"connect-burst-per-source", format_number(l.connect_burst_per_source)},
-      {"control-rate", format_number(l.control_rate) + " per second per connection"},
-      {"control-burst", format_number(l.control_burst)},
-      {"http-max-per-source", std::to_string(l.http_max_per_source)},
-      {"handshake-rate", format_number(l.handshake_rate_per_second) + " per second per source"},
-      {"handshake-burst", format_number(l.handshake_burst)},
-      {"max-connections", l.max_connections == 0
-                              ? std::string("80% of RLIMIT_NOFILE, within the descriptor budget")
-                              : std::to_string(l.max_connections)},
-      {"half-tunnel-ttl", s(l.half_tunnel_ttl)},
-      {"connect-rate", format_number(l.connect_rate_per_minute) + " per minute per identity"},
-      {"connect-burst", format_number(l.connect_burst)},
-      {"tunnel-buffer", std::to_string(l.tunnel_buffer) + " bytes"},
-      {"tunnel-socket-buffers", l.tunnel_clamp_socket_buffers ? "clamp" : "auto"},
-      {"write-stall-timeout", s(l.write_stall_timeout)},
-      {"keepalive-interval", s(l.keepalive_interval)},
-      {"dead-peer-timeout", s(l.dead_peer_timeout)},
-      {"drain-timeout", s(l.drain_timeout)},
-      {"global-rate", l.global_rate == 0 ? std::string("none")
-                                         : std::to_string(l.global_rate) + " bytes per second"},
-      {"tunnel-rate", l.tunnel_rate == 0
-                          ? std::string("none")
-                          : std::to_string(l.tunnel_rate) + " bytes per second per direction"},
-  };
-}
-
 }  // namespace strelay

@@ -126,7 +126,4 @@ std::string endpoint_to_string(const boost::asio::ip::tcp::endpoint& endpoint);
 // descriptors actually left (strelay/limits.hpp, plan_descriptors; docs/architecture.md).
 std::size_t effective_max_connections(const RelayLimits& limits, std::uint64_t nofile_soft_limit);
 
-// name (the flag without dashes) and value with its unit, for /status and the status page.
-std::vector<std::pair<std::string, std::string>> describe_limits(const RelayLimits& limits);
-
 }  // namespace strelay

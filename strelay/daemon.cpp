@@ -10,10 +10,12 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <csignal>
+#include <iostream>
 
 #include "common/qr.hpp"
 #include "common/tickets.hpp"
 #include "strelay/config_file.hpp"
+#include "strelay/status_limits.hpp"
 
 namespace strelay {
 
@@ -88,6 +90,18 @@ std::string public_ticket(const RelayOptions& options, const PublicKey& key) {
   return format_relay_ticket(RelayTicket{key, parse_address(options.public_address)});
 }
 
+namespace {
+
+std::string compact_ticket(const std::string& ticket_json) {
+  std::string compact;
+  for (char c : ticket_json) {
+    if (c != '\n' && c != ' ') compact += c;
+  }
+  return compact;
+}
+
+}  // namespace
+
 std::string startup_line(const PublicKey& key, const std::vector<asio::ip::tcp::endpoint>& bound,
                          const std::optional<asio::ip::tcp::endpoint>& metrics,
                          const std::string& ticket_json) {
@@ -95,14 +109,27 @@ std::string startup_line(const PublicKey& key, const std::vector<asio::ip::tcp::
   for (const auto& endpoint : bound) line += " " + endpoint_to_string(endpoint);
   line += " public key " + key.to_base64url();
   if (metrics) line += " metrics http://" + endpoint_to_string(*metrics) + "/";
-  if (!ticket_json.empty()) {
-    std::string compact;
-    for (char c : ticket_json) {
-      if (c != '\n' && c != ' ') compact += c;
-    }
-    line += " ticket " + compact;
-  }
+  if (!ticket_json.empty()) line += " ticket " + compact_ticket(ticket_json);
   return line;
+}
+
+void write_startup(Logger& log, const PublicKey& key,
+                   const std::vector<asio::ip::tcp::endpoint>& bound,
+                   const std::optional<asio::ip::tcp::endpoint>& metrics,
+                   const std::string& ticket_json) {
+  if (log.format() != LogFormat::json) {
+    std::cerr << startup_line(key, bound, metrics, ticket_json) << std::endl;
+    return;
+  }
+  std::string listen;
+  for (const auto& endpoint : bound)
+    listen += (listen.empty() ? "" : " ") + endpoint_to_string(endpoint);
+  log.info("listening", {},
+           {{"version", STRELAY_VERSION},
+            {"listen", listen},
+            {"public_key", key.to_base64url()},
+            {"metrics", metrics ? "http://" + endpoint_to_string(*metrics) + "/" : ""},
+            {"ticket", compact_ticket(ticket_json)}});
 }
 
 StatusInfo status_info(const RelayOptions& options, const PublicKey& key,
@@ -115,13 +142,8 @@ StatusInfo status_info(const RelayOptions& options, const PublicKey& key,
   if (!ticket_json.empty()) info.qr_svg = render_svg(QrCode::encode(ticket_json));
   for (const auto& endpoint : bound) info.listen_addresses.push_back(endpoint_to_string(endpoint));
   info.start_time = std::chrono::system_clock::now();
-  info.limits = describe_limits(options.limits);
-  // Show the connection cap in force, not the flag's 0.
-  for (auto& [name, value] : info.limits) {
-    if (name == "max-connections") {
-      value = std::to_string(effective_max_connections(options.limits, raise_nofile_limit()));
-    }
-  }
+  // The connection cap in force, not the flag's 0.
+  info.limits = describe_limits(options.limits, raise_nofile_limit());
   return info;
 }
 
@@ -136,9 +158,7 @@ std::unique_ptr<HttpServer> start_http(Server& server, const RelayOptions& optio
   http->start();
   // The cap in force is known once run() has counted the descriptors open at start.
   server.on_budget([raw = http.get(), info](const DescriptorBudget& budget) mutable {
-    for (auto& [name, value] : info.limits) {
-      if (name == "max-connections") value = std::to_string(budget.connections);
-    }
+    set_max_connections(info.limits, budget.connections);
     raw->set_status_info(std::move(info));
   });
   server.on_drain([raw = http.get()] { raw->stop(); });

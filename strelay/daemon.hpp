@@ -33,6 +33,12 @@ std::string startup_line(const PublicKey& key,
                          const std::vector<boost::asio::ip::tcp::endpoint>& bound,
                          const std::optional<boost::asio::ip::tcp::endpoint>& metrics,
                          const std::string& ticket_json);
+// Writes the start-up line to stderr, or with --log-format json the same facts as one JSON log
+// line (event "listening"), so that every line on stderr is JSON.
+void write_startup(Logger& log, const PublicKey& key,
+                   const std::vector<boost::asio::ip::tcp::endpoint>& bound,
+                   const std::optional<boost::asio::ip::tcp::endpoint>& metrics,
+                   const std::string& ticket_json);
 // The relay ticket for --public-address, as Offset writes it; empty without the flag.
 std::string public_ticket(const RelayOptions& options, const PublicKey& key);
 

@@ -128,6 +128,17 @@ Response text_response(const Request& req, http::status status, std::string_view
   return res;
 }
 
+// The relay ticket as a file to save (the status page links it); 404 without --public-address.
+Response ticket_download(const Request& req, const StatusInfo& info) {
+  if (info.ticket_json.empty()) {
+    return text_response(req, http::status::not_found, "text/plain",
+                         "no ticket: strelay runs without --public-address\n");
+  }
+  auto res = text_response(req, http::status::ok, "application/json", info.ticket_json + "\n");
+  res.set(http::field::content_disposition, "attachment; filename=\"relay.relay\"");
+  return res;
+}
+
 Response route(State& s, const Request& req) {
   if (req.method() != http::verb::get && req.method() != http::verb::head) {
     auto res =
@@ -138,6 +149,7 @@ Response route(State& s, const Request& req) {
   std::string_view target = req.target();
   target = target.substr(0, target.find('?'));  // a query string is ignored, not an error
   if (target == "/healthz") return text_response(req, http::status::ok, "text/plain", "ok\n");
+  if (target == ticket_download_path) return ticket_download(req, *s.status_info());
   if (target != "/" && target != "/metrics" && target != "/status" && target != "/samples") {
     return text_response(req, http::status::not_found, "text/plain", "not found\n");
   }

@@ -6,6 +6,7 @@
 //   GET /status   JSON: version, key, ticket, uptime, addresses, gauges, counters, rates, limits
 //   GET /samples  JSON: the last 10 minutes of samples, for the page's live chart
 //   GET /healthz  200 "ok\n"
+//   GET /relay.relay  the relay ticket as a download (404 without --public-address)
 //   HEAD on each; 404 for other paths; 405 for other methods.
 //
 // Hardened for an address that may be reachable by strangers: request headers at most

@@ -1,4 +1,6 @@
 // strelay: the relay daemon. Parses flags, sets up the process, loads the identity, runs.
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -9,6 +11,7 @@
 #include "common/usage.hpp"
 #include "strelay/daemon.hpp"
 #include "strelay/notify.hpp"
+#include "strelay/status_limits.hpp"
 
 int main(int argc, char** argv) {
   using namespace strelay;
@@ -39,17 +42,16 @@ int main(int argc, char** argv) {
     handle_signals(server, argc, argv, [&http, info](const RelayOptions& reloaded) mutable {
       notify(status_message("reloaded the limits and the allowlist"));
       if (!http) return;
-      info.limits = describe_limits(reloaded.limits);
+      info.limits = describe_limits(reloaded.limits, raise_nofile_limit());
       http->set_status_info(info);
     });
 
     // The start-up line goes to stderr, so `strelay ... &` and nohup keep stdout for the ticket.
-    std::cerr << startup_line(identity.public_key(), server.local_endpoints(),
-                              http ? std::optional(http->local_endpoint()) : std::nullopt, ticket)
-              << std::endl;
+    write_startup(log, identity.public_key(), server.local_endpoints(),
+                  http ? std::optional(http->local_endpoint()) : std::nullopt, ticket);
     if (!ticket.empty()) {
       std::cout << ticket << "\n"
-                << render_terminal(QrCode::encode(ticket), TerminalStyle::ansi_colors)
+                << render_terminal(QrCode::encode(ticket), terminal_style_for(STDOUT_FILENO))
                 << std::flush;
     }
     start_housekeeping(server);
@@ -61,7 +63,11 @@ int main(int argc, char** argv) {
     log.flush_suppressed();
     return 0;
   } catch (const std::exception& e) {
-    std::cerr << "strelay: " << printable(e.what()) << std::endl;  // a path may hold any byte
+    // With --log-format json the cause is a JSON line too, like every other line on stderr.
+    if (process_logger().format() == LogFormat::json)
+      process_logger().error("cannot_start", {}, {{"error", e.what()}});
+    else
+      std::cerr << "strelay: " << printable(e.what()) << std::endl;  // a path may hold any byte
     return 1;
   }
 }

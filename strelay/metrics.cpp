@@ -84,7 +84,7 @@ std::vector<CounterRow> counter_rows(const Metrics& m) {
   rows.push_back(family_row("connect_outcomes_total",
                             "Connect requests by the outcome the connector got.", "outcome",
                             m.connect_outcomes_total));
-  rows.push_back(family_row("bytes_relayed_total", "Tunnel bytes forwarded, by direction.",
+  rows.push_back(family_row("relayed_bytes_total", "Tunnel bytes forwarded, by direction.",
                             "direction", m.bytes_relayed_total));
   rows.push_back(family_row(
       "tunnels_total",
@@ -116,6 +116,23 @@ std::vector<CounterRow> counter_rows(const Metrics& m) {
                             "--tunnel-rate), by whose limit.",
                             "scope", m.bandwidth_waits_total));
   return rows;
+}
+
+struct HistogramRow {
+  std::string_view name;
+  std::string_view help;
+  const Histogram& histogram;
+};
+
+std::vector<HistogramRow> histogram_rows(const Metrics& m) {
+  return {
+      {"handshake_duration_seconds",
+       "From accepting a connection to an authenticated node (successful handshakes).",
+       m.handshake_duration_seconds},
+      {"tunnel_setup_duration_seconds",
+       "From a Connect request to the start of its tunnel (the listener's Accept included).",
+       m.tunnel_setup_duration_seconds},
+  };
 }
 
 // Label values are escaped as the exposition format asks: backslash, quote, newline.
@@ -174,11 +191,54 @@ double seconds_since_epoch(std::chrono::system_clock::time_point t) {
   return std::chrono::duration<double>(t.time_since_epoch()).count();
 }
 
+// A bucket bound as Prometheus writes `le`: 0.005, 1, 2.5.
+std::string bound_text(std::size_t i) {
+  return i < Histogram::bounds.size() ? number(Histogram::bounds[i]) : std::string("+Inf");
+}
+
+void write_histograms(PromWriter& w, const Metrics& m) {
+  for (const auto& h : histogram_rows(m)) {
+    const std::string name = "strelay_" + std::string(h.name);
+    w.family(name, h.help, "histogram");
+    for (std::size_t i = 0; i <= Histogram::bounds.size(); ++i) {
+      w.sample(name + "_bucket", "le=\"" + bound_text(i) + "\"",
+               std::to_string(h.histogram.cumulative(i)));
+    }
+    w.sample(name + "_sum", {}, number(h.histogram.sum_seconds()));
+    w.sample(name + "_count", {}, std::to_string(h.histogram.count()));
+  }
+}
+
+// An integral limit as an integer (10, not 10.0), a fractional one as a number.
+Json limit_json(const LimitValue& limit) {
+  if (!limit.text.empty()) return limit.text;
+  const double n = limit.number;
+  if (n == static_cast<double>(static_cast<std::int64_t>(n))) return static_cast<std::int64_t>(n);
+  return n;
+}
+
 double uptime_seconds(const Metrics& m) {
   return std::chrono::duration<double>(m.uptime()).count();
 }
 
 }  // namespace
+
+void Histogram::observe(std::chrono::steady_clock::duration d) noexcept {
+  const double seconds = std::chrono::duration<double>(d).count();
+  std::size_t i = 0;
+  while (i < bounds.size() && seconds > bounds[i]) ++i;
+  buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+  sum_ns_.fetch_add(ns > 0 ? static_cast<std::uint64_t>(ns) : 0, std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::uint64_t Histogram::cumulative(std::size_t i) const noexcept {
+  std::uint64_t sum = 0;
+  for (std::size_t b = 0; b <= i && b < buckets_.size(); ++b)
+    sum += buckets_[b].load(std::memory_order_relaxed);
+  return sum;
+}
 
 Metrics::Metrics() : started_(std::chrono::steady_clock::now()) {
   allowlist_keys.set(-1);
@@ -202,13 +262,20 @@ ProcessStats read_process_stats() {
   std::int64_t resident_pages = 0;
   if (statm >> size_pages >> resident_pages)
     stats.resident_bytes = resident_pages * sysconf(_SC_PAGESIZE);
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) == 0) {
+    auto seconds = [](const timeval& t) {
+      return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+    };
+    stats.cpu_seconds = seconds(usage.ru_utime) + seconds(usage.ru_stime);
+  }
   return stats;
 }
 
 MetricsSample take_sample(const Metrics& metrics, std::chrono::system_clock::time_point now) {
   MetricsSample s;
   s.unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-  s.bytes_relayed_total = metrics.bytes_relayed_total.total();
+  s.relayed_bytes_total = metrics.bytes_relayed_total.total();
   s.accepts_total = metrics.accepts_total.get();
   s.connections = metrics.connections.get();
   s.tunnels = metrics.tunnels.get();
@@ -241,7 +308,7 @@ Rates compute_rates(const std::vector<MetricsSample>& samples) {
     return to >= from ? static_cast<double>(to - from) / seconds : 0.0;
   };
   rates.accepts_per_second = per_second(a.accepts_total, b.accepts_total);
-  rates.bytes_relayed_per_second = per_second(a.bytes_relayed_total, b.bytes_relayed_total);
+  rates.relayed_bytes_per_second = per_second(a.relayed_bytes_total, b.relayed_bytes_total);
   return rates;
 }
 
@@ -268,6 +335,7 @@ std::string render_prometheus(const StatusView& view) {
       w.sample(name, labels, std::to_string(value));
     }
   }
+  write_histograms(w, view.metrics);
   w.family(
       "strelay_accept_rate",
       "Accepts per second over the last sample interval (or use rate(strelay_accepts_total[1m])).",
@@ -279,6 +347,11 @@ std::string render_prometheus(const StatusView& view) {
   w.sample("strelay_log_suppressed_total", {}, std::to_string(process_logger().suppressed_total()));
   w.family("strelay_uptime_seconds", "Seconds since the relay started.", "gauge");
   w.sample("strelay_uptime_seconds", {}, number(uptime_seconds(view.metrics)));
+  if (view.process.cpu_seconds >= 0) {
+    w.family("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+             "counter");
+    w.sample("process_cpu_seconds_total", {}, number(view.process.cpu_seconds));
+  }
   w.family("process_start_time_seconds",
            "Start time of the process since the Unix epoch in seconds.", "gauge");
   w.sample("process_start_time_seconds", {}, number(seconds_since_epoch(view.info.start_time)));
@@ -324,20 +397,44 @@ std::string render_status_json(const StatusView& view) {
     Json& family = counters[std::string(c.name)] = Json::object();
     for (const auto& [label, value] : c.series) family[std::string(label)] = value;
   }
+  counters["log_suppressed_total"] = process_logger().suppressed_total();
+  Json& histograms = j["histograms"] = Json::object();
+  for (const auto& h : histogram_rows(view.metrics)) {
+    Json buckets = Json::object();
+    for (std::size_t i = 0; i <= Histogram::bounds.size(); ++i)
+      buckets[bound_text(i)] = h.histogram.cumulative(i);
+    histograms[std::string(h.name)] = {{"count", h.histogram.count()},
+                                       {"sum_seconds", h.histogram.sum_seconds()},
+                                       {"buckets", std::move(buckets)}};
+  }
   j["rates"] = {{"accepts_per_second", view.rates.accepts_per_second},
-                {"bytes_relayed_per_second", view.rates.bytes_relayed_per_second},
+                {"relayed_bytes_per_second", view.rates.relayed_bytes_per_second},
                 {"interval_seconds", view.rates.interval_seconds}};
   j["process"] = {{"open_fds", view.process.open_fds},
                   {"max_fds", view.process.max_fds},
-                  {"resident_memory_bytes", view.process.resident_bytes}};
+                  {"resident_memory_bytes", view.process.resident_bytes},
+                  {"cpu_seconds", view.process.cpu_seconds}};
   Json& limits = j["limits"] = Json::object();
-  for (const auto& [name, value] : view.info.limits) limits[name] = value;
+  for (const auto& limit : view.info.limits) limits[limit.name] = limit_json(limit);
   // Who holds the connections (issue 14): prefixes and counts, never a key.
   Json& heaviest = j["heaviest_sources"] = Json::array();
   if (view.metrics.heaviest_sources) {
     for (const auto& load : view.metrics.heaviest_sources()) {
       heaviest.push_back(
           {{"prefix", load.prefix}, {"connections", load.connections}, {"pending", load.pending}});
+    }
+  }
+  // The busiest open tunnels (issue 20): key fingerprints, age, bytes and rate each way.
+  Json& tunnels = j["open_tunnels"] = Json::array();
+  if (view.metrics.busiest_tunnels) {
+    for (const auto& t : view.metrics.busiest_tunnels()) {
+      tunnels.push_back({{"connector", t.connector},
+                         {"listener", t.listener},
+                         {"age_seconds", static_cast<std::int64_t>(t.age_seconds)},
+                         {"bytes_to_listener", t.bytes[0]},
+                         {"bytes_to_connector", t.bytes[1]},
+                         {"bytes_per_second_to_listener", t.rate[0]},
+                         {"bytes_per_second_to_connector", t.rate[1]}});
     }
   }
   return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
@@ -347,7 +444,7 @@ std::string render_samples_json(const std::vector<MetricsSample>& samples) {
   Json list = Json::array();
   for (const auto& s : samples) {
     list.push_back({{"t", s.unix_ms},
-                    {"bytes", s.bytes_relayed_total},
+                    {"bytes", s.relayed_bytes_total},
                     {"accepts", s.accepts_total},
                     {"connections", s.connections},
                     {"tunnels", s.tunnels},

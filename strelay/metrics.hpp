@@ -10,7 +10,7 @@
 // written by the HTTP server's sampling timer and read by the HTTP handlers.
 //
 // Rates: Prometheus users take rate(strelay_accepts_total[1m]) and
-// rate(strelay_bytes_relayed_total[1m]). For people without Prometheus, /status, / and the
+// rate(strelay_relayed_bytes_total[1m]). For people without Prometheus, /status, / and the
 // strelay_accept_rate gauge report the rate over the last sample interval (status_sample_interval).
 #pragma once
 
@@ -223,6 +223,29 @@ class GaugeHold {
   Gauge* gauge_ = nullptr;
 };
 
+// A duration histogram with fixed buckets, in seconds. observe() is three relaxed adds, once per
+// handshake or tunnel set-up (never per byte); a scrape reads the buckets without a lock, so a
+// scrape racing an observe() may see a count one ahead of its bucket, as Prometheus allows.
+class Histogram {
+ public:
+  static constexpr std::array<double, 11> bounds = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                    0.25,  0.5,   1,    2.5,   10};
+
+  void observe(std::chrono::steady_clock::duration d) noexcept;
+  // Observations at or below bounds[i] (cumulative, as Prometheus's `le`); i == bounds.size()
+  // is every observation (+Inf).
+  std::uint64_t cumulative(std::size_t i) const noexcept;
+  std::uint64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
+  double sum_seconds() const noexcept {
+    return static_cast<double>(sum_ns_.load(std::memory_order_relaxed)) / 1e9;
+  }
+
+ private:
+  std::array<std::atomic<std::uint64_t>, bounds.size() + 1> buckets_{};  // not cumulative
+  std::atomic<std::uint64_t> sum_ns_{0};
+  std::atomic<std::uint64_t> count_{0};
+};
+
 // Counters labelled by one enum; a value outside the set is counted under "unknown".
 template <class E>
 class CounterFamily {
@@ -276,8 +299,8 @@ struct Metrics {
   CounterFamily<LimitReason> limit_hits_total;
   CounterFamily<CloseReason> closes_total;
   CounterFamily<ConnectOutcome> connect_outcomes_total;
-  CounterFamily<TunnelDirection> bytes_relayed_total;
-  CounterFamily<TunnelMode> tunnels_total;  // by how the tunnel moves bytes
+  CounterFamily<TunnelDirection> bytes_relayed_total;  // exported as relayed_bytes_total
+  CounterFamily<TunnelMode> tunnels_total;             // by how the tunnel moves bytes
   Counter listen_total;
   Counter replaced_total;
   CounterFamily<ReloadOutcome> reloads_total;
@@ -287,6 +310,10 @@ struct Metrics {
   CounterFamily<WebOutcome> web_requests_total;  // HTTP answered on the relay port (no upgrade)
   CounterFamily<BandwidthScope> bandwidth_waits_total;  // a tunnel direction paced, by whose limit
 
+  // histograms
+  Histogram handshake_duration_seconds;     // the session's handshake, successful ones
+  Histogram tunnel_setup_duration_seconds;  // a Connect request to its tunnel's start
+
   // The heaviest sources by prefix (counts only, never keys), for /status. The server sets the
   // source before the HTTP endpoint starts; it is read on the HTTP strand.
   struct SourceLoad {
@@ -295,6 +322,17 @@ struct Metrics {
     std::uint64_t pending = 0;
   };
   std::function<std::vector<SourceLoad>()> heaviest_sources;
+
+  // The open tunnels that move the most bytes now (then the oldest), at most
+  // status_tunnels_shown, for /status and the page. Set by the server like heaviest_sources.
+  struct TunnelLoad {
+    std::string connector;  // key fingerprints (PublicKey::fingerprint)
+    std::string listener;
+    double age_seconds = 0;
+    std::array<std::uint64_t, 2> bytes{};  // [0]: to the listener, [1]: to the connector
+    std::array<double, 2> rate{};          // bytes per second since the last look (>= 1 s ago)
+  };
+  std::function<std::vector<TunnelLoad>()> busiest_tunnels;
 
   std::chrono::steady_clock::duration uptime() const {
     return std::chrono::steady_clock::now() - started_;
@@ -306,6 +344,15 @@ struct Metrics {
 
 // ---------------------------------------------------------------- status and samples
 
+// One limit as /status shows it: a number in the unit its name ends with
+// ("handshake_timeout_seconds": 10), or, for a choice, text ("tunnel_socket_buffers": "clamp").
+struct LimitValue {
+  std::string name;
+  double number = 0;
+  std::string text{};  // empty: the limit is `number`
+  friend bool operator==(const LimitValue&, const LimitValue&) = default;
+};
+
 // What the status renderers need besides the numbers. Set by the daemon at start (and again
 // after a SIGHUP reload changes the limits).
 struct StatusInfo {
@@ -316,7 +363,7 @@ struct StatusInfo {
       qr_svg;  // an SVG of the ticket's QR code from common/qr; trusted markup; may be empty
   std::vector<std::string> listen_addresses;
   std::chrono::system_clock::time_point start_time{};
-  std::vector<std::pair<std::string, std::string>> limits;  // name, value as text
+  std::vector<LimitValue> limits;
 };
 
 // Read at scrape time from /proc; -1 where unavailable.
@@ -324,12 +371,13 @@ struct ProcessStats {
   std::int64_t open_fds = -1;
   std::int64_t max_fds = -1;  // RLIMIT_NOFILE soft limit
   std::int64_t resident_bytes = -1;
+  double cpu_seconds = -1;  // user and system CPU time (getrusage)
 };
 ProcessStats read_process_stats();
 
 struct MetricsSample {
   std::int64_t unix_ms = 0;
-  std::uint64_t bytes_relayed_total = 0;
+  std::uint64_t relayed_bytes_total = 0;
   std::uint64_t accepts_total = 0;
   std::int64_t connections = 0;
   std::int64_t tunnels = 0;
@@ -353,7 +401,7 @@ class SampleRing {
 // Per-second rates between the last two samples; zero with fewer than two.
 struct Rates {
   double accepts_per_second = 0;
-  double bytes_relayed_per_second = 0;
+  double relayed_bytes_per_second = 0;
   double interval_seconds = 0;
 };
 Rates compute_rates(const std::vector<MetricsSample>& samples);
@@ -368,7 +416,8 @@ struct StatusView {
 };
 
 // Prometheus text exposition format 0.0.4: HELP and TYPE for each family, strelay_ prefix,
-// plus the conventional process_* metrics (open fds, max fds, resident memory, start time).
+// plus the conventional process_* metrics (CPU seconds, open fds, max fds, resident memory,
+// start time), and the duration histograms (_bucket{le}, _sum, _count).
 std::string render_prometheus(const StatusView& view);
 // /status: version, key, ticket, uptime, addresses, every gauge and counter, rates, limits.
 std::string render_status_json(const StatusView& view);

@@ -1,5 +1,6 @@
 #include "strelay/relay.hpp"
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -77,6 +78,8 @@ void Relay::request(ConnId id, const PublicKey& peer, const NodeMessage& message
       state_.handle(id, peer, message, clock_.now(), session ? session->source() : nullptr);
   count_pairing_limits_locked();
   if (std::holds_alternative<Listen>(message)) metrics_.listen_total.inc();
+  if (std::holds_alternative<Connect>(message))
+    connect_started_[id] = std::chrono::steady_clock::now();  // real time, for the histogram
   arm_ttl_locked();
   dispatch_locked(std::move(actions));
 }
@@ -84,6 +87,7 @@ void Relay::request(ConnId id, const PublicKey& peer, const NodeMessage& message
 void Relay::leave(ConnId id) {
   std::lock_guard lock(mutex_);
   sessions_.erase(id);
+  connect_started_.erase(id);
   if (stopped_) return;  // the workers are gone: nothing may be posted
   dispatch_locked(state_.disconnect(id, clock_.now()));
 }
@@ -91,6 +95,7 @@ void Relay::leave(ConnId id) {
 void Relay::count_locked(const Action& action) {
   if (const auto* send = std::get_if<SendTo>(&action)) {
     if (const auto* refused = std::get_if<Refused>(&send->message)) {
+      connect_started_.erase(send->to);
       const auto outcome = connect_outcome(refused->reason);
       metrics_.connect_outcomes_total.inc(outcome);
       if (outcome == ConnectOutcome::rate_limited)
@@ -123,10 +128,19 @@ void Relay::dispatch_locked(Actions actions) {
       if (auto session = find(close->conn)) posts.emplace_back(std::move(session), close->reason);
     } else {
       const auto& paired = std::get<Paired>(action);
+      std::optional<std::chrono::steady_clock::time_point> began;
+      if (auto it = connect_started_.find(paired.connector); it != connect_started_.end()) {
+        began = it->second;
+        connect_started_.erase(it);
+      }
       auto rendezvous = std::make_shared<Rendezvous>(
           paired, log_,
-          [this](const Paired& p, TunnelEnd connector, TunnelEnd acceptor,
-                 asio::any_io_executor ex) {
+          [this, began](const Paired& p, TunnelEnd connector, TunnelEnd acceptor,
+                        asio::any_io_executor ex) {
+            if (began) {
+              metrics_.tunnel_setup_duration_seconds.observe(std::chrono::steady_clock::now() -
+                                                             *began);
+            }
             start_tunnel(p, std::move(connector), std::move(acceptor), std::move(ex));
           });
       for (ConnId id : {paired.connector, paired.acceptor}) {
@@ -303,6 +317,39 @@ std::size_t Relay::listeners() const {
 std::size_t Relay::half_tunnels() const {
   std::lock_guard lock(mutex_);
   return state_.half_tunnels();
+}
+
+std::vector<Metrics::TunnelLoad> Relay::busiest_tunnels(std::size_t max) {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<Metrics::TunnelLoad> out;
+  std::lock_guard lock(mutex_);
+  out.reserve(tunnels_.size());
+  for (auto& [raw, tracked] : tunnels_) {
+    const auto tunnel = tracked.tunnel.lock();
+    if (!tunnel) continue;
+    // The tunnel's a is the connector: a -> b goes to the listener.
+    const auto bytes = tunnel->forwarded_bytes();
+    const double since = std::chrono::duration<double>(now - tracked.looked).count();
+    if (since >= 1.0) {
+      for (std::size_t i = 0; i < 2; ++i) {
+        tracked.rate[i] = static_cast<double>(bytes[i] - tracked.looked_bytes[i]) / since;
+      }
+      tracked.looked = now;
+      tracked.looked_bytes = bytes;
+    }
+    out.push_back({tracked.connector_key.fingerprint(), tracked.listener_key.fingerprint(),
+                   std::chrono::duration<double>(now - tracked.opened).count(), bytes,
+                   tracked.rate});
+  }
+  const auto busier = [](const Metrics::TunnelLoad& x, const Metrics::TunnelLoad& y) {
+    const double rx = x.rate[0] + x.rate[1], ry = y.rate[0] + y.rate[1];
+    return rx != ry ? rx > ry : x.age_seconds > y.age_seconds;
+  };
+  const auto shown = std::min(max, out.size());
+  std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(shown), out.end(),
+                    busier);
+  out.resize(shown);
+  return out;
 }
 
 std::size_t Relay::tunnels() const {

@@ -18,8 +18,10 @@
 // a timer on that clock, on the executor given at construction (the server's worker 0).
 #pragma once
 
+#include <array>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -139,6 +141,9 @@ class Relay final : public SessionHost {
   std::size_t listeners() const;
   std::size_t half_tunnels() const;
   std::size_t tunnels() const;
+  // The open tunnels, busiest first (by the rate since the previous call, at least 1 s ago,
+  // then by age), at most `max`.
+  std::vector<Metrics::TunnelLoad> busiest_tunnels(std::size_t max);
 
  private:
   void request(ConnId id, const PublicKey& peer, const NodeMessage& message) override;
@@ -164,11 +169,18 @@ class Relay final : public SessionHost {
   RelayState state_;
   Tunnel::Options tunnel_options_;
   std::unordered_map<ConnId, std::weak_ptr<RelayMember>> sessions_;
+  // When each pending Connect arrived, for the set-up histogram (until paired, refused or gone).
+  std::unordered_map<ConnId, std::chrono::steady_clock::time_point> connect_started_;
   // Each tunnel with the keys of its two ends: a reload stops those whose key was revoked.
   struct TrackedTunnel {
     std::weak_ptr<Tunnel> tunnel;
     PublicKey connector_key;
     PublicKey listener_key;
+    std::chrono::steady_clock::time_point opened = std::chrono::steady_clock::now();
+    // The previous look, for the rate: its time, the bytes then, and the rate it found.
+    std::chrono::steady_clock::time_point looked = opened;
+    std::array<std::uint64_t, 2> looked_bytes{};
+    std::array<double, 2> rate{};
   };
   std::unordered_map<const Tunnel*, TrackedTunnel> tunnels_;
   bool draining_ = false;

@@ -24,6 +24,8 @@ namespace {
 
 // /status lists this many of the heaviest sources.
 constexpr std::size_t heaviest_sources_shown = 10;
+// ... and this many of the busiest open tunnels.
+constexpr std::size_t status_tunnels_shown = 20;
 
 // Back-off of the accept loop when the process is out of descriptors: it retries, never spins.
 constexpr auto accept_backoff_min = std::chrono::milliseconds(10);
@@ -117,10 +119,12 @@ Server::Server(const Identity& identity, ServerSettings settings, Metrics& metri
     }
     return out;
   };
+  metrics_.busiest_tunnels = [this] { return relay_->busiest_tunnels(status_tunnels_shown); };
 }
 
 Server::~Server() {
   metrics_.heaviest_sources = nullptr;
+  metrics_.busiest_tunnels = nullptr;
   // I/O objects go before their io_contexts; then each io_context destroys what is still
   // queued on it (suspended sessions, tunnels, the TTL loop), while the relay those touch
   // still exists. Stopped first, the relay posts nothing more to the dying workers.

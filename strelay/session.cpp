@@ -170,6 +170,7 @@ asio::awaitable<bool> Session::handshake() {
                          hold_->admitted.handshake_deadline(context_.settings->handshake_timeout);
   const auto deadline = hold_->deadline ? std::min(*hold_->deadline, pressured) : pressured;
   GaugeHold pending(context_.metrics.pending_handshakes);
+  const auto began = std::chrono::steady_clock::now();  // for the histogram: real time
   std::optional<Channel> channel;
   // The absolute deadline is kept once, by this watchdog on the relay's clock (which tests
   // move); the handshake's own waits have none, and the watchdog cancels them, as evict() does.
@@ -194,6 +195,7 @@ asio::awaitable<bool> Session::handshake() {
     co_return false;
   }
   context_.metrics.handshakes_total.inc(HandshakeOutcome::ok);
+  context_.metrics.handshake_duration_seconds.observe(std::chrono::steady_clock::now() - began);
   channel_ = std::move(channel);
   peer_ = channel_->peer();
   co_return true;

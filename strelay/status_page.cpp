@@ -41,6 +41,8 @@ tr:last-child td{border-bottom:0}
 .qr svg{width:100%;height:auto;display:block}
 svg.chart{width:100%;height:auto;display:block}
 .chart .grid-line{stroke:var(--line);stroke-width:1}
+.chart text{fill:var(--muted);font-size:11px;font-variant-numeric:tabular-nums}
+.chart .r{text-anchor:end}.chart .c{text-anchor:middle}
 .chart .l1{fill:none;stroke:var(--a1);stroke-width:2;stroke-linejoin:round}
 .chart .l2{fill:none;stroke:var(--a2);stroke-width:2;stroke-linejoin:round;stroke-dasharray:5 3}
 .legend{display:flex;gap:16px;font-size:13px;color:var(--muted);margin-top:8px;flex-wrap:wrap}
@@ -67,7 +69,7 @@ function fmt(v,f){switch(f){case'bytes':return bytes(v);case'sumbytes':return by
 function pts(list,max,win,tl){return list.map(function(p){var x=W-(tl-p[0])/win*W;
  var y=H-p[1]/max*H*0.9;return x.toFixed(1)+','+y.toFixed(1);}).join(' ');}
 function chart(d,st){var s=(d.samples||[]).slice(),t=Date.parse(st.now);
- if(t>0&&(!s.length||t>s[s.length-1].t))s.push({t:t,bytes:sum(st.counters.bytes_relayed_total),
+ if(t>0&&(!s.length||t>s[s.length-1].t))s.push({t:t,bytes:sum(st.counters.relayed_bytes_total),
   connections:st.gauges.connections});
  if(!s.length)return;var tl=s[s.length-1].t,
  win=(d.interval_seconds||5)*1000*Math.max(s.length,120),r=[],c=[],mr=0,mc=0;
@@ -77,14 +79,24 @@ function chart(d,st){var s=(d.samples||[]).slice(),t=Date.parse(st.now);
  document.getElementById('l1').setAttribute('points',pts(r,Math.max(mr,1),win,tl));
  document.getElementById('l2').setAttribute('points',pts(c,Math.max(mc,1),win,tl));
  document.getElementById('peak').textContent=bytes(mr)+'/s';
- document.getElementById('maxc').textContent=num(mc);}
+ document.getElementById('maxc').textContent=num(mc);
+ var ax={a1t:bytes(Math.max(mr,1))+'/s',a1m:bytes(Math.max(mr,1)/2)+'/s',a2t:num(Math.max(mc,1)),
+  a2m:num(Math.max(mc,1)/2)};for(var k in ax)document.getElementById(k).textContent=ax[k];}
+function tunnels(list){var tb=document.getElementById('tunnels');if(!tb||!list)return;
+ while(tb.firstChild)tb.removeChild(tb.firstChild);
+ list.forEach(function(t){var tr=document.createElement('tr');
+  [t.connector+' \u2192 '+t.listener,dur(t.age_seconds),bytes(t.bytes_to_listener)+' / '+
+   bytes(t.bytes_to_connector),bytes(t.bytes_per_second_to_listener+t.bytes_per_second_to_connector)+'/s']
+  .forEach(function(v,i){var td=document.createElement('td');if(i)td.className='n';
+   td.textContent=v;tr.appendChild(td);});tb.appendChild(tr);});
+ document.getElementById('tunnels-none').hidden=list.length>0;}
 function state(ok){var b=document.getElementById('state');b.textContent=ok?'live':'unreachable';
  b.className=ok?'badge':'badge bad';}
 function tick(){Promise.all([fetch('/status',{cache:'no-store'}).then(function(r){return r.json();}),
  fetch('/samples',{cache:'no-store'}).then(function(r){return r.json();})]).then(function(a){
  document.querySelectorAll('[data-k]').forEach(function(el){var v=get(a[0],el.getAttribute('data-k'));
   if(v!==undefined&&v!==null)el.textContent=fmt(v,el.getAttribute('data-f'));});
- chart(a[1],a[0]);state(true);}).catch(function(){state(false);});}
+ chart(a[1],a[0]);tunnels(a[0].open_tunnels);state(true);}).catch(function(){state(false);});}
 setInterval(tick,2000);tick();
 })();
 )js";
@@ -107,6 +119,14 @@ std::string signed_digits(std::int64_t n) {
 std::string one_decimal(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f", v);
+  return buf;
+}
+
+// 12 or 2.5: a whole number without its ".0".
+std::string one_decimal_or_whole(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf,
+                v == static_cast<double>(static_cast<std::int64_t>(v)) ? "%.0f" : "%.1f", v);
   return buf;
 }
 
@@ -147,6 +167,43 @@ std::string points(const std::vector<std::pair<double, double>>& list, double ma
   return out;
 }
 
+// Grid lines at the scale's top (a value of `max` is drawn at 90% of the height), middle and
+// zero, with their values: throughput on the left, connections on the right, and the time
+// axis below. The script rewrites the values (ids a1t, a1m, a2t, a2m) as the scale changes.
+std::string axes(double max_rate, double max_conns, double window_minutes) {
+  std::string out;
+  const struct {
+    double y;
+    const char* rate_id;
+    const char* conns_id;
+    double share;
+  } rows[] = {{chart_height * 0.1, "a1t", "a2t", 1.0},
+              {chart_height * 0.55, "a1m", "a2m", 0.5},
+              {chart_height, nullptr, nullptr, 0.0}};
+  char buf[64];
+  for (const auto& row : rows) {
+    std::snprintf(buf, sizeof buf, "%.1f", row.y);
+    const std::string y = buf;
+    std::snprintf(buf, sizeof buf, "%.1f", row.y + 4);
+    const std::string text_y = buf;
+    out += "<line class=\"grid-line\" x1=\"0\" x2=\"600\" y1=\"" + y + "\" y2=\"" + y + "\"/>";
+    const std::string rate = format_bytes(max_rate * row.share) + "/s";
+    const std::string conns = row.share == 0 ? "0" : one_decimal_or_whole(max_conns * row.share);
+    out += "<text class=\"r\" x=\"-6\" y=\"" + text_y + "\"" +
+           (row.rate_id ? std::string(" id=\"") + row.rate_id + "\"" : std::string()) + ">" +
+           html_escape(rate) + "</text>";
+    out += "<text x=\"606\" y=\"" + text_y + "\"" +
+           (row.conns_id ? std::string(" id=\"") + row.conns_id + "\"" : std::string()) + ">" +
+           html_escape(conns) + "</text>";
+  }
+  const auto minutes = static_cast<int>(window_minutes + 0.5);
+  out += "<text x=\"0\" y=\"168\">-" + std::to_string(minutes) + " min</text>";
+  out += "<text class=\"c\" x=\"300\" y=\"168\">-" + one_decimal_or_whole(minutes / 2.0) +
+         " min</text>";
+  out += "<text class=\"r\" x=\"600\" y=\"168\">now</text>";
+  return out;
+}
+
 // The same drawing the script makes, so the chart is there without JavaScript too.
 std::string chart(const std::vector<MetricsSample>& samples) {
   std::vector<std::pair<double, double>> rate;
@@ -158,9 +215,9 @@ std::string chart(const std::vector<MetricsSample>& samples) {
     conns.emplace_back(static_cast<double>(s.unix_ms), static_cast<double>(s.connections));
     max_conns = std::max(max_conns, s.connections);
     if (i > 0 && s.unix_ms > samples[i - 1].unix_ms &&
-        s.bytes_relayed_total >= samples[i - 1].bytes_relayed_total) {
+        s.relayed_bytes_total >= samples[i - 1].relayed_bytes_total) {
       const double v =
-          static_cast<double>(s.bytes_relayed_total - samples[i - 1].bytes_relayed_total) /
+          static_cast<double>(s.relayed_bytes_total - samples[i - 1].relayed_bytes_total) /
           static_cast<double>(s.unix_ms - samples[i - 1].unix_ms) * 1000.0;
       rate.emplace_back(static_cast<double>(s.unix_ms), v);
       max_rate = std::max(max_rate, v);
@@ -173,12 +230,10 @@ std::string chart(const std::vector<MetricsSample>& samples) {
   const double last = samples.empty() ? 0 : static_cast<double>(samples.back().unix_ms);
   std::string out = "<div class=\"card\"><h2>Throughput and connections, last 10 minutes</h2>\n";
   out +=
-      "<svg class=\"chart\" viewBox=\"0 0 600 150\" role=\"img\" aria-label=\"throughput and "
+      "<svg class=\"chart\" viewBox=\"-78 -8 736 180\" role=\"img\" aria-label=\"throughput and "
       "connections\">";
-  for (int i = 1; i <= 3; ++i) {
-    const auto y = std::to_string(static_cast<int>(chart_height * i / 4));
-    out += "<line class=\"grid-line\" x1=\"0\" x2=\"600\" y1=\"" + y + "\" y2=\"" + y + "\"/>";
-  }
+  out += axes(std::max(max_rate, 1.0), std::max(static_cast<double>(max_conns), 1.0),
+              window / 60000.0);
   out += "<polyline id=\"l1\" class=\"l1\" points=\"" +
          points(rate, std::max(max_rate, 1.0), window, last) + "\"/>";
   out += "<polyline id=\"l2\" class=\"l2\" points=\"" +
@@ -224,6 +279,8 @@ std::string identity_card(const StatusInfo& info) {
         "<code>relay.relay</code>, or "
         "scan)</div><pre>" +
         html_escape(info.ticket_json) + "</pre>\n";
+    out += "<div style=\"margin-top:8px\"><a href=\"" + std::string(ticket_download_path) +
+           "\" download=\"relay.relay\">Download relay.relay</a></div>\n";
     // Trusted markup from common/qr. Inline SVG in HTML takes no XML declaration (the parser
     // would keep it as a bogus comment), so the markup starts at <svg.
     const auto svg = info.qr_svg.find("<svg");
@@ -231,6 +288,37 @@ std::string identity_card(const StatusInfo& info) {
       out += "<div class=\"qr\">" + info.qr_svg.substr(svg) + "</div>\n";
   }
   return out + "</div>\n";
+}
+
+// A limit's value as /status gives it: 10, 0.5, 262144, clamp (the unit is in the name).
+std::string limit_text(const LimitValue& limit) {
+  if (!limit.text.empty()) return limit.text;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", limit.number);
+  return buf;
+}
+
+// The busiest open tunnels: who (key fingerprints), how long, bytes each way, the rate now.
+std::string tunnels_card(const Metrics& m) {
+  std::string out =
+      "<div class=\"card\" style=\"margin-bottom:12px\"><h2>Open tunnels, busiest first</h2>"
+      "<table>\n"
+      "<thead><tr><td>connector &rarr; listener</td><td class=\"n\">age</td>"
+      "<td class=\"n\">to listener / to connector</td><td class=\"n\">now</td></tr></thead>"
+      "<tbody id=\"tunnels\">\n";
+  const auto list = m.busiest_tunnels ? m.busiest_tunnels() : std::vector<Metrics::TunnelLoad>{};
+  for (const auto& t : list) {
+    out += "<tr><td class=\"mono\">" + html_escape(t.connector) + " &rarr; " +
+           html_escape(t.listener) + "</td><td class=\"n\">" +
+           html_escape(format_duration(static_cast<std::int64_t>(t.age_seconds))) +
+           "</td><td class=\"n\">" + html_escape(format_bytes(static_cast<double>(t.bytes[0]))) +
+           " / " + html_escape(format_bytes(static_cast<double>(t.bytes[1]))) +
+           "</td><td class=\"n\">" + html_escape(format_bytes(t.rate[0] + t.rate[1])) +
+           "/s</td></tr>\n";
+  }
+  out += "</tbody></table><p class=\"muted\" id=\"tunnels-none\"" +
+         std::string(list.empty() ? "" : " hidden") + ">No open tunnels.</p></div>\n";
+  return out;
 }
 
 std::string details_card(const StatusView& view) {
@@ -253,7 +341,7 @@ std::string details_card(const StatusView& view) {
                      " " + std::string(name);
   }
   row("accept errors", accept_errors);
-  for (const auto& [name, value] : view.info.limits) row(name, html_escape(value));
+  for (const auto& limit : view.info.limits) row(limit.name, html_escape(limit_text(limit)));
   return out + "</table></div>\n";
 }
 
@@ -334,14 +422,15 @@ std::string render_status_page(const StatusView& view, const std::vector<Metrics
   out += stat("half-tunnels", "gauges.half_tunnels", "n", signed_digits(m.half_tunnels.get()));
   out += stat("pending handshakes", "gauges.pending_handshakes", "n",
               signed_digits(m.pending_handshakes.get()));
-  out += stat("bytes relayed", "counters.bytes_relayed_total", "sumbytes",
+  out += stat("bytes relayed", "counters.relayed_bytes_total", "sumbytes",
               format_bytes(static_cast<double>(m.bytes_relayed_total.total())));
-  out += stat("throughput", "rates.bytes_relayed_per_second", "bps",
-              format_bytes(view.rates.bytes_relayed_per_second) + "/s");
+  out += stat("throughput", "rates.relayed_bytes_per_second", "bps",
+              format_bytes(view.rates.relayed_bytes_per_second) + "/s");
   out += stat("accepts per second", "rates.accepts_per_second", "rate",
               one_decimal(view.rates.accepts_per_second) + "/s");
   out += "</div>\n";
   out += chart(with_now(samples, view));
+  out += tunnels_card(m);
   out += "<div class=\"cols\">\n" + identity_card(view.info) +
          family_table("Limit hits", "limit_hits_total", m.limit_hits_total) + "</div>\n";
   out += "<div class=\"cols\">\n" +

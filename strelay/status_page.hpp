@@ -18,6 +18,9 @@
 
 namespace strelay {
 
+// Where the HTTP endpoint serves the relay ticket as a file to save; the page links it.
+inline constexpr std::string_view ticket_download_path = "/relay.relay";
+
 std::string render_status_page(const StatusView& view, const std::vector<MetricsSample>& samples,
                                std::string_view script_nonce);
 

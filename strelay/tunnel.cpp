@@ -64,6 +64,8 @@ struct Tunnel::Direction {
   std::atomic<std::uint64_t> held_gauge{0};
   std::optional<ByteBucket> bucket;      // the per-tunnel rate limit's bucket, when there is one
   std::optional<RelayTimer> pace_timer;  // made at the first wait for bandwidth
+  // `forwarded` for other threads: a relaxed store beside held_gauge's, never a read-modify-write.
+  std::atomic<std::uint64_t> forwarded_seen{0};
 };
 
 Tunnel::Tunnel(tcp::socket a, tcp::socket b, Options options, Clock& clock,
@@ -121,6 +123,11 @@ Tunnel::~Tunnel() {
 std::uint64_t Tunnel::buffered_bytes() const {
   return dirs_[0]->held_gauge.load(std::memory_order_relaxed) +
          dirs_[1]->held_gauge.load(std::memory_order_relaxed);
+}
+
+std::array<std::uint64_t, 2> Tunnel::forwarded_bytes() const {
+  return {dirs_[0]->forwarded_seen.load(std::memory_order_relaxed),
+          dirs_[1]->forwarded_seen.load(std::memory_order_relaxed)};
 }
 
 std::size_t Tunnel::copy_buffer_bytes() const {
@@ -288,6 +295,7 @@ void Tunnel::set_held(Direction& d, std::size_t held) {
 void Tunnel::count_forwarded(Direction& d, std::size_t n) {
   set_held(d, d.held - n);
   d.forwarded += n;
+  d.forwarded_seen.store(d.forwarded, std::memory_order_relaxed);
   // The stall clock restarts only on real progress: stall_progress_bytes taken since it
   // started, or everything held delivered.
   d.progress += n;

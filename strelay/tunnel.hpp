@@ -109,6 +109,8 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
 
   // Bytes currently held in the relay for this tunnel (both pipes), for the buffered gauge.
   std::uint64_t buffered_bytes() const;
+  // Bytes forwarded so far, [0]: a -> b, [1]: b -> a; any thread (/status's open tunnels).
+  std::array<std::uint64_t, 2> forwarded_bytes() const;
   // User-space buffer memory the copying fallback holds now (0 for a spliced tunnel, and for a
   // copying one while no bytes are in flight). On the tunnel's executor.
   std::size_t copy_buffer_bytes() const;

@@ -397,10 +397,3 @@ TEST_CASE("the automatic connection cap is 80% of the descriptor limit") {
   l.max_connections = 10;
   CHECK(effective_max_connections(l, 1024) == 10);
 }
-
-TEST_CASE("every limit is described for the status page") {
-  const auto limits = describe_limits(RelayLimits{});
-  CHECK(limits.size() == 30);
-  CHECK(limits.front() == std::pair<std::string, std::string>{"handshake-timeout", "10 s"});
-  CHECK(limits.back() == std::pair<std::string, std::string>{"tunnel-rate", "none"});
-}

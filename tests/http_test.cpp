@@ -32,7 +32,7 @@ StatusInfo test_info() {
   info.qr_svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"qr-test\"></svg>";
   info.listen_addresses = {"127.0.0.1:4567"};
   info.start_time = std::chrono::system_clock::now();
-  info.limits = {{"handshake-timeout", "10 s"}};
+  info.limits = {{"handshake_timeout_seconds", 10}};
   return info;
 }
 
@@ -400,10 +400,10 @@ TEST_CASE("stop closes the listener and open connections, and the io thread fini
 TEST_CASE("new status info shows on /status") {
   Server server;
   auto info = test_info();
-  info.limits = {{"handshake-timeout", "3 s"}};
+  info.limits = {{"handshake_timeout_seconds", 3}};
   server.http->set_status_info(info);
   const auto j = nlohmann::json::parse(request(server.port(), "GET", "/status").body);
-  CHECK(j["limits"]["handshake-timeout"] == "3 s");
+  CHECK(j["limits"]["handshake_timeout_seconds"] == 3);
 }
 
 TEST_CASE("the status page escapes and formats") {
@@ -426,7 +426,7 @@ TEST_CASE("the page renders server-side numbers and the chart without JavaScript
   for (std::int64_t i = 0; i < 3; ++i) {
     MetricsSample s;
     s.unix_ms = 1'000'000 + i * 5000;
-    s.bytes_relayed_total = static_cast<std::uint64_t>(i) * 5 * 1024 * 1024;
+    s.relayed_bytes_total = static_cast<std::uint64_t>(i) * 5 * 1024 * 1024;
     s.connections = i + 1;
     samples.push_back(s);
   }
@@ -462,4 +462,47 @@ TEST_CASE("the QR code is inlined as SVG markup without its XML declaration") {
     CHECK(plain.find("class=\"qr\"") == std::string::npos);
     CHECK(plain.find("--public-address") != std::string::npos);
   }
+}
+
+TEST_CASE("the ticket downloads as relay.relay, and is 404 without --public-address") {
+  Server server;
+  const auto info = test_info();
+  const auto got = request(server.port(), "GET", "/relay.relay");
+  CHECK(got.status == 200);
+  CHECK(got.header("Content-Disposition") == "attachment; filename=\"relay.relay\"");
+  CHECK(got.body == info.ticket_json + "\n");
+  auto bare = info;
+  bare.ticket_json.clear();
+  server.http->set_status_info(bare);
+  const auto missing = request(server.port(), "GET", "/relay.relay");
+  CHECK(missing.status == 404);
+  CHECK(missing.body.find("--public-address") != std::string::npos);
+}
+
+TEST_CASE("the page links the ticket file, shows limits as numbers and the chart's axis values") {
+  Metrics m;
+  auto info = test_info();
+  info.limits = {{"min_handshake_timeout_seconds", 0.5}, {"tunnel_socket_buffers", 0, "clamp"}};
+  std::vector<MetricsSample> samples;
+  for (std::int64_t i = 0; i < 3; ++i) {
+    MetricsSample s;
+    s.unix_ms = 1'000'000 + i * 5000;
+    s.relayed_bytes_total = static_cast<std::uint64_t>(i) * 10 * 1024 * 1024;  // 2 MiB/s
+    s.connections = 8;
+    samples.push_back(s);
+  }
+  const StatusView view{m, info, ProcessStats{}, compute_rates(samples), info.start_time};
+  const auto page = render_status_page(view, samples, "NONCE");
+  CHECK(page.find("<a href=\"/relay.relay\" download=\"relay.relay\">") != std::string::npos);
+  CHECK(page.find("<td>min_handshake_timeout_seconds</td><td class=\"n\">0.5</td>") !=
+        std::string::npos);
+  CHECK(page.find("<td>tunnel_socket_buffers</td><td class=\"n\">clamp</td>") != std::string::npos);
+  // The scale's top and middle, both axes, and the time axis.
+  CHECK(page.find("id=\"a1t\">2.0 MiB/s</text>") != std::string::npos);
+  CHECK(page.find("id=\"a1m\">1.0 MiB/s</text>") != std::string::npos);
+  CHECK(page.find("id=\"a2t\">8</text>") != std::string::npos);
+  CHECK(page.find("id=\"a2m\">4</text>") != std::string::npos);
+  CHECK(page.find(">-10 min</text>") != std::string::npos);
+  CHECK(page.find(">-5 min</text>") != std::string::npos);
+  CHECK(page.find(">now</text>") != std::string::npos);
 }

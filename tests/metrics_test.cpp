@@ -25,7 +25,10 @@ StatusInfo sample_info() {
       R"({"publicKey":"A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg","address":"relay.example:4567"})";
   info.listen_addresses = {"0.0.0.0:4567", "[::]:4567"};
   info.start_time = std::chrono::system_clock::time_point(1714564800s);
-  info.limits = {{"max_pending_handshakes", "1024"}, {"handshake_timeout", "10s"}};
+  info.limits = {{"max_pending_handshakes", 1024},
+                 {"handshake_timeout_seconds", 10},
+                 {"min_handshake_timeout_seconds", 0.5},
+                 {"tunnel_socket_buffers", 0, "clamp"}};
   return info;
 }
 
@@ -39,7 +42,7 @@ struct ParsedExposition {
 
 ParsedExposition parse_exposition(const std::string& text) {
   static const std::regex help_re(R"(# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) \S.*)");
-  static const std::regex type_re(R"(# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge))");
+  static const std::regex type_re(R"(# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram))");
   static const std::regex sample_re(
       R"(([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? (-?[0-9.eE+-]+|NaN))");
   ParsedExposition p;
@@ -58,7 +61,13 @@ ParsedExposition parse_exposition(const std::string& text) {
       current = m[1];
       p.types[current] = m[2];
     } else if (std::regex_match(line, m, sample_re)) {
-      if (m[1] != current) p.errors.push_back("sample outside its family: " + line);
+      // A histogram's samples are its name with _bucket, _sum or _count.
+      const std::string name = m[1];
+      const bool of_histogram =
+          p.types[current] == "histogram" &&
+          (name == current + "_bucket" || name == current + "_sum" || name == current + "_count");
+      if (name != current && !of_histogram)
+        p.errors.push_back("sample outside its family: " + line);
       p.samples[std::string(m[1]) + std::string(m[2])] = m[3];
     } else {
       p.errors.push_back("malformed: " + line);
@@ -143,7 +152,10 @@ TEST_CASE("the Prometheus text is well formed and carries every family and label
   CHECK(p.samples.at("strelay_limit_hits_total{reason=\"pending_per_source\"}") == "2");
   CHECK(p.samples.at("strelay_accept_errors_total{error=\"emfile\"}") == "7");
   CHECK(p.samples.at("strelay_connect_outcomes_total{outcome=\"not_found\"}") == "1");
-  CHECK(p.samples.at("strelay_bytes_relayed_total{direction=\"to_connector\"}") == "1000");
+  CHECK(p.samples.at("strelay_relayed_bytes_total{direction=\"to_connector\"}") == "1000");
+  CHECK(p.samples.count("strelay_bytes_relayed_total{direction=\"to_connector\"}") == 0);
+  CHECK(p.types.at("process_cpu_seconds_total") == "counter");
+  CHECK(std::stod(p.samples.at("process_cpu_seconds_total")) >= 0.0);
   CHECK(p.samples.at("strelay_accept_rate") == "2.5");
   CHECK(p.samples.at("strelay_allowlist_keys") == "-1");
   CHECK(p.samples.count("process_open_fds") == 1);
@@ -204,7 +216,62 @@ TEST_CASE("the status JSON parses and has every gauge, counter, rate and limit")
   CHECK(j["counters"]["connect_outcomes_total"].size() == 9);
   CHECK(j["rates"]["accepts_per_second"] == 1.0);
   CHECK(j["process"]["open_fds"] == 10);
-  CHECK(j["limits"]["max_pending_handshakes"] == "1024");
+  // Limits are numbers, their unit in the name; a choice is text.
+  CHECK(j["limits"]["max_pending_handshakes"] == 1024);
+  CHECK(j["limits"]["max_pending_handshakes"].is_number_integer());
+  CHECK(j["limits"]["handshake_timeout_seconds"] == 10);
+  CHECK(j["limits"]["min_handshake_timeout_seconds"] == 0.5);
+  CHECK(j["limits"]["tunnel_socket_buffers"] == "clamp");
+  CHECK(j["counters"].contains("log_suppressed_total"));
+  CHECK(j["counters"]["log_suppressed_total"].is_number_unsigned());
+  CHECK(j["counters"].contains("relayed_bytes_total"));
+  CHECK(j["rates"].contains("relayed_bytes_per_second"));
+  CHECK(j["process"].contains("cpu_seconds"));
+  for (const auto* name : {"handshake_duration_seconds", "tunnel_setup_duration_seconds"}) {
+    CHECK_MESSAGE(j["histograms"][name]["count"] == 0, name);
+    CHECK(j["histograms"][name]["buckets"]["+Inf"] == 0);
+  }
+}
+
+TEST_CASE("a histogram counts each observation in its bucket and renders cumulative buckets") {
+  Histogram h;
+  h.observe(500us);  // <= 0.001
+  h.observe(1ms);    // <= 0.001 (a bound is inclusive)
+  h.observe(30ms);   // <= 0.05
+  h.observe(3s);     // <= 10
+  h.observe(60s);    // +Inf only
+  CHECK(h.count() == 5);
+  CHECK(h.sum_seconds() == doctest::Approx(63.0315));
+  CHECK(h.cumulative(0) == 2);
+  CHECK(h.cumulative(3) == 2);  // <= 0.025
+  CHECK(h.cumulative(4) == 3);  // <= 0.05
+  CHECK(h.cumulative(Histogram::bounds.size() - 1) == 4);
+  CHECK(h.cumulative(Histogram::bounds.size()) == 5);
+
+  Metrics m;
+  m.handshake_duration_seconds.observe(2ms);
+  m.handshake_duration_seconds.observe(200ms);
+  m.tunnel_setup_duration_seconds.observe(40ms);
+  const auto info = sample_info();
+  const StatusView view{m, info, ProcessStats{}, Rates{}, info.start_time};
+  const auto p = parse_exposition(render_prometheus(view));
+  for (const auto& e : p.errors) FAIL_CHECK(e);
+  const std::string hs = "strelay_handshake_duration_seconds";
+  CHECK(p.types.at(hs) == "histogram");
+  CHECK(p.samples.at(hs + "_bucket{le=\"0.001\"}") == "0");
+  CHECK(p.samples.at(hs + "_bucket{le=\"0.005\"}") == "1");
+  CHECK(p.samples.at(hs + "_bucket{le=\"0.1\"}") == "1");
+  CHECK(p.samples.at(hs + "_bucket{le=\"0.25\"}") == "2");
+  CHECK(p.samples.at(hs + "_bucket{le=\"+Inf\"}") == "2");
+  CHECK(p.samples.at(hs + "_count") == "2");
+  CHECK(std::stod(p.samples.at(hs + "_sum")) == doctest::Approx(0.202));
+  CHECK(p.samples.at("strelay_tunnel_setup_duration_seconds_bucket{le=\"0.05\"}") == "1");
+  CHECK(p.samples.at("strelay_tunnel_setup_duration_seconds_count") == "1");
+
+  const auto j = nlohmann::json::parse(render_status_json(view));
+  CHECK(j["histograms"]["handshake_duration_seconds"]["count"] == 2);
+  CHECK(j["histograms"]["handshake_duration_seconds"]["buckets"]["0.005"] == 1);
+  CHECK(j["histograms"]["handshake_duration_seconds"]["buckets"]["+Inf"] == 2);
 }
 
 TEST_CASE("a ticket that is not JSON is shown as text and an empty one as null") {
@@ -224,7 +291,7 @@ TEST_CASE("the sample ring keeps the newest samples up to its capacity") {
     MetricsSample s;
     s.unix_ms = i * 5000;
     s.accepts_total = static_cast<std::uint64_t>(i * 10);
-    s.bytes_relayed_total = static_cast<std::uint64_t>(i * 1000);
+    s.relayed_bytes_total = static_cast<std::uint64_t>(i * 1000);
     ring.push(s);
   }
   const auto samples = ring.snapshot();
@@ -233,7 +300,7 @@ TEST_CASE("the sample ring keeps the newest samples up to its capacity") {
   CHECK(samples.back().unix_ms == 25000);
   const auto rates = compute_rates(samples);
   CHECK(rates.accepts_per_second == doctest::Approx(2.0));
-  CHECK(rates.bytes_relayed_per_second == doctest::Approx(200.0));
+  CHECK(rates.relayed_bytes_per_second == doctest::Approx(200.0));
   CHECK(rates.interval_seconds == doctest::Approx(5.0));
   CHECK(compute_rates({samples.front()}).accepts_per_second == 0.0);
 
@@ -254,7 +321,7 @@ TEST_CASE("a sample reads the live counters") {
   CHECK(s.unix_ms == 1000);
   CHECK(s.connections == 4);
   CHECK(s.tunnels == 1);
-  CHECK(s.bytes_relayed_total == 30);
+  CHECK(s.relayed_bytes_total == 30);
 }
 
 TEST_CASE("process stats count open descriptors") {

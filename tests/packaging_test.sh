@@ -26,10 +26,10 @@ source "${STRELAY_TESTS_DIR:?set by CTest}/lib/common.sh"  # fail, wait_for
 prefix=$work/prefix
 # The man pages are part of the default build (target man); the test does not build anything.
 cmake --install "$build" --prefix "$prefix" >"$work/install.log" || fail "cmake --install failed: $(tail -5 "$work/install.log")"
-for f in bin/strelay bin/stmgr bin/stcat share/man/man1/strelay.1 share/man/man1/stmgr.1 share/man/man1/stcat.1 \
+for f in bin/strelay bin/stmgr bin/stcat share/man/man1/strelay.1.gz share/man/man1/stmgr.1.gz share/man/man1/stcat.1.gz \
   lib/systemd/system/strelay.service etc/strelay/strelay.conf share/doc/strelay/operations.md \
   share/doc/strelay/README.md share/doc/strelay/examples/demo-local.sh share/doc/strelay/examples/demo-failover.sh \
-  share/doc/strelay/examples/demo-lib.sh; do
+  share/doc/strelay/examples/demo-lib.sh share/doc/strelay/LICENSE share/doc/strelay/copyright; do
   [[ -e $prefix/$f ]] || fail "cmake --install did not install $f"
 done
 [[ -x $prefix/bin/strelay && -x $prefix/share/doc/strelay/examples/demo-local.sh ]] || fail "programs not executable"
@@ -38,7 +38,8 @@ echo "ok: cmake --install put programs, man pages, unit, config and docs in $pre
 
 # ---- man pages render and are complete
 for program in strelay stmgr stcat; do
-  page=$prefix/share/man/man1/$program.1
+  page=$prefix/share/man/man1/$program.1.gz
+  gzip -t "$page" || fail "$program.1.gz is not gzip"
   MANWIDTH=100 man -l "$page" >"$work/$program.txt" 2>"$work/man.err" || fail "man cannot render $program.1"
   grep -q "^NAME" "$work/$program.txt" || fail "$program.1 has no NAME section"
   grep -q "SEE ALSO" "$work/$program.txt" || fail "$program.1 has no SEE ALSO section"
@@ -47,6 +48,25 @@ for sub in gen-ident relay-ticket friend-ticket pubkey show qr; do
   grep -q "stmgr $sub" "$work/stmgr.txt" || fail "stmgr.1 lacks the $sub subcommand"
 done
 grep -q "EXIT STATUS" "$work/stcat.txt" || fail "stcat.1 lacks the exit codes"
+# Written by hand, as Debian's pages read (issue 20.13): a synopsis per form, each example on a
+# line of its own, no CLI11 type hints, no command taken for a flag.
+for program in strelay stmgr stcat; do
+  grep -q "^EXAMPLES" "$work/$program.txt" || fail "$program.1 has no EXAMPLES section"
+  grep -Eq ':(UINT|INT|FLOAT|TEXT)\b|in \[[0-9]+ - [0-9]+\]' "$work/$program.txt" &&
+    fail "$program.1 shows CLI11's type hints: $(grep -E ':(UINT|INT|TEXT)|in \[' "$work/$program.txt" | head -1)"
+  grep -q -- '-h,--help' "$work/$program.txt" && fail "$program.1 has an unspaced -h,--help"
+done
+grep -Eq '^ +stcat listen --idfile file --relay ticket' "$work/stcat.txt" || fail "stcat.1's synopsis"
+grep -Eq '^ +stcat connect --idfile file --to ' "$work/stcat.txt" || fail "stcat.1's synopsis lacks connect"
+grep -Eq '^ +stcat listen --idfile bob.ident --relay relay.relay --allow alice.friend$' "$work/stcat.txt" ||
+  fail "stcat.1's example is not on a line of its own"
+grep -Eq '^ +stcat connect --idfile alice.ident --to bob.friend' "$work/stcat.txt" || fail "stcat.1's second example"
+grep -Eq '^       stcat listen *$' "$work/stcat.txt" && fail "stcat.1 splits 'stcat listen' from its flags"
+grep -Eq '^ +strelay --idfile file --laddr address' "$work/strelay.txt" || fail "strelay.1's synopsis"
+grep -Eq '^ +stmgr gen-ident --output relay/relay.ident$' "$work/strelay.txt" || fail "strelay.1's examples"
+for sub in gen-ident relay-ticket friend-ticket pubkey show qr; do
+  grep -Eq "^ +stmgr $sub " "$work/stmgr.txt" || fail "stmgr.1's synopsis lacks $sub"
+done
 grep -q "SIGHUP" "$work/strelay.txt" || fail "strelay.1 lacks the signals"
 echo "ok: man pages render, with subcommands, signals and exit codes"
 

@@ -4,7 +4,10 @@
 #include "common/qr.hpp"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <regex>
 #include <string>
 #include <vector>
@@ -128,6 +131,29 @@ TEST_CASE("the plain terminal rendering draws the light modules and no escape co
   const std::string text = render_terminal(code, TerminalStyle::plain);
   CHECK(text.find('\x1b') == std::string::npos);
   check_matches(code, read_terminal(text, false));
+}
+
+TEST_CASE("colours only on a terminal, and not with NO_COLOR or TERM=dumb") {
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+  REQUIRE(master >= 0);
+  REQUIRE(::grantpt(master) == 0);
+  REQUIRE(::unlockpt(master) == 0);
+  const int tty = ::open(::ptsname(master), O_RDWR | O_NOCTTY);
+  REQUIRE(tty >= 0);
+  ::unsetenv("NO_COLOR");
+  ::setenv("TERM", "xterm", 1);
+  CHECK(terminal_style_for(tty) == TerminalStyle::ansi_colors);
+  CHECK(terminal_style_for(pipe_fds[1]) == TerminalStyle::plain);
+  ::setenv("NO_COLOR", "", 1);  // empty: not set, per no-color.org
+  CHECK(terminal_style_for(tty) == TerminalStyle::ansi_colors);
+  ::setenv("NO_COLOR", "1", 1);
+  CHECK(terminal_style_for(tty) == TerminalStyle::plain);
+  ::unsetenv("NO_COLOR");
+  ::setenv("TERM", "dumb", 1);
+  CHECK(terminal_style_for(tty) == TerminalStyle::plain);
+  for (int fd : {pipe_fds[0], pipe_fds[1], tty, master}) ::close(fd);
 }
 
 TEST_CASE("the SVG has one path whose squares are exactly the dark modules") {

@@ -115,14 +115,14 @@ check "tunnel: 3 MiB at 1 MiB/s took at least 2.5 s (took $took ms)" test "$took
 tunnel_waits=$(metric bandwidth_waits_total 'scope="tunnel"')
 check "tunnel: waits on the tunnel limit are counted (got $tunnel_waits)" test "$tunnel_waits" -gt 0
 check "tunnel: /status shows the limit" \
-  bash -c "curl -sf http://$http/status | grep -q '1048576 bytes per second per direction'"
+  bash -c "curl -sf http://$http/status | grep -q '\"tunnel_rate_bytes_per_second\": *1048576'"
 
 # ---------------------------------------------------------------- 2. reload to a global limit
 write_config 'global-rate = "512Ki"'
 kill -HUP "$relay"
 wait_for relay.log "event=reloaded" 10 || fail "reload: no reloaded line"
 check "reload: /status shows the global limit" \
-  bash -c "curl -sf http://$http/status | grep -q '524288 bytes per second\"'"
+  bash -c "curl -sf http://$http/status | grep -q '\"global_rate_bytes_per_second\": *524288'"
 # 1 MiB each way is 2 MiB through one 512 KiB/s bucket, less its 64 KiB burst: at least 3.8 s.
 transfer global 1
 echo "strelay_bandwidth_test: 1 MiB each way at --global-rate 512Ki took $took ms"

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "common/coro.hpp"
 #include "support/loopback.hpp"
@@ -144,7 +145,7 @@ TEST_CASE("100 MiB each way through one pipe, at once, arrive with matching SHA-
   CHECK(sent_up != sent_down);
   // Plus the canary's few bytes each way.
   for (const char* direction : {"to_listener", "to_connector"}) {
-    const auto relayed = relay.probe().counter("bytes_relayed_total", direction);
+    const auto relayed = relay.probe().counter("relayed_bytes_total", direction);
     CHECK(relayed >= size);
     CHECK(relayed < size + 1024 * 1024);
   }
@@ -303,14 +304,14 @@ TEST_CASE("SIGHUP reloads the limits from the --config file") {
   std::ofstream(config, std::ios::trunc) << "connect-burst = 4\nconnect-rate = 0.001\n";
   relay.process().signal(SIGHUP);
   REQUIRE(eventually([&] { return relay.probe().counter("reloads_total", "ok") == 1; }, 5s));
-  CHECK(relay.probe().status().at("limits").at("connect-burst") == "4");
+  CHECK(relay.probe().status().at("limits").at("connect_burst") == 4);
   CHECK(connects(Identity::generate(), 5) ==
         std::vector<R>{R::not_found, R::not_found, R::not_found, R::not_found, R::rate_limited});
   // A broken file is refused and the limits in force stay.
   std::ofstream(config, std::ios::trunc) << "connect-burst = many\n";
   relay.process().signal(SIGHUP);
   REQUIRE(eventually([&] { return relay.probe().counter("reloads_total", "failed") == 1; }, 5s));
-  CHECK(relay.probe().status().at("limits").at("connect-burst") == "4");
+  CHECK(relay.probe().status().at("limits").at("connect_burst") == 4);
   relay.check_clean(2s);
   std::filesystem::remove_all(dir);
 }
@@ -378,7 +379,10 @@ TEST_CASE("the HTTP endpoint answers /metrics, /healthz, /status and the status 
        {"strelay_connections 3", "strelay_listeners 1", "strelay_tunnels 1",
         "strelay_pending_handshakes 0", "strelay_half_tunnels 0", "process_open_fds ",
         "strelay_handshakes_total{outcome=\"ok\"} ", "strelay_limit_hits_total{reason=",
-        "strelay_closes_total{reason=", "strelay_bytes_relayed_total{direction=\"to_listener\"} ",
+        "strelay_closes_total{reason=", "strelay_relayed_bytes_total{direction=\"to_listener\"} ",
+        "# TYPE strelay_handshake_duration_seconds histogram",
+        "strelay_handshake_duration_seconds_bucket{le=\"+Inf\"} ",
+        "strelay_tunnel_setup_duration_seconds_count ", "process_cpu_seconds_total ",
         "strelay_accept_rate ", "# TYPE strelay_accepts_total counter"}) {
     CHECK_MESSAGE(metrics->body.find(name) != std::string::npos, name);
   }
@@ -391,6 +395,11 @@ TEST_CASE("the HTTP endpoint answers /metrics, /healthz, /status and the status 
   CHECK(page->status == 200);
   CHECK(page->body.find("<html") != std::string::npos);
   CHECK(relay.probe().status().at("public_key") == relay.address().key.to_base64url());
+  // The canary pair's three handshakes and its tunnel's set-up were timed.
+  const auto histograms = relay.probe().status().at("histograms");
+  CHECK(histograms.at("handshake_duration_seconds").at("count").get<std::uint64_t>() >= 3);
+  CHECK(histograms.at("tunnel_setup_duration_seconds").at("count").get<std::uint64_t>() >= 1);
+  CHECK(histograms.at("tunnel_setup_duration_seconds").at("sum_seconds").get<double>() > 0);
   const auto missing = relay.probe().get("/nothing-here");
   REQUIRE(missing);
   CHECK(missing->status == 404);
@@ -480,5 +489,42 @@ TEST_CASE("connect to self is allowed: the same identity listens, connects and a
         CHECK(got == hello);
       }(),
       20s);
+  relay.check_clean(2s);
+}
+
+TEST_CASE("/status and the page list an open tunnel with its keys, age, bytes and rate") {
+  WatchedRelay relay;
+  const auto listener = Identity::generate();
+  const auto connector = Identity::generate();
+  constexpr std::size_t up_size = 1024 * 1024, down_size = 256 * 1024;
+  run_task(
+      [&]() -> asio::awaitable<void> {
+        auto pair = co_await make_pipe(relay.address(), listener, connector);
+        const auto up = pattern_bytes(up_size, 3);
+        const auto down = pattern_bytes(down_size, 4);
+        std::vector<std::uint8_t> got_up(up.size()), got_down(down.size());
+        co_await asio::async_write(pair.connector, asio::buffer(up), await_tuple);
+        co_await asio::async_read(pair.acceptor, asio::buffer(got_up), await_tuple);
+        co_await asio::async_write(pair.acceptor, asio::buffer(down), await_tuple);
+        co_await asio::async_read(pair.connector, asio::buffer(got_down), await_tuple);
+        CHECK(got_up == up);
+        std::this_thread::sleep_for(1100ms);  // the first look takes a rate over >= 1 s
+        // Still open: the pipe is listed, beside the canary's, busiest first.
+        const auto tunnels = relay.probe().status().at("open_tunnels");
+        REQUIRE(tunnels.size() == 2);
+        const auto& t = tunnels.at(0);
+        CHECK(t.at("connector") == connector.public_key().fingerprint());
+        CHECK(t.at("listener") == listener.public_key().fingerprint());
+        CHECK(t.at("bytes_to_listener") == up_size);
+        CHECK(t.at("bytes_to_connector") == down_size);
+        CHECK(t.at("age_seconds").get<std::int64_t>() >= 1);
+        CHECK(t.at("bytes_per_second_to_listener").get<double>() > 0);
+        CHECK(t.at("bytes_per_second_to_listener").get<double>() <= static_cast<double>(up_size));
+        const auto page = relay.probe().get("/");
+        REQUIRE(page);
+        CHECK(page->body.find(connector.public_key().fingerprint() + " &rarr; " +
+                              listener.public_key().fingerprint()) != std::string::npos);
+      }(),
+      30s);
   relay.check_clean(2s);
 }

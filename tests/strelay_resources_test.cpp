@@ -107,8 +107,7 @@ TEST_CASE(
   CHECK(budget.open_at_start + budget.max_connections + 3 + descriptor_margin <= 64);
   CHECK(budget.max_connections >= 20);
   // The status page shows the cap in force, not 80% of the limit.
-  CHECK(probe.status().at("limits").at("max-connections") ==
-        std::to_string(budget.max_connections));
+  CHECK(probe.status().at("limits").at("max_connections") == budget.max_connections);
   auto sockets = open_raw(relay.address(), "127.0.0.2", 70);
   std::this_thread::sleep_for(500ms);
   // Refused ones are closed at once; admitted ones stay open.

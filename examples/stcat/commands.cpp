@@ -118,7 +118,8 @@ asio::awaitable<int> serve(Stream& stream, const CommonOptions& o, bool keep_std
   auto executor = co_await asio::this_coro::executor;
   SessionOptions session;
   session.summary = o.verbose > 0;
-  session.periodic_progress = o.verbose > 0 && (!o.exec.empty() || ::isatty(1) == 0);
+  if (o.verbose > 0)
+    session.progress = ::isatty(2) == 1 ? ProgressMode::terminal : ProgressMode::lines;
   SessionOutcome outcome;
   if (!o.exec.empty()) {
     Child child(executor, o.exec);
@@ -129,6 +130,7 @@ asio::awaitable<int> serve(Stream& stream, const CommonOptions& o, bool keep_std
     if (o.verbose > 0) std::cerr << "stcat: --exec command exited with " << status << std::endl;
   } else {
     LocalFd input(executor, 0, false), output(executor, 1, false);
+    session.sink_is_terminal = session.progress == ProgressMode::terminal && ::isatty(1) == 1;
     session.close_sink_at_eof = !keep_stdout_open;
     outcome = co_await run_session(stream, input, output, session);
   }

@@ -200,6 +200,29 @@ asio::awaitable<int> Child::wait(std::chrono::milliseconds limit) {
   co_return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+// ---------------------------------------------------------------- progress
+
+Clock::duration ProgressLine::interval() const {
+  return mode_ == ProgressMode::terminal ? std::chrono::seconds(1) : std::chrono::seconds(5);
+}
+
+void ProgressLine::show(const std::string& text, bool moved) {
+  if (mode_ == ProgressMode::lines) {
+    if (moved) std::cerr << text << std::endl;
+    return;
+  }
+  if (mode_ != ProgressMode::terminal || text == drawn_) return;
+  // Carriage return, the text, erase to the end of the line: the cursor stays on the line.
+  std::cerr << "\r" << text << "\x1b[K" << std::flush;
+  drawn_ = text;
+}
+
+void ProgressLine::erase() {
+  if (drawn_.empty()) return;
+  std::cerr << "\r\x1b[K" << std::flush;
+  drawn_.clear();
+}
+
 // ---------------------------------------------------------------- the session
 
 namespace {
@@ -217,22 +240,29 @@ std::string format_rtt(const StreamStats& stats) {
   return text;
 }
 
-// A line per second with the bytes and rates of the last second.
+std::string progress_text(const StreamStats& stats, const StreamStats& last, Clock::duration over) {
+  return "stcat: sent " + format_bytes(static_cast<double>(stats.bytes_sent)) + " (" +
+         format_rate(stats.bytes_sent - last.bytes_sent, over) + "), received " +
+         format_bytes(static_cast<double>(stats.bytes_received)) + " (" +
+         format_rate(stats.bytes_received - last.bytes_received, over) + "), " + format_rtt(stats);
+}
+
+// Progress on stderr every interval: on a terminal one line redrawn in place, elsewhere (a
+// file, a pipe, journald) a line per interval in which bytes moved, so an idle session is quiet.
 // `done` is shared: this coroutine may wake after the session (and its stream) are gone.
-asio::awaitable<void> report_progress(Stream& stream, std::shared_ptr<const bool> done) {
+asio::awaitable<void> report_progress(Stream& stream, ProgressLine& line,
+                                      std::shared_ptr<const bool> done) {
   StreamStats last = stream.stats();
   auto last_at = Clock::now();
   while (!*done) {
-    co_await sleep_for(std::chrono::seconds(1));
+    co_await sleep_for(line.interval());
     if (*done) break;
     stream.ping();
     const auto now = Clock::now();
     const auto stats = stream.stats();
-    std::cerr << "stcat: sent " << format_bytes(static_cast<double>(stats.bytes_sent)) << " ("
-              << format_rate(stats.bytes_sent - last.bytes_sent, now - last_at) << "), received "
-              << format_bytes(static_cast<double>(stats.bytes_received)) << " ("
-              << format_rate(stats.bytes_received - last.bytes_received, now - last_at) << "), "
-              << format_rtt(stats) << std::endl;
+    const bool moved =
+        stats.bytes_sent != last.bytes_sent || stats.bytes_received != last.bytes_received;
+    line.show(progress_text(stats, last, now - last_at), moved);
     last = stats;
     last_at = now;
   }
@@ -245,6 +275,7 @@ asio::awaitable<SessionOutcome> run_session(Stream& stream, LocalFd& source, Loc
   auto executor = co_await asio::this_coro::executor;
   SessionOutcome out;
   Wakeup wake(executor);
+  ProgressLine progress(options.progress);
   int running = 2;
   bool up_done = false, down_done = false, failed = false;
   auto finished = std::make_shared<bool>(false);
@@ -295,6 +326,7 @@ asio::awaitable<SessionOutcome> run_session(Stream& stream, LocalFd& source, Loc
         co_return;
       }
       if (discarding) continue;
+      if (options.sink_is_terminal) progress.erase();  // the peer's text, not over our line
       if (auto e = co_await sink.write_all(std::span(buffer.data(), r.bytes))) {
         if (!options.sink_may_refuse) {
           fail_local(e);
@@ -311,8 +343,8 @@ asio::awaitable<SessionOutcome> run_session(Stream& stream, LocalFd& source, Loc
   };
   asio::co_spawn(executor, up(), finished_one);
   asio::co_spawn(executor, down(), finished_one);
-  if (options.periodic_progress)
-    asio::co_spawn(executor, report_progress(stream, finished), rethrow);
+  if (options.progress != ProgressMode::off)
+    asio::co_spawn(executor, report_progress(stream, progress, finished), rethrow);
 
   const auto started = Clock::now();
   while (running > 0 && !failed) co_await wake.wait();
@@ -329,6 +361,7 @@ asio::awaitable<SessionOutcome> run_session(Stream& stream, LocalFd& source, Loc
   const auto stats = stream.stats();
   out.sent = stats.bytes_sent;
   out.received = stats.bytes_received;
+  progress.erase();
   if (options.summary) {
     const auto took = Clock::now() - started;
     std::cerr << "stcat: done: sent " << format_bytes(static_cast<double>(out.sent)) << " ("

@@ -72,6 +72,28 @@ class Child {
   std::optional<LocalFd> input_;
 };
 
+// -v's progress report on stderr.
+enum class ProgressMode {
+  off,
+  terminal,  // stderr is a terminal: one line, redrawn in place every second
+  lines,     // a file, a pipe or journald: a line every 5 s in which bytes moved
+};
+
+// Draws the progress report; erase() takes a terminal's line away (before the peer's text is
+// written to the same terminal, and before the summary).
+class ProgressLine {
+ public:
+  explicit ProgressLine(ProgressMode mode) : mode_(mode) {}
+  std::chrono::steady_clock::duration interval() const;
+  // `moved`: bytes went either way since the last report (an idle session is not reported).
+  void show(const std::string& text, bool moved);
+  void erase();
+
+ private:
+  ProgressMode mode_;
+  std::string drawn_;  // what the terminal shows now; empty when nothing is drawn
+};
+
 struct SessionOptions {
   // For --exec: a command that stops reading is not an error; the rest of the peer's data is
   // discarded.
@@ -79,10 +101,12 @@ struct SessionOptions {
   // The peer's end of data closes our sink (stdout, or the command's stdin). Off for
   // --keep-listening on stdout, which later sessions still write to.
   bool close_sink_at_eof = true;
-  // -v: a progress line per second on stderr (when stdout is not a terminal, so the lines do
-  // not mix with the peer's text), and a summary at the end.
-  bool periodic_progress = false;
+  // -v: the progress report, and a summary at the end.
+  ProgressMode progress = ProgressMode::off;
   bool summary = false;
+  // The sink is the terminal the progress line is drawn on: the line is erased before the
+  // peer's bytes are written, so they never land in the middle of it.
+  bool sink_is_terminal = false;
 };
 
 struct SessionOutcome {
