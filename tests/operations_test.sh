@@ -26,44 +26,8 @@ strelay=$bin_dir/strelay
 stmgr=$bin_dir/stmgr
 fast=(--backoff-initial 0.2 --backoff-cap 1 --connect-timeout 5)
 
-tmp=$(mktemp -d)
-declare -A relay_pid relay_port
-background=()
-cleanup() {
-  for pid in "${background[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  for pid in "${relay_pid[@]}"; do kill -KILL "$pid" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-cd "$tmp" || exit 1
+source "$tests_dir/lib/checks.sh"  # scratch directory, cleanup, check, fail, wait_for, count
 
-passed=0
-fail() {
-  echo "FAILED: $*" >&2
-  for f in *.err *.log; do
-    [[ -s $f ]] && { echo "--- $f" >&2; tail -n 15 "$f" >&2; }
-  done
-  exit 1
-}
-check() {
-  local what=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); else fail "$what"; fi
-}
-now_ms() { date +%s%3N; }
-count() {
-  local n
-  n=$(grep -c -- "$2" "$1" 2>/dev/null)
-  echo "${n:-0}"
-}
-wait_for() {  # FILE PATTERN SECONDS [COUNT]
-  local deadline=$(($(now_ms) + $3 * 1000)) want=${4:-1}
-  until (($(count "$1" "$2") >= want)); do
-    (($(now_ms) > deadline)) && return 1
-    sleep 0.05
-  done
-}
 wait_file() {  # FILE SECONDS: until FILE exists
   local deadline=$(($(now_ms) + $2 * 1000))
   until [[ -s $1 ]]; do
@@ -121,8 +85,11 @@ connect() {  # NAME ARGS...: stcat connect -v; exit code in $rc
 
 for node in alice bob carol dave; do
   "$stmgr" gen-ident --output "$node.ident" >/dev/null || fail "gen-ident $node"
-  declare "${node}_key=$("$stmgr" pubkey --idfile "$node.ident")"
 done
+alice_key=$("$stmgr" pubkey --idfile alice.ident)
+bob_key=$("$stmgr" pubkey --idfile bob.ident)
+carol_key=$("$stmgr" pubkey --idfile carol.ident)
+dave_key=$("$stmgr" pubkey --idfile dave.ident)
 
 # ---------------------------------------------------------------- 1. not a relay
 # Each fake answers as its protocol does: HTTP after the client's first bytes, SSH at once.
