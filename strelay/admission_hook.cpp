@@ -18,7 +18,7 @@ void add_hook_seconds(CLI::App& app, const std::string& flag, milliseconds& targ
                       const std::string& help, double lo, double hi) {
   app.add_option_function<double>(
          flag, [&target](double s) { target = milliseconds(std::llround(s * 1000.0)); }, help)
-      ->check(CLI::Range(lo, hi))
+      ->check(CLI::Range(lo, hi).description(""))
       ->default_str(std::to_string(target.count() / 1000))
       ->type_name("SECONDS");
 }
@@ -54,12 +54,12 @@ void setup_admission_hook_options(CLI::App& app, AdmissionHookOptions& o) {
   g->add_option_function<std::string>(
        "--admission-fail", [&o](const std::string& v) { o.fail_open = v == "open"; },
        "When the hook fails or is busy: closed refuses (Refused{overloaded}), open admits")
-      ->check(CLI::IsMember({"open", "closed"}))
+      ->check(CLI::IsMember({"open", "closed"}).description(""))
       ->default_str("closed")
       ->type_name("open|closed");
   g->add_option("--admission-max-in-flight", o.max_in_flight,
                 "Hook requests out at once; beyond, the fail policy answers (counted)")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{10000}))
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10000}).description(""))
       ->capture_default_str()
       ->type_name("N");
 }
