@@ -11,7 +11,7 @@
 #      cuts the drain at once
 #   4. socket activation: strelay serves on the socket a fake systemd passes (LISTEN_FDS), and
 #      a connection made while it restarts waits in the socket's queue and is served by the
-#      next process
+#      next process; a passed descriptor that is not a listening socket is a one-line error
 #   5. admission hook: a hook server started here admits bob and alice, refuses carol; answers
 #      are cached; a dead hook refuses (fail-closed, Refused{overloaded}) or admits (fail-open);
 #      a slow hook times out; every decision is counted in /metrics
@@ -278,6 +278,13 @@ check "activation: a connect after the restart (got $rc)" test "$rc" -eq 0
 kill "$act_listener_pid" 2>/dev/null
 kill -TERM "$systemd_pid"
 exit_within "$systemd_pid" 10
+# A descriptor that is not a listening TCP socket is a one-line error at start.
+timeout 10 sh -c 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@" 3</dev/null' sh "$strelay" \
+  --idfile act.ident --laddr 127.0.0.1:0 >/dev/null 2>act_bad.err
+rc=$?
+check "activation: a passed file that is not a socket stops strelay (exit 1, got $rc)" test "$rc" -eq 1
+check "activation: the error names the descriptor" \
+  grep -q "socket activation: descriptor 3 .* is not a listening TCP socket" act_bad.err
 
 # ---------------------------------------------------------------- 5. admission hook
 printf '%s\n%s\n%s\n' "$bob_key" "$alice_key" "$dave_key" >hook.allow
