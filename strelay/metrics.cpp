@@ -117,6 +117,10 @@ std::vector<CounterRow> counter_rows(const Metrics& m) {
       family_row("admission_hook_total",
                  "Listen and Connect requests decided by the admission hook, by outcome.",
                  "outcome", m.admission_hook_total));
+  rows.push_back(family_row("bandwidth_waits_total",
+                            "Times a tunnel direction waited for bandwidth (--global-rate, "
+                            "--tunnel-rate), by whose limit.",
+                            "scope", m.bandwidth_waits_total));
   return rows;
 }
 

@@ -10,6 +10,7 @@
 
 #include "common/protocol.hpp"
 #include "strelay/admission_hook.hpp"
+#include "strelay/bandwidth.hpp"
 #include "strelay/carrier.hpp"
 #include "strelay/limits.hpp"
 #include "strelay/relay_state.hpp"
@@ -33,7 +34,8 @@ struct ServerSettings {
   AdmissionLimits admission;
   AdmissionHookOptions admission_hook;  // --admission-url...; fixed at start (a reload keeps it)
   PairingLimits pairing;
-  Tunnel::Options tunnel;
+  Tunnel::Options tunnel;  // its `bandwidth` is set by the Server (it owns the buckets)
+  BandwidthLimits bandwidth;
   Clock::duration handshake_timeout = handshake_deadline;
   Clock::duration write_stall = write_stall_timeout;
   Clock::duration keepalive = keepalive_interval;
