@@ -12,6 +12,7 @@
 #   /lib/systemd/system/strelay.service      examples/strelay.service, its paths rewritten for P
 #                                            (P/lib/systemd/system/ unless P is /usr: Debian
 #                                            12's systemdsystemunitdir, where the docs say)
+#   P/lib/systemd/system/strelay.socket      examples/strelay.socket (socket activation; optional)
 #   /etc/strelay/strelay.conf                examples/strelay.conf (P/etc/strelay/ unless P is
 #                                            /usr); a conffile in the package
 #   P/share/doc/strelay/                     README, LICENSE (MIT), copyright (Debian's
@@ -56,6 +57,7 @@ endif()
 # Evaluated at install time, so that `--prefix` and CPack's /usr both get matching paths.
 # file(INSTALL) adds DESTDIR itself.
 set(STRELAY_UNIT_SOURCE ${PROJECT_SOURCE_DIR}/examples/strelay.service)
+set(STRELAY_SOCKET_SOURCE ${PROJECT_SOURCE_DIR}/examples/strelay.socket)
 set(STRELAY_CONF_SOURCE ${PROJECT_SOURCE_DIR}/examples/strelay.conf)
 set(STRELAY_STAGE_DIR ${PROJECT_BINARY_DIR}/install-stage)
 install(CODE "
@@ -74,6 +76,13 @@ install(CODE "
   file(INSTALL \"${STRELAY_STAGE_DIR}/strelay.service\"
        DESTINATION \"\${strelay_unit_dir}\"
        PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+  file(READ \"${STRELAY_SOCKET_SOURCE}\" socket_unit)
+  string(REPLACE \"/usr/share/doc/\" \"\${CMAKE_INSTALL_PREFIX}/share/doc/\" socket_unit
+         \"\${socket_unit}\")
+  file(WRITE \"${STRELAY_STAGE_DIR}/strelay.socket\" \"\${socket_unit}\")
+  file(INSTALL \"${STRELAY_STAGE_DIR}/strelay.socket\"
+       DESTINATION \"\${strelay_unit_dir}\"
+       PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
   file(INSTALL \"${STRELAY_CONF_SOURCE}\" DESTINATION \"\${strelay_conf_dir}\"
        PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 ")
@@ -82,7 +91,7 @@ install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/LICENSE
               ${PROJECT_SOURCE_DIR}/packaging/copyright ${STRELAY_DOCS}
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(FILES ${PROJECT_SOURCE_DIR}/examples/README.md ${PROJECT_SOURCE_DIR}/examples/strelay.conf
-              ${PROJECT_SOURCE_DIR}/examples/strelay.service
+              ${PROJECT_SOURCE_DIR}/examples/strelay.service ${PROJECT_SOURCE_DIR}/examples/strelay.socket
         DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 install(PROGRAMS ${PROJECT_SOURCE_DIR}/examples/demo-local.sh ${PROJECT_SOURCE_DIR}/examples/demo-failover.sh
   ${PROJECT_SOURCE_DIR}/examples/demo-lib.sh

@@ -270,6 +270,12 @@ asio::awaitable<std::error_code> connect_handshake(tcp::socket& socket, const Id
     co_return parsed.status == PreambleStatus::ok ? make_error_code(errc::handshake_failed)
                                                   : parsed.error();
   }
+  // A relay always announces msg2's fixed length; anything else at a relay's address is some
+  // other service (HTTP, SSH, ...), which the user must hear about as such.
+  const auto announced = static_cast<std::size_t>((header[0] << 8) | header[1]);
+  if (layer == HandshakeLayer::hop && announced != handshake_msg2_bytes) {
+    co_return classify_foreign_reply(header);
+  }
   FrameDecoder decoder(handshake_msg2_bytes, handshake_msg2_bytes);
   decoder.feed(header);
   if (auto error = co_await read_frame_until(socket, decoder, deadline, nullptr)) {

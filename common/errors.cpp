@@ -40,6 +40,12 @@ class Category final : public std::error_category {
       case errc::not_a_friend:
         return "not a friend: the peer does not list this key as a friend; exchange friend "
                "tickets";
+      case errc::not_a_relay: return "not a strelay relay (it answered in another protocol)";
+      case errc::not_a_relay_http: return "not a strelay relay (it answered like HTTP)";
+      case errc::not_a_relay_ssh: return "not a strelay relay (it answered like SSH)";
+      case errc::not_a_relay_tls: return "not a strelay relay (it answered like TLS)";
+      case errc::relay_shutting_down:
+        return "relay shutting down: it is draining or restarting; other relays take over";
     }
     return "unknown strelay error";
   }
@@ -50,6 +56,17 @@ class Category final : public std::error_category {
 const std::error_category& strelay_category() noexcept {
   static const Category category;
   return category;
+}
+
+bool is_not_a_relay(std::error_code error) noexcept {
+  return error == errc::not_a_relay || error == errc::not_a_relay_http ||
+         error == errc::not_a_relay_ssh || error == errc::not_a_relay_tls;
+}
+
+bool is_permanent_refusal(std::error_code error) noexcept {
+  return is_not_a_relay(error) || error == errc::not_allowed ||
+         error == errc::relay_identity_mismatch || error == errc::unsupported_version ||
+         error == errc::bad_magic;
 }
 
 }  // namespace strelay

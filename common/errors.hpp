@@ -34,7 +34,19 @@ enum class errc {
   relay_unreachable,  // no relay could be reached
   // end to end
   not_a_friend,  // the peer (or we) refused: the key is not on its friend list
+  // what answers at a relay's address (issue 20.4, 20.1); added last, so no value moves
+  not_a_relay,          // something that is not a strelay relay answered (unknown protocol)
+  not_a_relay_http,     // an HTTP server answered
+  not_a_relay_ssh,      // an SSH server answered
+  not_a_relay_tls,      // a TLS server answered
+  relay_shutting_down,  // the relay closed with Close{shutdown}: it is draining or restarting
 };
+
+// True for the not_a_relay family: the address answers, but not as a strelay relay.
+bool is_not_a_relay(std::error_code error) noexcept;
+// True for refusals that the same relay will repeat (its allowlist, its key, its protocol, or
+// not a relay at all): a listener retries them only after a long pause (issue 20.4).
+bool is_permanent_refusal(std::error_code error) noexcept;
 
 const std::error_category& strelay_category() noexcept;
 

@@ -37,4 +37,28 @@ PreambleReply relay_reply_to(const PreambleResult& result) {
   return PreambleReply::close_silently;
 }
 
+namespace {
+
+// `first` agrees with `signature` on every byte both have, and has at least two.
+bool looks_like(std::span<const std::uint8_t> first, std::span<const std::uint8_t> signature) {
+  const auto n = std::min(first.size(), signature.size());
+  return n >= 2 && std::equal(first.begin(), first.begin() + static_cast<std::ptrdiff_t>(n),
+                              signature.begin());
+}
+
+}  // namespace
+
+std::error_code classify_foreign_reply(std::span<const std::uint8_t> first) {
+  static constexpr std::array<std::uint8_t, 5> http{'H', 'T', 'T', 'P', '/'};
+  static constexpr std::array<std::uint8_t, 4> ssh{'S', 'S', 'H', '-'};
+  static constexpr std::array<std::uint8_t, 2> tls_alert{0x15, 0x03};
+  static constexpr std::array<std::uint8_t, 2> tls_handshake{0x16, 0x03};
+  if (looks_like(first, http)) return errc::not_a_relay_http;
+  if (looks_like(first, ssh)) return errc::not_a_relay_ssh;
+  if (looks_like(first, tls_alert) || looks_like(first, tls_handshake)) {
+    return errc::not_a_relay_tls;
+  }
+  return errc::not_a_relay;
+}
+
 }  // namespace strelay

@@ -61,4 +61,10 @@ constexpr bool starts_preamble_reply(std::span<const std::uint8_t, length_prefix
   return first[0] == preamble_magic[0] && first[1] == preamble_magic[1];
 }
 
+// A client that reads neither msg2's length nor a preamble reply has met another service at the
+// relay's address (issue 20.4: reported as that, not as tampering). What answered, from its first
+// bytes: errc::not_a_relay_http ("HTTP/"), not_a_relay_ssh ("SSH-"), not_a_relay_tls (a TLS
+// alert or handshake record), else errc::not_a_relay. Compares as many bytes as are given.
+std::error_code classify_foreign_reply(std::span<const std::uint8_t> first);
+
 }  // namespace strelay

@@ -15,9 +15,10 @@ std::error_code to_error_code(CloseReason reason, CloseOrigin origin) {
     case CloseReason::dead_peer:
     case CloseReason::peer_gone: return errc::peer_gone;
     case CloseReason::aborted: return errc::aborted;
+    case CloseReason::shutdown:
+      return origin == CloseOrigin::relay ? errc::relay_shutting_down : errc::channel_closed;
     case CloseReason::normal:
     case CloseReason::replaced:
-    case CloseReason::shutdown:
     case CloseReason::stalled:
     case CloseReason::internal: return errc::channel_closed;
   }

@@ -158,9 +158,11 @@ constexpr std::string_view to_string(CloseReason reason) {
 enum class CloseOrigin : std::uint8_t { relay, peer };
 
 // The one mapping of a received close to the error a node reports (common/protocol.cpp).
-// Reasons that only say "done" (normal, replaced, shutdown, stalled, internal) are
-// errc::channel_closed; the log names which. not_allowed depends on who said it: the relay's
-// allowlist (errc::not_allowed) or the peer's friend list (errc::not_a_friend).
+// Reasons that only say "done" (normal, replaced, stalled, internal, and shutdown from a peer)
+// are errc::channel_closed; the log names which. The relay's shutdown is
+// errc::relay_shutting_down (a listener moves to its other relays; issue 20.1). not_allowed depends
+// on who said it: the relay's allowlist (errc::not_allowed) or the peer's friend list
+// (errc::not_a_friend).
 std::error_code to_error_code(CloseReason reason, CloseOrigin origin);
 
 // Files (Offset-compatible formats; docs/file-formats.md).
@@ -259,8 +261,9 @@ inline constexpr auto dead_peer_timeout = 45s;
 inline constexpr std::size_t max_control_message_bytes = 4096;
 inline constexpr std::uint64_t capnp_traversal_limit_words = 2048;
 inline constexpr int capnp_nesting_limit = 8;
-// SIGTERM: how long sessions get to receive Close{shutdown} and drain.
-inline constexpr auto drain_deadline = 5s;
+// SIGTERM: how long running tunnels get to finish (sessions get Close{shutdown} at once); long
+// enough for an ordinary transfer, well within systemd's default 90 s stop timeout.
+inline constexpr auto drain_deadline = 30s;
 // Operability (common/log, strelay/http, strelay/metrics).
 // Log lines per event name: a token bucket, so an EMFILE storm or a flood of bad handshakes
 // cannot fill the disk, while a burst after a quiet spell is still shown in full.
@@ -330,6 +333,9 @@ inline constexpr auto node_backoff_cap = 30s;
 // A listen that stayed up this long resets the backoff: a relay restart after a long quiet spell
 // is retried at once, but two devices of one identity replacing each other slow down to the cap.
 inline constexpr auto node_backoff_stable_after = 10s;
+// A refusal the relay will repeat (not allowed, another key or protocol version, not a relay at
+// all): a listener tries that relay again only after this long, not at the backoff's pace.
+inline constexpr auto node_permanent_refusal_retry = 10min;
 // One relay attempt (DNS, TCP connect and the relay handshake), before trying the next relay.
 inline constexpr auto node_connect_timeout = 10s;
 // A connector's wait for its outcome: the relay answers Refused{timeout} at the half-tunnel TTL,

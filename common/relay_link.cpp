@@ -24,7 +24,8 @@ namespace {
 // TCP error, a silent or closing relay (admission control closes without a word) or a deadline.
 std::error_code attempt_error(std::error_code ec) {
   if (ec == errc::relay_identity_mismatch || ec == errc::unsupported_version ||
-      ec == errc::handshake_failed || ec == errc::bad_magic || ec == errc::frame_too_large) {
+      ec == errc::handshake_failed || ec == errc::bad_magic || ec == errc::frame_too_large ||
+      is_not_a_relay(ec)) {
     return ec;
   }
   return errc::relay_unreachable;
@@ -134,7 +135,9 @@ asio::awaitable<void> RelayLink::run() {
     }
     if (stopped_) break;
     if (reconnect_) continue;  // reconnect_now(): at once, with a fresh backoff
-    const auto delay = backoff_.next_delay();
+    auto delay = backoff_.next_delay();
+    // Retrying at the backoff's pace would hammer a relay that answers the same each time.
+    if (is_permanent_refusal(ec)) delay = std::max(delay, options_.permanent_refusal_retry);
     log_.info("relay_down", tags(),
               {{"relay", ticket_.address.to_string()}, {"error", ec}, {"retry_ms", delay}});
     if (callbacks_.on_down) callbacks_.on_down(ec, delay);

@@ -11,6 +11,7 @@
 //      ^                              IncomingConnection{from} to the node, send its
 //      |                              RejectConnection{from}; down on close, error, dead relay
 //      └── sleep: Backoff (full jitter, cap; reset after a stable listen) ──┘
+//          (a refusal the relay will repeat: permanent_refusal_retry instead, issue 20.4)
 //
 // Timers of a link (all from LinkOptions): the attempt deadline (DNS + TCP + handshake +
 // ListenOk), the keepalive interval and dead-relay timeout while up, the write deadline of each
@@ -68,6 +69,9 @@ struct LinkOptions {
   std::chrono::milliseconds keepalive_interval = strelay::keepalive_interval;
   std::chrono::milliseconds dead_peer_timeout = strelay::dead_peer_timeout;
   std::chrono::milliseconds write_stall = write_stall_timeout;
+  // The pause after a refusal the relay will repeat (is_permanent_refusal): not allowed, another
+  // key or version, not a relay at all. Never shorter than the backoff's delay.
+  std::chrono::milliseconds permanent_refusal_retry = node_permanent_refusal_retry;
   // The time the keepalive and the backoff sleep run on (empty: steady_clock).
   SteadyNow clock{};
 };

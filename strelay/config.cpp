@@ -391,7 +391,9 @@ void setup_limits(CLI::App& app, RelayLimits& l) {
   add_seconds(*g, "--dead-peer-timeout", l.dead_peer_timeout,
               "Close a connection silent for this long");
   add_seconds(*g, "--drain-timeout", l.drain_timeout,
-              "SIGTERM: how long sessions get to close politely", 0, 600);
+              "SIGTERM: how long running tunnels get to finish (listeners are told at once; a "
+              "second SIGTERM ends the drain)",
+              0, 600);
 }
 
 std::string one_line(std::string text) {
@@ -530,6 +532,7 @@ void setup_relay_options(CLI::App& app, RelayOptions& o) {
       ->capture_default_str()
       ->type_name("N");
   setup_carriers(app, o);
+  setup_admission_hook_options(app, o.admission_hook);
   setup_limits(app, o.limits);
 }
 

@@ -27,6 +27,7 @@
 
 #include "common/log.hpp"
 #include "common/protocol.hpp"
+#include "strelay/admission_hook.hpp"
 
 namespace CLI {
 class App;
@@ -89,6 +90,7 @@ struct RelayOptions {
   std::vector<std::string> allow_origin;                        // empty: any origin
   std::vector<std::string> trusted_proxy;                       // CIDR ranges; SIGHUP reloads them
   std::string web_root;                                         // empty: no static files
+  AdmissionHookOptions admission_hook;  // --admission-url and its timeout, cache and policy
   RelayLimits limits;
 };
 

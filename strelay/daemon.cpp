@@ -73,6 +73,7 @@ ServerSettings to_server_settings(const RelayOptions& options, std::uint64_t nof
   s.keepalive = l.keepalive_interval;
   s.dead_peer = l.dead_peer_timeout;
   s.drain = l.drain_timeout;
+  s.admission_hook = options.admission_hook;
   return s;
 }
 
@@ -198,7 +199,7 @@ void handle_signals(Server& server, int argc, const char* const* argv,
       auto [ec, signal] = co_await signals.async_wait(asio::as_tuple(asio::use_awaitable));
       if (ec) co_return;
       if (signal != SIGHUP) {
-        server.shutdown();  // a second SIGTERM changes nothing: the drain has its deadline
+        server.shutdown();  // a second SIGTERM ends the drain: the tunnels left are stopped
         continue;
       }
       std::string error;

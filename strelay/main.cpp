@@ -9,6 +9,7 @@
 #include "common/identity_file.hpp"
 #include "common/qr.hpp"
 #include "common/usage.hpp"
+#include "strelay/activation.hpp"
 #include "strelay/daemon.hpp"
 #include "strelay/notify.hpp"
 #include "strelay/status_limits.hpp"
@@ -35,7 +36,13 @@ int main(int argc, char** argv) {
 
     Metrics metrics;
     Server server(identity, to_server_settings(*options, nofile), metrics, log);
-    server.bind();
+    // Under a strelay.socket unit systemd passes the listening sockets (they replace --laddr).
+    const auto activated = take_activated_sockets();
+    if (activated.empty()) {
+      server.bind();
+    } else {
+      server.adopt(activated);
+    }
     if (allowed) server.set_allowlist(*allowed);
     auto info = status_info(*options, identity.public_key(), ticket, server.local_endpoints());
     const auto http = start_http(server, *options, info);

@@ -50,6 +50,8 @@ std::vector<GaugeRow> gauge_rows(const Metrics& m) {
        m.websocket_connections.get()},
       {"websocket_buffered_bytes", "Bytes held in WebSocket bridges' buffers, both directions.",
        m.websocket_buffered_bytes.get()},
+      {"admission_hook_in_flight", "Admission hook requests out now (--admission-url).",
+       m.admission_hook_in_flight.get()},
   };
 }
 
@@ -111,6 +113,10 @@ std::vector<CounterRow> counter_rows(const Metrics& m) {
       family_row("web_requests_total",
                  "HTTP requests answered on the relay port without an upgrade, by outcome.",
                  "outcome", m.web_requests_total));
+  rows.push_back(
+      family_row("admission_hook_total",
+                 "Listen and Connect requests decided by the admission hook, by outcome.",
+                 "outcome", m.admission_hook_total));
   rows.push_back(family_row("bandwidth_waits_total",
                             "Times a tunnel direction waited for bandwidth (--global-rate, "
                             "--tunnel-rate), by whose limit.",

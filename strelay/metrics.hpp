@@ -71,6 +71,17 @@ enum class ConnectOutcome : std::uint8_t {
 enum class TunnelDirection : std::uint8_t { to_listener, to_connector };
 enum class TunnelMode : std::uint8_t { splice, copy };
 enum class ReloadOutcome : std::uint8_t { ok, failed };
+// How the admission hook decided one Listen or Connect (strelay/admission_hook.hpp).
+enum class HookOutcome : std::uint8_t {
+  allowed,         // the hook said yes
+  denied,          // the hook said no: Refused{not_allowed}
+  cached_allowed,  // a cached yes
+  cached_denied,   // a cached no
+  failed_open,     // the hook failed (timeout, connection, status, answer); admitted by policy
+  failed_closed,   // the hook failed; refused by policy: Refused{overloaded}
+  busy_open,       // --admission-max-in-flight requests were out; admitted by policy
+  busy_closed,     // --admission-max-in-flight requests were out; Refused{overloaded}
+};
 // Why the relay port refused a connection before any session (strelay/front, websocket).
 enum class CarrierRefusal : std::uint8_t {
   bad_request,             // malformed HTTP, or bytes that are neither strelay nor HTTP
@@ -145,6 +156,12 @@ STRELAY_LABELS(TunnelDirection, {TunnelDirection::to_listener, "to_listener"},
                {TunnelDirection::to_connector, "to_connector"});
 STRELAY_LABELS(TunnelMode, {TunnelMode::splice, "splice"}, {TunnelMode::copy, "copy"});
 STRELAY_LABELS(ReloadOutcome, {ReloadOutcome::ok, "ok"}, {ReloadOutcome::failed, "failed"});
+STRELAY_LABELS(HookOutcome, {HookOutcome::allowed, "allowed"}, {HookOutcome::denied, "denied"},
+               {HookOutcome::cached_allowed, "cached_allowed"},
+               {HookOutcome::cached_denied, "cached_denied"},
+               {HookOutcome::failed_open, "failed_open"},
+               {HookOutcome::failed_closed, "failed_closed"}, {HookOutcome::busy_open, "busy_open"},
+               {HookOutcome::busy_closed, "busy_closed"});
 STRELAY_LABELS(Carrier, {Carrier::tcp, "tcp"}, {Carrier::websocket, "websocket"});
 STRELAY_LABELS(CarrierRefusal, {CarrierRefusal::bad_request, "bad_request"},
                {CarrierRefusal::header_too_large, "header_too_large"},
@@ -291,6 +308,7 @@ struct Metrics {
   Gauge allowlist_keys;            // keys on the allowlist; -1 when no allowlist (a public relay)
   Gauge websocket_connections;     // open WebSockets on the relay port (each is also a connection)
   Gauge websocket_buffered_bytes;  // bytes in WebSocket bridges' buffers, both directions
+  Gauge admission_hook_in_flight;  // admission hook requests out now
 
   // counters
   Counter accepts_total;
@@ -307,7 +325,8 @@ struct Metrics {
   CounterFamily<Carrier> carrier_sessions_total;         // connections handed to a session
   CounterFamily<CarrierRefusal> carrier_refusals_total;  // refused before any session
   Counter health_checks_total;  // closed before sending a byte: not a failed handshake
-  CounterFamily<WebOutcome> web_requests_total;  // HTTP answered on the relay port (no upgrade)
+  CounterFamily<WebOutcome> web_requests_total;     // HTTP answered on the relay port (no upgrade)
+  CounterFamily<HookOutcome> admission_hook_total;  // Listen/Connect decided by the hook
   CounterFamily<BandwidthScope> bandwidth_waits_total;  // a tunnel direction paced, by whose limit
 
   // histograms

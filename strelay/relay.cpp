@@ -284,13 +284,17 @@ void Relay::begin_drain() {
   draining_ = true;
 }
 
-void Relay::close_all(CloseReason reason) {
+void Relay::close_sessions(CloseReason reason) {
+  std::lock_guard lock(mutex_);
+  for (auto& [id, weak] : sessions_) {
+    if (auto session = weak.lock()) session->post(reason);
+  }
+}
+
+void Relay::stop_tunnels(CloseReason reason) {
   std::vector<std::shared_ptr<Tunnel>> tunnels;
   {
     std::lock_guard lock(mutex_);
-    for (auto& [id, weak] : sessions_) {
-      if (auto session = weak.lock()) session->post(reason);
-    }
     for (auto& [ptr, tracked] : tunnels_) {
       if (auto tunnel = tracked.tunnel.lock()) tunnels.push_back(std::move(tunnel));
     }

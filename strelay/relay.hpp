@@ -130,8 +130,16 @@ class Relay final : public SessionHost {
   void set_allowlist(std::optional<Allowlist> allowlist);
   // From now on join() refuses (Registration::open() is false) and new tunnels stop at once.
   void begin_drain();
-  // Asks every session to close with `reason` and every tunnel to stop.
-  void close_all(CloseReason reason);
+  // Asks every session (listeners, pending connectors, handshaken nodes) to close with
+  // `reason`; running tunnels are left to finish (the drain, issue 20.1).
+  void close_sessions(CloseReason reason);
+  // Stops every running tunnel with `reason`.
+  void stop_tunnels(CloseReason reason);
+  // Both of the above.
+  void close_all(CloseReason reason) {
+    close_sessions(reason);
+    stop_tunnels(reason);
+  }
   // The workers are stopping: the TTL loop ends, and sessions that leave from now on (as
   // their io_context destroys them) are only erased, with nothing posted.
   void stop();

@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
@@ -12,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/coro.hpp"
+#include "strelay/config.hpp"
 #include "strelay/front.hpp"
 #include "strelay/session.hpp"
 
@@ -32,6 +34,8 @@ constexpr auto accept_backoff_min = std::chrono::milliseconds(10);
 constexpr auto accept_backoff_max = std::chrono::seconds(1);
 // How often the drain looks whether every connection has gone.
 constexpr auto drain_poll = std::chrono::milliseconds(20);
+// After the drain deadline, how long the stopped tunnels get to close their sockets.
+constexpr auto drain_stop_grace = std::chrono::seconds(2);
 
 // Counts a tunnel's bytes and its end, and grants its pipes' descriptors from the admission's
 // budget.
@@ -100,6 +104,9 @@ Server::Server(const Identity& identity, ServerSettings settings, Metrics& metri
       metrics_(metrics),
       log_(log),
       admission_(settings.admission) {
+  if (!settings.admission_hook.url.empty()) {
+    hook_ = std::make_unique<AdmissionHook>(settings.admission_hook, clock_, metrics_, log_);
+  }
   const unsigned threads =
       settings.threads != 0 ? settings.threads : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < threads; ++i) {
@@ -153,6 +160,38 @@ void Server::bind() {
       throw std::system_error(ec, "cannot listen on " + endpoint.address().to_string() + " port " +
                                       std::to_string(endpoint.port()));
     }
+    acceptors_.push_back(std::move(acceptor));
+  }
+  metrics_.listen_sockets.set(static_cast<std::int64_t>(acceptors_.size()));
+}
+
+void Server::adopt(const std::vector<ActivatedSocket>& sockets) {
+  // Relay ports first, then the WebSocket-only ones, as bind() orders them (accept_loop's flag).
+  std::vector<ActivatedSocket> ordered;
+  for (const auto& socket : sockets) {
+    if (!socket.websocket_only) ordered.push_back(socket);
+  }
+  tcp_acceptors_ = ordered.size();
+  for (const auto& socket : sockets) {
+    if (socket.websocket_only) ordered.push_back(socket);
+  }
+  for (const auto& socket : ordered) {
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    ::getsockname(socket.fd, reinterpret_cast<sockaddr*>(&address), &length);
+    const auto protocol = address.ss_family == AF_INET6 ? tcp::v6() : tcp::v4();
+    tcp::acceptor acceptor(*workers_[0]);
+    boost::system::error_code ec;
+    acceptor.assign(protocol, socket.fd, ec);
+    if (ec) {
+      throw std::system_error(
+          ec, "socket activation: cannot use descriptor " + std::to_string(socket.fd));
+    }
+    log_.info("socket_activated", {},
+              {{"fd", socket.fd},
+               {"name", socket.name},
+               {"address", endpoint_to_string(acceptor.local_endpoint(ec))},
+               {"websocket_only", socket.websocket_only}});
     acceptors_.push_back(std::move(acceptor));
   }
   metrics_.listen_sockets.set(static_cast<std::int64_t>(acceptors_.size()));
@@ -303,9 +342,9 @@ std::optional<Admission::Admitted> Server::admit(const asio::ip::address& client
 
 ConnId Server::start_session(tcp::socket socket, const tcp::endpoint& client, ConnectionHold hold) {
   const ConnId id = relay_->next_conn_id();
-  Session::start(
-      std::make_shared<Session>(SessionContext{settings(), identity_, clock_, metrics_, log_},
-                                *relay_, id, std::move(socket), client, std::move(hold)));
+  Session::start(std::make_shared<Session>(
+      SessionContext{settings(), identity_, clock_, metrics_, log_, hook_.get()}, *relay_, id,
+      std::move(socket), client, std::move(hold)));
   return id;
 }
 
@@ -338,31 +377,48 @@ Relay::Options Server::relay_options(const ServerSettings& settings) {
 }
 
 void Server::shutdown() {
-  if (draining_.exchange(true, std::memory_order_acq_rel)) return;
+  if (draining_.exchange(true, std::memory_order_acq_rel)) {
+    // A second SIGTERM: the operator will not wait for the tunnels (issue 20.1).
+    if (!drain_cut_.exchange(true, std::memory_order_acq_rel)) {
+      log_.info("drain_cut", {}, {{"tunnels", metrics_.tunnels.get()}});
+    }
+    return;
+  }
   relay_->begin_drain();
   asio::co_spawn(*workers_[0], drain(), asio::detached);
 }
 
+asio::awaitable<void> Server::wait_connections_gone(TimePoint deadline, bool cuttable) {
+  asio::steady_timer poll(*workers_[0]);
+  // Connections still in their handshake are owed nothing (they are closed at exit without a
+  // word, as any failed handshake is), so they do not hold the drain.
+  while (metrics_.connections.get() - metrics_.pending_handshakes.get() > 0 &&
+         clock_.now() < deadline && !(cuttable && drain_cut_.load(std::memory_order_acquire))) {
+    poll.expires_after(drain_poll);
+    co_await poll.async_wait(await_tuple);
+  }
+}
+
+// The one shutdown path (docs/operations.md, "Draining"): stop accepting; tell every session
+// Close{shutdown} at once, so listeners move to their other relays; let the running tunnels
+// finish until the drain deadline or a second SIGTERM; then stop the rest and the workers.
 asio::awaitable<void> Server::drain() {
-  log_.info("draining", {}, {{"connections", metrics_.connections.get()}});
+  log_.info("draining", {},
+            {{"connections", metrics_.connections.get()}, {"tunnels", metrics_.tunnels.get()}});
   for (auto& hook : drain_hooks_) hook();
   for (auto& acceptor : acceptors_) {
     boost::system::error_code ignored;
     acceptor.close(ignored);
   }
-  relay_->close_all(CloseReason::shutdown);
-
-  // Wait for every authenticated connection to go, up to the drain deadline; then stop hard.
-  // Connections still in their handshake are owed nothing (they are closed at exit without a
-  // word, as any failed handshake is), so they do not hold the drain.
-  asio::steady_timer poll(*workers_[0]);
-  const auto deadline = clock_.now() + settings()->drain;
-  while (metrics_.connections.get() - metrics_.pending_handshakes.get() > 0 &&
-         clock_.now() < deadline) {
-    poll.expires_after(drain_poll);
-    co_await poll.async_wait(await_tuple);
+  relay_->close_sessions(CloseReason::shutdown);
+  co_await wait_connections_gone(clock_.now() + settings()->drain, true);
+  const auto tunnels_left = metrics_.tunnels.get();
+  if (tunnels_left > 0) {
+    relay_->stop_tunnels(CloseReason::shutdown);  // counted in closes_total{reason="shutdown"}
+    co_await wait_connections_gone(clock_.now() + drain_stop_grace, false);
   }
-  log_.info("drained", {}, {{"connections_left", metrics_.connections.get()}});
+  log_.info("drained", {},
+            {{"connections_left", metrics_.connections.get()}, {"tunnels_cut", tunnels_left}});
   relay_->stop();
   for (auto& guard : work_) guard->reset();
   for (auto& worker : workers_) worker->stop();

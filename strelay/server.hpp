@@ -13,9 +13,10 @@
 // Every deadline the relay keeps runs on the server's Clock (strelay/clock.hpp), which tests
 // move through clock().
 //
-// Shutdown has one path: shutdown() closes the acceptors, asks every session to close with
-// Close{shutdown} and every tunnel to stop, waits for them up to the drain deadline, then stops
-// the workers. run() returns when the workers have stopped.
+// Shutdown has one path: shutdown() closes the acceptors and asks every session to close with
+// Close{shutdown} at once; running tunnels go on until they end, the drain deadline passes or
+// shutdown() is called again; the rest are then stopped, and the workers. run() returns when
+// the workers have stopped.
 #pragma once
 
 #include <atomic>
@@ -34,6 +35,8 @@
 
 #include "common/keys.hpp"
 #include "common/log.hpp"
+#include "strelay/activation.hpp"
+#include "strelay/admission_client.hpp"
 #include "strelay/limits.hpp"
 #include "strelay/metrics.hpp"
 #include "strelay/relay.hpp"
@@ -52,6 +55,9 @@ class Server {
   // Binds every listen address; throws std::system_error naming the address on failure
   // (address in use, permission). Call before run().
   void bind();
+  // Socket activation (strelay/activation.hpp): serves on these listening sockets instead of
+  // binding settings.listen and settings.websocket_listen. Takes ownership. Call before run().
+  void adopt(const std::vector<ActivatedSocket>& sockets);
   // The bound addresses (with the real port when 0 was asked for).
   std::vector<boost::asio::ip::tcp::endpoint> local_endpoints() const;
   // An executor for helpers that should share worker 0 (the HTTP endpoint, signals).
@@ -59,7 +65,8 @@ class Server {
 
   // Runs the workers on their threads and blocks until shutdown has completed.
   void run();
-  // Starts the drain; thread-safe and idempotent.
+  // Starts the drain; thread-safe. A second call ends the drain early: the tunnels still
+  // running are stopped now (a second SIGTERM).
   void shutdown();
   // The relay's clock. Tests move it (Clock::advance); timers due by then fire at once.
   Clock& clock() { return clock_; }
@@ -103,6 +110,9 @@ class Server {
   // front door (strelay/front), which tells the carrier apart and calls start_session().
   void hand_off(boost::asio::ip::tcp::socket socket, bool websocket_only);
   boost::asio::awaitable<void> drain();
+  // Until only handshaking connections are left, `deadline` passes, or (cuttable) the drain is
+  // cut short by a second shutdown().
+  boost::asio::awaitable<void> wait_connections_gone(TimePoint deadline, bool cuttable);
   // The admission limits of `settings` with the descriptor budget applied (fds_at_start_).
   AdmissionLimits budgeted(const ServerSettings& settings,
                            DescriptorBudget* budget = nullptr) const;
@@ -119,6 +129,7 @@ class Server {
   Metrics& metrics_;
   Logger& log_;
   Admission admission_;
+  std::unique_ptr<AdmissionHook> hook_;  // --admission-url; null without it
 
   std::vector<std::unique_ptr<boost::asio::io_context>> workers_;
   std::vector<
@@ -128,6 +139,7 @@ class Server {
   std::size_t tcp_acceptors_ = 0;  // the first ones; the rest are --websocket-laddr
   std::atomic<std::size_t> next_worker_{0};
   std::atomic<bool> draining_{false};
+  std::atomic<bool> drain_cut_{false};  // a second shutdown(): stop the tunnels now
   Bandwidth bandwidth_;           // the tunnels' rate limits; before the relay (its tunnels use it)
   std::unique_ptr<Relay> relay_;  // its TTL loop runs on worker 0; outlives the workers
   std::atomic<std::uint64_t> fds_at_start_{0};

@@ -149,6 +149,10 @@ asio::awaitable<void> Session::serve() {
                              true);  // a RejectConnection needs a listener
   }
 
+  // Accept needs no question: only the key a Connect named can accept it.
+  if (context_.hook != nullptr && role_ != Role::acceptor && !co_await admitted_by_hook())
+    co_return;
+
   registration_ = host_.join(id_, *peer_, shared_from_this());
   if (!registration_.open()) co_return co_await close(CloseReason::shutdown, true);  // draining
   registration_.submit(*request);
@@ -160,6 +164,24 @@ asio::awaitable<void> Session::serve() {
   co_await writer();
   co_await stop_reader();
   if (channel_) channel_->close();
+}
+
+// The operator's hook (--admission-url) decides before the relay sees the request: a no is
+// Refused{not_allowed}, as the allowlist says it; a hook that failed or is busy under
+// --admission-fail closed is Refused{overloaded} (the node retries later, or elsewhere).
+asio::awaitable<bool> Session::admitted_by_hook() {
+  const auto action = role_ == Role::listener ? HookAction::listen : HookAction::connect;
+  const auto decision = co_await context_.hook->ask(*peer_, action, client_.address());
+  if (decision.allowed) co_return true;
+  const bool denied =
+      decision.outcome == HookOutcome::denied || decision.outcome == HookOutcome::cached_denied;
+  if (const auto ec = co_await send_message(
+          Refused{denied ? RefuseReason::not_allowed : RefuseReason::overloaded})) {
+    co_await close(CloseReason::aborted, false, ec);
+    co_return false;
+  }
+  co_await close(denied ? CloseReason::not_allowed : CloseReason::overloaded, true);
+  co_return false;
 }
 
 asio::awaitable<bool> Session::handshake() {

@@ -37,6 +37,7 @@
 #include "common/log.hpp"
 #include "common/messages.hpp"
 #include "common/transport.hpp"
+#include "strelay/admission_client.hpp"
 #include "strelay/relay.hpp"
 #include "strelay/settings.hpp"
 
@@ -49,6 +50,7 @@ struct SessionContext {
   Clock& clock;  // the relay's (strelay/clock.hpp): every deadline the session keeps
   Metrics& metrics;
   Logger& log;
+  AdmissionHook* hook = nullptr;  // --admission-url; asked before a Listen or Connect
 };
 
 class Session final : public RelayMember, public std::enable_shared_from_this<Session> {
@@ -80,6 +82,8 @@ class Session final : public RelayMember, public std::enable_shared_from_this<Se
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<void> serve();
   boost::asio::awaitable<bool> handshake();
+  // The admission hook's answer for the first request; false: refused and closed.
+  boost::asio::awaitable<bool> admitted_by_hook();
   boost::asio::awaitable<void> reader();
   boost::asio::awaitable<void> writer();
   boost::asio::awaitable<bool> handle_frame(const Message& message);

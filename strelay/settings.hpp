@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/protocol.hpp"
+#include "strelay/admission_hook.hpp"
 #include "strelay/bandwidth.hpp"
 #include "strelay/carrier.hpp"
 #include "strelay/limits.hpp"
@@ -31,6 +32,7 @@ struct ServerSettings {
   CarrierSettings carrier;  // WebSocket path, origins, trusted proxies, web root
   unsigned threads = 0;     // 0: one per core
   AdmissionLimits admission;
+  AdmissionHookOptions admission_hook;  // --admission-url...; fixed at start (a reload keeps it)
   PairingLimits pairing;
   Tunnel::Options tunnel;  // its `bandwidth` is set by the Server (it owns the buckets)
   BandwidthLimits bandwidth;

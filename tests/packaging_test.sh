@@ -27,7 +27,7 @@ prefix=$work/prefix
 # The man pages are part of the default build (target man); the test does not build anything.
 cmake --install "$build" --prefix "$prefix" >"$work/install.log" || fail "cmake --install failed: $(tail -5 "$work/install.log")"
 for f in bin/strelay bin/stmgr bin/stcat share/man/man1/strelay.1.gz share/man/man1/stmgr.1.gz share/man/man1/stcat.1.gz \
-  lib/systemd/system/strelay.service etc/strelay/strelay.conf share/doc/strelay/operations.md \
+  lib/systemd/system/strelay.service lib/systemd/system/strelay.socket etc/strelay/strelay.conf share/doc/strelay/operations.md \
   share/doc/strelay/README.md share/doc/strelay/examples/demo-local.sh share/doc/strelay/examples/demo-failover.sh \
   share/doc/strelay/examples/demo-lib.sh share/doc/strelay/LICENSE share/doc/strelay/copyright; do
   [[ -e $prefix/$f ]] || fail "cmake --install did not install $f"
@@ -80,7 +80,11 @@ for directive in Type=notify User=strelay ProtectSystem=strict NoNewPrivileges=t
 done
 MANPATH=$prefix/share/man: systemd-analyze verify "$unit" >"$work/verify.log" 2>&1 ||
   fail "systemd-analyze verify failed: $(cat "$work/verify.log")"
-echo "ok: systemd-analyze verify passes on the installed unit"
+socket_unit=$prefix/lib/systemd/system/strelay.socket
+grep -q "^ListenStream=" "$socket_unit" || fail "strelay.socket has no ListenStream="
+MANPATH=$prefix/share/man: systemd-analyze verify "$socket_unit" "$unit" >"$work/verify.log" 2>&1 ||
+  fail "systemd-analyze verify failed on strelay.socket: $(cat "$work/verify.log")"
+echo "ok: systemd-analyze verify passes on the installed units (service and socket)"
 
 # ---- every flag documented
 flags=$("$bin/strelay" --help | grep -Eo -- '^ +--[a-z][a-z0-9-]*' | sed 's/^ *--//' | sort -u)

@@ -62,3 +62,31 @@ TEST_CASE("a client tells a preamble reply from msg2's length prefix") {
                                                 static_cast<std::uint8_t>(handshake_msg2_bytes)};
   CHECK_FALSE(starts_preamble_reply(msg2_prefix));
 }
+
+TEST_CASE("what answers instead of a relay is named from its first bytes, never as tampering") {
+  const auto classify = [](std::string_view text) {
+    return classify_foreign_reply(
+        std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+  };
+  CHECK(classify("HTTP/1.1 400 Bad Request\r\n") == errc::not_a_relay_http);
+  CHECK(classify("HT") == errc::not_a_relay_http);  // the two bytes a client reads first
+  CHECK(classify("SSH-2.0-OpenSSH_9.2p1\r\n") == errc::not_a_relay_ssh);
+  CHECK(classify("SS") == errc::not_a_relay_ssh);
+  CHECK(classify(std::string_view("\x15\x03\x01\x00\x02", 5)) == errc::not_a_relay_tls);
+  CHECK(classify(std::string_view("\x16\x03", 2)) == errc::not_a_relay_tls);
+  CHECK(classify("220 smtp.example.org ESMTP") == errc::not_a_relay);
+  CHECK(classify("HTTX") == errc::not_a_relay);
+  CHECK(classify("H") == errc::not_a_relay);  // one byte tells nothing
+  CHECK(classify("") == errc::not_a_relay);
+  for (const auto e :
+       {errc::not_a_relay, errc::not_a_relay_http, errc::not_a_relay_ssh, errc::not_a_relay_tls}) {
+    CHECK(is_not_a_relay(e));
+    CHECK(is_permanent_refusal(e));
+    CHECK(std::error_code(e).message().starts_with("not a strelay relay"));
+  }
+  CHECK_FALSE(is_not_a_relay(errc::handshake_failed));
+  CHECK_FALSE(is_permanent_refusal(errc::relay_unreachable));
+  CHECK_FALSE(is_permanent_refusal(errc::relay_shutting_down));
+  CHECK(is_permanent_refusal(errc::not_allowed));
+  CHECK(is_permanent_refusal(errc::relay_identity_mismatch));
+}

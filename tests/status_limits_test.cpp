@@ -34,7 +34,7 @@ TEST_CASE("every limit is described, as a number with its unit in the name") {
     CHECK_MESSAGE(limit.name.find('-') == std::string::npos, limit.name);  // JSON keys, snake_case
   }
   CHECK(find(limits, "handshake_timeout_seconds").number == 2.5);
-  CHECK(find(limits, "drain_timeout_seconds").number == 5);
+  CHECK(find(limits, "drain_timeout_seconds").number == 30);
   CHECK(find(limits, "tunnel_buffer_bytes").number == 65536);
   CHECK(find(limits, "ipv4_prefix_bits").number == 24);
   CHECK(find(limits, "control_rate_per_second").number == l.control_rate);

@@ -29,48 +29,7 @@ mib=${STCAT_TEST_MIB:-256}
 fast=(--backoff-initial 0.2 --backoff-cap 2 --connect-timeout 2)
 backoff_cap_ms=2000
 
-tmp=$(mktemp -d)
-declare -A relay_pid relay_port
-background=()
-cleanup() {
-  # stcat runs under `timeout`, which passes SIGTERM on; strelay runs bare and is killed.
-  for pid in "${background[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  for pid in "${relay_pid[@]}"; do kill -KILL "$pid" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-cd "$tmp" || exit 1
-
-passed=0
-fail() {
-  echo "FAILED: $*" >&2
-  for f in *.err *.log; do
-    [[ -s $f ]] && { echo "--- $f" >&2; tail -n 15 "$f" >&2; }
-  done
-  exit 1
-}
-# check DESCRIPTION COMMAND...
-check() {
-  local what=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); else fail "$what"; fi
-}
-now_ms() { date +%s%3N; }
-# wait_for FILE PATTERN SECONDS [COUNT]: until FILE has COUNT (default 1) lines matching PATTERN.
-wait_for() {
-  local deadline=$(($(now_ms) + $3 * 1000)) want=${4:-1}
-  until (($(count "$1" "$2") >= want)); do
-    (($(now_ms) > deadline)) && return 1
-    sleep 0.02
-  done
-}
-# count FILE PATTERN: matching lines (0 when the file does not exist yet).
-count() {
-  local n
-  n=$(grep -c -- "$2" "$1" 2>/dev/null)
-  echo "${n:-0}"
-}
+source "$tests_dir/lib/checks.sh"  # scratch directory, cleanup, check, fail, wait_for, count
 
 # start_relay NAME [PORT]: strelay with NAME.ident (made once), its log in NAME.log, its ticket
 # in NAME.relay (made once, so a restart on the same port keeps the ticket valid).

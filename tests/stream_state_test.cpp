@@ -453,9 +453,13 @@ TEST_CASE("close reasons: one name and one error code for every value") {
   CHECK(peer(CloseReason::dead_peer) == errc::peer_gone);
   CHECK(peer(CloseReason::peer_gone) == errc::peer_gone);
   CHECK(peer(CloseReason::aborted) == errc::aborted);
-  for (const auto done : {CloseReason::normal, CloseReason::replaced, CloseReason::shutdown,
-                          CloseReason::stalled, CloseReason::internal}) {
+  for (const auto done :
+       {CloseReason::normal, CloseReason::replaced, CloseReason::stalled, CloseReason::internal}) {
     CHECK(peer(done) == errc::channel_closed);
     CHECK(relay(done) == errc::channel_closed);
   }
+  // The relay's drain says so (issue 20.1: a listener reported "the peer closed the channel").
+  CHECK(relay(CloseReason::shutdown) == errc::relay_shutting_down);
+  CHECK(relay(CloseReason::shutdown).message().starts_with("relay shutting down"));
+  CHECK(peer(CloseReason::shutdown) == errc::channel_closed);
 }

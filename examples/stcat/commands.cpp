@@ -86,16 +86,15 @@ class Reporter : public NodeObserver {
   }
   void relay_down(const RelayTicket& relay, std::error_code why,
                   std::chrono::milliseconds retry_in) override {
-    if (!verbose_ && why != errc::relay_identity_mismatch && why != errc::unsupported_version) {
-      return;
-    }
-    std::cerr << "stcat: " << (verbose_ ? "" : "warning: ") << "relay " << name(relay) << ": "
-              << why.message() << "; retrying in "
-              << std::chrono::duration<double>(retry_in).count() << " s" << std::endl;
+    // A refusal the relay will repeat (its key, version or allowlist, or no relay there at all)
+    // is worth a warning; "relay shutting down" too, since this relay is gone for a while.
+    if (!verbose_ && !is_permanent_refusal(why) && why != errc::relay_shutting_down) return;
+    std::cerr << "stcat: " << (verbose_ ? "" : "warning: ") << relay_error_text(name(relay), why)
+              << "; retrying in " << std::chrono::duration<double>(retry_in).count() << " s"
+              << std::endl;
   }
   void connect_failed(const RelayTicket& relay, const PublicKey&, std::error_code why) override {
-    if (verbose_)
-      std::cerr << "stcat: via relay " << name(relay) << ": " << why.message() << std::endl;
+    if (verbose_) std::cerr << "stcat: " << relay_error_text(name(relay), why) << std::endl;
   }
   void peer_connected(const PublicKey& peer, const RelayTicket& via) override {
     if (verbose_) {
@@ -199,8 +198,14 @@ int run_connect(const ConnectOptions& o) {
   return run_until_done(ioc, [&]() -> asio::awaitable<int> {
     auto result = co_await node.connect(target, relays);
     if (!result.stream) {
-      std::cerr << "stcat: cannot connect to " << target.to_base64url() << ": "
-                << result.error.message() << std::endl;
+      // Name the relay when its answer is what went wrong (not a relay at that address).
+      std::string why = result.error.message();
+      for (const auto& failure : result.failures) {
+        if (failure.error == result.error && is_not_a_relay(result.error)) {
+          why = relay_error_text(failure.relay.address.to_string(), result.error);
+        }
+      }
+      std::cerr << "stcat: cannot connect to " << target.to_base64url() << ": " << why << std::endl;
       co_return exit_code_for_connect(result.error);
     }
     co_return co_await serve(*result.stream, o, false);

@@ -88,7 +88,7 @@ std::string exit_codes_help() {
          "  3  refused: the peer rejected us or does not list us as a friend, is not\n"
          "     listening, or a relay refused (not allowed, rate limited, overloaded, no\n"
          "     accept in time)\n"
-         "  4  no relay could be reached\n"
+         "  4  no relay could be reached (or what answered is not a strelay relay)\n"
          "  5  identity mismatch: a relay (or the peer) does not hold the key it should\n"
          "  6  integrity error: tunnel data failed to authenticate (tampering on the path)\n"
          "  7  connection lost before all data was exchanged\n"
@@ -103,8 +103,9 @@ int exit_code_for_connect(std::error_code error) {
   }
   // Not "unreachable": a relay of another version answered, and retrying will not help.
   if (error == errc::unsupported_version) return exit_version;
+  // Another service at a ticket's address (HTTP, SSH, ...) is a wrong address, not tampering.
   if (error == errc::relay_unreachable || error == errc::channel_closed || error == errc::aborted ||
-      error == errc::bad_magic) {
+      error == errc::bad_magic || error == errc::relay_shutting_down || is_not_a_relay(error)) {
     return exit_unreachable;
   }
   if (error == errc::decrypt_failed || error == errc::protocol_error ||
@@ -112,6 +113,16 @@ int exit_code_for_connect(std::error_code error) {
     return exit_integrity;
   }
   return exit_refused;  // rejected, not_found, not_allowed, not_a_friend, timeout, peer_gone, ...
+}
+
+std::string relay_error_text(const std::string& address, std::error_code error) {
+  // "not a strelay relay (it answered like HTTP)" names the address it is about.
+  static constexpr std::string_view prefix = "not a strelay relay";
+  auto text = error.message();
+  if (is_not_a_relay(error) && text.starts_with(prefix)) {
+    return std::string(prefix) + " at " + address + text.substr(prefix.size());
+  }
+  return "relay " + address + ": " + text;
 }
 
 int exit_code_for_stream(std::error_code error) {

@@ -26,6 +26,8 @@ std::string exit_codes_help();
 // For a failed connect (before any data), and for the end of a session's stream.
 int exit_code_for_connect(std::error_code error);
 int exit_code_for_stream(std::error_code error);
+// "relay HOST:PORT: <message>", or "not a strelay relay at HOST:PORT (it answered like HTTP)".
+std::string relay_error_text(const std::string& address, std::error_code error);
 
 struct CommonOptions {
   std::string idfile;

@@ -35,7 +35,7 @@ namespace {}  // namespace
 // ---------------------------------------------------------------- the canary
 
 Canary::Canary(const RelayAddress& relay, const std::string& source) {
-  asio::co_spawn(ioc_, run(relay, asio::ip::make_address(source)), [this](std::exception_ptr e) {
+  asio::co_spawn(*ioc_, run(relay, asio::ip::make_address(source)), [this](std::exception_ptr e) {
     if (!e) return;
     try {
       std::rethrow_exception(e);
@@ -43,7 +43,7 @@ Canary::Canary(const RelayAddress& relay, const std::string& source) {
       fail(std::string("exception: ") + ex.what());
     }
   });
-  thread_ = std::thread([this] { ioc_.run(); });
+  thread_ = std::thread([this] { ioc_->run(); });
   const bool paired =
       eventually([this] { return ready_.load() || failures_.load() > 0; }, 20s) && ready_.load();
   if (!paired || !round_trips(2)) {
@@ -59,8 +59,10 @@ Canary::~Canary() {
 
 void Canary::stop() {
   stopping_ = true;
-  ioc_.stop();
+  if (!ioc_) return;
+  ioc_->stop();
   if (thread_.joinable()) thread_.join();
+  ioc_.reset();
 }
 
 std::string Canary::error() const {

@@ -54,7 +54,9 @@ class Canary {
   boost::asio::awaitable<void> ping_pong(tcp::socket& connector);
   void fail(const std::string& what);
 
-  boost::asio::io_context ioc_;
+  // Reset by stop(): destroying it ends the coroutines, which closes their sockets (the relay's
+  // drain lets a tunnel run until its ends close, so a stopped canary must really close).
+  std::optional<boost::asio::io_context> ioc_{std::in_place};
   std::thread thread_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};

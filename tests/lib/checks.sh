@@ -1,0 +1,49 @@
+# shellcheck shell=bash
+# Shared by the stcat-driven process tests (stcat_test.sh, operations_test.sh), which source it
+# after setting tests_dir. It makes a scratch directory and cds into it; at exit it ends the
+# pids in `background` (SIGTERM: stcat runs under `timeout`, which passes it on) and in
+# `relay_pid` (SIGKILL), and removes the directory.
+#   check DESCRIPTION COMMAND...     counts a passed check in $passed, or fails
+#   fail MESSAGE                     says so, shows the tail of every *.err and *.log, exits 1
+#   wait_for FILE PATTERN SECONDS [COUNT]   until FILE has COUNT (default 1) matching lines
+#   count FILE PATTERN               matching lines (0 when the file does not exist yet)
+#   now_ms                           the wall clock in milliseconds
+
+tmp=$(mktemp -d)
+declare -A relay_pid relay_port
+background=()
+cleanup() {
+  for pid in "${background[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${relay_pid[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+cd "$tmp" || exit 1
+
+passed=0
+fail() {
+  echo "FAILED: $*" >&2
+  for f in *.err *.log; do
+    [[ -s $f ]] && { echo "--- $f" >&2; tail -n 15 "$f" >&2; }
+  done
+  exit 1
+}
+check() {
+  local what=$1
+  shift
+  if "$@"; then passed=$((passed + 1)); else fail "$what"; fi
+}
+now_ms() { date +%s%3N; }
+wait_for() {
+  local deadline=$(($(now_ms) + $3 * 1000)) want=${4:-1}
+  until (($(count "$1" "$2") >= want)); do
+    (($(now_ms) > deadline)) && return 1
+    sleep 0.02
+  done
+}
+count() {
+  local n
+  n=$(grep -c -- "$2" "$1" 2>/dev/null)
+  echo "${n:-0}"
+}
