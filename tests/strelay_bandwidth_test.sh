@@ -18,39 +18,10 @@ stcat=$bin_dir/stcat
 strelay=$bin_dir/strelay
 stmgr=$bin_dir/stmgr
 
-tmp=$(mktemp -d)
-relay=
-background=()
-cleanup() {
-  for pid in "${background[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  [[ -n $relay ]] && kill -KILL "$relay" 2>/dev/null
-  wait 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-cd "$tmp" || exit 1
+tests_dir=$(cd "${STRELAY_TESTS_DIR:-$(dirname "$0")}" && pwd)
+# shellcheck source=lib/checks.sh
+source "$tests_dir/lib/checks.sh"
 
-passed=0
-fail() {
-  echo "FAILED: $*" >&2
-  for f in *.err *.log; do
-    [[ -s $f ]] && { echo "--- $f" >&2; tail -n 15 "$f" >&2; }
-  done
-  exit 1
-}
-check() {
-  local what=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); else fail "$what"; fi
-}
-now_ms() { date +%s%3N; }
-wait_for() {  # FILE PATTERN SECONDS
-  local deadline=$(($(now_ms) + $3 * 1000))
-  until grep -q -- "$2" "$1" 2>/dev/null; do
-    (($(now_ms) > deadline)) && return 1
-    sleep 0.02
-  done
-}
 # metric NAME LABELS: the value of strelay_NAME{LABELS} from /metrics (0 when absent).
 metric() {
   local v
@@ -98,6 +69,7 @@ done
 write_config 'tunnel-rate = "1Mi"'
 "$strelay" --config relay.conf --log-level debug >/dev/null 2>relay.log &
 relay=$!
+relay_pid[relay]=$relay
 wait_for relay.log "listening on 127.0.0.1:" 10 || fail "the relay did not start"
 port=$(grep -o 'listening on 127.0.0.1:[0-9]*' relay.log | head -n 1 | sed 's/.*://')
 http=$(grep -o 'metrics http://127.0.0.1:[0-9]*' relay.log | head -n 1 | sed 's|.*//||')
