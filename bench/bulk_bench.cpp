@@ -8,12 +8,16 @@
 //   strelay  a tunnel: Listen, Connect, Accept, Connected, then the raw sockets
 //   strelay_auto  the same through a relay run with --tunnel-socket-buffers auto (the kernel's
 //            autotuning): the cost of the clamp (issue 14.5) is strelay / strelay_auto
+//   strelay_limited  the same through a relay run with --global-rate LIMIT (issue 20.2): its
+//            CPU per GiB against strelay's is the cost of pacing, and its throughput against
+//            LIMIT says how closely the limit is kept
 //
 // Throughput is bytes received / wall time from the first write to the last EOF; the
 // forwarder's CPU is utime+stime(+children) from /proc/PID/stat around the transfer, per GiB.
 //
 //   bulk_bench --bin DIR [--bytes 2147483648] [--pairs 1,8,64] [--rounds 5] [--run-limit 120]
-//              [--kinds direct,splice,copy,socat,strelay,strelay_auto]
+//              [--kinds direct,splice,copy,socat,strelay,strelay_auto,strelay_limited]
+//              [--limit-rate 536870912]
 //
 // Prints one JSON document (bench/harness.hpp) on stdout; progress goes to stderr.
 #include <poll.h>
@@ -34,9 +38,7 @@ using namespace bench;
 namespace {
 
 constexpr double gib = 1024.0 * 1024.0 * 1024.0;
-const std::vector<std::string> all_kinds{"direct", "splice",  "copy",
-                                         "socat",  "strelay", "strelay_auto"};
-std::vector<std::string> kinds = all_kinds;
+std::vector<std::string> kinds;
 
 struct RunResult : Transferred {
   double cpu = 0;  // the forwarder's
@@ -45,7 +47,8 @@ struct RunResult : Transferred {
 struct Setup {
   fs::path bin;
   Hop hop;
-  Hop hop_auto;  // the relay with --tunnel-socket-buffers auto
+  Hop hop_auto;     // the relay with --tunnel-socket-buffers auto
+  Hop hop_limited;  // the relay with --global-rate
   int sink_fd = -1;
   std::map<std::string, int> ports;  // forwarder ports; "direct" is the sink itself
   std::map<std::string, pid_t> pids;
@@ -92,9 +95,10 @@ std::vector<Connection> connect_relay(Setup& s, const Hop& hop, int pairs) {
 
 RunResult run_once(Setup& s, const std::string& kind, int pairs, std::uint64_t bytes,
                    double limit) {
-  const auto conns = kind == "strelay"        ? connect_relay(s, s.hop, pairs)
-                     : kind == "strelay_auto" ? connect_relay(s, s.hop_auto, pairs)
-                                              : connect_plain(s, kind, pairs);
+  const auto conns = kind == "strelay"           ? connect_relay(s, s.hop, pairs)
+                     : kind == "strelay_auto"    ? connect_relay(s, s.hop_auto, pairs)
+                     : kind == "strelay_limited" ? connect_relay(s, s.hop_limited, pairs)
+                                                 : connect_plain(s, kind, pairs);
   const auto it = s.pids.find(kind);
   const double cpu0 = it == s.pids.end() ? 0 : proc_cpu_seconds(it->second);
   RunResult r{transfer(conns, bytes / static_cast<std::uint64_t>(pairs), limit, DoneWhen::at_eof)};
@@ -131,7 +135,9 @@ int main(int argc, char** argv) {
   const int rounds = static_cast<int>(flags.count("rounds", 5));
   const double limit = flags.num("run-limit", 120);
   // --kinds strelay,splice: a subset, for profiling (the ratios need every kind they name).
-  kinds = split(flags.str("kinds", "direct,splice,copy,socat,strelay,strelay_auto"));
+  kinds =
+      split(flags.str("kinds", "direct,splice,copy,socat,strelay,strelay_auto,strelay_limited"));
+  const double limit_rate = flags.num("limit-rate", 512.0 * 1024 * 1024);
   const auto has = [](const std::string& k) {
     return std::find(kinds.begin(), kinds.end(), k) != kinds.end();
   };
@@ -146,6 +152,11 @@ int main(int argc, char** argv) {
   auto relay_auto = start_relay(s.bin, dir_auto, {"--tunnel-socket-buffers", "auto"});
   s.hop_auto = {relay_auto.endpoint, relay_auto.key};
   s.pids["strelay_auto"] = relay_auto.process.pid();
+  const auto dir_limited = dir / "limited";
+  auto relay_limited =
+      start_relay(s.bin, dir_limited, {"--global-rate", std::to_string(std::llround(limit_rate))});
+  s.hop_limited = {relay_limited.endpoint, relay_limited.key};
+  s.pids["strelay_limited"] = relay_limited.process.pid();
   const int sink_port = free_port();
   s.sink_fd = listen_on("127.0.0.1", sink_port);
   s.ports["direct"] = sink_port;
@@ -217,6 +228,28 @@ int main(int argc, char** argv) {
       if (ref != "direct") figures.push_back(cpu);
     }
   }
+  // Pacing: the limited relay's CPU per GiB over the unlimited one's, and its throughput over
+  // the limit (bytes per second through all pairs together).
+  for (int pairs : pair_counts) {
+    if (!has("strelay") || !has("strelay_limited")) break;
+    const std::string p = "p" + std::to_string(pairs);
+    Figure cpu{"bulk." + p + ".limited_vs_strelay.cpu",
+               "strelay --global-rate / strelay CPU per GiB, " + std::to_string(pairs) + " pair(s)",
+               "ratio"};
+    Figure kept{
+        "bulk." + p + ".limited.throughput_vs_limit",
+        "strelay --global-rate: throughput / the limit, " + std::to_string(pairs) + " pair(s)",
+        "ratio"};
+    for (int r = 0; r < rounds; ++r) {
+      const auto& a = results[pairs]["strelay_limited"][static_cast<std::size_t>(r)];
+      const auto& b = results[pairs]["strelay"][static_cast<std::size_t>(r)];
+      cpu.values.push_back((a.cpu / a.bytes) / (b.cpu / b.bytes));
+      kept.values.push_back(a.bytes / a.seconds / limit_rate);
+    }
+    kept.target = 1.05;  // never above the limit (its 64 KiB-to-50 ms burst aside)
+    figures.push_back(cpu);
+    figures.push_back(kept);
+  }
   // Many pairs: aggregate throughput at the largest pair count over one pair, per round.
   if (pair_counts.size() > 1 && pair_counts.front() == 1 && has("strelay")) {
     const int most = pair_counts.back();
@@ -238,6 +271,7 @@ int main(int argc, char** argv) {
               {"pairs", pair_counts},
               {"rounds", rounds},
               {"kinds", kinds},
+              {"limit_rate_bytes_per_s", limit_rate},
               {"failed_runs", failures}};
   std::printf("%s\n", report("bulk", params, figures).dump(1).c_str());
   ::close(s.sink_fd);

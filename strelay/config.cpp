@@ -23,6 +23,10 @@ constexpr double max_rate = 1'000'000.0;
 // Tunnel buffer: at least one page, at most 64 MiB per direction (a tunnel holds two).
 constexpr std::uint64_t min_tunnel_buffer = 4096;
 constexpr std::uint64_t max_tunnel_buffer = 64ull * 1024 * 1024;
+// Bandwidth limits: below 16 KiB/s a paced tunnel would wait longer than a second for one
+// chunk (strelay/bandwidth.hpp); above 1 TB/s is a typo.
+constexpr std::uint64_t min_bytes_rate = 16 * 1024;
+constexpr std::uint64_t max_bytes_rate = 1'000'000'000'000ull;
 // RLIMIT_NOFILE may be "infinity"; Linux never allows more than fs.nr_open (2^20 by default).
 constexpr std::uint64_t max_auto_connections = 1ull << 24;
 
@@ -149,6 +153,48 @@ void add_count(CLI::App& app, const std::string& flag, T& target, const std::str
       ->check(count_between(lo, hi))
       ->capture_default_str()
       ->type_name("N");
+}
+
+// A byte rate: a whole number with an optional suffix k, M, G (powers of 1000) or Ki, Mi, Gi
+// (powers of 1024), bytes per second; 0 is no limit.
+std::optional<std::uint64_t> parse_bytes_rate(std::string_view text) {
+  static constexpr std::pair<std::string_view, std::uint64_t> suffixes[] = {
+      {"Ki", 1ull << 10}, {"Mi", 1ull << 20}, {"Gi", 1ull << 30},
+      {"k", 1000},        {"M", 1000'000},    {"G", 1000'000'000}};
+  std::uint64_t scale = 1;
+  for (const auto& [suffix, factor] : suffixes) {
+    if (text.size() > suffix.size() && text.ends_with(suffix)) {
+      text.remove_suffix(suffix.size());
+      scale = factor;
+      break;
+    }
+  }
+  std::uint64_t value = 0;
+  if (!parse_u64(text, value) || value > max_bytes_rate / scale) return std::nullopt;
+  return value * scale;
+}
+
+void add_bytes_rate(CLI::App& app, const std::string& flag, std::uint64_t& target,
+                    const std::string& help) {
+  app.add_option_function<std::string>(
+         flag, [&target](const std::string& v) { target = parse_bytes_rate(v).value_or(0); }, help)
+      ->check(CLI::Validator(
+          [](std::string& input) -> std::string {
+            const auto rate = parse_bytes_rate(input);
+            if (!rate) {
+              return quote_text(input) +
+                     " is not a byte rate (a whole number of bytes per "
+                     "second, with an optional k, M, G, Ki, Mi or Gi)";
+            }
+            if (*rate != 0 && *rate < min_bytes_rate) {
+              return input + " is below " + std::to_string(min_bytes_rate) +
+                     " bytes per second (0 is no limit)";
+            }
+            return {};
+          },
+          ""))
+      ->default_str("0")
+      ->type_name("BYTES/S");
 }
 
 void add_rate(CLI::App& app, const std::string& flag, double& target, const std::string& help,
@@ -318,6 +364,11 @@ void setup_limits(CLI::App& app, RelayLimits& l) {
       ->check(one_of({"clamp", "auto"}))
       ->default_str("clamp")
       ->type_name("clamp|auto");
+  add_bytes_rate(*g, "--global-rate", l.global_rate,
+                 "Bytes per second through all tunnels together; 0 = no limit. Paced, never "
+                 "dropped: senders are slowed by TCP backpressure");
+  add_bytes_rate(*g, "--tunnel-rate", l.tunnel_rate,
+                 "Bytes per second through each direction of each tunnel; 0 = no limit");
   add_seconds(*g, "--write-stall-timeout", l.write_stall_timeout,
               "A peer that accepts no bytes for this long is stalled and closed");
   add_seconds(*g, "--keepalive-interval", l.keepalive_interval, "Ping after this much silence");

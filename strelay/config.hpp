@@ -67,6 +67,8 @@ struct RelayLimits {
   std::chrono::milliseconds keepalive_interval = strelay::keepalive_interval;
   std::chrono::milliseconds dead_peer_timeout = strelay::dead_peer_timeout;
   std::chrono::milliseconds drain_timeout = drain_deadline;
+  std::uint64_t global_rate = 0;  // --global-rate, bytes per second for the whole relay; 0: none
+  std::uint64_t tunnel_rate = 0;  // --tunnel-rate, bytes per second per tunnel direction; 0: none
 
   friend bool operator==(const RelayLimits&, const RelayLimits&) = default;
 };

@@ -64,6 +64,7 @@ ServerSettings to_server_settings(const RelayOptions& options, std::uint64_t nof
   s.pairing.connect_burst = l.connect_burst;
   s.tunnel.buffer_bytes = l.tunnel_buffer;
   s.tunnel.clamp_socket_buffers = l.tunnel_clamp_socket_buffers;
+  s.bandwidth = {l.global_rate, l.tunnel_rate};
   s.tunnel.write_stall = l.write_stall_timeout;
   s.tunnel.idle_timeout = l.dead_peer_timeout;
   s.handshake_timeout = l.handshake_timeout;

@@ -111,6 +111,10 @@ std::vector<CounterRow> counter_rows(const Metrics& m) {
       family_row("web_requests_total",
                  "HTTP requests answered on the relay port without an upgrade, by outcome.",
                  "outcome", m.web_requests_total));
+  rows.push_back(family_row("bandwidth_waits_total",
+                            "Times a tunnel direction waited for bandwidth (--global-rate, "
+                            "--tunnel-rate), by whose limit.",
+                            "scope", m.bandwidth_waits_total));
   return rows;
 }
 

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/protocol.hpp"
+#include "strelay/bandwidth.hpp"
 #include "strelay/carrier.hpp"
 
 namespace strelay {
@@ -162,6 +163,8 @@ STRELAY_LABELS(CarrierRefusal, {CarrierRefusal::bad_request, "bad_request"},
 STRELAY_LABELS(WebOutcome, {WebOutcome::file, "file"}, {WebOutcome::not_found, "not_found"},
                {WebOutcome::plain, "plain"}, {WebOutcome::method, "method"},
                {WebOutcome::bad_path, "bad_path"});
+STRELAY_LABELS(BandwidthScope, {BandwidthScope::global, "global"},
+               {BandwidthScope::tunnel, "tunnel"});
 #undef STRELAY_LABELS
 
 // The label text of a value ("unknown" for a value outside the set, e.g. a cast wire byte).
@@ -305,6 +308,7 @@ struct Metrics {
   CounterFamily<CarrierRefusal> carrier_refusals_total;  // refused before any session
   Counter health_checks_total;  // closed before sending a byte: not a failed handshake
   CounterFamily<WebOutcome> web_requests_total;  // HTTP answered on the relay port (no upgrade)
+  CounterFamily<BandwidthScope> bandwidth_waits_total;  // a tunnel direction paced, by whose limit
 
   // histograms
   Histogram handshake_duration_seconds;     // the session's handshake, successful ones

@@ -49,6 +49,7 @@ class MetricsObserver final : public TunnelObserver {
         direction == 0 ? TunnelDirection::to_listener : TunnelDirection::to_connector, bytes);
   }
   void buffered(std::int64_t delta) override { metrics_.tunnel_buffered_bytes.add(delta); }
+  void paced(BandwidthScope scope) override { metrics_.bandwidth_waits_total.inc(scope); }
   void ending(CloseReason reason) override {
     metrics_.closes_total.inc(reason);
     if (reason == CloseReason::stalled) metrics_.limit_hits_total.inc(LimitReason::stalled);
@@ -109,8 +110,8 @@ Server::Server(const Identity& identity, ServerSettings settings, Metrics& metri
     // open it now, so that run() counts its descriptors in the budget.
     asio::steady_timer open_reactor(*workers_.back());
   }
-  relay_ = std::make_unique<Relay>(Relay::Options{settings.pairing, settings.tunnel}, clock_,
-                                   metrics_, log_, *observer_, workers_[0]->get_executor());
+  relay_ = std::make_unique<Relay>(relay_options(settings), clock_, metrics_, log_, *observer_,
+                                   workers_[0]->get_executor());
   metrics_.heaviest_sources = [this] {
     std::vector<Metrics::SourceLoad> out;
     for (const auto& load : admission_.heaviest_sources(heaviest_sources_shown)) {
@@ -325,8 +326,15 @@ void Server::reload(const ServerSettings& settings, std::optional<Allowlist> all
     std::lock_guard lock(budget_mutex_);
     budget_ = plan;
   }
-  relay_->set_options(Relay::Options{settings.pairing, settings.tunnel});
+  relay_->set_options(relay_options(settings));
   set_allowlist(std::move(allowlist));
+}
+
+Relay::Options Server::relay_options(const ServerSettings& settings) {
+  bandwidth_.set_limits(settings.bandwidth, clock_.now());
+  Relay::Options options{settings.pairing, settings.tunnel};
+  options.tunnel.bandwidth = &bandwidth_;
+  return options;
 }
 
 void Server::shutdown() {

@@ -107,6 +107,9 @@ class Server {
   AdmissionLimits budgeted(const ServerSettings& settings,
                            DescriptorBudget* budget = nullptr) const;
   void apply_descriptor_budget();  // on worker 0, before the first accept
+  // The relay's options from `settings`, with the tunnels pointed at bandwidth_ (whose limits
+  // this sets).
+  Relay::Options relay_options(const ServerSettings& settings);
 
   const Identity& identity_;
   Clock clock_;  // before the workers: their timers are on it
@@ -125,6 +128,7 @@ class Server {
   std::size_t tcp_acceptors_ = 0;  // the first ones; the rest are --websocket-laddr
   std::atomic<std::size_t> next_worker_{0};
   std::atomic<bool> draining_{false};
+  Bandwidth bandwidth_;           // the tunnels' rate limits; before the relay (its tunnels use it)
   std::unique_ptr<Relay> relay_;  // its TTL loop runs on worker 0; outlives the workers
   std::atomic<std::uint64_t> fds_at_start_{0};
   mutable std::mutex budget_mutex_;  // guards budget_

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/protocol.hpp"
+#include "strelay/bandwidth.hpp"
 #include "strelay/carrier.hpp"
 #include "strelay/limits.hpp"
 #include "strelay/relay_state.hpp"
@@ -31,7 +32,8 @@ struct ServerSettings {
   unsigned threads = 0;     // 0: one per core
   AdmissionLimits admission;
   PairingLimits pairing;
-  Tunnel::Options tunnel;
+  Tunnel::Options tunnel;  // its `bandwidth` is set by the Server (it owns the buckets)
+  BandwidthLimits bandwidth;
   Clock::duration handshake_timeout = handshake_deadline;
   Clock::duration write_stall = write_stall_timeout;
   Clock::duration keepalive = keepalive_interval;

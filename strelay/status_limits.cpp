@@ -46,6 +46,8 @@ std::vector<LimitValue> describe_limits(const RelayLimits& l, std::uint64_t nofi
       {"keepalive_interval_seconds", seconds(l.keepalive_interval)},
       {"dead_peer_timeout_seconds", seconds(l.dead_peer_timeout)},
       {"drain_timeout_seconds", seconds(l.drain_timeout)},
+      {"global_rate_bytes_per_second", static_cast<double>(l.global_rate)},  // 0: none
+      {"tunnel_rate_bytes_per_second", static_cast<double>(l.tunnel_rate)},  // per direction
   };
 }
 

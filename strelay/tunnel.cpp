@@ -10,6 +10,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
+#include <optional>
 
 #include "common/coro.hpp"
 
@@ -63,6 +64,8 @@ struct Tunnel::Direction {
   std::atomic<std::uint64_t> held_gauge{0};
   // `forwarded` for other threads: a relaxed store beside held_gauge's, never a read-modify-write.
   std::atomic<std::uint64_t> forwarded_seen{0};
+  std::optional<ByteBucket> bucket;      // the per-tunnel rate limit's bucket, when there is one
+  std::optional<RelayTimer> pace_timer;  // made at the first wait for bandwidth
 };
 
 Tunnel::Tunnel(tcp::socket a, tcp::socket b, Options options, Clock& clock,
@@ -164,6 +167,8 @@ void Tunnel::fail(CloseReason reason) {
   a_.cancel(ignored);
   b_.cancel(ignored);
   watchdog_.cancel();
+  for (auto& d : dirs_)
+    if (d->pace_timer) d->pace_timer->cancel();
 }
 
 asio::awaitable<void> Tunnel::pump(Direction& d) {
@@ -175,15 +180,33 @@ asio::awaitable<void> Tunnel::pump(Direction& d) {
   d.out.shutdown(tcp::socket::shutdown_send, ignored);
 }
 
-// Moves bytes from `in` into the direction's pipe (splice) or buffer (copy): one syscall, with
-// the result of splice(2) or read(2).
-ssize_t Tunnel::fill(Direction& d) {
+// Moves up to `max_bytes` (at most the capacity) from `in` into the direction's pipe (splice)
+// or buffer (copy): one syscall, with the result of splice(2) or read(2).
+ssize_t Tunnel::fill(Direction& d, std::size_t max_bytes) {
   if (options_.use_splice) {
-    return ::splice(d.in.native_handle(), nullptr, d.pipe[1], nullptr, d.capacity, splice_flags);
+    return ::splice(d.in.native_handle(), nullptr, d.pipe[1], nullptr, max_bytes, splice_flags);
   }
   if (!d.copy) d.copy = std::make_unique_for_overwrite<std::uint8_t[]>(d.capacity);
   d.copy_offset = 0;  // nothing is held when fill is called
-  return ::read(d.in.native_handle(), d.copy.get(), d.capacity);
+  return ::read(d.in.native_handle(), d.copy.get(), max_bytes);
+}
+
+// How many bytes the direction may read now under the bandwidth limits; when the buckets are
+// short, waits (on the relay's clock) until its reservation is usable. 0 when the tunnel failed
+// meanwhile (the reservation is given back).
+asio::awaitable<std::size_t> Tunnel::pace(Direction& d) {
+  const auto grant = options_.bandwidth->take(clock_.now(), d.capacity, d.bucket);
+  if (grant.usable_at > clock_.now()) {
+    if (observer_ != nullptr) observer_->paced(grant.scope);
+    if (!d.pace_timer) d.pace_timer.emplace(a_.get_executor(), clock_);
+    d.pace_timer->expires_at(grant.usable_at);
+    co_await d.pace_timer->async_wait(await_tuple);
+  }
+  if (failed_) {
+    options_.bandwidth->give_back(grant.bytes, d.bucket);
+    co_return 0;
+  }
+  co_return grant.bytes;
 }
 
 // Moves held bytes on to `out`: one syscall, with the result of splice(2) or send(2).
@@ -209,21 +232,29 @@ asio::awaitable<bool> Tunnel::pump_bytes(Direction& d) {
         co_await yield();
         continue;
       }
-      const ssize_t n = fill(d);
+      const bool limited = options_.bandwidth != nullptr && options_.bandwidth->limited();
+      const std::size_t granted = limited ? co_await pace(d) : d.capacity;
+      if (granted == 0) co_return false;
+      const ssize_t n = fill(d, granted);
+      const int fill_errno = errno;  // give_back() may change errno
+      if (limited && n < static_cast<ssize_t>(granted)) {
+        options_.bandwidth->give_back(granted - static_cast<std::size_t>(std::max<ssize_t>(n, 0)),
+                                      d.bucket);
+      }
       if (n > 0) {
         set_held(d, static_cast<std::size_t>(n));
         since_yield += static_cast<std::size_t>(n);
         touch();
       } else if (n == 0) {
         eof = true;
-      } else if (would_block(errno)) {
+      } else if (would_block(fill_errno)) {
         // Nothing is held: an idle copying direction keeps no buffer (as Channel frees its
         // frame buffers). Held for a tunnel's life, the 64 KiB buffers of the tunnels that
         // copy for want of pipe descriptors raised the soak's RSS at every new peak of them.
         d.copy.reset();
         if (!co_await wait_readable(d)) co_return false;
         continue;
-      } else if (errno != EINTR) {
+      } else if (fill_errno != EINTR) {
         fail(CloseReason::aborted);
         co_return false;
       }

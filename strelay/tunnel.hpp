@@ -22,7 +22,10 @@
 //    the tunnel ends normally when both sides have closed;
 //  - any error on either side (RST, EPIPE) ends both sides at once (CloseReason::aborted);
 //  - a direction yields its worker after every tunnel_yield_bytes it moves without waiting,
-//    so a bulk tunnel shares the worker with the tunnels and sessions beside it.
+//    so a bulk tunnel shares the worker with the tunnels and sessions beside it;
+//  - with bandwidth limits (Options::bandwidth, strelay/bandwidth.hpp) a direction asks for
+//    its next chunk before it reads, and waits on a timer when the buckets are empty: the
+//    sender is slowed by TCP backpressure, nothing is dropped, and splice moves whole chunks.
 //
 // Ownership: a Tunnel owns both sockets and both pipes. Its two pump coroutines and its
 // watchdog timer run on the executor of socket `a`, which must also be the executor of `b`
@@ -42,6 +45,7 @@
 #include <vector>
 
 #include "common/protocol.hpp"
+#include "strelay/bandwidth.hpp"
 #include "strelay/clock.hpp"
 
 namespace strelay {
@@ -61,6 +65,8 @@ class TunnelObserver {
   virtual void forwarded(int direction, std::uint64_t bytes) = 0;
   // Bytes held in the relay for this tunnel changed by `delta`.
   virtual void buffered(std::int64_t delta) = 0;
+  // A direction waits for bandwidth tokens (`scope` says whose limit).
+  virtual void paced(BandwidthScope /*scope*/) {}
   // Once, when the tunnel ends, before its sockets close: a peer that sees the close and then
   // reads the metrics finds the close counted.
   virtual void ending(CloseReason /*reason*/) {}
@@ -77,6 +83,7 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
     clock::duration idle_timeout = dead_peer_timeout;
     bool use_splice = true;            // false forces the read/write fallback (tests, benchmarks)
     bool clamp_socket_buffers = true;  // false leaves the kernel's autotuning (bench: the before)
+    Bandwidth* bandwidth = nullptr;    // the relay's rate limits; null: none. Outlives the tunnel.
   };
 
   struct Result {
@@ -112,7 +119,8 @@ class Tunnel : public std::enable_shared_from_this<Tunnel> {
   struct Direction;
   boost::asio::awaitable<void> pump(Direction& d);
   boost::asio::awaitable<bool> pump_bytes(Direction& d);
-  ssize_t fill(Direction& d);
+  boost::asio::awaitable<std::size_t> pace(Direction& d);
+  ssize_t fill(Direction& d, std::size_t max_bytes);
   ssize_t drain(Direction& d);
   boost::asio::awaitable<bool> wait_readable(Direction& d);
   boost::asio::awaitable<bool> wait_writable(Direction& d);

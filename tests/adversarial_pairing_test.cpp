@@ -25,11 +25,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-template <class T>
-bool is(const HostileClient::Reply& r) {
-  return r.message && std::holds_alternative<T>(*r.message);
-}
-
 std::optional<RefuseReason> refusal(const HostileClient::Reply& r) {
   if (!is<Refused>(r)) return std::nullopt;
   return std::get<Refused>(*r.message).reason;

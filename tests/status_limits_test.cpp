@@ -26,7 +26,7 @@ TEST_CASE("every limit is described, as a number with its unit in the name") {
   l.tunnel_buffer = 65536;
   l.ipv4_prefix = 24;
   const auto limits = describe_limits(l, 1024);
-  CHECK(limits.size() == 28);
+  CHECK(limits.size() == 30);
   std::set<std::string> names;
   for (const auto& limit : limits) {
     CHECK_MESSAGE(names.insert(limit.name).second, limit.name);
@@ -40,6 +40,9 @@ TEST_CASE("every limit is described, as a number with its unit in the name") {
   CHECK(find(limits, "connect_rate_per_source_per_minute").number ==
         l.connect_rate_per_source_per_minute);
   CHECK(find(limits, "tunnel_socket_buffers").text == "clamp");
+  CHECK(find(limits, "global_rate_bytes_per_second").number == 0);  // none
+  l.tunnel_rate = 1048576;
+  CHECK(find(describe_limits(l, 1024), "tunnel_rate_bytes_per_second").number == 1048576);
   // The flag's 0 is shown as the cap in force: 80% of the descriptors.
   CHECK(find(limits, "max_connections").number == 819);
 }

@@ -31,11 +31,6 @@ namespace asio = boost::asio;
 using namespace asio::experimental::awaitable_operators;
 namespace {
 
-template <class T>
-bool is(const Received& r) {
-  return r.message && std::holds_alternative<T>(*r.message);
-}
-
 RefuseReason refusal(const Received& r) {
   REQUIRE(is<Refused>(r));
   return std::get<Refused>(*r.message).reason;

@@ -27,11 +27,6 @@ using namespace asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
 namespace {
 
-template <class T>
-bool is(const Received& r) {
-  return r.message && std::holds_alternative<T>(*r.message);
-}
-
 RefuseReason refusal(const Received& r) {
   REQUIRE(is<Refused>(r));
   return std::get<Refused>(*r.message).reason;

@@ -62,11 +62,6 @@ const std::vector<std::string> race_flags = [] {
   return flags;
 }();
 
-template <class T>
-bool is(const Received& r) {
-  return r.message && std::holds_alternative<T>(*r.message);
-}
-
 std::optional<RefuseReason> refusal(const Received& r) {
   if (!is<Refused>(r)) return std::nullopt;
   return std::get<Refused>(*r.message).reason;

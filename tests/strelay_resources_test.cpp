@@ -26,11 +26,6 @@ namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 namespace {
 
-template <class T>
-bool is(const Received& r) {
-  return r.message && std::holds_alternative<T>(*r.message);
-}
-
 double seconds(Clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }

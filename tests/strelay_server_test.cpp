@@ -85,11 +85,6 @@ class InProcessRelay {
   std::thread thread_;
 };
 
-template <class T>
-bool is(const Received& r) {
-  return r.message && std::holds_alternative<T>(*r.message);
-}
-
 // Lets the relay's threads act on what just happened (a real, short wait; nothing is timed by it).
 asio::awaitable<void> settle(std::chrono::milliseconds d = 150ms) {
   asio::steady_timer t(co_await asio::this_coro::executor, d);

@@ -57,7 +57,7 @@
 #include "common/relay_link.hpp"
 #include "common/stream.hpp"
 #include "common/tickets.hpp"
-#include "soak_verdict.hpp"
+#include "soak_report.hpp"
 
 namespace {
 
@@ -67,39 +67,8 @@ namespace http = beast::http;
 using namespace strelay;
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::json;
-struct Options {
-  std::string relay_ticket;
-  int relay_pid = 0;
-  std::string status_addr;  // host:port of --metrics-addr
-  double minutes = 2;
-  int sessions = 1000;
-  double rate = 50;
-  double abort_fraction = 0.1;
-  int listeners = 50;
-  int connectors = 200;
-  double sample_interval = 10;
-  double warmup = 60;
-  double max_slope = 1.0;  // MiB per hour
-  double short_window_minutes = 30;
-  double short_tolerance_mib = 4;
-  double max_failure_ratio = 0.001;
-  double drain_limit = 90;
-  double settle_limit = 30;
-  std::string samples_csv;
-  std::string summary;
-  std::uint64_t seed = 1;
-};
-
-// One relay sample.
-struct Sample {
-  double t = 0;  // seconds since the start
-  std::string phase;
-  long rss_kib = -1;
-  long open_fds = -1;
-  Json gauges;
-  Json counters;
-  long active = 0, completed = 0, dropped = 0, failed = 0;
-};
+using soak::Options;
+using soak::Sample;
 
 // A session as both ends see it; the listener finds it by the id in the first 8 bytes.
 struct SessionState {
@@ -129,10 +98,9 @@ class Soak {
   asio::awaitable<void> launcher(Clock::time_point until);
   asio::awaitable<bool> settle();
   void fail(const std::string& why) {
-    ++failures_[why];
-    ++failed_;
+    ++tally_.failures[why];
+    ++tally_.failed;
   }
-  void judge_and_report();
   double now_s() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
 
   asio::io_context& io_;
@@ -147,10 +115,8 @@ class Soak {
   std::string phase_ = "baseline";
   bool sampling_ = true;
   int accept_loops_ = 0;
-  long launched_ = 0, active_ = 0, peak_active_ = 0, established_ = 0, completed_ = 0, dropped_ = 0,
-       failed_ = 0, mismatches_ = 0;
-  std::uint64_t bytes_echoed_ = 0;
-  std::map<std::string, long> failures_;
+  long active_ = 0;
+  soak::Tally tally_;
   std::vector<Sample> samples_;
   Json baseline_gauges_;
   long baseline_fds_ = -1;
@@ -225,7 +191,7 @@ asio::awaitable<void> Soak::session(std::uint64_t id) {
   const PublicKey peer = listeners_[rng() % listeners_.size()]->public_key();
   sessions_[id] = state;
   ++active_;
-  peak_active_ = std::max(peak_active_, active_);
+  tally_.peak_active = std::max(tally_.peak_active, active_);
   struct Done {
     Soak* soak;
     std::uint64_t id;
@@ -252,7 +218,7 @@ asio::awaitable<void> Soak::session(std::uint64_t id) {
     fail("end-to-end handshake: " + e.message());
     co_return;
   }
-  ++established_;
+  ++tally_.established;
   Stream stream(std::move(*e2e));
   // A watchdog: a session that outlives its plan by 60 s is stuck.
   asio::steady_timer watchdog(ex, seconds(lifetime + 60));
@@ -295,9 +261,9 @@ asio::awaitable<void> Soak::session(std::uint64_t id) {
   } else if (!state->abrupt && state->listener_end) {
     fail("listener end of a clean session: " + state->listener_end.message());
   } else if (state->abrupt) {
-    ++dropped_;
+    ++tally_.dropped;
   } else {
-    ++completed_;
+    ++tally_.completed;
   }
 }
 
@@ -327,17 +293,17 @@ asio::awaitable<std::error_code> Soak::exchange(Stream& stream, std::uint64_t id
     }
     crypto_hash_sha256_update(&received_hash, echo.data(), echo.size());
     if (echo != chunk) {
-      ++mismatches_;
+      ++tally_.mismatches;
       co_return make_error_code(errc::protocol_error);
     }
-    bytes_echoed_ += chunk.size();
+    tally_.bytes_echoed += chunk.size();
     co_await sleep_for(std::min(seconds(pause(rng)), end - Clock::now()));
   }
   std::array<unsigned char, crypto_hash_sha256_BYTES> a{}, b{};
   crypto_hash_sha256_final(&sent_hash, a.data());
   crypto_hash_sha256_final(&received_hash, b.data());
   if (a != b) {
-    ++mismatches_;
+    ++tally_.mismatches;
     co_return make_error_code(errc::protocol_error);
   }
   co_return std::error_code{};
@@ -394,11 +360,11 @@ asio::awaitable<void> Soak::launcher(Clock::time_point until) {
   const auto began = Clock::now();
   while (Clock::now() < until && !interrupted_) {
     const double due = std::chrono::duration<double>(Clock::now() - began).count() * o_.rate;
-    while (static_cast<double>(launched_) < due) {
+    while (static_cast<double>(tally_.launched) < due) {
       if (active_ < o_.sessions * 3 / 2) {
-        asio::co_spawn(io_, session(static_cast<std::uint64_t>(++launched_)), asio::detached);
+        asio::co_spawn(io_, session(static_cast<std::uint64_t>(++tally_.launched)), asio::detached);
       } else {
-        ++launched_;
+        ++tally_.launched;
         fail("not started: too many sessions open");
       }
     }
@@ -420,9 +386,9 @@ asio::awaitable<bool> Soak::take_sample(const std::string& phase) {
     s.counters = status["counters"];
   }
   s.active = active_;
-  s.completed = completed_;
-  s.dropped = dropped_;
-  s.failed = failed_;
+  s.completed = tally_.completed;
+  s.dropped = tally_.dropped;
+  s.failed = tally_.failed;
   if (csv_) {
     const auto g = [&](const char* k) {
       return s.gauges.is_object() ? s.gauges.value(k, -1L) : -1L;
@@ -511,84 +477,11 @@ asio::awaitable<void> Soak::run() {
   settled_ = co_await settle();
   sampling_ = false;
   co_await take_sample("final");
-  judge_and_report();
-}
-
-// ------------------------------------------------------------------ the verdict
-
-std::string gauges_text(const Json& g, long fds) {
-  std::ostringstream out;
-  if (g.is_object())
-    for (const auto& [k, v] : g.items()) out << k << '=' << v.dump() << ' ';
-  out << "open_fds=" << fds;
-  return out.str();
-}
-
-// The relay's own account: how connections closed, handshakes, limiter hits.
-std::string counters_text(const Json& c) {
-  if (!c.is_object()) return "unavailable";
-  std::ostringstream out;
-  for (const char* family : {"closes_total", "handshakes_total", "limit_hits_total"}) {
-    if (!c.contains(family) || !c[family].is_object()) continue;
-    out << family << " {";
-    for (const auto& [k, v] : c[family].items())
-      if (v.is_number() && v.get<long>() != 0) out << ' ' << k << '=' << v.get<long>();
-    out << " } ";
-  }
-  if (c.contains("accepts_total")) out << "accepts_total=" << c["accepts_total"].dump();
-  return out.str();
-}
-
-void Soak::judge_and_report() {
-  std::ostringstream out;
-  std::vector<soak::RssPoint> churn;
-  for (const auto& sm : samples_)
-    if (sm.phase == "churn") churn.push_back({sm.t, sm.rss_kib});
-  const auto rss = soak::judge_rss(
-      churn, {o_.warmup, o_.max_slope, o_.short_window_minutes, o_.short_tolerance_mib});
-  const bool sessions_ok =
-      mismatches_ == 0 && launched_ > 0 &&
-      static_cast<double>(failed_) <= o_.max_failure_ratio * static_cast<double>(launched_);
-  const Sample& final_sample = samples_.back();
-  out << "strelay soak: " << o_.minutes << " min of churn, target " << o_.sessions
-      << " open sessions, " << o_.rate << " new per second, " << o_.abort_fraction * 100
-      << "% reset abruptly\n"
-      << "listener nodes " << o_.listeners << ", connector identities " << o_.connectors
-      << ", seed " << o_.seed << "\n\n"
-      << "sessions started     " << launched_ << "\n"
-      << "sessions established " << established_ << "\n"
-      << "completed cleanly    " << completed_
-      << "  (echo verified chunk by chunk and by SHA-256)\n"
-      << "reset abruptly (RST) " << dropped_ << "  (listener saw each end as an error)\n"
-      << "failed               " << failed_ << "  (allowed: " << o_.max_failure_ratio * 100
-      << "%)\n"
-      << "data mismatches      " << mismatches_ << "  (allowed: 0)\n"
-      << "peak open sessions   " << peak_active_ << "\n"
-      << "bytes echoed         " << bytes_echoed_ << "\n";
-  for (const auto& [why, n] : failures_) out << "  failure: " << why << " x" << n << "\n";
-  out << "\nrelay samples (every " << o_.sample_interval << " s):\n"
-      << "  t_s     phase     rss_MiB  open_fds  connections  tunnels  open_sessions\n";
-  for (const auto& s : samples_) {
-    char line[160];
-    const auto g = [&](const char* k) {
-      return s.gauges.is_object() ? s.gauges.value(k, -1L) : -1L;
-    };
-    std::snprintf(line, sizeof line, "  %-7.0f %-9s %-8.2f %-9ld %-12ld %-8ld %ld\n", s.t,
-                  s.phase.c_str(), static_cast<double>(s.rss_kib) / 1024.0, s.open_fds,
-                  g("connections"), g("tunnels"), s.active);
-    out << line;
-  }
-  out << '\n' << rss.text;
-  out << "baseline: " << gauges_text(baseline_gauges_, baseline_fds_) << "\n"
-      << "after drain: " << gauges_text(final_sample.gauges, final_sample.open_fds) << "\n"
-      << "gauges and descriptors back to baseline: " << (settled_ ? "ok" : "FAILED") << "\n"
-      << "relay counters at the end: " << counters_text(final_sample.counters) << "\n"
-      << "sessions: " << (sessions_ok ? "ok" : "FAILED") << "\n";
-  const bool pass = rss.ok && settled_ && sessions_ok;
-  out << "RESULT: " << (pass ? "PASS" : "FAIL") << "\n";
-  exit_code_ = pass ? 0 : 1;
-  std::cout << out.str() << std::flush;
-  if (!o_.summary.empty()) std::ofstream(o_.summary) << out.str();
+  const auto verdict =
+      soak::judge(o_, tally_, samples_, {baseline_gauges_, baseline_fds_}, settled_);
+  exit_code_ = verdict.pass ? 0 : 1;
+  std::cout << verdict.text << std::flush;
+  if (!o_.summary.empty()) std::ofstream(o_.summary) << verdict.text;
 }
 
 }  // namespace

@@ -193,6 +193,12 @@ class HostileClient {
   std::optional<Transport> transport_;
 };
 
+// True when `r` is a decoded control frame holding the message T.
+template <class T>
+bool is(const HostileClient::Reply& r) {
+  return r.message && std::holds_alternative<T>(*r.message);
+}
+
 // ---------------------------------------------------------------- hostile Cap'n Proto
 
 // The hostile control messages of "Hostile Cap'n Proto in an authenticated frame", each a

@@ -47,6 +47,11 @@ struct Received {
   std::error_code error;
   CloseReason close_reason = CloseReason::normal;
 };
+// True when `r` holds the control message T.
+template <class T>
+bool is(const Received& r) {
+  return r.message && std::holds_alternative<T>(*r.message);
+}
 boost::asio::awaitable<Received> next_message(
     Channel& channel, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
 
