@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "support/adversarial.hpp"
 #include "support/hostile_client.hpp"
 #include "support/relay_probe.hpp"
 #include "support/watched_relay.hpp"
@@ -21,26 +22,12 @@ using namespace strelay;
 using namespace strelay::test;
 using namespace std::chrono_literals;
 using What = HostileClient::Reply::What;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
 std::optional<RefuseReason> refusal(const HostileClient::Reply& r) {
   if (!is<Refused>(r)) return std::nullopt;
   return std::get<Refused>(*r.message).reason;
-}
-
-// Runs body(thread, i) for i in [0, count) over `threads` threads, each from its own source.
-template <class F>
-void in_threads(int threads, int count, F body) {
-  std::atomic<int> next{0};
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t] {
-      for (int i = next++; i < count; i = next++) body(t, i);
-    });
-  }
-  for (auto& th : pool) th.join();
 }
 
 }  // namespace
