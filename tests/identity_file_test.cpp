@@ -215,7 +215,8 @@ TEST_CASE("a ticket given as an identity is named by its kind, never sent to chm
   const std::string relay = "{\"publicKey\": \"" + key + "\", \"address\": \"a.org:1\"}";
   const fs::path ticket = tmp.path / "relay.relay";
   std::string error;
-  for (const mode_t mode : {0644, 0600}) {  // a ticket's own mode, and a private copy
+  for (const mode_t mode :
+       {mode_t{0644}, mode_t{0600}}) {  // a ticket's own mode, and a private copy
     put(ticket, relay, mode);
     CHECK_FALSE(try_load_identity(ticket, error));
     CHECK(error == ticket.string() + ": is a relay ticket, not an identity file");
