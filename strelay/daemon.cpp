@@ -189,12 +189,13 @@ void start_housekeeping(Server& server) {
   asio::co_spawn(server.control_executor(), std::move(loop), asio::detached);
 }
 
-void handle_signals(Server& server, int argc, const char* const* argv,
+void handle_signals(Server& server, int argc, const char* const* argv, RelayOptions started,
                     std::function<void(const RelayOptions&)> on_reload) {
-  auto loop = [&server, argc, argv, on_reload = std::move(on_reload)]() -> asio::awaitable<void> {
+  // `started` is taken as main parsed it: read again here, a file edited right after the
+  // start would become the baseline and its changes would pass unnoticed.
+  auto loop = [&server, argc, argv, started = std::move(started),
+               on_reload = std::move(on_reload)]() -> asio::awaitable<void> {
     asio::signal_set signals(co_await asio::this_coro::executor, SIGTERM, SIGINT, SIGHUP);
-    std::string ignored;
-    const auto started = try_parse_relay_options(argc, argv, ignored);  // what runs until restart
     for (;;) {
       auto [ec, signal] = co_await signals.async_wait(asio::as_tuple(asio::use_awaitable));
       if (ec) co_return;
@@ -222,9 +223,7 @@ void handle_signals(Server& server, int argc, const char* const* argv,
       if (on_reload) on_reload(*options);
       server.metrics().reloads_total.inc(ReloadOutcome::ok);
       server.log().info("reloaded", {}, {{"allowlist", options->allow_file}});
-      if (const auto pending =
-              started ? restart_only_changes(*started, *options) : std::vector<std::string>{};
-          !pending.empty()) {
+      if (const auto pending = restart_only_changes(started, *options); !pending.empty()) {
         std::string names;
         for (const auto& name : pending) names += (names.empty() ? "" : ",") + name;
         server.log().warn("reload_needs_restart", {}, {{"options", names}});

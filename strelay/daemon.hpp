@@ -59,8 +59,10 @@ void start_housekeeping(Server& server);
 
 // SIGTERM/SIGINT drain the server; SIGHUP re-reads the flags (and the config file), then
 // reloads the limits and the allowlist, keeping the old ones when anything is wrong.
-// `on_reload` then sees the new options (the status page shows the new limits).
-void handle_signals(Server& server, int argc, const char* const* argv,
+// `on_reload` then sees the new options (the status page shows the new limits). `started` are
+// the options the relay runs with until a restart: a reload that changes one only a restart
+// applies says so.
+void handle_signals(Server& server, int argc, const char* const* argv, RelayOptions started,
                     std::function<void(const RelayOptions&)> on_reload);
 
 }  // namespace strelay

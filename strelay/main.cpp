@@ -46,12 +46,13 @@ int main(int argc, char** argv) {
     if (allowed) server.set_allowlist(*allowed);
     auto info = status_info(*options, identity.public_key(), ticket, server.local_endpoints());
     const auto http = start_http(server, *options, info);
-    handle_signals(server, argc, argv, [&http, info](const RelayOptions& reloaded) mutable {
-      notify(status_message("reloaded the limits and the allowlist"));
-      if (!http) return;
-      info.limits = describe_limits(reloaded.limits, raise_nofile_limit());
-      http->set_status_info(info);
-    });
+    handle_signals(server, argc, argv, *options,
+                   [&http, info](const RelayOptions& reloaded) mutable {
+                     notify(status_message("reloaded the limits and the allowlist"));
+                     if (!http) return;
+                     info.limits = describe_limits(reloaded.limits, raise_nofile_limit());
+                     http->set_status_info(info);
+                   });
 
     // The start-up line goes to stderr, so `strelay ... &` and nohup keep stdout for the ticket.
     write_startup(log, identity.public_key(), server.local_endpoints(),
