@@ -119,7 +119,13 @@ echo "strelay_bandwidth_test: 8 MiB each way without a limit took $took ms"
 check "none: no wait without limits ($before before, $after after)" test "$after" -eq "$before"
 
 # ---------------------------------------------------------------- 4. bad values
-for bad in 10x 1000 -5 2Ti; do
+# The bounds, at max and max+1: 16 KiB/s is the least limit, 1 TB/s the most.
+for good in 16384 16Ki 1000G 1000000000000; do
+  timeout 3 "$strelay" --idfile relay.ident --laddr 127.0.0.1:0 --tunnel-rate "$good" \
+    --global-rate "$good" >/dev/null 2>good.err
+  check "rate $good is accepted" grep -q "listening on" good.err
+done
+for bad in 10x 1000 16383 1000000000001 1001G -5 2Ti; do
   "$strelay" --idfile relay.ident --laddr 127.0.0.1:0 --tunnel-rate "$bad" >/dev/null 2>bad.err
   rc=$?
   check "bad value $bad is refused (exit $rc)" test "$rc" -ne 0
