@@ -4,8 +4,8 @@
 //
 //   bench_report RESULTS_DIR
 //
-// Reads RESULTS_DIR/{machine,bulk,setup,handshake,idle,fairness,ws}.json (missing ones are
-// reported as not run).
+// Reads RESULTS_DIR/{machine,bulk,bulk_small,setup,handshake,idle,fairness,ws}.json (missing ones
+// are reported as not run).
 #include <cstdio>
 #include <fstream>
 #include <iomanip>
@@ -18,8 +18,13 @@ using namespace bench;
 namespace {
 
 const std::vector<std::pair<std::string, std::string>> sections{
-    {"bulk", "1. Bulk forwarding"}, {"setup", "2. Session set-up"}, {"handshake", "3. Handshakes"},
-    {"idle", "4. Idle scale"},      {"fairness", "5. Fairness"},    {"ws", "6. WebSocket tunnels"},
+    {"bulk", "1. Bulk forwarding (4 MiB writes)"},
+    {"bulk_small", "1b. Bulk forwarding (64 KiB writes)"},
+    {"setup", "2. Session set-up"},
+    {"handshake", "3. Handshakes"},
+    {"idle", "4. Idle scale"},
+    {"fairness", "5. Fairness"},
+    {"ws", "6. WebSocket tunnels"},
 };
 
 std::string num(double v) {

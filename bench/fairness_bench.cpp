@@ -5,8 +5,10 @@
 // previous ping has come back; its peer echoes it. A round has three phases, back to back, in
 // rotating order: alone; with the bulk pair through the relay; and, as the reference, with a
 // bulk pair on a direct loopback connection outside the relay (the same fight for the two
-// cores, without the relay carrying it). The target figure is p99(bulk through the relay) /
-// p99(alone) per round; p99(bulk through the relay) / p99(bulk outside) is the relay's share.
+// cores, without the relay carrying it). The target figure (issue 17.4) is the relay's share:
+// p99(bulk through the relay) / p99(bulk outside) per round. p99(bulk through the relay) /
+// p99(alone), issue 6's figure, is kept for comparison (on two shared cores it measures the
+// fight for the cores more than the relay).
 //
 //   fairness_bench --bin DIR [--pairs 100] [--seconds 3] [--interval 10] [--rounds 5]
 #include <arpa/inet.h>
@@ -205,7 +207,7 @@ int main(int argc, char** argv) {
                       "GiB/s");
   Figure bulk_rate("fairness.bulk_gib_per_s", "the bulk pair's throughput meanwhile", "GiB/s");
   Figure samples("fairness.samples", "round trips measured per phase", "count");
-  ratio.target = 2.0;
+  share.target = 1.5;
   for (int r = 0; r < rounds; ++r) {
     auto pairs = open_pairs(ioc, hop, count + 1);
     const Pair bulk_pair = pairs.back();

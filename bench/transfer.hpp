@@ -33,32 +33,33 @@ struct Transferred {
 // has its last byte (a WebSocket end's EOF comes only after the bridge's linger).
 enum class DoneWhen { at_eof, at_last_byte };
 
-// Each send() and read() moves up to this much.
+// By default each send() and read() moves up to this much.
 inline constexpr std::size_t io_chunk = 256 * 1024;
 
 // Moves `per_pair` bytes over each connection, bounded by `limit` seconds (a run that overstays
-// is cut: every socket shut down, and not ok). Closes every descriptor.
+// is cut: every socket shut down, and not ok), each send() and read() of up to `chunk` bytes.
+// Closes every descriptor.
 inline Transferred transfer(const std::vector<Connection>& conns, std::uint64_t per_pair,
-                            double limit, DoneWhen done_when) {
+                            double limit, DoneWhen done_when, std::size_t chunk = io_chunk) {
   const bool at_eof = done_when == DoneWhen::at_eof;
   std::atomic<std::uint64_t> received{0};
   std::atomic<int> finished{0};
   std::vector<std::thread> threads;
   const auto start = Clock::now();
   for (const auto& c : conns) {
-    threads.emplace_back([fd = c.send_fd, per_pair, at_eof, &finished] {
-      std::vector<char> buffer(io_chunk, 'x');
+    threads.emplace_back([fd = c.send_fd, per_pair, at_eof, chunk, &finished] {
+      std::vector<char> buffer(chunk, 'x');
       for (std::uint64_t left = per_pair; left > 0;) {
         const ssize_t n =
-            ::send(fd, buffer.data(), std::min<std::uint64_t>(left, io_chunk), MSG_NOSIGNAL);
+            ::send(fd, buffer.data(), std::min<std::uint64_t>(left, chunk), MSG_NOSIGNAL);
         if (n <= 0) break;
         left -= static_cast<std::uint64_t>(n);
       }
       ::shutdown(fd, SHUT_WR);
       if (at_eof) ++finished;
     });
-    threads.emplace_back([fd = c.recv_fd, per_pair, at_eof, &received, &finished] {
-      std::vector<char> buffer(io_chunk);
+    threads.emplace_back([fd = c.recv_fd, per_pair, at_eof, chunk, &received, &finished] {
+      std::vector<char> buffer(chunk);
       for (std::uint64_t got = 0; at_eof || got < per_pair;) {
         const ssize_t n = ::read(fd, buffer.data(), buffer.size());
         if (n <= 0) break;
