@@ -127,9 +127,13 @@ int main(int argc, char** argv) {
   long failures = 0;
   Figure baseline("idle.baseline_rss_mib", "relay RSS before any connection", "MiB");
   for (int r = 0; r < rounds; ++r) {
-    auto relay = start_relay(bin, dir,
-                             {"--max-connections", std::to_string(relay_cap),
-                              "--keepalive-interval", "3600", "--dead-peer-timeout", "7200"});
+    auto relay =
+        start_relay(bin, dir,
+                    {"--max-connections", std::to_string(relay_cap * (standby ? 2 : 1)),
+                     "--keepalive-interval", "3600", "--dead-peer-timeout", "7200",
+                     // 8 source addresses hold them all: lift the per-source caps.
+                     "--max-connections-per-source", "1000000", "--max-connections-per-prefix",
+                     "1000000", "--max-listeners-per-source", "1000000"});
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     const double base = relay.process.rss_kib();
     baseline.values.push_back(base / 1024);
