@@ -26,11 +26,24 @@ for node in alice bob; do
   "$stmgr" gen-ident --output "$node.ident" >/dev/null || fail "gen-ident $node"
 done
 "$stmgr" gen-ident --output relay.ident >/dev/null || fail "gen-ident relay"
-"$strelay" --idfile relay.ident --laddr 127.0.0.1:0 --log-level debug \
+"$strelay" --idfile relay.ident --laddr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --log-level debug \
   --handshake-rate 1000 --handshake-burst 1000 >/dev/null 2>relay.log &
 relay_pid[relay]=$!
 wait_for relay.log "listening on 127.0.0.1:" 10 || fail "relay did not start"
 port=$(grep -o 'listening on 127.0.0.1:[0-9]*' relay.log | head -n 1 | sed 's/.*://')
+metrics_url=$(sed -n 's/.* metrics \(http:[^ ]*\).*/\1/p' relay.log | head -n 1)
+# standbys: the strelay_standbys gauge (parked standby connections).
+standbys() {
+  curl -s --max-time 5 "${metrics_url%/}/metrics" | sed -n 's/^strelay_standbys \([0-9]*\)$/\1/p'
+}
+# wait_standbys N: until the gauge reads N (10 s at most).
+wait_standbys() {
+  local deadline=$(($(now_ms) + 10000))
+  until [[ $(standbys) == "$1" ]]; do
+    (($(now_ms) > deadline)) && return 1
+    sleep 0.05
+  done
+}
 "$stmgr" relay-ticket --address "127.0.0.1:$port" --idfile relay.ident --output r.relay ||
   fail "relay-ticket"
 "$stmgr" friend-ticket --idfile bob.ident --relay r.relay --output bob.friend || fail "friend-ticket"
@@ -60,6 +73,7 @@ session() {
 listen l1
 wait_for l1.err "listening on relay" 10 || fail "listener 1 not up"
 wait_for relay.log "standby_request" 10 || fail "no standby parked"
+wait_standbys 1 || fail "the strelay_standbys gauge did not reach 1 (it reads '$(standbys)')"
 session s1
 wait_for relay.log "standby_accept" 10 || fail "s1 was not accepted on the standby"
 # The next standby is opened in the background after the first was used.
@@ -67,6 +81,7 @@ wait_for relay.log "standby_request" 10 2 || fail "no second standby"
 session s2
 wait_for relay.log "standby_accept" 10 2 || fail "s2 was not accepted on the standby"
 check "two sessions, two standby accepts" test "$(count relay.log standby_accept)" -eq 2
+check "one standby parked again after the sessions" wait_standbys 1
 
 # ---------------------------------------------------------------- 3. listen replaced
 # A second listener of bob's key wins (newest listen wins); the first one's standby goes with
@@ -80,8 +95,8 @@ wait_for relay.log "standby_request" 10 $((standbys_before + 1)) || fail "no sta
 # listener 2 keeps the key.
 kill -TERM "$listener1" 2>/dev/null
 wait "$listener1" 2>/dev/null
-check "the replaced listener's standby was closed: replaced" \
-  grep -q 'session_closed.*reason=replaced\|"reason":"replaced"' relay.log
+check "a listen was replaced (newest listen wins)" grep -q 'replaced' relay.log
+check "one standby for the key after the replacement, not two" wait_standbys 1
 sleep 0.5
 standbys_before=$(count relay.log standby_request)
 wait_for l2.err "listening on relay" 10 2 || true  # it may have been replaced and come back
@@ -90,6 +105,7 @@ session s3
 wait_for relay.log "standby_accept" 10 3 || fail "s3 was not accepted on a standby"
 kill -TERM "$listener_pid" 2>/dev/null
 wait "$listener_pid" 2>/dev/null
+check "the listener gone, its standby is closed with it: the gauge reads 0" wait_standbys 0
 
 # ---------------------------------------------------------------- 2. the fallback
 accepts_before=$(count relay.log standby_accept)
@@ -99,5 +115,6 @@ wait_for l3.err "listening on relay" 10 || fail "listener 3 not up"
 session s4
 check "--no-standby: no standby was opened" test "$(count relay.log standby_request)" -eq "$requests_before"
 check "--no-standby: accepted on a new connection" test "$(count relay.log standby_accept)" -eq "$accepts_before"
+check "--no-standby: no standby parked" test "$(standbys)" = 0
 
 echo "standby_test: $passed checks passed"
