@@ -74,10 +74,7 @@ asio::awaitable<double> plain_session(tcp::acceptor& sink, tcp::endpoint to, std
 asio::awaitable<std::error_code> standby_acceptor_side(Channel& listening, Channel& standby,
                                                        std::optional<tcp::socket>& out,
                                                        PublicKey& from) {
-  const auto incoming = co_await next_relay_message(listening);
-  const auto* inc = incoming ? std::get_if<strelay::IncomingConnection>(&*incoming) : nullptr;
-  if (inc == nullptr) co_return strelay::errc::protocol_error;
-  from = inc->from;
+  if (auto ec = co_await await_incoming(listening, from)) co_return ec;
   const auto accept = strelay::encode(strelay::NodeMessage{strelay::Accept{from}});
   if (auto ec = co_await standby.send(strelay::FrameKind::control, accept,
                                       deadline_in(std::chrono::seconds(20))))

@@ -61,14 +61,7 @@ Actions RelayState::handle(ConnId conn, const PublicKey& self, const NodeMessage
 Actions RelayState::listen(ConnId conn, const PublicKey& self, TimePoint now,
                            const Source* source) {
   Actions out = expire(now);
-  if (has_role(conn)) {
-    protocol_error(out, conn);
-    return out;
-  }
-  if (!allowed(self)) {
-    refuse(out, conn, RefuseReason::not_allowed);
-    return out;
-  }
+  if (first_request_fails(out, conn, self)) return out;
   const auto old = listeners_.find(self);
   if (source != nullptr && listener_counts_.at_cap(*source, limits_.listeners)) {
     // A node re-listening from where it listened before replaces itself: never refused.
@@ -195,14 +188,7 @@ Actions RelayState::accept(ConnId conn, const PublicKey& self, const PublicKey& 
 
 Actions RelayState::standby(ConnId conn, const PublicKey& self, TimePoint now) {
   Actions out = expire(now);
-  if (has_role(conn)) {
-    protocol_error(out, conn);
-    return out;
-  }
-  if (!allowed(self)) {
-    refuse(out, conn, RefuseReason::not_allowed);
-    return out;
-  }
+  if (first_request_fails(out, conn, self)) return out;
   if (!listeners_.contains(self)) {
     refuse(out, conn, RefuseReason::not_found);  // a standby belongs to a live listen
     return out;
@@ -370,6 +356,18 @@ void RelayState::refuse(Actions& out, ConnId conn, RefuseReason reason) {
 void RelayState::protocol_error(Actions& out, ConnId conn) {
   out.push_back(CloseConn{conn, CloseReason::protocol_error});
   drop_role(out, conn);
+}
+
+bool RelayState::first_request_fails(Actions& out, ConnId conn, const PublicKey& self) {
+  if (has_role(conn)) {
+    protocol_error(out, conn);
+    return true;
+  }
+  if (!allowed(self)) {
+    refuse(out, conn, RefuseReason::not_allowed);
+    return true;
+  }
+  return false;
 }
 
 bool RelayState::has_role(ConnId conn) const {

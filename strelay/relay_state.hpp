@@ -233,6 +233,9 @@ class RelayState {
   void protocol_error(Actions& out, ConnId conn);
   void drop_role(Actions& out, ConnId conn);  // as on disconnect
   bool has_role(ConnId conn) const;           // a listener, pending connector or standby
+  // A Listen's or Standby's first checks: a connection that has a role already is a protocol
+  // error, a key not allowed is refused. True when `out` holds the answer.
+  bool first_request_fails(Actions& out, ConnId conn, const PublicKey& self);
   // Closes `key`'s standby, if any, with `reason`.
   void drop_standby(Actions& out, const PublicKey& key, CloseReason reason);
   void drop_listener(Actions& out, ConnId conn);
