@@ -53,8 +53,8 @@ struct NodeMessage {
     # the listener's standby, so that a later accept rides on it with its handshake already
     # done. No reply while parked; the next and only request allowed on it is accept. At most
     # one per key: a newer standby replaces the older (Close{replaced}); the standby is closed
-    # (Close{replaced}) when its listen is replaced or goes; without a live listen it gets
-    # refused{notFound}.
+    # when its listen is replaced (Close{replaced}) or ends (Close{normal}); without a live
+    # listen it gets refused{notFound}.
   }
 }
 
