@@ -9,7 +9,10 @@
 // starts); the relay itself can hold at most its hard limit, and a level above that is
 // measured at the largest count that fits, which the report states.
 //
-//   idle_bench --bin DIR [--levels 1000,10000,20000] [--rounds 5] [--workers 4]
+// With --standby 1 each listener also parks a standby connection (issue 17.2), as the node
+// library does: the figure is then per listener with its standby.
+//
+//   idle_bench --bin DIR [--levels 1000,10000,20000] [--rounds 5] [--workers 4] [--standby 1]
 #include <sys/resource.h>
 
 #include <list>
@@ -23,11 +26,12 @@ namespace {
 
 // A worker: reads a target count per line from `in`, opens listeners until it holds that
 // many, answers "held failed" on `out`. Exits at EOF (closing every connection).
-[[noreturn]] void worker(int in, int out, const Hop& hop, std::size_t index) {
+[[noreturn]] void worker(int in, int out, const Hop& hop, std::size_t index, bool standby) {
   asio::io_context ioc(1);
   std::list<std::optional<Channel>> held;
   std::list<Identity> identities;
   long failed = 0;
+  long listening = 0;  // listeners held (with --standby, held has two channels each)
   FILE* commands = ::fdopen(in, "r");
   long target = 0;
   while (std::fscanf(commands, "%ld", &target) == 1) {
@@ -39,16 +43,20 @@ namespace {
           ++failed;
         } else {
           held.push_back(std::move(channel));
+          ++listening;
+          if (standby && co_await open_hop(hop, source_address(n + index), identities.back(),
+                                           strelay::Standby{}, held.emplace_back()))
+            ++failed;
         }
       };
       // Up to 16 handshakes in flight from this worker.
-      std::size_t started = held.size() + static_cast<std::size_t>(failed);
+      std::size_t started = static_cast<std::size_t>(listening + failed);
       std::size_t running = 0;
       const auto executor = co_await asio::this_coro::executor;
       asio::steady_timer tick(executor);
       const auto until = Clock::now() + std::chrono::seconds(300);
-      while (static_cast<long>(held.size()) < target && Clock::now() < until && failed < 1000) {
-        while (running < 16 && static_cast<long>(held.size() + running) < target) {
+      while (listening < target && Clock::now() < until && failed < 1000) {
+        while (running < 16 && listening + static_cast<long>(running) < target) {
           ++running;
           asio::co_spawn(executor, one(started++), [&running](std::exception_ptr) { --running; });
         }
@@ -64,7 +72,7 @@ namespace {
     ioc.restart();
     asio::co_spawn(ioc, open_more(), [&ioc](std::exception_ptr) { ioc.stop(); });
     ioc.run();
-    const auto reply = std::to_string(held.size()) + " " + std::to_string(failed) + "\n";
+    const auto reply = std::to_string(listening) + " " + std::to_string(failed) + "\n";
     if (::write(out, reply.data(), reply.size()) < 0) break;
   }
   ::_exit(0);
@@ -98,7 +106,8 @@ int main(int argc, char** argv) {
   rlimit nofile{};
   ::getrlimit(RLIMIT_NOFILE, &nofile);
   // What the relay can hold: its hard limit, less a margin for its own descriptors.
-  const long relay_cap = static_cast<long>(nofile.rlim_max) - 64;
+  const bool standby = flags.count("standby", 0) != 0;
+  const long relay_cap = (static_cast<long>(nofile.rlim_max) - 64) / (standby ? 2 : 1);
 
   std::map<long, Figure> per_listener;
   std::map<long, Figure> totals;
@@ -118,9 +127,13 @@ int main(int argc, char** argv) {
   long failures = 0;
   Figure baseline("idle.baseline_rss_mib", "relay RSS before any connection", "MiB");
   for (int r = 0; r < rounds; ++r) {
-    auto relay = start_relay(bin, dir,
-                             {"--max-connections", std::to_string(relay_cap),
-                              "--keepalive-interval", "3600", "--dead-peer-timeout", "7200"});
+    auto relay =
+        start_relay(bin, dir,
+                    {"--max-connections", std::to_string(relay_cap * (standby ? 2 : 1)),
+                     "--keepalive-interval", "3600", "--dead-peer-timeout", "7200",
+                     // 8 source addresses hold them all: lift the per-source caps.
+                     "--max-connections-per-source", "1000000", "--max-connections-per-prefix",
+                     "1000000", "--max-listeners-per-source", "1000000"});
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     const double base = relay.process.rss_kib();
     baseline.values.push_back(base / 1024);
@@ -138,7 +151,7 @@ int main(int argc, char** argv) {
           ::close(other.to);
           std::fclose(other.from);
         }
-        worker(down[0], up[1], hop, w);
+        worker(down[0], up[1], hop, w, standby);
       }
       ::close(down[0]);
       ::close(up[1]);
@@ -191,8 +204,9 @@ int main(int argc, char** argv) {
               {"rounds", rounds},
               {"workers", workers},
               {"failures", failures},
-              {"nofile_hard", nofile.rlim_max}};
-  std::printf("%s\n", report("idle", params, figures).dump(1).c_str());
+              {"nofile_hard", nofile.rlim_max},
+              {"standby", standby}};
+  std::printf("%s\n", report(standby ? "idle_standby" : "idle", params, figures).dump(1).c_str());
   fs::remove_all(dir);
   return failures == 0 ? 0 : 3;
 }

@@ -122,16 +122,22 @@ inline asio::awaitable<std::error_code> connector_side(const Hop& hop,
   co_return std::error_code{};
 }
 
+// The next IncomingConnection on `listening`: its connector's key in `from`.
+inline asio::awaitable<std::error_code> await_incoming(Channel& listening, PublicKey& from) {
+  const auto incoming = co_await next_relay_message(listening);
+  const auto* inc = incoming ? std::get_if<strelay::IncomingConnection>(&*incoming) : nullptr;
+  if (inc == nullptr) co_return strelay::errc::protocol_error;
+  from = inc->from;
+  co_return std::error_code{};
+}
+
 // The listener's side: the IncomingConnection on `listening`, Accept{from}, the socket.
 inline asio::awaitable<std::error_code> acceptor_side(const Hop& hop,
                                                       const asio::ip::address& source,
                                                       const Identity& self, Channel& listening,
                                                       std::optional<tcp::socket>& out,
                                                       PublicKey& from) {
-  const auto incoming = co_await next_relay_message(listening);
-  const auto* inc = incoming ? std::get_if<strelay::IncomingConnection>(&*incoming) : nullptr;
-  if (inc == nullptr) co_return strelay::errc::protocol_error;
-  from = inc->from;
+  if (auto ec = co_await await_incoming(listening, from)) co_return ec;
   std::optional<Channel> channel;
   if (auto ec = co_await open_hop(hop, source, self, strelay::Accept{from}, channel)) co_return ec;
   PublicKey peer;

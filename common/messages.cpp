@@ -111,6 +111,9 @@ Result<NodeMessage> to_value(schema::NodeMessage::Reader root) {
         return NodeMessage{RejectConnection{*key}};
       }
       return protocol_error();
+    case schema::NodeMessage::STANDBY:
+      (void)root.getStandby();  // only to check that it is a struct; it has no fields yet
+      return NodeMessage{Standby{}};
   }
   return protocol_error();  // a union member this version does not know
 }
@@ -189,6 +192,7 @@ std::vector<std::uint8_t> encode(const NodeMessage& message) {
         if constexpr (std::is_same_v<T, RejectConnection>) {
           root.initRejectConnection().setFrom(key_data(m.from));
         }
+        if constexpr (std::is_same_v<T, Standby>) root.initStandby();
       },
       message);
   return to_bytes(builder);

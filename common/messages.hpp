@@ -2,6 +2,7 @@
 // Cap'n Proto bytes become those values and back.
 //
 //   node -> relay  NodeMessage  = Listen | Connect{target} | Accept{from} | RejectConnection{from}
+//                                 | Standby
 //   relay -> node  RelayMessage = ListenOk | IncomingConnection{from} | Connected{peer}
 //                                 | Refused{reason}
 //
@@ -46,7 +47,13 @@ struct RejectConnection {
   friend bool operator==(const RejectConnection&, const RejectConnection&) = default;
 };
 
-using NodeMessage = std::variant<Listen, Connect, Accept, RejectConnection>;
+// A first request by a key with a live Listen: park this connection, handshake done, so that
+// the listener's next Accept rides on it (docs/protocol.md 4.1, "Standby").
+struct Standby {
+  friend bool operator==(const Standby&, const Standby&) = default;
+};
+
+using NodeMessage = std::variant<Listen, Connect, Accept, RejectConnection, Standby>;
 
 // ---------------------------------------------------------------- relay -> node
 

@@ -52,6 +52,8 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
 
   asio::awaitable<Attempt> connect_via(const RelayTicket& relay, const PublicKey& peer);
   asio::awaitable<void> accept_via(RelayTicket relay, PublicKey from);
+  asio::awaitable<std::error_code> accept_hop(const RelayTicket& relay, const PublicKey& from,
+                                              std::optional<Channel>& hop);
   IncomingDecision incoming(const RelayTicket& relay, const PublicKey& from);
   LinkCallbacks callbacks_for(const RelayTicket& relay);
   StreamHooks hooks_for(const PublicKey& peer);
@@ -150,16 +152,44 @@ IncomingDecision Node::Impl::incoming(const RelayTicket& relay, const PublicKey&
   return IncomingDecision::accept;
 }
 
-// Accepts `from`'s pending connect on a new connection, then runs the end-to-end handshake
+// The Accept for `from`, on the relay's standby connection when the link holds one (its
+// handshake is done: one round trip), else on a new connection. A standby that fails without
+// the relay's answer to the Accept (its relay closed it meanwhile, or it broke) costs only the
+// fallback; an answer (no_pending, not_allowed) is final.
+asio::awaitable<std::error_code> Node::Impl::accept_hop(const RelayTicket& relay,
+                                                        const PublicKey& from,
+                                                        std::optional<Channel>& hop) {
+  const auto deadline = Clock::now() + options.connect_timeout;
+  PublicKey paired;
+  for (const auto& link : links) {
+    if (link->ticket() != relay) continue;
+    hop = link->take_standby();
+    break;
+  }
+  if (hop) {
+    const auto bytes = encode(NodeMessage{Accept{from}});
+    auto ec = co_await hop->send(FrameKind::control, bytes, deadline);
+    if (!ec) ec = co_await await_pairing(*hop, deadline, paired);
+    if (!ec || ec == errc::no_pending || ec == errc::not_allowed) {
+      if (!ec && paired != from) ec = errc::protocol_error;  // paired with someone else
+      co_return ec;
+    }
+    log.debug("standby_unusable", {0, from}, {{"error", ec}});
+    hop->close();
+    hop.reset();
+  }
+  auto ec = co_await open_relay_channel(relay, *self, Accept{from}, deadline, hop);
+  if (!ec) ec = co_await await_pairing(*hop, Clock::now() + options.connect_timeout, paired);
+  if (!ec && paired != from) ec = errc::protocol_error;  // a relay pairing us with someone else
+  co_return ec;
+}
+
+// Accepts `from`'s pending connect (accept_hop), then runs the end-to-end handshake
 // as the responder: the initiator must be `from` (announced by the relay twice) and a friend.
 asio::awaitable<void> Node::Impl::accept_via(RelayTicket relay, PublicKey from) {
   const auto generation = listen_generation;
   std::optional<Channel> hop;
-  auto ec = co_await open_relay_channel(relay, *self, Accept{from},
-                                        Clock::now() + options.connect_timeout, hop);
-  PublicKey paired;
-  if (!ec) ec = co_await await_pairing(*hop, Clock::now() + options.connect_timeout, paired);
-  if (!ec && paired != from) ec = errc::protocol_error;  // a relay pairing us with someone else
+  auto ec = co_await accept_hop(relay, from, hop);
   std::optional<Channel> channel;
   if (!ec) {
     auto socket = hop->release_socket();
@@ -281,6 +311,7 @@ void Node::listen(std::vector<RelayTicket> relays) {
   options.dead_peer_timeout = impl_->options.relay_dead_peer_timeout;
   options.write_stall = impl_->options.stream.write_stall;
   options.clock = impl_->options.clock;
+  options.standby = impl_->options.relay_standby;
   for (auto& relay : relays) {
     auto link = std::make_shared<RelayLink>(impl_->executor, relay, impl_->self, options,
                                             impl_->callbacks_for(relay), impl_->log);

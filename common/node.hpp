@@ -16,7 +16,8 @@
 // and asking again elsewhere would only repeat the question.
 //
 // Listen: one RelayLink per relay (common/relay_link), each reconnecting on its own with
-// backoff. An IncomingConnection from a friend is accepted on a new Accept connection, the
+// backoff. An IncomingConnection from a friend is accepted on the link's standby connection
+// (handshake already done, NodeOptions::relay_standby) or else a new Accept connection, the
 // end-to-end handshake checks that the initiator is the announced friend, and the stream waits
 // in a queue (at most max_queued_streams, counting accepts in progress) for accept(). A key that
 // is not a friend gets RejectConnection; when the queue is full, connects are left pending.
@@ -56,6 +57,9 @@ struct NodeOptions {
   std::chrono::milliseconds relay_keepalive_interval = keepalive_interval;
   std::chrono::milliseconds relay_dead_peer_timeout = dead_peer_timeout;
   std::size_t max_queued_streams = node_max_queued_streams;
+  // Keep a standby connection on each listened relay, so an accept costs one round trip
+  // (docs/protocol.md 4.1, "Standby"); false: every accept opens a new connection.
+  bool relay_standby = true;
   StreamOptions stream{};
   // The time the node's keepalives, backoff sleeps and accept() deadlines run on (empty:
   // steady_clock); also its streams', unless stream.clock is set. Socket deadlines (connect,

@@ -167,8 +167,12 @@ asio::awaitable<std::error_code> RelayLink::listen_once() {
     up_since_ = now();
     log_.info("relay_up", tags(), {{"relay", ticket_.address.to_string()}});
     if (callbacks_.on_up) callbacks_.on_up();
+    open_standby();
     ec = co_await serve();
   }
+  ++generation_;  // a standby still opening belongs to this listen: it closes itself
+  if (standby_) standby_->close();
+  standby_.reset();
   channel_->close();
   channel_.reset();
   keepalive_.reset();
@@ -195,6 +199,40 @@ asio::awaitable<std::error_code> RelayLink::await_listen_ok(Deadline deadline) {
     }
     co_return errc::protocol_error;
   }
+}
+
+std::optional<Channel> RelayLink::take_standby() {
+  auto taken = std::move(standby_);
+  standby_.reset();
+  if (taken) open_standby();
+  return taken;
+}
+
+void RelayLink::open_standby() {
+  if (!options_.standby || standby_opening_ || standby_ || !up_ || stopped_) return;
+  standby_opening_ = true;
+  asio::co_spawn(
+      executor_, [self = shared_from_this(), g = generation_] { return self->standby_once(g); },
+      rethrow);
+}
+
+// A failed standby is not retried until the next take or listen: the node falls back to a new
+// connection per accept, as without standby, and the listen connection says how the relay is.
+asio::awaitable<void> RelayLink::standby_once(std::uint64_t generation) {
+  std::optional<Channel> channel;
+  const auto ec = co_await open_relay_channel(ticket_, *self_, Standby{},
+                                              Clock::now() + options_.attempt_timeout, channel);
+  standby_opening_ = false;
+  if (ec) {
+    log_.debug("standby_failed", tags(), {{"error", ec}});
+    co_return;
+  }
+  if (stopped_ || generation != generation_ || !up_) {
+    channel->close();
+    open_standby();  // for the listen that replaced ours, if it is up
+    co_return;
+  }
+  standby_ = std::move(channel);
 }
 
 // The listener's life: one coroutine that sends what is due (rejections, then what the

@@ -13,6 +13,11 @@
 //      └── sleep: Backoff (full jitter, cap; reset after a stable listen) ──┘
 //          (a refusal the relay will repeat: permanent_refusal_retry instead, issue 20.4)
 //
+// Standby (docs/protocol.md 4.1): while up, the link keeps one more connection to the relay,
+// its handshake done and parked with Standby, so that the node's next Accept rides on it and
+// costs one round trip instead of a TCP connect and a handshake. take_standby() hands it out
+// and opens the next one in the background; it is dropped whenever the listen ends.
+//
 // Timers of a link (all from LinkOptions): the attempt deadline (DNS + TCP + handshake +
 // ListenOk), the keepalive interval and dead-relay timeout while up, the write deadline of each
 // frame, and the backoff sleep. A relay restart, a network change (detected by the keepalive),
@@ -74,6 +79,7 @@ struct LinkOptions {
   std::chrono::milliseconds permanent_refusal_retry = node_permanent_refusal_retry;
   // The time the keepalive and the backoff sleep run on (empty: steady_clock).
   SteadyNow clock{};
+  bool standby = true;  // keep a standby connection while up
 };
 
 enum class IncomingDecision {
@@ -107,6 +113,10 @@ class RelayLink : public std::enable_shared_from_this<RelayLink> {
 
   const RelayTicket& ticket() const { return ticket_; }
   bool up() const { return up_; }
+  // The parked standby connection, if one is ready (then the next is opened in the
+  // background); the caller sends its Accept on it. Its relay may have closed it meanwhile:
+  // then the Accept's answer is that close, and the caller falls back to a new connection.
+  std::optional<Channel> take_standby();
   std::optional<std::chrono::steady_clock::duration> rtt() const { return rtt_; }
 
  private:
@@ -115,6 +125,8 @@ class RelayLink : public std::enable_shared_from_this<RelayLink> {
   boost::asio::awaitable<std::error_code> await_listen_ok(Deadline deadline);
   boost::asio::awaitable<std::error_code> serve();
   std::error_code handle(const Message& message);
+  void open_standby();
+  boost::asio::awaitable<void> standby_once(std::uint64_t generation);
   LogTags tags() const { return {0, ticket_.public_key}; }
   std::chrono::steady_clock::time_point now() const { return now_on(options_.clock); }
 
@@ -133,7 +145,10 @@ class RelayLink : public std::enable_shared_from_this<RelayLink> {
   bool stopped_ = false;
   bool up_ = false;
   std::chrono::steady_clock::time_point up_since_{};
-  bool reconnect_ = false;  // reconnect_now() was called
+  bool reconnect_ = false;          // reconnect_now() was called
+  std::optional<Channel> standby_;  // parked on the relay, handshake done
+  bool standby_opening_ = false;
+  std::uint64_t generation_ = 0;  // of the listen connection; a standby belongs to one
 };
 
 }  // namespace strelay

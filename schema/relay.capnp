@@ -28,8 +28,8 @@ $Cxx.namespace("strelay::schema");
 
 struct NodeMessage {
   # A request from a node to the relay. A connection's first request is exactly one of
-  # listen, connect or accept; only a listening connection sends anything after that
-  # (rejectConnection, any number of times).
+  # listen, connect, accept or standby; only a listening connection sends anything after that
+  # (rejectConnection, any number of times), and a standby connection (one accept).
 
   union {
     listen @0 :Listen;
@@ -41,17 +41,29 @@ struct NodeMessage {
     # refused{notFound, rejected, timeout, peerGone, rateLimited, overloaded, notAllowed}.
 
     accept @2 :Accept;
-    # Sent on a NEW connection by a listener's identity: pair this connection with the oldest
+    # Sent on a NEW connection by a listener's identity, or on its standby: pair this connection with the oldest
     # pending connect from `from`. Answered with connected, or refused{noPending, notAllowed}.
 
     rejectConnection @3 :RejectConnection;
     # Sent on the listening connection: refuse every pending connect from `from`. Each of
     # those connectors gets refused{rejected}. No reply to the listener.
+
+    standby @4 :Standby;
+    # A first request only, by a key with a live listen on this relay: park this connection as
+    # the listener's standby, so that a later accept rides on it with its handshake already
+    # done. No reply while parked; the next and only request allowed on it is accept. At most
+    # one per key: a newer standby replaces the older (Close{replaced}); the standby is closed
+    # when its listen is replaced (Close{replaced}) or ends (Close{normal}); without a live
+    # listen it gets refused{notFound}.
   }
 }
 
 struct Listen {
   # No fields yet: the key to listen on is the one the handshake authenticated.
+}
+
+struct Standby {
+  # No fields yet: the key is the one the handshake authenticated.
 }
 
 struct Connect {

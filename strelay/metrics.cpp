@@ -39,6 +39,8 @@ std::vector<GaugeRow> gauge_rows(const Metrics& m) {
        m.pending_handshakes.get()},
       {"listeners", "Node keys with a live Listen.", m.listeners.get()},
       {"half_tunnels", "Connect requests waiting for the listener's Accept.", m.half_tunnels.get()},
+      {"standbys", "Listeners' standby connections parked for their next Accept.",
+       m.standbys.get()},
       {"tunnels", "Paired pass-through pipes.", m.tunnels.get()},
       {"tunnel_buffered_bytes", "Bytes held in user-space tunnel buffers, both directions.",
        m.tunnel_buffered_bytes.get()},

@@ -302,6 +302,7 @@ struct Metrics {
   Gauge pending_handshakes;        // accepted, first request not yet handled
   Gauge listeners;                 // keys with a live Listen
   Gauge half_tunnels;              // Connects waiting for the listener's Accept
+  Gauge standbys;                  // listeners' parked standby connections (issue 17.2)
   Gauge tunnels;                   // paired pipes
   Gauge tunnel_buffered_bytes;     // user-space bytes held in tunnel buffers, both directions
   Gauge listen_sockets;            // bound --laddr sockets

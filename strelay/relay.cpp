@@ -114,6 +114,7 @@ void Relay::dispatch_locked(Actions actions) {
   std::vector<std::shared_ptr<Rendezvous>> orphans;
   metrics_.listeners.set(static_cast<std::int64_t>(state_.listeners()));
   metrics_.half_tunnels.set(static_cast<std::int64_t>(state_.half_tunnels()));
+  metrics_.standbys.set(static_cast<std::int64_t>(state_.standbys()));
   auto find = [this](ConnId id) -> std::shared_ptr<RelayMember> {
     auto it = sessions_.find(id);
     return it == sessions_.end() ? nullptr : it->second.lock();

@@ -30,6 +30,7 @@ std::size_t RelayState::PairHash::operator()(const PairKey& key) const {
 RelayState::RelayState(const PairingLimits& limits, const HashKey& hash_key)
     : limits_(limits),
       listeners_(0, KeyedHash(hash_key)),
+      standbys_(0, KeyedHash(hash_key)),
       by_target_(0, KeyedHash(hash_key)),
       by_pair_(0, PairHash{KeyedHash(hash_key)}),
       rates_(0, KeyedHash(hash_key)),
@@ -52,6 +53,7 @@ Actions RelayState::handle(ConnId conn, const PublicKey& self, const NodeMessage
           [&](const Connect& m) { return connect(conn, self, m.target, now, source); },
           [&](const Accept& m) { return accept(conn, self, m.from, now); },
           [&](const RejectConnection& m) { return reject(conn, m.from, now); },
+          [&](const Standby&) { return standby(conn, self, now); },
       },
       message);
 }
@@ -59,14 +61,7 @@ Actions RelayState::handle(ConnId conn, const PublicKey& self, const NodeMessage
 Actions RelayState::listen(ConnId conn, const PublicKey& self, TimePoint now,
                            const Source* source) {
   Actions out = expire(now);
-  if (listener_keys_.contains(conn) || tunnels_.contains(conn)) {
-    protocol_error(out, conn);
-    return out;
-  }
-  if (!allowed(self)) {
-    refuse(out, conn, RefuseReason::not_allowed);
-    return out;
-  }
+  if (first_request_fails(out, conn, self)) return out;
   const auto old = listeners_.find(self);
   if (source != nullptr && listener_counts_.at_cap(*source, limits_.listeners)) {
     // A node re-listening from where it listened before replaces itself: never refused.
@@ -82,6 +77,7 @@ Actions RelayState::listen(ConnId conn, const PublicKey& self, TimePoint now,
     // The newest Listen wins. The old listener's pending connectors stay: the new listener
     // has the same identity and can accept them.
     out.push_back(CloseConn{old->second, CloseReason::replaced});
+    drop_standby(out, self, CloseReason::replaced);  // it belonged to the replaced listen
     forget_listener_source(old->second);
     listener_keys_.erase(old->second);
     listeners_.erase(old);
@@ -102,7 +98,7 @@ Actions RelayState::listen(ConnId conn, const PublicKey& self, TimePoint now,
 Actions RelayState::connect(ConnId conn, const PublicKey& self, const PublicKey& target,
                             TimePoint now, const Source* source) {
   Actions out = expire(now);
-  if (listener_keys_.contains(conn) || tunnels_.contains(conn)) {
+  if (has_role(conn)) {
     protocol_error(out, conn);
     return out;
   }
@@ -169,6 +165,11 @@ Actions RelayState::accept(ConnId conn, const PublicKey& self, const PublicKey& 
     protocol_error(out, conn);
     return out;
   }
+  // A standby's one Accept: from here it is an ordinary acceptor.
+  if (const auto parked = standby_keys_.find(conn); parked != standby_keys_.end()) {
+    standbys_.erase(parked->second);
+    standby_keys_.erase(parked);
+  }
   if (!allowed(self)) {
     refuse(out, conn, RefuseReason::not_allowed);
     return out;
@@ -183,6 +184,19 @@ Actions RelayState::accept(ConnId conn, const PublicKey& self, const PublicKey& 
   remove_tunnel(connector);
   out.push_back(Paired{connector, conn, from, self});
   return out;
+}
+
+Actions RelayState::standby(ConnId conn, const PublicKey& self, TimePoint now) {
+  Actions out = expire(now);
+  if (first_request_fails(out, conn, self)) return out;
+  if (!listeners_.contains(self)) {
+    refuse(out, conn, RefuseReason::not_found);  // a standby belongs to a live listen
+    return out;
+  }
+  drop_standby(out, self, CloseReason::replaced);  // at most one per key: the newest wins
+  standbys_.emplace(self, conn);
+  standby_keys_.emplace(conn, self);
+  return out;  // no reply: the node does not wait for one
 }
 
 Actions RelayState::reject(ConnId conn, const PublicKey& from, TimePoint now) {
@@ -265,8 +279,9 @@ Actions RelayState::set_allowlist(std::optional<Allowlist> allowlist) {
 }
 
 std::size_t RelayState::index_entries() const {
-  std::size_t n = listeners_.size() + listener_keys_.size() + tunnels_.size() + by_target_.size() +
-                  by_pair_.size() + by_deadline_.size() + rates_.size() + rate_lru_.size() +
+  std::size_t n = listeners_.size() + listener_keys_.size() + standbys_.size() +
+                  standby_keys_.size() + tunnels_.size() + by_target_.size() + by_pair_.size() +
+                  by_deadline_.size() + rates_.size() + rate_lru_.size() +
                   listener_sources_.size() + listener_counts_.entries() +
                   half_tunnel_counts_.entries() + tunnels_by_site_.size() + source_rates_.size() +
                   source_rate_lru_.size();
@@ -343,7 +358,35 @@ void RelayState::protocol_error(Actions& out, ConnId conn) {
   drop_role(out, conn);
 }
 
+bool RelayState::first_request_fails(Actions& out, ConnId conn, const PublicKey& self) {
+  if (has_role(conn)) {
+    protocol_error(out, conn);
+    return true;
+  }
+  if (!allowed(self)) {
+    refuse(out, conn, RefuseReason::not_allowed);
+    return true;
+  }
+  return false;
+}
+
+bool RelayState::has_role(ConnId conn) const {
+  return listener_keys_.contains(conn) || tunnels_.contains(conn) || standby_keys_.contains(conn);
+}
+
+void RelayState::drop_standby(Actions& out, const PublicKey& key, CloseReason reason) {
+  const auto it = standbys_.find(key);
+  if (it == standbys_.end()) return;
+  out.push_back(CloseConn{it->second, reason});
+  standby_keys_.erase(it->second);
+  standbys_.erase(it);
+}
+
 void RelayState::drop_role(Actions& out, ConnId conn) {
+  if (const auto parked = standby_keys_.find(conn); parked != standby_keys_.end()) {
+    standbys_.erase(parked->second);  // the standby itself went: nobody to tell
+    standby_keys_.erase(parked);
+  }
   if (listener_keys_.contains(conn)) drop_listener(out, conn);
   if (tunnels_.contains(conn)) remove_tunnel(conn);  // the connector is gone: nobody to tell
 }
@@ -357,6 +400,7 @@ void RelayState::drop_listener(Actions& out, ConnId conn) {
   forget_listener_source(conn);
   listeners_.erase(target);
   listener_keys_.erase(key);
+  drop_standby(out, target, CloseReason::normal);  // its listen ended
   for (const ConnId connector : pending_to(target)) {
     remove_tunnel(connector);
     refuse(out, connector, RefuseReason::peer_gone);

@@ -32,8 +32,9 @@
 //
 // Roles, and what each may send (anything else: Close{protocol_error}, and the role's state
 // is cleaned up as on disconnect):
-//   new connection       Listen, Connect or Accept
+//   new connection       Listen, Connect, Accept or Standby (a key with a live listener)
 //   listener (key K)     RejectConnection, any number of times
+//   standby (key K)      one Accept, which makes it an acceptor
 //   pending connector    nothing (it waits for its outcome)
 //
 // Rules chosen (docs/protocol.md, section 4, is the specification):
@@ -155,6 +156,11 @@ class RelayState {
   Actions connect(ConnId conn, const PublicKey& self, const PublicKey& target, TimePoint now,
                   const Source* source = nullptr);
   Actions accept(ConnId conn, const PublicKey& self, const PublicKey& from, TimePoint now);
+  // A first request by a key with a live listener: park `conn` as that key's standby (no reply),
+  // so its one later Accept pairs with its handshake already done. At most one per key: an
+  // older standby gets Close{replaced}. No live listener: Refused{not_found}. The standby is
+  // closed when its listener is replaced (Close{replaced}) or goes (Close{normal}).
+  Actions standby(ConnId conn, const PublicKey& self, TimePoint now);
   // On a listening connection; the listener's key is the one it listened with.
   Actions reject(ConnId conn, const PublicKey& from, TimePoint now);
 
@@ -179,6 +185,7 @@ class RelayState {
   // Gauges.
   std::size_t listeners() const { return listeners_.size(); }
   std::size_t half_tunnels() const { return tunnels_.size(); }
+  std::size_t standbys() const { return standbys_.size(); }
   std::size_t rate_entries() const { return rates_.size(); }
   // Limit hits since the last call, by PairingLimit (the caller adds them to its metrics).
   std::array<std::uint64_t, pairing_limit_count> take_limit_hits();
@@ -225,6 +232,12 @@ class RelayState {
   // Closes `conn` with Close{protocol_error} and cleans up whatever role it had.
   void protocol_error(Actions& out, ConnId conn);
   void drop_role(Actions& out, ConnId conn);  // as on disconnect
+  bool has_role(ConnId conn) const;           // a listener, pending connector or standby
+  // A Listen's or Standby's first checks: a connection that has a role already is a protocol
+  // error, a key not allowed is refused. True when `out` holds the answer.
+  bool first_request_fails(Actions& out, ConnId conn, const PublicKey& self);
+  // Closes `key`'s standby, if any, with `reason`.
+  void drop_standby(Actions& out, const PublicKey& key, CloseReason reason);
   void drop_listener(Actions& out, ConnId conn);
   void forget_listener_source(ConnId conn);
   void add_tunnel(ConnId conn, const PublicKey& from, const PublicKey& target, TimePoint now,
@@ -239,6 +252,8 @@ class RelayState {
 
   std::unordered_map<PublicKey, ConnId, KeyedHash> listeners_;  // key -> its listener
   std::unordered_map<ConnId, PublicKey> listener_keys_;         // listener -> its key
+  std::unordered_map<PublicKey, ConnId, KeyedHash> standbys_;   // key -> its parked standby
+  std::unordered_map<ConnId, PublicKey> standby_keys_;          // standby -> its key
   std::unordered_map<ConnId, HalfTunnel> tunnels_;              // connector -> half-tunnel
   // target -> (seq -> connector): for announcing to a new listener and for peer_gone.
   std::unordered_map<PublicKey, std::map<std::uint64_t, ConnId>, KeyedHash> by_target_;

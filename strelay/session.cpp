@@ -144,18 +144,23 @@ asio::awaitable<void> Session::serve() {
     role_ = Role::connector;
   } else if (std::holds_alternative<Accept>(*request)) {
     role_ = Role::acceptor;
+  } else if (std::holds_alternative<Standby>(*request)) {
+    role_ = Role::standby;  // parked until its one Accept (docs/protocol.md 4.1)
   } else {
     co_return co_await close(CloseReason::protocol_error,
                              true);  // a RejectConnection needs a listener
   }
 
-  // Accept needs no question: only the key a Connect named can accept it.
-  if (context_.hook != nullptr && role_ != Role::acceptor && !co_await admitted_by_hook())
+  // Accept needs no question: only the key a Connect named can accept it; nor a standby, which
+  // belongs to a Listen the hook admitted.
+  if (context_.hook != nullptr && role_ != Role::acceptor && role_ != Role::standby &&
+      !co_await admitted_by_hook())
     co_return;
 
   registration_ = host_.join(id_, *peer_, shared_from_this());
   if (!registration_.open()) co_return co_await close(CloseReason::shutdown, true);  // draining
   registration_.submit(*request);
+  if (role_ == Role::standby) context_.log.debug("standby_request", tags());
   // An acceptor's node sends nothing until its outcome, and the outcome is immediate.
   if (role_ != Role::acceptor) {
     reader_running_ = true;
@@ -354,11 +359,19 @@ asio::awaitable<bool> Session::handle_frame(const Message& message) {
       co_return true;
     }
     case FrameKind::control: {
-      // Only a listener may speak after its first request (RejectConnection); the pairing
-      // table answers anything else with Close{protocol_error}.
-      if (role_ != Role::listener) co_return false;
+      // Only a listener may speak after its first request (RejectConnection), and a standby
+      // once (Accept); the pairing table answers anything else with Close{protocol_error}.
+      if (role_ != Role::listener && role_ != Role::standby) co_return false;
       auto request = try_decode_node_message(message.body);
       if (!request) co_return false;
+      if (role_ == Role::standby) {
+        if (!std::holds_alternative<Accept>(*request)) co_return false;
+        // Now an acceptor: its outcome is immediate, and what follows is the tunnel's, so the
+        // reader stops here without reading another byte.
+        role_ = Role::acceptor;
+        stopping_reader_ = true;
+        context_.log.debug("standby_accept", tags());
+      }
       registration_.submit(*request);
       co_return true;
     }

@@ -7,6 +7,8 @@
 //                IncomingConnection and keepalive pings; ends on close, dead peer or replace
 //      Connect → pending connector: waits for one outcome; Connected → tunnel
 //      Accept  → Connected → tunnel, or Refused{no_pending}
+//      Standby → parked (handshake done) until its one Accept, then as Accept; closed with its
+//                listen, or by a newer standby
 //
 // A session knows the relay only as a SessionHost (join, then submit through its
 // Registration) and is given everything else in its SessionContext; it never sees the Server.
@@ -71,7 +73,7 @@ class Session final : public RelayMember, public std::enable_shared_from_this<Se
   ConnId id() const { return id_; }
 
  private:
-  enum class Role { none, listener, connector, acceptor };
+  enum class Role { none, listener, connector, acceptor, standby };
   // Why the reader stopped for good, and whether the node should be told (a close frame).
   struct ReaderEnd {
     CloseReason reason = CloseReason::normal;

@@ -117,7 +117,7 @@ PublicKey make_key() {
 TEST_CASE("every node message round-trips through encode and decode") {
   const auto key = make_key();
   const std::vector<NodeMessage> messages{Listen{}, Connect{key}, Accept{key},
-                                          RejectConnection{key}};
+                                          RejectConnection{key}, Standby{}};
   for (const auto& message : messages) {
     const auto bytes = encode(message);
     CHECK(bytes.size() % 8 == 0);
@@ -196,6 +196,9 @@ TEST_CASE("the documented byte layouts (docs/protocol.md 4.2) are what the encod
   CHECK(encode(NodeMessage{Connect{k}}) == doc_keyed(1));
   CHECK(encode(NodeMessage{Accept{k}}) == doc_keyed(2));
   CHECK(encode(NodeMessage{RejectConnection{k}}) == doc_keyed(3));
+  auto standby = from_hex(doc_listen);
+  standby[16] = 4;  // "(standby = ())": the listen layout with discriminant 4
+  CHECK(encode(NodeMessage{Standby{}}) == standby);
   CHECK(encode(RelayMessage{IncomingConnection{k}}) == doc_keyed(1));
   CHECK(encode(RelayMessage{Connected{k}}) == doc_keyed(2));
   CHECK(encode(RelayMessage{Refused{RefuseReason::not_allowed}}) ==
@@ -372,8 +375,11 @@ TEST_CASE("keys must be exactly 32 bytes of a valid Ed25519 point") {
 TEST_CASE("an unknown union member or refuse reason is a protocol error") {
   const auto key = make_key();
   ConnectBuilder b{key};
-  b.discriminant = 4;  // a request kind from a newer client
+  b.discriminant = 5;  // a request kind from a newer client
   CHECK(is_protocol_error(serialise(b.segment())));
+  b.discriminant = 4;  // standby: a node message, but never a relay message
+  CHECK(try_decode_node_message(serialise(b.segment())).value() == NodeMessage{Standby{}});
+  CHECK(try_decode_relay_message(serialise(b.segment())).error() == errc::protocol_error);
   b.discriminant = 0xFFFF;
   CHECK(is_protocol_error(serialise(b.segment())));
 
@@ -523,5 +529,5 @@ TEST_CASE("the fuzz seeds, written by the reference capnp tool, decode and re-en
     if (name.find("unknown") == std::string::npos) CHECK(again == bytes);
     ++files;
   }
-  CHECK(files >= 11);
+  CHECK(files >= 12);
 }

@@ -165,8 +165,8 @@ TEST_CASE("the Prometheus text is well formed and carries every family and label
     CHECK(p.samples.count("strelay_closes_total{reason=\"" + std::string(name) + "\"}") == 1);
   }
   CHECK(p.samples.count("strelay_closes_total{reason=\"unknown\"}") == 0);
-  for (const auto& gauge : {"pending_handshakes", "listeners", "half_tunnels", "tunnels",
-                            "tunnel_buffered_bytes", "listen_sockets"}) {
+  for (const auto& gauge : {"pending_handshakes", "listeners", "half_tunnels", "standbys",
+                            "tunnels", "tunnel_buffered_bytes", "listen_sockets"}) {
     CHECK(p.types.count("strelay_" + std::string(gauge)) == 1);
   }
   for (const auto& counter : {"listen_total", "replaced_total"}) {
@@ -203,7 +203,7 @@ TEST_CASE("the status JSON parses and has every gauge, counter, rate and limit")
   CHECK(j["uptime_seconds"].get<std::int64_t>() >= 0);
   CHECK(j["listen_addresses"] == nlohmann::json::array({"0.0.0.0:4567", "[::]:4567"}));
   for (const auto& gauge :
-       {"connections", "pending_handshakes", "listeners", "half_tunnels", "tunnels",
+       {"connections", "pending_handshakes", "listeners", "half_tunnels", "standbys", "tunnels",
         "tunnel_buffered_bytes", "listen_sockets", "allowlist_keys"}) {
     CHECK_MESSAGE(j["gauges"].contains(gauge), gauge);
   }

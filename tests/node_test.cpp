@@ -366,3 +366,44 @@ TEST_CASE("stop_listening ends the listen: new connects find nobody, accept() re
       }(),
       10s);
 }
+
+// Issue 17.2: the listener keeps a standby connection; when the relay has closed it (here: a
+// newer standby of the same key replaced it, Close{replaced}), the Accept sent on it gets that
+// close, and the node falls back to a new Accept connection: the session is still made.
+TEST_CASE("an accept whose standby the relay closed falls back to a new connection") {
+  RelayProcess relay;
+  const auto ticket = ticket_of(relay);
+  run_task(
+      [&]() -> asio::awaitable<void> {
+        const auto seed = Identity::generate();
+        Logger log{Logger::Options{.level = LogLevel::warn}};
+        Node listener(co_await asio::this_coro::executor, Identity::from_seed(seed.seed()), log,
+                      fast_options());
+        Node connector(co_await asio::this_coro::executor, Identity::generate(), log,
+                       fast_options());
+        listener.set_friends({connector.public_key()});
+        listener.listen({ticket});
+        REQUIRE(co_await eventually([&] { return relay_up(listener, ticket.address.port); }, 5s));
+        // Park a standby of the listener's key after the node's own: the node's is closed.
+        // (If ours came first, the node's replaces it: we see Close{replaced} and try again.)
+        std::optional<Channel> rogue;
+        for (int attempt = 0; attempt < 20 && !rogue; ++attempt) {
+          co_await sleep_for(100ms);
+          auto c = co_await open_connection(relay.address(), seed, Standby{});
+          REQUIRE_FALSE(c.error);
+          const auto r = co_await next_message(*c.channel, 300ms);
+          if (r.error == errc::timeout) rogue = std::move(c.channel);  // still parked: ours won
+        }
+        REQUIRE(rogue);
+        ConnectResult result;
+        const auto echoed =
+            co_await echo_once(connector, listener, list(ticket), "after a dead standby", result);
+        CHECK_FALSE(result.error);
+        CHECK(echoed == "after a dead standby");
+        // The node opened a fresh standby after taking the dead one: ours is replaced now.
+        const auto r = co_await next_message(*rogue, 5000ms);
+        CHECK(r.error == errc::channel_closed);
+        CHECK(r.close_reason == CloseReason::replaced);
+      }(),
+      30s);
+}

@@ -43,6 +43,7 @@ NodeOptions node_options(const CommonOptions& o) {
   options.relay_dead_peer_timeout = ms(o.dead_peer_timeout);
   options.stream.keepalive_interval = ms(o.keepalive_interval);
   options.stream.dead_peer_timeout = ms(o.dead_peer_timeout);
+  options.relay_standby = !o.no_standby;
   return options;
 }
 

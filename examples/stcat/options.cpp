@@ -151,6 +151,8 @@ CLI::App* setup_listen(CLI::App& app, ListenOptions& o) {
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_flag("-k,--keep-listening", o.keep_listening,
                 "Serve connections one after another until interrupted");
+  cmd->add_flag("--no-standby", o.no_standby,
+                "Keep no standby connection on the relays: each accept opens a new one");
   cmd->footer(
       "Example:\n"
       "  stcat listen --idfile bob.ident --relay relay.relay --allow alice.friend\n\n" +

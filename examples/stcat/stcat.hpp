@@ -40,6 +40,7 @@ struct CommonOptions {
   double keepalive_interval = 0;
   double dead_peer_timeout = 0;
   double connect_timeout = 0;
+  bool no_standby = false;  // listen: accept on a new connection each time (issue 17.2)
 };
 
 struct ListenOptions : CommonOptions {

@@ -1,7 +1,7 @@
 // Control messages (docs/protocol.md 4; schema/relay.capnp), the one place where they become
 // bytes and back, like common/messages.cpp.
 //
-// A hand-written Cap'n Proto codec for these eight small messages, rather than an npm package:
+// A hand-written Cap'n Proto codec for these nine small messages, rather than an npm package:
 // the maintained JavaScript ports need generated code and do not apply the reader limits the
 // protocol fixes (a traversal limit of 2048 words, nesting 8, every pointer followed in unknown
 // fields too). The encoder writes exactly what `capnp encode` writes; the decoder refuses what
@@ -14,14 +14,14 @@ import { is_valid_identity_key } from './keys.js';
 import { StrelayError } from './errors.js';
 
 // Union member numbers (the schema's @n), for both directions.
-export const NodeMessageKind = Object.freeze({ listen: 0, connect: 1, accept: 2, rejectConnection: 3 });
+export const NodeMessageKind = Object.freeze({ listen: 0, connect: 1, accept: 2, rejectConnection: 3, standby: 4 });
 export const RelayMessageKind = Object.freeze({ listenOk: 0, incomingConnection: 1, connected: 2, refused: 3 });
 // RefuseReason enumerants, with the name of the node's error for each (4.7).
 export const refuse_reasons = Object.freeze([
   'not_found', 'rejected', 'timeout', 'peer_gone', 'rate_limited', 'overloaded', 'no_pending', 'not_allowed',
 ]);
 // The field of each union member's struct that holds a key (pointer 0), or null.
-const node_key_field = ['', 'target', 'from', 'from'];
+const node_key_field = ['', 'target', 'from', 'from', ''];
 const relay_key_field = ['', 'from', 'peer', ''];
 const node_names = Object.keys(NodeMessageKind);
 const relay_names = Object.keys(RelayMessageKind);
@@ -73,7 +73,7 @@ function check_key(key) {
 }
 
 // message: {type: 'listen'} | {type: 'connect', target} | {type: 'accept', from} |
-//          {type: 'rejectConnection', from}
+//          {type: 'rejectConnection', from} | {type: 'standby'}
 export function encode_node_message(message) {
   const kind = NodeMessageKind[message.type];
   if (kind === undefined) throw new TypeError(`unknown node message ${message.type}`);

@@ -29,6 +29,7 @@ test('every message is encoded exactly as `capnp encode` writes it, and decodes 
     [{ type: 'connect', target: k }, `(connect = (target = ${capnp_hex(k)}))`],
     [{ type: 'accept', from: k }, `(accept = (from = ${capnp_hex(k)}))`],
     [{ type: 'rejectConnection', from: k }, `(rejectConnection = (from = ${capnp_hex(k)}))`],
+    [{ type: 'standby' }, '(standby = ())'],
   ];
   for (const [message, text] of node) {
     const bytes = encode_node_message(message);
@@ -62,7 +63,7 @@ test('the seeds of fuzz/corpus/messages decode as the C++ decoder reads them', (
     const expected_type = {
       'node-accept': 'accept', 'node-connect': 'connect', 'node-connect-unknown-nested-field': 'connect',
       'node-connect-unknown-void-list': 'connect', 'node-listen': 'listen',
-      'node-reject-connection': 'rejectConnection', 'relay-connected': 'connected',
+      'node-reject-connection': 'rejectConnection', 'node-standby': 'standby', 'relay-connected': 'connected',
       'relay-incoming-connection': 'incomingConnection', 'relay-listen-ok': 'listenOk',
       'relay-refused-not-allowed': 'refused', 'relay-refused-not-found': 'refused',
     }[file];
@@ -104,7 +105,8 @@ test('the refusals of docs/protocol.md 4.2', () => {
   assert.deepEqual(decode_node_message(big(4096)), { type: 'listen' });
   refuse(big(4104), 'over 4096 bytes');
   // Union members and enumerants this version does not know.
-  refuse(message([[0, 0x00010001], [4, 0], [0, 0]]), 'union member 4');
+  assert.deepEqual(decode_node_message(message([[0, 0x00010001], [4, 0], [0, 0]])), { type: 'standby' });
+  refuse(message([[0, 0x00010001], [5, 0], [0, 0]]), 'union member 5');
   assert.throws(() => decode_relay_message(message([[0, 0x00010001], [3, 0], [0, 0x00000001], [8, 0]])), { code: 'protocol_error' }, 'refuse reason 8');
   assert.deepEqual(decode_relay_message(message([[0, 0x00010001], [3, 0], [0, 0x00000001], [7, 0]])), { type: 'refused', reason: 'not_allowed' });
   // A capability pointer anywhere, even in a field this version does not know.
