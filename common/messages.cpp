@@ -94,18 +94,32 @@ std::optional<PublicKey> read_key_bytes(capnp::Data::Reader data) {
   return PublicKey(raw);
 }
 
+// An end-to-end msg1: exactly 32 bytes, or empty for none. It is only stored, forwarded and
+// compared, so it needs no other check.
+std::optional<std::optional<E2eMsg1>> read_msg1(capnp::Data::Reader data) {
+  if (data.size() == 0) return std::optional<E2eMsg1>{};
+  if (data.size() != handshake_msg1_bytes) return std::nullopt;
+  E2eMsg1 raw{};
+  std::copy(data.begin(), data.end(), raw.begin());
+  return std::optional<E2eMsg1>{raw};
+}
+
 Result<NodeMessage> to_value(schema::NodeMessage::Reader root) {
   std::optional<PublicKey> key;
   switch (root.which()) {
-    case schema::NodeMessage::LISTEN:
-      (void)root.getListen();  // only to check that it is a struct; it has no fields yet
-      return NodeMessage{Listen{}};
-    case schema::NodeMessage::CONNECT:
-      if ((key = read_key(root.getConnect().getTarget()))) return NodeMessage{Connect{*key}};
+    case schema::NodeMessage::LISTEN: return NodeMessage{Listen{root.getListen().getEarlyE2e()}};
+    case schema::NodeMessage::CONNECT: {
+      const auto m = root.getConnect();
+      const auto msg1 = read_msg1(m.getE2eMsg1());
+      if (msg1 && (key = read_key(m.getTarget()))) return NodeMessage{Connect{*key, *msg1}};
       return protocol_error();
-    case schema::NodeMessage::ACCEPT:
-      if ((key = read_key(root.getAccept().getFrom()))) return NodeMessage{Accept{*key}};
+    }
+    case schema::NodeMessage::ACCEPT: {
+      const auto m = root.getAccept();
+      const auto msg1 = read_msg1(m.getE2eMsg1());
+      if (msg1 && (key = read_key(m.getFrom()))) return NodeMessage{Accept{*key, *msg1}};
       return protocol_error();
+    }
     case schema::NodeMessage::REJECT_CONNECTION:
       if ((key = read_key_bytes(root.getRejectConnection().getFrom()))) {
         return NodeMessage{RejectConnection{*key}};
@@ -124,14 +138,19 @@ Result<RelayMessage> to_value(schema::RelayMessage::Reader root) {
     case schema::RelayMessage::LISTEN_OK:
       (void)root.getListenOk();  // only to check that it is a struct; it has no fields yet
       return RelayMessage{ListenOk{}};
-    case schema::RelayMessage::INCOMING_CONNECTION:
-      if ((key = read_key(root.getIncomingConnection().getFrom()))) {
-        return RelayMessage{IncomingConnection{*key}};
+    case schema::RelayMessage::INCOMING_CONNECTION: {
+      const auto m = root.getIncomingConnection();
+      const auto msg1 = read_msg1(m.getE2eMsg1());
+      if (msg1 && (key = read_key(m.getFrom()))) {
+        return RelayMessage{IncomingConnection{*key, *msg1}};
       }
       return protocol_error();
-    case schema::RelayMessage::CONNECTED:
-      if ((key = read_key(root.getConnected().getPeer()))) return RelayMessage{Connected{*key}};
+    }
+    case schema::RelayMessage::CONNECTED: {
+      const auto m = root.getConnected();
+      if ((key = read_key(m.getPeer()))) return RelayMessage{Connected{*key, m.getEarlyE2e()}};
       return protocol_error();
+    }
     case schema::RelayMessage::REFUSED: {
       const auto raw = static_cast<std::uint16_t>(root.getRefused().getReason());
       if (raw > last_refuse_reason) return protocol_error();  // an enumerant we do not know
@@ -178,17 +197,54 @@ capnp::Data::Reader key_data(const PublicKey& key) {
   return {key.bytes().data(), key.bytes().size()};
 }
 
+capnp::Data::Reader msg1_data(const E2eMsg1& msg1) {
+  return {msg1.data(), msg1.size()};
+}
+
+// A struct of exactly `data_words` and `pointers`, the smallest that holds the fields set, in
+// a scratch message; the root's setX(reader) copies it at that size. initX() would write the
+// schema's full size, so every Connect would grow by a null pointer and every Listen by a word
+// of zeros: a message without the optional fields must stay byte for byte the old one.
+template <class T>
+typename T::Builder sized(capnp::MallocMessageBuilder& scratch, unsigned data_words,
+                          unsigned pointers) {
+  return scratch.getRoot<capnp::AnyPointer>()
+      .initAsAnyStruct(static_cast<std::uint16_t>(data_words), static_cast<std::uint16_t>(pointers))
+      .template as<T>();
+}
+
+// A struct whose first field is a key, then an optional msg1.
+template <class T, class SetKey>
+typename T::Reader keyed(capnp::MallocMessageBuilder& scratch, const PublicKey& key,
+                         const std::optional<E2eMsg1>& msg1, SetKey set_key) {
+  auto s = sized<T>(scratch, 0, msg1 ? 2 : 1);
+  set_key(s, key_data(key));
+  if (msg1) s.setE2eMsg1(msg1_data(*msg1));
+  return s.asReader();
+}
+
 }  // namespace
 
 std::vector<std::uint8_t> encode(const NodeMessage& message) {
   capnp::MallocMessageBuilder builder(encode_segment_words);
+  capnp::MallocMessageBuilder scratch(encode_segment_words);
   auto root = builder.initRoot<schema::NodeMessage>();
   std::visit(
-      [&root](const auto& m) {
+      [&root, &scratch](const auto& m) {
         using T = std::decay_t<decltype(m)>;
-        if constexpr (std::is_same_v<T, Listen>) root.initListen();
-        if constexpr (std::is_same_v<T, Connect>) root.initConnect().setTarget(key_data(m.target));
-        if constexpr (std::is_same_v<T, Accept>) root.initAccept().setFrom(key_data(m.from));
+        if constexpr (std::is_same_v<T, Listen>) {
+          auto s = sized<schema::Listen>(scratch, m.early_e2e ? 1 : 0, 0);
+          if (m.early_e2e) s.setEarlyE2e(true);
+          root.setListen(s.asReader());
+        }
+        if constexpr (std::is_same_v<T, Connect>) {
+          root.setConnect(keyed<schema::Connect>(scratch, m.target, m.e2e_msg1,
+                                                 [](auto& s, auto key) { s.setTarget(key); }));
+        }
+        if constexpr (std::is_same_v<T, Accept>) {
+          root.setAccept(keyed<schema::Accept>(scratch, m.from, m.e2e_msg1,
+                                               [](auto& s, auto key) { s.setFrom(key); }));
+        }
         if constexpr (std::is_same_v<T, RejectConnection>) {
           root.initRejectConnection().setFrom(key_data(m.from));
         }
@@ -200,15 +256,22 @@ std::vector<std::uint8_t> encode(const NodeMessage& message) {
 
 std::vector<std::uint8_t> encode(const RelayMessage& message) {
   capnp::MallocMessageBuilder builder(encode_segment_words);
+  capnp::MallocMessageBuilder scratch(encode_segment_words);
   auto root = builder.initRoot<schema::RelayMessage>();
   std::visit(
-      [&root](const auto& m) {
+      [&root, &scratch](const auto& m) {
         using T = std::decay_t<decltype(m)>;
         if constexpr (std::is_same_v<T, ListenOk>) root.initListenOk();
         if constexpr (std::is_same_v<T, IncomingConnection>) {
-          root.initIncomingConnection().setFrom(key_data(m.from));
+          root.setIncomingConnection(keyed<schema::IncomingConnection>(
+              scratch, m.from, m.e2e_msg1, [](auto& s, auto key) { s.setFrom(key); }));
         }
-        if constexpr (std::is_same_v<T, Connected>) root.initConnected().setPeer(key_data(m.peer));
+        if constexpr (std::is_same_v<T, Connected>) {
+          auto s = sized<schema::Connected>(scratch, m.early_e2e ? 1 : 0, 1);
+          s.setPeer(key_data(m.peer));
+          if (m.early_e2e) s.setEarlyE2e(true);
+          root.setConnected(s.asReader());
+        }
         if constexpr (std::is_same_v<T, Refused>) {
           root.initRefused().setReason(static_cast<schema::RefuseReason>(m.reason));
         }

@@ -1,10 +1,13 @@
 // Control messages (schema/relay.capnp) as our own regular values, and the ONE boundary where
 // Cap'n Proto bytes become those values and back.
 //
-//   node -> relay  NodeMessage  = Listen | Connect{target} | Accept{from} | RejectConnection{from}
-//                                 | Standby
-//   relay -> node  RelayMessage = ListenOk | IncomingConnection{from} | Connected{peer}
-//                                 | Refused{reason}
+//   node -> relay  NodeMessage  = Listen{early_e2e} | Connect{target, e2e_msg1}
+//                                 | Accept{from, e2e_msg1} | RejectConnection{from} | Standby
+//   relay -> node  RelayMessage = ListenOk | IncomingConnection{from, e2e_msg1}
+//                                 | Connected{peer, early_e2e} | Refused{reason}
+//
+// The encoder writes each inner struct at the smallest size that holds the fields set, so a
+// message without the optional fields is byte for byte what older versions wrote.
 //
 // Nothing outside messages.cpp touches a Cap'n Proto Reader or sets capnp::ReaderOptions.
 // Decoding is total: any input, however hostile, gives either a value whose keys are valid
@@ -12,8 +15,10 @@
 // and a walk bounded by the traversal limit), and never throws.
 #pragma once
 
+#include <array>
 #include <boost/system/result.hpp>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <system_error>
 #include <variant>
@@ -26,19 +31,29 @@ namespace strelay {
 
 // ---------------------------------------------------------------- node -> relay
 
-// Become the listener for the handshake's key.
+// The body of an end-to-end handshake msg1 (the connector's ephemeral key), when it travels
+// with Connect (docs/protocol.md 4.4, "The end-to-end msg1 with connect"). The relay only
+// stores, forwards and compares it.
+using E2eMsg1 = std::array<std::uint8_t, handshake_msg1_bytes>;
+
+// Become the listener for the handshake's key. early_e2e: hand me connectors' end-to-end msg1.
 struct Listen {
+  bool early_e2e = false;
   friend bool operator==(const Listen&, const Listen&) = default;
 };
 // Be paired with the node listening as `target`.
 struct Connect {
   PublicKey target;
+  std::optional<E2eMsg1> e2e_msg1 =
+      std::nullopt;  // our end-to-end msg1, for a listener that takes it
   friend bool operator==(const Connect&, const Connect&) = default;
 };
 // On a new connection of the listener's identity: pair with the oldest pending connect
 // from `from`.
+// e2e_msg1: pair with the connect that sent exactly this msg1; our msg2 follows this message.
 struct Accept {
   PublicKey from;
+  std::optional<E2eMsg1> e2e_msg1 = std::nullopt;
   friend bool operator==(const Accept&, const Accept&) = default;
 };
 // On the listening connection: refuse every pending connect from `from`.
@@ -74,10 +89,12 @@ struct ListenOk {
 };
 struct IncomingConnection {
   PublicKey from;
+  std::optional<E2eMsg1> e2e_msg1 = std::nullopt;  // only to a listener that said Listen{early_e2e}
   friend bool operator==(const IncomingConnection&, const IncomingConnection&) = default;
 };
 struct Connected {
   PublicKey peer;
+  bool early_e2e = false;  // to the connector: the pipe starts with the peer's msg2
   friend bool operator==(const Connected&, const Connected&) = default;
 };
 struct Refused {

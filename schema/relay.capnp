@@ -59,7 +59,10 @@ struct NodeMessage {
 }
 
 struct Listen {
-  # No fields yet: the key to listen on is the one the handshake authenticated.
+  # The key to listen on is the one the handshake authenticated.
+  earlyE2e @0 :Bool;
+  # This listener takes a connector's end-to-end msg1 in incomingConnection (docs/protocol.md
+  # 4.4, "The end-to-end msg1 with connect"). False (and any older listener): it never gets one.
 }
 
 struct Standby {
@@ -69,11 +72,21 @@ struct Standby {
 struct Connect {
   target @0 :Data;
   # The listener's Ed25519 public key (32 bytes).
+  e2eMsg1 @1 :Data;
+  # Optional: the body of the connector's end-to-end handshake msg1 (its ephemeral key),
+  # exactly 32 bytes, or empty (absent). Any other length is a protocol error. The relay never
+  # interprets it: it hands it to a listener that said earlyE2e, and compares it in accept.
 }
 
 struct Accept {
   from @0 :Data;
   # The connector's Ed25519 public key (32 bytes), as announced by incomingConnection.
+  e2eMsg1 @1 :Data;
+  # Optional: the end-to-end msg1 (32 bytes) of the connect being answered, as received in
+  # incomingConnection: pair with the pending connect from `from` that sent exactly these
+  # bytes (none: refused{noPending}), and the acceptor's end-to-end msg2 follows this message
+  # as the first bytes of the pipe. Empty (absent): the oldest pending connect from `from`, and
+  # the end-to-end handshake runs wholly in the pipe.
 }
 
 struct RejectConnection {
@@ -109,12 +122,19 @@ struct ListenOk {
 struct IncomingConnection {
   from @0 :Data;
   # The connector's Ed25519 public key (32 bytes), authenticated by its handshake.
+  e2eMsg1 @1 :Data;
+  # The connector's end-to-end msg1 (32 bytes), only to a listener that said earlyE2e and only
+  # when the connect carried one; else empty.
 }
 
 struct Connected {
   peer @0 :Data;
   # The other end's Ed25519 public key (32 bytes): for the connector the listener's key, for
   # the acceptor the connector's key. The end-to-end handshake must then prove this key.
+  earlyE2e @1 :Bool;
+  # To the connector only: the acceptor answered its connect's e2eMsg1, so the pipe starts
+  # with the acceptor's end-to-end msg2 (the connector sends no preamble or msg1 in the pipe).
+  # False: the whole end-to-end handshake runs in the pipe, as without e2eMsg1.
 }
 
 struct Refused {

@@ -49,17 +49,17 @@ Actions RelayState::handle(ConnId conn, const PublicKey& self, const NodeMessage
                            TimePoint now, const Source* source) {
   return std::visit(
       Overloaded{
-          [&](const Listen&) { return listen(conn, self, now, source); },
-          [&](const Connect& m) { return connect(conn, self, m.target, now, source); },
-          [&](const Accept& m) { return accept(conn, self, m.from, now); },
+          [&](const Listen& m) { return listen(conn, self, now, source, m.early_e2e); },
+          [&](const Connect& m) { return connect(conn, self, m.target, now, source, m.e2e_msg1); },
+          [&](const Accept& m) { return accept(conn, self, m.from, now, m.e2e_msg1); },
           [&](const RejectConnection& m) { return reject(conn, m.from, now); },
           [&](const Standby&) { return standby(conn, self, now); },
       },
       message);
 }
 
-Actions RelayState::listen(ConnId conn, const PublicKey& self, TimePoint now,
-                           const Source* source) {
+Actions RelayState::listen(ConnId conn, const PublicKey& self, TimePoint now, const Source* source,
+                           bool early_e2e) {
   Actions out = expire(now);
   if (first_request_fails(out, conn, self)) return out;
   const auto old = listeners_.find(self);
@@ -80,23 +80,26 @@ Actions RelayState::listen(ConnId conn, const PublicKey& self, TimePoint now,
     drop_standby(out, self, CloseReason::replaced);  // it belonged to the replaced listen
     forget_listener_source(old->second);
     listener_keys_.erase(old->second);
+    early_e2e_listeners_.erase(old->second);
     listeners_.erase(old);
   }
   listeners_.emplace(self, conn);
   listener_keys_.emplace(conn, self);
+  if (early_e2e) early_e2e_listeners_.insert(conn);
   if (source != nullptr) {
     listener_counts_.add(*source);
     listener_sources_.emplace(conn, *source);
   }
   out.push_back(SendTo{conn, ListenOk{}});
   for (const ConnId connector : pending_to(self)) {
-    out.push_back(SendTo{conn, IncomingConnection{tunnels_.at(connector).from}});
+    out.push_back(SendTo{conn, incoming_for(conn, connector)});
   }
   return out;
 }
 
 Actions RelayState::connect(ConnId conn, const PublicKey& self, const PublicKey& target,
-                            TimePoint now, const Source* source) {
+                            TimePoint now, const Source* source,
+                            const std::optional<E2eMsg1>& e2e_msg1) {
   Actions out = expire(now);
   if (has_role(conn)) {
     protocol_error(out, conn);
@@ -114,7 +117,9 @@ Actions RelayState::connect(ConnId conn, const PublicKey& self, const PublicKey&
     refuse(out, cut, RefuseReason::overloaded);
   }
   add_tunnel(conn, self, target, now, source);
-  out.push_back(SendTo{listeners_.at(target), IncomingConnection{self}});
+  tunnels_.at(conn).e2e_msg1 = e2e_msg1;
+  const ConnId listener = listeners_.at(target);
+  out.push_back(SendTo{listener, incoming_for(listener, conn)});
   return out;
 }
 
@@ -158,8 +163,15 @@ ConnId RelayState::fair_share_cut(const Source* source) const {
   return site == tunnels_by_site_.end() || site->second.empty() ? 0 : site->second.begin()->second;
 }
 
-Actions RelayState::accept(ConnId conn, const PublicKey& self, const PublicKey& from,
-                           TimePoint now) {
+// The relay never reads the msg1: it hands it on, and compares it byte for byte.
+IncomingConnection RelayState::incoming_for(ConnId listener, ConnId connector) const {
+  const auto& tunnel = tunnels_.at(connector);
+  if (!early_e2e_listeners_.contains(listener)) return IncomingConnection{tunnel.from};
+  return IncomingConnection{tunnel.from, tunnel.e2e_msg1};
+}
+
+Actions RelayState::accept(ConnId conn, const PublicKey& self, const PublicKey& from, TimePoint now,
+                           const std::optional<E2eMsg1>& e2e_msg1) {
   Actions out = expire(now);
   if (listener_keys_.contains(conn) || tunnels_.contains(conn)) {
     protocol_error(out, conn);
@@ -180,9 +192,20 @@ Actions RelayState::accept(ConnId conn, const PublicKey& self, const PublicKey& 
     refuse(out, conn, RefuseReason::no_pending);
     return out;
   }
-  const ConnId connector = pair->second.front();  // the oldest
+  // With a msg1, the connect that sent it (the acceptor's msg2 answers that one and no
+  // other); without, the oldest.
+  auto chosen = pair->second.begin();
+  if (e2e_msg1) {
+    chosen = std::find_if(pair->second.begin(), pair->second.end(),
+                          [&](ConnId c) { return tunnels_.at(c).e2e_msg1 == e2e_msg1; });
+    if (chosen == pair->second.end()) {
+      refuse(out, conn, RefuseReason::no_pending);
+      return out;
+    }
+  }
+  const ConnId connector = *chosen;
   remove_tunnel(connector);
-  out.push_back(Paired{connector, conn, from, self});
+  out.push_back(Paired{connector, conn, from, self, e2e_msg1.has_value()});
   return out;
 }
 
@@ -279,9 +302,9 @@ Actions RelayState::set_allowlist(std::optional<Allowlist> allowlist) {
 }
 
 std::size_t RelayState::index_entries() const {
-  std::size_t n = listeners_.size() + listener_keys_.size() + standbys_.size() +
-                  standby_keys_.size() + tunnels_.size() + by_target_.size() + by_pair_.size() +
-                  by_deadline_.size() + rates_.size() + rate_lru_.size() +
+  std::size_t n = listeners_.size() + listener_keys_.size() + early_e2e_listeners_.size() +
+                  standbys_.size() + standby_keys_.size() + tunnels_.size() + by_target_.size() +
+                  by_pair_.size() + by_deadline_.size() + rates_.size() + rate_lru_.size() +
                   listener_sources_.size() + listener_counts_.entries() +
                   half_tunnel_counts_.entries() + tunnels_by_site_.size() + source_rates_.size() +
                   source_rate_lru_.size();
@@ -400,6 +423,7 @@ void RelayState::drop_listener(Actions& out, ConnId conn) {
   forget_listener_source(conn);
   listeners_.erase(target);
   listener_keys_.erase(key);
+  early_e2e_listeners_.erase(conn);
   drop_standby(out, target, CloseReason::normal);  // its listen ended
   for (const ConnId connector : pending_to(target)) {
     remove_tunnel(connector);

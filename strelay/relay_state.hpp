@@ -75,6 +75,7 @@
 #include <map>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 #include <variant>
 #include <vector>
 
@@ -132,6 +133,9 @@ struct Paired {
   ConnId acceptor = 0;
   PublicKey connector_key;
   PublicKey listener_key;
+  // The acceptor answered the connector's end-to-end msg1: Connected{early_e2e} to the
+  // connector (its pipe starts with the acceptor's msg2).
+  bool early_e2e = false;
   friend bool operator==(const Paired&, const Paired&) = default;
 };
 
@@ -152,10 +156,17 @@ class RelayState {
   Actions handle(ConnId conn, const PublicKey& self, const NodeMessage& message, TimePoint now,
                  const Source* source = nullptr);
 
-  Actions listen(ConnId conn, const PublicKey& self, TimePoint now, const Source* source = nullptr);
+  // early_e2e: this listener takes connectors' end-to-end msg1 in IncomingConnection.
+  Actions listen(ConnId conn, const PublicKey& self, TimePoint now, const Source* source = nullptr,
+                 bool early_e2e = false);
+  // e2e_msg1 is kept with the half-tunnel and handed only to a listener that said early_e2e.
   Actions connect(ConnId conn, const PublicKey& self, const PublicKey& target, TimePoint now,
-                  const Source* source = nullptr);
-  Actions accept(ConnId conn, const PublicKey& self, const PublicKey& from, TimePoint now);
+                  const Source* source = nullptr,
+                  const std::optional<E2eMsg1>& e2e_msg1 = std::nullopt);
+  // With e2e_msg1: pairs the pending connect from `from` that sent exactly that msg1 (none:
+  // Refused{no_pending}), and Paired::early_e2e is set. Without: the oldest from `from`.
+  Actions accept(ConnId conn, const PublicKey& self, const PublicKey& from, TimePoint now,
+                 const std::optional<E2eMsg1>& e2e_msg1 = std::nullopt);
   // A first request by a key with a live listener: park `conn` as that key's standby (no reply),
   // so its one later Accept pairs with its handshake already done. At most one per key: an
   // older standby gets Close{replaced}. No live listener: Refused{not_found}. The standby is
@@ -198,11 +209,12 @@ class RelayState {
 
  private:
   struct HalfTunnel {
-    std::uint64_t seq = 0;         // creation order
-    PublicKey from;                // the connector's key
-    PublicKey target;              // the listener's key
-    TimePoint deadline;            // created + ttl; expired once now > deadline
-    std::optional<Source> source;  // counted in half_tunnel_counts_ when set
+    std::uint64_t seq = 0;                           // creation order
+    PublicKey from;                                  // the connector's key
+    PublicKey target;                                // the listener's key
+    TimePoint deadline;                              // created + ttl; expired once now > deadline
+    std::optional<Source> source;                    // counted in half_tunnel_counts_ when set
+    std::optional<E2eMsg1> e2e_msg1 = std::nullopt;  // the connector's msg1, never read
   };
   struct PairKey {
     PublicKey target;
@@ -239,6 +251,9 @@ class RelayState {
   // Closes `key`'s standby, if any, with `reason`.
   void drop_standby(Actions& out, const PublicKey& key, CloseReason reason);
   void drop_listener(Actions& out, ConnId conn);
+  // The IncomingConnection for `connector`'s half-tunnel, to `listener`: with the msg1 only
+  // when that listener said early_e2e.
+  IncomingConnection incoming_for(ConnId listener, ConnId connector) const;
   void forget_listener_source(ConnId conn);
   void add_tunnel(ConnId conn, const PublicKey& from, const PublicKey& target, TimePoint now,
                   const Source* source);
@@ -252,9 +267,10 @@ class RelayState {
 
   std::unordered_map<PublicKey, ConnId, KeyedHash> listeners_;  // key -> its listener
   std::unordered_map<ConnId, PublicKey> listener_keys_;         // listener -> its key
-  std::unordered_map<PublicKey, ConnId, KeyedHash> standbys_;   // key -> its parked standby
-  std::unordered_map<ConnId, PublicKey> standby_keys_;          // standby -> its key
-  std::unordered_map<ConnId, HalfTunnel> tunnels_;              // connector -> half-tunnel
+  std::unordered_set<ConnId> early_e2e_listeners_;  // listeners that said Listen{early_e2e}
+  std::unordered_map<PublicKey, ConnId, KeyedHash> standbys_;  // key -> its parked standby
+  std::unordered_map<ConnId, PublicKey> standby_keys_;         // standby -> its key
+  std::unordered_map<ConnId, HalfTunnel> tunnels_;             // connector -> half-tunnel
   // target -> (seq -> connector): for announcing to a new listener and for peer_gone.
   std::unordered_map<PublicKey, std::map<std::uint64_t, ConnId>, KeyedHash> by_target_;
   // (target, from) -> connectors, oldest first: for accept and reject.

@@ -408,7 +408,11 @@ asio::awaitable<void> Session::join_tunnel(std::shared_ptr<Rendezvous> rendezvou
     rendezvous->abandon(id_);
     co_return;
   }
-  if (const auto ec = co_await send_message(Connected{rendezvous->peer_of(id_)})) {
+  // The connector learns whether the acceptor answered its end-to-end msg1 (then the pipe
+  // starts with the acceptor's msg2); the acceptor knows, having said so in its Accept.
+  const auto& pairing = rendezvous->pairing();
+  const bool early = id_ == pairing.connector && pairing.early_e2e;
+  if (const auto ec = co_await send_message(Connected{rendezvous->peer_of(id_), early})) {
     co_await close(CloseReason::aborted, false, ec);
     rendezvous->abandon(id_);
     co_return;
