@@ -4,6 +4,7 @@
 #include <deque>
 
 #include "common/coro.hpp"
+#include "common/early_e2e.hpp"
 #include "common/errors.hpp"
 #include "common/relay_link.hpp"
 #include "common/wakeup.hpp"
@@ -31,6 +32,7 @@ int telling(std::error_code error, Stage stage) {
 struct Attempt {
   std::optional<Channel> channel;  // the end-to-end channel, on success
   std::error_code error;
+  bool early_e2e = false;  // the listener answered our msg1 sent with Connect
   Stage stage = Stage::relay;
 };
 
@@ -51,10 +53,16 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
   }
 
   asio::awaitable<Attempt> connect_via(const RelayTicket& relay, const PublicKey& peer);
-  asio::awaitable<void> accept_via(RelayTicket relay, PublicKey from);
-  asio::awaitable<std::error_code> accept_hop(const RelayTicket& relay, const PublicKey& from,
+  asio::awaitable<std::error_code> connect_e2e(tcp::socket& socket, const PublicKey& peer,
+                                               std::optional<InitiatorHandshake>& early,
+                                               bool early_e2e, std::optional<Channel>& out);
+  asio::awaitable<void> accept_via(RelayTicket relay, PublicKey from,
+                                   std::optional<E2eMsg1> e2e_msg1);
+  asio::awaitable<std::error_code> accept_hop(const RelayTicket& relay, const Accept& accept,
+                                              std::span<const std::uint8_t> msg2,
                                               std::optional<Channel>& hop);
-  IncomingDecision incoming(const RelayTicket& relay, const PublicKey& from);
+  IncomingDecision incoming(const RelayTicket& relay, const PublicKey& from,
+                            const std::optional<E2eMsg1>& e2e_msg1);
   LinkCallbacks callbacks_for(const RelayTicket& relay);
   StreamHooks hooks_for(const PublicKey& peer);
   bool is_friend(const PublicKey& key) const { return friends.contains(key); }
@@ -80,13 +88,23 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
 asio::awaitable<Attempt> Node::Impl::connect_via(const RelayTicket& relay, const PublicKey& peer) {
   Attempt attempt;
   std::optional<Channel> hop;
-  attempt.error = co_await open_relay_channel(relay, *self, Connect{peer},
+  // Our end-to-end msg1 goes with the Connect (docs/protocol.md 4.4): a listener that takes it
+  // answers with msg2 as the pipe's first bytes.
+  Connect request{peer};
+  std::optional<InitiatorHandshake> early;
+  if (options.early_e2e) {
+    early.emplace(*self, peer, HandshakeLayer::end_to_end);
+    request.e2e_msg1 = early_msg1(*early);
+  }
+  attempt.error = co_await open_relay_channel(relay, *self, request,
                                               Clock::now() + options.connect_timeout, hop);
   if (attempt.error) co_return attempt;
 
   attempt.stage = Stage::outcome;
   PublicKey paired;
-  attempt.error = co_await await_pairing(*hop, Clock::now() + options.outcome_timeout, paired);
+  bool early_e2e = false;
+  attempt.error =
+      co_await await_pairing(*hop, Clock::now() + options.outcome_timeout, paired, &early_e2e);
   if (!attempt.error && paired != peer) attempt.error = errc::protocol_error;  // a lying relay
   if (attempt.error) {
     hop->close();
@@ -95,13 +113,25 @@ asio::awaitable<Attempt> Node::Impl::connect_via(const RelayTicket& relay, const
 
   attempt.stage = Stage::end_to_end;
   auto socket = hop->release_socket();
-  attempt.error = co_await connect_stream_handshake(
-      socket, *self, peer, Clock::now() + options.handshake_timeout, attempt.channel);
+  attempt.early_e2e = early_e2e;
+  attempt.error = co_await connect_e2e(socket, peer, early, early_e2e, attempt.channel);
   if (attempt.error) {
     boost::system::error_code ignored;
     socket.close(ignored);
   }
   co_return attempt;
+}
+
+// The end-to-end handshake on the pipe: from msg2 on when the listener answered our early msg1,
+// else the whole of it (our early msg1 is then never used: a fresh handshake runs).
+asio::awaitable<std::error_code> Node::Impl::connect_e2e(tcp::socket& socket, const PublicKey& peer,
+                                                         std::optional<InitiatorHandshake>& early,
+                                                         bool early_e2e,
+                                                         std::optional<Channel>& out) {
+  const auto deadline = Clock::now() + options.handshake_timeout;
+  if (!early_e2e) co_return co_await connect_stream_handshake(socket, *self, peer, deadline, out);
+  if (!early) co_return errc::protocol_error;  // "early" for a msg1 we never sent: a lying relay
+  co_return co_await finish_early_connect(socket, *early, deadline, out);
 }
 
 asio::awaitable<ConnectResult> Node::connect(PublicKey peer, std::vector<RelayTicket> relays) {
@@ -116,7 +146,8 @@ asio::awaitable<ConnectResult> Node::connect(PublicKey peer, std::vector<RelayTi
                             impl->hooks_for(peer));
       result.error = {};
       result.via = relay;
-      impl->log.info("peer_connected", {0, peer}, {{"relay", relay.address.to_string()}});
+      impl->log.info("peer_connected", {0, peer},
+                     {{"relay", relay.address.to_string()}, {"early_e2e", attempt.early_e2e}});
       if (impl->observer) impl->observer->peer_connected(peer, relay);
       co_return result;
     }
@@ -136,7 +167,8 @@ asio::awaitable<ConnectResult> Node::connect(PublicKey peer, std::vector<RelayTi
 
 // ---------------------------------------------------------------- listen and accept
 
-IncomingDecision Node::Impl::incoming(const RelayTicket& relay, const PublicKey& from) {
+IncomingDecision Node::Impl::incoming(const RelayTicket& relay, const PublicKey& from,
+                                      const std::optional<E2eMsg1>& e2e_msg1) {
   if (!is_friend(from)) {
     log.info("incoming_rejected", {0, from}, {{"relay", relay.address.to_string()}});
     return IncomingDecision::reject;
@@ -147,7 +179,10 @@ IncomingDecision Node::Impl::incoming(const RelayTicket& relay, const PublicKey&
   }
   ++accepting;
   asio::co_spawn(
-      executor, [impl = shared_from_this(), relay, from] { return impl->accept_via(relay, from); },
+      executor,
+      [impl = shared_from_this(), relay, from, e2e_msg1] {
+        return impl->accept_via(relay, from, e2e_msg1);
+      },
       rethrow);
   return IncomingDecision::accept;
 }
@@ -155,10 +190,13 @@ IncomingDecision Node::Impl::incoming(const RelayTicket& relay, const PublicKey&
 // The Accept for `from`, on the relay's standby connection when the link holds one (its
 // handshake is done: one round trip), else on a new connection. A standby that fails without
 // the relay's answer to the Accept (its relay closed it meanwhile, or it broke) costs only the
-// fallback; an answer (no_pending, not_allowed) is final.
+// fallback; an answer (no_pending, not_allowed) is final. `msg2`, when not empty, follows the
+// Accept frame at once: the relay reads no byte past it, so it is the pipe's first.
 asio::awaitable<std::error_code> Node::Impl::accept_hop(const RelayTicket& relay,
-                                                        const PublicKey& from,
+                                                        const Accept& accept,
+                                                        std::span<const std::uint8_t> msg2,
                                                         std::optional<Channel>& hop) {
+  const auto& from = accept.from;
   const auto deadline = Clock::now() + options.connect_timeout;
   PublicKey paired;
   for (const auto& link : links) {
@@ -167,8 +205,9 @@ asio::awaitable<std::error_code> Node::Impl::accept_hop(const RelayTicket& relay
     break;
   }
   if (hop) {
-    const auto bytes = encode(NodeMessage{Accept{from}});
+    const auto bytes = encode(NodeMessage{accept});
     auto ec = co_await hop->send(FrameKind::control, bytes, deadline);
+    if (!ec && !msg2.empty()) ec = co_await send_early_msg2(hop->socket(), msg2, deadline);
     if (!ec) ec = co_await await_pairing(*hop, deadline, paired);
     if (!ec || ec == errc::no_pending || ec == errc::not_allowed) {
       if (!ec && paired != from) ec = errc::protocol_error;  // paired with someone else
@@ -178,7 +217,8 @@ asio::awaitable<std::error_code> Node::Impl::accept_hop(const RelayTicket& relay
     hop->close();
     hop.reset();
   }
-  auto ec = co_await open_relay_channel(relay, *self, Accept{from}, deadline, hop);
+  auto ec = co_await open_relay_channel(relay, *self, accept, deadline, hop);
+  if (!ec && !msg2.empty()) ec = co_await send_early_msg2(hop->socket(), msg2, deadline);
   if (!ec) ec = co_await await_pairing(*hop, Clock::now() + options.connect_timeout, paired);
   if (!ec && paired != from) ec = errc::protocol_error;  // a relay pairing us with someone else
   co_return ec;
@@ -186,18 +226,33 @@ asio::awaitable<std::error_code> Node::Impl::accept_hop(const RelayTicket& relay
 
 // Accepts `from`'s pending connect (accept_hop), then runs the end-to-end handshake
 // as the responder: the initiator must be `from` (announced by the relay twice) and a friend.
-asio::awaitable<void> Node::Impl::accept_via(RelayTicket relay, PublicKey from) {
+asio::awaitable<void> Node::Impl::accept_via(RelayTicket relay, PublicKey from,
+                                             std::optional<E2eMsg1> e2e_msg1) {
   const auto generation = listen_generation;
+  // The connector's msg1 came with IncomingConnection: our msg2 is made now and follows the
+  // Accept, which names that msg1. A msg1 that fails its checks is not answered early: the
+  // plain Accept makes the connector run the whole handshake in the pipe.
+  std::optional<ResponderHandshake> early;
+  std::vector<std::uint8_t> msg2;
+  if (e2e_msg1 && options.early_e2e) {
+    early.emplace(*self, HandshakeLayer::end_to_end);
+    msg2 = early_msg2(*early, *e2e_msg1);
+    if (msg2.empty()) early.reset();
+  }
   std::optional<Channel> hop;
-  auto ec = co_await accept_hop(relay, from, hop);
+  auto ec = co_await accept_hop(relay, Accept{from, early ? e2e_msg1 : std::nullopt}, msg2, hop);
   std::optional<Channel> channel;
   if (!ec) {
     auto socket = hop->release_socket();
     const std::function<bool(const PublicKey&)> friendly = [this](const PublicKey& key) {
       return is_friend(key);
     };
-    ec = co_await accept_stream_handshake(socket, *self, from, friendly,
-                                          Clock::now() + options.handshake_timeout, channel);
+    const auto deadline = Clock::now() + options.handshake_timeout;
+    if (early) {
+      ec = co_await finish_early_accept(socket, *early, from, friendly, deadline, channel);
+    } else {
+      ec = co_await accept_stream_handshake(socket, *self, from, friendly, deadline, channel);
+    }
     if (ec) {
       boost::system::error_code ignored;
       socket.close(ignored);
@@ -214,7 +269,8 @@ asio::awaitable<void> Node::Impl::accept_via(RelayTicket relay, PublicKey from) 
   AcceptResult result;
   result.stream.emplace(std::move(*channel), options.stream, hooks_for(from));
   result.via = relay;
-  log.info("peer_accepted", {0, from}, {{"relay", relay.address.to_string()}});
+  log.info("peer_accepted", {0, from},
+           {{"relay", relay.address.to_string()}, {"early_e2e", early.has_value()}});
   if (observer) observer->peer_connected(from, relay);
   queue.push_back(std::move(result));
   accept_wake.notify();
@@ -234,9 +290,10 @@ LinkCallbacks Node::Impl::callbacks_for(const RelayTicket& relay) {
   callbacks.on_rtt = [weak, relay](Clock::duration rtt) {
     if (auto impl = weak.lock(); impl && impl->observer) impl->observer->relay_rtt(relay, rtt);
   };
-  callbacks.on_incoming = [weak, relay](const PublicKey& from) {
+  callbacks.on_incoming = [weak, relay](const PublicKey& from,
+                                        const std::optional<E2eMsg1>& e2e_msg1) {
     auto impl = weak.lock();
-    return impl ? impl->incoming(relay, from) : IncomingDecision::ignore;
+    return impl ? impl->incoming(relay, from, e2e_msg1) : IncomingDecision::ignore;
   };
   return callbacks;
 }
@@ -312,6 +369,7 @@ void Node::listen(std::vector<RelayTicket> relays) {
   options.write_stall = impl_->options.stream.write_stall;
   options.clock = impl_->options.clock;
   options.standby = impl_->options.relay_standby;
+  options.early_e2e = impl_->options.early_e2e;
   for (auto& relay : relays) {
     auto link = std::make_shared<RelayLink>(impl_->executor, relay, impl_->self, options,
                                             impl_->callbacks_for(relay), impl_->log);

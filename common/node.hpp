@@ -60,6 +60,11 @@ struct NodeOptions {
   // Keep a standby connection on each listened relay, so an accept costs one round trip
   // (docs/protocol.md 4.1, "Standby"); false: every accept opens a new connection.
   bool relay_standby = true;
+  // Send our end-to-end msg1 with Connect, and take connectors' msg1 with IncomingConnection
+  // (docs/protocol.md 4.4, "The end-to-end msg1 with connect"): the pipe then carries only msg2
+  // and msg3. false: the whole end-to-end handshake runs in the pipe (and our Listen does not
+  // ask for msg1s). Either way we interoperate with peers of both kinds.
+  bool early_e2e = true;
   StreamOptions stream{};
   // The time the node's keepalives, backoff sleeps and accept() deadlines run on (empty:
   // steady_clock); also its streams', unless stream.clock is set. Socket deadlines (connect,

@@ -65,8 +65,8 @@ asio::awaitable<std::error_code> open_relay_channel(const RelayTicket& relay, co
   co_return std::error_code{};
 }
 
-asio::awaitable<std::error_code> await_pairing(Channel& channel, Deadline deadline,
-                                               PublicKey& peer) {
+asio::awaitable<std::error_code> await_pairing(Channel& channel, Deadline deadline, PublicKey& peer,
+                                               bool* early_e2e) {
   for (;;) {
     Message message;
     const auto ec = co_await channel.receive(message, deadline);
@@ -81,6 +81,7 @@ asio::awaitable<std::error_code> await_pairing(Channel& channel, Deadline deadli
     if (!decoded) co_return errc::protocol_error;
     if (const auto* connected = std::get_if<Connected>(&*decoded)) {
       peer = connected->peer;
+      if (early_e2e != nullptr) *early_e2e = connected->early_e2e;
       co_return std::error_code{};
     }
     if (const auto* refused = std::get_if<Refused>(&*decoded)) {
@@ -152,7 +153,8 @@ asio::awaitable<void> RelayLink::run() {
 asio::awaitable<std::error_code> RelayLink::listen_once() {
   const Deadline deadline = Clock::now() + options_.attempt_timeout;
   std::optional<Channel> channel;
-  auto ec = co_await open_relay_channel(ticket_, *self_, Listen{}, deadline, channel);
+  auto ec =
+      co_await open_relay_channel(ticket_, *self_, Listen{options_.early_e2e}, deadline, channel);
   if (ec) co_return ec;
   if (stopped_ || reconnect_) {
     channel->close();
@@ -293,8 +295,9 @@ std::error_code RelayLink::handle(const Message& message) {
       const auto* incoming = decoded ? std::get_if<IncomingConnection>(&*decoded) : nullptr;
       if (incoming == nullptr) return errc::protocol_error;
       log_.debug("incoming", tags(), {{"from", incoming->from}});
-      const auto decision = callbacks_.on_incoming ? callbacks_.on_incoming(incoming->from)
-                                                   : IncomingDecision::reject;
+      const auto decision = callbacks_.on_incoming
+                                ? callbacks_.on_incoming(incoming->from, incoming->e2e_msg1)
+                                : IncomingDecision::reject;
       if (decision == IncomingDecision::reject) rejects_due_.push_back(incoming->from);
       return {};
     }

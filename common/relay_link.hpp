@@ -64,9 +64,11 @@ boost::asio::awaitable<std::error_code> open_relay_channel(const RelayTicket& re
 // connector must stay silent). Connected: no error and `peer` set; the channel is then between
 // frames, ready for release_socket(). Refused: its error (errc::not_found, rejected, ...). A
 // close from the relay: channel_closed (or not_allowed, peer_gone, ...). errc::timeout at the
-// deadline; errc::protocol_error for any other message.
+// deadline; errc::protocol_error for any other message. `early_e2e`, when given, is set from
+// Connected: the pipe starts with the peer's end-to-end msg2 (the connector's msg1 went with
+// its Connect and the acceptor answered it).
 boost::asio::awaitable<std::error_code> await_pairing(Channel& channel, Deadline deadline,
-                                                      PublicKey& peer);
+                                                      PublicKey& peer, bool* early_e2e = nullptr);
 
 struct LinkOptions {
   BackoffOptions backoff{};
@@ -80,6 +82,9 @@ struct LinkOptions {
   // The time the keepalive and the backoff sleep run on (empty: steady_clock).
   SteadyNow clock{};
   bool standby = true;  // keep a standby connection while up
+  // Listen{early_e2e}: take connectors' end-to-end msg1 in IncomingConnection (docs/protocol.md
+  // 4.4, "The end-to-end msg1 with connect").
+  bool early_e2e = true;
 };
 
 enum class IncomingDecision {
@@ -92,7 +97,9 @@ struct LinkCallbacks {
   std::function<void()> on_up;
   // After each failed attempt or lost connection, with the delay before the next attempt.
   std::function<void(std::error_code why, std::chrono::milliseconds retry_in)> on_down;
-  std::function<IncomingDecision(const PublicKey& from)> on_incoming;
+  // e2e_msg1: the connector's end-to-end msg1, when it sent one and we said early_e2e.
+  std::function<IncomingDecision(const PublicKey& from, const std::optional<E2eMsg1>& e2e_msg1)>
+      on_incoming;
   std::function<void(std::chrono::steady_clock::duration rtt)> on_rtt;
 };
 

@@ -281,6 +281,13 @@ asio::awaitable<std::error_code> accept_stream_handshake(
                                           channel, payload)) {
     co_return ec;
   }
+  co_return co_await admit_initiator(channel, payload, announced, is_friend, deadline, out);
+}
+
+asio::awaitable<std::error_code> admit_initiator(
+    std::optional<Channel>& channel, std::span<const std::uint8_t> payload,
+    const PublicKey& announced, const std::function<bool(const PublicKey&)>& is_friend,
+    Deadline deadline, std::optional<Channel>& out) {
   std::error_code refusal;
   CloseReason reason = CloseReason::normal;
   if (!payload.empty()) {

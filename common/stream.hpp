@@ -140,4 +140,12 @@ boost::asio::awaitable<std::error_code> accept_stream_handshake(
     const std::function<bool(const PublicKey&)>& is_friend, Deadline deadline,
     std::optional<Channel>& out);
 
+// The listener's checks of a finished end-to-end handshake (accept_stream_handshake's, also
+// after an early one, common/early_e2e): on success `out` takes the channel; on a refusal the
+// initiator gets the authenticated close saying why and the channel is closed.
+boost::asio::awaitable<std::error_code> admit_initiator(
+    std::optional<Channel>& channel, std::span<const std::uint8_t> payload,
+    const PublicKey& announced, const std::function<bool(const PublicKey&)>& is_friend,
+    Deadline deadline, std::optional<Channel>& out);
+
 }  // namespace strelay

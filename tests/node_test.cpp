@@ -407,3 +407,54 @@ TEST_CASE("an accept whose standby the relay closed falls back to a new connecti
       }(),
       30s);
 }
+
+TEST_CASE("the end-to-end msg1 with Connect: used when both sides take it, else in the pipe") {
+  // (connector sends msg1 with Connect, listener takes it): the early path only for both; an
+  // older peer of either kind (the option off) runs the whole handshake in the pipe.
+  for (const auto& [connector_early, listener_early] :
+       {std::pair{true, true}, std::pair{true, false}, std::pair{false, true},
+        std::pair{false, false}}) {
+    INFO("connector early: " << connector_early << ", listener early: " << listener_early);
+    RelayProcess relay;  // each its own: one relay's per-source handshake rate is not the test
+    const auto ticket = ticket_of(relay);
+    std::vector<std::string> lines;
+    run_task(
+        [&]() -> asio::awaitable<void> {
+          Logger log{Logger::Options{.level = LogLevel::info,
+                                     .sink = [&](std::string_view l) { lines.emplace_back(l); }}};
+          auto listener_options = fast_options();
+          listener_options.early_e2e = listener_early;
+          auto connector_options = fast_options();
+          connector_options.early_e2e = connector_early;
+          Node listener(co_await asio::this_coro::executor, Identity::generate(), log,
+                        listener_options);
+          Node connector(co_await asio::this_coro::executor, Identity::generate(), log,
+                         connector_options);
+          listener.set_friends({connector.public_key()});
+          listener.listen({ticket});
+          REQUIRE(co_await eventually([&] { return relay_up(listener, ticket.address.port); }, 5s));
+          for (int i = 0; i < 2; ++i) {  // on the standby, then on the next one
+            ConnectResult result;
+            CHECK(co_await echo_once(connector, listener, list(ticket), "early?", result) ==
+                  "early?");
+            CHECK_FALSE(result.error);
+          }
+        }(),
+        20s);
+    const bool both = connector_early && listener_early;
+    int connected = 0, accepted = 0;
+    for (const auto& line : lines) {
+      const bool early = line.find("early_e2e=true") != std::string::npos;
+      if (line.find("peer_connected") != std::string::npos) {
+        ++connected;
+        CHECK(early == both);
+      }
+      if (line.find("peer_accepted") != std::string::npos) {
+        ++accepted;
+        CHECK(early == both);
+      }
+    }
+    CHECK(connected == 2);
+    CHECK(accepted == 2);
+  }
+}
