@@ -20,12 +20,18 @@
 // of docs/performance.md, issue 17.2). The relay's per-source connect rate is lifted: 1000
 // sessions from 8 source addresses would otherwise meet its burst of 100 each.
 //
+// relay_early_e2e, relay_standby_early_e2e: relay_e2e and relay_standby_e2e with the end-to-end
+// msg1 in Connect (issue 17.2; docs/protocol.md 4.4): the pipe carries msg2 then msg3 only.
+// --early 0 leaves them out, for a relay that predates them.
+//
 //   setup_bench --bin DIR [--sessions 1000] [--rounds 5] [--round-limit 120] [--standby 0]
+//               [--early 0]
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
 #include "bench/harness.hpp"
 #include "bench/pairing.hpp"
+#include "common/early_e2e.hpp"
 #include "common/stream.hpp"
 
 using namespace bench;
@@ -33,8 +39,9 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-const std::vector<std::string> all_kinds{"tcp",       "forwarder",     "relay",
-                                         "relay_e2e", "relay_standby", "relay_standby_e2e"};
+const std::vector<std::string> all_kinds{
+    "tcp",           "forwarder",         "relay",           "relay_e2e",
+    "relay_standby", "relay_standby_e2e", "relay_early_e2e", "relay_standby_early_e2e"};
 
 struct Context {
   Hop hop;
@@ -150,6 +157,90 @@ asio::awaitable<double> relay_session(Context& c, Channel& listening, std::size_
   co_return seconds_between(t0, t1);
 }
 
+// The connector of the early kinds: its end-to-end msg1 rides in Connect; after
+// Connected{early_e2e} the pipe starts with the listener's msg2.
+asio::awaitable<std::error_code> early_connector(Context& c, const asio::ip::address& source,
+                                                 std::optional<Channel>& out) {
+  strelay::InitiatorHandshake handshake(c.connector, c.listener.public_key(),
+                                        strelay::HandshakeLayer::end_to_end);
+  const strelay::Connect connect{c.listener.public_key(), strelay::early_msg1(handshake)};
+  std::optional<Channel> hop;
+  if (auto ec = co_await open_hop(c.hop, source, c.connector, connect, hop)) co_return ec;
+  PublicKey peer;
+  bool early = false;
+  const auto deadline = deadline_in(std::chrono::seconds(20));
+  if (auto ec = co_await strelay::await_pairing(*hop, deadline, peer, &early)) co_return ec;
+  if (!early) co_return strelay::errc::protocol_error;  // the listener always answers here
+  auto socket = hop->release_socket();
+  co_return co_await strelay::finish_early_connect(socket, handshake, deadline, out);
+}
+
+// The listener of the early kinds: msg2 for the IncomingConnection's msg1, Accept{from, msg1}
+// (on the standby, else a new connection) with msg2 right after it, then msg3 from the pipe.
+asio::awaitable<std::error_code> early_acceptor(Context& c, const asio::ip::address& source,
+                                                Channel& listening, std::optional<Channel>& standby,
+                                                std::optional<Channel>& out) {
+  const auto incoming = co_await next_relay_message(listening);
+  const auto* inc = incoming ? std::get_if<strelay::IncomingConnection>(&*incoming) : nullptr;
+  if (inc == nullptr || !inc->e2e_msg1) co_return strelay::errc::protocol_error;
+  strelay::ResponderHandshake handshake(c.listener, strelay::HandshakeLayer::end_to_end);
+  const auto msg2 = strelay::early_msg2(handshake, *inc->e2e_msg1);
+  const strelay::Accept accept{inc->from, inc->e2e_msg1};
+  const auto deadline = deadline_in(std::chrono::seconds(20));
+  std::optional<Channel> hop;
+  if (standby) {
+    hop = std::move(standby);
+    const auto bytes = strelay::encode(strelay::NodeMessage{accept});
+    if (auto ec = co_await hop->send(strelay::FrameKind::control, bytes, deadline)) co_return ec;
+  } else if (auto ec = co_await open_hop(c.hop, source, c.listener, accept, hop)) {
+    co_return ec;
+  }
+  if (auto ec = co_await strelay::send_early_msg2(hop->socket(), msg2, deadline)) co_return ec;
+  PublicKey peer;
+  if (auto ec = co_await strelay::await_pairing(*hop, deadline, peer)) co_return ec;
+  auto socket = hop->release_socket();
+  co_return co_await strelay::finish_early_accept(
+      socket, handshake, inc->from, [](const PublicKey&) { return true; }, deadline, out);
+}
+
+// One session of an early kind: as relay_e2e (or relay_standby_e2e), with the end-to-end msg1
+// in Connect (docs/protocol.md 4.4, "The end-to-end msg1 with connect").
+asio::awaitable<double> early_session(Context& c, Channel& listening, std::size_t i,
+                                      bool use_standby) {
+  const auto source = source_address(i);
+  std::optional<Channel> standby;
+  if (use_standby) {
+    if (auto ec = co_await open_hop(c.hop, source, c.listener, strelay::Standby{}, standby))
+      die("standby: " + ec.message());
+  }
+  const auto t0 = Clock::now();
+  Clock::time_point t1;
+  std::optional<Channel> ca, cb;
+  std::optional<strelay::Stream> sa, sb;
+  std::error_code ea, eb;
+  auto connector = [&]() -> asio::awaitable<void> {
+    ea = co_await early_connector(c, source, ca);
+    if (ea) co_return;
+    sa.emplace(std::move(*ca));
+    std::array<std::uint8_t, 1> byte{42};
+    ea = co_await sa->write(byte);
+  };
+  auto acceptor = [&]() -> asio::awaitable<void> {
+    eb = co_await early_acceptor(c, source, listening, standby, cb);
+    if (eb) co_return;
+    sb.emplace(std::move(*cb));
+    std::array<std::uint8_t, 1> got{};
+    const auto r = co_await sb->read_some(got);
+    if (r.error || r.bytes != 1) eb = r.error ? r.error : strelay::errc::protocol_error;
+    t1 = Clock::now();
+  };
+  co_await (connector() && acceptor());
+  if (ea || eb) die("early session: " + (ea ? ea : eb).message());
+  sa->abort();
+  sb->abort();
+  co_return seconds_between(t0, t1);
+}
+
 struct RoundResult {
   std::vector<double> latencies;  // seconds
   double relay_cpu = 0;
@@ -159,7 +250,14 @@ asio::awaitable<RoundResult> run_kind(Context& c, tcp::acceptor& sink, const std
                                       std::size_t sessions) {
   RoundResult r;
   std::optional<Channel> listening;
-  if (kind.rfind("relay", 0) == 0) {
+  const bool early = kind.find("early") != std::string::npos;
+  if (early) {  // a listener that takes connectors' msg1
+    if (auto ec = co_await open_hop(c.hop, source_address(0), c.listener, strelay::Listen{true},
+                                    listening))
+      die("listen: " + ec.message());
+    const auto reply = co_await next_relay_message(*listening);
+    if (!reply || !std::holds_alternative<strelay::ListenOk>(*reply)) die("listen: no ListenOk");
+  } else if (kind.rfind("relay", 0) == 0) {
     if (auto ec = co_await open_listener(c.hop, source_address(0), c.listener, listening)) {
       die("listen: " + ec.message());
     }
@@ -167,7 +265,10 @@ asio::awaitable<RoundResult> run_kind(Context& c, tcp::acceptor& sink, const std
   for (std::size_t i = 0; i < sessions; ++i) {
     if (kind == "tcp") r.latencies.push_back(co_await plain_session(sink, c.sink, i));
     if (kind == "forwarder") r.latencies.push_back(co_await plain_session(sink, c.forwarder, i));
-    if (listening) {
+    if (listening && early) {
+      r.latencies.push_back(
+          co_await early_session(c, *listening, i, kind.find("standby") != std::string::npos));
+    } else if (listening) {
       const bool e2e = kind.ends_with("_e2e");
       const bool standby = kind.starts_with("relay_standby");
       r.latencies.push_back(co_await relay_session(c, *listening, i, e2e, standby));
@@ -190,8 +291,12 @@ int main(int argc, char** argv) {
   const bool standby = flags.count("standby", 1) != 0;
   const auto dir = scratch_dir("setup");
   std::vector<std::string> kinds;
-  for (const auto& kind : all_kinds)
-    if (standby || !kind.starts_with("relay_standby")) kinds.push_back(kind);
+  const bool early = flags.count("early", 1) != 0;
+  for (const auto& kind : all_kinds) {
+    if (!standby && kind.starts_with("relay_standby")) continue;
+    if (!early && kind.find("early") != std::string::npos) continue;
+    kinds.push_back(kind);
+  }
 
   auto relay = start_relay(
       bin, dir, {"--connect-rate-per-source", "1000000", "--connect-burst-per-source", "1000000"});
@@ -214,7 +319,7 @@ int main(int argc, char** argv) {
       auto r = run_until_done(ioc, run_kind(c, sink, kind, sessions), limit);
       r.relay_cpu = relay.process.cpu_seconds() - cpu0;
       std::fprintf(
-          stderr, "setup round %d %-9s p50 %.3f ms p99 %.3f ms relay cpu/session %.3f ms\n",
+          stderr, "setup round %d %-23s p50 %.3f ms p99 %.3f ms relay cpu/session %.3f ms\n",
           round + 1, kind.c_str(), 1e3 * median(r.latencies), 1e3 * quantile(r.latencies, 0.99),
           1e3 * r.relay_cpu / static_cast<double>(sessions));
       results[kind].push_back(std::move(r));
@@ -247,6 +352,14 @@ int main(int argc, char** argv) {
                        "end-to-end handshake adds over a standby (p50 relay_standby_e2e - p50 "
                        "relay_standby)",
                        "ms");
+  Figure early_added("setup.early_e2e_added.p50",
+                     "end-to-end handshake adds, msg1 with Connect (p50 relay_early_e2e - p50 "
+                     "relay)",
+                     "ms");
+  Figure standby_early_added("setup.standby_early_e2e_added.p50",
+                             "end-to-end handshake adds over a standby, msg1 with Connect (p50 "
+                             "relay_standby_early_e2e - p50 relay_standby)",
+                             "ms");
   Figure standby_vs_relay("setup.standby_vs_relay.p50",
                           "set-up p50 over a standby / over a new Accept connection", "ratio");
   Figure vs_tcp("setup.relay_vs_tcp.p50", "relay / plain TCP set-up p50", "ratio");
@@ -259,6 +372,14 @@ int main(int argc, char** argv) {
       standby_added.values.push_back(
           1e3 * (median(results["relay_standby_e2e"][r].latencies) - standby_p50));
       standby_vs_relay.values.push_back(standby_p50 / relay_p50);
+      if (early) {
+        standby_early_added.values.push_back(
+            1e3 * (median(results["relay_standby_early_e2e"][r].latencies) - standby_p50));
+      }
+    }
+    if (early) {
+      early_added.values.push_back(1e3 *
+                                   (median(results["relay_early_e2e"][r].latencies) - relay_p50));
     }
     vs_tcp.values.push_back(relay_p50 / median(results["tcp"][r].latencies));
     vs_fwd.values.push_back(relay_p50 / median(results["forwarder"][r].latencies));
@@ -270,6 +391,10 @@ int main(int argc, char** argv) {
     figures.push_back(standby_added);
     figures.push_back(standby_vs_relay);
   }
+  early_added.target = 0.4;          // issue 17.2: the msg1 with Connect
+  standby_early_added.target = 0.4;  // issue 17.2
+  if (early) figures.push_back(early_added);
+  if (early && standby) figures.push_back(standby_early_added);
   figures.push_back(vs_tcp);
   figures.push_back(vs_fwd);
   json params{{"sessions_per_round", sessions}, {"rounds", rounds}, {"kinds", kinds}};

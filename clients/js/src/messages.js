@@ -9,6 +9,7 @@
 // both, byte for byte, against `capnp encode` and the seeds of fuzz/corpus/messages.
 import {
   max_control_message_bytes, capnp_traversal_limit_words, capnp_nesting_limit, key_bytes,
+  handshake_msg1_bytes,
 } from './protocol.js';
 import { is_valid_identity_key } from './keys.js';
 import { StrelayError } from './errors.js';
@@ -47,24 +48,49 @@ function empty_member() {
   return Uint8Array.of(0xfc, 0xff, 0xff, 0xff, 0, 0, 0, 0);
 }
 
-// A member struct with one Data pointer (the key).
-function key_member(key) {
-  const out = new Uint8Array(16 + key_bytes);
+// A member struct (its pointer first): `data_words` data words (zeros but for `data`'s bytes),
+// then one pointer per Data field of `lists`, then each field's bytes in order. This is the
+// smallest size that holds the fields set, as common/messages.cpp writes: a message without
+// the optional fields stays byte for byte the older one.
+function member_struct(data_words, data, lists) {
+  const list_words = lists.map((l) => Math.ceil(l.length / 8));
+  const total = 1 + data_words + lists.length + list_words.reduce((a, b) => a + b, 0);
+  const out = new Uint8Array(total * 8);
   const view = new DataView(out.buffer);
-  view.setUint32(4, 0x00010000, true);                  // struct at offset 0: 0 data words, 1 pointer
-  view.setUint32(8, 1, true);                           // list at offset 0
-  view.setUint32(12, (key_bytes << 3) | 2, true);       // of 32 elements of one byte
-  out.set(key, 16);
+  view.setUint32(4, data_words | (lists.length << 16), true);  // struct at offset 0
+  out.set(data, 8);
+  let next = data_words + lists.length;  // words after the struct pointer
+  lists.forEach((list, i) => {
+    const at = data_words + i;  // this pointer's word, after the struct pointer
+    view.setUint32(8 + at * 8, 1 | ((next - at - 1) << 2), true);  // list at that offset
+    view.setUint32(12 + at * 8, (list.length << 3) | 2, true);     // of bytes
+    out.set(list, 8 + next * 8);
+    next += list_words[i];
+  });
   return out;
+}
+
+// A member struct with a key (pointer 0) and, when given, an e2eMsg1 (pointer 1).
+function key_member(key, e2e_msg1) {
+  return member_struct(0, [], e2e_msg1 === undefined ? [key] : [key, check_msg1(e2e_msg1)]);
 }
 
 // A member struct with one 16-bit field in one data word (Refused.reason).
 function u16_member(value) {
-  const out = new Uint8Array(16);
-  const view = new DataView(out.buffer);
-  view.setUint32(4, 0x00000001, true);  // struct at offset 0: 1 data word, 0 pointers
-  view.setUint16(8, value, true);
-  return out;
+  return member_struct(1, Uint8Array.of(value & 0xff, value >> 8), []);
+}
+
+// Listen{earlyE2e}, Connected{peer, earlyE2e}: the flag is bit 0 of data word 0, written only
+// when set.
+function flag_member(flag, lists) {
+  return flag ? member_struct(1, Uint8Array.of(1), lists) : member_struct(0, [], lists);
+}
+
+function check_msg1(msg1) {
+  if (!(msg1 instanceof Uint8Array) || msg1.length !== handshake_msg1_bytes) {
+    throw new TypeError('an e2eMsg1 must be 32 bytes');
+  }
+  return msg1;
 }
 
 function check_key(key) {
@@ -72,20 +98,33 @@ function check_key(key) {
   return key;
 }
 
-// message: {type: 'listen'} | {type: 'connect', target} | {type: 'accept', from} |
-//          {type: 'rejectConnection', from} | {type: 'standby'}
+// message: {type: 'listen', earlyE2e?} | {type: 'connect', target, e2eMsg1?} |
+//          {type: 'accept', from, e2eMsg1?} | {type: 'rejectConnection', from} | {type: 'standby'}
+// (docs/protocol.md 4.4, "The end-to-end msg1 with connect": earlyE2e is a boolean, e2eMsg1 32
+// bytes.)
 export function encode_node_message(message) {
   const kind = NodeMessageKind[message.type];
   if (kind === undefined) throw new TypeError(`unknown node message ${message.type}`);
+  if (message.type === 'listen' && message.earlyE2e) return encode_message(kind, flag_member(true, []));
+  if (message.type === 'connect' || message.type === 'accept') {
+    const key = check_key(message[node_key_field[kind]]);
+    return encode_message(kind, key_member(key, message.e2eMsg1));
+  }
   const field = node_key_field[kind];
   return encode_message(kind, field ? key_member(check_key(message[field])) : empty_member());
 }
 
-// message: {type: 'listenOk'} | {type: 'incomingConnection', from} | {type: 'connected', peer} |
-//          {type: 'refused', reason: 'not_found' | ...}
+// message: {type: 'listenOk'} | {type: 'incomingConnection', from, e2eMsg1?} |
+//          {type: 'connected', peer, earlyE2e?} | {type: 'refused', reason: 'not_found' | ...}
 export function encode_relay_message(message) {
   const kind = RelayMessageKind[message.type];
   if (kind === undefined) throw new TypeError(`unknown relay message ${message.type}`);
+  if (message.type === 'incomingConnection') {
+    return encode_message(kind, key_member(check_key(message.from), message.e2eMsg1));
+  }
+  if (message.type === 'connected') {
+    return encode_message(kind, flag_member(message.earlyE2e, [check_key(message.peer)]));
+  }
   if (message.type === 'refused') {
     const reason = refuse_reasons.indexOf(message.reason);
     if (reason < 0) throw new TypeError(`unknown refuse reason ${message.reason}`);
@@ -225,6 +264,10 @@ class SegmentReader {
     for (let i = 0; i < s.pointer_count; ++i) this.validate_pointer(s.pointers + i, s.nesting);
   }
 
+  bit0(s) {
+    return s.data_words > 0 && (this.view.getUint8(s.data * 8) & 1) === 1;
+  }
+
   u16(s, offset_bytes) {
     return s.data_words * 8 >= offset_bytes + 2 ? this.view.getUint16(s.data * 8 + offset_bytes, true) : 0;
   }
@@ -270,6 +313,14 @@ function read_key(reader, member, point_checked = true) {
   return key;
 }
 
+// An e2eMsg1 (pointer 1): absent when empty, else exactly 32 bytes (docs/protocol.md 4.2).
+function with_msg1(reader, member, message) {
+  const msg1 = reader.data_field(member, 1);
+  require(msg1.length === 0 || msg1.length === handshake_msg1_bytes);
+  if (msg1.length > 0) message.e2eMsg1 = msg1;
+  return message;
+}
+
 function decode(bytes, decode_root) {
   try {
     return decode_root(read_root(bytes));
@@ -291,6 +342,10 @@ export function decode_node_message(bytes) {
         : reader.read_struct(member_index, root.nesting);
     const type = node_names[which];
     const field = node_key_field[which];
+    if (type === 'listen') return reader.bit0(member) ? { type, earlyE2e: true } : { type };
+    if (type === 'connect' || type === 'accept') {
+      return with_msg1(reader, member, { type, [field]: read_key(reader, member) });
+    }
     return field ? { type, [field]: read_key(reader, member, type !== 'rejectConnection') } : { type };
   });
 }
@@ -309,6 +364,12 @@ export function decode_relay_message(bytes) {
       return { type, reason: refuse_reasons[reason] };
     }
     const field = relay_key_field[which];
+    if (type === 'incomingConnection') return with_msg1(reader, member, { type, from: read_key(reader, member) });
+    if (type === 'connected') {
+      const message = { type, peer: read_key(reader, member) };
+      if (reader.bit0(member)) message.earlyE2e = true;
+      return message;
+    }
     return field ? { type, [field]: read_key(reader, member) } : { type };
   });
 }
