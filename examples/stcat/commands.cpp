@@ -44,6 +44,7 @@ NodeOptions node_options(const CommonOptions& o) {
   options.stream.keepalive_interval = ms(o.keepalive_interval);
   options.stream.dead_peer_timeout = ms(o.dead_peer_timeout);
   options.relay_standby = !o.no_standby;
+  options.early_e2e = !o.no_early_e2e;
   return options;
 }
 

@@ -44,6 +44,9 @@ void add_common(CLI::App& cmd, CommonOptions& o) {
                  "Serve this command's stdin and stdout (run with /bin/sh -c) instead of ours");
   cmd.add_flag("-v,--verbose", o.verbose,
                "Report relays, connections and progress on stderr (-vv adds the library's log)");
+  cmd.add_flag("--no-early-e2e", o.no_early_e2e,
+               "Run the whole end-to-end handshake in the tunnel: no msg1 with Connect (connect),"
+               " none taken with IncomingConnection (listen)");
   auto* timers = cmd.add_option_group("Timers (seconds, or 10m, 1h30m, 500ms)");
   o.backoff_initial = seconds(node_backoff_initial);
   o.backoff_cap = seconds(node_backoff_cap);

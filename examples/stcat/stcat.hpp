@@ -40,7 +40,8 @@ struct CommonOptions {
   double keepalive_interval = 0;
   double dead_peer_timeout = 0;
   double connect_timeout = 0;
-  bool no_standby = false;  // listen: accept on a new connection each time (issue 17.2)
+  bool no_standby = false;    // listen: accept on a new connection each time (issue 17.2)
+  bool no_early_e2e = false;  // the whole end-to-end handshake in the pipe (issue 17.2)
 };
 
 struct ListenOptions : CommonOptions {
