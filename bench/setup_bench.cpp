@@ -184,7 +184,8 @@ asio::awaitable<std::error_code> early_acceptor(Context& c, const asio::ip::addr
   const auto* inc = incoming ? std::get_if<strelay::IncomingConnection>(&*incoming) : nullptr;
   if (inc == nullptr || !inc->e2e_msg1) co_return strelay::errc::protocol_error;
   strelay::ResponderHandshake handshake(c.listener, strelay::HandshakeLayer::end_to_end);
-  const auto msg2 = strelay::early_msg2(handshake, *inc->e2e_msg1);
+  if (!strelay::take_early_msg1(handshake, *inc->e2e_msg1))
+    co_return strelay::errc::handshake_failed;
   const strelay::Accept accept{inc->from, inc->e2e_msg1};
   const auto deadline = deadline_in(std::chrono::seconds(20));
   std::optional<Channel> hop;
@@ -195,6 +196,7 @@ asio::awaitable<std::error_code> early_acceptor(Context& c, const asio::ip::addr
   } else if (auto ec = co_await open_hop(c.hop, source, c.listener, accept, hop)) {
     co_return ec;
   }
+  const auto msg2 = strelay::early_msg2(handshake);  // after the Accept: overlaps the pairing
   if (auto ec = co_await strelay::send_early_msg2(hop->socket(), msg2, deadline)) co_return ec;
   PublicKey peer;
   if (auto ec = co_await strelay::await_pairing(*hop, deadline, peer)) co_return ec;

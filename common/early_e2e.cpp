@@ -87,9 +87,12 @@ asio::awaitable<std::error_code> finish_early_connect(tcp::socket& socket,
   co_return std::error_code{};
 }
 
-std::vector<std::uint8_t> early_msg2(ResponderHandshake& handshake, const E2eMsg1& msg1) {
+bool take_early_msg1(ResponderHandshake& handshake, const E2eMsg1& msg1) {
+  return !handshake.consume_msg1(msg1);
+}
+
+std::vector<std::uint8_t> early_msg2(ResponderHandshake& handshake) {
   std::vector<std::uint8_t> wire;
-  if (handshake.consume_msg1(msg1)) return wire;
   (void)try_append_frame(wire, handshake.create_msg2());
   return wire;
 }

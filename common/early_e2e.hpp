@@ -37,10 +37,12 @@ boost::asio::awaitable<std::error_code> finish_early_connect(tcp::socket& socket
                                                              Deadline deadline,
                                                              std::optional<Channel>& out);
 
-// The listener: takes msg1 from IncomingConnection and makes msg2, with its length prefix, to
-// write right after the Accept. Empty when msg1 fails its checks (a small-order key): then the
-// connect is not worth accepting.
-std::vector<std::uint8_t> early_msg2(ResponderHandshake& handshake, const E2eMsg1& msg1);
+// The listener: takes msg1 from IncomingConnection (its DH, before the Accept). False when it
+// fails its checks (a small-order key): then it is not answered early.
+bool take_early_msg1(ResponderHandshake& handshake, const E2eMsg1& msg1);
+// Then msg2, with its length prefix, made after the Accept frame is sent (its signature then
+// overlaps the relay's pairing) and written right after it.
+std::vector<std::uint8_t> early_msg2(ResponderHandshake& handshake);
 
 // Writes `bytes` (msg2) on the socket before `deadline`: after the Accept frame, which the
 // relay reads exactly, so they are the pipe's first bytes once it pairs.

@@ -59,7 +59,7 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
   asio::awaitable<void> accept_via(RelayTicket relay, PublicKey from,
                                    std::optional<E2eMsg1> e2e_msg1);
   asio::awaitable<std::error_code> accept_hop(const RelayTicket& relay, const Accept& accept,
-                                              std::span<const std::uint8_t> msg2,
+                                              std::optional<ResponderHandshake>& early,
                                               std::optional<Channel>& hop);
   IncomingDecision incoming(const RelayTicket& relay, const PublicKey& from,
                             const std::optional<E2eMsg1>& e2e_msg1);
@@ -190,14 +190,21 @@ IncomingDecision Node::Impl::incoming(const RelayTicket& relay, const PublicKey&
 // The Accept for `from`, on the relay's standby connection when the link holds one (its
 // handshake is done: one round trip), else on a new connection. A standby that fails without
 // the relay's answer to the Accept (its relay closed it meanwhile, or it broke) costs only the
-// fallback; an answer (no_pending, not_allowed) is final. `msg2`, when not empty, follows the
-// Accept frame at once: the relay reads no byte past it, so it is the pipe's first.
+// fallback; an answer (no_pending, not_allowed) is final. With `early`, our end-to-end msg2
+// follows the Accept frame at once (made after it is sent, so its signature overlaps the
+// relay's pairing): the relay reads no byte past the Accept, so msg2 is the pipe's first.
 asio::awaitable<std::error_code> Node::Impl::accept_hop(const RelayTicket& relay,
                                                         const Accept& accept,
-                                                        std::span<const std::uint8_t> msg2,
+                                                        std::optional<ResponderHandshake>& early,
                                                         std::optional<Channel>& hop) {
   const auto& from = accept.from;
   const auto deadline = Clock::now() + options.connect_timeout;
+  std::vector<std::uint8_t> msg2;  // made once, sent again on a fallback connection
+  auto send_msg2 = [&]() -> asio::awaitable<std::error_code> {
+    if (!early) co_return std::error_code{};
+    if (msg2.empty()) msg2 = early_msg2(*early);
+    co_return co_await send_early_msg2(hop->socket(), msg2, deadline);
+  };
   PublicKey paired;
   for (const auto& link : links) {
     if (link->ticket() != relay) continue;
@@ -207,7 +214,7 @@ asio::awaitable<std::error_code> Node::Impl::accept_hop(const RelayTicket& relay
   if (hop) {
     const auto bytes = encode(NodeMessage{accept});
     auto ec = co_await hop->send(FrameKind::control, bytes, deadline);
-    if (!ec && !msg2.empty()) ec = co_await send_early_msg2(hop->socket(), msg2, deadline);
+    if (!ec) ec = co_await send_msg2();
     if (!ec) ec = co_await await_pairing(*hop, deadline, paired);
     if (!ec || ec == errc::no_pending || ec == errc::not_allowed) {
       if (!ec && paired != from) ec = errc::protocol_error;  // paired with someone else
@@ -218,7 +225,7 @@ asio::awaitable<std::error_code> Node::Impl::accept_hop(const RelayTicket& relay
     hop.reset();
   }
   auto ec = co_await open_relay_channel(relay, *self, accept, deadline, hop);
-  if (!ec && !msg2.empty()) ec = co_await send_early_msg2(hop->socket(), msg2, deadline);
+  if (!ec) ec = co_await send_msg2();
   if (!ec) ec = co_await await_pairing(*hop, Clock::now() + options.connect_timeout, paired);
   if (!ec && paired != from) ec = errc::protocol_error;  // a relay pairing us with someone else
   co_return ec;
@@ -233,14 +240,12 @@ asio::awaitable<void> Node::Impl::accept_via(RelayTicket relay, PublicKey from,
   // Accept, which names that msg1. A msg1 that fails its checks is not answered early: the
   // plain Accept makes the connector run the whole handshake in the pipe.
   std::optional<ResponderHandshake> early;
-  std::vector<std::uint8_t> msg2;
   if (e2e_msg1 && options.early_e2e) {
     early.emplace(*self, HandshakeLayer::end_to_end);
-    msg2 = early_msg2(*early, *e2e_msg1);
-    if (msg2.empty()) early.reset();
+    if (!take_early_msg1(*early, *e2e_msg1)) early.reset();
   }
   std::optional<Channel> hop;
-  auto ec = co_await accept_hop(relay, Accept{from, early ? e2e_msg1 : std::nullopt}, msg2, hop);
+  auto ec = co_await accept_hop(relay, Accept{from, early ? e2e_msg1 : std::nullopt}, early, hop);
   std::optional<Channel> channel;
   if (!ec) {
     auto socket = hop->release_socket();
