@@ -4,7 +4,8 @@
 // A hand-written Cap'n Proto codec for these nine small messages, rather than an npm package:
 // the maintained JavaScript ports need generated code and do not apply the reader limits the
 // protocol fixes (a traversal limit of 2048 words, nesting 8, every pointer followed in unknown
-// fields too). The encoder writes exactly what `capnp encode` writes; the decoder refuses what
+// fields too). The encoder writes exactly what `capnp encode` writes (for the schema before the
+// optional end-to-end fields when they are unset, docs/protocol.md 4.2); the decoder refuses what
 // the C++ decoder (capnp's reader with those options) refuses. test/messages.test.js checks
 // both, byte for byte, against `capnp encode` and the seeds of fuzz/corpus/messages.
 import {
