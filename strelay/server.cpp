@@ -303,7 +303,11 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, bool websocke
     }
     backoff = {};
     metrics_.accepts_total.inc();
-    hand_off(std::move(socket), peer, websocket_only);
+    // The rest (admission, the front door, the session) is allocated on the worker: this
+    // thread's arena keeps only Asio's reactor state, dense (see server.hpp).
+    asio::post(worker, [this, socket = std::move(socket), peer, websocket_only]() mutable {
+      hand_off(std::move(socket), peer, websocket_only);
+    });
   }
 }
 

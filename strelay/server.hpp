@@ -4,12 +4,12 @@
 // and never comes back to it.
 //
 // Threading (docs/architecture.md): one io_context per worker thread. A connection lives on one
-// worker for its whole life. The acceptors run on a thread of their own and place each new
-// socket on the next worker, round robin: Asio's per-socket reactor state, which it keeps in a
-// pool for the life of the process, is then allocated on that thread, in its own malloc arena,
-// and does not pin the pages a burst of sessions leaves behind in a worker's arena (the memory
-// a trim gives back after 10,000 listeners left went from 24 to MiB, docs/performance.md,
-// issue 17.3). Shared state is small and locked briefly:
+// worker for its whole life. The acceptors run on a thread of their own and hand each new
+// socket to the next worker, round robin, where hand_off() runs: Asio's per-socket reactor
+// state, which it keeps in a pool for the life of the process, is then allocated on the
+// accepting thread, in its own malloc arena, and does not pin the pages that a burst of
+// sessions leaves behind in the workers' arenas (docs/performance.md, issue 17.3: what a trim
+// gives back after 10,000 listeners left). Shared state is small and locked briefly:
 //   relay_        is internally locked (strelay/relay.hpp);
 //   admission_    is internally locked (it also grants tunnels their pipe descriptors);
 //   budget_mutex_ guards budget_ (the descriptor budget, set on worker 0 when run() starts);
@@ -116,7 +116,7 @@ class Server {
  private:
   boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor,
                                            bool websocket_only);
-  // The one place an accepted socket enters the relay: admission, socket options, then the
+  // The one place an accepted socket enters the relay, on its worker: admission, then the
   // front door (strelay/front), which tells the carrier apart and calls start_session().
   void hand_off(boost::asio::ip::tcp::socket socket, const boost::asio::ip::tcp::endpoint& remote,
                 bool websocket_only);
