@@ -4,8 +4,6 @@
 // how fast this machine is. Every deadline is first shown NOT to fire just before it is due,
 // then to fire just after. Each server has its own clock, so the tests are independent.
 #include <doctest/doctest.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <array>
@@ -14,8 +12,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <cstring>
-#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -112,32 +108,6 @@ asio::awaitable<bool> closed_with(Channel& channel, CloseReason reason) {
     co_return ec == errc::channel_closed&& message.close_reason == reason;
   }
   co_return false;
-}
-
-// The relay's end of `client` (a descriptor of this process, since the server runs here): the
-// socket whose peer is the client's local address; -1 when the relay has not accepted it yet.
-int relay_end_of(const RawSocket& client) {
-  sockaddr_storage mine{};
-  socklen_t length = sizeof mine;
-  ::getsockname(client.fd(), reinterpret_cast<sockaddr*>(&mine), &length);
-  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
-    const int fd = std::atoi(entry.path().filename().c_str());
-    sockaddr_storage peer{};
-    socklen_t peer_length = sizeof peer;
-    if (fd == client.fd() ||
-        ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0) {
-      continue;
-    }
-    if (peer_length == length && std::memcmp(&peer, &mine, length) == 0) return fd;
-  }
-  return -1;
-}
-
-int int_option(int fd, int level, int name) {
-  int value = -1;
-  socklen_t length = sizeof value;
-  ::getsockopt(fd, level, name, &value, &length);
-  return value;
 }
 
 }  // namespace
@@ -596,47 +566,4 @@ TEST_CASE(
   const auto log = relay.log();
   CHECK(log.find("spliced=true") != std::string::npos);
   CHECK(log.find("spliced=false") != std::string::npos);
-}
-
-// ---------------------------------------------------------------- accepted sockets (issue 17.3)
-
-TEST_CASE(
-    "an accepted connection has the relay's TCP options, inherited from the listening socket, and "
-    "a reload's dead-peer timeout reaches the next connections") {
-  InProcessRelay relay([](ServerSettings& s) { s.dead_peer = 90s; });
-  // nodelay, keepalive, keepidle, keepintvl, keepcnt, user timeout of a new connection's relay end.
-  auto options = [&] {
-    RawSocket client("127.0.0.1", relay.address().endpoint);
-    REQUIRE(client.ok());
-    int fd = -1;
-    REQUIRE(eventually([&] { return (fd = relay_end_of(client)) >= 0; }, 3s));
-    return std::array{
-        int_option(fd, IPPROTO_TCP, TCP_NODELAY),  int_option(fd, SOL_SOCKET, SO_KEEPALIVE),
-        int_option(fd, IPPROTO_TCP, TCP_KEEPIDLE), int_option(fd, IPPROTO_TCP, TCP_KEEPINTVL),
-        int_option(fd, IPPROTO_TCP, TCP_KEEPCNT),  int_option(fd, IPPROTO_TCP, TCP_USER_TIMEOUT)};
-  };
-  CHECK(options() == std::array{1, 1, 30, 30, 3, 90000});
-  auto reloaded = *relay.server().settings();
-  reloaded.dead_peer = 120s;
-  relay.server().reload(reloaded, std::nullopt);
-  // The listening socket is re-tuned on the accepting worker: connections after that have it.
-  CHECK(eventually([&] { return options()[2] == 40; }, 3s));
-  CHECK(options() == std::array{1, 1, 40, 40, 3, 120000});
-}
-
-TEST_CASE(
-    "the connection peak between two looks of the trim policy counts a burst that came and went") {
-  InProcessRelay relay;
-  CHECK(relay.server().take_connection_peak() == 0);
-  {
-    std::vector<RawSocket> burst;
-    for (int i = 0; i < 3; ++i) {
-      burst.emplace_back("127.0.0.1", relay.address().endpoint);
-      REQUIRE(burst.back().ok());
-    }
-    REQUIRE(eventually([&] { return relay.metrics().connections.get() == 3; }, 3s));
-  }  // closed before the relay's first look
-  REQUIRE(eventually([&] { return relay.metrics().connections.get() == 0; }, 3s));
-  CHECK(relay.server().take_connection_peak() == 3);
-  CHECK(relay.server().take_connection_peak() == 0);  // starts again from those open now
 }
