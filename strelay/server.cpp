@@ -303,11 +303,7 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, bool websocke
     }
     backoff = {};
     metrics_.accepts_total.inc();
-    // The rest (admission, the front door, the session) is allocated on the worker: this
-    // thread's arena keeps only Asio's reactor state, dense (see server.hpp).
-    asio::post(worker, [this, socket = std::move(socket), peer, websocket_only]() mutable {
-      hand_off(std::move(socket), peer, websocket_only);
-    });
+    hand_off(std::move(socket), peer, websocket_only);
   }
 }
 
@@ -324,9 +320,15 @@ void Server::hand_off(tcp::socket socket, const tcp::endpoint& remote, bool webs
   // The handshake deadline runs from here, shorter under pressure (Admission::handshake_deadline).
   const auto timeout = admitted ? admitted->handshake_deadline(current->handshake_timeout)
                                 : current->handshake_timeout;
-  start_front(*this,
-              FrontEntry{std::move(socket), remote, std::move(admitted),
-                         GaugeHold(metrics_.connections), clock_.now() + timeout, websocket_only});
+  // Admission is decided here, at accept, so refused sockets close at once and descriptors do
+  // not run out; the rest (the front door, the session) is allocated on the worker, so that
+  // this thread's arena keeps little besides Asio's reactor state (see server.hpp).
+  FrontEntry entry{std::move(socket),      remote,
+                   std::move(admitted),    GaugeHold(metrics_.connections),
+                   clock_.now() + timeout, websocket_only};
+  auto executor = entry.socket.get_executor();
+  asio::post(executor,
+             [this, entry = std::move(entry)]() mutable { start_front(*this, std::move(entry)); });
   const auto open = metrics_.connections.get();
   auto peak = connection_peak_.load(std::memory_order_relaxed);
   while (open > peak &&

@@ -4,8 +4,9 @@
 // and never comes back to it.
 //
 // Threading (docs/architecture.md): one io_context per worker thread. A connection lives on one
-// worker for its whole life. The acceptors run on a thread of their own and hand each new
-// socket to the next worker, round robin, where hand_off() runs: Asio's per-socket reactor
+// worker for its whole life. The acceptors run on a thread of their own, admit each new
+// socket there and hand it to the next worker, round robin, where its front door starts:
+// Asio's per-socket reactor
 // state, which it keeps in a pool for the life of the process, is then allocated on the
 // accepting thread, in its own malloc arena, and does not pin the pages that a burst of
 // sessions leaves behind in the workers' arenas (docs/performance.md, issue 17.3: what a trim
@@ -116,8 +117,9 @@ class Server {
  private:
   boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor,
                                            bool websocket_only);
-  // The one place an accepted socket enters the relay, on its worker: admission, then the
-  // front door (strelay/front), which tells the carrier apart and calls start_session().
+  // The one place an accepted socket enters the relay, on the accepting thread: admission,
+  // then the front door (strelay/front) is started on its worker; it tells the carrier apart
+  // and calls start_session().
   void hand_off(boost::asio::ip::tcp::socket socket, const boost::asio::ip::tcp::endpoint& remote,
                 bool websocket_only);
   boost::asio::awaitable<void> drain();
