@@ -4,8 +4,8 @@
 //
 //   bench_report RESULTS_DIR
 //
-// Reads RESULTS_DIR/{machine,bulk,bulk_small,setup,handshake,idle,fairness,ws}.json (missing ones
-// are reported as not run).
+// Reads RESULTS_DIR/{machine,bulk,bulk_small,setup,handshake,idle,idle_standby,fairness,ws}.json
+// (missing ones are reported as not run).
 #include <cstdio>
 #include <fstream>
 #include <iomanip>
@@ -23,6 +23,7 @@ const std::vector<std::pair<std::string, std::string>> sections{
     {"setup", "2. Session set-up"},
     {"handshake", "3. Handshakes"},
     {"idle", "4. Idle scale"},
+    {"idle_standby", "4b. Idle scale, each listener with its standby"},
     {"fairness", "5. Fairness"},
     {"ws", "6. WebSocket tunnels"},
 };

@@ -11,7 +11,12 @@
 // its key valid before and skips the point check: the figure with the target) and with a new
 // identity for every handshake (a flood of new keys, each checked).
 //
-//   handshake_bench --bin DIR [--rounds 5] [--seconds 3] [--clients 64]
+// A join (issue 17.3) is one such full handshake with Listen and its ListenOk: the relay's CPU
+// per join in ms has the target 0.25. With --reference-bin, a second relay built from another
+// tree (e.g. main's build/bin) is measured in every round too, right after this one, with the
+// same load: the ratio of the two is the before/after that the machine's load cannot skew.
+//
+//   handshake_bench --bin DIR [--rounds 5] [--seconds 3] [--clients 64] [--reference-bin DIR]
 #include <sodium.h>
 #include <time.h>
 
@@ -95,7 +100,10 @@ int main(int argc, char** argv) {
   const long clients = flags.count("clients", 64);
   const fs::path bin = flags.str("bin", "build/bin");
   const auto dir = scratch_dir("handshake");
+  const std::string reference_bin = flags.str("reference-bin", "");
   auto relay = start_relay(bin, dir);
+  std::optional<RelayUnderTest> reference;
+  if (!reference_bin.empty()) reference.emplace(start_relay(reference_bin, dir / "reference"));
 
   Figure per_cpu("handshake.relay_per_cpu_second", "relay handshakes per CPU second (per core)",
                  "1/s");
@@ -106,6 +114,13 @@ int main(int argc, char** argv) {
   Figure ratio("handshake.relay_vs_crypto", "relay rate per CPU second / crypto-alone rate",
                "ratio");
   Figure relay_us("handshake.relay_cpu_us", "relay CPU per handshake", "us");
+  Figure join_ms("handshake.relay_cpu_per_join_ms",
+                 "relay CPU per authenticated join (handshake, Listen, ListenOk)", "ms");
+  join_ms.target = 0.25;
+  Figure reference_join_ms("handshake.reference.relay_cpu_per_join_ms",
+                           "reference relay (--reference-bin): CPU per join", "ms");
+  Figure join_ratio("handshake.join_cpu_vs_reference",
+                    "relay CPU per join / the reference's, same round", "ratio");
   Figure fresh_per_cpu("handshake.fresh.relay_per_cpu_second",
                        "relay handshakes per CPU second, a new node identity for each", "1/s");
   Figure fresh_us("handshake.fresh.relay_cpu_us",
@@ -118,14 +133,15 @@ int main(int argc, char** argv) {
   per_cpu.target_is_max = false;
   long failed_total = 0;
   // One run of handshake_load (with `extra` flags): its result and the relay's CPU seconds.
-  auto run_load = [&](const std::string& name, std::vector<std::string> extra) {
+  auto run_load = [&](const std::string& name, std::vector<std::string> extra,
+                      RelayUnderTest& target) {
     const auto out = dir / (name + ".json");
-    const double cpu0 = relay.process.cpu_seconds();
+    const double cpu0 = target.process.cpu_seconds();
     {
       std::vector<std::string> args{(bin / "handshake_load").string(),
                                     "127.0.0.1",
-                                    std::to_string(relay.endpoint.port()),
-                                    relay.key.to_base64url(),
+                                    std::to_string(target.endpoint.port()),
+                                    target.key.to_base64url(),
                                     "--clients",
                                     std::to_string(clients),
                                     "--seconds",
@@ -135,7 +151,7 @@ int main(int argc, char** argv) {
       // handshake_load stops itself after --seconds; a stuck one is killed 30 s later.
       load.wait_exit(std::chrono::milliseconds(static_cast<long>(seconds * 1000) + 30000));
     }
-    const double cpu = relay.process.cpu_seconds() - cpu0;
+    const double cpu = target.process.cpu_seconds() - cpu0;
     const auto text = read_file(out);
     const auto brace = text.rfind('{');
     if (brace == std::string::npos) die("handshake_load printed no result: " + text);
@@ -145,10 +161,17 @@ int main(int argc, char** argv) {
   };
   for (int r = 0; r < rounds; ++r) {
     const auto p = measure_primitives(0.1);
-    const auto [result, cpu] = run_load("load-" + std::to_string(r), {});
+    const auto [result, cpu] = run_load("load-" + std::to_string(r), {}, relay);
     const double done = result["handshakes"].get<double>();
+    join_ms.values.push_back(1e3 * cpu / done);
+    if (reference) {
+      const auto [ref_result, ref_cpu] = run_load("reference-" + std::to_string(r), {}, *reference);
+      const double ref_ms = 1e3 * ref_cpu / ref_result["handshakes"].get<double>();
+      reference_join_ms.values.push_back(ref_ms);
+      join_ratio.values.push_back(join_ms.values.back() / ref_ms);
+    }
     const auto [fresh_result, fresh_cpu] =
-        run_load("fresh-" + std::to_string(r), {"--fresh-identities"});
+        run_load("fresh-" + std::to_string(r), {"--fresh-identities"}, relay);
     const double fresh_done = fresh_result["handshakes"].get<double>();
     fresh_per_cpu.values.push_back(fresh_done / fresh_cpu);
     fresh_us.values.push_back(1e6 * fresh_cpu / fresh_done);
@@ -167,12 +190,17 @@ int main(int argc, char** argv) {
                  "new identities: relay %.0f /CPU s\n",
                  r + 1, done, done / cpu, 1e6 / p.responder(), fresh_done / fresh_cpu);
   }
-  std::vector<Figure> figures{per_cpu,  wall,          crypto_bound, ratio,
-                              relay_us, fresh_per_cpu, fresh_us};
+  std::vector<Figure> figures{join_ms, per_cpu,  wall,          crypto_bound,
+                              ratio,   relay_us, fresh_per_cpu, fresh_us};
+  if (reference) {
+    figures.push_back(reference_join_ms);
+    figures.push_back(join_ratio);
+  }
   for (auto& [name, f] : prims) figures.push_back(f);
   json params{{"rounds", rounds},
               {"seconds", seconds},
               {"clients", clients},
+              {"reference_bin", reference_bin},
               {"failed_handshakes", failed_total}};
   std::printf("%s\n", report("handshake", params, figures).dump(1).c_str());
   fs::remove_all(dir);

@@ -12,7 +12,12 @@
 // With --standby 1 each listener also parks a standby connection (issue 17.2), as the node
 // library does: the figure is then per listener with its standby.
 //
-//   idle_bench --bin DIR [--levels 1000,10000,20000] [--rounds 5] [--workers 4] [--standby 1]
+// Memory given back (issue 17.3): after the last level every listener disconnects at once (the
+// workers exit), and the relay's VmRSS is sampled every second for up to --release-seconds:
+// the first second at which it is within 2x the idle baseline, and the ratio at the end.
+//
+//   idle_bench --bin DIR [--levels 1000,10000,20000] [--rounds 5] [--workers 4]
+//              [--release-seconds 60] [--standby 1]
 #include <sys/resource.h>
 
 #include <list>
@@ -84,6 +89,23 @@ struct Worker {
   FILE* from;
 };
 
+// After the burst: samples `relay`'s VmRSS once a second for `window` seconds. Returns the
+// first second at which it was within 2x `base` (window + 1 when never) and the last RSS.
+std::pair<double, double> watch_release(Child& relay, double base, int window, int round) {
+  double first = window + 1;
+  double rss = relay.rss_kib();
+  for (int second = 1; second <= window; ++second) {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    rss = relay.rss_kib();
+    if (rss <= 2 * base && first > window) first = second;
+    if (second % 10 == 0 || second == window) {
+      std::fprintf(stderr, "idle round %d: %d s after the burst, RSS %.1f MiB (%.2fx baseline)\n",
+                   round, second, rss / 1024, rss / base);
+    }
+  }
+  return {first, rss};
+}
+
 std::vector<long> parse_list(const std::string& text) {
   std::vector<long> out;
   std::stringstream in(text);
@@ -102,6 +124,7 @@ int main(int argc, char** argv) {
   const int rounds = static_cast<int>(flags.count("rounds", 5));
   const auto workers = static_cast<std::size_t>(flags.count("workers", 4));
   const fs::path bin = flags.str("bin", "build/bin");
+  const int release_window = static_cast<int>(flags.count("release-seconds", 60));
   const auto dir = scratch_dir("idle");
   rlimit nofile{};
   ::getrlimit(RLIMIT_NOFILE, &nofile);
@@ -113,12 +136,13 @@ int main(int argc, char** argv) {
   std::map<long, Figure> totals;
   std::map<long, long> effective;
   for (long level : levels) effective[level] = std::min(level, relay_cap);
+  const std::string with = standby ? " (each with its standby)" : "";
   for (long level : levels) {
     const auto n = std::to_string(level);
-    per_listener.emplace(
-        level, Figure("idle.l" + n + ".kib_per_listener",
-                      "RSS per idle listener at " + std::to_string(effective[level]) + " listeners",
-                      "KiB"));
+    per_listener.emplace(level, Figure("idle.l" + n + ".kib_per_listener",
+                                       "RSS per idle listener at " +
+                                           std::to_string(effective[level]) + " listeners" + with,
+                                       "KiB"));
     totals.emplace(
         level,
         Figure("idle.l" + n + ".rss_delta_mib",
@@ -126,6 +150,15 @@ int main(int argc, char** argv) {
   }
   long failures = 0;
   Figure baseline("idle.baseline_rss_mib", "relay RSS before any connection", "MiB");
+  Figure release_first("idle.release.seconds_to_2x",
+                       "seconds after the last level's listeners left until RSS <= 2x baseline (" +
+                           std::to_string(release_window + 1) + ": never in the window)",
+                       "s");
+  Figure release_ratio(
+      "idle.release.final_ratio",
+      "RSS / baseline " + std::to_string(release_window) + " s after the listeners left", "ratio");
+  release_first.target = 60;
+  release_ratio.target = 2;
   for (int r = 0; r < rounds; ++r) {
     auto relay =
         start_relay(bin, dir,
@@ -184,15 +217,25 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "idle: only %ld of %ld listeners held\n", held, count);
       }
     }
+    // Every listener leaves at once: each worker exits at EOF, closing its connections.
     for (auto& w : pool) {
       ::close(w.to);
       std::fclose(w.from);
       ::waitpid(w.pid, nullptr, 0);
     }
+    if (release_window > 0) {
+      const auto [first, rss] = watch_release(relay.process, base, release_window, r + 1);
+      release_first.values.push_back(first);
+      release_ratio.values.push_back(rss / base);
+    }
   }
   std::vector<Figure> figures{baseline};
+  if (release_window > 0) {
+    figures.push_back(release_first);
+    figures.push_back(release_ratio);
+  }
   for (long level : levels) {
-    if (level == 10000) per_listener.at(level).target = 6.0;
+    if (level == 10000) per_listener.at(level).target = 4.0;  // issue 17.3
     if (effective[level] != level) {
       per_listener.at(level).note = "measured at " + std::to_string(effective[level]) +
                                     ": RLIMIT_NOFILE hard limit " + std::to_string(nofile.rlim_max);
@@ -200,11 +243,9 @@ int main(int argc, char** argv) {
     figures.push_back(per_listener.at(level));
     figures.push_back(totals.at(level));
   }
-  json params{{"levels", levels},
-              {"rounds", rounds},
-              {"workers", workers},
-              {"failures", failures},
-              {"nofile_hard", nofile.rlim_max},
+  json params{{"levels", levels},     {"rounds", rounds},
+              {"workers", workers},   {"release_seconds", release_window},
+              {"failures", failures}, {"nofile_hard", nofile.rlim_max},
               {"standby", standby}};
   std::printf("%s\n", report(standby ? "idle_standby" : "idle", params, figures).dump(1).c_str());
   fs::remove_all(dir);

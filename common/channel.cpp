@@ -8,6 +8,7 @@
 #include <boost/asio/write.hpp>
 #include <stdexcept>
 
+#include "common/coro.hpp"
 #include "common/errors.hpp"
 #include "common/preamble.hpp"
 
@@ -53,8 +54,17 @@ void set_no_delay(tcp::socket& socket) {
 // One read_some raced against an absolute deadline. A parallel group (rather than `||`) hands
 // back both results, so bytes that arrive just as the timer fires are kept, never dropped: a
 // timeout loses nothing and the caller may resume.
+// Without a deadline (Deadline::max(): the relay keeps a handshake's deadline with one
+// watchdog, and a listener's reader has none) the read is not raced: no timer, no parallel
+// group, which were most of a join's allocations (docs/performance.md, issue 17.3).
 asio::awaitable<IoResult> read_some_until(tcp::socket& socket, std::span<std::uint8_t> room,
                                           Deadline deadline) {
+  if (deadline == Deadline::max()) {
+    auto [error, n] =
+        co_await socket.async_read_some(asio::buffer(room.data(), room.size()), await_tuple);
+    if (n > 0) co_return IoResult{{}, n};
+    co_return IoResult{map_io_error(error), 0};
+  }
   if (Clock::now() >= deadline) co_return IoResult{errc::timeout, 0};
   asio::steady_timer timer(socket.get_executor(), deadline);
   auto [order, read_error, n, timer_error] =
@@ -73,6 +83,12 @@ asio::awaitable<IoResult> read_some_until(tcp::socket& socket, std::span<std::ui
 asio::awaitable<std::error_code> write_all_until(tcp::socket& socket,
                                                  std::span<const std::uint8_t> bytes,
                                                  Deadline deadline) {
+  if (deadline == Deadline::max()) {  // not raced, as in read_some_until
+    auto [error, n] =
+        co_await asio::async_write(socket, asio::buffer(bytes.data(), bytes.size()), await_tuple);
+    if (n == bytes.size()) co_return std::error_code{};
+    co_return map_io_error(error);
+  }
   if (Clock::now() >= deadline) co_return errc::timeout;
   asio::steady_timer timer(socket.get_executor(), deadline);
   auto [order, write_error, n, timer_error] =
@@ -116,9 +132,11 @@ asio::awaitable<std::error_code> read_frame_until(tcp::socket& socket, FrameDeco
       frame_bound = frame_end < until;
       until = std::min(until, frame_end);
     }
-    // Bytes already in the kernel may be taken in one read (they are real, not claimed).
+    // Bytes already in the kernel may be taken in one read (they are real, not claimed). A
+    // frame that fits the decoder's first buffer gets all its room at once anyway: no ioctl.
     std::size_t waiting = 0;
-    if (decoder.state() == FrameDecoder::State::body && decoder.capacity() < decoder.announced()) {
+    if (decoder.state() == FrameDecoder::State::body && decoder.capacity() < decoder.announced() &&
+        decoder.announced() > frame_buffer_first_bytes) {
       boost::system::error_code ignored;
       waiting = socket.available(ignored);
     }
@@ -158,9 +176,7 @@ Channel::Channel(tcp::socket socket, HandshakeResult keys)
     : socket_(std::move(socket)),
       transport_(std::move(keys.send), std::move(keys.recv)),
       peer_(keys.peer),
-      session_id_(keys.session_id) {
-  set_no_delay(socket_);
-}
+      session_id_(keys.session_id) {}
 
 asio::awaitable<std::error_code> Channel::send(FrameKind kind, std::span<const std::uint8_t> body,
                                                Deadline deadline) {
@@ -316,11 +332,18 @@ asio::awaitable<std::error_code> accept_handshake(tcp::socket& socket, const Ide
   first_payload.clear();
   set_no_delay(socket);
 
-  // 0: the preamble.
-  Preamble preamble{};
-  if (auto error = co_await read_exact_until(socket, preamble, deadline)) {
-    co_return handshake_error(error);
+  // 0: the preamble. A client sends it with msg1: one read takes what has come of both, at
+  // most up to msg1's last byte (the rest of msg1, if any, is read below). Two system calls
+  // fewer per handshake than reading each part on its own (docs/performance.md, issue 17.3).
+  std::array<std::uint8_t, preamble_bytes + length_prefix_bytes + handshake_msg1_bytes> first{};
+  std::size_t got = 0;
+  while (got < preamble_bytes) {
+    const auto result = co_await read_some_until(socket, std::span(first).subspan(got), deadline);
+    if (result.error) co_return handshake_error(result.error);
+    got += result.bytes;
   }
+  Preamble preamble{};
+  std::copy_n(first.begin(), preamble_bytes, preamble.begin());
   const auto parsed = parse_preamble(preamble);
   switch (relay_reply_to(parsed)) {
     case PreambleReply::proceed: break;
@@ -334,6 +357,7 @@ asio::awaitable<std::error_code> accept_handshake(tcp::socket& socket, const Ide
   // 1: msg1, whose length must be exactly that of an ephemeral key.
   step = AcceptStep::msg1;
   FrameDecoder decoder(handshake_msg1_bytes, handshake_msg1_bytes);
+  decoder.feed(std::span(first).subspan(preamble_bytes, got - preamble_bytes));
   if (auto error = co_await read_frame_until(socket, decoder, deadline, nullptr)) {
     co_return handshake_error(error);
   }

@@ -59,7 +59,8 @@ struct Message {
 
 class Channel {
  public:
-  // Takes the socket (sets TCP_NODELAY) and the keys of a finished handshake.
+  // Takes the socket and the keys of a finished handshake (connect_handshake and
+  // accept_handshake, the only callers, have set TCP_NODELAY on it: not set again per join).
   Channel(tcp::socket socket, HandshakeResult keys);
   Channel(Channel&&) noexcept = default;
   Channel& operator=(Channel&&) noexcept = default;

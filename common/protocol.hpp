@@ -271,10 +271,11 @@ inline constexpr double log_rate_per_event = 10.0;  // lines per second
 inline constexpr double log_burst_per_event = 50.0;
 // Suppressed lines are summarised (event, count) at least this often, so none go unreported.
 inline constexpr auto log_summary_interval = 10s;
-// The relay considers handing freed heap pages back to the system this often (a multiple of
-// the above), and does when a burst is over (MemoryTrimPolicy): its RSS then falls back towards
-// the idle size instead of staying at the peak.
-inline constexpr auto memory_trim_interval = 60s;
+// The relay hands freed heap pages back to the system at most this often, when a burst is over
+// (MemoryTrimPolicy, checked every log_summary_interval): its RSS then falls back towards the
+// idle size instead of staying at the peak. A trim in the middle of a burst's ending delays
+// the next one by this much, so a burst's memory is back within about 40 s of its end.
+inline constexpr auto memory_trim_interval = 30s;
 // Distinct event names with their own bucket; more share one bucket (names come from code).
 inline constexpr std::size_t log_max_events = 256;
 // A string value longer than this is cut: a peer's close detail cannot inflate the logs.

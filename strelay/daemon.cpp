@@ -169,20 +169,22 @@ std::unique_ptr<HttpServer> start_http(Server& server, const RelayOptions& optio
 void start_housekeeping(Server& server) {
   auto loop = [&server]() -> asio::awaitable<void> {
     asio::steady_timer timer(co_await asio::this_coro::executor);
-    auto since_trim = 0s;
+    std::chrono::steady_clock::duration since_trim = memory_trim_interval;
     MemoryTrimPolicy trim;
     while (!server.draining()) {
       timer.expires_after(log_summary_interval);
       co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
       server.log().flush_suppressed();
       const auto connections = server.metrics().connections.get();
-      trim.sample(connections);
+      trim.sample(server.take_connection_peak());  // a burst between two ticks counts too
       since_trim += log_summary_interval;
-      if (since_trim >= memory_trim_interval) {
+      // After a burst of connections, glibc keeps their freed memory in each worker's arena;
+      // handing it back keeps a small machine's relay near its idle size between bursts.
+      // Checked at every tick, so a burst's memory is back within about one tick of its end
+      // (issue 17.3: within 60 s); at most one trim per memory_trim_interval all the same.
+      if (since_trim >= memory_trim_interval && trim.trim_due(connections)) {
         since_trim = 0s;
-        // After a burst of connections, glibc keeps their freed memory in each worker's arena;
-        // handing it back keeps a small machine's relay near its idle size between bursts.
-        if (trim.trim_due(connections)) malloc_trim(0);
+        malloc_trim(0);
       }
     }
   };

@@ -52,9 +52,9 @@ StatusInfo status_info(const RelayOptions& options, const PublicKey& key,
 std::unique_ptr<HttpServer> start_http(Server& server, const RelayOptions& options,
                                        StatusInfo info);
 
-// Every log_summary_interval, writes a summary of log lines suppressed by rate limiting; every
-// memory_trim_interval, returns the heap's free pages to the system (malloc_trim) when the
-// connections have dropped since their peak (MemoryTrimPolicy).
+// Every log_summary_interval, writes a summary of log lines suppressed by rate limiting, and
+// returns the heap's free pages to the system (malloc_trim) when the connections have dropped
+// since their peak (MemoryTrimPolicy), at most once per memory_trim_interval.
 void start_housekeeping(Server& server);
 
 // SIGTERM/SIGINT drain the server; SIGHUP re-reads the flags (and the config file), then

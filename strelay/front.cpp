@@ -61,10 +61,8 @@ class Front : public std::enable_shared_from_this<Front> {
         deadline_(entry.deadline),
         websocket_only_(entry.websocket_only),
         watchdog_(socket_.get_executor(), server.clock()) {
-    boost::system::error_code ec;
-    const auto remote = socket_.remote_endpoint(ec);
-    peer_ = remote.address();
-    peer_port_ = remote.port();
+    peer_ = entry.remote.address();
+    peer_port_ = entry.remote.port();
     client_ = peer_;
     trusted_ = !admitted_.has_value();
   }
@@ -298,6 +296,7 @@ void Front::to_session(tcp::socket socket, Carrier carrier) {
   const ConnId id = server_.start_session(
       std::move(socket), client,
       ConnectionHold{std::move(*admitted_), std::move(connection_), deadline_});
+  if (!server_.log().enabled(LogLevel::info)) return;  // source() is a string built per join
   server_.log().info(
       "connection_open", LogTags{id, std::nullopt},
       {{"carrier", metric_label(carrier)}, {"source", source()}, {"via_proxy", trusted_}});

@@ -31,6 +31,7 @@ class Server;
 
 struct FrontEntry {
   boost::asio::ip::tcp::socket socket;
+  boost::asio::ip::tcp::endpoint remote;  // the TCP peer, as accept() gave it
   // nullopt when the peer is a trusted proxy: the client it names is admitted instead.
   std::optional<Admission::Admitted> admitted;
   GaugeHold connection;

@@ -77,12 +77,15 @@ LimitReason limit_reason(AdmissionRefusal refusal) {
 }
 
 // Keepalive and a send timeout in the kernel too: a peer that vanished without a FIN or RST
-// is found even inside a tunnel, where the relay reads no keepalive frames.
-void tune_socket(tcp::socket& socket, Clock::duration dead_peer) {
+// is found even inside a tunnel, where the relay reads no keepalive frames. Set on the
+// listening socket: Linux copies these options (and TCP_NODELAY) into every socket accept()
+// returns, so a join pays no system call for them (docs/performance.md, issue 17.3;
+// strelay_server_test checks an accepted connection has them).
+void tune_listener(tcp::acceptor& acceptor, Clock::duration dead_peer) {
   boost::system::error_code ignored;
-  socket.set_option(tcp::no_delay(true), ignored);
-  socket.set_option(asio::socket_base::keep_alive(true), ignored);
-  const int fd = socket.native_handle();
+  acceptor.set_option(tcp::no_delay(true), ignored);
+  acceptor.set_option(asio::socket_base::keep_alive(true), ignored);
+  const int fd = acceptor.native_handle();
   const int idle = static_cast<int>(std::max<std::int64_t>(
       1, std::chrono::duration_cast<std::chrono::seconds>(dead_peer).count() / 3));
   const int count = 3;
@@ -117,6 +120,9 @@ Server::Server(const Identity& identity, ServerSettings settings, Metrics& metri
     // open it now, so that run() counts its descriptors in the budget.
     asio::steady_timer open_reactor(*workers_.back());
   }
+  accept_work_ = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
+      accept_context_->get_executor());
+  asio::steady_timer open_reactor(*accept_context_);
   relay_ = std::make_unique<Relay>(relay_options(settings), clock_, metrics_, log_, *observer_,
                                    workers_[0]->get_executor());
   metrics_.heaviest_sources = [this] {
@@ -136,6 +142,8 @@ Server::~Server() {
   // queued on it (suspended sessions, tunnels, the TTL loop), while the relay those touch
   // still exists. Stopped first, the relay posts nothing more to the dying workers.
   acceptors_.clear();
+  accept_work_.reset();
+  accept_context_.reset();  // its accept loops hold executors of the workers
   relay_->stop();
   work_.clear();
   workers_.clear();
@@ -148,7 +156,7 @@ void Server::bind() {
   all.insert(all.end(), websocket_listen.begin(), websocket_listen.end());
   tcp_acceptors_ = listen_.size();
   for (const auto& endpoint : all) {
-    tcp::acceptor acceptor(*workers_[0]);
+    tcp::acceptor acceptor(*accept_context_);
     boost::system::error_code ec;
     acceptor.open(endpoint.protocol(), ec);
     if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
@@ -160,6 +168,7 @@ void Server::bind() {
       throw std::system_error(ec, "cannot listen on " + endpoint.address().to_string() + " port " +
                                       std::to_string(endpoint.port()));
     }
+    tune_listener(acceptor, settings()->dead_peer);
     acceptors_.push_back(std::move(acceptor));
   }
   metrics_.listen_sockets.set(static_cast<std::int64_t>(acceptors_.size()));
@@ -180,7 +189,7 @@ void Server::adopt(const std::vector<ActivatedSocket>& sockets) {
     socklen_t length = sizeof address;
     ::getsockname(socket.fd, reinterpret_cast<sockaddr*>(&address), &length);
     const auto protocol = address.ss_family == AF_INET6 ? tcp::v6() : tcp::v4();
-    tcp::acceptor acceptor(*workers_[0]);
+    tcp::acceptor acceptor(*accept_context_);
     boost::system::error_code ec;
     acceptor.assign(protocol, socket.fd, ec);
     if (ec) {
@@ -192,6 +201,7 @@ void Server::adopt(const std::vector<ActivatedSocket>& sockets) {
                {"name", socket.name},
                {"address", endpoint_to_string(acceptor.local_endpoint(ec))},
                {"websocket_only", socket.websocket_only}});
+    tune_listener(acceptor, settings()->dead_peer);
     acceptors_.push_back(std::move(acceptor));
   }
   metrics_.listen_sockets.set(static_cast<std::int64_t>(acceptors_.size()));
@@ -213,12 +223,17 @@ asio::any_io_executor Server::control_executor() {
 void Server::run() {
   // Queued before the accept loops: the budget is in force before the first accept, and after
   // the handlers main queued (the signal set's pipe, the HTTP listener) have opened theirs.
-  asio::post(*workers_[0], [this] { apply_descriptor_budget(); });
-  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
-    asio::co_spawn(*workers_[0], accept_loop(acceptors_[i], i >= tcp_acceptors_), asio::detached);
-  }
+  // The accept loops start once the budget is applied: it is in force before the first accept.
+  asio::post(*workers_[0], [this] {
+    apply_descriptor_budget();
+    for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+      asio::co_spawn(*accept_context_, accept_loop(acceptors_[i], i >= tcp_acceptors_),
+                     asio::detached);
+    }
+  });
   relay_->start();
   std::vector<std::thread> threads;
+  threads.emplace_back([this] { accept_context_->run(); });
   for (std::size_t i = 1; i < workers_.size(); ++i) {
     threads.emplace_back([this, i] { workers_[i]->run(); });
   }
@@ -269,8 +284,9 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, bool websocke
   while (!draining()) {
     auto& worker =
         *workers_[next_worker_.fetch_add(1, std::memory_order_relaxed) % workers_.size()];
-    auto [ec, socket] =
-        co_await acceptor.async_accept(asio::any_io_executor(worker.get_executor()), await_tuple);
+    tcp::endpoint peer;  // from accept() itself: no getpeername() per connection
+    auto [ec, socket] = co_await acceptor.async_accept(asio::any_io_executor(worker.get_executor()),
+                                                       peer, await_tuple);
     if (ec == asio::error::operation_aborted || draining()) break;
     if (ec) {
       const bool out_of_fds = ec == asio::error::no_descriptors || ec.value() == ENFILE;
@@ -287,14 +303,11 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, bool websocke
     }
     backoff = {};
     metrics_.accepts_total.inc();
-    hand_off(std::move(socket), websocket_only);
+    hand_off(std::move(socket), peer, websocket_only);
   }
 }
 
-void Server::hand_off(tcp::socket socket, bool websocket_only) {
-  boost::system::error_code remote_ec;
-  const auto remote = socket.remote_endpoint(remote_ec);
-  if (remote_ec) return;  // already gone
+void Server::hand_off(tcp::socket socket, const tcp::endpoint& remote, bool websocket_only) {
   auto current = settings();
   // A trusted proxy's connection is admitted once the client it names is known; everyone
   // else's now. The carrier is told apart in the front door (strelay/front), which hands the
@@ -304,13 +317,23 @@ void Server::hand_off(tcp::socket socket, bool websocket_only) {
     admitted = admit(remote.address());
     if (!admitted) return;
   }
-  tune_socket(socket, current->dead_peer);
   // The handshake deadline runs from here, shorter under pressure (Admission::handshake_deadline).
   const auto timeout = admitted ? admitted->handshake_deadline(current->handshake_timeout)
                                 : current->handshake_timeout;
-  start_front(*this,
-              FrontEntry{std::move(socket), std::move(admitted), GaugeHold(metrics_.connections),
-                         clock_.now() + timeout, websocket_only});
+  // Admission is decided here, at accept, so refused sockets close at once and descriptors do
+  // not run out; the rest (the front door, the session) is allocated on the worker, so that
+  // this thread's arena keeps little besides Asio's reactor state (see server.hpp).
+  FrontEntry entry{std::move(socket),      remote,
+                   std::move(admitted),    GaugeHold(metrics_.connections),
+                   clock_.now() + timeout, websocket_only};
+  auto executor = entry.socket.get_executor();
+  asio::post(executor,
+             [this, entry = std::move(entry)]() mutable { start_front(*this, std::move(entry)); });
+  const auto open = metrics_.connections.get();
+  auto peak = connection_peak_.load(std::memory_order_relaxed);
+  while (open > peak &&
+         !connection_peak_.compare_exchange_weak(peak, open, std::memory_order_relaxed)) {
+  }
 }
 
 std::optional<Admission::Admitted> Server::admit(const asio::ip::address& client) {
@@ -367,6 +390,10 @@ void Server::reload(const ServerSettings& settings, std::optional<Allowlist> all
   }
   relay_->set_options(relay_options(settings));
   set_allowlist(std::move(allowlist));
+  // New connections inherit the reloaded --dead-peer-timeout from their listening socket.
+  asio::post(*accept_context_, [this, dead_peer = settings.dead_peer] {
+    for (auto& acceptor : acceptors_) tune_listener(acceptor, dead_peer);
+  });
 }
 
 Relay::Options Server::relay_options(const ServerSettings& settings) {
@@ -406,10 +433,13 @@ asio::awaitable<void> Server::drain() {
   log_.info("draining", {},
             {{"connections", metrics_.connections.get()}, {"tunnels", metrics_.tunnels.get()}});
   for (auto& hook : drain_hooks_) hook();
-  for (auto& acceptor : acceptors_) {
-    boost::system::error_code ignored;
-    acceptor.close(ignored);
-  }
+  // On the accepting thread, which owns them (its accept loops then end).
+  asio::post(*accept_context_, [this] {
+    for (auto& acceptor : acceptors_) {
+      boost::system::error_code ignored;
+      acceptor.close(ignored);
+    }
+  });
   relay_->close_sessions(CloseReason::shutdown);
   co_await wait_connections_gone(clock_.now() + settings()->drain, true);
   const auto tunnels_left = metrics_.tunnels.get();
@@ -420,6 +450,7 @@ asio::awaitable<void> Server::drain() {
   log_.info("drained", {},
             {{"connections_left", metrics_.connections.get()}, {"tunnels_cut", tunnels_left}});
   relay_->stop();
+  accept_work_->reset();
   for (auto& guard : work_) guard->reset();
   for (auto& worker : workers_) worker->stop();
 }

@@ -4,8 +4,13 @@
 // and never comes back to it.
 //
 // Threading (docs/architecture.md): one io_context per worker thread. A connection lives on one
-// worker for its whole life. The acceptors run on worker 0 and place each new socket on the
-// next worker, round robin. Shared state is small and locked briefly:
+// worker for its whole life. The acceptors run on a thread of their own, admit each new
+// socket there and hand it to the next worker, round robin, where its front door starts:
+// Asio's per-socket reactor
+// state, which it keeps in a pool for the life of the process, is then allocated on the
+// accepting thread, in its own malloc arena, and does not pin the pages that a burst of
+// sessions leaves behind in the workers' arenas (docs/performance.md, issue 17.3: what a trim
+// gives back after 10,000 listeners left). Shared state is small and locked briefly:
 //   relay_        is internally locked (strelay/relay.hpp);
 //   admission_    is internally locked (it also grants tunnels their pipe descriptors);
 //   budget_mutex_ guards budget_ (the descriptor budget, set on worker 0 when run() starts);
@@ -91,6 +96,12 @@ class Server {
   Metrics& metrics() { return metrics_; }
   Logger& log() { return log_; }
   bool draining() const { return draining_.load(std::memory_order_acquire); }
+  // The most connections open at once since the last call; the count then starts again from
+  // those open now. The trim policy (strelay/daemon.cpp) samples every 10 s and would miss a
+  // burst that came and went between two samples (issue 17.3).
+  std::int64_t take_connection_peak() {
+    return connection_peak_.exchange(metrics_.connections.get(), std::memory_order_relaxed);
+  }
   // The relay's tables, for tests that check nothing is left behind.
   const Relay& relay() const { return *relay_; }
 
@@ -106,9 +117,11 @@ class Server {
  private:
   boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor,
                                            bool websocket_only);
-  // The one place an accepted socket enters the relay: admission, socket options, then the
-  // front door (strelay/front), which tells the carrier apart and calls start_session().
-  void hand_off(boost::asio::ip::tcp::socket socket, bool websocket_only);
+  // The one place an accepted socket enters the relay, on the accepting thread: admission,
+  // then the front door (strelay/front) is started on its worker; it tells the carrier apart
+  // and calls start_session().
+  void hand_off(boost::asio::ip::tcp::socket socket, const boost::asio::ip::tcp::endpoint& remote,
+                bool websocket_only);
   boost::asio::awaitable<void> drain();
   // Until only handshaking connections are left, `deadline` passes, or (cuttable) the drain is
   // cut short by a second shutdown().
@@ -135,11 +148,17 @@ class Server {
   std::vector<
       std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>>
       work_;
-  std::vector<boost::asio::ip::tcp::acceptor> acceptors_;  // on worker 0
+  // The accepting thread's loop: the acceptors and their accept loops (hand_off runs here).
+  std::unique_ptr<boost::asio::io_context> accept_context_ =
+      std::make_unique<boost::asio::io_context>(1);
+  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>
+      accept_work_;
+  std::vector<boost::asio::ip::tcp::acceptor> acceptors_;  // on accept_context_
   std::size_t tcp_acceptors_ = 0;  // the first ones; the rest are --websocket-laddr
   std::atomic<std::size_t> next_worker_{0};
   std::atomic<bool> draining_{false};
-  std::atomic<bool> drain_cut_{false};  // a second shutdown(): stop the tunnels now
+  std::atomic<std::int64_t> connection_peak_{0};  // see take_connection_peak()
+  std::atomic<bool> drain_cut_{false};            // a second shutdown(): stop the tunnels now
   Bandwidth bandwidth_;           // the tunnels' rate limits; before the relay (its tunnels use it)
   std::unique_ptr<Relay> relay_;  // its TTL loop runs on worker 0; outlives the workers
   std::atomic<std::uint64_t> fds_at_start_{0};
