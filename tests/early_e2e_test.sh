@@ -20,20 +20,7 @@ fast=(--backoff-initial 0.2 --backoff-cap 2 --connect-timeout 5)
 
 source "$tests_dir/lib/checks.sh"  # scratch directory, cleanup, check, fail, wait_for, count
 
-for node in alice bob; do
-  "$stmgr" gen-ident --output "$node.ident" >/dev/null || fail "gen-ident $node"
-done
-"$stmgr" gen-ident --output relay.ident >/dev/null || fail "gen-ident relay"
-"$strelay" --idfile relay.ident --laddr 127.0.0.1:0 --log-level debug \
-  --handshake-rate 1000 --handshake-burst 1000 >/dev/null 2>relay.log &
-relay_pid[relay]=$!
-wait_for relay.log "listening on 127.0.0.1:" 10 || fail "relay did not start"
-port=$(grep -o 'listening on 127.0.0.1:[0-9]*' relay.log | head -n 1 | sed 's/.*://')
-"$stmgr" relay-ticket --address "127.0.0.1:$port" --idfile relay.ident --output r.relay ||
-  fail "relay-ticket"
-"$stmgr" friend-ticket --idfile bob.ident --relay r.relay --output bob.friend || fail "friend-ticket"
-"$stmgr" friend-ticket --idfile alice.ident --relay r.relay --output alice.friend ||
-  fail "friend-ticket"
+alice_bob_and_relay --log-level debug --handshake-rate 1000 --handshake-burst 1000
 head -c 65536 /dev/urandom >payload.bin
 
 # run NAME CONNECTOR_FLAG LISTENER_FLAG EXPECT_EARLY (true|false)

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shared by the stcat-driven process tests (stcat_test.sh, operations_test.sh), which source it
+# Shared by the stcat-driven process tests (stcat_test.sh, operations_test.sh, standby_test.sh,
+# early_e2e_test.sh, ...), which source it
 # after setting tests_dir. It makes a scratch directory and cds into it; at exit it ends the
 # pids in `background` (SIGTERM: stcat runs under `timeout`, which passes it on) and in
 # `relay_pid` (SIGKILL), and removes the directory.
@@ -8,6 +9,9 @@
 #   wait_for FILE PATTERN SECONDS [COUNT]   until FILE has COUNT (default 1) matching lines
 #   count FILE PATTERN               matching lines (0 when the file does not exist yet)
 #   now_ms                           the wall clock in milliseconds
+#   alice_bob_and_relay RELAY_FLAGS...   identities alice, bob and relay, the relay started on
+#       127.0.0.1 with the flags (its log relay.log, its port in $port), its ticket r.relay and
+#       both friend tickets (needs $stmgr and $strelay)
 
 tmp=$(mktemp -d)
 declare -A relay_pid relay_port
@@ -46,4 +50,20 @@ count() {
   local n
   n=$(grep -c -- "$2" "$1" 2>/dev/null)
   echo "${n:-0}"
+}
+alice_bob_and_relay() {
+  local node
+  for node in alice bob relay; do
+    "$stmgr" gen-ident --output "$node.ident" >/dev/null || fail "gen-ident $node"
+  done
+  "$strelay" --idfile relay.ident --laddr 127.0.0.1:0 "$@" >/dev/null 2>relay.log &
+  relay_pid[relay]=$!
+  wait_for relay.log "listening on 127.0.0.1:" 10 || fail "relay did not start"
+  port=$(grep -o 'listening on 127.0.0.1:[0-9]*' relay.log | head -n 1 | sed 's/.*://')
+  "$stmgr" relay-ticket --address "127.0.0.1:$port" --idfile relay.ident --output r.relay ||
+    fail "relay-ticket"
+  for node in alice bob; do
+    "$stmgr" friend-ticket --idfile "$node.ident" --relay r.relay --output "$node.friend" ||
+      fail "friend-ticket $node"
+  done
 }
