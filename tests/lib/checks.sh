@@ -1,7 +1,6 @@
 # shellcheck shell=bash
 # Shared by the stcat-driven process tests (stcat_test.sh, operations_test.sh, standby_test.sh,
-# early_e2e_test.sh, ...), which source it
-# after setting tests_dir. It makes a scratch directory and cds into it; at exit it ends the
+# early_e2e_test.sh, ...), which source it after setting tests_dir. It makes a scratch directory and cds into it; at exit it ends the
 # pids in `background` (SIGTERM: stcat runs under `timeout`, which passes it on) and in
 # `relay_pid` (SIGKILL), and removes the directory.
 #   check DESCRIPTION COMMAND...     counts a passed check in $passed, or fails
