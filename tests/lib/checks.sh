@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # Shared by the stcat-driven process tests (stcat_test.sh, operations_test.sh, standby_test.sh,
-# early_e2e_test.sh, ...), which source it after setting tests_dir. It makes a scratch directory and cds into it; at exit it ends the
-# pids in `background` (SIGTERM: stcat runs under `timeout`, which passes it on) and in
-# `relay_pid` (SIGKILL), and removes the directory.
+# early_e2e_test.sh, ...), which source it after setting tests_dir. It makes a scratch
+# directory and cds into it; at exit it ends the pids in `background` (SIGTERM: stcat runs
+# under `timeout`, which passes it on) and in `relay_pid` (SIGKILL), and removes the directory.
 #   check DESCRIPTION COMMAND...     counts a passed check in $passed, or fails
 #   fail MESSAGE                     says so, shows the tail of every *.err and *.log, exits 1
 #   wait_for FILE PATTERN SECONDS [COUNT]   until FILE has COUNT (default 1) matching lines
