@@ -19,11 +19,7 @@
 # Needs STRELAY_BIN_DIR (CTest sets it). Every process runs under `timeout` or is killed at exit.
 set -uo pipefail
 
-bin_dir=$(cd "${STRELAY_BIN_DIR:?STRELAY_BIN_DIR must name the directory of the built binaries}" && pwd)
 tests_dir=$(cd "${STRELAY_TESTS_DIR:-$(dirname "$0")}" && pwd)
-stcat=$bin_dir/stcat
-strelay=$bin_dir/strelay
-stmgr=$bin_dir/stmgr
 fast=(--backoff-initial 0.2 --backoff-cap 1 --connect-timeout 5)
 
 source "$tests_dir/lib/checks.sh"  # scratch directory, cleanup, check, fail, wait_for, count

@@ -19,11 +19,7 @@
 # Every process runs under `timeout`; every wait has a deadline.
 set -uo pipefail
 
-bin_dir=$(cd "${STRELAY_BIN_DIR:?STRELAY_BIN_DIR must name the directory of the built binaries}" && pwd)
 tests_dir=$(cd "${STRELAY_TESTS_DIR:-$(dirname "$0")}" && pwd)
-stcat=$bin_dir/stcat
-strelay=$bin_dir/strelay
-stmgr=$bin_dir/stmgr
 mib=${STCAT_TEST_MIB:-256}
 # Small timers so that reconnection is seen in seconds: backoff 0.2 s doubling to a 2 s cap.
 fast=(--backoff-initial 0.2 --backoff-cap 2 --connect-timeout 2)

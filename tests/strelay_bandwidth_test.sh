@@ -13,10 +13,6 @@
 # Needs STRELAY_BIN_DIR (CTest sets it).
 set -uo pipefail
 
-bin_dir=$(cd "${STRELAY_BIN_DIR:?STRELAY_BIN_DIR must name the directory of the built binaries}" && pwd)
-stcat=$bin_dir/stcat
-strelay=$bin_dir/strelay
-stmgr=$bin_dir/stmgr
 
 tests_dir=$(cd "${STRELAY_TESTS_DIR:-$(dirname "$0")}" && pwd)
 # shellcheck source=lib/checks.sh

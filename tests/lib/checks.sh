@@ -3,6 +3,7 @@
 # early_e2e_test.sh, ...), which source it after setting tests_dir. It makes a scratch
 # directory and cds into it; at exit it ends the pids in `background` (SIGTERM: stcat runs
 # under `timeout`, which passes it on) and in `relay_pid` (SIGKILL), and removes the directory.
+# It sets $bin_dir (from STRELAY_BIN_DIR, which CTest sets) and $stcat, $strelay and $stmgr.
 #   check DESCRIPTION COMMAND...     counts a passed check in $passed, or fails
 #   fail MESSAGE                     says so, shows the tail of every *.err and *.log, exits 1
 #   wait_for FILE PATTERN SECONDS [COUNT]   until FILE has COUNT (default 1) matching lines
@@ -11,6 +12,11 @@
 #   alice_bob_and_relay RELAY_FLAGS...   identities alice, bob and relay, the relay started on
 #       127.0.0.1 with the flags (its log relay.log, its port in $port), its ticket r.relay and
 #       both friend tickets (needs $stmgr and $strelay)
+
+bin_dir=$(cd "${STRELAY_BIN_DIR:?STRELAY_BIN_DIR must name the directory of the built binaries}" && pwd)
+stcat=$bin_dir/stcat
+strelay=$bin_dir/strelay
+stmgr=$bin_dir/stmgr
 
 tmp=$(mktemp -d)
 declare -A relay_pid relay_port
