@@ -411,9 +411,11 @@ TEST_CASE("an accept whose standby the relay closed falls back to a new connecti
 TEST_CASE("the end-to-end msg1 with Connect: used when both sides take it, else in the pipe") {
   // (connector sends msg1 with Connect, listener takes it): the early path only for both; an
   // older peer of either kind (the option off) runs the whole handshake in the pipe.
-  for (const auto& [connector_early, listener_early] :
-       {std::pair{true, true}, std::pair{true, false}, std::pair{false, true},
-        std::pair{false, false}}) {
+  for (const auto& combination : {std::pair{true, true}, std::pair{true, false},
+                                  std::pair{false, true}, std::pair{false, false}}) {
+    // Named copies: clang 14 does not let a lambda capture a structured binding (C++20, P1091).
+    const bool connector_early = combination.first;
+    const bool listener_early = combination.second;
     INFO("connector early: " << connector_early << ", listener early: " << listener_early);
     RelayProcess relay;  // each its own: one relay's per-source handshake rate is not the test
     const auto ticket = ticket_of(relay);
