@@ -297,8 +297,14 @@ TEST_CASE("Log flooding: 100,000 malformed handshakes produce only rate-limited 
   const auto bad_magic = relay.probe().counter("handshakes_total", "bad_magic");
   MESSAGE(total << " malformed handshakes in " << seconds(took) << " s: " << bad_magic
                 << " read as not strelay, " << added << " log lines written");
-  // Most were read (others were refused unread at the pending cap while the relay caught up).
-  CHECK(bad_magic >= total / 2);
+  // Each was read as not strelay or refused unread at a pending cap while the relay caught up
+  // (with the accept thread ahead of the workers, that share depends on the machine's speed).
+  const auto unread = relay.probe().counter("limit_hits_total", "pending_total") +
+                      relay.probe().counter("limit_hits_total", "pending_per_source") +
+                      relay.probe().counter("limit_hits_total", "pending_evicted");
+  MESSAGE(unread << " refused or evicted unread at a pending cap");
+  CHECK(bad_magic + unread >= total);
+  CHECK(bad_magic >= total / 10);
   // Per event: a burst of 50, then 10 lines a second, and a summary every 10 s.
   CHECK(added < 400 + static_cast<std::size_t>(40 * (seconds(took) + 2)));
   const auto metrics = relay.probe().get("/metrics");
