@@ -177,6 +177,10 @@ Actions RelayState::accept(ConnId conn, const PublicKey& self, const PublicKey& 
     protocol_error(out, conn);
     return out;
   }
+  // A standby closed by the relay (a newer standby, or its listen ended) whose Accept crossed
+  // that close: the node reads the close and falls back to a new connection (docs/protocol.md
+  // 4.4, "Standby"). Pairing it would start a tunnel on a connection that is closing.
+  if (closed_standbys_.contains(conn)) return out;
   // A standby's one Accept: from here it is an ordinary acceptor.
   if (const auto parked = standby_keys_.find(conn); parked != standby_keys_.end()) {
     standbys_.erase(parked->second);
@@ -303,11 +307,11 @@ Actions RelayState::set_allowlist(std::optional<Allowlist> allowlist) {
 
 std::size_t RelayState::index_entries() const {
   std::size_t n = listeners_.size() + listener_keys_.size() + early_e2e_listeners_.size() +
-                  standbys_.size() + standby_keys_.size() + tunnels_.size() + by_target_.size() +
-                  by_pair_.size() + by_deadline_.size() + rates_.size() + rate_lru_.size() +
-                  listener_sources_.size() + listener_counts_.entries() +
-                  half_tunnel_counts_.entries() + tunnels_by_site_.size() + source_rates_.size() +
-                  source_rate_lru_.size();
+                  standbys_.size() + standby_keys_.size() + closed_standbys_.size() +
+                  tunnels_.size() + by_target_.size() + by_pair_.size() + by_deadline_.size() +
+                  rates_.size() + rate_lru_.size() + listener_sources_.size() +
+                  listener_counts_.entries() + half_tunnel_counts_.entries() +
+                  tunnels_by_site_.size() + source_rates_.size() + source_rate_lru_.size();
   for (const auto& [key, pending] : by_target_) n += pending.size();
   for (const auto& [key, pending] : by_pair_) n += pending.size();
   return n;
@@ -401,11 +405,13 @@ void RelayState::drop_standby(Actions& out, const PublicKey& key, CloseReason re
   const auto it = standbys_.find(key);
   if (it == standbys_.end()) return;
   out.push_back(CloseConn{it->second, reason});
+  closed_standbys_.insert(it->second);
   standby_keys_.erase(it->second);
   standbys_.erase(it);
 }
 
 void RelayState::drop_role(Actions& out, ConnId conn) {
+  closed_standbys_.erase(conn);
   if (const auto parked = standby_keys_.find(conn); parked != standby_keys_.end()) {
     standbys_.erase(parked->second);  // the standby itself went: nobody to tell
     standby_keys_.erase(parked);

@@ -270,7 +270,10 @@ class RelayState {
   std::unordered_set<ConnId> early_e2e_listeners_;  // listeners that said Listen{early_e2e}
   std::unordered_map<PublicKey, ConnId, KeyedHash> standbys_;  // key -> its parked standby
   std::unordered_map<ConnId, PublicKey> standby_keys_;         // standby -> its key
-  std::unordered_map<ConnId, HalfTunnel> tunnels_;             // connector -> half-tunnel
+  // Standbys told to close (replaced, or their listen ended) until they go: their one Accept
+  // may already be on its way, and must not pair a connection that is closing.
+  std::unordered_set<ConnId> closed_standbys_;
+  std::unordered_map<ConnId, HalfTunnel> tunnels_;  // connector -> half-tunnel
   // target -> (seq -> connector): for announcing to a new listener and for peer_gone.
   std::unordered_map<PublicKey, std::map<std::uint64_t, ConnId>, KeyedHash> by_target_;
   // (target, from) -> connectors, oldest first: for accept and reject.

@@ -46,6 +46,32 @@ TEST_CASE("standbys per key: one is parked, the second replaces the first (Close
   CHECK(state.accept(3, key('B'), key('A'), t0) == paired(4, 3, 'A', 'B'));
 }
 
+TEST_CASE("an Accept that crossed its standby's close pairs nothing; the fallback pairs") {
+  // The node sends Accept on its standby while the relay, handling the node's next standby,
+  // closes that one with Close{replaced}: the soak met this race about once a minute.
+  RelayState state({}, fixed_key);
+  REQUIRE(state.listen(1, key('B'), t0) == listen_ok(1));
+  REQUIRE(state.standby(2, key('B'), t0) == none());
+  REQUIRE(state.connect(4, key('A'), key('B'), t0) == incoming(1, 'A'));
+  SUBCASE("replaced by a newer standby") {
+    REQUIRE(state.standby(3, key('B'), t0) == closed(2, CloseReason::replaced));
+    CHECK(state.accept(2, key('B'), key('A'), t0) == none());
+    CHECK(state.half_tunnels() == 1);  // still pending, for the node's fallback
+    CHECK(state.accept(5, key('B'), key('A'), t0) == paired(4, 5, 'A', 'B'));
+    CHECK(state.standbys() == 1);  // the newer one, untouched
+  }
+  SUBCASE("closed with its replaced listen") {
+    REQUIRE(state.listen(3, key('B'), t0) == closed(1, CloseReason::replaced) +
+                                                 closed(2, CloseReason::replaced) + listen_ok(3) +
+                                                 incoming(3, 'A'));
+    CHECK(state.accept(2, key('B'), key('A'), t0) == none());
+    CHECK(state.accept(5, key('B'), key('A'), t0) == paired(4, 5, 'A', 'B'));
+  }
+  const auto entries = state.index_entries();
+  CHECK(state.disconnect(2, t0) == none());  // forgotten when it goes
+  CHECK(state.index_entries() == entries - 1);
+}
+
 TEST_CASE("a standby without a live listen is refused explicitly: not_found") {
   RelayState state({}, fixed_key);
   CHECK(state.standby(1, key('B'), t0) == refused(1, R::not_found));
@@ -70,6 +96,7 @@ TEST_CASE("the standby closes with its listen: replaced, or gone") {
     REQUIRE(state.connect(3, key('A'), key('B'), t0) == incoming(1, 'A'));
     CHECK(state.disconnect(1, t0) == closed(2, CloseReason::normal) + refused(3, R::peer_gone));
     CHECK(state.standbys() == 0);
+    CHECK(state.disconnect(2, t0) == none());
     CHECK(state.index_entries() == 2);  // A's connect bucket (and its LRU entry)
   }
   SUBCASE("the standby goes first: forgotten, the listener stays") {
