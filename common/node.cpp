@@ -206,9 +206,11 @@ asio::awaitable<std::error_code> Node::Impl::accept_hop(const RelayTicket& relay
     co_return co_await send_early_msg2(hop->socket(), msg2, deadline);
   };
   PublicKey paired;
+  std::shared_ptr<RelayLink> standby_link;
   for (const auto& link : links) {
     if (link->ticket() != relay) continue;
     hop = link->take_standby();
+    if (hop) standby_link = link;
     break;
   }
   if (hop) {
@@ -216,6 +218,7 @@ asio::awaitable<std::error_code> Node::Impl::accept_hop(const RelayTicket& relay
     auto ec = co_await hop->send(FrameKind::control, bytes, deadline);
     if (!ec) ec = co_await send_msg2();
     if (!ec) ec = co_await await_pairing(*hop, deadline, paired);
+    standby_link->standby_used();
     if (!ec || ec == errc::no_pending || ec == errc::not_allowed) {
       if (!ec && paired != from) ec = errc::protocol_error;  // paired with someone else
       co_return ec;

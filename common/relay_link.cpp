@@ -206,7 +206,6 @@ asio::awaitable<std::error_code> RelayLink::await_listen_ok(Deadline deadline) {
 std::optional<Channel> RelayLink::take_standby() {
   auto taken = std::move(standby_);
   standby_.reset();
-  if (taken) open_standby();
   return taken;
 }
 

@@ -120,10 +120,14 @@ class RelayLink : public std::enable_shared_from_this<RelayLink> {
 
   const RelayTicket& ticket() const { return ticket_; }
   bool up() const { return up_; }
-  // The parked standby connection, if one is ready (then the next is opened in the
-  // background); the caller sends its Accept on it. Its relay may have closed it meanwhile:
-  // then the Accept's answer is that close, and the caller falls back to a new connection.
+  // The parked standby connection, if one is ready; the caller sends its Accept on it. Its
+  // relay may have closed it meanwhile: then the Accept's answer is that close, and the caller
+  // falls back to a new connection.
   std::optional<Channel> take_standby();
+  // The taken standby's Accept has its answer (or failed): open the next one in the background.
+  // Not sooner: a standby that reached the relay before the taken one's Accept would replace it
+  // (Close{replaced}), and that session would pay the fallback.
+  void standby_used() { open_standby(); }
   std::optional<std::chrono::steady_clock::duration> rtt() const { return rtt_; }
 
  private:
