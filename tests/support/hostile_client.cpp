@@ -204,10 +204,18 @@ bool HostileClient::write_message(std::span<const std::uint8_t> original) {
 bool HostileClient::read_exact(std::span<std::uint8_t> out, Clock::time_point until) {
   timed_out_ = false;
   std::size_t got = 0;
+  bool extended = false;
   while (got < out.size()) {
     if (fd_ < 0) return false;
     pollfd p{fd_, POLLIN, 0};
     const auto left = left_until(until);
+    if (left.count() == 0 && got > 0 && !extended) {
+      // Begun, so finished: a deadline that falls inside a frame would drop its first bytes
+      // and leave the stream out of step (the next read would take a body for a length).
+      until = Clock::now() + std::chrono::seconds(5);
+      extended = true;
+      continue;
+    }
     if (left.count() == 0) {
       timed_out_ = true;
       return false;
@@ -388,7 +396,8 @@ HostileClient::Reply HostileClient::receive(ms limit, bool answer_pings) {
       return out;
     }
     std::vector<std::uint8_t> frame(std::size_t{length[0]} << 8 | length[1]);
-    if (!read_exact(frame, until)) {
+    // The length is in: the body follows it, even when `until` has just passed.
+    if (!read_exact(frame, std::max(until, Clock::now() + std::chrono::seconds(5)))) {
       out.what = timed_out_ ? Reply::What::timeout : Reply::What::eof;
       return out;
     }
