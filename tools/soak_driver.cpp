@@ -449,12 +449,7 @@ asio::awaitable<void> Soak::run() {
   baseline_gauges_ = samples_.back().gauges;
   baseline_fds_ = samples_.back().open_fds;
   for (int i = 0; i < o_.listeners; ++i) {
-    // Without standby connections (issue 17.2): the soak's verdict on RSS growth was taken with
-    // one connection per listener; a standby each moves the descriptor budget (session 8 note).
-    NodeOptions options;
-    options.relay_standby = false;
-    listeners_.push_back(
-        std::make_unique<Node>(io_.get_executor(), Identity::generate(), log_, options));
+    listeners_.push_back(std::make_unique<Node>(io_.get_executor(), Identity::generate(), log_));
     listeners_.back()->set_friends(friends);
     listeners_.back()->listen({relay_});
     asio::co_spawn(io_, accept_loop(*listeners_.back()), asio::detached);
