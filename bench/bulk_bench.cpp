@@ -123,14 +123,6 @@ RunResult run_once(Setup& s, const std::string& kind, int pairs, std::uint64_t b
   return r;
 }
 
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) out.push_back(item);
-  return out;
-}
-
 std::vector<int> parse_list(const std::string& text) {
   std::vector<int> out;
   for (const auto& item : split(text)) out.push_back(std::atoi(item.c_str()));

@@ -86,6 +86,15 @@ class Flags {
   std::map<std::string, std::string> values_;
 };
 
+// "a,b,c" -> {"a", "b", "c"}: the list flags (--kinds, --pairs).
+inline std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(item);
+  return out;
+}
+
 // ---------------------------------------------------------------- statistics
 
 inline double quantile(std::vector<double> values, double q) {

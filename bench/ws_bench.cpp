@@ -151,14 +151,6 @@ asio::awaitable<std::vector<Connection>> open_tunnels(const Hop& hop, const Kind
   co_return conns;
 }
 
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) out.push_back(item);
-  return out;
-}
-
 std::vector<Kind> chosen_kinds(const std::string& text) {
   std::vector<Kind> out;
   for (const auto& name : split(text)) {

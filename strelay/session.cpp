@@ -423,7 +423,8 @@ asio::awaitable<void> Session::join_tunnel(std::shared_ptr<Rendezvous> rendezvou
   auto hold = std::move(*hold_);
   hold_.reset();
   hold.admitted.not_evictable();  // a tunnel carries real traffic: fair share never cuts it
-  rendezvous->arrive(TunnelEnd{id_, SocketHandle(socket), std::move(hold)}, wake_.get_executor());
+  rendezvous->arrive(TunnelEnd{id_, SocketHandle(std::move(socket)), std::move(hold)},
+                     wake_.get_executor());
 }
 
 asio::awaitable<void> Session::stop_reader() {
