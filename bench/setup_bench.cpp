@@ -297,7 +297,7 @@ std::vector<std::string> chosen_kinds(const Flags& flags, bool reference) {
   std::vector<std::string> kinds;
   for (const auto& kind : wanted.empty() ? all_kinds : split(wanted)) {
     if (std::find(all_kinds.begin(), all_kinds.end(), kind) == all_kinds.end())
-      die("unknown kind " + kind);
+      usage_error("unknown kind " + kind);
     if (!standby && kind.starts_with("relay_standby")) continue;
     if (!early && kind.find("early") != std::string::npos) continue;
     kinds.push_back(kind);
@@ -313,7 +313,9 @@ std::vector<std::string> chosen_kinds(const Flags& flags, bool reference) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Flags flags(argc, argv);
+  const Flags flags(argc, argv,
+                    {"bin", "early", "kinds", "reference-bin", "round-limit", "rounds", "sessions",
+                     "standby", "threads"});
   strelay::init_crypto();
   ::signal(SIGPIPE, SIG_IGN);
   const auto sessions = static_cast<std::size_t>(flags.count("sessions", 1000));

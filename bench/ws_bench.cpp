@@ -156,7 +156,8 @@ std::vector<Kind> chosen_kinds(const std::string& text) {
   for (const auto& name : split(text)) {
     const auto it = std::find_if(all_kinds.begin(), all_kinds.end(),
                                  [&](const Kind& k) { return k.name == name; });
-    if (it == all_kinds.end()) die("unknown kind " + name + " (tcp, ws_tcp, tcp_ws, ws_ws)");
+    if (it == all_kinds.end())
+      usage_error("unknown kind " + name + " (tcp, ws_tcp, tcp_ws, ws_ws)");
     out.push_back(*it);
   }
   return out;
@@ -210,7 +211,8 @@ std::vector<Figure> figures_of(Results& results, const std::vector<int>& pair_co
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Flags flags(argc, argv);
+  const Flags flags(argc, argv,
+                    {"bin", "bytes", "frames", "kinds", "pairs", "rounds", "run-limit", "tcp"});
   strelay::init_crypto();
   ::signal(SIGPIPE, SIG_IGN);
   const auto bytes = static_cast<std::uint64_t>(flags.num("bytes", gib));
