@@ -6,6 +6,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <utility>
 
 #include "common/coro.hpp"
 #include "strelay/rendezvous.hpp"
@@ -77,7 +78,7 @@ void Session::post(Outbound item) {
 void Session::take_inbox() {
   std::lock_guard lock(inbox_mutex_);
   if (queue_.empty()) {
-    queue_.swap(inbox_);
+    queue_ = std::exchange(inbox_, {});  // a swap would leave queue_'s old block in the inbox
     return;
   }
   for (auto& item : inbox_) queue_.push_back(std::move(item));
