@@ -4,8 +4,8 @@
 //
 //   bench_report RESULTS_DIR
 //
-// Reads RESULTS_DIR/{machine,bulk,bulk_small,setup,handshake,idle,idle_standby,fairness,ws}.json
-// (missing ones are reported as not run).
+// Reads RESULTS_DIR/{machine,bulk,bulk_small,setup,handshake,idle,idle_standby,fairness,ws,
+// arm64_idle,arm64_handshake,arm64_instructions}.json (missing ones are reported as not run).
 #include <cstdio>
 #include <fstream>
 #include <iomanip>
@@ -26,6 +26,9 @@ const std::vector<std::pair<std::string, std::string>> sections{
     {"idle_standby", "4b. Idle scale, each listener with its standby"},
     {"fairness", "5. Fairness"},
     {"ws", "6. WebSocket tunnels"},
+    {"arm64_idle", "7. arm64 under qemu-user: idle scale"},
+    {"arm64_handshake", "7b. arm64 under qemu-user: joins, the native relay's reference"},
+    {"arm64_instructions", "7c. arm64: instructions per join, counted under qemu-user"},
 };
 
 std::string num(double v) {

@@ -1,6 +1,7 @@
 # Writes one man page with help2man, and OUTPUT.gz (gzip -9n: no name or time stamp, so the
 # package is reproducible): cmake -DHELP2MAN=... -DPROGRAM=... -DNAME=... -DINCLUDE=...
-# -DOUTPUT=... -DVERSION=... -P man-page.cmake
+# -DOUTPUT=... -DVERSION=... [-DEMULATOR="qemu-aarch64-static -L ..."] -P man-page.cmake
+# (EMULATOR, in a cross build, runs PROGRAM; help2man itself only reads the text it printed.)
 #
 # INCLUDE (man/<program>.h2m) holds what reads best written by hand, as Debian's pages do: the
 # SYNOPSIS, DESCRIPTION, EXAMPLES, EXIT STATUS, FILES, SEE ALSO. help2man makes the OPTIONS
@@ -11,13 +12,14 @@
 # description and options, made by help2man the same way, in a SUBCOMMANDS section.
 cmake_policy(VERSION 3.25)
 get_filename_component(program_name ${PROGRAM} NAME)
+separate_arguments(emulator UNIX_COMMAND "${EMULATOR}")
 get_filename_component(output_dir ${OUTPUT} DIRECTORY)
 set(wrap_dir ${output_dir}/help2man-${program_name})
 file(MAKE_DIRECTORY ${wrap_dir})
 
 # The --help of `PROGRAM ARGS...`, cut to its description line and option lists, into `out`.
 function(option_help out)
-  execute_process(COMMAND ${PROGRAM} ${ARGN} --help OUTPUT_VARIABLE help RESULT_VARIABLE rc)
+  execute_process(COMMAND ${emulator} ${PROGRAM} ${ARGN} --help OUTPUT_VARIABLE help RESULT_VARIABLE rc)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "${PROGRAM} ${ARGN} --help failed (${rc})")
   endif()

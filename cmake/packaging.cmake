@@ -29,6 +29,8 @@ set(stmgr_man_name "make and show strelay identities, relay tickets and friend t
 set(stcat_man_name "netcat for friends behind NAT, end to end encrypted through strelay relays")
 if(HELP2MAN_EXECUTABLE)
   set(man_pages)
+  # A cross build runs --help under its emulator (qemu-user: cmake/aarch64-linux-gnu.cmake).
+  string(JOIN " " man_emulator ${CMAKE_CROSSCOMPILING_EMULATOR})
   foreach(program strelay stmgr stcat)
     if(NOT TARGET ${program})
       continue()
@@ -39,6 +41,7 @@ if(HELP2MAN_EXECUTABLE)
     add_custom_command(
       OUTPUT ${page} ${page}.gz
       COMMAND ${CMAKE_COMMAND} -DHELP2MAN=${HELP2MAN_EXECUTABLE} -DPROGRAM=$<TARGET_FILE:${program}>
+              -DEMULATOR=${man_emulator}
               -DNAME=${${program}_man_name} -DINCLUDE=${include_file} -DOUTPUT=${page}
               -DVERSION=${PROJECT_VERSION} -P ${PROJECT_SOURCE_DIR}/cmake/man-page.cmake
       DEPENDS ${program} ${include_file} ${PROJECT_SOURCE_DIR}/cmake/man-page.cmake
