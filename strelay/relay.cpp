@@ -160,9 +160,10 @@ void Relay::dispatch_locked(Actions actions) {
 // The pairing table's own limit hits (which cap refused, or which fair share cut), by reason.
 void Relay::count_pairing_limits_locked() {
   static constexpr LimitReason reasons[pairing_limit_count] = {
-      LimitReason::listeners_per_source, LimitReason::half_tunnels_per_source,
+      LimitReason::listeners_per_source,    LimitReason::half_tunnels_per_source,
       LimitReason::half_tunnels_per_target, LimitReason::half_tunnels,
-      LimitReason::connect_rate_per_source};
+      LimitReason::connect_rate_per_source, LimitReason::topics_per_node,
+      LimitReason::members_per_topic,       LimitReason::topic_churn};
   const auto hits = state_.take_limit_hits();
   for (std::size_t i = 0; i < pairing_limit_count; ++i) {
     if (hits[i] != 0) metrics_.limit_hits_total.inc(reasons[i], hits[i]);
