@@ -123,14 +123,6 @@ RunResult run_once(Setup& s, const std::string& kind, int pairs, std::uint64_t b
   return r;
 }
 
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) out.push_back(item);
-  return out;
-}
-
 std::vector<int> parse_list(const std::string& text) {
   std::vector<int> out;
   for (const auto& item : split(text)) out.push_back(std::atoi(item.c_str()));
@@ -140,7 +132,9 @@ std::vector<int> parse_list(const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Flags flags(argc, argv);
+  const Flags flags(argc, argv,
+                    {"bin", "bytes", "kinds", "limit-rate", "name", "pairs", "rounds", "run-limit",
+                     "write-bytes"});
   strelay::init_crypto();
   ::signal(SIGPIPE, SIG_IGN);
   const auto bytes = static_cast<std::uint64_t>(flags.num("bytes", 2 * gib));
@@ -148,8 +142,14 @@ int main(int argc, char** argv) {
   const int rounds = static_cast<int>(flags.count("rounds", 5));
   const double limit = flags.num("run-limit", 120);
   // --kinds strelay,splice: a subset, for profiling (the ratios need every kind they name).
-  kinds =
-      split(flags.str("kinds", "direct,splice,copy,socat,strelay,strelay_auto,strelay_limited"));
+  const std::string all_kinds = "direct,splice,copy,socat,strelay,strelay_auto,strelay_limited";
+  kinds = split(flags.str("kinds", all_kinds));
+  for (const auto& kind : kinds) {
+    const auto known = split(all_kinds);
+    if (std::find(known.begin(), known.end(), kind) == known.end()) {
+      usage_error("unknown kind " + kind + " (" + all_kinds + ")");
+    }
+  }
   const double limit_rate = flags.num("limit-rate", 512.0 * 1024 * 1024);
   write_bytes = static_cast<std::size_t>(flags.count("write-bytes", io_chunk));
   name = flags.str("name", "bulk");

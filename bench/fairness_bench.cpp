@@ -181,7 +181,7 @@ std::vector<Pair> open_pairs(asio::io_context& ioc, const Hop& hop, std::size_t 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Flags flags(argc, argv);
+  const Flags flags(argc, argv, {"bin", "interval", "pairs", "rounds", "seconds"});
   strelay::init_crypto();
   ::signal(SIGPIPE, SIG_IGN);
   const auto count = static_cast<std::size_t>(flags.count("pairs", 100));

@@ -93,7 +93,7 @@ Primitives measure_primitives(double seconds) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Flags flags(argc, argv);
+  const Flags flags(argc, argv, {"bin", "clients", "reference-bin", "rounds", "seconds"});
   strelay::init_crypto();
   const int rounds = static_cast<int>(flags.count("rounds", 5));
   const double seconds = flags.num("seconds", 3);

@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -31,6 +32,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -55,6 +57,12 @@ inline double seconds_between(Clock::time_point a, Clock::time_point b) {
   std::fprintf(stderr, "bench: %s\n", why.c_str());
   std::exit(1);
 }
+// A usage error (an unknown flag, a flag without its value, an unknown kind): exit 2, as every
+// program of the project does.
+[[noreturn]] inline void usage_error(const std::string& why) {
+  std::fprintf(stderr, "bench: %s\n", why.c_str());
+  std::exit(2);
+}
 
 // ---------------------------------------------------------------- flags
 
@@ -62,10 +70,16 @@ inline double seconds_between(Clock::time_point a, Clock::time_point b) {
 // forwarders) and --rounds.
 class Flags {
  public:
-  Flags(int argc, char** argv) {
-    for (int i = 1; i + 1 < argc; i += 2) {
+  // `known`: the flags this benchmark reads (without the dashes); any other is a usage error,
+  // so a mistyped flag never runs a long benchmark with a default in its place.
+  Flags(int argc, char** argv, std::initializer_list<std::string_view> known) {
+    for (int i = 1; i < argc; i += 2) {
       const std::string name = argv[i];
-      if (name.rfind("--", 0) != 0) die("unexpected argument " + name);
+      if (name.rfind("--", 0) != 0) usage_error("unexpected argument " + name);
+      if (std::find(known.begin(), known.end(), std::string_view(name).substr(2)) == known.end()) {
+        usage_error("unknown flag " + name);
+      }
+      if (i + 1 >= argc) usage_error(name + " needs a value");
       values_[name.substr(2)] = argv[i + 1];
     }
   }
@@ -85,6 +99,15 @@ class Flags {
  private:
   std::map<std::string, std::string> values_;
 };
+
+// "a,b,c" -> {"a", "b", "c"}: the list flags (--kinds, --pairs).
+inline std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(item);
+  return out;
+}
 
 // ---------------------------------------------------------------- statistics
 

@@ -117,7 +117,8 @@ std::vector<long> parse_list(const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Flags flags(argc, argv);
+  const Flags flags(argc, argv,
+                    {"bin", "levels", "release-seconds", "rounds", "standby", "workers"});
   strelay::init_crypto();
   ::signal(SIGPIPE, SIG_IGN);
   const auto levels = parse_list(flags.str("levels", "1000,10000,20000"));

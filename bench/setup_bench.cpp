@@ -24,8 +24,14 @@
 // msg1 in Connect (issue 17.2; docs/protocol.md 4.4): the pipe carries msg2 then msg3 only.
 // --early 0 leaves them out, for a relay that predates them.
 //
+// --threads N gives the relays N worker threads (default: one per core).
+// --kinds a,b runs only those kinds (the figures that compare two kinds need both).
+// --reference-bin DIR starts a second relay from DIR (e.g. /work/main/build/bin) and runs each
+// relay kind against it too, in the same rounds, as "reference_KIND" (issue 17.2: the relay's
+// CPU per session before and after, as a ratio within each round).
+//
 //   setup_bench --bin DIR [--sessions 1000] [--rounds 5] [--round-limit 120] [--standby 0]
-//               [--early 0]
+//               [--early 0] [--kinds LIST] [--reference-bin DIR] [--threads N]
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
@@ -280,31 +286,60 @@ asio::awaitable<RoundResult> run_kind(Context& c, tcp::acceptor& sink, const std
   co_return r;
 }
 
+constexpr std::string_view reference_prefix = "reference_";
+
+// The kinds to run, in order: --kinds (default all, less --standby 0 and --early 0), then,
+// with a reference relay, each relay kind again against it.
+std::vector<std::string> chosen_kinds(const Flags& flags, bool reference) {
+  const bool standby = flags.count("standby", 1) != 0;
+  const bool early = flags.count("early", 1) != 0;
+  const auto wanted = flags.str("kinds", "");
+  std::vector<std::string> kinds;
+  for (const auto& kind : wanted.empty() ? all_kinds : split(wanted)) {
+    if (std::find(all_kinds.begin(), all_kinds.end(), kind) == all_kinds.end())
+      usage_error("unknown kind " + kind);
+    if (!standby && kind.starts_with("relay_standby")) continue;
+    if (!early && kind.find("early") != std::string::npos) continue;
+    kinds.push_back(kind);
+  }
+  if (reference) {
+    const auto ours = kinds;
+    for (const auto& kind : ours)
+      if (kind.starts_with("relay")) kinds.push_back(std::string(reference_prefix) + kind);
+  }
+  return kinds;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Flags flags(argc, argv);
+  const Flags flags(argc, argv,
+                    {"bin", "early", "kinds", "reference-bin", "round-limit", "rounds", "sessions",
+                     "standby", "threads"});
   strelay::init_crypto();
   ::signal(SIGPIPE, SIG_IGN);
   const auto sessions = static_cast<std::size_t>(flags.count("sessions", 1000));
   const int rounds = static_cast<int>(flags.count("rounds", 5));
   const auto limit = std::chrono::seconds(flags.count("round-limit", 120));
   const fs::path bin = flags.str("bin", "build/bin");
-  const bool standby = flags.count("standby", 1) != 0;
+  const fs::path reference_bin = flags.str("reference-bin", "");
   const auto dir = scratch_dir("setup");
-  std::vector<std::string> kinds;
-  const bool early = flags.count("early", 1) != 0;
-  for (const auto& kind : all_kinds) {
-    if (!standby && kind.starts_with("relay_standby")) continue;
-    if (!early && kind.find("early") != std::string::npos) continue;
-    kinds.push_back(kind);
-  }
+  const auto kinds = chosen_kinds(flags, !reference_bin.empty());
+  auto has = [&](const std::string& kind) {
+    return std::find(kinds.begin(), kinds.end(), kind) != kinds.end();
+  };
 
-  auto relay = start_relay(
-      bin, dir, {"--connect-rate-per-source", "1000000", "--connect-burst-per-source", "1000000"});
+  std::vector<std::string> relay_flags{"--connect-rate-per-source", "1000000",
+                                       "--connect-burst-per-source", "1000000"};
+  if (const auto threads = flags.count("threads", 0); threads > 0) {
+    relay_flags.insert(relay_flags.end(), {"--threads", std::to_string(threads)});
+  }
+  auto relay = start_relay(bin, dir, relay_flags);
+  std::optional<RelayUnderTest> reference;
+  if (!reference_bin.empty())
+    reference.emplace(start_relay(reference_bin, dir / "reference", relay_flags));
   asio::io_context ioc(1);
   Context c;
-  c.hop = {relay.endpoint, relay.key};
   tcp::acceptor sink(ioc, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
   sink.listen(1024);
   c.sink = sink.local_endpoint();
@@ -317,11 +352,15 @@ int main(int argc, char** argv) {
   for (int round = 0; round < rounds; ++round) {
     for (std::size_t k = 0; k < kinds.size(); ++k) {
       const auto& kind = kinds[(k + static_cast<std::size_t>(round)) % kinds.size()];
-      const double cpu0 = relay.process.cpu_seconds();
-      auto r = run_until_done(ioc, run_kind(c, sink, kind, sessions), limit);
-      r.relay_cpu = relay.process.cpu_seconds() - cpu0;
+      const bool against_reference = kind.starts_with(reference_prefix);
+      auto& target = against_reference ? *reference : relay;
+      c.hop = {target.endpoint, target.key};
+      const auto base = against_reference ? kind.substr(reference_prefix.size()) : kind;
+      const double cpu0 = target.process.cpu_seconds();
+      auto r = run_until_done(ioc, run_kind(c, sink, base, sessions), limit);
+      r.relay_cpu = target.process.cpu_seconds() - cpu0;
       std::fprintf(
-          stderr, "setup round %d %-23s p50 %.3f ms p99 %.3f ms relay cpu/session %.3f ms\n",
+          stderr, "setup round %d %-33s p50 %.3f ms p99 %.3f ms relay cpu/session %.3f ms\n",
           round + 1, kind.c_str(), 1e3 * median(r.latencies), 1e3 * quantile(r.latencies, 0.99),
           1e3 * r.relay_cpu / static_cast<double>(sessions));
       results[kind].push_back(std::move(r));
@@ -338,7 +377,7 @@ int main(int argc, char** argv) {
       if (kind == "relay_standby" && name == "p50") f.target = 0.8;  // issue 17.2
       figures.push_back(f);
     }
-    if (kind.rfind("relay", 0) == 0) {
+    if (kind.starts_with("relay") || kind.starts_with(reference_prefix)) {
       Figure cpu("setup." + kind + ".relay_cpu_per_session", kind + ": relay CPU per session",
                  "ms");
       for (const auto& r : results[kind])
@@ -348,57 +387,50 @@ int main(int argc, char** argv) {
       figures.push_back(cpu);
     }
   }
-  Figure added("setup.e2e_added.p50", "end-to-end handshake adds (p50 relay_e2e - p50 relay)",
-               "ms");
-  Figure standby_added("setup.standby_e2e_added.p50",
-                       "end-to-end handshake adds over a standby (p50 relay_standby_e2e - p50 "
-                       "relay_standby)",
-                       "ms");
-  Figure early_added("setup.early_e2e_added.p50",
-                     "end-to-end handshake adds, msg1 with Connect (p50 relay_early_e2e - p50 "
-                     "relay)",
-                     "ms");
-  Figure standby_early_added("setup.standby_early_e2e_added.p50",
-                             "end-to-end handshake adds over a standby, msg1 with Connect (p50 "
-                             "relay_standby_early_e2e - p50 relay_standby)",
-                             "ms");
-  Figure standby_vs_relay("setup.standby_vs_relay.p50",
-                          "set-up p50 over a standby / over a new Accept connection", "ratio");
-  Figure vs_tcp("setup.relay_vs_tcp.p50", "relay / plain TCP set-up p50", "ratio");
-  Figure vs_fwd("setup.relay_vs_forwarder.p50", "relay / forwarder set-up p50", "ratio");
-  for (std::size_t r = 0; r < static_cast<std::size_t>(rounds); ++r) {
-    const double relay_p50 = median(results["relay"][r].latencies);
-    added.values.push_back(1e3 * (median(results["relay_e2e"][r].latencies) - relay_p50));
-    if (standby) {
-      const double standby_p50 = median(results["relay_standby"][r].latencies);
-      standby_added.values.push_back(
-          1e3 * (median(results["relay_standby_e2e"][r].latencies) - standby_p50));
-      standby_vs_relay.values.push_back(standby_p50 / relay_p50);
-      if (early) {
-        standby_early_added.values.push_back(
-            1e3 * (median(results["relay_standby_early_e2e"][r].latencies) - standby_p50));
-      }
+  // A figure per round from two kinds' rounds, when both ran: p50 differences in ms, ratios
+  // of p50s or of relay CPU.
+  enum class Measure { p50_difference, p50_ratio, cpu_ratio };
+  auto compare = [&](const std::string& name, const std::string& label, const std::string& a,
+                     const std::string& b, Measure measure, std::optional<double> target) {
+    if (!has(a) || !has(b)) return;
+    Figure f(name, label, measure == Measure::p50_difference ? "ms" : "ratio");
+    for (std::size_t r = 0; r < static_cast<std::size_t>(rounds); ++r) {
+      const auto& x = results[a][r];
+      const auto& y = results[b][r];
+      if (measure == Measure::p50_difference)
+        f.values.push_back(1e3 * (median(x.latencies) - median(y.latencies)));
+      if (measure == Measure::p50_ratio)
+        f.values.push_back(median(x.latencies) / median(y.latencies));
+      if (measure == Measure::cpu_ratio) f.values.push_back(x.relay_cpu / y.relay_cpu);
     }
-    if (early) {
-      early_added.values.push_back(1e3 *
-                                   (median(results["relay_early_e2e"][r].latencies) - relay_p50));
-    }
-    vs_tcp.values.push_back(relay_p50 / median(results["tcp"][r].latencies));
-    vs_fwd.values.push_back(relay_p50 / median(results["forwarder"][r].latencies));
+    f.target = target;
+    figures.push_back(f);
+  };
+  using M = Measure;
+  compare("setup.e2e_added.p50", "end-to-end handshake adds (p50 relay_e2e - p50 relay)",
+          "relay_e2e", "relay", M::p50_difference, 0.5);
+  compare("setup.standby_e2e_added.p50",
+          "end-to-end handshake adds over a standby (p50 relay_standby_e2e - p50 relay_standby)",
+          "relay_standby_e2e", "relay_standby", M::p50_difference, 0.4);  // issue 17.2
+  compare("setup.standby_vs_relay.p50", "set-up p50 over a standby / over a new Accept connection",
+          "relay_standby", "relay", M::p50_ratio, std::nullopt);
+  compare("setup.early_e2e_added.p50",
+          "end-to-end handshake adds, msg1 with Connect (p50 relay_early_e2e - p50 relay)",
+          "relay_early_e2e", "relay", M::p50_difference, 0.4);  // issue 17.2
+  compare("setup.standby_early_e2e_added.p50",
+          "end-to-end handshake adds over a standby, msg1 with Connect (p50 "
+          "relay_standby_early_e2e - p50 relay_standby)",
+          "relay_standby_early_e2e", "relay_standby", M::p50_difference, 0.4);  // issue 17.2
+  compare("setup.relay_vs_tcp.p50", "relay / plain TCP set-up p50", "relay", "tcp", M::p50_ratio,
+          std::nullopt);
+  compare("setup.relay_vs_forwarder.p50", "relay / forwarder set-up p50", "relay", "forwarder",
+          M::p50_ratio, std::nullopt);
+  for (const auto& kind : kinds) {  // this relay against the reference, round by round
+    if (kind.starts_with(reference_prefix) || !kind.starts_with("relay")) continue;
+    compare("setup." + kind + ".relay_cpu_vs_reference",
+            kind + ": relay CPU per session / the reference relay's", kind,
+            std::string(reference_prefix) + kind, M::cpu_ratio, std::nullopt);
   }
-  added.target = 0.5;
-  figures.push_back(added);
-  standby_added.target = 0.4;  // issue 17.2
-  if (standby) {
-    figures.push_back(standby_added);
-    figures.push_back(standby_vs_relay);
-  }
-  early_added.target = 0.4;          // issue 17.2: the msg1 with Connect
-  standby_early_added.target = 0.4;  // issue 17.2
-  if (early) figures.push_back(early_added);
-  if (early && standby) figures.push_back(standby_early_added);
-  figures.push_back(vs_tcp);
-  figures.push_back(vs_fwd);
   json params{{"sessions_per_round", sessions}, {"rounds", rounds}, {"kinds", kinds}};
   std::printf("%s\n", report("setup", params, figures).dump(1).c_str());
   fs::remove_all(dir);

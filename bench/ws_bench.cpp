@@ -151,20 +151,13 @@ asio::awaitable<std::vector<Connection>> open_tunnels(const Hop& hop, const Kind
   co_return conns;
 }
 
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) out.push_back(item);
-  return out;
-}
-
 std::vector<Kind> chosen_kinds(const std::string& text) {
   std::vector<Kind> out;
   for (const auto& name : split(text)) {
     const auto it = std::find_if(all_kinds.begin(), all_kinds.end(),
                                  [&](const Kind& k) { return k.name == name; });
-    if (it == all_kinds.end()) die("unknown kind " + name + " (tcp, ws_tcp, tcp_ws, ws_ws)");
+    if (it == all_kinds.end())
+      usage_error("unknown kind " + name + " (tcp, ws_tcp, tcp_ws, ws_ws)");
     out.push_back(*it);
   }
   return out;
@@ -218,7 +211,8 @@ std::vector<Figure> figures_of(Results& results, const std::vector<int>& pair_co
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Flags flags(argc, argv);
+  const Flags flags(argc, argv,
+                    {"bin", "bytes", "frames", "kinds", "pairs", "rounds", "run-limit", "tcp"});
   strelay::init_crypto();
   ::signal(SIGPIPE, SIG_IGN);
   const auto bytes = static_cast<std::uint64_t>(flags.num("bytes", gib));

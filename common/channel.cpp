@@ -330,7 +330,9 @@ asio::awaitable<std::error_code> accept_handshake(tcp::socket& socket, const Ide
   AcceptStep& step = reached != nullptr ? *reached : ignored_step;
   step = AcceptStep::preamble;
   first_payload.clear();
-  set_no_delay(socket);
+  // No TCP_NODELAY here: the relay's listening socket passes it on to every accepted socket,
+  // and a node's stream socket had it from its connect_handshake (one system call less per
+  // join; docs/performance.md, issue 17.2).
 
   // 0: the preamble. A client sends it with msg1: one read takes what has come of both, at
   // most up to msg1's last byte (the rest of msg1, if any, is read below). Two system calls

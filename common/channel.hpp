@@ -59,8 +59,8 @@ struct Message {
 
 class Channel {
  public:
-  // Takes the socket and the keys of a finished handshake (connect_handshake and
-  // accept_handshake, the only callers, have set TCP_NODELAY on it: not set again per join).
+  // Takes the socket and the keys of a finished handshake (connect_handshake set TCP_NODELAY;
+  // accept_handshake's callers have it from their listening socket or their own connect).
   Channel(tcp::socket socket, HandshakeResult keys);
   Channel(Channel&&) noexcept = default;
   Channel& operator=(Channel&&) noexcept = default;

@@ -53,7 +53,7 @@ Keepalive::Next Keepalive::take_due(Clock::time_point now) {
   if (poll(now) == Action::peer_dead) return {Due::dead, {}};
   if (!pongs_.empty()) {
     const PingToken token = pongs_.front();
-    pongs_.pop_front();
+    pongs_.erase(pongs_.begin());
     return {Due::pong, token};
   }
   if (ping_requested_ || (timers_ && now >= timer_wakeup())) {

@@ -23,9 +23,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include "common/protocol.hpp"
 
@@ -94,7 +94,10 @@ class Keepalive {
   std::uint64_t next_token_ = 1;
   std::optional<std::pair<PingToken, Clock::time_point>> outstanding_;
   std::optional<Clock::duration> rtt_;
-  std::deque<PingToken> pongs_;
+  // A vector, not a deque: libstdc++'s empty deque already holds a 512-byte block and its map,
+  // which every idle listener carried (docs/performance.md, idle memory round 2). At most
+  // max_pongs_due, taken from the front.
+  std::vector<PingToken> pongs_;
   bool ping_requested_ = false;
   bool timers_ = true;  // false: answering_only, until start_timers
 };

@@ -11,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <csignal>
 #include <iostream>
+#include <memory>
 
 #include "common/qr.hpp"
 #include "common/tickets.hpp"
@@ -195,11 +196,16 @@ void handle_signals(Server& server, int argc, const char* const* argv, RelayOpti
                     std::function<void(const RelayOptions&)> on_reload) {
   // `started` is taken as main parsed it: read again here, a file edited right after the
   // start would become the baseline and its changes would pass unnoticed.
-  auto loop = [&server, argc, argv, started = std::move(started),
+  // The handlers are installed now, before main says READY=1: made inside the coroutine, they
+  // waited for the io_context to run, and a `systemctl reload` in between found SIGHUP's
+  // default action and ended the relay (notify_test met it on a loaded machine). Asio keeps a
+  // signal that comes before the first wait.
+  auto signals =
+      std::make_shared<asio::signal_set>(server.control_executor(), SIGTERM, SIGINT, SIGHUP);
+  auto loop = [&server, argc, argv, signals, started = std::move(started),
                on_reload = std::move(on_reload)]() -> asio::awaitable<void> {
-    asio::signal_set signals(co_await asio::this_coro::executor, SIGTERM, SIGINT, SIGHUP);
     for (;;) {
-      auto [ec, signal] = co_await signals.async_wait(asio::as_tuple(asio::use_awaitable));
+      auto [ec, signal] = co_await signals->async_wait(asio::as_tuple(asio::use_awaitable));
       if (ec) co_return;
       if (signal != SIGHUP) {
         server.shutdown();  // a second SIGTERM ends the drain: the tunnels left are stopped

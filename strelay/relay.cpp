@@ -228,15 +228,20 @@ void Relay::start_tunnel(const Paired& pairing, TunnelEnd connector, TunnelEnd a
       std::move(connector.hold), std::move(acceptor.hold));
   auto run = [this, tunnel, pairing, holds]() -> asio::awaitable<void> {
     GaugeHold live(metrics_.tunnels);
-    log_.info("tunnel_open", LogTags{pairing.connector, pairing.connector_key},
-              {{"listener", pairing.listener_key}, {"acceptor_conn", pairing.acceptor}});
+    // Both lines build fingerprints (base64 strings): not when info is off (issue 17.2).
+    if (log_.enabled(LogLevel::info)) {
+      log_.info("tunnel_open", LogTags{pairing.connector, pairing.connector_key},
+                {{"listener", pairing.listener_key}, {"acceptor_conn", pairing.acceptor}});
+    }
     const auto result = co_await tunnel->run();
     untrack(tunnel.get());  // its close was counted before its sockets closed
-    log_.info("tunnel_closed", LogTags{pairing.connector, pairing.connector_key},
-              {{"reason", metric_label(result.reason)},
-               {"bytes_to_listener", result.bytes[0]},
-               {"bytes_to_connector", result.bytes[1]},
-               {"spliced", result.spliced}});
+    if (log_.enabled(LogLevel::info)) {
+      log_.info("tunnel_closed", LogTags{pairing.connector, pairing.connector_key},
+                {{"reason", metric_label(result.reason)},
+                 {"bytes_to_listener", result.bytes[0]},
+                 {"bytes_to_connector", result.bytes[1]},
+                 {"spliced", result.spliced}});
+    }
   };
   asio::co_spawn(executor, std::move(run), asio::detached);
 }

@@ -5,17 +5,21 @@
 
 namespace strelay {
 
-SocketHandle::SocketHandle(boost::asio::ip::tcp::socket& socket) {
+void SocketHandle::detach() {
+  if (!live_) return;
   boost::system::error_code ec;
-  const auto local = socket.local_endpoint(ec);
+  const auto local = live_->local_endpoint(ec);
   if (!ec && local.address().is_v4()) family_ = boost::asio::ip::tcp::v4();
-  fd_ = socket.release(ec);
+  fd_ = live_->release(ec);
   if (ec) fd_ = -1;
+  live_.reset();
 }
 
 SocketHandle& SocketHandle::operator=(SocketHandle&& other) noexcept {
   if (this != &other) {
     reset();
+    live_ = std::move(other.live_);
+    other.live_.reset();
     fd_ = std::exchange(other.fd_, -1);
     family_ = other.family_;
   }
@@ -23,6 +27,14 @@ SocketHandle& SocketHandle::operator=(SocketHandle&& other) noexcept {
 }
 
 boost::asio::ip::tcp::socket SocketHandle::attach(const boost::asio::any_io_executor& executor) {
+  namespace execution = boost::asio::execution;
+  if (live_ && &boost::asio::query(live_->get_executor(), execution::context) ==
+                   &boost::asio::query(executor, execution::context)) {
+    auto socket = std::move(*live_);
+    live_.reset();
+    return socket;
+  }
+  detach();
   boost::asio::ip::tcp::socket socket(executor);
   boost::system::error_code ec;
   socket.assign(family_, fd_, ec);
@@ -35,6 +47,7 @@ boost::asio::ip::tcp::socket SocketHandle::attach(const boost::asio::any_io_exec
 }
 
 void SocketHandle::reset() {
+  live_.reset();  // closes it
   if (fd_ >= 0) ::close(std::exchange(fd_, -1));
 }
 
@@ -47,6 +60,7 @@ void Rendezvous::arrive(TunnelEnd end, boost::asio::any_io_executor executor) {
     if (abandoned_)
       return;  // the other end is gone: `end` closes, and its node sees the pipe close
     if (!waiting_) {
+      end.socket.detach();  // it waits for the other end, whose worker will run the tunnel
       waiting_ = std::move(end);
       return;
     }

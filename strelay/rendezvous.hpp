@@ -38,26 +38,38 @@ struct ConnectionHold {
   std::optional<TimePoint> deadline{};
 };
 
-// A connected socket on its way from one worker to another: the descriptor without an executor,
-// and its family. It closes the descriptor unless attach() takes it, so no path can leak one.
+// A connected socket on its way to its tunnel. It arrives live (still the session's Asio
+// socket, on that session's worker); the end that must wait for its partner is detach()ed to a
+// bare descriptor and its family, which attach() gives to a socket on the tunnel's worker. The
+// end that arrives second starts the tunnel on its own worker, so its socket stays as it is:
+// no deregister and register again, no FIONBIO, no getsockname (docs/performance.md, issue
+// 17.2). A live handle never leaves the call that made it (its socket's io_context may be gone
+// by the time another thread destroys it). It closes what it holds unless attach() takes it, so
+// no path can leak a descriptor.
 class SocketHandle {
  public:
   SocketHandle() = default;
-  // Takes the descriptor out of `socket` (which is left closed).
-  explicit SocketHandle(boost::asio::ip::tcp::socket& socket);
+  // Takes `socket` whole (on its own worker).
+  explicit SocketHandle(boost::asio::ip::tcp::socket&& socket) : live_(std::move(socket)) {}
   SocketHandle(SocketHandle&& other) noexcept
-      : fd_(std::exchange(other.fd_, -1)), family_(other.family_) {}
+      : live_(std::move(other.live_)), fd_(std::exchange(other.fd_, -1)), family_(other.family_) {
+    other.live_.reset();
+  }
   SocketHandle& operator=(SocketHandle&& other) noexcept;
   SocketHandle(const SocketHandle&) = delete;
   SocketHandle& operator=(const SocketHandle&) = delete;
   ~SocketHandle() { reset(); }
 
-  bool valid() const { return fd_ >= 0; }
-  // A socket on `executor` (the worker that uses it from now on) that owns the descriptor.
+  bool valid() const { return fd_ >= 0 || (live_ && live_->is_open()); }
+  // The live socket becomes a bare descriptor, free to cross to another worker.
+  void detach();
+  // A socket on `executor` (the worker that uses it from now on) that owns the descriptor: the
+  // live socket itself when it is already on that worker.
   boost::asio::ip::tcp::socket attach(const boost::asio::any_io_executor& executor);
   void reset();
 
  private:
+  std::optional<boost::asio::ip::tcp::socket> live_;
   int fd_ = -1;
   // The socket's own family: IPv4 or IPv6 (a WebSocket bridge's Unix socketpair end, used only
   // for reads, writes, shutdown and splice, is tagged IPv6: Asio needs a protocol to hold it).

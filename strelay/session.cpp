@@ -6,6 +6,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <utility>
 
 #include "common/coro.hpp"
 #include "strelay/rendezvous.hpp"
@@ -43,22 +44,21 @@ Session::Session(SessionContext context, SessionHost& host, ConnId id, tcp::sock
       host_(host),
       id_(id),
       client_(std::move(client)),
-      socket_(std::move(socket)),
+      opening_(std::make_unique<Opening>(std::move(socket), context_.clock)),
       hold_(std::move(hold)),
-      handshake_watchdog_(socket_.get_executor(), context_.clock),
-      wake_(socket_.get_executor(), context_.clock),
-      keepalive_(Keepalive::answering_only(context_.clock.now())),
-      reader_done_(socket_.get_executor()) {}
+      wake_(opening_->socket.get_executor(), context_.clock),
+      keepalive_(Keepalive::answering_only(context_.clock.now())) {}
 
 void Session::start(std::shared_ptr<Session> session) {
-  auto executor = session->socket_.get_executor();
+  auto executor = session->wake_.get_executor();
   session->hold_->admitted.set_evictor([weak = std::weak_ptr<Session>(session), executor] {
     asio::post(executor, [weak] {
       if (auto self = weak.lock()) self->evict();
     });
   });
-  // The handler holds the session until run() has returned (run() catches what it throws).
-  asio::co_spawn(executor, session->run(), [session](const std::exception_ptr&) {});
+  // The handler holds the session until run() has returned (run() catches what it throws);
+  // from then on, while it is parked, its pending waits hold it.
+  asio::co_spawn(executor, session->run(true), [session](const std::exception_ptr&) {});
 }
 
 // Items enter the inbox in the order callers make them (the relay calls this under its
@@ -73,10 +73,16 @@ void Session::post(Outbound item) {
   asio::post(wake_.get_executor(), [self = shared_from_this()] { self->wake(); });
 }
 
+// Moves the inbox's block rather than copying out of it, so that an idle session keeps
+// neither vector's block (drive() frees queue_'s when it parks).
 void Session::take_inbox() {
   std::lock_guard lock(inbox_mutex_);
+  if (queue_.empty()) {
+    queue_ = std::exchange(inbox_, {});  // a swap would leave queue_'s old block in the inbox
+    return;
+  }
   for (auto& item : inbox_) queue_.push_back(std::move(item));
-  inbox_.clear();
+  inbox_ = {};
 }
 
 Deadline Session::write_deadline() const {
@@ -90,8 +96,8 @@ LogTags Session::tags() const {
 void Session::evict() {
   if (evicted_ || !hold_) return;  // gone to a tunnel: never cut
   evicted_ = true;
-  if (handshaking_) {
-    handshake_watchdog_.cancel();  // ends the handshake as its deadline would
+  if (opening_) {
+    opening_->watchdog.cancel();  // ends the handshake as its deadline would
   } else {
     post(CloseReason::overloaded);
   }
@@ -106,12 +112,13 @@ bool Session::take_control_token() {
 }
 
 // Exceptions are bugs, not a client's doing: caught here once for the session, logged, and
-// counted as its outcome (internal) unless it had one. However serve() ends, the relay then
-// forgets this connection (the registration leaves: registry and pairing table at once).
-asio::awaitable<void> Session::run() {
+// counted as its outcome (internal) unless it had one. However serve() or drive() ends,
+// unless parked, the relay then forgets this connection (the registration leaves: registry
+// and pairing table at once).
+asio::awaitable<void> Session::run(bool first) {
   std::string failure;
   try {
-    co_await serve();
+    if (first ? co_await serve() : co_await drive()) co_return;  // parked
   } catch (const std::exception& e) {
     failure = e.what();
   }
@@ -124,17 +131,18 @@ asio::awaitable<void> Session::run() {
   registration_.reset();
 }
 
-asio::awaitable<void> Session::serve() {
+asio::awaitable<bool> Session::serve() {
   const bool authenticated = co_await handshake();
-  handshaking_ = false;
+  const auto first_request = std::move(opening_->first_request);
+  opening_.reset();
   hold_->admitted.handshake_done();
-  if (!authenticated) co_return;  // counted in handshakes_total; closes_total is for sessions
+  if (!authenticated) co_return false;  // counted in handshakes_total; closes_total: sessions
 
-  auto request = try_decode_node_message(first_request_);
-  first_request_ = {};
+  auto request = try_decode_node_message(first_request);
   if (!request) {
     context_.log.info("bad_first_request", tags(), {{"error", request.error()}});
-    co_return co_await close(CloseReason::protocol_error, true);
+    co_await close(CloseReason::protocol_error, true);
+    co_return false;
   }
   if (std::holds_alternative<Listen>(*request)) {
     role_ = Role::listener;
@@ -147,28 +155,29 @@ asio::awaitable<void> Session::serve() {
   } else if (std::holds_alternative<Standby>(*request)) {
     role_ = Role::standby;  // parked until its one Accept (docs/protocol.md 4.1)
   } else {
-    co_return co_await close(CloseReason::protocol_error,
-                             true);  // a RejectConnection needs a listener
+    co_await close(CloseReason::protocol_error, true);  // a RejectConnection needs a listener
+    co_return false;
   }
 
   // Accept needs no question: only the key a Connect named can accept it; nor a standby, which
   // belongs to a Listen the hook admitted.
   if (context_.hook != nullptr && role_ != Role::acceptor && role_ != Role::standby &&
       !co_await admitted_by_hook())
-    co_return;
+    co_return false;
 
   registration_ = host_.join(id_, *peer_, shared_from_this());
-  if (!registration_.open()) co_return co_await close(CloseReason::shutdown, true);  // draining
+  if (!registration_.open()) {
+    co_await close(CloseReason::shutdown, true);  // draining
+    co_return false;
+  }
   registration_.submit(*request);
   if (role_ == Role::standby) context_.log.debug("standby_request", tags());
   // An acceptor's node sends nothing until its outcome, and the outcome is immediate.
   if (role_ != Role::acceptor) {
     reader_running_ = true;
-    asio::co_spawn(wake_.get_executor(), reader(), asio::detached);
+    asio::co_spawn(wake_.get_executor(), reader(false), asio::detached);
   }
-  co_await writer();
-  co_await stop_reader();
-  if (channel_) channel_->close();
+  co_return co_await drive();
 }
 
 // The operator's hook (--admission-url) decides before the relay sees the request: a no is
@@ -201,11 +210,12 @@ asio::awaitable<bool> Session::handshake() {
   std::optional<Channel> channel;
   // The absolute deadline is kept once, by this watchdog on the relay's clock (which tests
   // move); the handshake's own waits have none, and the watchdog cancels them, as evict() does.
-  handshake_watchdog_.expires_at(deadline);
+  auto& opening = *opening_;
+  opening.watchdog.expires_at(deadline);
   AcceptStep step{};
-  auto raced = co_await (accept_handshake(socket_, context_.identity, HandshakeLayer::hop,
-                                          Deadline::max(), channel, first_request_, &step) ||
-                         handshake_watchdog_.async_wait(await_tuple));
+  auto raced = co_await (accept_handshake(opening.socket, context_.identity, HandshakeLayer::hop,
+                                          Deadline::max(), channel, opening.first_request, &step) ||
+                         opening.watchdog.async_wait(await_tuple));
   const std::error_code ec = raced.index() == 0
                                  ? std::get<0>(raced)
                                  : std::error_code(make_error_code(errc::handshake_timeout));
@@ -218,7 +228,7 @@ asio::awaitable<bool> Session::handshake() {
                         {"source", SourceKey::from_address(client_.address()).to_string()},
                         {"error", ec}});
     boost::system::error_code ignored;
-    socket_.close(ignored);
+    opening.socket.close(ignored);
     co_return false;
   }
   context_.metrics.handshakes_total.inc(HandshakeOutcome::ok);
@@ -230,35 +240,59 @@ asio::awaitable<bool> Session::handshake() {
 
 // The only sender. It drains the queue of decisions, answers pings, keeps a listener alive,
 // and ends the session (close()) when a close is due, a send failed, or the reader gave up;
-// or hands the socket to a tunnel.
-asio::awaitable<void> Session::writer() {
+// or hands the socket to a tunnel. With nothing to do it parks (true) and returns: the
+// callback of park() runs it again.
+asio::awaitable<bool> Session::drive() {
   for (;;) {
     take_inbox();
     while (!queue_.empty() && !dropped_) {
       auto item = std::move(queue_.front());
       queue_.erase(queue_.begin());
       if (auto* message = std::get_if<RelayMessage>(&item)) {
-        if (const auto ec = co_await send_message(*message))
-          co_return co_await close(send_failure(), false, ec);
+        if (const auto ec = co_await send_message(*message)) {
+          co_await close(send_failure(), false, ec);
+          co_return co_await finish();
+        }
       } else if (auto* reason = std::get_if<CloseReason>(&item)) {
-        co_return co_await close(*reason, true);
+        co_await close(*reason, true);
+        co_return co_await finish();
       } else {
-        co_return co_await join_tunnel(std::get<std::shared_ptr<Rendezvous>>(std::move(item)));
+        co_await join_tunnel(std::get<std::shared_ptr<Rendezvous>>(std::move(item)));
+        co_return co_await finish();
       }
     }
-    if (reader_end_)
-      co_return co_await close(reader_end_->reason, reader_end_->tell, reader_end_->error);
-    if (!co_await send_keepalive()) co_return;
+    if (reader_end_) {
+      co_await close(reader_end_->reason, reader_end_->tell, reader_end_->error);
+      co_return co_await finish();
+    }
+    if (!co_await send_keepalive()) co_return co_await finish();
     // The reader may have ended while a send was under way (its wake-up found no wait).
     if (reader_end_) continue;
     wake_.expires_at(keepalive_.next_wakeup());
     {
-      // Something may have arrived while this loop ran; then do not sleep.
+      // Something may have arrived while this loop ran; then do not sleep. A post() after
+      // this check wakes the parked wait (its wake-up is queued behind this handler).
       std::lock_guard lock(inbox_mutex_);
       if (!inbox_.empty()) continue;
     }
-    co_await wake_.async_wait(await_tuple);
+    queue_ = {};  // an idle session keeps no queue's block
+    park();
+    co_return true;
   }
+}
+
+void Session::park() {
+  // Woken (cancelled) or due (keepalive): either way the writer looks again.
+  wake_.async_wait([self = shared_from_this()](boost::system::error_code) {
+    auto executor = self->wake_.get_executor();
+    asio::co_spawn(executor, self->run(false), [self](const std::exception_ptr&) {});
+  });
+}
+
+asio::awaitable<bool> Session::finish() {
+  co_await stop_reader();
+  if (channel_) channel_->close();
+  co_return false;
 }
 
 // Sends what the keepalive asks for: owed pongs, then a ping of the relay's own; or ends the
@@ -282,27 +316,27 @@ asio::awaitable<bool> Session::send_keepalive() {
 
 // The only receiver. Between frames it waits for readability without reading, for two
 // reasons. A pending connector's node must stay silent: pairing cancels that wait and no
-// tunnel byte is ever taken. And an idle listener then holds this one coroutine frame, not
-// the chain under Channel::receive (docs/performance.md, "Idle memory").
-asio::awaitable<void> Session::reader() {
+// tunnel byte is ever taken as a frame. And an idle session then holds no coroutine at all:
+// the reader returns, leaving only the wait of wait_readable() (see "Idle shape"). `woken`:
+// that wait has just found the socket readable.
+asio::awaitable<void> Session::reader(bool woken) {
   auto self = shared_from_this();
   Message message;
   while (!stopping_reader_) {
     Deadline deadline = Clock::time_point::max();
     if (!channel_->mid_frame()) {
-      channel_->release_idle_memory();
       // Asio's epoll reactor is edge-triggered and a wait is never tried at once: a wait
       // started while the next frame is already in the kernel (sent with the one just read)
       // would sleep until more bytes arrive, which a node waiting for its answer never sends.
+      // And once woken, the reader reads whatever the count says: an end of stream is
+      // readable with nothing available, and its edge does not come again.
       boost::system::error_code unknown;
-      if (channel_->socket().available(unknown) == 0) {
-        auto [ec] = co_await channel_->socket().async_wait(tcp::socket::wait_read, await_tuple);
-        if (stopping_reader_) break;
-        if (ec) {
-          reader_end_ = ReaderEnd{CloseReason::aborted, false, ec};
-          break;
-        }
+      if (!woken) channel_->release_idle_memory();
+      if (!woken && channel_->socket().available(unknown) == 0) {
+        wait_readable();
+        co_return;
       }
+      woken = false;
       if (role_ == Role::connector) deadline = context_.clock.now() + frame_deadline;
     }
     const auto ec = co_await channel_->receive(message, deadline);
@@ -332,8 +366,23 @@ asio::awaitable<void> Session::reader() {
       break;
     }
   }
+  reader_stopped();
+}
+
+void Session::wait_readable() {
+  channel_->socket().async_wait(
+      tcp::socket::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
+        if (self->stopping_reader_) return self->reader_stopped();
+        if (ec) {
+          self->reader_end_ = ReaderEnd{CloseReason::aborted, false, ec};
+          return self->reader_stopped();
+        }
+        asio::co_spawn(self->wake_.get_executor(), self->reader(true), asio::detached);
+      });
+}
+
+void Session::reader_stopped() {
   reader_running_ = false;
-  reader_done_.cancel();
   wake();
 }
 
@@ -423,7 +472,8 @@ asio::awaitable<void> Session::join_tunnel(std::shared_ptr<Rendezvous> rendezvou
   auto hold = std::move(*hold_);
   hold_.reset();
   hold.admitted.not_evictable();  // a tunnel carries real traffic: fair share never cuts it
-  rendezvous->arrive(TunnelEnd{id_, SocketHandle(socket), std::move(hold)}, wake_.get_executor());
+  rendezvous->arrive(TunnelEnd{id_, SocketHandle(std::move(socket)), std::move(hold)},
+                     wake_.get_executor());
 }
 
 asio::awaitable<void> Session::stop_reader() {
@@ -431,9 +481,10 @@ asio::awaitable<void> Session::stop_reader() {
   stopping_reader_ = true;
   boost::system::error_code ignored;
   if (channel_) channel_->socket().cancel(ignored);
+  // On wake_, which the writer (running this) is not parked on: reader_stopped() wakes it.
   while (reader_running_) {
-    reader_done_.expires_at(Clock::time_point::max());
-    co_await reader_done_.async_wait(await_tuple);
+    wake_.expires_at(Clock::time_point::max());
+    co_await wake_.async_wait(await_tuple);
   }
 }
 

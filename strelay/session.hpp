@@ -21,11 +21,18 @@
 // coroutine is the only one that sends; the reader coroutine is the only one that receives.
 // A pending connector's reader first waits for readability without reading, so pairing can
 // stop it without a byte of the tunnel being taken as a frame.
+//
+// Idle shape (docs/performance.md, idle memory round 2): neither side keeps a coroutine while
+// it has nothing to do. The writer parks on wake_ with a plain callback, which spawns it again
+// (drive()) when post(), the reader or the keepalive's deadline wakes it; the reader parks on
+// a readability wait with a plain callback, which spawns it again when bytes arrive. An idle
+// listener or standby is then its Session, its channel and these two pending waits: no
+// coroutine frames. The reader counts as running while its wait is parked (stop_reader()
+// cancels that wait as it would cancel a coroutine's).
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -40,6 +47,7 @@
 #include "common/messages.hpp"
 #include "common/transport.hpp"
 #include "strelay/admission_client.hpp"
+#include "strelay/clock.hpp"
 #include "strelay/relay.hpp"
 #include "strelay/settings.hpp"
 
@@ -81,13 +89,33 @@ class Session final : public RelayMember, public std::enable_shared_from_this<Se
     std::error_code error;
   };
 
-  boost::asio::awaitable<void> run();
-  boost::asio::awaitable<void> serve();
+  // What only the handshake needs: freed once it is over, so a long-lived session does not
+  // carry an empty socket, a watchdog timer and the first request's bytes.
+  struct Opening {
+    Opening(boost::asio::ip::tcp::socket socket, Clock& clock)
+        : socket(std::move(socket)), watchdog(this->socket.get_executor(), clock) {}
+    boost::asio::ip::tcp::socket socket;  // until the handshake gives it to channel_
+    RelayTimer watchdog;                  // the absolute handshake deadline; evict() cancels it
+    std::vector<std::uint8_t> first_request;
+  };
+
+  // Runs serve() (first) or drive() (resumed from a parked writer), and ends the session
+  // unless it parked: an exception is logged and counted as internal, and the relay forgets
+  // this connection however it ended.
+  boost::asio::awaitable<void> run(bool first);
+  // The handshake and the first request, then drive(). True: parked.
+  boost::asio::awaitable<bool> serve();
   boost::asio::awaitable<bool> handshake();
   // The admission hook's answer for the first request; false: refused and closed.
   boost::asio::awaitable<bool> admitted_by_hook();
-  boost::asio::awaitable<void> reader();
-  boost::asio::awaitable<void> writer();
+  boost::asio::awaitable<void> reader(bool woken);
+  // Parks the reader on a callback until the socket is readable (see "Idle shape").
+  void wait_readable();
+  void reader_stopped();  // the reader is over for good: the writer is woken to act on it
+  // The writer: true when it parked (park() armed), false when the session is over.
+  boost::asio::awaitable<bool> drive();
+  void park();  // the writer waits on wake_ with a callback that resumes drive()
+  boost::asio::awaitable<bool> finish();  // the writer's end: the reader stopped, socket closed
   boost::asio::awaitable<bool> handle_frame(const Message& message);
   boost::asio::awaitable<std::error_code> send_message(const RelayMessage& message);
   boost::asio::awaitable<bool> send_keepalive();  // false: the session has ended
@@ -114,14 +142,11 @@ class Session final : public RelayMember, public std::enable_shared_from_this<Se
   SessionHost& host_;
   const ConnId id_;
   const boost::asio::ip::tcp::endpoint client_;
-  boost::asio::ip::tcp::socket socket_;  // until the handshake gives it to channel_
+  std::unique_ptr<Opening> opening_;  // until the handshake is over
   std::optional<Channel> channel_;
   std::optional<ConnectionHold> hold_;
   Role role_ = Role::none;
   std::optional<PublicKey> peer_;
-  std::vector<std::uint8_t> first_request_;
-  RelayTimer handshake_watchdog_;  // the absolute handshake deadline; evict() cancels it
-  bool handshaking_ = true;
   bool evicted_ = false;
   std::optional<TokenBucket> control_bucket_;  // from the first frame after the first request
   // The one outcome counted for this session (closes_total); none while it runs, and none
@@ -139,7 +164,9 @@ class Session final : public RelayMember, public std::enable_shared_from_this<Se
 
   // Writer side.
   std::vector<Outbound> queue_;  // a few items at most; taken from the front
-  RelayTimer wake_;  // the writer sleeps on it (relay clock: keepalive); cancel() wakes it
+  // The writer parks on it (relay clock: keepalive); cancel() wakes it. stop_reader() waits on
+  // it too (the writer is then running, not parked): the reader's end wakes it.
+  RelayTimer wake_;
   // Pongs owed to the node, and (a listener's) the relay's own pings; fed by the reader, asked
   // by the writer (same worker). Connectors and acceptors only answer.
   Keepalive keepalive_;
@@ -148,10 +175,9 @@ class Session final : public RelayMember, public std::enable_shared_from_this<Se
   bool dropped_ = false;
 
   // Reader side.
-  bool reader_running_ = false;
-  bool stopping_reader_ = false;           // set by the writer before it cancels the reader's wait
-  std::optional<ReaderEnd> reader_end_;    // set when the peer closed, vanished or misbehaved
-  boost::asio::steady_timer reader_done_;  // cancelled when the reader ends
+  bool reader_running_ = false;          // a reader coroutine or its parked wait exists
+  bool stopping_reader_ = false;         // set by the writer before it cancels the reader's wait
+  std::optional<ReaderEnd> reader_end_;  // set when the peer closed, vanished or misbehaved
 };
 
 }  // namespace strelay

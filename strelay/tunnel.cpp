@@ -79,8 +79,12 @@ Tunnel::Tunnel(tcp::socket a, tcp::socket b, Options options, Clock& clock,
       last_activity_(clock.now()) {
   dirs_[0] = std::make_unique<Direction>(a_, b_, 0);
   dirs_[1] = std::make_unique<Direction>(b_, a_, 1);
-  a_.non_blocking(true);
-  b_.non_blocking(true);
+  // splice(2), read(2) and send(2) below need non-blocking descriptors. A socket that stayed on
+  // its session's worker already is (Asio set it at its first asynchronous operation): no
+  // FIONBIO again (docs/performance.md, issue 17.2).
+  for (auto* socket : {&a_, &b_}) {
+    if (!socket->native_non_blocking()) socket->non_blocking(true);
+  }
   // Pipes take descriptors from the relay's budget: without a grant, copy (the connections'
   // own descriptors come first).
   if (options_.use_splice && observer_ != nullptr) {
@@ -144,8 +148,10 @@ asio::awaitable<Tunnel::Result> Tunnel::run() {
   watchdog_.cancel();
   if (observer_ != nullptr) observer_->ending(reason_);
   boost::system::error_code ignored;
-  a_.shutdown(tcp::socket::shutdown_both, ignored);
-  b_.shutdown(tcp::socket::shutdown_both, ignored);
+  if (failed_) {  // a clean end has carried each EOF through: both sides are shut already
+    a_.shutdown(tcp::socket::shutdown_both, ignored);
+    b_.shutdown(tcp::socket::shutdown_both, ignored);
+  }
   a_.close(ignored);
   b_.close(ignored);
   Result result;

@@ -9,7 +9,7 @@
 #   4. bad values are refused with a one-line reason
 #
 # Only lower bounds on time are asserted (a paced transfer cannot be faster than its limit,
-# however loaded the machine); speed is measured by bench/bulk_bench --tunnel-rate.
+# however loaded the machine); speed is measured by bench/bulk_bench (kind strelay_limited, --limit-rate).
 # Needs STRELAY_BIN_DIR (CTest sets it).
 set -uo pipefail
 
