@@ -274,10 +274,13 @@ void RelayState::set_limits(const PairingLimits& limits) {
   (void)TokenBucket(limits.connect_rate, limits.connect_burst);  // validate before changing
   (void)TokenBucket(limits.connect_rate_per_source, limits.connect_burst_per_source);
   (void)TokenBucket(limits.topic_churn_rate, limits.topic_churn_burst);
+  (void)TokenBucket(limits.introduction_rate, limits.introduction_burst);
   limits_ = limits;
   topics_.set_limits(limits.topics);
-  for (auto& [conn, bucket] : topic_churn_)
-    bucket.set_rate(limits.topic_churn_rate, limits.topic_churn_burst);
+  for (auto& [conn, buckets] : topic_buckets_) {
+    buckets.churn.set_rate(limits.topic_churn_rate, limits.topic_churn_burst);
+    buckets.introductions.set_rate(limits.introduction_rate, limits.introduction_burst);
+  }
   for (auto& [key, entry] : rates_)
     entry.bucket.set_rate(limits.connect_rate, limits.connect_burst);
   for (auto& [key, entry] : source_rates_)
@@ -320,7 +323,7 @@ std::size_t RelayState::index_entries() const {
                   rates_.size() + rate_lru_.size() + listener_sources_.size() +
                   listener_counts_.entries() + half_tunnel_counts_.entries() +
                   tunnels_by_site_.size() + source_rates_.size() + source_rate_lru_.size() +
-                  topics_.index_entries() + topic_churn_.size();
+                  topics_.index_entries() + topic_buckets_.size();
   for (const auto& [key, pending] : by_target_) n += pending.size();
   for (const auto& [key, pending] : by_pair_) n += pending.size();
   return n;

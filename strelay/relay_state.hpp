@@ -103,9 +103,15 @@ struct PairingLimits {
   std::size_t half_tunnels_per_target = max_half_tunnels_per_target;  // beyond: overloaded
   double connect_rate_per_source = strelay::connect_rate_per_source;  // per host: rate_limited
   double connect_burst_per_source = strelay::connect_burst_per_source;
-  TopicLimits topics;             // topics per node, members per topic, introductions per join
-  double topic_churn_rate = 10;   // joins and leaves per second per listening connection
-  double topic_churn_burst = 20;  // beyond: TopicRefused{rate_limited} (a leave still leaves)
+  TopicLimits topics;  // topics per node, members per topic, introductions per join
+  // Joins and leaves per second per listening connection; beyond: TopicRefused{rate_limited}
+  // (a leave still leaves).
+  double topic_churn_rate = strelay::topic_churn_rate;
+  double topic_churn_burst = strelay::topic_churn_burst;
+  // Introductions sent to one listening connection per second; a pair is introduced only when
+  // both of its ends have a token, so a flood of newcomers cannot flood a member.
+  double introduction_rate = strelay::introduction_rate;
+  double introduction_burst = strelay::introduction_burst;
 };
 
 // Which pairing limit refused a request, for the limit_hits_total metric.
@@ -118,8 +124,9 @@ enum class PairingLimit {
   topics_per_node,    // a join beyond the node's topics (issue 18)
   members_per_topic,  // a join into a full topic
   topic_churn,        // joins and leaves too fast on one listening connection
+  introductions,      // a pair not introduced: one of its ends had no introduction token
 };
-inline constexpr std::size_t pairing_limit_count = 8;
+inline constexpr std::size_t pairing_limit_count = 9;
 
 // Send `message` on connection `to`.
 struct SendTo {
@@ -266,6 +273,12 @@ class RelayState {
   void forget_listener_topics(ConnId conn);
   // One of the listener's topic_churn tokens; false (counted) when it has none left.
   bool take_topic_token(ConnId conn, TimePoint now);
+  // A listening connection's topic buckets, made at its first join or leave.
+  struct TopicBuckets {
+    TokenBucket churn;
+    TokenBucket introductions;
+  };
+  TopicBuckets& topic_buckets(ConnId conn);
   // Closes `key`'s standby, if any, with `reason`.
   void drop_standby(Actions& out, const PublicKey& key, CloseReason reason);
   void drop_listener(Actions& out, ConnId conn);
@@ -291,9 +304,9 @@ class RelayState {
   // Standbys told to close (replaced, or their listen ended) until they go: their one Accept
   // may already be on its way, and must not pair a connection that is closing.
   std::unordered_set<ConnId> closed_standbys_;
-  TopicTable topics_;                                    // listening connections' topics
-  std::unordered_map<ConnId, TokenBucket> topic_churn_;  // listener -> its joins and leaves
-  std::unordered_map<ConnId, HalfTunnel> tunnels_;       // connector -> half-tunnel
+  TopicTable topics_;                                       // listening connections' topics
+  std::unordered_map<ConnId, TopicBuckets> topic_buckets_;  // listener -> its rates
+  std::unordered_map<ConnId, HalfTunnel> tunnels_;          // connector -> half-tunnel
   // target -> (seq -> connector): for announcing to a new listener and for peer_gone.
   std::unordered_map<PublicKey, std::map<std::uint64_t, ConnId>, KeyedHash> by_target_;
   // (target, from) -> connectors, oldest first: for accept and reject.

@@ -12,16 +12,23 @@ RefuseReason refusal_reason(TopicTable::Refusal) {
 
 }  // namespace
 
+RelayState::TopicBuckets& RelayState::topic_buckets(ConnId conn) {
+  auto found = topic_buckets_.find(conn);
+  if (found == topic_buckets_.end()) {
+    found = topic_buckets_
+                .emplace(conn,
+                         TopicBuckets{
+                             TokenBucket(limits_.topic_churn_rate, limits_.topic_churn_burst),
+                             TokenBucket(limits_.introduction_rate, limits_.introduction_burst)})
+                .first;
+  }
+  return found->second;
+}
+
 // A join or leave costs a token of the listener's own bucket; a refusal is answered, counted
 // and changes nothing.
 bool RelayState::take_topic_token(ConnId conn, TimePoint now) {
-  auto bucket = topic_churn_.find(conn);
-  if (bucket == topic_churn_.end()) {
-    bucket =
-        topic_churn_.emplace(conn, TokenBucket(limits_.topic_churn_rate, limits_.topic_churn_burst))
-            .first;
-  }
-  if (bucket->second.try_take(now)) return true;
+  if (topic_buckets(conn).churn.try_take(now)) return true;
   hit(PairingLimit::topic_churn);
   return false;
 }
@@ -44,12 +51,26 @@ Actions RelayState::join_topic(ConnId conn, const TopicId& topic, TimePoint now)
     out.push_back(SendTo{conn, TopicRefused{topic, refusal_reason(*refusal)}});
     return out;
   }
+  // Each pair costs an introduction token at both ends (the newcomer's and the member's); a
+  // pair one of them cannot pay for is not introduced to either, and is counted.
   const auto& joined = std::get<TopicTable::Joined>(result);
-  out.push_back(SendTo{conn, TopicJoined{topic, joined.members,
-                                         static_cast<std::uint32_t>(joined.introduced.size())}});
+  auto& newcomer = topic_buckets(conn).introductions;
+  std::vector<const TopicTable::Member*> introduced;
   for (const auto& member : joined.introduced) {
-    out.push_back(SendTo{conn, Introduction{topic, member.key}});
-    out.push_back(SendTo{member.conn, Introduction{topic, listener->second}});
+    auto& theirs = topic_buckets(member.conn).introductions;
+    if (newcomer.tokens(now) >= 1.0 && theirs.tokens(now) >= 1.0) {
+      newcomer.try_take(now);
+      theirs.try_take(now);
+      introduced.push_back(&member);
+    } else {
+      hit(PairingLimit::introductions);
+    }
+  }
+  out.push_back(SendTo{
+      conn, TopicJoined{topic, joined.members, static_cast<std::uint32_t>(introduced.size())}});
+  for (const auto* member : introduced) {
+    out.push_back(SendTo{conn, Introduction{topic, member->key}});
+    out.push_back(SendTo{member->conn, Introduction{topic, listener->second}});
   }
   return out;
 }
@@ -69,7 +90,7 @@ Actions RelayState::leave_topic(ConnId conn, const TopicId& topic, TimePoint now
 
 void RelayState::forget_listener_topics(ConnId conn) {
   topics_.drop(conn);
-  topic_churn_.erase(conn);
+  topic_buckets_.erase(conn);
 }
 
 }  // namespace strelay

@@ -16,14 +16,15 @@
 
 #include "common/keys.hpp"
 #include "common/messages.hpp"
+#include "common/protocol.hpp"
 #include "strelay/sources.hpp"
 
 namespace strelay {
 
 struct TopicLimits {
-  std::size_t topics_per_node = 16;         // beyond: overloaded
-  std::size_t members_per_topic = 1024;     // beyond: overloaded
-  std::size_t introductions_per_join = 32;  // the newest members, at most this many
+  std::size_t topics_per_node = max_topics_per_node;                // beyond: overloaded
+  std::size_t members_per_topic = max_members_per_topic;            // beyond: overloaded
+  std::size_t introductions_per_join = max_introductions_per_join;  // the newest members
 };
 
 class TopicTable {

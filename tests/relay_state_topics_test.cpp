@@ -158,3 +158,45 @@ TEST_CASE("a flood of members in one topic costs each join at most the introduct
   for (ConnId c = 1; c <= 1000; ++c) (void)state.disconnect(c, t0);
   CHECK(state.index_entries() <= 2);  // nothing of the topic is left
 }
+
+TEST_CASE(
+    "introductions per listener at max and max + 1: a pair either end cannot pay for is not "
+    "introduced to either, and counted") {
+  PairingLimits limits;
+  limits.introduction_rate = 1;
+  limits.introduction_burst = 2;
+  RelayState state(limits, fixed_key);
+  listen_all(state, 5);
+  const auto hits = [&state] {
+    return state.take_limit_hits()[static_cast<std::size_t>(PairingLimit::introductions)];
+  };
+  CHECK(state.join_topic(1, topic(9), t0) == joined(1, 9, 0, 0));
+  CHECK(state.join_topic(2, topic(9), t0) == joined(2, 9, 1, 1) + introduced(2, 'B', 1, 'A', 9));
+  // A's second introduction, its burst's last (max).
+  CHECK(state.join_topic(3, topic(9), t0) ==
+        joined(3, 9, 2, 2) + introduced(3, 'C', 2, 'B', 9) + introduced(3, 'C', 1, 'A', 9));
+  CHECK(hits() == 0);
+  // max + 1: A, B and C have no token left, so D meets nobody (the count still says three).
+  CHECK(state.join_topic(4, topic(9), t0) == joined(4, 9, 3, 0));
+  CHECK(hits() == 3);
+  // 1.5 s later A, B and C have a token again and D two; E's own two tokens go to the newest
+  // two, D and C, and B and A are not introduced to it.
+  CHECK(state.join_topic(5, topic(9), t0 + 1500ms) ==
+        joined(5, 9, 4, 2) + introduced(5, 'E', 4, 'D', 9) + introduced(5, 'E', 3, 'C', 9));
+  CHECK(hits() == 2);
+  for (ConnId c = 1; c <= 5; ++c) (void)state.disconnect(c, t0 + 2s);
+  CHECK(state.index_entries() == 0);
+}
+
+TEST_CASE("an allowlisted relay applies its allowlist to topics: a revoked key leaves them") {
+  RelayState state({}, fixed_key);
+  REQUIRE(state.set_allowlist(allow_only({key('A'), key('B'), key('C')})) == none());
+  listen_all(state, 2);
+  CHECK(state.join_topic(1, topic(9), t0) == joined(1, 9, 0, 0));
+  CHECK(state.join_topic(2, topic(9), t0) == joined(2, 9, 1, 1) + introduced(2, 'B', 1, 'A', 9));
+  // A is revoked: its listen is closed, and with it its membership.
+  (void)state.set_allowlist(allow_only({key('B'), key('C')}));
+  CHECK(state.topic_memberships() == 1);
+  REQUIRE(state.listen(3, key('C'), t0) == listen_ok(3));
+  CHECK(state.join_topic(3, topic(9), t0) == joined(3, 9, 1, 1) + introduced(3, 'C', 2, 'B', 9));
+}

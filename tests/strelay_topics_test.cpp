@@ -107,3 +107,72 @@ TEST_CASE("a join on a connection that is not listening is a protocol error") {
       }(),
       20s);
 }
+
+TEST_CASE(
+    "the topic limits set by flags, through the binary at max and max + 1: churn, "
+    "introductions per join, introductions per second") {
+  RelayProcess relay({"--topic-churn-burst", "3", "--topic-churn-rate", "0.001",
+                      "--max-introductions-per-join", "2", "--introduction-burst", "3",
+                      "--introduction-rate", "0.001", "--max-topics-per-node", "2",
+                      "--handshake-rate", "1000", "--handshake-burst", "1000"});
+  std::vector<Identity> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(Identity::generate());
+  run_task(
+      [&]() -> asio::awaitable<void> {
+        const auto room = topic_id(relay.address().key, "room");
+        const auto other = topic_id(relay.address().key, "other");
+        const auto third = topic_id(relay.address().key, "third");
+        std::vector<Channel> l;
+        for (const auto& id : ids) l.push_back(co_await listen_as(relay, id));
+        // Topics per node: 2 (max) joined, the third (max + 1) refused overloaded.
+        CHECK((co_await join(l[4], other)).members == 0);
+        CHECK((co_await join(l[4], third)).members == 0);
+        REQUIRE(co_await send_request(l[4], JoinTopic{room}) == std::error_code{});
+        auto r = co_await next_message(l[4], 2000ms);
+        REQUIRE(is<TopicRefused>(r));
+        CHECK(std::get<TopicRefused>(*r.message).reason == RefuseReason::overloaded);
+        // Churn: l[4] has used its burst of 3 (two joins and the refused one): a leave still
+        // leaves, a join is refused rate_limited.
+        REQUIRE(co_await send_request(l[4], LeaveTopic{other}) == std::error_code{});
+        CHECK(is<TopicLeft>(co_await next_message(l[4], 2000ms)));
+        REQUIRE(co_await send_request(l[4], JoinTopic{other}) == std::error_code{});
+        r = co_await next_message(l[4], 2000ms);
+        REQUIRE(is<TopicRefused>(r));
+        CHECK(std::get<TopicRefused>(*r.message).reason == RefuseReason::rate_limited);
+        // Introductions per join: the third member meets the newest 2 (max) of 2; the fourth
+        // the newest 2 of 3 (max + 1: the count says 3).
+        CHECK((co_await join(l[0], room)).members == 0);
+        const auto second = co_await join(l[1], room);
+        CHECK(second.introduced == 1);
+        (void)co_await introduced(l[1], room);
+        (void)co_await introduced(l[0], room);
+        const auto third_join = co_await join(l[2], room);
+        CHECK(third_join.members == 2);
+        CHECK(third_join.introduced == 2);
+        CHECK(co_await introduced(l[2], room) == ids[1].public_key());
+        CHECK(co_await introduced(l[2], room) == ids[0].public_key());
+        (void)co_await introduced(l[1], room);
+        (void)co_await introduced(l[0], room);
+        // Introductions per second (burst 3, no refill to speak of): l[1] and l[2] have had
+        // 2 each. The fourth meets l[2] and l[1], their third (max).
+        const auto fourth = co_await join(l[3], room);
+        CHECK(fourth.members == 3);
+        CHECK(fourth.introduced == 2);
+        CHECK(co_await introduced(l[3], room) == ids[2].public_key());
+        CHECK(co_await introduced(l[3], room) == ids[1].public_key());
+        (void)co_await introduced(l[2], room);
+        (void)co_await introduced(l[1], room);
+        // A fifth: of the newest two, l[3] has a token left and is introduced (its third), l[2]
+        // has none (max + 1): that pair is introduced to neither, and the count says so.
+        const auto late = Identity::generate();
+        auto l5 = co_await listen_as(relay, late);
+        const auto fifth = co_await join(l5, room);
+        CHECK(fifth.members == 4);
+        CHECK(fifth.introduced == 1);
+        CHECK(co_await introduced(l5, room) == ids[3].public_key());
+        CHECK(co_await introduced(l[3], room) == late.public_key());
+        CHECK((co_await next_message(l[2], 300ms)).error == errc::timeout);
+        CHECK((co_await next_message(l5, 300ms)).error == errc::timeout);
+      }(),
+      20s);
+}
