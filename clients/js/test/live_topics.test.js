@@ -121,3 +121,29 @@ for (const kind of carrier_for.kinds()) {
     assert.deepEqual(m.met, [['room', text(n.publicKey)]], 'nothing for the member after it left');
   });
 }
+
+// A strelay from before topics (e.g. main's build before issue 18), when the caller names one.
+const pre_topics = process.env.STRELAY_PRE_TOPICS_BIN;
+test('a real relay that predates topics: "unsupported", and the node listens on without them',
+     { skip: pre_topics ? false : 'set STRELAY_PRE_TOPICS_BIN to a strelay built before topics' }, async (t) => {
+  const scene = new Scene(t);
+  const relay = await scene.relay('old', { binary: pre_topics });
+  const node = new Node({ identity: scene.identity('alice'), relays: [relay.ticket], timers: fast, ...carrier_for('tcp') });
+  t.after(() => node.close());
+  const states = [];
+  node.addEventListener('relay', (e) => states.push(e.detail.state));
+  node.joinTopic('room');
+  const refused = next_event(node, 'topicRefused');
+  node.listen();
+  const detail = await refused;
+  assert.equal(detail.reason, 'unsupported');
+  assert.match(detail.error.message, /does not support topics/);
+  await next_event(node, 'relay', (d) => d.state === 'connected');
+  assert.match(relay.log(), /reason=protocol_error/);
+  // Still listening a while later, and joined once only: no loop of drops and joins.
+  await settle_time(1500);
+  assert.deepEqual(states, ['connecting', 'connected', 'retrying', 'connecting', 'connected']);
+  assert.equal((relay.log().match(/reason=protocol_error/g) ?? []).length, 1);
+});
+
+const settle_time = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
