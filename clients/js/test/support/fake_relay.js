@@ -1,7 +1,9 @@
 // Test support: a relay made of the library's own responder, scripted by the test. Every
 // connection's first request (in msg3) and every later frame is recorded; a listener gets
-// ListenOk, and each later control message goes to `on_message(connection, decoded)`, which
-// answers with connection.send(message) or ends it with connection.close(reason).
+// ListenOk, then `on_listen(connection)`; each later control message goes to
+// `on_message(connection, decoded)`, which answers with connection.send(message) or ends it with
+// connection.close(reason). Pings are answered unless answer_pings is false (a relay gone
+// silent).
 import net from 'node:net';
 import { ByteReader, TcpCarrier } from '../../src/carrier.js';
 import { respond } from '../../src/relay_link.js';
@@ -15,7 +17,8 @@ class FakeConnection {
   constructor(channel, request) {
     this.channel = channel;
     this.request = request;
-    this.received = [];  // decoded control messages, {type: 'ping'} and {type: 'pong'}
+    this.received = [];  // decoded control messages, and {type: 'close', reason} at the end
+    this.frames = [];    // the kind of every frame, in order
     this.pongs = 0;
   }
 
@@ -41,7 +44,7 @@ class FakeConnection {
   }
 }
 
-export async function fake_relay(t, { on_message = default_answers } = {}) {
+export async function fake_relay(t, { on_message = default_answers, on_listen = () => {}, answer_pings = true } = {}) {
   const identity = Identity.generate();
   const connections = [];
   const sockets = new Set();
@@ -53,9 +56,13 @@ export async function fake_relay(t, { on_message = default_answers } = {}) {
       const { channel, payload } = await respond(carrier, new ByteReader(carrier), { identity, domain: hop_domain });
       const connection = new FakeConnection(channel, decode_node_message(payload));
       connections.push(connection);
-      if (connection.request.type === 'listen') await connection.send({ type: 'listenOk' });
+      if (connection.request.type === 'listen') {
+        await connection.send({ type: 'listenOk' });
+        await on_listen(connection);
+      }
       for (;;) {
         const frame = await channel.receive();
+        connection.frames.push(frame.kind);
         if (frame.kind === FrameKind.pong) {
           ++connection.pongs;
         } else if (frame.kind === FrameKind.control) {
@@ -63,7 +70,7 @@ export async function fake_relay(t, { on_message = default_answers } = {}) {
           connection.received.push(decoded);
           await on_message(connection, decoded);
         } else if (frame.kind === FrameKind.ping) {
-          await channel.send(FrameKind.pong, frame.body);
+          if (answer_pings) await channel.send(FrameKind.pong, frame.body);
         } else {
           connection.received.push({ type: 'close', reason: frame.close_reason });
           break;
