@@ -9,7 +9,8 @@
 //   'topicJoined'  detail {topic, relay, members, introduced}
 //   'topicRefused' detail {topic, relay, reason, error?}: reason 'overloaded', 'rate_limited',
 //                  'not_allowed', or 'unsupported' (a relay that predates topics)
-//   'introduction' detail {topic, peer, relay}: once per peer, topic and relay while joined
+//   'introduction' detail {topic, peer, relay, newcomer}: once per peer, topic and relay
+//                  listener connection; newcomer: it answers this node's own join
 import { StrelayError } from './errors.js';
 import { ByteReader, tcp_carrier, websocket_carrier, default_websocket_url } from './carrier.js';
 import { RelayLink, open_relay_channel, await_pairing, initiate, respond, with_deadline } from './relay_link.js';
@@ -219,6 +220,7 @@ export class Node extends EventTarget {
           incoming: (from) => this.#incoming(relay, from),
           topics: () => this.#topics.names(),
           topic: (kind, name, detail) => this.#on_topic(relay, kind, name, detail),
+          listener_lost: () => this.#topics.relay_lost(id),
         },
       });
       this.#links.set(id, link);
@@ -227,10 +229,13 @@ export class Node extends EventTarget {
   }
 
   // A link's topic answer. An introduction reaches the application once per peer, topic and
-  // relay while the node is in the topic; nothing reaches it for a topic it has left.
+  // relay listener connection, never for a topic the node has left, nor of the node itself.
   #on_topic(relay, kind, name, detail) {
     if (!this.#topics.has(name)) return;
-    if (kind === 'introduction' && !this.#topics.introduce(name, relay_id(relay), detail.peer)) return;
+    if (kind === 'introduction') {
+      if (equal_bytes(detail.peer, this.publicKey)) return;  // a relay that introduces us to us
+      if (!this.#topics.introduce(name, relay_id(relay), detail.peer)) return;
+    }
     this.dispatchEvent(new CustomEvent(kind, { detail: { topic: name, relay, ...detail } }));
   }
 

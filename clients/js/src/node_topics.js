@@ -6,8 +6,8 @@ import { to_base64url } from './base64url.js';
 import { max_topic_name_bytes } from './topic.js';
 
 // Per topic and relay, the introduced peers remembered (for the once-only delivery and the
-// opt-in friend rule); beyond it the oldest is forgotten. A relay admits 1024 members a topic,
-// so only churn over a long stay reaches it.
+// opt-in friend rule); beyond it the one introduced longest ago is forgotten. A relay admits
+// 1024 members a topic, so only churn over a long stay reaches it.
 export const max_remembered_introductions = 4096;
 
 // The name as the library takes it: a string whose UTF-8 form is 1 to 256 bytes. A lone
@@ -26,7 +26,9 @@ export function checked_topic_name(name) {
 }
 
 export class Topics {
-  // name -> {accept_introduced, introduced: Map(relay id -> Map(key text -> key))}
+  // name -> {accept_introduced, introduced: Map(relay id -> Map(key text -> {peer, delivered}))},
+  // each relay's peers in the order of their last introduction. `delivered`: the application
+  // heard of it on the relay's current listener connection.
   #joined = new Map();
 
   // Joins, or changes the friend rule of a topic already joined (its introductions are kept).
@@ -50,7 +52,9 @@ export class Topics {
   }
 
   // An introduction of `peer` on `name` by the relay `relay_id`: true when the application is
-  // to hear of it, false when the topic is not joined or the peer was introduced there before.
+  // to hear of it, false when the topic is not joined or the peer was introduced there on this
+  // listener connection already (a relay introduces each pair once per join; a new listener
+  // joins again, and its introductions are news, as in the C++ node).
   introduce(name, relay_id, peer) {
     const topic = this.#joined.get(name);
     if (!topic) return false;
@@ -60,10 +64,20 @@ export class Topics {
       topic.introduced.set(relay_id, peers);
     }
     const key = to_base64url(peer);
-    if (peers.has(key)) return false;
+    if (peers.get(key)?.delivered) return false;
+    peers.delete(key);  // to the newest end
     if (peers.size >= max_remembered_introductions) peers.delete(peers.keys().next().value);
-    peers.set(key, peer);
+    peers.set(key, { peer, delivered: true });
     return true;
+  }
+
+  // The relay's listener connection ended: the relay forgot our memberships, and the next
+  // listener's introductions are news. The peers stay accepted (opt-in) while the node is in
+  // the topic.
+  relay_lost(relay_id) {
+    for (const topic of this.#joined.values()) {
+      for (const entry of topic.introduced.get(relay_id)?.values() ?? []) entry.delivered = false;
+    }
   }
 
   // Whether `peer` may connect by the opt-in rule: it was introduced on a topic the node is in

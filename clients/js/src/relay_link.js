@@ -191,7 +191,8 @@ const topic_answers = new Set(['topicJoined', 'introduction', 'topicRefused', 't
 // One relay's listener connection, kept up with backoff. callbacks: state(state, extra),
 // incoming(from) -> 'accept' | 'reject' | 'ignore', rtt(ms), topics() -> the names to join
 // after each ListenOk, topic(kind, name, detail) for 'topicJoined' {members, introduced},
-// 'topicRefused' {reason, error?} and 'introduction' {peer}.
+// 'topicRefused' {reason, error?} and 'introduction' {peer, newcomer}, listener_lost() when a
+// listener connection that had ListenOk ends.
 export class RelayLink {
   constructor(relay, identity, { make_carrier, callbacks, backoff = {}, random,
                                  keepalive_ms = keepalive_interval_ms, dead_peer_ms = dead_peer_timeout_ms,
@@ -211,8 +212,9 @@ export class RelayLink {
     this.rtt = null;
     this.abort = new AbortController();  // stop() abandons a connection attempt in progress
     this.listening = false;              // between ListenOk and the connection's end
-    // This connection's topics: topic id (base64url) -> {name, state}, state 'joining',
-    // 'joined' or 'refused'. Answers and introductions for any other id are ignored.
+    // This connection's topics: topic id (base64url) -> {name, state, answering}, state
+    // 'joining', 'joined' or 'refused'; answering: introductions still due for our own join.
+    // Answers and introductions for any other id are ignored.
     this.topic_states = new Map();
     // The relay closed the listener on joinTopic (it predates topics): it is not asked again
     // for as long as this link lives.
@@ -264,23 +266,29 @@ export class RelayLink {
 
   #send_join(channel, name) {
     const id = topic_id(this.relay.publicKey, name);
-    this.topic_states.set(to_base64url(id), { name, state: 'joining' });
+    this.topic_states.set(to_base64url(id), { name, state: 'joining', answering: 0 });
     channel.send(FrameKind.control, encode_node_message({ type: 'joinTopic', topicId: id })).catch(() => {});
   }
 
   // An answer about a topic. The relay answers joins in order, so the last answer is the state;
-  // the application hears of a change, and of introductions only while joined.
+  // the application hears of a change, and of introductions only while joined. A TopicJoined is
+  // followed at once by the `introduced` introductions that answer our join (we are the
+  // newcomer); later ones are members who joined after us.
   #on_topic_answer(message) {
     const entry = this.topic_states.get(to_base64url(message.topicId));
     if (!entry) return;  // not joined here (or left): never reaches the application
-    if (message.type === 'topicJoined' && entry.state !== 'joined') {
+    if (message.type === 'topicJoined') {
+      entry.answering = message.introduced;
+      if (entry.state === 'joined') return;
       entry.state = 'joined';
       this.callbacks.topic?.('topicJoined', entry.name, { members: message.members, introduced: message.introduced });
     } else if (message.type === 'topicRefused' && entry.state !== 'refused') {
       entry.state = 'refused';
       this.callbacks.topic?.('topicRefused', entry.name, { reason: message.reason });
     } else if (message.type === 'introduction' && entry.state === 'joined') {
-      this.callbacks.topic?.('introduction', entry.name, { peer: message.peer });
+      const newcomer = entry.answering > 0;
+      if (newcomer) --entry.answering;
+      this.callbacks.topic?.('introduction', entry.name, { peer: message.peer, newcomer });
     }
     // topicLeft answers a leave: that topic is forgotten already, or joined again since.
   }
@@ -291,7 +299,7 @@ export class RelayLink {
   #topics_refused_by_old_relay() {
     const waiting = [...this.topic_states.values()].filter((entry) => entry.state === 'joining');
     if (waiting.length === 0) return null;
-    const error = new StrelayError('protocol_error',
+    const error = new StrelayError('topics_unsupported',
         `${this.relay.address}: this relay does not support topics (it closed the listener on joinTopic); listening without them`);
     this.topics_unsupported = error;
     for (const entry of waiting) this.callbacks.topic?.('topicRefused', entry.name, { reason: 'unsupported', error });
@@ -341,6 +349,7 @@ export class RelayLink {
         await this.#serve(channel);
       }
     } finally {
+      if (this.listening) this.callbacks.listener_lost?.();
       this.listening = false;
       this.topic_states.clear();
       channel.close();

@@ -50,10 +50,12 @@ test('three JS nodes meet on a topic through strelay, each pair introduced once;
   const [a, b, c, d] = await Promise.all(['alice', 'bob', 'carol', 'dave'].map((name) => member(t, scene, relay, name)));
   assert.deepEqual(await join(a, 'room'), { topic: 'room', relay: relay.ticket, members: 0, introduced: 0 });
   const a_meets_b = next_event(a, 'introduction', (e) => text(e.peer) === text(b.publicKey));
+  const b_meets_a = next_event(b, 'introduction', (e) => text(e.peer) === text(a.publicKey));
   const b_joined = await join(b, 'room');
   assert.equal(b_joined.members, 1);
   assert.equal(b_joined.introduced, 1);
-  await a_meets_b;
+  assert.equal((await a_meets_b).newcomer, false, 'b joined after a');
+  assert.equal((await b_meets_a).newcomer, true, "b's own join introduced a");
   const c_joined = await join(c, 'room');
   assert.equal(c_joined.members, 2);
   assert.equal(c_joined.introduced, 2);
@@ -86,6 +88,8 @@ for (const kind of carrier_for.kinds()) {
     const [of_n, of_m] = await Promise.all([m_meets_n, n_meets_m]);
     assert.equal(text(of_m.peer), text(m.publicKey));
     assert.equal(text(of_n.peer), text(n.publicKey));
+    assert.equal(of_m.newcomer, true, 'the newcomer connects');
+    assert.equal(of_n.newcomer, false);
 
     // The newcomer connects, the member accepts (it opted in): 1 MiB each way, unchanged.
     const incoming = next_event(m, 'incoming');
@@ -138,6 +142,7 @@ test('a real relay that predates topics: "unsupported", and the node listens on 
   const detail = await refused;
   assert.equal(detail.reason, 'unsupported');
   assert.match(detail.error.message, /does not support topics/);
+  assert.equal(detail.error.code, 'topics_unsupported');
   await next_event(node, 'relay', (d) => d.state === 'connected');
   assert.match(relay.log(), /reason=protocol_error/);
   // Still listening a while later, and joined once only: no loop of drops and joins.

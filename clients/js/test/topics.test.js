@@ -89,7 +89,7 @@ test('a listener joins after ListenOk, at once while listening, again on each ne
   assert.deepEqual(ids(third.of_type('joinTopic')), [id_of(relay, 'room b')]);
 });
 
-test('answers for ids not joined on that relay never reach the app; an introduction is delivered once', async (t) => {
+test('answers for ids not joined on that relay never reach the app; an introduction is delivered once per listener', async (t) => {
   const relay = await fake_relay(t);
   const node = node_for(t, relay);
   node.joinTopic('room');
@@ -112,16 +112,17 @@ test('answers for ids not joined on that relay never reach the app; an introduct
   await conn.sync();
   const peers = () => events.map(([type, d]) => (type === 'introduction' ? to_hex(d.peer) : type));
   assert.deepEqual(peers(), [p1, p2, p3].map(to_hex));
-  assert.deepEqual(Object.keys(events[0][1]).sort(), ['peer', 'relay', 'topic']);
+  assert.deepEqual(Object.keys(events[0][1]).sort(), ['newcomer', 'peer', 'relay', 'topic']);
   assert.equal(events[0][1].topic, 'room');
+  assert.equal(events[0][1].newcomer, false, 'our join introduced nobody: these joined after us');
   assert.equal(events[0][1].relay.address, relay.ticket.address);
 
-  // A new listener, introduced again to p1 (a duplicate while the node stays in the topic).
+  // A new listener joins again, and the relay's introductions on it are news (as in C++), once.
   const rejoined = next_event(node, 'topicJoined', () => true, 5000);
   await conn.close(CloseReason.replaced);
   await rejoined;
   const again = relay.listeners()[1];
-  for (const peer of [p1, p4]) await again.send({ type: 'introduction', topicId: room, peer });
+  for (const peer of [p1, p4, p1]) await again.send({ type: 'introduction', topicId: room, peer });
   await wait_for(() => peers().includes(to_hex(p4)), 5000, 'p4');
   // Left: what the relay still says about the topic is ignored; joined again, p1 is news.
   node.leaveTopic('room');
@@ -131,9 +132,30 @@ test('answers for ids not joined on that relay never reach the app; an introduct
   node.joinTopic('room');
   await joined_again;
   await again.send({ type: 'introduction', topicId: room, peer: p1 });
-  await wait_for(() => events.length >= 7, 5000, 'p1 again');
+  await wait_for(() => events.length >= 8, 5000, 'p1 again');
   await again.sync();
-  assert.deepEqual(peers(), [...[p1, p2, p3].map(to_hex), 'topicJoined', to_hex(p4), 'topicJoined', to_hex(p1)]);
+  assert.deepEqual(peers(), [...[p1, p2, p3].map(to_hex), 'topicJoined', to_hex(p1), to_hex(p4), 'topicJoined', to_hex(p1)]);
+});
+
+test("newcomer: the introductions that follow our TopicJoined answer our join; the node's own key never comes out", async (t) => {
+  const [m1, m2, later] = [new_key(), new_key(), new_key()];
+  let node = null;
+  const relay = await fake_relay(t, {
+    on_message: async (conn, message) => {
+      if (message.type !== 'joinTopic') return;
+      await conn.send({ type: 'topicJoined', topicId: message.topicId, members: 5, introduced: 3 });
+      for (const peer of [m1, node.publicKey, m2]) await conn.send({ type: 'introduction', topicId: message.topicId, peer });
+      await conn.send({ type: 'introduction', topicId: message.topicId, peer: later });
+    },
+  });
+  node = node_for(t, relay);
+  const events = record(node, ['introduction', 'topicJoined']);
+  node.joinTopic('room');
+  node.listen();
+  await wait_for(() => events.length >= 4, 5000, 'the join and three introductions');
+  await relay.listeners()[0].sync();
+  assert.deepEqual(events.map(([type, d]) => (type === 'topicJoined' ? [d.members, d.introduced] : [to_hex(d.peer), d.newcomer])),
+                   [[5, 3], [to_hex(m1), true], [to_hex(m2), true], [to_hex(later), false]]);
 });
 
 test('a refused topic: reported, its introductions ignored, and joining again asks again', async (t) => {
@@ -225,7 +247,8 @@ test('a relay that predates topics: topicRefused "unsupported" once, and the lin
   assert.equal(detail.topic, 'room');
   assert.equal(detail.reason, 'unsupported');
   assert.match(detail.error.message, /this relay does not support topics/);
-  assert.match((await dropped).error.message, /does not support topics/);
+  assert.equal(detail.error.code, 'topics_unsupported');
+  assert.equal((await dropped).error.code, 'topics_unsupported');
   await next_event(node, 'relay', (d) => d.state === 'connected', 5000);
   const second = relay.listeners()[1];
   await second.sync();
@@ -241,6 +264,16 @@ test('a relay that predates topics: topicRefused "unsupported" once, and the lin
 
 test(`the remembered introductions per topic and relay: ${max_remembered_introductions}, then the oldest goes`, () => {
   const topics = new Topics();
+  topics.join('room', true);
+  const once = crypto.getRandomValues(new Uint8Array(32));
+  assert.equal(topics.introduce('room', 'r1', once), true);
+  assert.equal(topics.introduce('room', 'r1', once), false, 'once per listener connection');
+  topics.relay_lost('r2');
+  assert.equal(topics.introduce('room', 'r1', once), false, "another relay's loss changes nothing here");
+  topics.relay_lost('r1');
+  assert.equal(topics.accepts(once), true, 'still accepted after the listener is lost');
+  assert.equal(topics.introduce('room', 'r1', once), true, 'news on the next listener');
+  topics.leave('room');
   topics.join('room', true);
   const keys = Array.from({ length: max_remembered_introductions + 1 }, () => crypto.getRandomValues(new Uint8Array(32)));
   for (const key of keys.slice(0, max_remembered_introductions)) assert.equal(topics.introduce('room', 'r1', key), true);
