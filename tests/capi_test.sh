@@ -13,4 +13,21 @@ peer=("$bin_dir/capi_test")
 "${peer[@]}" selftest >selftest.out 2>selftest.err || { cat selftest.err >&2; fail "selftest"; }
 check "selftest" grep -q "selftest ok" selftest.out
 capi_scenarios
+
+# ---- the embedding example (examples/embed/embed.c): its key, then a hello to stcat and back
+head -c 32 /dev/urandom >embed.seed
+embed_key=$("$bin_dir/strelay-embed" embed.seed) || fail "strelay-embed: no key"
+check "the example prints a key" test "${#embed_key}" -eq 43
+check "the same seed, the same key" test "$("$bin_dir/strelay-embed" embed.seed)" = "$embed_key"
+start_relay r1 "$p1"  # scenario 3 killed it; the tickets stay valid on the same port
+timeout 60 "$stcat" listen -v "${fast[@]}" --idfile stcat.ident --relay r1.relay \
+  --allow "$embed_key" <<<"hi embedded" >embed.stcat_recv 2>embed.stcat.err &
+stcat_pid=$!
+background+=("$stcat_pid")
+wait_for embed.stcat.err "listening on relay 127.0.0.1:$p1" 15 || fail "embed: stcat is not listening"
+timeout 60 "$bin_dir/strelay-embed" embed.seed r1.relay stcat.friend >embed.out 2>embed.err
+check "strelay-embed exits 0 (got $?)" test "$?" -eq 0
+check "strelay-embed printed stcat's answer" grep -qx "hi embedded" embed.out
+wait "$stcat_pid"
+check "stcat got the hello" grep -qx "hello from $embed_key" embed.stcat_recv
 echo "capi_test: $passed checks passed"
