@@ -4,12 +4,15 @@
  *   capi_test selftest                          the API's answers without a network
  *   capi_test listen IDFILE ALLOW_KEY SEND RECV RELAY...
  *   capi_test connect IDFILE FRIEND SEND RECV [RELAY...]
+ *   capi_test refuse IDFILE KEY RELAY           listens for the friend KEY with an accept filter
+ *                                               that refuses: prints "refused N" after one
  *
  * listen/connect: one stream; the bytes of the file SEND go to the peer, then the end of data;
  * the peer's bytes go to the file RECV until its end of data; then close. FRIEND is a .friend
  * file or a base64url key. Events are printed on stderr ("capi: relay up ..."). Exit 0 when
  * the stream ended cleanly, 3 when it did not, 1 on a failed check, 2 on usage. */
 #define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,15 +207,61 @@ static int session(int listening, int argc, char** argv) {
   return status == STRELAY_OK ? 0 : 3;
 }
 
+static pthread_mutex_t refused_lock = PTHREAD_MUTEX_INITIALIZER;
+static int refused;
+
+/* The accept filter: runs on the library's thread; says no to everyone. */
+static int refuse_all(void* context, const uint8_t peer[STRELAY_KEY_BYTES]) {
+  (void)context;
+  (void)peer;
+  pthread_mutex_lock(&refused_lock);
+  ++refused;
+  pthread_mutex_unlock(&refused_lock);
+  return 0;
+}
+
+static int refused_count(void) {
+  int n;
+  pthread_mutex_lock(&refused_lock);
+  n = refused;
+  pthread_mutex_unlock(&refused_lock);
+  return n;
+}
+
+/* A friend's stream refused by the filter never reaches accept. */
+static int refuse(char** argv) {
+  strelay_node* node = NULL;
+  strelay_stream* stream = NULL;
+  char* ticket = read_file(argv[4], NULL);
+  int status, tries;
+  if ((status = strelay_node_new_from_file(argv[2], NULL, &node)) != STRELAY_OK)
+    die("identity", status);
+  strelay_node_set_event_callback(node, on_event, NULL);
+  if (!ticket) die(argv[4], STRELAY_INVALID);
+  expect("relay", strelay_node_add_relay(node, ticket), STRELAY_OK);
+  free(ticket);
+  expect("friend", strelay_node_add_friend(node, argv[3]), STRELAY_OK);
+  expect("filter", strelay_node_set_accept_filter(node, refuse_all, NULL), STRELAY_OK);
+  expect("listen", strelay_node_listen(node), STRELAY_OK);
+  for (tries = 0; tries < 120 && refused_count() == 0; ++tries) {
+    expect("accept while refusing", strelay_node_accept(node, 500, &stream), STRELAY_TIMEOUT);
+  }
+  expect("accept after a refusal", strelay_node_accept(node, 1000, &stream), STRELAY_TIMEOUT);
+  printf("refused %d\n", refused_count());
+  strelay_node_free(node);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc == 2 && strcmp(argv[1], "selftest") == 0) {
     selftest();
     return 0;
   }
+  if (argc == 5 && strcmp(argv[1], "refuse") == 0) return refuse(argv);
   if (argc >= 7 && strcmp(argv[1], "listen") == 0) return session(1, argc, argv);
   if (argc >= 6 && strcmp(argv[1], "connect") == 0) return session(0, argc, argv);
   fprintf(stderr,
           "usage: capi_test selftest | listen IDFILE KEY SEND RECV RELAY... |"
-          " connect IDFILE FRIEND SEND RECV [RELAY...]\n");
+          " connect IDFILE FRIEND SEND RECV [RELAY...] | refuse IDFILE KEY RELAY\n");
   return 2;
 }
