@@ -7,58 +7,13 @@
 #include <new>
 
 #include "common/coro.hpp"
-#include "common/errors.hpp"
 #include "common/identity_file.hpp"
 #include "common/tickets.hpp"
 #include "libstrelay/handles.hpp"
 
 namespace asio = boost::asio;
-using strelay::errc;
 
 namespace strelay::capi {
-
-namespace {
-thread_local std::string last_error;
-}  // namespace
-
-int fail(int status, std::string message) {
-  last_error = std::move(message);
-  return status;
-}
-
-int fail(std::error_code error) {
-  return fail(status_of(error), error.message());
-}
-
-int ok() {
-  last_error.clear();
-  return STRELAY_OK;
-}
-
-int status_of(std::error_code error) {
-  if (!error) return STRELAY_OK;
-  if (error == errc::relay_identity_mismatch || error == errc::peer_identity_mismatch) {
-    return STRELAY_IDENTITY_MISMATCH;
-  }
-  if (error == errc::unsupported_version) return STRELAY_OTHER_VERSION;
-  if (error == errc::decrypt_failed || error == errc::protocol_error ||
-      error == errc::handshake_failed) {
-    return STRELAY_INTEGRITY;
-  }
-  if (error == errc::relay_unreachable || error == errc::bad_magic ||
-      error == errc::relay_shutting_down || is_not_a_relay(error)) {
-    return STRELAY_UNREACHABLE;
-  }
-  if (error == errc::timeout || error == errc::handshake_timeout) return STRELAY_TIMEOUT;
-  if (error == errc::channel_closed) return STRELAY_CLOSED;
-  if (error == errc::aborted || error == errc::peer_gone) return STRELAY_LOST;
-  if (error == errc::rejected || error == errc::not_found || error == errc::not_allowed ||
-      error == errc::not_a_friend || error == errc::rate_limited || error == errc::overloaded ||
-      error == errc::no_pending) {
-    return STRELAY_REFUSED;
-  }
-  return STRELAY_INTERNAL;
-}
 
 namespace {
 
@@ -243,7 +198,12 @@ int strelay_node::run(const std::function<int()>& task) {
   auto promise = std::make_shared<std::promise<Result>>();
   auto future = promise->get_future();
   if (!post([promise, &task] {
-        const int status = task();
+        int status = STRELAY_INTERNAL;
+        try {
+          status = task();
+        } catch (const std::exception& e) {  // nothing may escape into the loop
+          status = fail(STRELAY_INTERNAL, e.what());
+        }
         promise->set_value({status, status < 0 ? strelay_last_error() : ""});
       })) {
     return fail(STRELAY_CLOSED, "the node is closed");
@@ -359,26 +319,6 @@ int make_node(strelay::Identity identity, const strelay_options* options, strela
 }  // namespace
 
 extern "C" {
-
-const char* strelay_last_error(void) {
-  return last_error.c_str();
-}
-
-const char* strelay_status_name(int status) {
-  static const char* const names[] = {
-      "STRELAY_OK",           "STRELAY_AGAIN",   "STRELAY_INVALID",
-      "STRELAY_FILE",         "STRELAY_CLOSED",  "STRELAY_TIMEOUT",
-      "STRELAY_UNREACHABLE",  "STRELAY_REFUSED", "STRELAY_IDENTITY_MISMATCH",
-      "STRELAY_INTEGRITY",    "STRELAY_LOST",    "STRELAY_OTHER_VERSION",
-      "STRELAY_WRONG_THREAD", "STRELAY_INTERNAL"};
-  if (status > 0) return "STRELAY_OK";  // a count
-  if (-status >= static_cast<int>(std::size(names))) return "STRELAY_UNKNOWN";
-  return names[-status];
-}
-
-const char* strelay_version(void) {
-  return STRELAY_LIB_VERSION;
-}
 
 int strelay_node_new_from_file(const char* identity_path, const strelay_options* options,
                                strelay_node** out) {

@@ -117,7 +117,12 @@ asio::awaitable<void> writer(std::shared_ptr<strelay_stream> s, std::shared_ptr<
   bool shutdown_sent = false;
   for (;;) {
     auto step = next_step(*s, shutdown_sent);
-    if (step.ended) co_return;
+    if (step.ended) {
+      // Over (an error, an abort, the node's close): a stream that can still say goodbye
+      // does, rather than leaving its peer an abort when the last reference goes.
+      if (!p->stream.finished()) co_await p->stream.close(CloseReason::normal);
+      co_return;
+    }
     if (!step.bytes.empty()) s->changed.notify_all();  // room: a strelay_stream_wait may wait
     if (step.writable) s->node->emit(stream_event(STRELAY_EVENT_STREAM_WRITABLE), {}, {}, s);
     std::error_code error;
@@ -139,10 +144,7 @@ asio::awaitable<void> writer(std::shared_ptr<strelay_stream> s, std::shared_ptr<
       continue;
     }
     p->update_rtt(*s);
-    if (error) {
-      s->end(status_of(error));
-      co_return;
-    }
+    if (error) s->end(status_of(error));  // the next step closes
   }
 }
 
@@ -181,7 +183,12 @@ void strelay_stream::end(int how) {
     status = how;
   }
   changed.notify_all();
-  if (pump) pump->notify();  // the other coroutine sees `ended`
+  if (pump) {
+    pump->notify();  // the other coroutine sees `ended`
+    // The coroutines hold their own references: the C++ stream now goes with the last of
+    // them, on the loop, never with a handle freed on an application thread.
+    pump.reset();
+  }
   node->emit(stream_event(STRELAY_EVENT_STREAM_ENDED, how), peer, {}, shared_from_this());
 }
 
@@ -198,10 +205,11 @@ int strelay_stream::ready_mask() {
 extern "C" {
 
 int64_t strelay_stream_read(strelay_stream* s, void* buffer, size_t size) {
-  if (!s || (!buffer && size > 0)) return fail(STRELAY_INVALID, "a null argument");
+  if (!s || !buffer) return fail(STRELAY_INVALID, "a null argument");
+  if (size == 0) return fail(STRELAY_INVALID, "a read of 0 bytes (0 means the end of data)");
   std::unique_lock lock(s->mutex);
   const std::size_t held = s->in.size() - s->in_at;
-  if (held > 0 && size > 0) {
+  if (held > 0) {
     const std::size_t n = std::min(held, size);
     std::memcpy(buffer, s->in.data() + s->in_at, n);
     s->in_at += n;
@@ -218,7 +226,6 @@ int64_t strelay_stream_read(strelay_stream* s, void* buffer, size_t size) {
   if (s->peer_eof || (s->ended && s->status == STRELAY_OK)) return ok();
   if (s->ended)
     return fail(s->status, "the stream ended: " + std::string(strelay_status_name(s->status)));
-  if (size == 0) return ok();
   return fail(STRELAY_AGAIN, "nothing to read yet");
 }
 

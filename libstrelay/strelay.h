@@ -158,8 +158,8 @@ STRELAY_API int strelay_node_set_event_callback(strelay_node* node, strelay_even
 
 /* ---- streams */
 
-/* Reads up to `size` bytes: the count (> 0), 0 once the peer sent its end of data, STRELAY_AGAIN
- * when nothing is buffered yet, or the error that ended the stream. */
+/* Reads up to `size` (> 0) bytes: the count (> 0), 0 once the peer sent its end of data,
+ * STRELAY_AGAIN when nothing is buffered yet, or the error that ended the stream. */
 STRELAY_API int64_t strelay_stream_read(strelay_stream* stream, void* buffer, size_t size);
 /* Takes up to `size` bytes into the send buffer: the count taken (> 0), STRELAY_AGAIN when the
  * buffer is full (STRELAY_EVENT_STREAM_WRITABLE follows), STRELAY_CLOSED after a shutdown or

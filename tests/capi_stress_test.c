@@ -2,10 +2,11 @@
  * one process, one relay. Client threads open streams to the listener, send a pattern, read the
  * echo back byte-exact and close; some streams are aborted mid-transfer (freed unclosed), some
  * closed from another thread while their owner waits. Every accepted stream gets its own echo
- * thread. At the end the listener node is closed while a thread is blocked in accept, and the
- * connecting node is freed with a stream still open (its calls then say STRELAY_CLOSED).
+ * thread. At the end the connecting node is freed with a stream still open (its calls then say
+ * STRELAY_CLOSED), and the listener node is closed while a thread is blocked in accept.
  *
- *   capi_stress_test RELAY_TICKET_FILE      STRELAY_CAPI_ROUNDS: rounds per client (default 6) */
+ *   capi_stress_test RELAY_TICKET_FILE      STRELAY_CAPI_ROUNDS: rounds per client (default 12),
+ *                                           STRELAY_CAPI_LOG: the library's log level (0..3) */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdio.h>
@@ -18,7 +19,7 @@
 enum { clients = 4, max_streams = 256, pattern_bytes = 100000 };
 
 static strelay_node *listener, *connector;
-static int rounds = 6;
+static int rounds = 12;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t echo_threads[max_streams];
 static int echo_count, echoed_ok, clients_ok, aborted, closed_elsewhere;
@@ -62,7 +63,10 @@ static void* echo(void* argument) {
       else if (n != STRELAY_AGAIN)
         broken = 1;
     }
-    if (!moved && !broken) strelay_stream_wait(s, STRELAY_READABLE | STRELAY_WRITABLE, 1000);
+    /* Waits for what is missing: room for the pending bytes, or bytes to echo. */
+    if (!moved && !broken) {
+      strelay_stream_wait(s, at < have ? STRELAY_WRITABLE : STRELAY_READABLE, 1000);
+    }
   }
   if (!broken) strelay_stream_shutdown(s);
   strelay_stream_close(s, STRELAY_CLOSE_NORMAL, "echo done");
@@ -70,6 +74,14 @@ static void* echo(void* argument) {
   if (!broken && strelay_stream_status(s) == STRELAY_OK) count(&echoed_ok);
   strelay_stream_free(s);
   return NULL;
+}
+
+static int accepted(void) {
+  int n;
+  pthread_mutex_lock(&lock);
+  n = echo_count;
+  pthread_mutex_unlock(&lock);
+  return n;
 }
 
 static void* acceptor(void* unused) {
@@ -127,7 +139,7 @@ static void one_round(const char* key, int round, unsigned char* out, unsigned c
     count(&closed_elsewhere);
     return;
   }
-  while (got < pattern_bytes) {
+  for (;;) { /* until the echo's end of data: closing before it would cut the echo short */
     int64_t n;
     if (sent < pattern_bytes) {
       n = strelay_stream_write(s, out + sent, pattern_bytes - sent);
@@ -137,15 +149,18 @@ static void one_round(const char* key, int round, unsigned char* out, unsigned c
         fail("write", (int)n);
       if (sent == pattern_bytes) strelay_stream_shutdown(s);
     }
-    n = strelay_stream_read(s, in + got, pattern_bytes - got);
-    if (n > 0)
-      got += (size_t)n;
+    n = strelay_stream_read(s, in + got, pattern_bytes + 1 - got); /* room for one too many */
+    if (n > 0 && (got += (size_t)n) > pattern_bytes)
+      fail("more bytes than were sent", (int)got);
+    else if (n == 0 && got == pattern_bytes)
+      break;
     else if (n == 0)
-      fail("early end of data", 0);
-    else if (n != STRELAY_AGAIN)
+      fail("early end of data", (int)got);
+    else if (n < 0 && n != STRELAY_AGAIN)
       fail("read", (int)n);
-    else
-      strelay_stream_wait(s, STRELAY_READABLE | STRELAY_WRITABLE | STRELAY_ENDED, 1000);
+    else if (n < 0)
+      strelay_stream_wait(s, STRELAY_READABLE | (sent < pattern_bytes ? STRELAY_WRITABLE : 0),
+                          1000);
   }
   if (memcmp(out, in, pattern_bytes) != 0) fail("the echo differs", 0);
   strelay_stream_close(s, STRELAY_CLOSE_NORMAL, NULL);
@@ -157,7 +172,7 @@ static void one_round(const char* key, int round, unsigned char* out, unsigned c
 
 static void* client(void* key) {
   unsigned char* out = malloc(pattern_bytes);
-  unsigned char* in = malloc(pattern_bytes);
+  unsigned char* in = malloc(pattern_bytes + 1);
   int round;
   for (round = 0; round < rounds; ++round) one_round(key, round, out, in);
   free(out);
@@ -181,6 +196,7 @@ int main(int argc, char** argv) {
   char key_a[STRELAY_KEY_TEXT_BYTES], key_b[STRELAY_KEY_TEXT_BYTES];
   pthread_t accept_thread, client_threads[clients];
   strelay_stream* left_open;
+  strelay_options options;
   int i, status, expected_ok = 0;
   if (argc != 2) {
     fprintf(stderr, "usage: capi_stress_test RELAY_TICKET_FILE\n");
@@ -189,8 +205,11 @@ int main(int argc, char** argv) {
   if (getenv("STRELAY_CAPI_ROUNDS")) rounds = atoi(getenv("STRELAY_CAPI_ROUNDS"));
   memset(seed_a, 0xa1, sizeof seed_a);
   memset(seed_b, 0xb2, sizeof seed_b);
-  if ((status = strelay_node_new_from_seed(seed_a, NULL, &listener))) fail("node a", status);
-  if ((status = strelay_node_new_from_seed(seed_b, NULL, &connector))) fail("node b", status);
+  memset(&options, 0, sizeof options);
+  options.struct_size = sizeof options;
+  if (getenv("STRELAY_CAPI_LOG")) options.log_level = atoi(getenv("STRELAY_CAPI_LOG"));
+  if ((status = strelay_node_new_from_seed(seed_a, &options, &listener))) fail("node a", status);
+  if ((status = strelay_node_new_from_seed(seed_b, &options, &connector))) fail("node b", status);
   strelay_node_public_key_text(listener, key_a);
   strelay_node_public_key_text(connector, key_b);
   if ((status = strelay_node_add_relay(listener, read_ticket(argv[1])))) fail("relay", status);
@@ -209,9 +228,15 @@ int main(int argc, char** argv) {
   if (strelay_stream_write(left_open, "x", 1) != STRELAY_CLOSED) fail("write after node free", 0);
   strelay_stream_free(left_open);
 
+  /* Every stream reaches an echo thread (aborted ones too: they were up), and every echo
+   * ends (cleanly, or on the abort); only then is the listener closed under the acceptor. */
+  for (i = 0; i < 600 && accepted() < clients * rounds + 1; ++i) {
+    nanosleep(&(struct timespec){0, 50000000}, NULL);
+  }
+  if (accepted() != clients * rounds + 1) fail("not every stream was accepted", accepted());
+  for (i = 0; i < accepted(); ++i) pthread_join(echo_threads[i], NULL);
   strelay_node_close(listener); /* the acceptor is blocked in accept(-1): it returns */
   pthread_join(accept_thread, NULL);
-  for (i = 0; i < echo_count; ++i) pthread_join(echo_threads[i], NULL);
   strelay_node_free(listener);
 
   printf(
@@ -220,6 +245,6 @@ int main(int argc, char** argv) {
       clients, rounds, clients_ok, clients * expected_ok, aborted, closed_elsewhere, echo_count,
       echoed_ok);
   if (clients_ok != clients * expected_ok) fail("not every round echoed", 0);
-  if (echoed_ok < clients_ok) fail("fewer clean echo ends than clean rounds", 0);
+  if (echoed_ok < clients_ok) fail("fewer clean echo ends than clean rounds", echoed_ok);
   return 0;
 }

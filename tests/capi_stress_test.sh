@@ -2,7 +2,7 @@
 # libstrelay under threads: tests/capi_stress_test.c against a real relay on 127.0.0.1 (the
 # program's comment says what it does). Needs only strelay and the program, so the TSan stage
 # can build and run it (its relay identity is written here, not by stmgr).
-# STRELAY_CAPI_ROUNDS: rounds per client thread (default 6).
+# STRELAY_CAPI_ROUNDS: rounds per client thread (default 12).
 set -uo pipefail
 tests_dir=$(cd "${STRELAY_TESTS_DIR:-$(dirname "$0")}" && pwd)
 source "$tests_dir/lib/checks.sh"
@@ -10,7 +10,7 @@ source "$tests_dir/lib/checks.sh"
 seed=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
 (umask 077 && printf '{\n  "privateKey": "%s"\n}' "$seed" >relay.ident)
 "$strelay" --idfile relay.ident --laddr 127.0.0.1:0 --handshake-rate 1000 \
-  --handshake-burst 1000 >/dev/null 2>relay.log &
+  --handshake-burst 1000 --connect-rate 100000 --connect-burst 10000 >/dev/null 2>relay.log &
 relay_pid[relay]=$!
 wait_for relay.log "listening on 127.0.0.1:" 20 || fail "relay did not start"
 port=$(grep -o 'listening on 127.0.0.1:[0-9]*' relay.log | head -n 1 | sed 's/.*://')
