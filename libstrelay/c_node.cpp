@@ -309,6 +309,18 @@ asio::awaitable<void> connect_task(strelay_node* node, strelay::FriendTicket tic
   promise->set_value(std::move(out));
 }
 
+// A change of the node's loop-side state, made on the loop.
+template <class Change>
+int change_on_loop(strelay_node* node, Change&& change) {
+  if (!node) return fail(STRELAY_INVALID, "a null node");
+  return guarded([&] {
+    return node->run([&] {
+      change();
+      return ok();
+    });
+  });
+}
+
 int make_node(strelay::Identity identity, const strelay_options* options, strelay_node** out) {
   auto node = std::make_shared<strelay_node>(std::move(identity), options);
   node->self = node;
@@ -419,44 +431,24 @@ int strelay_node_listen(strelay_node* node) {
 }
 
 int strelay_node_stop_listening(strelay_node* node) {
-  if (!node) return fail(STRELAY_INVALID, "a null node");
-  return guarded([&] {
-    return node->run([&] {
-      node->node->stop_listening();
-      return ok();
-    });
-  });
+  return change_on_loop(node, [&] { node->node->stop_listening(); });
 }
 
 int strelay_node_reconnect_now(strelay_node* node) {
-  if (!node) return fail(STRELAY_INVALID, "a null node");
-  return guarded([&] {
-    return node->run([&] {
-      node->node->reconnect_now();
-      return ok();
-    });
-  });
+  return change_on_loop(node, [&] { node->node->reconnect_now(); });
 }
 
 int strelay_node_set_accept_filter(strelay_node* node, strelay_accept_fn filter, void* context) {
-  if (!node) return fail(STRELAY_INVALID, "a null node");
-  return guarded([&] {
-    return node->run([&] {
-      node->filter = filter;
-      node->filter_context = context;
-      return ok();
-    });
+  return change_on_loop(node, [&] {
+    node->filter = filter;
+    node->filter_context = context;
   });
 }
 
 int strelay_node_set_event_callback(strelay_node* node, strelay_event_fn callback, void* context) {
-  if (!node) return fail(STRELAY_INVALID, "a null node");
-  return guarded([&] {
-    return node->run([&] {
-      node->callback = callback;
-      node->callback_context = context;
-      return ok();
-    });
+  return change_on_loop(node, [&] {
+    node->callback = callback;
+    node->callback_context = context;
   });
 }
 

@@ -13,19 +13,6 @@
 #   4. failover, connecting: (the first relay still dead) the library connects with stcat's
 #      two-relay friend ticket: the first relay fails, the second carries the stream
 
-# start_relay NAME [PORT]: as in stcat_test.sh.
-start_relay() {
-  local name=$1 port=${2:-0}
-  [[ -f $name.ident ]] || "$stmgr" gen-ident --output "$name.ident" >/dev/null || fail "gen-ident"
-  "$strelay" --idfile "$name.ident" --laddr "127.0.0.1:$port" --log-level debug \
-    --handshake-rate 1000 --handshake-burst 1000 >/dev/null 2>"$name.log" &
-  relay_pid[$name]=$!
-  wait_for "$name.log" "listening on 127.0.0.1:" 10 || fail "relay $name did not start"
-  relay_port[$name]=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$name.log" | head -n 1 | sed 's/.*://')
-  [[ -f $name.relay ]] || "$stmgr" relay-ticket --address "127.0.0.1:${relay_port[$name]}" \
-    --idfile "$name.ident" --output "$name.relay" || fail "relay-ticket"
-}
-
 fast=(--backoff-initial 0.2 --backoff-cap 2 --connect-timeout 2)
 same() { cmp -s "$1" "$2"; }
 
