@@ -72,6 +72,12 @@ static void on_event(void* context, const strelay_event* e) {
       fprintf(stderr, "capi: connect via %s failed: %s\n", address, strelay_status_name(e->status));
       break;
     case STRELAY_EVENT_PEER_CONNECTED: fprintf(stderr, "capi: connected via %s\n", address); break;
+    case STRELAY_EVENT_PEER_RTT:
+      if (e->value_us > 0) fprintf(stderr, "capi: peer rtt %lld us\n", (long long)e->value_us);
+      break;
+    case STRELAY_EVENT_PEER_GONE:
+      fprintf(stderr, "capi: peer gone: %s\n", strelay_status_name(e->status));
+      break;
     case STRELAY_EVENT_STREAM_ENDED:
       fprintf(stderr, "capi: stream ended: %s\n", strelay_status_name(e->status));
       break;
@@ -201,6 +207,13 @@ static int session(int listening, int argc, char** argv) {
   strelay_stream_close(stream, STRELAY_CLOSE_NORMAL, NULL);
   if (!(strelay_stream_wait(stream, STRELAY_ENDED, 30000) & STRELAY_ENDED)) die("close", -5);
   status = strelay_stream_status(stream);
+  {
+    uint64_t sent = 0, received = 0;
+    int64_t rtt_us = 0;
+    strelay_stream_stats(stream, &sent, &received, &rtt_us);
+    fprintf(stderr, "capi: stats: sent %llu received %llu rtt_known %d\n", (unsigned long long)sent,
+            (unsigned long long)received, rtt_us > 0);
+  }
   fprintf(stderr, "capi: done: %s\n", strelay_status_name(status));
   strelay_stream_free(stream);
   strelay_node_free(node);

@@ -14,6 +14,11 @@ peer=("$bin_dir/capi_test")
 "${peer[@]}" selftest >selftest.out 2>selftest.err || { cat selftest.err >&2; fail "selftest"; }
 check "selftest" grep -q "selftest ok" selftest.out
 capi_scenarios
+# Events and statistics of scenario 1 (the C program prints them).
+check "s1: a PEER_RTT event" grep -Eq "capi: peer rtt [0-9]+ us" s1.lib.err
+check "s1: PEER_GONE after the clean end" grep -q "capi: peer gone: STRELAY_OK" s1.lib.err
+check "s1: the stream's stats count the bytes both ways and know the rtt" grep -q \
+  "capi: stats: sent $(stat -c %s s1.lib_send) received $(stat -c %s s1.stcat_send) rtt_known 1" s1.lib.err
 
 # ---- the accept filter: a friend's stream it refuses never reaches accept; the peer is told
 start_relay r1 "$p1"  # scenario 3 killed it; the tickets stay valid on the same port
