@@ -62,8 +62,17 @@ static double now_s(void) {
 
 static void on_event(void* context, const strelay_event* e) {
   const char* address = e->address ? e->address : "?";
-  (void)context;
+  strelay_node* node = context;
   switch (e->type) {
+    case STRELAY_EVENT_INCOMING: {
+      /* On the library's thread: a blocking call is refused, a non-blocking one works. */
+      strelay_stream* none = NULL;
+      char key[STRELAY_KEY_TEXT_BYTES];
+      fprintf(stderr, "capi: in a callback: blocking accept %s, public key %s\n",
+              strelay_status_name(strelay_node_accept(node, 100, &none)),
+              strelay_status_name(strelay_node_public_key_text(node, key)));
+      break;
+    }
     case STRELAY_EVENT_RELAY_UP: fprintf(stderr, "capi: relay up %s\n", address); break;
     case STRELAY_EVENT_RELAY_DOWN:
       fprintf(stderr, "capi: relay down %s: %s\n", address, strelay_status_name(e->status));
@@ -181,7 +190,7 @@ static int session(int listening, int argc, char** argv) {
   options.connect_timeout = 2;
   status = strelay_node_new_from_file(argv[2], &options, &node);
   if (status != STRELAY_OK) die("identity", status);
-  strelay_node_set_event_callback(node, on_event, NULL);
+  strelay_node_set_event_callback(node, on_event, node);
   for (i = 6; i < argc; ++i) {
     char* ticket = read_file(argv[i], NULL);
     if (!ticket) die(argv[i], STRELAY_INVALID);
@@ -249,7 +258,7 @@ static int refuse(char** argv) {
   int status, tries;
   if ((status = strelay_node_new_from_file(argv[2], NULL, &node)) != STRELAY_OK)
     die("identity", status);
-  strelay_node_set_event_callback(node, on_event, NULL);
+  strelay_node_set_event_callback(node, on_event, node);
   if (!ticket) die(argv[4], STRELAY_INVALID);
   expect("relay", strelay_node_add_relay(node, ticket), STRELAY_OK);
   free(ticket);

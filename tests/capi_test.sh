@@ -15,6 +15,8 @@ peer=("$bin_dir/capi_test")
 check "selftest" grep -q "selftest ok" selftest.out
 capi_scenarios
 # Events and statistics of scenario 1 (the C program prints them).
+check "s1: in a callback, a blocking call is refused and a non-blocking one works" grep -q \
+  "capi: in a callback: blocking accept STRELAY_WRONG_THREAD, public key STRELAY_OK" s1.lib.err
 check "s1: a PEER_RTT event" grep -Eq "capi: peer rtt [0-9]+ us" s1.lib.err
 check "s1: PEER_GONE after the clean end" grep -q "capi: peer gone: STRELAY_OK" s1.lib.err
 check "s1: the stream's stats count the bytes both ways and know the rtt" grep -q \
