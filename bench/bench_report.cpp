@@ -26,6 +26,7 @@ const std::vector<std::pair<std::string, std::string>> sections{
     {"idle_standby", "4b. Idle scale, each listener with its standby"},
     {"fairness", "5. Fairness"},
     {"ws", "6. WebSocket tunnels"},
+    {"capi", "7. The C ABI (libstrelay) against stcat"},
 };
 
 std::string num(double v) {
