@@ -14,6 +14,8 @@
 #include "common/errors.hpp"
 #include "common/node.hpp"
 #include "common/topic.hpp"
+#include "support/handshake_fixture.hpp"
+#include "support/node_fixture.hpp"
 #include "support/relay_client.hpp"
 #include "support/relay_probe.hpp"
 
@@ -26,24 +28,11 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-RelayTicket ticket_of(const RelayProcess& relay) {
-  return {relay.address().key, Address{"127.0.0.1", relay.address().endpoint.port()}};
-}
-
 // Every node here dials from 127.0.0.1: the per-source handshake rate (20/s, burst 5) would
 // refuse them, so the relays lift it.
 std::vector<std::string> lifted(std::vector<std::string> flags = {}) {
   flags.insert(flags.end(), {"--handshake-rate", "1000", "--handshake-burst", "1000"});
   return flags;
-}
-
-NodeOptions fast_options() {
-  NodeOptions options;
-  options.backoff = {.initial = 100ms, .cap = 1000ms, .stable_after = 500ms};
-  options.connect_timeout = 5s;
-  options.outcome_timeout = 5s;
-  options.stream.close_linger = 500ms;
-  return options;
 }
 
 // Records topic events; `self` names the node in them.
@@ -74,34 +63,13 @@ struct TopicRecorder : NodeObserver {
 
 // A node with its recorder.
 struct Member {
-  Member(asio::any_io_executor ex, Logger& log, NodeOptions options = fast_options())
+  Member(asio::any_io_executor ex, Logger& log, NodeOptions options = fast_node_options(5s))
       : node(std::move(ex), Identity::generate(), log, options) {
     node.set_observer(&events);
   }
   Node node;
   TopicRecorder events;
 };
-
-asio::awaitable<void> sleep_for(Clock::duration d) {
-  asio::steady_timer timer(co_await asio::this_coro::executor, d);
-  co_await timer.async_wait(await_tuple);
-}
-
-template <class Condition>
-asio::awaitable<bool> soon(Condition condition, Clock::duration limit) {
-  const auto until = Clock::now() + limit;
-  while (!condition()) {
-    if (Clock::now() >= until) co_return false;
-    co_await sleep_for(10ms);
-  }
-  co_return true;
-}
-
-// A named vector: GCC 12 cannot keep a braced list alive across a co_await.
-template <class... T>
-std::vector<RelayTicket> list(const T&... tickets) {
-  return std::vector<RelayTicket>{tickets...};
-}
 
 // Connects `from` to `introduction`'s peer, which must accept on `to`; the bytes go both ways.
 asio::awaitable<bool> exchange(Node& from, Node& to, const TopicIntroduction& introduction) {
@@ -117,16 +85,6 @@ asio::awaitable<bool> exchange(Node& from, Node& to, const TopicIntroduction& in
       !r.error && r.bytes == hello.size() && std::equal(hello.begin(), hello.end(), buffer.begin());
   co_await (out.stream->close() && in.stream->close());
   co_return ok;
-}
-
-std::string hex(std::span<const std::uint8_t> bytes) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  for (const auto b : bytes) {
-    out += digits[b >> 4];
-    out += digits[b & 15];
-  }
-  return out;
 }
 
 const std::string room = "room 4f0c2e91d7";
@@ -191,7 +149,7 @@ TEST_CASE(
         const auto id = topic_id(relay.address().key, room);
         for (const auto& text : {relay.log(), status}) {
           CHECK(text.find("room") == std::string::npos);
-          CHECK(text.find(hex(id)) == std::string::npos);
+          CHECK(text.find(xk1::to_hex(id)) == std::string::npos);
           CHECK(text.find(to_base64url(id)) == std::string::npos);
         }
         for (auto& m : members) m->node.stop_listening();
@@ -204,7 +162,7 @@ TEST_CASE("fifty nodes on one topic: every pair introduced exactly once, at both
   RelayProcess relay(lifted({"--max-introductions-per-join", "64"}));
   const auto ticket = ticket_of(relay);
   Logger log{Logger::Options{.level = LogLevel::warn}};
-  auto options = fast_options();
+  auto options = fast_node_options(5s);
   options.relay_standby = false;
   run_task(
       [&]() -> asio::awaitable<void> {

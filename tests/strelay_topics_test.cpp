@@ -17,14 +17,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-asio::awaitable<Channel> listen_as(const RelayProcess& relay, const Identity& self) {
-  auto l = co_await open_connection(relay.address(), self, Listen{});
-  REQUIRE_FALSE(l.error);
-  const auto ok = co_await next_message(*l.channel, 2000ms);
-  REQUIRE(is<ListenOk>(ok));
-  co_return std::move(*l.channel);
-}
-
 // Joins `topic` and returns the TopicJoined.
 asio::awaitable<TopicJoined> join(Channel& channel, const TopicId& topic) {
   REQUIRE(co_await send_request(channel, JoinTopic{topic}) == std::error_code{});
