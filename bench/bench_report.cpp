@@ -26,9 +26,10 @@ const std::vector<std::pair<std::string, std::string>> sections{
     {"idle_standby", "4b. Idle scale, each listener with its standby"},
     {"fairness", "5. Fairness"},
     {"ws", "6. WebSocket tunnels"},
-    {"arm64_idle", "7. arm64 under qemu-user: idle scale"},
-    {"arm64_handshake", "7b. arm64 under qemu-user: joins, the native relay's reference"},
-    {"arm64_instructions", "7c. arm64: instructions per join, counted under qemu-user"},
+    {"capi", "7. The C ABI (libstrelay) against stcat"},
+    {"arm64_idle", "8. arm64 under qemu-user: idle scale"},
+    {"arm64_handshake", "8b. arm64 under qemu-user: joins, the native relay's reference"},
+    {"arm64_instructions", "8c. arm64: instructions per join, counted under qemu-user"},
 };
 
 std::string num(double v) {

@@ -12,12 +12,16 @@
 // With --standby 1 each listener also parks a standby connection (issue 17.2), as the node
 // library does: the figure is then per listener with its standby.
 //
+// With --topics N each listener also joins N topics (issue 18), shared by groups of 10
+// listeners (so each is introduced to up to 9 others per topic): the figure is then per
+// listener with its memberships, and the report is "idle_topics".
+//
 // Memory given back (issue 17.3): after the last level every listener disconnects at once (the
 // workers exit), and the relay's VmRSS is sampled every second for up to --release-seconds:
 // the first second at which it is within 2x the idle baseline, and the ratio at the end.
 //
 //   idle_bench --bin DIR [--levels 1000,10000,20000] [--rounds 5] [--workers 4]
-//              [--release-seconds 60] [--standby 1]
+//              [--release-seconds 60] [--standby 1] [--topics N]
 #include <sys/resource.h>
 
 #include <list>
@@ -31,7 +35,28 @@ namespace {
 
 // A worker: reads a target count per line from `in`, opens listeners until it holds that
 // many, answers "held failed" on `out`. Exits at EOF (closing every connection).
-[[noreturn]] void worker(int in, int out, const Hop& hop, std::size_t index, bool standby) {
+// Joins `count` topics, each shared with the listeners of the same group; true when each join
+// was answered TopicJoined (the introductions before each answer are skipped).
+asio::awaitable<bool> join_topics(Channel& channel, std::size_t group, long count) {
+  for (long j = 0; j < count; ++j) {
+    strelay::TopicId topic{};
+    std::snprintf(reinterpret_cast<char*>(topic.data()), topic.size(), "g%zu t%ld", group, j);
+    const auto bytes = strelay::encode(strelay::NodeMessage{strelay::JoinTopic{topic}});
+    if (co_await channel.send(strelay::FrameKind::control, bytes,
+                              deadline_in(std::chrono::seconds(5))))
+      co_return false;
+    for (;;) {
+      const auto reply = co_await next_relay_message(channel);
+      if (!reply) co_return false;
+      if (std::holds_alternative<strelay::TopicJoined>(*reply)) break;
+      if (!std::holds_alternative<strelay::Introduction>(*reply)) co_return false;
+    }
+  }
+  co_return true;
+}
+
+[[noreturn]] void worker(int in, int out, const Hop& hop, std::size_t index, bool standby,
+                         long topics) {
   asio::io_context ioc(1);
   std::list<std::optional<Channel>> held;
   std::list<Identity> identities;
@@ -44,7 +69,8 @@ namespace {
       auto one = [&](std::size_t n) -> asio::awaitable<void> {
         identities.push_back(Identity::generate());
         std::optional<Channel> channel;
-        if (co_await open_listener(hop, source_address(n + index), identities.back(), channel)) {
+        if (co_await open_listener(hop, source_address(n + index), identities.back(), channel) ||
+            (topics > 0 && !co_await join_topics(*channel, index * 1000000 + n / 10, topics))) {
           ++failed;
         } else {
           held.push_back(std::move(channel));
@@ -118,7 +144,7 @@ std::vector<long> parse_list(const std::string& text) {
 
 int main(int argc, char** argv) {
   const Flags flags(argc, argv,
-                    {"bin", "levels", "release-seconds", "rounds", "standby", "workers"});
+                    {"bin", "levels", "release-seconds", "rounds", "standby", "topics", "workers"});
   strelay::init_crypto();
   ::signal(SIGPIPE, SIG_IGN);
   const auto levels = parse_list(flags.str("levels", "1000,10000,20000"));
@@ -131,13 +157,16 @@ int main(int argc, char** argv) {
   ::getrlimit(RLIMIT_NOFILE, &nofile);
   // What the relay can hold: its hard limit, less a margin for its own descriptors.
   const bool standby = flags.count("standby", 0) != 0;
+  const long topics = flags.count("topics", 0);
   const long relay_cap = (static_cast<long>(nofile.rlim_max) - 64) / (standby ? 2 : 1);
 
   std::map<long, Figure> per_listener;
   std::map<long, Figure> totals;
   std::map<long, long> effective;
   for (long level : levels) effective[level] = std::min(level, relay_cap);
-  const std::string with = standby ? " (each with its standby)" : "";
+  const std::string with = standby      ? " (each with its standby)"
+                           : topics > 0 ? " (each in " + std::to_string(topics) + " topics)"
+                                        : "";
   for (long level : levels) {
     const auto n = std::to_string(level);
     per_listener.emplace(level, Figure("idle.l" + n + ".kib_per_listener",
@@ -167,7 +196,9 @@ int main(int argc, char** argv) {
                      "--keepalive-interval", "3600", "--dead-peer-timeout", "7200",
                      // 8 source addresses hold them all: lift the per-source caps.
                      "--max-connections-per-source", "1000000", "--max-connections-per-prefix",
-                     "1000000", "--max-listeners-per-source", "1000000"});
+                     "1000000", "--max-listeners-per-source", "1000000",
+                     // A listener's introductions (9 per topic) stay within its rate.
+                     "--introduction-burst", "100000"});
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     const double base = relay.process.rss_kib();
     baseline.values.push_back(base / 1024);
@@ -185,7 +216,7 @@ int main(int argc, char** argv) {
           ::close(other.to);
           std::fclose(other.from);
         }
-        worker(down[0], up[1], hop, w, standby);
+        worker(down[0], up[1], hop, w, standby, topics);
       }
       ::close(down[0]);
       ::close(up[1]);
@@ -247,8 +278,9 @@ int main(int argc, char** argv) {
   json params{{"levels", levels},     {"rounds", rounds},
               {"workers", workers},   {"release_seconds", release_window},
               {"failures", failures}, {"nofile_hard", nofile.rlim_max},
-              {"standby", standby}};
-  std::printf("%s\n", report(standby ? "idle_standby" : "idle", params, figures).dump(1).c_str());
+              {"standby", standby},   {"topics", topics}};
+  const auto kind = topics > 0 ? "idle_topics" : standby ? "idle_standby" : "idle";
+  std::printf("%s\n", report(kind, params, figures).dump(1).c_str());
   fs::remove_all(dir);
   return failures == 0 ? 0 : 3;
 }

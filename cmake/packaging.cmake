@@ -1,8 +1,14 @@
 # Installation (cmake --install) and the Debian package (CPack DEB). Included from the top
 # CMakeLists.txt.
 #
-#   cmake --install build --prefix /usr/local     binaries, man pages, unit, example config, docs
-#   cd build && cpack                             strelay_<version>_<arch>.deb (always for /usr)
+#   cmake --install build --prefix /usr/local     binaries, man pages, unit, example config, docs,
+#                                                 and the C library (libstrelay/CMakeLists.txt)
+#   cd build && cpack                             three packages, always for /usr (CPack DEB by
+#                                                 install component): strelay_<version>_<arch>.deb
+#                                                 (component Unspecified: everything below),
+#                                                 libstrelay0_... (libstrelay.so.0*) and
+#                                                 libstrelay-dev_... (strelay.h, libstrelay.so,
+#                                                 strelay.pc, the embedding example)
 #
 # Where things go, under the prefix P (/usr for the package):
 #   P/bin/{strelay,stmgr,stcat}             (each program's own CMakeLists.txt installs it)
@@ -124,13 +130,37 @@ set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # strelay_0.1.0_amd64.deb
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-# dpkg-shlibdeps names the shared libraries' packages (libsodium23, libcapnp-0.9.2, ...);
-# adduser is for the postinst.
+# dpkg-shlibdeps names the shared libraries' packages (libsodium23, libcapnp-0.9.2, ...).
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
-set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)
+
+# One package per install component. The programs' install rules name no component
+# (Unspecified): that is the package strelay, with its own Depends (adduser, for the postinst)
+# and maintainer scripts; the per-component settings keep them out of the library packages.
+set(CPACK_DEB_COMPONENT_INSTALL ON)
+set(CPACK_DEBIAN_UNSPECIFIED_PACKAGE_NAME strelay)
+set(CPACK_DEBIAN_UNSPECIFIED_PACKAGE_DEPENDS "adduser")
+set(CPACK_DEBIAN_UNSPECIFIED_PACKAGE_CONTROL_EXTRA
     ${PROJECT_SOURCE_DIR}/packaging/postinst ${PROJECT_SOURCE_DIR}/packaging/prerm
     ${PROJECT_SOURCE_DIR}/packaging/postrm ${PROJECT_SOURCE_DIR}/packaging/conffiles)
-set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)
+# libstrelay0: the shared library, a shlibs file (libstrelay 0 libstrelay0 (= version)) and
+# CPack's ldconfig postinst/postrm; its Depends come from dpkg-shlibdeps alone.
+set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
+set(CPACK_DEBIAN_LIBSTRELAY0_PACKAGE_NAME libstrelay0)
+set(CPACK_DEBIAN_LIBSTRELAY0_PACKAGE_SECTION libs)
+set(CPACK_DEBIAN_LIBSTRELAY0_PACKAGE_DEPENDS "")
+set(CPACK_DEBIAN_LIBSTRELAY0_DESCRIPTION
+    "strelay node library (C ABI), shared library
+libstrelay reaches friends behind NAT through identity-authenticated strelay relays:
+a node with an Ed25519 identity listens on relays and connects to friends by key or
+friend ticket; each connection is an end-to-end encrypted byte stream.")
+# libstrelay-dev: what a program that uses the library is built with.
+set(CPACK_DEBIAN_LIBSTRELAY-DEV_PACKAGE_NAME libstrelay-dev)
+set(CPACK_DEBIAN_LIBSTRELAY-DEV_PACKAGE_SECTION libdevel)
+set(CPACK_DEBIAN_LIBSTRELAY-DEV_PACKAGE_DEPENDS "libstrelay0 (= ${PROJECT_VERSION})")
+set(CPACK_DEBIAN_LIBSTRELAY-DEV_DESCRIPTION
+    "strelay node library (C ABI), development files
+The C header strelay.h, the link to libstrelay.so, strelay.pc for pkg-config and an
+example of how an application (a mobile app's native core) embeds the library.")
 set(CPACK_PACKAGE_FILE_NAME strelay_${PROJECT_VERSION})  # overridden by DEB-DEFAULT for DEB
 include(CPack)

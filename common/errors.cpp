@@ -46,6 +46,8 @@ class Category final : public std::error_category {
       case errc::not_a_relay_tls: return "not a strelay relay (it answered like TLS)";
       case errc::relay_shutting_down:
         return "relay shutting down: it is draining or restarting; other relays take over";
+      case errc::topics_unsupported:
+        return "this relay does not support topics (it predates them); listening without them";
     }
     return "unknown strelay error";
   }

@@ -40,6 +40,7 @@ enum class errc {
   not_a_relay_ssh,      // an SSH server answered
   not_a_relay_tls,      // a TLS server answered
   relay_shutting_down,  // the relay closed with Close{shutdown}: it is draining or restarting
+  topics_unsupported,   // the relay predates topics (it closed on JoinTopic)
 };
 
 // True for the not_a_relay family: the address answers, but not as a strelay relay.

@@ -104,6 +104,20 @@ std::optional<std::optional<E2eMsg1>> read_msg1(capnp::Data::Reader data) {
   return std::optional<E2eMsg1>{raw};
 }
 
+// A topic id: exactly 32 opaque bytes (the relay only compares them).
+std::optional<TopicId> read_topic(capnp::Data::Reader data) {
+  if (data.size() != std::tuple_size_v<TopicId>) return std::nullopt;
+  TopicId raw{};
+  std::copy(data.begin(), data.end(), raw.begin());
+  return raw;
+}
+
+std::optional<RefuseReason> read_reason(schema::RefuseReason reason) {
+  const auto raw = static_cast<std::uint16_t>(reason);
+  if (raw > last_refuse_reason) return std::nullopt;  // an enumerant we do not know
+  return static_cast<RefuseReason>(raw);
+}
+
 Result<NodeMessage> to_value(schema::NodeMessage::Reader root) {
   std::optional<PublicKey> key;
   switch (root.which()) {
@@ -128,6 +142,16 @@ Result<NodeMessage> to_value(schema::NodeMessage::Reader root) {
     case schema::NodeMessage::STANDBY:
       (void)root.getStandby();  // only to check that it is a struct; it has no fields yet
       return NodeMessage{Standby{}};
+    case schema::NodeMessage::JOIN_TOPIC:
+      if (const auto topic = read_topic(root.getJoinTopic().getTopicId())) {
+        return NodeMessage{JoinTopic{*topic}};
+      }
+      return protocol_error();
+    case schema::NodeMessage::LEAVE_TOPIC:
+      if (const auto topic = read_topic(root.getLeaveTopic().getTopicId())) {
+        return NodeMessage{LeaveTopic{*topic}};
+      }
+      return protocol_error();
   }
   return protocol_error();  // a union member this version does not know
 }
@@ -152,10 +176,37 @@ Result<RelayMessage> to_value(schema::RelayMessage::Reader root) {
       return protocol_error();
     }
     case schema::RelayMessage::REFUSED: {
-      const auto raw = static_cast<std::uint16_t>(root.getRefused().getReason());
-      if (raw > last_refuse_reason) return protocol_error();  // an enumerant we do not know
-      return RelayMessage{Refused{static_cast<RefuseReason>(raw)}};
+      if (const auto reason = read_reason(root.getRefused().getReason())) {
+        return RelayMessage{Refused{*reason}};
+      }
+      return protocol_error();
     }
+    case schema::RelayMessage::TOPIC_JOINED: {
+      const auto m = root.getTopicJoined();
+      const auto topic = read_topic(m.getTopicId());
+      if (topic && m.getIntroduced() <= m.getMembers()) {
+        return RelayMessage{TopicJoined{*topic, m.getMembers(), m.getIntroduced()}};
+      }
+      return protocol_error();
+    }
+    case schema::RelayMessage::INTRODUCTION: {
+      const auto m = root.getIntroduction();
+      const auto topic = read_topic(m.getTopicId());
+      if (topic && (key = read_key(m.getPeer()))) return RelayMessage{Introduction{*topic, *key}};
+      return protocol_error();
+    }
+    case schema::RelayMessage::TOPIC_REFUSED: {
+      const auto m = root.getTopicRefused();
+      const auto topic = read_topic(m.getTopicId());
+      const auto reason = read_reason(m.getReason());
+      if (topic && reason) return RelayMessage{TopicRefused{*topic, *reason}};
+      return protocol_error();
+    }
+    case schema::RelayMessage::TOPIC_LEFT:
+      if (const auto topic = read_topic(root.getTopicLeft().getTopicId())) {
+        return RelayMessage{TopicLeft{*topic}};
+      }
+      return protocol_error();
   }
   return protocol_error();  // a union member this version does not know
 }
@@ -199,6 +250,10 @@ capnp::Data::Reader key_data(const PublicKey& key) {
 
 capnp::Data::Reader msg1_data(const E2eMsg1& msg1) {
   return {msg1.data(), msg1.size()};
+}
+
+capnp::Data::Reader topic_data(const TopicId& topic) {
+  return {topic.data(), topic.size()};
 }
 
 // A struct of exactly `data_words` and `pointers`, the smallest that holds the fields set, in
@@ -249,6 +304,12 @@ std::vector<std::uint8_t> encode(const NodeMessage& message) {
           root.initRejectConnection().setFrom(key_data(m.from));
         }
         if constexpr (std::is_same_v<T, Standby>) root.initStandby();
+        if constexpr (std::is_same_v<T, JoinTopic>) {
+          root.initJoinTopic().setTopicId(topic_data(m.topic));
+        }
+        if constexpr (std::is_same_v<T, LeaveTopic>) {
+          root.initLeaveTopic().setTopicId(topic_data(m.topic));
+        }
       },
       message);
   return to_bytes(builder);
@@ -274,6 +335,25 @@ std::vector<std::uint8_t> encode(const RelayMessage& message) {
         }
         if constexpr (std::is_same_v<T, Refused>) {
           root.initRefused().setReason(static_cast<schema::RefuseReason>(m.reason));
+        }
+        if constexpr (std::is_same_v<T, TopicJoined>) {
+          auto s = root.initTopicJoined();
+          s.setTopicId(topic_data(m.topic));
+          s.setMembers(m.members);
+          s.setIntroduced(m.introduced);
+        }
+        if constexpr (std::is_same_v<T, Introduction>) {
+          auto s = root.initIntroduction();
+          s.setTopicId(topic_data(m.topic));
+          s.setPeer(key_data(m.peer));
+        }
+        if constexpr (std::is_same_v<T, TopicRefused>) {
+          auto s = root.initTopicRefused();
+          s.setTopicId(topic_data(m.topic));
+          s.setReason(static_cast<schema::RefuseReason>(m.reason));
+        }
+        if constexpr (std::is_same_v<T, TopicLeft>) {
+          root.initTopicLeft().setTopicId(topic_data(m.topic));
         }
       },
       message);

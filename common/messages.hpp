@@ -3,8 +3,12 @@
 //
 //   node -> relay  NodeMessage  = Listen{early_e2e} | Connect{target, e2e_msg1}
 //                                 | Accept{from, e2e_msg1} | RejectConnection{from} | Standby
+//                                 | JoinTopic{topic} | LeaveTopic{topic}
 //   relay -> node  RelayMessage = ListenOk | IncomingConnection{from, e2e_msg1}
 //                                 | Connected{peer, early_e2e} | Refused{reason}
+//                                 | TopicJoined{topic, members, introduced}
+//                                 | Introduction{topic, peer} | TopicRefused{topic, reason}
+//                                 | TopicLeft{topic}
 //
 // The encoder writes each inner struct at the smallest size that holds the fields set, so a
 // message without the optional fields is byte for byte what older versions wrote.
@@ -68,7 +72,22 @@ struct Standby {
   friend bool operator==(const Standby&, const Standby&) = default;
 };
 
-using NodeMessage = std::variant<Listen, Connect, Accept, RejectConnection, Standby>;
+// A topic's blinded id (docs/protocol.md 4.9; common/topic.hpp derives it): 32 opaque bytes.
+using TopicId = std::array<std::uint8_t, 32>;
+
+// On the listening connection: introduce me to this topic's members, and them to me.
+struct JoinTopic {
+  TopicId topic{};
+  friend bool operator==(const JoinTopic&, const JoinTopic&) = default;
+};
+// On the listening connection: leave this topic (answered also when not a member).
+struct LeaveTopic {
+  TopicId topic{};
+  friend bool operator==(const LeaveTopic&, const LeaveTopic&) = default;
+};
+
+using NodeMessage =
+    std::variant<Listen, Connect, Accept, RejectConnection, Standby, JoinTopic, LeaveTopic>;
 
 // ---------------------------------------------------------------- relay -> node
 
@@ -102,7 +121,33 @@ struct Refused {
   friend bool operator==(const Refused&, const Refused&) = default;
 };
 
-using RelayMessage = std::variant<ListenOk, IncomingConnection, Connected, Refused>;
+// The answer to JoinTopic: `members` others were in the topic, the newest `introduced` of
+// them are named by the Introductions that follow.
+struct TopicJoined {
+  TopicId topic{};
+  std::uint32_t members = 0;
+  std::uint32_t introduced = 0;
+  friend bool operator==(const TopicJoined&, const TopicJoined&) = default;
+};
+// `peer` shares `topic` with this node (both joined it on this relay).
+struct Introduction {
+  TopicId topic{};
+  PublicKey peer;
+  friend bool operator==(const Introduction&, const Introduction&) = default;
+};
+// JoinTopic refused (overloaded, rate_limited, not_allowed); the listener stays.
+struct TopicRefused {
+  TopicId topic{};
+  RefuseReason reason = RefuseReason::overloaded;
+  friend bool operator==(const TopicRefused&, const TopicRefused&) = default;
+};
+struct TopicLeft {
+  TopicId topic{};
+  friend bool operator==(const TopicLeft&, const TopicLeft&) = default;
+};
+
+using RelayMessage = std::variant<ListenOk, IncomingConnection, Connected, Refused, TopicJoined,
+                                  Introduction, TopicRefused, TopicLeft>;
 
 // ---------------------------------------------------------------- the boundary
 

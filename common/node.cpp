@@ -2,11 +2,13 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <deque>
+#include <map>
 
 #include "common/coro.hpp"
 #include "common/early_e2e.hpp"
 #include "common/errors.hpp"
 #include "common/relay_link.hpp"
+#include "common/topic.hpp"
 #include "common/wakeup.hpp"
 
 namespace strelay {
@@ -28,6 +30,34 @@ int telling(std::error_code error, Stage stage) {
   if (error != errc::relay_unreachable) return 2;
   return 1;
 }
+
+// A set that forgets its oldest entries beyond `cap`: how many peers a relay introduces is up
+// to the relay, so a node keeps the newest (an entry erased and inserted again may be
+// forgotten early: it then counts as new once more).
+template <class T>
+class RecentSet {
+ public:
+  explicit RecentSet(std::size_t cap) : cap_(cap) {}
+  bool insert(const T& value) {
+    if (!set_.insert(value).second) return false;
+    order_.push_back(value);
+    if (order_.size() > cap_) {
+      set_.erase(order_.front());
+      order_.pop_front();
+    }
+    return true;
+  }
+  bool contains(const T& value) const { return set_.contains(value); }
+  template <class Predicate>
+  void erase_if(Predicate predicate) {
+    std::erase_if(set_, predicate);
+  }
+
+ private:
+  std::size_t cap_;
+  std::set<T> set_;
+  std::deque<T> order_;
+};
 
 struct Attempt {
   std::optional<Channel> channel;  // the end-to-end channel, on success
@@ -65,8 +95,21 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
                             const std::optional<E2eMsg1>& e2e_msg1);
   LinkCallbacks callbacks_for(const RelayTicket& relay);
   StreamHooks hooks_for(const PublicKey& peer);
-  bool is_friend(const PublicKey& key) const { return friends.contains(key); }
+  bool is_friend(const PublicKey& key) const;
   void stop_listening();
+
+  // A joined topic: its id on each relay, the peers introduced on it.
+  struct Topic {
+    TopicOptions options;
+    std::map<PublicKey, TopicId> ids;  // relay key -> the topic's id there
+    // (relay key, peer) delivered while that relay's listen lasts
+    RecentSet<std::pair<PublicKey, PublicKey>> delivered{node_max_topic_peers};
+    std::map<PublicKey, std::uint32_t> answering;      // relay key -> introductions of our join
+    RecentSet<PublicKey> peers{node_max_topic_peers};  // introduced anywhere: friends if opted in
+  };
+  void join_on(RelayLink& link, const std::string& name, Topic& topic);
+  void on_topic(const RelayTicket& relay, const RelayMessage& message);
+  void relay_lost(const RelayTicket& relay);
 
   asio::any_io_executor executor;
   std::shared_ptr<const Identity> self;
@@ -74,6 +117,7 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
   NodeOptions options;
   NodeObserver* observer = nullptr;
   std::set<PublicKey> friends;
+  std::map<std::string, Topic> topics;  // joined, by name
 
   std::vector<std::shared_ptr<RelayLink>> links;
   bool listening = false;
@@ -291,8 +335,19 @@ LinkCallbacks Node::Impl::callbacks_for(const RelayTicket& relay) {
     if (auto impl = weak.lock(); impl && impl->observer) impl->observer->relay_up(relay);
   };
   callbacks.on_down = [weak, relay](std::error_code why, std::chrono::milliseconds retry_in) {
-    if (auto impl = weak.lock(); impl && impl->observer) {
-      impl->observer->relay_down(relay, why, retry_in);
+    auto impl = weak.lock();
+    if (!impl) return;
+    impl->relay_lost(relay);
+    if (impl->observer) impl->observer->relay_down(relay, why, retry_in);
+  };
+  callbacks.on_topic = [weak, relay](const RelayMessage& message) {
+    if (auto impl = weak.lock()) impl->on_topic(relay, message);
+  };
+  callbacks.on_topics_unsupported = [weak, relay] {
+    auto impl = weak.lock();
+    if (!impl || !impl->observer) return;
+    for (const auto& [name, topic] : impl->topics) {
+      impl->observer->topic_refused(name, relay, errc::topics_unsupported);
     }
   };
   callbacks.on_rtt = [weak, relay](Clock::duration rtt) {
@@ -323,6 +378,69 @@ StreamHooks Node::Impl::hooks_for(const PublicKey& peer) {
     if (impl->observer) impl->observer->peer_gone(peer, why);
   };
   return hooks;
+}
+
+bool Node::Impl::is_friend(const PublicKey& key) const {
+  if (friends.contains(key)) return true;
+  for (const auto& [name, topic] : topics) {
+    if (topic.options.accept_introduced && topic.peers.contains(key)) return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------- topics
+
+void Node::Impl::join_on(RelayLink& link, const std::string& name, Topic& topic) {
+  const auto& relay_key = link.ticket().public_key;
+  const auto id = topic.ids.try_emplace(relay_key, topic_id(relay_key, name)).first->second;
+  link.join_topic(id);
+}
+
+// A topic message from `relay`'s link. Anything about a topic id this node did not join there
+// is dropped: the application hears only of topics it joined.
+void Node::Impl::on_topic(const RelayTicket& relay, const RelayMessage& message) {
+  const TopicId* id = std::visit(
+      [](const auto& m) -> const TopicId* {
+        if constexpr (requires { m.topic; }) return &m.topic;
+        return nullptr;
+      },
+      message);
+  if (id == nullptr) return;
+  const auto& relay_key = relay.public_key;
+  auto match = std::find_if(topics.begin(), topics.end(), [&](const auto& entry) {
+    const auto found = entry.second.ids.find(relay_key);
+    return found != entry.second.ids.end() && found->second == *id;
+  });
+  if (match == topics.end()) {
+    log.debug("topic_message_dropped", {0, relay_key}, {});
+    return;
+  }
+  const auto& name = match->first;
+  auto& topic = match->second;
+  if (const auto* joined = std::get_if<TopicJoined>(&message)) {
+    topic.answering[relay_key] = joined->introduced;
+    if (observer) observer->topic_joined(name, relay, joined->members, joined->introduced);
+  } else if (const auto* refused = std::get_if<TopicRefused>(&message)) {
+    if (observer) observer->topic_refused(name, relay, to_error_code(refused->reason));
+  } else if (const auto* introduced = std::get_if<Introduction>(&message)) {
+    auto& answering = topic.answering[relay_key];
+    const bool newcomer = answering > 0;
+    if (newcomer) --answering;
+    if (introduced->peer == self->public_key()) return;  // a relay that introduces us to us
+    if (!topic.delivered.insert({relay_key, introduced->peer})) return;
+    topic.peers.insert(introduced->peer);
+    log.debug("introduction", {0, introduced->peer}, {{"relay", relay.address.to_string()}});
+    if (observer) observer->introduction({name, introduced->peer, relay, newcomer});
+  }
+}
+
+// A link's listen connection ended: its relay forgets our topics, and re-introduces the
+// members when the link joins again.
+void Node::Impl::relay_lost(const RelayTicket& relay) {
+  for (auto& [name, topic] : topics) {
+    topic.delivered.erase_if([&](const auto& entry) { return entry.first == relay.public_key; });
+    topic.answering.erase(relay.public_key);
+  }
 }
 
 void Node::Impl::stop_listening() {
@@ -381,6 +499,7 @@ void Node::listen(std::vector<RelayTicket> relays) {
   for (auto& relay : relays) {
     auto link = std::make_shared<RelayLink>(impl_->executor, relay, impl_->self, options,
                                             impl_->callbacks_for(relay), impl_->log);
+    for (auto& [name, topic] : impl_->topics) impl_->join_on(*link, name, topic);
     link->start();
     impl_->links.push_back(std::move(link));
   }
@@ -398,6 +517,23 @@ std::vector<RelayStatus> Node::relays() const {
   std::vector<RelayStatus> out;
   for (const auto& link : impl_->links) out.push_back({link->ticket(), link->up(), link->rtt()});
   return out;
+}
+
+void Node::join_topic(const std::string& name, TopicOptions options) {
+  static_cast<void>(topic_id(PublicKey{}, name));  // throws for a bad name, before any change
+  auto& topic = impl_->topics[name];
+  topic.options = options;
+  for (auto& link : impl_->links) impl_->join_on(*link, name, topic);
+}
+
+void Node::leave_topic(const std::string& name) {
+  const auto found = impl_->topics.find(name);
+  if (found == impl_->topics.end()) return;
+  for (auto& link : impl_->links) {
+    const auto id = found->second.ids.find(link->ticket().public_key);
+    if (id != found->second.ids.end()) link->leave_topic(id->second);
+  }
+  impl_->topics.erase(found);
 }
 
 asio::awaitable<AcceptResult> Node::accept(Clock::time_point until) {

@@ -22,6 +22,14 @@
 // in a queue (at most max_queued_streams, counting accepts in progress) for accept(). A key that
 // is not a friend gets RejectConnection; when the queue is full, connects are left pending.
 //
+// Topics (docs/protocol.md 4.9): join_topic(name) joins a topic on every relay listened on
+// (each relay sees its own blinded id, never the name), again after every reconnection. Each
+// peer the relay introduces reaches NodeObserver::introduction once per (topic, relay, peer)
+// while joined. With TopicOptions::accept_introduced, peers introduced on that topic may
+// connect to this node as friends do, until it leaves; without it an introduction widens
+// nothing. connect_introduced() connects to one; by convention the newcomer connects and the
+// member accepts (TopicIntroduction::newcomer says which this node is).
+//
 // Threads: a Node and everything it returns belong to one executor; call them from it. Events
 // reach the NodeObserver on that executor. The Logger and the observer must outlive the Node
 // (or set_observer(nullptr) first). Destroying the Node stops listening and aborts the queued
@@ -34,6 +42,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <string>
 #include <system_error>
 #include <vector>
 
@@ -72,6 +81,24 @@ struct NodeOptions {
   SteadyNow clock{};
 };
 
+// Introduced peers a node remembers per topic (for the friend rule and to deliver each once);
+// beyond, the oldest are forgotten.
+inline constexpr std::size_t node_max_topic_peers = 4096;
+
+struct TopicOptions {
+  bool accept_introduced = false;  // peers introduced on this topic may connect to us
+};
+
+// A peer the relay `relay` introduced on the topic `topic` (the name this node joined).
+struct TopicIntroduction {
+  std::string topic;
+  PublicKey peer;
+  RelayTicket relay;
+  // True when the introduction answers this node's own join (it is the topic's newcomer and,
+  // by the helper's convention, the one that connects); false when `peer` joined after it.
+  bool newcomer = false;
+};
+
 // Events, on the node's executor. Every member has an empty default.
 class NodeObserver {
  public:
@@ -90,6 +117,14 @@ class NodeObserver {
   // A stream ended: no error after a clean end, else why.
   virtual void peer_gone(const PublicKey& /*peer*/, std::error_code /*why*/) {}
   virtual void peer_rtt(const PublicKey& /*peer*/, std::chrono::steady_clock::duration) {}
+  // Topics: joined on a relay (`members` others were in it, `introduced` of them follow as
+  // introductions); refused there (overloaded, rate_limited, not_allowed, or
+  // topics_unsupported: a relay from before topics); a peer introduced.
+  virtual void topic_joined(const std::string& /*topic*/, const RelayTicket& /*relay*/,
+                            std::uint32_t /*members*/, std::uint32_t /*introduced*/) {}
+  virtual void topic_refused(const std::string& /*topic*/, const RelayTicket& /*relay*/,
+                             std::error_code /*why*/) {}
+  virtual void introduction(const TopicIntroduction& /*introduction*/) {}
 };
 
 // One relay's part in a connect().
@@ -142,6 +177,16 @@ class Node {
   // After a network change: every listener connection reconnects now, with a fresh backoff.
   void reconnect_now();
   std::vector<RelayStatus> relays() const;
+
+  // Joins `name` (UTF-8, 1 to 256 bytes; else std::invalid_argument) on every relay listened
+  // on, now and after every listen() and reconnection; joining again changes the options.
+  void join_topic(const std::string& name, TopicOptions options = {});
+  // Leaves it everywhere; its introduced peers are no longer accepted (unless friends).
+  void leave_topic(const std::string& name);
+  // Connects to an introduced peer through the relay that introduced it.
+  boost::asio::awaitable<ConnectResult> connect_introduced(const TopicIntroduction& introduction) {
+    return connect(introduction.peer, {introduction.relay});
+  }
 
   // The next incoming stream from a friend.
   boost::asio::awaitable<AcceptResult> accept(

@@ -244,6 +244,17 @@ inline constexpr double connect_burst_per_source = 100.0;
 // 15 s; a listener rejects a burst of connectors at most.
 inline constexpr double control_rate_per_connection = 20.0;  // frames per second
 inline constexpr double control_burst_per_connection = 100.0;
+// Topics (docs/protocol.md 4.9), per listening connection: how many it may join, how fast it
+// may join and leave, how many introductions it may receive per second (a newcomer's join makes
+// one for it and one for each member it meets); per topic: members, and how many of the newest
+// a newcomer meets.
+inline constexpr std::size_t max_topics_per_node = 16;
+inline constexpr std::size_t max_members_per_topic = 1024;
+inline constexpr std::size_t max_introductions_per_join = 32;
+inline constexpr double topic_churn_rate = 10.0;  // joins and leaves per second
+inline constexpr double topic_churn_burst = 20.0;
+inline constexpr double introduction_rate = 32.0;  // introductions received per second
+inline constexpr double introduction_burst = 64.0;
 // User-space buffering per tunnel direction (backpressure beyond it; never dropped).
 inline constexpr std::size_t tunnel_buffer_bytes = 256 * 1024;
 // A tunnel direction that always finds bytes waiting yields its worker after this many bytes,

@@ -163,12 +163,17 @@ asio::awaitable<std::error_code> RelayLink::listen_once() {
   channel_ = std::move(channel);
   keepalive_.emplace(now(), options_.keepalive_interval, options_.dead_peer_timeout);
   rejects_due_.clear();
+  topic_ops_.clear();
+  joins_unanswered_ = 0;
   ec = co_await await_listen_ok(deadline);
   if (!ec && !stopped_) {
     up_ = true;
     up_since_ = now();
     log_.info("relay_up", tags(), {{"relay", ticket_.address.to_string()}});
     if (callbacks_.on_up) callbacks_.on_up();
+    if (!topics_unsupported_) {
+      for (const auto& topic : topics_) topic_ops_.emplace_back(true, topic);
+    }
     open_standby();
     ec = co_await serve();
   }
@@ -236,9 +241,26 @@ asio::awaitable<void> RelayLink::standby_once(std::uint64_t generation) {
   standby_ = std::move(channel);
 }
 
-// The listener's life: one coroutine that sends what is due (rejections, then what the
-// keepalive says: pongs, a ping, or the relay is dead), then receives until the next keepalive
-// decision (a receive timeout loses nothing, so it can be resumed).
+void RelayLink::join_topic(const TopicId& topic) {
+  if (topics_.insert(topic).second) queue_topic(true, topic);
+}
+
+void RelayLink::leave_topic(const TopicId& topic) {
+  if (topics_.erase(topic) != 0) queue_topic(false, topic);
+}
+
+// While down, nothing is queued: the next ListenOk joins what topics_ holds then.
+void RelayLink::queue_topic(bool join, const TopicId& topic) {
+  if (!up_ || topics_unsupported_ || stopped_) return;
+  topic_ops_.emplace_back(join, topic);
+  sleep_.notify();
+}
+
+// The listener's life: one coroutine that sends what is due (rejections, topic joins and
+// leaves, then what the keepalive says: pongs, a ping, or the relay is dead), then waits for a
+// frame, the next keepalive decision or a wake-up (a topic to send), and handles the frame.
+// Waiting for readability rather than in receive() lets a wake-up cut the wait with no frame
+// half read; a frame once begun is read to its end (or its deadline: a timeout loses nothing).
 asio::awaitable<std::error_code> RelayLink::serve() {
   Message message;
   for (;;) {
@@ -246,6 +268,14 @@ asio::awaitable<std::error_code> RelayLink::serve() {
     auto write_deadline = [this] { return Clock::now() + options_.write_stall; };
     for (const auto& from : std::exchange(rejects_due_, {})) {
       const auto bytes = encode(RejectConnection{from});
+      if (auto ec = co_await channel_->send(FrameKind::control, bytes, write_deadline())) {
+        co_return ec;
+      }
+    }
+    for (const auto& [join, topic] : std::exchange(topic_ops_, {})) {
+      const auto bytes =
+          join ? encode(NodeMessage{JoinTopic{topic}}) : encode(NodeMessage{LeaveTopic{topic}});
+      if (join) ++joins_unanswered_;
       if (auto ec = co_await channel_->send(FrameKind::control, bytes, write_deadline())) {
         co_return ec;
       }
@@ -259,11 +289,18 @@ asio::awaitable<std::error_code> RelayLink::serve() {
       const auto kind = next.due == Keepalive::Due::pong ? FrameKind::pong : FrameKind::ping;
       if (auto ec = co_await channel_->send(kind, next.token, write_deadline())) co_return ec;
     }
+    if (!topic_ops_.empty() || !rejects_due_.empty()) continue;  // queued during a send
     const Deadline until = timer_deadline(options_.clock, keepalive_->next_wakeup());
+    if (!co_await wait_readable(until)) continue;
     auto ec = co_await channel_->receive(message, until);
     if (ec == errc::timeout && Clock::now() >= until) continue;  // time for a keepalive check
     if (ec == errc::channel_closed) {
       log_.info("relay_closed", tags(), {{"reason", to_string(message.close_reason)}});
+      if (message.close_reason == CloseReason::protocol_error && joins_unanswered_ > 0) {
+        topics_unsupported_ = true;  // a relay from before topics: listen again without them
+        log_.warn("topics_unsupported", tags(), {{"relay", ticket_.address.to_string()}});
+        if (callbacks_.on_topics_unsupported) callbacks_.on_topics_unsupported();
+      }
       co_return to_error_code(message.close_reason, CloseOrigin::relay);
     }
     if (ec) co_return ec;
@@ -274,8 +311,16 @@ asio::awaitable<std::error_code> RelayLink::serve() {
   }
 }
 
-// One frame from the relay: keepalive frames go to the keepalive, IncomingConnection to the
-// node's decision. Errors are protocol errors (the caller says so and ends the connection).
+asio::awaitable<bool> RelayLink::wait_readable(Deadline until) {
+  if (channel_->mid_frame()) co_return true;
+  channel_->release_idle_memory();
+  auto woken = co_await (channel_->socket().async_wait(tcp::socket::wait_read, await_tuple) ||
+                         sleep_.wait(until));
+  co_return woken.index() == 0;  // readable, or an error that receive() will report
+}
+
+// One frame from the relay: keepalive frames go to the keepalive, control messages to
+// handle_control. Errors are protocol errors (the caller says so and ends the connection).
 std::error_code RelayLink::handle(const Message& message) {
   const auto at = now();
   keepalive_->on_frame_received(at);
@@ -289,19 +334,32 @@ std::error_code RelayLink::handle(const Message& message) {
         if (callbacks_.on_rtt) callbacks_.on_rtt(*rtt);
       }
       return {};
-    case FrameKind::control: {
-      const auto decoded = try_decode_relay_message(message.body);
-      const auto* incoming = decoded ? std::get_if<IncomingConnection>(&*decoded) : nullptr;
-      if (incoming == nullptr) return errc::protocol_error;
-      log_.debug("incoming", tags(), {{"from", incoming->from}});
-      const auto decision = callbacks_.on_incoming
-                                ? callbacks_.on_incoming(incoming->from, incoming->e2e_msg1)
-                                : IncomingDecision::reject;
-      if (decision == IncomingDecision::reject) rejects_due_.push_back(incoming->from);
-      return {};
-    }
+    case FrameKind::control: return handle_control(message.body);
     default: return errc::protocol_error;
   }
+}
+
+// IncomingConnection goes to the node's decision; topic answers and introductions to on_topic.
+std::error_code RelayLink::handle_control(std::span<const std::uint8_t> body) {
+  const auto decoded = try_decode_relay_message(body);
+  if (!decoded) return errc::protocol_error;
+  if (const auto* incoming = std::get_if<IncomingConnection>(&*decoded)) {
+    log_.debug("incoming", tags(), {{"from", incoming->from}});
+    const auto decision = callbacks_.on_incoming
+                              ? callbacks_.on_incoming(incoming->from, incoming->e2e_msg1)
+                              : IncomingDecision::reject;
+    if (decision == IncomingDecision::reject) rejects_due_.push_back(incoming->from);
+    return {};
+  }
+  const bool answer = std::holds_alternative<TopicJoined>(*decoded) ||
+                      std::holds_alternative<TopicRefused>(*decoded);
+  if (!answer && !std::holds_alternative<Introduction>(*decoded) &&
+      !std::holds_alternative<TopicLeft>(*decoded)) {
+    return errc::protocol_error;  // ListenOk again, Connected or Refused on a listener
+  }
+  if (answer && joins_unanswered_ > 0) --joins_unanswered_;
+  if (callbacks_.on_topic) callbacks_.on_topic(*decoded);
+  return {};
 }
 
 }  // namespace strelay

@@ -18,6 +18,12 @@
 // costs one round trip instead of a TCP connect and a handshake. take_standby() hands it out
 // and opens the next one in the background; it is dropped whenever the listen ends.
 //
+// Topics (docs/protocol.md 4.9): the link keeps the set of topic ids the node joined on this
+// relay, sends JoinTopic for each after every ListenOk (membership ends with a listen
+// connection) and JoinTopic / LeaveTopic at once while up, and hands the relay's answers and
+// introductions to on_topic. A relay that answers a join with Close{protocol_error} predates
+// topics: the link says so (on_topics_unsupported) and listens again without them.
+//
 // Timers of a link (all from LinkOptions): the attempt deadline (DNS + TCP + handshake +
 // ListenOk), the keepalive interval and dead-relay timeout while up, the write deadline of each
 // frame, and the backoff sleep. A relay restart, a network change (detected by the keepalive),
@@ -35,6 +41,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <system_error>
 #include <vector>
 
@@ -101,6 +108,10 @@ struct LinkCallbacks {
   std::function<IncomingDecision(const PublicKey& from, const std::optional<E2eMsg1>& e2e_msg1)>
       on_incoming;
   std::function<void(std::chrono::steady_clock::duration rtt)> on_rtt;
+  // TopicJoined, Introduction, TopicRefused or TopicLeft from the relay (for any topic id: the
+  // node drops those it did not join).
+  std::function<void(const RelayMessage& message)> on_topic;
+  std::function<void()> on_topics_unsupported;
 };
 
 class RelayLink : public std::enable_shared_from_this<RelayLink> {
@@ -129,6 +140,10 @@ class RelayLink : public std::enable_shared_from_this<RelayLink> {
   // (Close{replaced}), and that session would pay the fallback.
   void standby_used() { open_standby(); }
   std::optional<std::chrono::steady_clock::duration> rtt() const { return rtt_; }
+  // Topic membership on this relay, kept across reconnections (see above).
+  void join_topic(const TopicId& topic);
+  void leave_topic(const TopicId& topic);
+  bool topics_supported() const { return !topics_unsupported_; }
 
  private:
   boost::asio::awaitable<void> run();
@@ -136,6 +151,11 @@ class RelayLink : public std::enable_shared_from_this<RelayLink> {
   boost::asio::awaitable<std::error_code> await_listen_ok(Deadline deadline);
   boost::asio::awaitable<std::error_code> serve();
   std::error_code handle(const Message& message);
+  std::error_code handle_control(std::span<const std::uint8_t> body);
+  // Waits until the relay sends a byte, `until`, or a wake-up (stop, topics to send); false
+  // without a byte waiting.
+  boost::asio::awaitable<bool> wait_readable(Deadline until);
+  void queue_topic(bool join, const TopicId& topic);
   void open_standby();
   boost::asio::awaitable<void> standby_once(std::uint64_t generation);
   LogTags tags() const { return {0, ticket_.public_key}; }
@@ -148,10 +168,14 @@ class RelayLink : public std::enable_shared_from_this<RelayLink> {
   LinkCallbacks callbacks_;
   Logger& log_;
   Backoff backoff_;
-  Wakeup sleep_;
+  Wakeup sleep_;                        // the backoff's sleep, and serve()'s wait between frames
   std::optional<Channel> channel_;      // the current listener connection (owned by run())
   std::optional<Keepalive> keepalive_;  // of the current connection (owned by run())
   std::vector<PublicKey> rejects_due_;
+  std::set<TopicId> topics_;                         // joined on this relay
+  std::vector<std::pair<bool, TopicId>> topic_ops_;  // (join?, id) due on the connection
+  std::size_t joins_unanswered_ = 0;                 // on the current connection
+  bool topics_unsupported_ = false;                  // the relay closed on a join
   std::optional<std::chrono::steady_clock::duration> rtt_;
   bool stopped_ = false;
   bool up_ = false;

@@ -55,7 +55,27 @@ struct NodeMessage {
     # one per key: a newer standby replaces the older (Close{replaced}); the standby is closed
     # when its listen is replaced (Close{replaced}) or ends (Close{normal}); without a live
     # listen it gets refused{notFound}.
+
+    joinTopic @5 :JoinTopic;
+    # On the listening connection: introduce me to the keys listening here that joined the
+    # same topic id (docs/protocol.md 4.9). Answered with topicJoined then its introductions,
+    # or topicRefused; the listener stays either way.
+
+    leaveTopic @6 :LeaveTopic;
+    # On the listening connection: leave a topic. Answered with topicLeft, also for a topic
+    # not joined.
   }
+}
+
+struct JoinTopic {
+  topicId @0 :Data;
+  # BLAKE2b-256 keyed with the relay's key over "strelay v1 topic" 0x00 name: exactly 32
+  # bytes, never the name. Any other length is a protocol error.
+}
+
+struct LeaveTopic {
+  topicId @0 :Data;
+  # As in joinTopic: exactly 32 bytes.
 }
 
 struct Listen {
@@ -112,7 +132,48 @@ struct RelayMessage {
     refused @3 :Refused;
     # The request failed; the relay then closes the connection (docs/protocol.md lists the
     # close reason that goes with each refuse reason).
+
+    topicJoined @4 :TopicJoined;
+    # The answer to joinTopic; the introductions it announces follow it.
+
+    introduction @5 :Introduction;
+    # Pushed on the listening connection: `peer` joined a topic id this node joined.
+
+    topicRefused @6 :TopicRefused;
+    # joinTopic failed; unlike refused, nothing closes: the listener stays.
+
+    topicLeft @7 :TopicLeft;
+    # The answer to leaveTopic.
   }
+}
+
+struct TopicJoined {
+  topicId @0 :Data;
+  # The topic id joined (32 bytes).
+  members @1 :UInt32;
+  # How many other nodes were members when this one joined.
+  introduced @2 :UInt32;
+  # How many of them (the newest first) the introductions that follow name.
+}
+
+struct Introduction {
+  topicId @0 :Data;
+  # A topic id this node joined (32 bytes).
+  peer @1 :Data;
+  # The introduced node's Ed25519 public key (32 bytes), listening on this relay.
+}
+
+struct TopicRefused {
+  topicId @0 :Data;
+  # The topic id of the refused joinTopic (32 bytes).
+  reason @1 :RefuseReason;
+  # overloaded (this node's topics or the topic's members at their cap), rateLimited (joins
+  # and leaves too fast on this connection) or notAllowed (the allowlist).
+}
+
+struct TopicLeft {
+  topicId @0 :Data;
+  # The topic id left (32 bytes).
 }
 
 struct ListenOk {

@@ -11,99 +11,18 @@
 #include "common/duration.hpp"
 #include "strelay/carrier.hpp"
 #include "strelay/config_file.hpp"
+#include "strelay/config_flags.hpp"
 
 namespace strelay {
+
+using namespace flags;  // strelay/config_flags: the checked option helpers
+
 namespace {
 
 using boost::asio::ip::tcp;
 
-// Upper bounds: far above any sane setting, low enough that a typo (an extra 000) is caught.
-constexpr double max_timeout_seconds = 24 * 3600.0;
-constexpr double min_timeout_seconds = 0.01;  // tests use short timeouts; below 10 ms is noise
-constexpr std::uint64_t max_count = 10'000'000;
-constexpr double max_rate = 1'000'000.0;
-// Tunnel buffer: at least one page, at most 64 MiB per direction (a tunnel holds two).
-constexpr std::uint64_t min_tunnel_buffer = 4096;
-constexpr std::uint64_t max_tunnel_buffer = 64ull * 1024 * 1024;
-// Bandwidth limits: below 16 KiB/s a paced tunnel would wait longer than a second for one
-// chunk (strelay/bandwidth.hpp); above 1 TB/s is a typo.
-constexpr std::uint64_t min_bytes_rate = 16 * 1024;
-constexpr std::uint64_t max_bytes_rate = 1'000'000'000'000ull;
 // RLIMIT_NOFILE may be "infinity"; Linux never allows more than fs.nr_open (2^20 by default).
 constexpr std::uint64_t max_auto_connections = 1ull << 24;
-
-std::string quote_text(std::string_view text) {
-  return "\"" + printable(text.substr(0, 80)) + (text.size() > 80 ? "...\"" : "\"");
-}
-
-std::string format_number(double value) {
-  char buf[32];
-  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
-  return ec == std::errc() ? std::string(buf, end) : std::string("?");
-}
-
-std::string format_seconds(std::chrono::milliseconds ms) {
-  return format_number(static_cast<double>(ms.count()) / 1000.0);
-}
-
-// Whole text, plain decimal: no sign, no spaces, no hex, no "1e3" for counts.
-bool parse_u64(std::string_view text, std::uint64_t& out) {
-  if (text.empty()) return false;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc() && ptr == text.data() + text.size();
-}
-
-bool parse_double(std::string_view text, double& out) {
-  if (text.empty()) return false;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc() && ptr == text.data() + text.size() && std::isfinite(out);
-}
-
-CLI::Validator seconds_between(double lo, double hi) {
-  return CLI::Validator(
-      [lo, hi](std::string& input) -> std::string {
-        double v = 0;
-        if (!parse_double(input, v)) {
-          return quote_text(input) +
-                 " is not a duration: give seconds (30, 0.5) or 10m, 1h30m, 500ms";
-        }
-        if (v < lo || v > hi) {
-          return input + " is out of range: give " + format_number(lo) + " to " +
-                 format_number(hi) + " seconds";
-        }
-        return {};
-      },
-      "");
-}
-
-CLI::Validator count_between(std::uint64_t lo, std::uint64_t hi,
-                             std::string what = "a whole number") {
-  return CLI::Validator(
-      [lo, hi, what](std::string& input) -> std::string {
-        std::uint64_t v = 0;
-        if (!parse_u64(input, v)) return quote_text(input) + " is not " + what;
-        if (v < lo || v > hi) {
-          return input + " is out of range: give " + std::to_string(lo) + " to " +
-                 std::to_string(hi);
-        }
-        return {};
-      },
-      "");
-}
-
-CLI::Validator rate_between(double lo, double hi, std::string unit) {
-  return CLI::Validator(
-      [lo, hi, unit](std::string& input) -> std::string {
-        double v = 0;
-        if (!parse_double(input, v)) return quote_text(input) + " is not a number";
-        if (v < lo || v > hi) {
-          return input + " is out of range: give " + format_number(lo) + " to " +
-                 format_number(hi) + unit;
-        }
-        return {};
-      },
-      "");
-}
 
 CLI::Validator endpoint_validator() {
   return CLI::Validator(
@@ -126,99 +45,6 @@ CLI::Validator public_address_validator() {
         return {};
       },
       "");
-}
-
-CLI::Validator one_of(std::vector<std::string> names) {
-  return CLI::Validator(
-      [names](std::string& input) -> std::string {
-        if (std::find(names.begin(), names.end(), input) != names.end()) return {};
-        std::string list;
-        for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-        return quote_text(input) + " is not one of " + list;
-      },
-      "");
-}
-
-// "10m" -> "600": runs before the range check, which then sees seconds.
-CLI::Validator duration_to_seconds() {
-  return CLI::Validator(
-      [](std::string& input) -> std::string {
-        if (const auto seconds = parse_duration_seconds(input)) input = format_number(*seconds);
-        return {};
-      },
-      "");
-}
-
-void add_seconds(CLI::App& app, const std::string& flag, std::chrono::milliseconds& target,
-                 const std::string& help, double lo = min_timeout_seconds,
-                 double hi = max_timeout_seconds) {
-  app.add_option_function<double>(
-         flag,
-         [&target](double s) { target = std::chrono::milliseconds(std::llround(s * 1000.0)); },
-         help)
-      ->transform(duration_to_seconds())
-      ->check(seconds_between(lo, hi))
-      ->default_str(format_seconds(target))
-      ->type_name("SECONDS");
-}
-
-template <class T>
-void add_count(CLI::App& app, const std::string& flag, T& target, const std::string& help,
-               std::uint64_t lo, std::uint64_t hi) {
-  app.add_option(flag, target, help)
-      ->check(count_between(lo, hi))
-      ->capture_default_str()
-      ->type_name("N");
-}
-
-// A byte rate: a whole number with an optional suffix k, M, G (powers of 1000) or Ki, Mi, Gi
-// (powers of 1024), bytes per second; 0 is no limit.
-std::optional<std::uint64_t> parse_bytes_rate(std::string_view text) {
-  static constexpr std::pair<std::string_view, std::uint64_t> suffixes[] = {
-      {"Ki", 1ull << 10}, {"Mi", 1ull << 20}, {"Gi", 1ull << 30},
-      {"k", 1000},        {"M", 1000'000},    {"G", 1000'000'000}};
-  std::uint64_t scale = 1;
-  for (const auto& [suffix, factor] : suffixes) {
-    if (text.size() > suffix.size() && text.ends_with(suffix)) {
-      text.remove_suffix(suffix.size());
-      scale = factor;
-      break;
-    }
-  }
-  std::uint64_t value = 0;
-  if (!parse_u64(text, value) || value > max_bytes_rate / scale) return std::nullopt;
-  return value * scale;
-}
-
-void add_bytes_rate(CLI::App& app, const std::string& flag, std::uint64_t& target,
-                    const std::string& help) {
-  app.add_option_function<std::string>(
-         flag, [&target](const std::string& v) { target = parse_bytes_rate(v).value_or(0); }, help)
-      ->check(CLI::Validator(
-          [](std::string& input) -> std::string {
-            const auto rate = parse_bytes_rate(input);
-            if (!rate) {
-              return quote_text(input) +
-                     " is not a byte rate (a whole number of bytes per "
-                     "second, with an optional k, M, G, Ki, Mi or Gi)";
-            }
-            if (*rate != 0 && *rate < min_bytes_rate) {
-              return input + " is below " + std::to_string(min_bytes_rate) +
-                     " bytes per second (0 is no limit)";
-            }
-            return {};
-          },
-          ""))
-      ->default_str("0")
-      ->type_name("BYTES/S");
-}
-
-void add_rate(CLI::App& app, const std::string& flag, double& target, const std::string& help,
-              double lo, double hi, const std::string& unit) {
-  app.add_option(flag, target, help)
-      ->check(rate_between(lo, hi, unit))
-      ->capture_default_str()
-      ->type_name("N");
 }
 
 CLI::Validator websocket_path_validator() {
@@ -390,6 +216,24 @@ void setup_limits(CLI::App& app, RelayLimits& l) {
   add_seconds(*g, "--keepalive-interval", l.keepalive_interval, "Ping after this much silence");
   add_seconds(*g, "--dead-peer-timeout", l.dead_peer_timeout,
               "Close a connection silent for this long");
+  add_count(*g, "--max-topics-per-node", l.max_topics_per_node,
+            "Topics one listening node may be in; past it: TopicRefused{overloaded}", 1, max_count);
+  add_count(*g, "--max-members-per-topic", l.max_members_per_topic,
+            "Members of one topic; past it: TopicRefused{overloaded}", 1, max_count);
+  add_count(*g, "--max-introductions-per-join", l.max_introductions_per_join,
+            "A newcomer meets at most this many of a topic's newest members", 1, max_count);
+  add_rate(*g, "--topic-churn-rate", l.topic_churn_rate,
+           "Topic joins and leaves per second per listening node; past it: "
+           "TopicRefused{rate_limited}",
+           0.001, max_rate, " per second");
+  add_rate(*g, "--topic-churn-burst", l.topic_churn_burst, "Topic join and leave burst", 1,
+           max_rate, "");
+  add_rate(*g, "--introduction-rate", l.introduction_rate,
+           "Introductions per second to one listening node; a pair either end cannot take is "
+           "not introduced (counted)",
+           0.001, max_rate, " per second");
+  add_rate(*g, "--introduction-burst", l.introduction_burst, "Introduction burst per node", 1,
+           max_rate, "");
   add_seconds(*g, "--drain-timeout", l.drain_timeout,
               "SIGTERM: how long running tunnels get to finish (listeners are told at once; a "
               "second SIGTERM ends the drain)",

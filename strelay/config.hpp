@@ -70,6 +70,14 @@ struct RelayLimits {
   std::chrono::milliseconds drain_timeout = drain_deadline;
   std::uint64_t global_rate = 0;  // --global-rate, bytes per second for the whole relay; 0: none
   std::uint64_t tunnel_rate = 0;  // --tunnel-rate, bytes per second per tunnel direction; 0: none
+  // Topics (docs/protocol.md 4.9), per listening connection unless said
+  std::size_t max_topics_per_node = strelay::max_topics_per_node;
+  std::size_t max_members_per_topic = strelay::max_members_per_topic;  // per topic
+  std::size_t max_introductions_per_join = strelay::max_introductions_per_join;
+  double topic_churn_rate = strelay::topic_churn_rate;  // joins and leaves per second
+  double topic_churn_burst = strelay::topic_churn_burst;
+  double introduction_rate = strelay::introduction_rate;  // introductions received per second
+  double introduction_burst = strelay::introduction_burst;
 
   friend bool operator==(const RelayLimits&, const RelayLimits&) = default;
 };

@@ -64,6 +64,11 @@ ServerSettings to_server_settings(const RelayOptions& options, std::uint64_t nof
   s.pairing.half_tunnel_ttl = l.half_tunnel_ttl;
   s.pairing.connect_rate = l.connect_rate_per_minute / 60.0;
   s.pairing.connect_burst = l.connect_burst;
+  s.pairing.topics = {l.max_topics_per_node, l.max_members_per_topic, l.max_introductions_per_join};
+  s.pairing.topic_churn_rate = l.topic_churn_rate;
+  s.pairing.topic_churn_burst = l.topic_churn_burst;
+  s.pairing.introduction_rate = l.introduction_rate;
+  s.pairing.introduction_burst = l.introduction_burst;
   s.tunnel.buffer_bytes = l.tunnel_buffer;
   s.tunnel.clamp_socket_buffers = l.tunnel_clamp_socket_buffers;
   s.bandwidth = {l.global_rate, l.tunnel_rate};

@@ -56,6 +56,11 @@ enum class LimitReason : std::uint8_t {
   http_per_source,          // the HTTP endpoint's per-source cap
   http_idle_closed,         // an idle HTTP keep-alive connection closed to make room
   not_allowed_tunnel,       // a tunnel stopped by a reload that revoked one end's key
+  // issue 18, topics:
+  topics_per_node,    // a join beyond the node's topics
+  members_per_topic,  // a join into a full topic
+  topic_churn,        // joins and leaves too fast on one listening connection
+  introductions,      // a pair not introduced: an end's introduction rate was spent
 };
 enum class ConnectOutcome : std::uint8_t {
   connected,
@@ -133,7 +138,11 @@ STRELAY_LABELS(LimitReason, {LimitReason::pending_total, "pending_total"},
                {LimitReason::control_rate, "control_rate"},
                {LimitReason::http_per_source, "http_per_source"},
                {LimitReason::http_idle_closed, "http_idle_closed"},
-               {LimitReason::not_allowed_tunnel, "not_allowed_tunnel"});
+               {LimitReason::not_allowed_tunnel, "not_allowed_tunnel"},
+               {LimitReason::topics_per_node, "topics_per_node"},
+               {LimitReason::members_per_topic, "members_per_topic"},
+               {LimitReason::topic_churn, "topic_churn"},
+               {LimitReason::introductions, "introductions"});
 // Close reasons have one name table, beside the enum (common/protocol.hpp): their labels are it.
 template <>
 struct MetricLabels<CloseReason> {
@@ -303,6 +312,8 @@ struct Metrics {
   Gauge listeners;                 // keys with a live Listen
   Gauge half_tunnels;              // Connects waiting for the listener's Accept
   Gauge standbys;                  // listeners' parked standby connections (issue 17.2)
+  Gauge topics;                    // topic ids with at least one member (never the ids)
+  Gauge topic_memberships;         // (listener, topic) pairs
   Gauge tunnels;                   // paired pipes
   Gauge tunnel_buffered_bytes;     // user-space bytes held in tunnel buffers, both directions
   Gauge listen_sockets;            // bound --laddr sockets

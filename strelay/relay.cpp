@@ -115,6 +115,8 @@ void Relay::dispatch_locked(Actions actions) {
   metrics_.listeners.set(static_cast<std::int64_t>(state_.listeners()));
   metrics_.half_tunnels.set(static_cast<std::int64_t>(state_.half_tunnels()));
   metrics_.standbys.set(static_cast<std::int64_t>(state_.standbys()));
+  metrics_.topics.set(static_cast<std::int64_t>(state_.topics()));
+  metrics_.topic_memberships.set(static_cast<std::int64_t>(state_.topic_memberships()));
   auto find = [this](ConnId id) -> std::shared_ptr<RelayMember> {
     auto it = sessions_.find(id);
     return it == sessions_.end() ? nullptr : it->second.lock();
@@ -159,10 +161,15 @@ void Relay::dispatch_locked(Actions actions) {
 
 // The pairing table's own limit hits (which cap refused, or which fair share cut), by reason.
 void Relay::count_pairing_limits_locked() {
-  static constexpr LimitReason reasons[pairing_limit_count] = {
-      LimitReason::listeners_per_source, LimitReason::half_tunnels_per_source,
-      LimitReason::half_tunnels_per_target, LimitReason::half_tunnels,
-      LimitReason::connect_rate_per_source};
+  static constexpr LimitReason reasons[pairing_limit_count] = {LimitReason::listeners_per_source,
+                                                               LimitReason::half_tunnels_per_source,
+                                                               LimitReason::half_tunnels_per_target,
+                                                               LimitReason::half_tunnels,
+                                                               LimitReason::connect_rate_per_source,
+                                                               LimitReason::topics_per_node,
+                                                               LimitReason::members_per_topic,
+                                                               LimitReason::topic_churn,
+                                                               LimitReason::introductions};
   const auto hits = state_.take_limit_hits();
   for (std::size_t i = 0; i < pairing_limit_count; ++i) {
     if (hits[i] != 0) metrics_.limit_hits_total.inc(reasons[i], hits[i]);

@@ -31,6 +31,7 @@ RelayState::RelayState(const PairingLimits& limits, const HashKey& hash_key)
     : limits_(limits),
       listeners_(0, KeyedHash(hash_key)),
       standbys_(0, KeyedHash(hash_key)),
+      topics_(hash_key, limits.topics),
       by_target_(0, KeyedHash(hash_key)),
       by_pair_(0, PairHash{KeyedHash(hash_key)}),
       rates_(0, KeyedHash(hash_key)),
@@ -54,6 +55,8 @@ Actions RelayState::handle(ConnId conn, const PublicKey& self, const NodeMessage
           [&](const Accept& m) { return accept(conn, self, m.from, now, m.e2e_msg1); },
           [&](const RejectConnection& m) { return reject(conn, m.from, now); },
           [&](const Standby&) { return standby(conn, self, now); },
+          [&](const JoinTopic& m) { return join_topic(conn, m.topic, now); },
+          [&](const LeaveTopic& m) { return leave_topic(conn, m.topic, now); },
       },
       message);
 }
@@ -81,6 +84,7 @@ Actions RelayState::listen(ConnId conn, const PublicKey& self, TimePoint now, co
     forget_listener_source(old->second);
     listener_keys_.erase(old->second);
     early_e2e_listeners_.erase(old->second);
+    forget_listener_topics(old->second);
     listeners_.erase(old);
   }
   listeners_.emplace(self, conn);
@@ -269,7 +273,14 @@ std::optional<TimePoint> RelayState::next_deadline() const {
 void RelayState::set_limits(const PairingLimits& limits) {
   (void)TokenBucket(limits.connect_rate, limits.connect_burst);  // validate before changing
   (void)TokenBucket(limits.connect_rate_per_source, limits.connect_burst_per_source);
+  (void)TokenBucket(limits.topic_churn_rate, limits.topic_churn_burst);
+  (void)TokenBucket(limits.introduction_rate, limits.introduction_burst);
   limits_ = limits;
+  topics_.set_limits(limits.topics);
+  for (auto& [conn, buckets] : topic_buckets_) {
+    buckets.churn.set_rate(limits.topic_churn_rate, limits.topic_churn_burst);
+    buckets.introductions.set_rate(limits.introduction_rate, limits.introduction_burst);
+  }
   for (auto& [key, entry] : rates_)
     entry.bucket.set_rate(limits.connect_rate, limits.connect_burst);
   for (auto& [key, entry] : source_rates_)
@@ -311,7 +322,8 @@ std::size_t RelayState::index_entries() const {
                   tunnels_.size() + by_target_.size() + by_pair_.size() + by_deadline_.size() +
                   rates_.size() + rate_lru_.size() + listener_sources_.size() +
                   listener_counts_.entries() + half_tunnel_counts_.entries() +
-                  tunnels_by_site_.size() + source_rates_.size() + source_rate_lru_.size();
+                  tunnels_by_site_.size() + source_rates_.size() + source_rate_lru_.size() +
+                  topics_.index_entries() + topic_buckets_.size();
   for (const auto& [key, pending] : by_target_) n += pending.size();
   for (const auto& [key, pending] : by_pair_) n += pending.size();
   return n;
@@ -430,6 +442,7 @@ void RelayState::drop_listener(Actions& out, ConnId conn) {
   listeners_.erase(target);
   listener_keys_.erase(key);
   early_e2e_listeners_.erase(conn);
+  forget_listener_topics(conn);
   drop_standby(out, target, CloseReason::normal);  // its listen ended
   for (const ConnId connector : pending_to(target)) {
     remove_tunnel(connector);

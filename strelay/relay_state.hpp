@@ -84,6 +84,7 @@
 #include "common/messages.hpp"
 #include "common/protocol.hpp"
 #include "strelay/limits.hpp"
+#include "strelay/topics.hpp"
 
 namespace strelay {
 
@@ -102,6 +103,15 @@ struct PairingLimits {
   std::size_t half_tunnels_per_target = max_half_tunnels_per_target;  // beyond: overloaded
   double connect_rate_per_source = strelay::connect_rate_per_source;  // per host: rate_limited
   double connect_burst_per_source = strelay::connect_burst_per_source;
+  TopicLimits topics;  // topics per node, members per topic, introductions per join
+  // Joins and leaves per second per listening connection; beyond: TopicRefused{rate_limited}
+  // (a leave still leaves).
+  double topic_churn_rate = strelay::topic_churn_rate;
+  double topic_churn_burst = strelay::topic_churn_burst;
+  // Introductions sent to one listening connection per second; a pair is introduced only when
+  // both of its ends have a token, so a flood of newcomers cannot flood a member.
+  double introduction_rate = strelay::introduction_rate;
+  double introduction_burst = strelay::introduction_burst;
 };
 
 // Which pairing limit refused a request, for the limit_hits_total metric.
@@ -111,8 +121,12 @@ enum class PairingLimit {
   half_tunnels_per_target,
   half_tunnels_total,  // refused, or a heavier source's oldest was cut (fair share)
   connect_rate_per_source,
+  topics_per_node,    // a join beyond the node's topics (issue 18)
+  members_per_topic,  // a join into a full topic
+  topic_churn,        // joins and leaves too fast on one listening connection
+  introductions,      // a pair not introduced: one of its ends had no introduction token
 };
-inline constexpr std::size_t pairing_limit_count = 5;
+inline constexpr std::size_t pairing_limit_count = 9;
 
 // Send `message` on connection `to`.
 struct SendTo {
@@ -174,6 +188,11 @@ class RelayState {
   Actions standby(ConnId conn, const PublicKey& self, TimePoint now);
   // On a listening connection; the listener's key is the one it listened with.
   Actions reject(ConnId conn, const PublicKey& from, TimePoint now);
+  // On a listening connection (else a protocol error): TopicJoined and an Introduction each
+  // way per member introduced, or TopicRefused; the listener stays (docs/protocol.md 4.9).
+  Actions join_topic(ConnId conn, const TopicId& topic, TimePoint now);
+  // On a listening connection: TopicLeft, also for a topic not joined.
+  Actions leave_topic(ConnId conn, const TopicId& topic, TimePoint now);
 
   // The connection is gone, whatever its role (or none): idempotent.
   Actions disconnect(ConnId conn, TimePoint now);
@@ -197,6 +216,8 @@ class RelayState {
   std::size_t listeners() const { return listeners_.size(); }
   std::size_t half_tunnels() const { return tunnels_.size(); }
   std::size_t standbys() const { return standbys_.size(); }
+  std::size_t topics() const { return topics_.topics(); }
+  std::size_t topic_memberships() const { return topics_.memberships(); }
   std::size_t rate_entries() const { return rates_.size(); }
   // Limit hits since the last call, by PairingLimit (the caller adds them to its metrics).
   std::array<std::uint64_t, pairing_limit_count> take_limit_hits();
@@ -248,6 +269,16 @@ class RelayState {
   // A Listen's or Standby's first checks: a connection that has a role already is a protocol
   // error, a key not allowed is refused. True when `out` holds the answer.
   bool first_request_fails(Actions& out, ConnId conn, const PublicKey& self);
+  // A listener's topics end with its role (replaced or gone); the next listen joins again.
+  void forget_listener_topics(ConnId conn);
+  // One of the listener's topic_churn tokens; false (counted) when it has none left.
+  bool take_topic_token(ConnId conn, TimePoint now);
+  // A listening connection's topic buckets, made at its first join or leave.
+  struct TopicBuckets {
+    TokenBucket churn;
+    TokenBucket introductions;
+  };
+  TopicBuckets& topic_buckets(ConnId conn);
   // Closes `key`'s standby, if any, with `reason`.
   void drop_standby(Actions& out, const PublicKey& key, CloseReason reason);
   void drop_listener(Actions& out, ConnId conn);
@@ -273,7 +304,9 @@ class RelayState {
   // Standbys told to close (replaced, or their listen ended) until they go: their one Accept
   // may already be on its way, and must not pair a connection that is closing.
   std::unordered_set<ConnId> closed_standbys_;
-  std::unordered_map<ConnId, HalfTunnel> tunnels_;  // connector -> half-tunnel
+  TopicTable topics_;                                       // listening connections' topics
+  std::unordered_map<ConnId, TopicBuckets> topic_buckets_;  // listener -> its rates
+  std::unordered_map<ConnId, HalfTunnel> tunnels_;          // connector -> half-tunnel
   // target -> (seq -> connector): for announcing to a new listener and for peer_gone.
   std::unordered_map<PublicKey, std::map<std::uint64_t, ConnId>, KeyedHash> by_target_;
   // (target, from) -> connectors, oldest first: for accept and reject.

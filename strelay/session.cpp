@@ -408,8 +408,9 @@ asio::awaitable<bool> Session::handle_frame(const Message& message) {
       co_return true;
     }
     case FrameKind::control: {
-      // Only a listener may speak after its first request (RejectConnection), and a standby
-      // once (Accept); the pairing table answers anything else with Close{protocol_error}.
+      // Only a listener may speak after its first request (RejectConnection, JoinTopic,
+      // LeaveTopic), and a standby once (Accept); the pairing table answers anything else with
+      // Close{protocol_error}.
       if (role_ != Role::listener && role_ != Role::standby) co_return false;
       auto request = try_decode_node_message(message.body);
       if (!request) co_return false;

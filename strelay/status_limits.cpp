@@ -48,6 +48,13 @@ std::vector<LimitValue> describe_limits(const RelayLimits& l, std::uint64_t nofi
       {"drain_timeout_seconds", seconds(l.drain_timeout)},
       {"global_rate_bytes_per_second", static_cast<double>(l.global_rate)},  // 0: none
       {"tunnel_rate_bytes_per_second", static_cast<double>(l.tunnel_rate)},  // per direction
+      {"max_topics_per_node", count(l.max_topics_per_node)},
+      {"max_members_per_topic", count(l.max_members_per_topic)},
+      {"max_introductions_per_join", count(l.max_introductions_per_join)},
+      {"topic_churn_rate_per_second", l.topic_churn_rate},
+      {"topic_churn_burst", l.topic_churn_burst},
+      {"introduction_rate_per_second", l.introduction_rate},
+      {"introduction_burst", l.introduction_burst},
   };
 }
 

@@ -206,6 +206,41 @@ TEST_CASE("the documented byte layouts (docs/protocol.md 4.2) are what the encod
   auto not_found = from_hex(doc_refused_not_allowed);
   not_found[32] = 0;  // "notFound = 0 gives a last word of zeros"
   CHECK(encode(RelayMessage{Refused{RefuseReason::not_found}}) == not_found);
+  // The topic messages (4.9), T = 32 bytes of 0x74.
+  TopicId t{};
+  t.fill(0x74);
+  auto topic_keyed = [&](std::uint8_t discriminant) {
+    auto bytes = doc_keyed(discriminant);
+    std::fill(bytes.begin() + 40, bytes.end(), std::uint8_t{0x74});
+    return bytes;
+  };
+  CHECK(encode(NodeMessage{JoinTopic{t}}) == topic_keyed(5));
+  CHECK(encode(NodeMessage{LeaveTopic{t}}) == topic_keyed(6));
+  CHECK(encode(RelayMessage{TopicLeft{t}}) == topic_keyed(7));
+  std::string t_words;
+  for (int i = 0; i < 32; ++i) t_words += "74";
+  CHECK(encode(RelayMessage{TopicJoined{t, 3, 2}}) == from_hex("0000000009000000"
+                                                               "0000000001000100"
+                                                               "0400000000000000"
+                                                               "0000000001000100"
+                                                               "0300000002000000"
+                                                               "0100000002010000" +
+                                                               t_words));
+  CHECK(encode(RelayMessage{TopicRefused{t, RefuseReason::overloaded}}) ==
+        from_hex("0000000009000000"
+                 "0000000001000100"
+                 "0600000000000000"
+                 "0000000001000100"
+                 "0500000000000000"
+                 "0100000002010000" +
+                 t_words));
+  CHECK(encode(RelayMessage{Introduction{t, k}}) == from_hex("000000000d000000"
+                                                             "0000000001000100"
+                                                             "0500000000000000"
+                                                             "0000000000000200"
+                                                             "0500000002010000"
+                                                             "1100000002010000" +
+                                                             t_words + std::string(doc_key_hex)));
   // And they decode back (so the sizes the doc gives, 32, 72 and 40, are whole messages).
   CHECK(try_decode_node_message(doc_keyed(3)).value() == NodeMessage{RejectConnection{k}});
   CHECK(from_hex(doc_listen).size() == 32);
@@ -375,11 +410,11 @@ TEST_CASE("keys must be exactly 32 bytes of a valid Ed25519 point") {
 TEST_CASE("an unknown union member or refuse reason is a protocol error") {
   const auto key = make_key();
   ConnectBuilder b{key};
-  b.discriminant = 5;  // a request kind from a newer client
+  b.discriminant = 8;  // a kind from a newer peer, either way
   CHECK(is_protocol_error(serialise(b.segment())));
-  b.discriminant = 4;  // standby: a node message, but never a relay message
-  CHECK(try_decode_node_message(serialise(b.segment())).value() == NodeMessage{Standby{}});
-  CHECK(try_decode_relay_message(serialise(b.segment())).error() == errc::protocol_error);
+  b.discriminant = 7;  // topicLeft: a relay message, but never a node message
+  CHECK(try_decode_node_message(serialise(b.segment())).error() == errc::protocol_error);
+  CHECK(try_decode_relay_message(serialise(b.segment())).has_value());
   b.discriminant = 0xFFFF;
   CHECK(is_protocol_error(serialise(b.segment())));
 

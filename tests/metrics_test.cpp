@@ -202,9 +202,9 @@ TEST_CASE("the status JSON parses and has every gauge, counter, rate and limit")
   CHECK(j["start_time"] == "2024-05-01T12:00:00Z");
   CHECK(j["uptime_seconds"].get<std::int64_t>() >= 0);
   CHECK(j["listen_addresses"] == nlohmann::json::array({"0.0.0.0:4567", "[::]:4567"}));
-  for (const auto& gauge :
-       {"connections", "pending_handshakes", "listeners", "half_tunnels", "standbys", "tunnels",
-        "tunnel_buffered_bytes", "listen_sockets", "allowlist_keys"}) {
+  for (const auto& gauge : {"connections", "pending_handshakes", "listeners", "half_tunnels",
+                            "standbys", "tunnels", "tunnel_buffered_bytes", "listen_sockets",
+                            "allowlist_keys", "topics", "topic_memberships"}) {
     CHECK_MESSAGE(j["gauges"].contains(gauge), gauge);
   }
   CHECK(j["gauges"]["tunnels"] == 2);
@@ -212,7 +212,7 @@ TEST_CASE("the status JSON parses and has every gauge, counter, rate and limit")
   CHECK(j["counters"]["closes_total"].size() == 13);
   CHECK(j["counters"]["listen_total"] == 1);
   CHECK(j["counters"]["handshakes_total"].size() == 6);
-  CHECK(j["counters"]["limit_hits_total"].size() == 18);  // every LimitReason, issue 14 included
+  CHECK(j["counters"]["limit_hits_total"].size() == 22);  // every LimitReason, topics included
   CHECK(j["counters"]["connect_outcomes_total"].size() == 9);
   CHECK(j["rates"]["accepts_per_second"] == 1.0);
   CHECK(j["process"]["open_fds"] == 10);

@@ -15,6 +15,7 @@
 #include "common/coro.hpp"
 #include "common/errors.hpp"
 #include "support/loopback.hpp"
+#include "support/node_fixture.hpp"
 #include "support/relay_client.hpp"
 
 using namespace strelay;
@@ -26,26 +27,12 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-RelayTicket ticket_of(const RelayProcess& relay) {
-  return {relay.address().key, Address{"127.0.0.1", relay.address().endpoint.port()}};
-}
-
 // A port with nothing listening: bound, then closed.
 RelayTicket dead_ticket() {
   asio::io_context ioc;
   tcp::acceptor acceptor(ioc, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
   const auto port = acceptor.local_endpoint().port();
   return {Identity::generate().public_key(), Address{"127.0.0.1", port}};
-}
-
-// Small timers so that reconnection is observable in a second or two.
-NodeOptions fast_options() {
-  NodeOptions options;
-  options.backoff = {.initial = 100ms, .cap = 1000ms, .stable_after = 500ms};
-  options.connect_timeout = 2s;
-  options.outcome_timeout = 5s;
-  options.stream.close_linger = 500ms;
-  return options;
 }
 
 // Records every event with its time.
@@ -78,28 +65,6 @@ struct Recorder : NodeObserver {
     return n;
   }
 };
-
-asio::awaitable<void> sleep_for(Clock::duration d) {
-  asio::steady_timer timer(co_await asio::this_coro::executor, d);
-  co_await timer.async_wait(await_tuple);
-}
-
-// Polls `condition` every 10 ms; true if it held before `limit`.
-template <class Condition>
-asio::awaitable<bool> eventually(Condition condition, Clock::duration limit) {
-  const auto until = Clock::now() + limit;
-  while (!condition()) {
-    if (Clock::now() >= until) co_return false;
-    co_await sleep_for(10ms);
-  }
-  co_return true;
-}
-
-// A named vector: GCC 12 cannot keep a braced list alive across a co_await.
-template <class... T>
-std::vector<RelayTicket> list(const T&... tickets) {
-  return std::vector<RelayTicket>{tickets...};
-}
 
 bool relay_up(const Node& node, std::uint16_t port) {
   for (const auto& status : node.relays()) {
@@ -145,8 +110,8 @@ struct Nodes {
   Node connector;
   Recorder events;
   explicit Nodes(asio::any_io_executor ex)
-      : listener(ex, Identity::generate(), log, fast_options()),
-        connector(ex, Identity::generate(), log, fast_options()) {
+      : listener(ex, Identity::generate(), log, fast_node_options()),
+        connector(ex, Identity::generate(), log, fast_node_options()) {
     listener.set_friends({connector.public_key()});
     listener.set_observer(&events);
     connector.set_observer(&events);
@@ -162,8 +127,7 @@ TEST_CASE("a friend connects through a relay and bytes flow both ways end to end
       [&]() -> asio::awaitable<void> {
         Nodes nodes(co_await asio::this_coro::executor);
         nodes.listener.listen({ticket});
-        REQUIRE(
-            co_await eventually([&] { return relay_up(nodes.listener, ticket.address.port); }, 5s));
+        REQUIRE(co_await soon([&] { return relay_up(nodes.listener, ticket.address.port); }, 5s));
         ConnectResult result;
         const auto echoed = co_await echo_once(nodes.connector, nodes.listener, list(ticket),
                                                "hello, friend", result);
@@ -172,7 +136,7 @@ TEST_CASE("a friend connects through a relay and bytes flow both ways end to end
         REQUIRE(result.via);
         CHECK(*result.via == ticket);
         CHECK(nodes.events.count("peer_connected", ticket.address.port) == 2);  // both sides
-        CHECK(co_await eventually([&] { return nodes.events.count("peer_gone", 0) == 2; }, 2s));
+        CHECK(co_await soon([&] { return nodes.events.count("peer_gone", 0) == 2; }, 2s));
         for (const auto& e : nodes.events.events) {
           if (e.what == "peer_gone") CHECK_FALSE(e.error);  // a clean end on both sides
         }
@@ -187,7 +151,7 @@ TEST_CASE("connect fails over a dead relay and a relay where the peer is not lis
       [&]() -> asio::awaitable<void> {
         Nodes nodes(co_await asio::this_coro::executor);
         nodes.listener.listen({ticket_of(relay)});
-        REQUIRE(co_await eventually(
+        REQUIRE(co_await soon(
             [&] { return relay_up(nodes.listener, ticket_of(relay).address.port); }, 5s));
         ConnectResult result;
         const auto echoed = co_await echo_once(nodes.connector, nodes.listener,
@@ -233,7 +197,7 @@ TEST_CASE("a stranger is rejected by the listener, and the connector stops askin
         Nodes nodes(co_await asio::this_coro::executor);
         nodes.listener.set_friends({});  // nobody
         nodes.listener.listen({ticket_of(relay1), ticket_of(relay2)});
-        REQUIRE(co_await eventually(
+        REQUIRE(co_await soon(
             [&] {
               return relay_up(nodes.listener, ticket_of(relay1).address.port) &&
                      relay_up(nodes.listener, ticket_of(relay2).address.port);
@@ -281,17 +245,14 @@ TEST_CASE("the listener comes back within the backoff cap after its relay restar
       [&]() -> asio::awaitable<void> {
         Nodes nodes(co_await asio::this_coro::executor);
         nodes.listener.listen({ticket});
-        REQUIRE(
-            co_await eventually([&] { return relay_up(nodes.listener, ticket.address.port); }, 5s));
+        REQUIRE(co_await soon([&] { return relay_up(nodes.listener, ticket.address.port); }, 5s));
         co_await sleep_for(600ms);  // a stable listen: the backoff starts afresh
         relay.kill();
-        REQUIRE(co_await eventually([&] { return !relay_up(nodes.listener, ticket.address.port); },
-                                    2s));
+        REQUIRE(co_await soon([&] { return !relay_up(nodes.listener, ticket.address.port); }, 2s));
         co_await sleep_for(300ms);  // a few attempts fail while the relay is down
         relay.restart();
         const auto restarted = Clock::now();
-        REQUIRE(
-            co_await eventually([&] { return relay_up(nodes.listener, ticket.address.port); }, 5s));
+        REQUIRE(co_await soon([&] { return relay_up(nodes.listener, ticket.address.port); }, 5s));
         // The cap is 1 s: the next attempt comes at most 1 s after the restart (plus its own
         // connect and handshake on loopback).
         CHECK(Clock::now() - restarted < 1500ms);
@@ -310,21 +271,21 @@ TEST_CASE("a relay that stops answering is declared dead, and the listener retur
       [&]() -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
         Logger log(Logger::Options{.level = LogLevel::warn});
-        auto options = fast_options();
+        auto options = fast_node_options();
         options.relay_keepalive_interval = 100ms;
         options.relay_dead_peer_timeout = 400ms;
         Node listener(ex, Identity::generate(), log, options);
         Recorder events;
         listener.set_observer(&events);
         listener.listen({ticket});
-        REQUIRE(co_await eventually([&] { return relay_up(listener, ticket.address.port); }, 5s));
+        REQUIRE(co_await soon([&] { return relay_up(listener, ticket.address.port); }, 5s));
         relay.signal(SIGSTOP);  // a hung relay, or a network that silently dropped us
         const auto stopped = Clock::now();
-        REQUIRE(co_await eventually([&] { return !relay_up(listener, ticket.address.port); }, 3s));
+        REQUIRE(co_await soon([&] { return !relay_up(listener, ticket.address.port); }, 3s));
         CHECK(Clock::now() - stopped >= 300ms);
         CHECK(events.events.back().error == errc::peer_gone);
         relay.signal(SIGCONT);
-        CHECK(co_await eventually([&] { return relay_up(listener, ticket.address.port); }, 5s));
+        CHECK(co_await soon([&] { return relay_up(listener, ticket.address.port); }, 5s));
         listener.set_observer(nullptr);
       }(),
       20s);
@@ -337,11 +298,10 @@ TEST_CASE("reconnect_now re-listens at once, with a fresh backoff") {
       [&]() -> asio::awaitable<void> {
         Nodes nodes(co_await asio::this_coro::executor);
         nodes.listener.listen({ticket});
-        REQUIRE(
-            co_await eventually([&] { return relay_up(nodes.listener, ticket.address.port); }, 5s));
+        REQUIRE(co_await soon([&] { return relay_up(nodes.listener, ticket.address.port); }, 5s));
         const auto ups = nodes.events.count("up", ticket.address.port);
         nodes.listener.reconnect_now();
-        CHECK(co_await eventually(
+        CHECK(co_await soon(
             [&] { return nodes.events.count("up", ticket.address.port) == ups + 1; }, 2s));
         CHECK(nodes.events.count("down", ticket.address.port) == 0);  // no retry delay
       }(),
@@ -355,8 +315,7 @@ TEST_CASE("stop_listening ends the listen: new connects find nobody, accept() re
       [&]() -> asio::awaitable<void> {
         Nodes nodes(co_await asio::this_coro::executor);
         nodes.listener.listen({ticket});
-        REQUIRE(
-            co_await eventually([&] { return relay_up(nodes.listener, ticket.address.port); }, 5s));
+        REQUIRE(co_await soon([&] { return relay_up(nodes.listener, ticket.address.port); }, 5s));
         nodes.listener.stop_listening();
         auto in = co_await nodes.listener.accept();
         CHECK(in.error == errc::channel_closed);
@@ -378,12 +337,12 @@ TEST_CASE("an accept whose standby the relay closed falls back to a new connecti
         const auto seed = Identity::generate();
         Logger log{Logger::Options{.level = LogLevel::warn}};
         Node listener(co_await asio::this_coro::executor, Identity::from_seed(seed.seed()), log,
-                      fast_options());
+                      fast_node_options());
         Node connector(co_await asio::this_coro::executor, Identity::generate(), log,
-                       fast_options());
+                       fast_node_options());
         listener.set_friends({connector.public_key()});
         listener.listen({ticket});
-        REQUIRE(co_await eventually([&] { return relay_up(listener, ticket.address.port); }, 5s));
+        REQUIRE(co_await soon([&] { return relay_up(listener, ticket.address.port); }, 5s));
         // Park a standby of the listener's key after the node's own: the node's is closed.
         // (If ours came first, the node's replaces it: we see Close{replaced} and try again.)
         std::optional<Channel> rogue;
@@ -424,9 +383,9 @@ TEST_CASE("the end-to-end msg1 with Connect: used when both sides take it, else 
         [&]() -> asio::awaitable<void> {
           Logger log{Logger::Options{.level = LogLevel::info,
                                      .sink = [&](std::string_view l) { lines.emplace_back(l); }}};
-          auto listener_options = fast_options();
+          auto listener_options = fast_node_options();
           listener_options.early_e2e = listener_early;
-          auto connector_options = fast_options();
+          auto connector_options = fast_node_options();
           connector_options.early_e2e = connector_early;
           Node listener(co_await asio::this_coro::executor, Identity::generate(), log,
                         listener_options);
@@ -434,7 +393,7 @@ TEST_CASE("the end-to-end msg1 with Connect: used when both sides take it, else 
                          connector_options);
           listener.set_friends({connector.public_key()});
           listener.listen({ticket});
-          REQUIRE(co_await eventually([&] { return relay_up(listener, ticket.address.port); }, 5s));
+          REQUIRE(co_await soon([&] { return relay_up(listener, ticket.address.port); }, 5s));
           for (int i = 0; i < 2; ++i) {  // on the standby, then on the next one
             ConnectResult result;
             CHECK(co_await echo_once(connector, listener, list(ticket), "early?", result) ==

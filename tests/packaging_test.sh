@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `cmake --install` puts where, and whether the operator's documents match the binaries:
 #   - into a temporary prefix: the three programs, their man pages (rendered by man), the
-#     systemd unit with its paths rewritten for the prefix, the example config, the docs;
+#     systemd unit with its paths rewritten for the prefix, the example config, the docs; the C
+#     library with its header and strelay.pc, and the embedding example built with them;
 #   - `systemd-analyze verify` passes on the installed unit (man pages found in the prefix);
 #   - every strelay flag is in examples/strelay.conf, in docs/operations.md and in strelay.1;
 #   - every metric family a running relay exports, every /status section, and every log event
@@ -35,6 +36,26 @@ done
 [[ -x $prefix/bin/strelay && -x $prefix/share/doc/strelay/examples/demo-local.sh ]] || fail "programs not executable"
 "$prefix/bin/strelay" --version | grep -q "^strelay [0-9]" || fail "installed strelay --version"
 echo "ok: cmake --install put programs, man pages, unit, config and docs in $prefix"
+
+# ---- the C library: header, library, strelay.pc naming this prefix, and a C program built
+# with them (the example of the -dev package)
+for f in lib/libstrelay.so.0 lib/libstrelay.so include/strelay.h lib/pkgconfig/strelay.pc \
+  share/doc/libstrelay-dev/examples/embed.c share/doc/libstrelay0/copyright; do
+  [[ -e $prefix/$f ]] || fail "cmake --install did not install $f"
+done
+grep -qx "prefix=$prefix" "$prefix/lib/pkgconfig/strelay.pc" || fail "strelay.pc does not name the prefix"
+pc_flags=$(PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --cflags --libs strelay) || fail "pkg-config strelay"
+if nm -D "$prefix/lib/libstrelay.so.0" | grep -E ' U __(asan|tsan|ubsan)_' >/dev/null; then
+  # A sanitizer build's library needs its runtime in the program (tests/capi_test.sh runs one).
+  echo "ok: the C library is installed (the example is not built against a sanitizer build's library)"
+else
+  # shellcheck disable=SC2086  # the flags are words
+  cc -std=c99 -Wall -Wextra -Werror -o "$work/strelay-embed" \
+    "$prefix/share/doc/libstrelay-dev/examples/embed.c" $pc_flags || fail "the example does not build"
+  key=$(LD_LIBRARY_PATH=$prefix/lib "$work/strelay-embed" "$work/embed.seed") || fail "the example does not run"
+  [[ ${#key} == 43 ]] || fail "the example printed no key: $key"
+  echo "ok: the C library is installed; the example builds with pkg-config ($pc_flags) and runs"
+fi
 
 # ---- man pages render and are complete
 for program in strelay stmgr stcat; do

@@ -27,7 +27,7 @@ TEST_CASE("every limit is described, as a number with its unit in the name") {
   l.ipv4_prefix = 24;
   l.tunnel_rate = 1 << 20;
   const auto limits = describe_limits(l, 1024);
-  CHECK(limits.size() == 30);
+  CHECK(limits.size() == 37);
   std::set<std::string> names;
   for (const auto& limit : limits) {
     CHECK_MESSAGE(names.insert(limit.name).second, limit.name);

@@ -25,22 +25,8 @@ mib=${STCAT_TEST_MIB:-256}
 fast=(--backoff-initial 0.2 --backoff-cap 2 --connect-timeout 2)
 backoff_cap_ms=2000
 
-source "$tests_dir/lib/checks.sh"  # scratch directory, cleanup, check, fail, wait_for, count
+source "$tests_dir/lib/checks.sh"  # scratch directory, cleanup, check, fail, wait_for, count, start_relay
 
-# start_relay NAME [PORT]: strelay with NAME.ident (made once), its log in NAME.log, its ticket
-# in NAME.relay (made once, so a restart on the same port keeps the ticket valid).
-start_relay() {
-  local name=$1 port=${2:-0}
-  [[ -f $name.ident ]] || "$stmgr" gen-ident --output "$name.ident" >/dev/null || fail "gen-ident"
-  # Every node here dials from 127.0.0.1: lift the per-source handshake rate (20/s, burst 5).
-  "$strelay" --idfile "$name.ident" --laddr "127.0.0.1:$port" --log-level debug \
-    --handshake-rate 1000 --handshake-burst 1000 >/dev/null 2>"$name.log" &
-  relay_pid[$name]=$!
-  wait_for "$name.log" "listening on 127.0.0.1:" 10 || fail "relay $name did not start"
-  relay_port[$name]=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$name.log" | head -n 1 | sed 's/.*://')
-  [[ -f $name.relay ]] || "$stmgr" relay-ticket --address "127.0.0.1:${relay_port[$name]}" \
-    --idfile "$name.ident" --output "$name.relay" || fail "relay-ticket"
-}
 stop_relay() {
   kill "-${2:-KILL}" "${relay_pid[$1]}" 2>/dev/null
   wait "${relay_pid[$1]}" 2>/dev/null

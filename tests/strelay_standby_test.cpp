@@ -17,15 +17,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-// Listen as `self` and wait for ListenOk.
-asio::awaitable<Channel> listen_as(const RelayProcess& relay, const Identity& self) {
-  auto l = co_await open_connection(relay.address(), self, Listen{});
-  REQUIRE_FALSE(l.error);
-  const auto ok = co_await next_message(*l.channel, 2000ms);
-  REQUIRE(is<ListenOk>(ok));
-  co_return std::move(*l.channel);
-}
-
 // Park a standby as `self`; the relay says nothing while it is parked (checked for 300 ms).
 asio::awaitable<Channel> park_standby(const RelayProcess& relay, const Identity& self) {
   auto s = co_await open_connection(relay.address(), self, Standby{});

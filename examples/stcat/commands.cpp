@@ -2,8 +2,10 @@
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <deque>
 #include <filesystem>
 #include <iostream>
 #include <set>
@@ -15,6 +17,7 @@
 #include "common/identity_file.hpp"
 #include "common/node.hpp"
 #include "common/tickets.hpp"
+#include "common/wakeup.hpp"
 #include "session.hpp"
 #include "stcat.hpp"
 
@@ -109,9 +112,41 @@ class Reporter : public NodeObserver {
       std::cerr << "stcat: " << peer.fingerprint() << ": " << why.message() << std::endl;
   }
 
- private:
+ protected:
   static std::string name(const RelayTicket& relay) { return relay.address.to_string(); }
   bool verbose_;
+};
+
+// stcat meet's events: the reporter's, plus the topic's answers and the introductions, which
+// wait in a queue for the meeting (or are listed, with --all).
+class MeetReporter : public Reporter {
+ public:
+  MeetReporter(bool verbose, asio::any_io_executor executor)
+      : Reporter(verbose), wake(std::move(executor)) {}
+  void topic_joined(const std::string&, const RelayTicket& relay, std::uint32_t members,
+                    std::uint32_t) override {
+    if (verbose_) {
+      std::cerr << "stcat: joined the topic on " << name(relay) << " (" << members
+                << " other member(s) there)" << std::endl;
+    }
+  }
+  void topic_refused(const std::string&, const RelayTicket& relay, std::error_code why) override {
+    std::cerr << "stcat: warning: relay " << name(relay) << " refused the topic: " << why.message()
+              << std::endl;
+  }
+  void introduction(const TopicIntroduction& introduction) override {
+    if (verbose_) {
+      std::cerr << "stcat: met " << introduction.peer.to_base64url() << " via "
+                << name(introduction.relay) << std::endl;
+    }
+    introductions.push_back(introduction);
+    ++met;
+    wake.notify();
+  }
+
+  std::deque<TopicIntroduction> introductions;
+  std::size_t met = 0;
+  Wakeup wake;
 };
 
 // Pipes one stream to stdin/stdout or to a --exec command; returns the session's exit code.
@@ -241,6 +276,65 @@ int run_listen(const ListenOptions& o) {
       code = co_await serve(*in.stream, o, o.keep_listening);
     } while (o.keep_listening);
     co_return code;
+  });
+}
+
+// stcat meet: join the topic, then either list the introduced peers (--all) or meet the first:
+// connect to the introduced peers whose key is above ours (in order, until one works) while
+// accepting anyone introduced, whichever comes first; then leave and pipe. The lower key
+// connects, not the newcomer: a pair met on two relays may be each one's newcomer on one.
+int run_meet(const MeetOptions& o) {
+  using namespace asio::experimental::awaitable_operators;
+  const auto relays = load_relays(o.relays);
+  const auto options = node_options(o);
+  Logger log(Logger::Options{.level = log_level(o.verbose)});
+  asio::io_context ioc;
+  Node node(ioc.get_executor(), load_identity(o.idfile), log, options);
+  MeetReporter reporter(o.verbose > 0, ioc.get_executor());
+  node.set_observer(&reporter);
+  node.join_topic(o.topic, TopicOptions{.accept_introduced = !o.all});
+  node.listen(relays);
+  const auto until = o.wait > 0 ? std::chrono::steady_clock::now() + ms(o.wait)
+                                : std::chrono::steady_clock::time_point::max();
+
+  auto list_all = [&]() -> asio::awaitable<int> {
+    while (std::chrono::steady_clock::now() < until) {
+      for (; !reporter.introductions.empty(); reporter.introductions.pop_front()) {
+        const auto& met = reporter.introductions.front();
+        std::cout << met.peer.to_base64url() << ' ' << met.relay.address.to_string() << std::endl;
+      }
+      co_await reporter.wake.wait(until);
+    }
+    co_return reporter.met > 0 ? exit_ok : exit_nobody;
+  };
+  auto connect_newcomer = [&]() -> asio::awaitable<std::optional<Stream>> {
+    for (;;) {
+      while (reporter.introductions.empty()) {
+        if (std::chrono::steady_clock::now() >= until) co_return std::nullopt;
+        co_await reporter.wake.wait(until);
+      }
+      const auto met = reporter.introductions.front();
+      reporter.introductions.pop_front();
+      if (met.peer < node.public_key()) continue;  // the lower key connects: it is theirs
+      auto result = co_await node.connect_introduced(met);
+      if (result.stream) co_return std::move(result.stream);
+    }
+  };
+  auto accept_member = [&]() -> asio::awaitable<std::optional<Stream>> {
+    auto in = co_await node.accept(until);
+    co_return std::move(in.stream);
+  };
+  return run_until_done(ioc, [&]() -> asio::awaitable<int> {
+    if (o.all) co_return co_await list_all();
+    auto met = co_await (connect_newcomer() || accept_member());
+    auto stream = std::visit([](auto& s) { return std::move(s); }, met);
+    if (!stream) {
+      std::cerr << "stcat: nobody met on the topic in " << o.wait << " s" << std::endl;
+      co_return exit_nobody;
+    }
+    node.leave_topic(o.topic);
+    node.stop_listening();
+    co_return co_await serve(*stream, o, false);
   });
 }
 

@@ -25,8 +25,10 @@ int main(int argc, char** argv) {
       exit_codes_help());
   ListenOptions listen;
   ConnectOptions connect;
+  MeetOptions meet;
   CLI::App* listen_cmd = setup_listen(app, listen);
   CLI::App* connect_cmd = setup_connect(app, connect);
+  CLI::App* meet_cmd = setup_meet(app, meet);
 
   try {
     app.parse(argc, argv);
@@ -40,6 +42,7 @@ int main(int argc, char** argv) {
     strelay::init_crypto();
     if (listen_cmd->parsed()) return run_listen(listen);
     if (connect_cmd->parsed()) return run_connect(connect);
+    if (meet_cmd->parsed()) return run_meet(meet);
   } catch (const std::exception& e) {
     // Bad files and flags: loading happens before any connection.
     std::cerr << "stcat: " << strelay::printable(e.what()) << '\n';

@@ -96,6 +96,7 @@ std::string exit_codes_help() {
          "  6  integrity error: tunnel data failed to authenticate (tampering on the path)\n"
          "  7  connection lost before all data was exchanged\n"
          "  8  a relay (or the peer) speaks another strelay protocol version\n"
+         "  9  meet: nobody was met on the topic before --wait ran out\n"
          "  130, 143  interrupted by SIGINT, SIGTERM";
 }
 
@@ -178,6 +179,45 @@ CLI::App* setup_connect(CLI::App& app, ConnectOptions& o) {
   cmd->footer(
       "Example:\n"
       "  stcat connect --idfile alice.ident --to bob.friend\n\n" +
+      exit_codes_help());
+  return cmd;
+}
+
+CLI::App* setup_meet(CLI::App& app, MeetOptions& o) {
+  CLI::App* cmd = app.add_subcommand(
+      "meet", "Meet whoever joins the same topic on the relays, and pipe stdin/stdout to them");
+  add_common(*cmd, o);
+  cmd->add_option("--topic", o.topic,
+                  "The topic's name (1 to 256 bytes); relays see only a blinded id. Use a name "
+                  "with a random part for a private room")
+      ->required()
+      ->check(CLI::Validator(
+          [](std::string& input) -> std::string {
+            if (input.empty() || input.size() > 256) return "a topic name is 1 to 256 bytes";
+            return {};
+          },
+          ""));
+  cmd->add_option("-r,--relay", o.relays,
+                  "A relay ticket (.relay) to meet on; repeat to meet on several at once")
+      ->required()
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->add_flag("--all", o.all,
+                "List the peers introduced (\"KEY RELAY\" per line on stdout) instead of "
+                "connecting to the first");
+  cmd->add_option("--wait", o.wait,
+                  "Give up after this long (with --all: stop listing); 0 waits without limit")
+      ->check(seconds_between(0, 7 * 24 * 3600.0))
+      ->capture_default_str()
+      ->type_name("SECONDS");
+  cmd->footer(
+      "Of two peers met, the one with the lower key connects and the other accepts; anyone\n"
+      "introduced on the topic may connect to this node while it waits (a third node\n"
+      "may find its first choice taken: then its session ends with 7, and --all lists).\n"
+      "Once met, it leaves the topic.\n"
+      "Example (two terminals, or two machines):\n"
+      "  stcat meet --idfile alice.ident --relay relay.relay --topic \"room 7f3a9c...\"\n"
+      "  stcat meet --idfile bob.ident   --relay relay.relay --topic \"room 7f3a9c...\"\n\n" +
       exit_codes_help());
   return cmd;
 }

@@ -19,6 +19,7 @@ enum ExitCode : int {
   exit_integrity = 6,          // tunnel data failed to authenticate (tampering), either side
   exit_lost = 7,               // the connection ended before all data was exchanged
   exit_version = 8,            // a relay (or the peer) speaks another protocol version
+  exit_nobody = 9,             // meet: nobody was met before --wait ran out
 };
 
 // The --help text of the table above.
@@ -53,11 +54,19 @@ struct ConnectOptions : CommonOptions {
   std::string to;
 };
 
+struct MeetOptions : CommonOptions {
+  std::string topic;
+  bool all = false;  // list the peers introduced, exchange nothing
+  double wait = 0;   // seconds; 0: no limit
+};
+
 CLI::App* setup_listen(CLI::App& app, ListenOptions& options);
+CLI::App* setup_meet(CLI::App& app, MeetOptions& options);
 CLI::App* setup_connect(CLI::App& app, ConnectOptions& options);
 
 // Both throw std::exception for bad files (main reports it with exit_usage).
 int run_listen(const ListenOptions& options);
 int run_connect(const ConnectOptions& options);
+int run_meet(const MeetOptions& options);
 
 }  // namespace strelay::stcat

@@ -12,6 +12,8 @@
 #   alice_bob_and_relay RELAY_FLAGS...   identities alice, bob and relay, the relay started on
 #       127.0.0.1 with the flags (its log relay.log, its port in $port), its ticket r.relay and
 #       both friend tickets (needs $stmgr and $strelay)
+#   start_relay NAME [PORT]          strelay on 127.0.0.1 (NAME.ident, NAME.log, NAME.relay; its
+#       pid in relay_pid[NAME], its port in relay_port[NAME]); tests may define their own
 
 bin_dir=$(cd "${STRELAY_BIN_DIR:?STRELAY_BIN_DIR must name the directory of the built binaries}" && pwd)
 stcat=$bin_dir/stcat
@@ -71,4 +73,18 @@ alice_bob_and_relay() {
     "$stmgr" friend-ticket --idfile "$node.ident" --relay r.relay --output "$node.friend" ||
       fail "friend-ticket $node"
   done
+}
+# start_relay NAME [PORT]: strelay with NAME.ident (made once), its log in NAME.log, its ticket
+# in NAME.relay (made once, so a restart on the same port keeps the ticket valid).
+start_relay() {
+  local name=$1 port=${2:-0}
+  [[ -f $name.ident ]] || "$stmgr" gen-ident --output "$name.ident" >/dev/null || fail "gen-ident"
+  # Every node here dials from 127.0.0.1: lift the per-source handshake rate (20/s, burst 5).
+  "$strelay" --idfile "$name.ident" --laddr "127.0.0.1:$port" --log-level debug \
+    --handshake-rate 1000 --handshake-burst 1000 >/dev/null 2>"$name.log" &
+  relay_pid[$name]=$!
+  wait_for "$name.log" "listening on 127.0.0.1:" 10 || fail "relay $name did not start"
+  relay_port[$name]=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$name.log" | head -n 1 | sed 's/.*://')
+  [[ -f $name.relay ]] || "$stmgr" relay-ticket --address "127.0.0.1:${relay_port[$name]}" \
+    --idfile "$name.ident" --output "$name.relay" || fail "relay-ticket"
 }

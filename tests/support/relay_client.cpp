@@ -72,6 +72,14 @@ asio::awaitable<std::error_code> send_request(Channel& channel, const NodeMessag
                                   std::chrono::steady_clock::now() + std::chrono::seconds(5));
 }
 
+asio::awaitable<Channel> listen_as(const RelayProcess& relay, const Identity& self) {
+  auto l = co_await open_connection(relay.address(), self, Listen{});
+  REQUIRE_FALSE(l.error);
+  const auto ok = co_await next_message(*l.channel, std::chrono::milliseconds(2000));
+  REQUIRE(is<ListenOk>(ok));
+  co_return std::move(*l.channel);
+}
+
 RelayProcess::RelayProcess(std::vector<std::string> extra) : extra_(std::move(extra)) {
   char pattern[] = "/tmp/strelay-test-XXXXXX";
   REQUIRE(::mkdtemp(pattern) != nullptr);

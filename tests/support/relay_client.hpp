@@ -57,6 +57,10 @@ boost::asio::awaitable<Received> next_message(
 
 boost::asio::awaitable<std::error_code> send_request(Channel& channel, const NodeMessage& request);
 
+class RelayProcess;
+// Listens on `relay` as `self` and waits for ListenOk (both REQUIREd).
+boost::asio::awaitable<Channel> listen_as(const RelayProcess& relay, const Identity& self);
+
 // A strelay process on 127.0.0.1 with a fresh identity in its own temporary directory.
 class RelayProcess {
  public:

@@ -68,7 +68,7 @@ std::string to_string(const Gauges& g) {
   out << "connections=" << g.connections << " pending_handshakes=" << g.pending_handshakes
       << " listeners=" << g.listeners << " half_tunnels=" << g.half_tunnels
       << " tunnels=" << g.tunnels << " tunnel_buffered_bytes=" << g.tunnel_buffered_bytes
-      << " open_fds=" << g.open_fds;
+      << " topic_memberships=" << g.topic_memberships << " open_fds=" << g.open_fds;
   return out.str();
 }
 
@@ -145,6 +145,7 @@ Gauges Probe::gauges() const {
   out.half_tunnels = g.at("half_tunnels").get<std::int64_t>();
   out.tunnels = g.at("tunnels").get<std::int64_t>();
   out.tunnel_buffered_bytes = g.at("tunnel_buffered_bytes").get<std::int64_t>();
+  out.topic_memberships = g.at("topic_memberships").get<std::int64_t>();
   out.open_fds = j.at("process").at("open_fds").get<std::int64_t>();
   return out;
 }

@@ -71,6 +71,7 @@ struct Gauges {
   std::int64_t half_tunnels = -1;
   std::int64_t tunnels = -1;
   std::int64_t tunnel_buffered_bytes = -1;
+  std::int64_t topic_memberships = -1;
   std::int64_t open_fds = -1;  // process_open_fds, counting the scrape's own connection
   friend bool operator==(const Gauges&, const Gauges&) = default;
 };

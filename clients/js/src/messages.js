@@ -1,7 +1,7 @@
 // Control messages (docs/protocol.md 4; schema/relay.capnp), the one place where they become
 // bytes and back, like common/messages.cpp.
 //
-// A hand-written Cap'n Proto codec for these nine small messages, rather than an npm package:
+// A hand-written Cap'n Proto codec for these fifteen small messages, rather than an npm package:
 // the maintained JavaScript ports need generated code and do not apply the reader limits the
 // protocol fixes (a traversal limit of 2048 words, nesting 8, every pointer followed in unknown
 // fields too). The encoder writes exactly what `capnp encode` writes (for the schema before the
@@ -16,15 +16,25 @@ import { is_valid_identity_key } from './keys.js';
 import { StrelayError } from './errors.js';
 
 // Union member numbers (the schema's @n), for both directions.
-export const NodeMessageKind = Object.freeze({ listen: 0, connect: 1, accept: 2, rejectConnection: 3, standby: 4 });
-export const RelayMessageKind = Object.freeze({ listenOk: 0, incomingConnection: 1, connected: 2, refused: 3 });
+export const NodeMessageKind = Object.freeze({
+  listen: 0, connect: 1, accept: 2, rejectConnection: 3, standby: 4, joinTopic: 5, leaveTopic: 6,
+});
+export const RelayMessageKind = Object.freeze({
+  listenOk: 0, incomingConnection: 1, connected: 2, refused: 3, topicJoined: 4, introduction: 5,
+  topicRefused: 6, topicLeft: 7,
+});
+// A topic id (docs/protocol.md 4.9): 32 opaque bytes.
+export const topic_id_bytes = 32;
 // RefuseReason enumerants, with the name of the node's error for each (4.7).
 export const refuse_reasons = Object.freeze([
   'not_found', 'rejected', 'timeout', 'peer_gone', 'rate_limited', 'overloaded', 'no_pending', 'not_allowed',
 ]);
 // The field of each union member's struct that holds a key (pointer 0), or null.
-const node_key_field = ['', 'target', 'from', 'from', ''];
-const relay_key_field = ['', 'from', 'peer', ''];
+const node_key_field = ['', 'target', 'from', 'from', '', '', ''];
+const relay_key_field = ['', 'from', 'peer', '', '', '', '', ''];
+// The topic messages: the topic id is pointer 0 of each.
+const node_topic_types = new Set(['joinTopic', 'leaveTopic']);
+const relay_topic_types = new Set(['topicJoined', 'introduction', 'topicRefused', 'topicLeft']);
 const node_names = Object.keys(NodeMessageKind);
 const relay_names = Object.keys(RelayMessageKind);
 
@@ -94,6 +104,38 @@ function check_msg1(msg1) {
   return msg1;
 }
 
+function check_topic(topic) {
+  if (!(topic instanceof Uint8Array) || topic.length !== topic_id_bytes) {
+    throw new TypeError('a topic id must be 32 bytes');
+  }
+  return topic;
+}
+
+function refuse_reason_number(reason) {
+  const n = refuse_reasons.indexOf(reason);
+  if (n < 0) throw new TypeError(`unknown refuse reason ${reason}`);
+  return n;
+}
+
+// TopicJoined, Introduction, TopicRefused, TopicLeft: written at the schema's full size, as
+// the C++ encoder's initX() writes them (they have no older, smaller form to stay equal to).
+function relay_topic_member(message) {
+  const topic = check_topic(message.topicId);
+  if (message.type === 'topicJoined') {
+    const data = new Uint8Array(8);
+    const view = new DataView(data.buffer);
+    view.setUint32(0, message.members, true);
+    view.setUint32(4, message.introduced, true);
+    return member_struct(1, data, [topic]);
+  }
+  if (message.type === 'introduction') return member_struct(0, [], [topic, check_key(message.peer)]);
+  if (message.type === 'topicRefused') {
+    const reason = refuse_reason_number(message.reason);
+    return member_struct(1, Uint8Array.of(reason & 0xff, reason >> 8), [topic]);
+  }
+  return member_struct(0, [], [topic]);
+}
+
 function check_key(key) {
   if (!is_valid_identity_key(key)) throw new TypeError('a control message key must be a valid 32-byte identity');
   return key;
@@ -101,12 +143,16 @@ function check_key(key) {
 
 // message: {type: 'listen', earlyE2e?} | {type: 'connect', target, e2eMsg1?} |
 //          {type: 'accept', from, e2eMsg1?} | {type: 'rejectConnection', from} | {type: 'standby'}
+//          | {type: 'joinTopic', topicId} | {type: 'leaveTopic', topicId}
 // (docs/protocol.md 4.4, "The end-to-end msg1 with connect": earlyE2e is a boolean, e2eMsg1 32
-// bytes.)
+// bytes; 4.9: a topicId is 32 bytes.)
 export function encode_node_message(message) {
   const kind = NodeMessageKind[message.type];
   if (kind === undefined) throw new TypeError(`unknown node message ${message.type}`);
   if (message.type === 'listen' && message.earlyE2e) return encode_message(kind, flag_member(true, []));
+  if (node_topic_types.has(message.type)) {
+    return encode_message(kind, member_struct(0, [], [check_topic(message.topicId)]));
+  }
   if (message.type === 'connect' || message.type === 'accept') {
     const key = check_key(message[node_key_field[kind]]);
     return encode_message(kind, key_member(key, message.e2eMsg1));
@@ -117,20 +163,19 @@ export function encode_node_message(message) {
 
 // message: {type: 'listenOk'} | {type: 'incomingConnection', from, e2eMsg1?} |
 //          {type: 'connected', peer, earlyE2e?} | {type: 'refused', reason: 'not_found' | ...}
+//          | {type: 'topicJoined', topicId, members, introduced} | {type: 'introduction', topicId, peer}
+//          | {type: 'topicRefused', topicId, reason} | {type: 'topicLeft', topicId}
 export function encode_relay_message(message) {
   const kind = RelayMessageKind[message.type];
   if (kind === undefined) throw new TypeError(`unknown relay message ${message.type}`);
+  if (relay_topic_types.has(message.type)) return encode_message(kind, relay_topic_member(message));
   if (message.type === 'incomingConnection') {
     return encode_message(kind, key_member(check_key(message.from), message.e2eMsg1));
   }
   if (message.type === 'connected') {
     return encode_message(kind, flag_member(message.earlyE2e, [check_key(message.peer)]));
   }
-  if (message.type === 'refused') {
-    const reason = refuse_reasons.indexOf(message.reason);
-    if (reason < 0) throw new TypeError(`unknown refuse reason ${message.reason}`);
-    return encode_message(kind, u16_member(reason));
-  }
+  if (message.type === 'refused') return encode_message(kind, u16_member(refuse_reason_number(message.reason)));
   const field = relay_key_field[kind];
   return encode_message(kind, field ? key_member(check_key(message[field])) : empty_member());
 }
@@ -273,6 +318,10 @@ class SegmentReader {
     return s.data_words * 8 >= offset_bytes + 2 ? this.view.getUint16(s.data * 8 + offset_bytes, true) : 0;
   }
 
+  u32(s, offset_bytes) {
+    return s.data_words * 8 >= offset_bytes + 4 ? this.view.getUint32(s.data * 8 + offset_bytes, true) : 0;
+  }
+
   pointer(s, i) { return i < s.pointer_count ? s.pointers + i : null; }
 
   // A Data field: a list of bytes (null reads as empty).
@@ -322,6 +371,35 @@ function with_msg1(reader, member, message) {
   return message;
 }
 
+// A topic id (pointer 0 of every topic message): exactly 32 bytes, never checked further.
+function read_topic(reader, member) {
+  const topic = reader.data_field(member, 0);
+  require(topic.length === topic_id_bytes);
+  return topic;
+}
+
+function read_reason(reader, member) {
+  const reason = reader.u16(member, 0);
+  require(reason < refuse_reasons.length);  // an enumerant this version does not know
+  return refuse_reasons[reason];
+}
+
+function decode_relay_topic(reader, member, type) {
+  const message = { type, topicId: read_topic(reader, member) };
+  if (type === 'topicJoined') {
+    message.members = reader.u32(member, 0);
+    message.introduced = reader.u32(member, 4);
+    require(message.introduced <= message.members);
+  }
+  if (type === 'introduction') {
+    const peer = reader.data_field(member, 1);
+    require(peer.length === key_bytes && is_valid_identity_key(peer));
+    message.peer = peer;
+  }
+  if (type === 'topicRefused') message.reason = read_reason(reader, member);
+  return message;
+}
+
 function decode(bytes, decode_root) {
   try {
     return decode_root(read_root(bytes));
@@ -344,6 +422,7 @@ export function decode_node_message(bytes) {
     const type = node_names[which];
     const field = node_key_field[which];
     if (type === 'listen') return reader.bit0(member) ? { type, earlyE2e: true } : { type };
+    if (node_topic_types.has(type)) return { type, topicId: read_topic(reader, member) };
     if (type === 'connect' || type === 'accept') {
       return with_msg1(reader, member, { type, [field]: read_key(reader, member) });
     }
@@ -359,11 +438,8 @@ export function decode_relay_message(bytes) {
         ? { data: 0, data_words: 0, pointers: 0, pointer_count: 0 }
         : reader.read_struct(member_index, root.nesting);
     const type = relay_names[which];
-    if (type === 'refused') {
-      const reason = reader.u16(member, 0);
-      require(reason < refuse_reasons.length);  // an enumerant this version does not know
-      return { type, reason: refuse_reasons[reason] };
-    }
+    if (type === 'refused') return { type, reason: read_reason(reader, member) };
+    if (relay_topic_types.has(type)) return decode_relay_topic(reader, member, type);
     const field = relay_key_field[which];
     if (type === 'incomingConnection') return with_msg1(reader, member, { type, from: read_key(reader, member) });
     if (type === 'connected') {

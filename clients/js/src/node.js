@@ -6,10 +6,16 @@
 //   'relay'     detail {relay, state, retryInMs?, error?, rtt?}
 //   'incoming'  detail {stream, relay}: a friend's stream, after the end-to-end handshake
 //   'refused'   detail {peer, reason}: a stranger's connect, refused
+//   'topicJoined'  detail {topic, relay, members, introduced}
+//   'topicRefused' detail {topic, relay, reason, error?}: reason 'overloaded', 'rate_limited',
+//                  'not_allowed', or 'unsupported' (a relay that predates topics)
+//   'introduction' detail {topic, peer, relay, newcomer}: once per peer, topic and relay
+//                  listener connection; newcomer: it answers this node's own join
 import { StrelayError } from './errors.js';
 import { ByteReader, tcp_carrier, websocket_carrier, default_websocket_url } from './carrier.js';
 import { RelayLink, open_relay_channel, await_pairing, initiate, respond, with_deadline } from './relay_link.js';
 import { Stream } from './stream.js';
+import { Topics, checked_topic_name } from './node_topics.js';
 import { checked_relay_ticket } from './tickets.js';
 import { equal_bytes, is_valid_identity_key, publicKeyToString } from './keys.js';
 import {
@@ -65,6 +71,7 @@ export class Node extends EventTarget {
   #accepting = 0;
   #streams = new Set();
   #closed = false;
+  #topics = new Topics();
 
   // The relays to listen on; while listening, links to relays no longer named are stopped and
   // new ones started (a relay still named keeps its connection).
@@ -121,6 +128,35 @@ export class Node extends EventTarget {
     throw error;
   }
 
+  // Joins the topic `name` (1 to 256 bytes of UTF-8) on every relay the node listens on, with
+  // each relay's blinded id (docs/protocol.md 4.9); a listener joins again after each ListenOk.
+  // acceptIntroduced: a peer introduced on this topic may connect, as a friend may, for as long
+  // as the node stays in it. Joining a topic again changes that option, and asks again the
+  // relays that refused it.
+  joinTopic(name, { acceptIntroduced = false } = {}) {
+    if (this.#closed) throw new StrelayError('channel_closed', 'the node is closed');
+    checked_topic_name(name);
+    this.#topics.join(name, Boolean(acceptIntroduced));
+    for (const link of this.#links.values()) link.join_topic(name);
+  }
+
+  // Leaves the topic on every relay and forgets who was introduced on it: those peers may no
+  // longer connect (unless friends). Leaving a topic not joined does nothing.
+  leaveTopic(name) {
+    checked_topic_name(name);
+    if (!this.#topics.leave(name)) return;
+    for (const link of this.#links.values()) link.leave_topic(name);
+  }
+
+  // A stream to a peer of an 'introduction' event, through the relay that introduced it (the
+  // ordinary connect and end-to-end handshake; the peer accepts if it opted in on the topic).
+  connectIntroduced(introduction) {
+    if (!is_valid_identity_key(introduction?.peer) || !introduction?.relay) {
+      throw new TypeError("connectIntroduced() needs an 'introduction' event's detail {peer, relay}");
+    }
+    return this.connect({ publicKey: introduction.peer, relays: [introduction.relay] });
+  }
+
   async close() {
     this.#closed = true;
     this.#listening = false;
@@ -163,6 +199,7 @@ export class Node extends EventTarget {
 
   #sync_links() {
     const wanted = new Map(this.#relays.map((relay) => [relay_id(relay), relay]));
+    this.#topics.keep_relays(new Set(wanted.keys()));
     for (const [id, link] of this.#links) {
       if (!wanted.has(id)) {
         link.stop();
@@ -181,6 +218,9 @@ export class Node extends EventTarget {
           state: (state, extra = {}) => this.dispatchEvent(new CustomEvent('relay', { detail: { relay, state, ...extra } })),
           rtt: (rtt) => this.dispatchEvent(new CustomEvent('relay', { detail: { relay, state: 'connected', rtt } })),
           incoming: (from) => this.#incoming(relay, from),
+          topics: () => this.#topics.names(),
+          topic: (kind, name, detail) => this.#on_topic(relay, kind, name, detail),
+          listener_lost: () => this.#topics.relay_lost(id),
         },
       });
       this.#links.set(id, link);
@@ -188,8 +228,24 @@ export class Node extends EventTarget {
     }
   }
 
+  // A link's topic answer. An introduction reaches the application once per peer, topic and
+  // relay listener connection, never for a topic the node has left, nor of the node itself.
+  #on_topic(relay, kind, name, detail) {
+    if (!this.#topics.has(name)) return;
+    if (kind === 'introduction') {
+      if (equal_bytes(detail.peer, this.publicKey)) return;  // a relay that introduces us to us
+      if (!this.#topics.introduce(name, relay_id(relay), detail.peer)) return;
+    }
+    this.dispatchEvent(new CustomEvent(kind, { detail: { topic: name, relay, ...detail } }));
+  }
+
+  // Who may connect: a friend, or a peer introduced on a topic joined with acceptIntroduced.
+  #may_connect(key) {
+    return this.#is_friend(key) || this.#topics.accepts(key);
+  }
+
   #incoming(relay, from) {
-    if (!this.#is_friend(from)) {
+    if (!this.#may_connect(from)) {
       this.dispatchEvent(new CustomEvent('refused', { detail: { peer: from, reason: 'not_allowed', relay } }));
       return 'reject';
     }
@@ -217,7 +273,7 @@ export class Node extends EventTarget {
       let refusal = null;
       if (payload.length !== 0) refusal = ['protocol_error', CloseReason.protocol_error];
       else if (!equal_bytes(channel.peer, from)) refusal = ['peer_identity_mismatch', CloseReason.not_allowed];
-      else if (!this.#is_friend(channel.peer)) refusal = ['not_allowed', CloseReason.not_allowed];
+      else if (!this.#may_connect(channel.peer)) refusal = ['not_allowed', CloseReason.not_allowed];
       if (refusal) {
         await channel.send_close(refusal[1]);
         channel.close();

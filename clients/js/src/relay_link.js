@@ -11,6 +11,8 @@ import { concat } from './noise.js';
 import { equal_bytes } from './keys.js';
 import { Backoff } from './backoff.js';
 import { encode_node_message, decode_relay_message } from './messages.js';
+import { topic_id } from './topic.js';
+import { to_base64url } from './base64url.js';
 import {
   FrameKind, CloseReason, close_reason_names, hop_domain, handshake_msg1_bytes,
   handshake_msg2_bytes, handshake_msg3_min_bytes, max_frame_bytes, preamble_bytes,
@@ -183,8 +185,14 @@ export async function await_pairing(channel) {
   }
 }
 
+// The relay answers that concern topics (docs/protocol.md 4.9).
+const topic_answers = new Set(['topicJoined', 'introduction', 'topicRefused', 'topicLeft']);
+
 // One relay's listener connection, kept up with backoff. callbacks: state(state, extra),
-// incoming(from) -> 'accept' | 'reject' | 'ignore', rtt(ms).
+// incoming(from) -> 'accept' | 'reject' | 'ignore', rtt(ms), topics() -> the names to join
+// after each ListenOk, topic(kind, name, detail) for 'topicJoined' {members, introduced},
+// 'topicRefused' {reason, error?} and 'introduction' {peer, newcomer}, listener_lost() when a
+// listener connection that had ListenOk ends.
 export class RelayLink {
   constructor(relay, identity, { make_carrier, callbacks, backoff = {}, random,
                                  keepalive_ms = keepalive_interval_ms, dead_peer_ms = dead_peer_timeout_ms,
@@ -203,6 +211,14 @@ export class RelayLink {
     this.wake_sleep = null;
     this.rtt = null;
     this.abort = new AbortController();  // stop() abandons a connection attempt in progress
+    this.listening = false;              // between ListenOk and the connection's end
+    // This connection's topics: topic id (base64url) -> {name, state, answering}, state
+    // 'joining', 'joined' or 'refused'; answering: introductions still due for our own join.
+    // Answers and introductions for any other id are ignored.
+    this.topic_states = new Map();
+    // The relay closed the listener on joinTopic (it predates topics): it is not asked again
+    // for as long as this link lives.
+    this.topics_unsupported = null;
   }
 
   start() {
@@ -221,6 +237,73 @@ export class RelayLink {
   // Refuses every pending connect from `from` on the listener connection.
   reject(from) {
     this.channel?.send(FrameKind.control, encode_node_message({ type: 'rejectConnection', from })).catch(() => {});
+  }
+
+  // Joins `name` now when listening (unless it is joined or being joined on this connection);
+  // otherwise the next ListenOk joins it with the others.
+  join_topic(name) {
+    if (this.topics_unsupported) {
+      const error = this.topics_unsupported;
+      queueMicrotask(() => this.callbacks.topic?.('topicRefused', name, { reason: 'unsupported', error }));
+      return;
+    }
+    if (!this.listening) return;
+    const state = this.topic_states.get(this.#topic_key(name))?.state;
+    if (state !== 'joining' && state !== 'joined') this.#send_join(this.channel, name);
+  }
+
+  // Leaves `name` on this connection (forgetting it at once: what the relay still sends for it
+  // is ignored); the next connection does not join it.
+  leave_topic(name) {
+    const id = topic_id(this.relay.publicKey, name);
+    if (!this.topic_states.delete(to_base64url(id)) || !this.listening) return;
+    this.channel.send(FrameKind.control, encode_node_message({ type: 'leaveTopic', topicId: id })).catch(() => {});
+  }
+
+  #topic_key(name) {
+    return to_base64url(topic_id(this.relay.publicKey, name));
+  }
+
+  #send_join(channel, name) {
+    const id = topic_id(this.relay.publicKey, name);
+    this.topic_states.set(to_base64url(id), { name, state: 'joining', answering: 0 });
+    channel.send(FrameKind.control, encode_node_message({ type: 'joinTopic', topicId: id })).catch(() => {});
+  }
+
+  // An answer about a topic. The relay answers joins in order, so the last answer is the state;
+  // the application hears of a change, and of introductions only while joined. A TopicJoined is
+  // followed at once by the `introduced` introductions that answer our join (we are the
+  // newcomer); later ones are members who joined after us.
+  #on_topic_answer(message) {
+    const entry = this.topic_states.get(to_base64url(message.topicId));
+    if (!entry) return;  // not joined here (or left): never reaches the application
+    if (message.type === 'topicJoined') {
+      entry.answering = message.introduced;
+      if (entry.state === 'joined') return;
+      entry.state = 'joined';
+      this.callbacks.topic?.('topicJoined', entry.name, { members: message.members, introduced: message.introduced });
+    } else if (message.type === 'topicRefused' && entry.state !== 'refused') {
+      entry.state = 'refused';
+      this.callbacks.topic?.('topicRefused', entry.name, { reason: message.reason });
+    } else if (message.type === 'introduction' && entry.state === 'joined') {
+      const newcomer = entry.answering > 0;
+      if (newcomer) --entry.answering;
+      this.callbacks.topic?.('introduction', entry.name, { peer: message.peer, newcomer });
+    }
+    // topicLeft answers a leave: that topic is forgotten already, or joined again since.
+  }
+
+  // A relay that closes with protocol_error while a join is unanswered predates topics
+  // (docs/protocol.md 4.9, "Evolution"): each topic waiting is refused as 'unsupported', and
+  // the link listens again without topics.
+  #topics_refused_by_old_relay() {
+    const waiting = [...this.topic_states.values()].filter((entry) => entry.state === 'joining');
+    if (waiting.length === 0) return null;
+    const error = new StrelayError('topics_unsupported',
+        `${this.relay.address}: this relay does not support topics (it closed the listener on joinTopic); listening without them`);
+    this.topics_unsupported = error;
+    for (const entry of waiting) this.callbacks.topic?.('topicRefused', entry.name, { reason: 'unsupported', error });
+    return error;
   }
 
   async #run() {
@@ -254,14 +337,21 @@ export class RelayLink {
       return;
     }
     this.channel = channel;
+    this.topic_states.clear();
     try {
       const first = await with_deadline(this.#receive_listen_ok(channel), this.connect_timeout_ms, 'relay_unreachable', () => channel.close());
       if (first) {
         on_up();
+        // A new listener joins every topic again: the relay dropped them with the old one.
+        this.listening = true;
+        if (!this.topics_unsupported) for (const name of this.callbacks.topics?.() ?? []) this.#send_join(channel, name);
         this.callbacks.state('connected');
         await this.#serve(channel);
       }
     } finally {
+      if (this.listening) this.callbacks.listener_lost?.();
+      this.listening = false;
+      this.topic_states.clear();
       channel.close();
       this.channel = null;
     }
@@ -320,6 +410,8 @@ export class RelayLink {
         }
         last_received = Date.now();
         if (message.kind === FrameKind.close) {
+          const old_relay = message.close_reason === CloseReason.protocol_error ? this.#topics_refused_by_old_relay() : null;
+          if (old_relay) throw old_relay;
           throw new StrelayError(relay_close_error(message.close_reason), `the relay closed (${close_reason_names[message.close_reason]})`);
         } else if (message.kind === FrameKind.ping) {
           channel.send(FrameKind.pong, message.body).catch(() => {});
@@ -331,6 +423,10 @@ export class RelayLink {
           }
         } else if (message.kind === FrameKind.control) {
           const decoded = decode_relay_message(message.body);
+          if (topic_answers.has(decoded.type)) {
+            this.#on_topic_answer(decoded);
+            continue;
+          }
           if (decoded.type !== 'incomingConnection') throw new StrelayError('protocol_error', `an unexpected ${decoded.type}`);
           if (this.callbacks.incoming(decoded.from) === 'reject') this.reject(decoded.from);
         } else {

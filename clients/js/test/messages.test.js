@@ -88,6 +88,8 @@ test('the seeds of fuzz/corpus/messages decode as the C++ decoder reads them', (
       'relay-refused-not-allowed': 'refused', 'relay-refused-not-found': 'refused',
       'node-listen-early-e2e': 'listen', 'node-connect-e2e-msg1': 'connect', 'node-accept-e2e-msg1': 'accept',
       'relay-incoming-connection-e2e-msg1': 'incomingConnection', 'relay-connected-early-e2e': 'connected',
+      'node-join-topic': 'joinTopic', 'node-leave-topic': 'leaveTopic', 'relay-topic-joined': 'topicJoined',
+      'relay-topic-refused': 'topicRefused', 'relay-introduction': 'introduction', 'relay-topic-left': 'topicLeft',
     }[file];
     assert.equal(decoded.type, expected_type, file);
   }
@@ -214,4 +216,29 @@ test('an e2eMsg1 is exactly 32 bytes or absent: 31 and 33 are protocol errors, a
     }
   }
   assert.throws(() => encode_node_message({ type: 'connect', target: k, e2eMsg1: new Uint8Array(33) }), TypeError);
+});
+
+test('the topic messages (docs/protocol.md 4.9) encode as their seeds and decode back', () => {
+  const t = new Uint8Array(32).fill(0x74);
+  const k = new Uint8Array(Buffer.from('03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8', 'hex'));
+  const seed = (name) => new Uint8Array(read_repo_file(`fuzz/corpus/messages/${name}`));
+  const cases = [
+    ['node-join-topic', { type: 'joinTopic', topicId: t }, encode_node_message, decode_node_message],
+    ['node-leave-topic', { type: 'leaveTopic', topicId: t }, encode_node_message, decode_node_message],
+    ['relay-topic-joined', { type: 'topicJoined', topicId: t, members: 3, introduced: 2 }, encode_relay_message, decode_relay_message],
+    ['relay-topic-refused', { type: 'topicRefused', topicId: t, reason: 'overloaded' }, encode_relay_message, decode_relay_message],
+    ['relay-introduction', { type: 'introduction', topicId: t, peer: k }, encode_relay_message, decode_relay_message],
+    ['relay-topic-left', { type: 'topicLeft', topicId: t }, encode_relay_message, decode_relay_message],
+  ];
+  for (const [name, value, encode, decode] of cases) {
+    assert.deepEqual(encode(value), seed(name), name);
+    assert.deepEqual(decode(seed(name)), value, name);
+  }
+  // A topic id of 31 or 33 bytes is refused both ways; more introduced than members too.
+  for (const n of [31, 33]) {
+    assert.throws(() => encode_node_message({ type: 'joinTopic', topicId: new Uint8Array(n) }), TypeError);
+  }
+  const joined = seed('relay-topic-joined');
+  joined[4 * 8 + 4] = 4;  // introduced = 4 > members = 3
+  assert.throws(() => decode_relay_message(joined), { code: 'protocol_error' });
 });

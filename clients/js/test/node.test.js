@@ -4,11 +4,9 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { ready, Node, Identity, tcpCarrier } from '../src/index.js';
-import { ByteReader, TcpCarrier } from '../src/carrier.js';
-import { respond } from '../src/relay_link.js';
-import { encode_relay_message, decode_node_message } from '../src/messages.js';
-import { FrameKind, hop_domain } from '../src/protocol.js';
+import { FrameKind, CloseReason } from '../src/protocol.js';
 import { next_event, wait_for } from './support/processes.js';
+import { fake_relay } from './support/fake_relay.js';
 
 before(ready);
 
@@ -66,31 +64,12 @@ test('connect() over a silent relay and a closed port: relay_unreachable, one fa
   assert.throws(() => new Node({ identity: Identity.generate(), relays: [{ publicKey: new Uint8Array(32), address: 'x:1' }] }), { code: 'bad_ticket' });
 });
 
-// A relay written with the library's own responder: answers Listen with ListenOk, pings once,
-// then falls silent (a relay whose host vanished without a FIN).
-async function fake_relay(t) {
-  const identity = Identity.generate();
-  const seen = [];
-  const sockets = new Set();
-  const server = net.createServer(async (socket) => {
-    sockets.add(socket);
-    socket.on('error', () => {});
-    const carrier = new TcpCarrier(socket);
-    try {
-      const { channel, payload } = await respond(carrier, new ByteReader(carrier), { identity, domain: hop_domain });
-      seen.push(decode_node_message(payload).type);
-      await channel.send(FrameKind.control, encode_relay_message({ type: 'listenOk' }));
-      await channel.send(FrameKind.ping, Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 9));
-      for (;;) seen.push(await channel.receive().then((m) => m.kind));
-    } catch { /* the node went away */ }
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise((resolve) => { for (const s of sockets) s.destroy(); server.close(resolve); }));
-  return { ticket: { publicKey: identity.publicKey, address: `127.0.0.1:${server.address().port}` }, seen };
-}
-
 test('a listener link answers the relay, pings it in silence and declares it dead', async (t) => {
-  const relay = await fake_relay(t);
+  // ListenOk, one ping, then nothing: a relay whose host vanished without a FIN.
+  const relay = await fake_relay(t, {
+    answer_pings: false,
+    on_listen: (c) => c.channel.send(FrameKind.ping, Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 9)),
+  });
   const node = new Node({ identity: Identity.generate(), relays: [relay.ticket], ...tcp,
                           timers: { keepalive_ms: 100, dead_peer_ms: 500, backoff: { initial_ms: 100, cap_ms: 200 } } });
   t.after(() => node.close());
@@ -101,14 +80,12 @@ test('a listener link answers the relay, pings it in silence and declares it dea
   const down = await next_event(node, 'relay', (d) => d.retryInMs !== undefined, 5000);
   assert.equal(down.error.code, 'peer_gone');
   assert.ok(Date.now() - started >= 350, `dead after the timeout (${Date.now() - started} ms)`);
-  assert.equal(relay.seen[0], 'listen');
-  assert.ok(relay.seen.includes(FrameKind.pong), 'it answered the relay\'s ping');
-  assert.ok(relay.seen.filter((k) => k === FrameKind.ping).length >= 2, 'it pinged the silent relay');
-  await wait_for(() => relay.seen.includes(FrameKind.close), 2000, `the close: ${relay.seen}`);
-  // Last on that connection; the link may already have come back (backoff 100 ms) and said
-  // 'listen' again on a new one when a loaded machine looks.
-  const after_close = relay.seen.slice(relay.seen.indexOf(FrameKind.close) + 1);
-  assert.ok(after_close.length === 0 || after_close[0] === 'listen', `and told it dead_peer, last: ${relay.seen}`);
+  const first = relay.connections[0];
+  assert.equal(first.request.type, 'listen');
+  assert.ok(first.frames.includes(FrameKind.pong), 'it answered the relay\'s ping');
+  assert.ok(first.frames.filter((k) => k === FrameKind.ping).length >= 2, 'it pinged the silent relay');
+  await wait_for(() => first.frames.includes(FrameKind.close), 2000, `the close: ${first.frames}`);
+  assert.deepEqual(first.received.at(-1), { type: 'close', reason: CloseReason.dead_peer }, 'and told it dead_peer, last');
 });
 
 test('a relay of another protocol version answers with its preamble: unsupported_version', async (t) => {

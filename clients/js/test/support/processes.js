@@ -63,9 +63,10 @@ export class Scene {
   }
 
   // strelay on an ephemeral loopback port; resolves with {ticket, child, port, log()}.
-  async relay(name, { port = 0, extra = [] } = {}) {
+  // binary: another strelay than STRELAY_BIN_DIR's (an older release, say).
+  async relay(name, { port = 0, extra = [], binary = bin('strelay') } = {}) {
     if (!existsSync(this.file(`${name}.ident`))) this.stmgr('gen-ident', '--output', this.file(`${name}.ident`));
-    const child = this.spawn(bin('strelay'), [
+    const child = this.spawn(binary, [
       '--idfile', this.file(`${name}.ident`), '--laddr', `127.0.0.1:${port}`, '--log-level', 'debug',
       '--handshake-rate', '1000', '--handshake-burst', '1000', ...extra,
     ], { name });
