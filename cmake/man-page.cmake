@@ -1,6 +1,6 @@
 # Writes one man page with help2man, and OUTPUT.gz (gzip -9n: no name or time stamp, so the
 # package is reproducible): cmake -DHELP2MAN=... -DPROGRAM=... -DNAME=... -DINCLUDE=...
-# -DOUTPUT=... -DVERSION=... [-DEMULATOR="qemu-aarch64-static -L ..."] -P man-page.cmake
+# -DOUTPUT=... -DVERSION=... [-DEMULATOR=qemu-aarch64-static] -P man-page.cmake
 # (EMULATOR, in a cross build, runs PROGRAM; help2man itself only reads the text it printed.)
 #
 # INCLUDE (man/<program>.h2m) holds what reads best written by hand, as Debian's pages do: the
