@@ -102,15 +102,15 @@ TEST_CASE(
       [&]() -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
         std::vector<std::unique_ptr<Member>> members;
-        for (int i = 0; i < 4; ++i) members.push_back(std::make_unique<Member>(ex, log));
-        for (int i = 0; i < 3; ++i) members[i]->node.join_topic(room);
+        for (std::size_t i = 0; i < 4; ++i) members.push_back(std::make_unique<Member>(ex, log));
+        for (std::size_t i = 0; i < 3; ++i) members[i]->node.join_topic(room);
         members[3]->node.join_topic(other_room);
         // Joined before or after listening: both work.
         for (auto& m : members) m->node.listen(list(ticket));
         members[0]->node.join_topic(room);  // again: a no-op
         const bool all_met = co_await soon(
             [&] {
-              for (int i = 0; i < 3; ++i) {
+              for (std::size_t i = 0; i < 3; ++i) {
                 if (members[i]->events.introductions.size() < 2) return false;
               }
               return true;
@@ -118,10 +118,10 @@ TEST_CASE(
             10s);
         REQUIRE(all_met);
         co_await sleep_for(300ms);  // time for a duplicate to show
-        for (int i = 0; i < 3; ++i) {
+        for (std::size_t i = 0; i < 3; ++i) {
           CAPTURE(i);
           CHECK(members[i]->events.introductions.size() == 2);
-          for (int j = 0; j < 3; ++j) {
+          for (std::size_t j = 0; j < 3; ++j) {
             if (i != j) CHECK(members[i]->events.met(members[j]->node.public_key(), room) == 1);
           }
           // The newcomer flag: exactly the later joiner of each pair is the newcomer.
@@ -158,7 +158,7 @@ TEST_CASE(
 }
 
 TEST_CASE("fifty nodes on one topic: every pair introduced exactly once, at both ends") {
-  constexpr int n = 50;
+  constexpr std::size_t n = 50;
   RelayProcess relay(lifted({"--max-introductions-per-join", "64"}));
   const auto ticket = ticket_of(relay);
   Logger log{Logger::Options{.level = LogLevel::warn}};
@@ -168,8 +168,8 @@ TEST_CASE("fifty nodes on one topic: every pair introduced exactly once, at both
       [&]() -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
         std::vector<std::unique_ptr<Member>> members;
-        std::map<PublicKey, int> index;
-        for (int i = 0; i < n; ++i) {
+        std::map<PublicKey, std::size_t> index;
+        for (std::size_t i = 0; i < n; ++i) {
           members.push_back(std::make_unique<Member>(ex, log, options));
           index[members.back()->node.public_key()] = i;
           members.back()->node.join_topic(room, {.accept_introduced = true});
@@ -185,15 +185,15 @@ TEST_CASE("fifty nodes on one topic: every pair introduced exactly once, at both
             30s);
         REQUIRE(all_met);
         co_await sleep_for(300ms);
-        std::set<std::pair<int, int>> pairs;  // (receiver, peer)
-        for (int i = 0; i < n; ++i) {
+        std::set<std::pair<std::size_t, std::size_t>> pairs;  // (receiver, peer)
+        for (std::size_t i = 0; i < n; ++i) {
           CHECK(members[i]->events.introductions.size() == n - 1);
           for (const auto& intro : members[i]->events.introductions) {
             CHECK(pairs.emplace(i, index.at(intro.peer)).second);  // once
             CHECK(index.at(intro.peer) != i);
           }
         }
-        CHECK(pairs.size() == static_cast<std::size_t>(n * (n - 1)));
+        CHECK(pairs.size() == n * (n - 1));
         // Any two of them can connect through an introduction: they opted in.
         CHECK(co_await exchange(members[7]->node, members[31]->node,
                                 *std::find_if(members[7]->events.introductions.begin(),
