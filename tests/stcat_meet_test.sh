@@ -48,13 +48,7 @@ meet() {
   background+=("$!")
 }
 # finish NAME: waits (60 s at most) for NAME's stcat; its exit code in $rc.
-finish() {
-  local deadline=$(($(now_ms) + 60000)) pid=${meet_pid[$1]}
-  while kill -0 "$pid" 2>/dev/null && (($(now_ms) < deadline)); do sleep 0.05; done
-  kill -TERM "$pid" 2>/dev/null
-  wait "$pid"
-  rc=$?
-}
+finish() { await_exit "${meet_pid[$1]}" 60; }
 status_field() {  # RELAY FIELD: a /status field (gauges or counters.limit_hits_total)
   local url
   url=$(sed -n 's/.* metrics \(http:[^ ]*\).*/\1/p' "$1.log" | head -n 1)

@@ -42,13 +42,7 @@ listen() {
   background+=("$listener_pid")
 }
 # finish PID: waits (30 s at most, then kills) for a background stcat; its exit code in $rc.
-finish() {
-  local deadline=$(($(now_ms) + 30000))
-  while kill -0 "$1" 2>/dev/null && (($(now_ms) < deadline)); do sleep 0.02; done
-  kill -TERM "$1" 2>/dev/null
-  wait "$1"
-  rc=$?
-}
+finish() { await_exit "$1" 30; }
 # connect NAME ARGS...: stcat connect -v in the foreground; exit code in $rc. Give it its input
 # with a redirection, not a pipe (a pipe would run it in a subshell and lose $rc).
 connect() {

@@ -26,13 +26,7 @@ lib_listen() {
   background+=("$lib_pid")
 }
 # finish_lib: waits (60 s at most) for the background library node; its exit code in $rc.
-finish_lib() {
-  local deadline=$(($(now_ms) + 60000))
-  while kill -0 "$lib_pid" 2>/dev/null && (($(now_ms) < deadline)); do sleep 0.05; done
-  kill -TERM "$lib_pid" 2>/dev/null
-  wait "$lib_pid"
-  rc=$?
-}
+finish_lib() { await_exit "$lib_pid" 60; }
 make_data() {  # NAME: NAME.lib_send and NAME.stcat_send, different random bytes
   head -c "$((kib * 1024))" /dev/urandom >"$1.lib_send"
   head -c "$((kib * 1024 + 17))" /dev/urandom >"$1.stcat_send"

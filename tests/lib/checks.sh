@@ -9,6 +9,8 @@
 #   wait_for FILE PATTERN SECONDS [COUNT]   until FILE has COUNT (default 1) matching lines
 #   count FILE PATTERN               matching lines (0 when the file does not exist yet)
 #   now_ms                           the wall clock in milliseconds
+#   await_exit PID SECONDS           waits for a background PID (SIGTERM at the deadline);
+#                                    its exit status in $rc
 #   alice_bob_and_relay RELAY_FLAGS...   identities alice, bob and relay, the relay started on
 #       127.0.0.1 with the flags (its log relay.log, its port in $port), its ticket r.relay and
 #       both friend tickets (needs $stmgr and $strelay)
@@ -46,6 +48,13 @@ check() {
   if "$@"; then passed=$((passed + 1)); else fail "$what"; fi
 }
 now_ms() { date +%s%3N; }
+await_exit() {  # PID SECONDS: waits for a background PID, SIGTERM at the deadline; status in $rc
+  local deadline=$(($(now_ms) + $2 * 1000))
+  while kill -0 "$1" 2>/dev/null && (($(now_ms) < deadline)); do sleep 0.02; done
+  kill -TERM "$1" 2>/dev/null
+  wait "$1"
+  rc=$?
+}
 wait_for() {
   local deadline=$(($(now_ms) + $3 * 1000)) want=${4:-1}
   until (($(count "$1" "$2") >= want)); do
