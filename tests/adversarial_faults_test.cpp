@@ -21,8 +21,11 @@
 #include <boost/asio/write.hpp>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
+#include <iomanip>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "common/coro.hpp"
@@ -146,31 +149,43 @@ TEST_CASE(
   relay.check_clean(2s);
 }
 
+namespace {
+
+// How far the relay's wall clock (its /status "now", whole seconds UTC) is from this process's.
+std::chrono::seconds wall_clock_offset(const Probe& probe) {
+  const auto now = probe.status().at("now").get<std::string>();
+  std::tm utc{};
+  std::istringstream in(now);
+  in >> std::get_time(&utc, "%Y-%m-%dT%H:%M:%SZ");
+  REQUIRE_MESSAGE(!in.fail(), "/status now: " << now);
+  const auto relay_time = std::chrono::system_clock::from_time_t(::timegm(&utc));
+  return std::chrono::duration_cast<std::chrono::seconds>(relay_time -
+                                                          std::chrono::system_clock::now());
+}
+
+}  // namespace
+
 TEST_CASE("Clock jumps: a jump of the wall clock disconnects no one and no deadline overflows") {
-  // libfaketime moves strelay's wall clock (CLOCK_REALTIME) mid-run through a timestamp file
-  // read at every call; CLOCK_MONOTONIC stays real (DONT_FAKE_MONOTONIC), as it does when an
-  // operator or NTP steps the clock.
-  const std::string lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-  if (!std::ifstream(lib)) {
-    MESSAGE("libfaketime is not installed (package faketime): skipped");
-    return;
-  }
-  char pattern[] = "/tmp/strelay-faketime-XXXXXX";
+  // tests/support/wall_clock_shift.c, preloaded into strelay, moves its wall clock
+  // (CLOCK_REALTIME) mid-run by an offset read from a file at every call; CLOCK_MONOTONIC and
+  // every wait stay real, as when an operator or NTP steps the clock. (That file says why not
+  // libfaketime.)
+  char pattern[] = "/tmp/strelay-wallclock-XXXXXX";
   REQUIRE(::mkdtemp(pattern) != nullptr);
   const std::filesystem::path dir = pattern;
-  const auto stamp = dir / "faketime.rc";
-  auto set_offset = [&](const std::string& offset) {
-    std::ofstream(stamp, std::ios::trunc) << offset << "\n";
+  const auto offset_file = dir / "offset";
+  auto set_offset = [&](const std::string& offset) {  // replaced whole: never read half-written
+    const auto next = dir / "offset.next";
+    std::ofstream(next, std::ios::trunc) << offset << "\n";
+    std::filesystem::rename(next, offset_file);
   };
   set_offset("+0");
   // Only the relay gets the preload: set for the spawn, removed at once.
   const char* asan_before = std::getenv("ASAN_OPTIONS");
   const std::string asan = std::string(asan_before ? asan_before : "") + (asan_before ? ":" : "") +
                            "verify_asan_link_order=0";
-  ::setenv("LD_PRELOAD", lib.c_str(), 1);
-  ::setenv("FAKETIME_TIMESTAMP_FILE", stamp.c_str(), 1);
-  ::setenv("FAKETIME_NO_CACHE", "1", 1);
-  ::setenv("DONT_FAKE_MONOTONIC", "1", 1);
+  ::setenv("LD_PRELOAD", STRELAY_WALL_CLOCK_SHIFT, 1);
+  ::setenv("STRELAY_WALL_CLOCK_OFFSET_FILE", offset_file.c_str(), 1);
   ::setenv("ASAN_OPTIONS", asan.c_str(), 1);
   std::optional<WatchedRelay> relay;
   try {
@@ -181,14 +196,17 @@ TEST_CASE("Clock jumps: a jump of the wall clock disconnects no one and no deadl
     throw;
   }
   ::unsetenv("LD_PRELOAD");
-  ::unsetenv("FAKETIME_TIMESTAMP_FILE");
-  ::unsetenv("FAKETIME_NO_CACHE");
-  ::unsetenv("DONT_FAKE_MONOTONIC");
+  ::unsetenv("STRELAY_WALL_CLOCK_OFFSET_FILE");
   if (asan_before) {
     ::setenv("ASAN_OPTIONS", asan_before, 1);
   } else {
     ::unsetenv("ASAN_OPTIONS");
   }
+  // The preload takes: the relay's wall clock (/status "now") moves with the file.
+  CHECK(std::abs(wall_clock_offset(relay->probe()).count()) <= 5);
+  set_offset("+86400");
+  CHECK(std::abs(wall_clock_offset(relay->probe()).count() - 86400) <= 5);
+  set_offset("+0");
   // A listener that answers pings, a connect pending towards it, a silent connection.
   auto p = hostile_pipe(relay->address(), false);
   RawSocket silent("127.0.0.55", relay->address().endpoint);
