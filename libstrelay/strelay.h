@@ -29,7 +29,8 @@
 extern "C" {
 #endif
 
-/* Only these functions are exported (the library is built with hidden visibility). */
+/* Only these functions are exported (the library's version script makes every other symbol
+   local). */
 #if defined(STRELAY_BUILDING_LIBRARY) && defined(__GNUC__)
 #define STRELAY_API __attribute__((visibility("default")))
 #else
