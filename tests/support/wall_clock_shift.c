@@ -46,7 +46,7 @@ static int real_clock_gettime(clockid_t clock, struct timespec* when) {
   clock_gettime_fn fn = atomic_load(&real);
   if (fn == NULL) {
     void* symbol = dlsym(RTLD_NEXT, "clock_gettime");
-    memcpy(&fn, &symbol, sizeof fn);  /* ISO C has no cast from object to function pointer */
+    memcpy(&fn, &symbol, sizeof fn); /* ISO C has no cast from object to function pointer */
     atomic_store(&real, fn);
   }
   return fn(clock, when);
