@@ -72,7 +72,10 @@ has 'id="state">live<' "the live badge (the script fetched /status and /samples)
 has 'Limit hits' "the limit hits table"
 grep -Eq '<polyline id="l2" class="l2" points="[0-9]' "$dom" || fail "the connections chart has no points"
 # Self-contained: no http(s) URL in any src or href, no external stylesheet or script.
-if grep -Eo '(src|href)="[^"]*"' "$dom" | grep -Ev '(src|href)="(/[^/][^"]*|#[^"]*)"' | grep -q .; then
+# (The foreign references are collected whole: `... | grep -q .` under pipefail could miss one
+# when grep quit before the writer had finished, SIGPIPE.)
+foreign=$(grep -Eo '(src|href)="[^"]*"' "$dom" | grep -Ev '(src|href)="(/[^/][^"]*|#[^"]*)"' || true)
+if [[ -n $foreign ]]; then
   fail "the page refers to something not on this relay: $(grep -Eo '(src|href)="[^"]*"' "$dom" | sort -u | tr '\n' ' ')"
 fi
 echo "ok: with JavaScript the page shows the key, the ticket, the QR code and live counters"

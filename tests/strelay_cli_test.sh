@@ -80,7 +80,7 @@ passed=$((passed + 1))
 printf 'idfile = "relay.ident"\nladdr = "127.0.0.1:1"\nallow = "alice.friend"\n' >run.conf
 kill -HUP "$relay_pid"
 wait_for relay.log "event=reload_needs_restart" 10
-grep "event=reload_needs_restart" relay.log | grep -q "options=laddr" ||
+grep -q "options=laddr" <<<"$(grep "event=reload_needs_restart" relay.log)" ||
   fail "reload_needs_restart does not name laddr: $(grep reload_needs_restart relay.log)"
 grep -q "event=reloaded" relay.log || fail "no reloaded line"
 passed=$((passed + 1))
