@@ -7,6 +7,7 @@
 #include "common/coro.hpp"
 #include "common/early_e2e.hpp"
 #include "common/errors.hpp"
+#include "common/recent_set.hpp"
 #include "common/relay_link.hpp"
 #include "common/topic.hpp"
 #include "common/wakeup.hpp"
@@ -30,34 +31,6 @@ int telling(std::error_code error, Stage stage) {
   if (error != errc::relay_unreachable) return 2;
   return 1;
 }
-
-// A set that forgets its oldest entries beyond `cap`: how many peers a relay introduces is up
-// to the relay, so a node keeps the newest (an entry erased and inserted again may be
-// forgotten early: it then counts as new once more).
-template <class T>
-class RecentSet {
- public:
-  explicit RecentSet(std::size_t cap) : cap_(cap) {}
-  bool insert(const T& value) {
-    if (!set_.insert(value).second) return false;
-    order_.push_back(value);
-    if (order_.size() > cap_) {
-      set_.erase(order_.front());
-      order_.pop_front();
-    }
-    return true;
-  }
-  bool contains(const T& value) const { return set_.contains(value); }
-  template <class Predicate>
-  void erase_if(Predicate predicate) {
-    std::erase_if(set_, predicate);
-  }
-
- private:
-  std::size_t cap_;
-  std::set<T> set_;
-  std::deque<T> order_;
-};
 
 struct Attempt {
   std::optional<Channel> channel;  // the end-to-end channel, on success

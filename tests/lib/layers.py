@@ -23,6 +23,7 @@ allowed = {
 }
 header_only = {
     "protocol.hpp": "strelay_core", "secure.hpp": "strelay_core", "clock.hpp": "strelay_core",
+    "recent_set.hpp": "strelay_core",
     "coro.hpp": "strelay_net", "wakeup.hpp": "strelay_net",
 }
 
