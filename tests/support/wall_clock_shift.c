@@ -11,9 +11,12 @@
  * absolute timerfd_settime deadline as if it were on CLOCK_REALTIME, whatever the timer's clock,
  * and shifts the deadlines of condition variables on CLOCK_MONOTONIC. Asio arms its timerfd
  * (CLOCK_MONOTONIC) with an absolute deadline of 1 ns whenever a timer is already due, so under
- * libfaketime an io_context could miss a due timer until some other event woke it: the relay's
- * drain then waited for a wake-up that never came (a SIGTERM under ASan not answered within
- * 10 s). This file is only test support; the relay is never built with it.
+ * libfaketime an io_context can miss a due timer until some other event wakes it. Shown with a
+ * minimal Asio program: under libfaketime with an offset of +3600 s, a steady_timer already due
+ * when armed, and a 3 s timer armed after it, never fired (killed after 10 s); under this
+ * library both fire on time. The likely cause of one CI run where the relay, under ASan, did not
+ * end its drain within 10 s of SIGTERM. This file is only test support; the relay is never built
+ * with it.
  *
  * The writer replaces the file by rename(2), so a reader sees the old offset or the new one;
  * an unreadable file keeps the last offset read. */
