@@ -60,6 +60,33 @@ static double now_s(void) {
   return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* The stream's end events seen so far (set on the library's thread, read by the session). */
+static pthread_mutex_t ends_lock = PTHREAD_MUTEX_INITIALIZER;
+static int ends_seen;
+enum { SEEN_PEER_GONE = 1, SEEN_STREAM_ENDED = 2 };
+
+static void saw_end(int which) {
+  pthread_mutex_lock(&ends_lock);
+  ends_seen |= which;
+  pthread_mutex_unlock(&ends_lock);
+}
+
+/* Events arrive on the library's thread, after the call or the wait that caused them returned;
+ * the ones still pending when a node is freed die with it (docs/node-library.md, "Closing").
+ * So the session waits, up to 10 s, for both end events before it frees anything. */
+static void await_end_events(void) {
+  const struct timespec tick = {0, 10 * 1000 * 1000};
+  int seen = 0, i;
+  for (i = 0; i < 1000; ++i) {
+    pthread_mutex_lock(&ends_lock);
+    seen = ends_seen;
+    pthread_mutex_unlock(&ends_lock);
+    if (seen == (SEEN_PEER_GONE | SEEN_STREAM_ENDED)) return;
+    nanosleep(&tick, NULL);
+  }
+  fprintf(stderr, "capi: the end events did not all arrive within 10 s (seen %d)\n", seen);
+}
+
 static void on_event(void* context, const strelay_event* e) {
   const char* address = e->address ? e->address : "?";
   strelay_node* node = context;
@@ -86,9 +113,11 @@ static void on_event(void* context, const strelay_event* e) {
       break;
     case STRELAY_EVENT_PEER_GONE:
       fprintf(stderr, "capi: peer gone: %s\n", strelay_status_name(e->status));
+      saw_end(SEEN_PEER_GONE);
       break;
     case STRELAY_EVENT_STREAM_ENDED:
       fprintf(stderr, "capi: stream ended: %s\n", strelay_status_name(e->status));
+      saw_end(SEEN_STREAM_ENDED);
       break;
     default: break;
   }
@@ -223,6 +252,7 @@ static int session(int listening, int argc, char** argv) {
     fprintf(stderr, "capi: stats: sent %llu received %llu rtt_known %d\n", (unsigned long long)sent,
             (unsigned long long)received, rtt_us > 0);
   }
+  await_end_events();
   fprintf(stderr, "capi: done: %s\n", strelay_status_name(status));
   strelay_stream_free(stream);
   strelay_node_free(node);
