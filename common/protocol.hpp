@@ -106,6 +106,10 @@ inline constexpr std::size_t ping_token_bytes = 8;
 // Pings a relay session holds unanswered (its writer blocked on a peer that does not read);
 // one more is a protocol error. The keepalive policy keeps one ping in flight.
 inline constexpr std::size_t max_pongs_due = 64;
+// A relay listener's kernel send queue (SO_SNDBUF; Linux's autotuning would let it grow to
+// tcp_wmem's 4 MiB): all a node that stops reading can make the relay hold there, and the point
+// where the relay's writer blocks, so max_pongs_due and the write-stall timeout come into play.
+inline constexpr std::size_t listener_send_queue_bytes = 64 * 1024;
 
 // Reasons carried by an authenticated close, and counted in metrics and logs.
 // `aborted` is never sent: it is what a reader reports for an EOF without a close.

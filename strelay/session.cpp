@@ -1,5 +1,7 @@
 #include "strelay/session.hpp"
 
+#include <sys/socket.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -34,6 +36,19 @@ const char* handshake_stage(std::error_code ec, AcceptStep step) {
   if (ec == errc::bad_magic || ec == errc::unsupported_version) return "preamble";
   if (ec == errc::aborted) return "peer_closed";
   return to_string(step);
+}
+
+// A listener's connection carries control frames only and never becomes a tunnel: its kernel
+// send queue is bounded (listener_send_queue_bytes), as a tunnel's are. Linux doubles the value
+// given (for its bookkeeping), so half is asked for. A Unix socket (a WebSocket bridge's end) is
+// bounded by its bridge already.
+void bound_listener_send_queue(tcp::socket& socket) {
+  const int fd = socket.native_handle();
+  int domain = 0;
+  socklen_t length = sizeof domain;
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) != 0 || domain == AF_UNIX) return;
+  const int size = static_cast<int>(listener_send_queue_bytes / 2);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);  // best effort, as for tunnels
 }
 
 }  // namespace
@@ -146,6 +161,7 @@ asio::awaitable<bool> Session::serve() {
   }
   if (std::holds_alternative<Listen>(*request)) {
     role_ = Role::listener;
+    bound_listener_send_queue(channel_->socket());
     keepalive_.start_timers(context_.clock.now(), context_.settings->keepalive,
                             context_.settings->dead_peer);
   } else if (std::holds_alternative<Connect>(*request)) {
