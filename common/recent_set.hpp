@@ -4,9 +4,8 @@
 // on a topic: common/node.cpp, node_max_topic_peers) in these, so a relay cannot grow a node's
 // memory without bound: past the cap the newest are kept. Sans-io and header-only.
 //
-// erase_if() forgets values at once but leaves their place in the insertion order until it is
-// the oldest: a value erased and inserted again may be forgotten early (it then counts as new
-// once more), which is the cheap and safe side for a cache of "already seen".
+// erase_if() forgets values at once, from the order too (O(cap)), so a value erased and
+// inserted again is as new as any other.
 #pragma once
 
 #include <cstddef>
@@ -35,6 +34,7 @@ class RecentSet {
   template <class Predicate>
   void erase_if(Predicate predicate) {
     std::erase_if(set_, predicate);
+    std::erase_if(order_, predicate);
   }
 
  private:

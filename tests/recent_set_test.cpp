@@ -63,9 +63,18 @@ TEST_CASE("erase_if forgets at once; an erased value inserted again is new") {
   CHECK(delivered.contains({2, 20}));
   CHECK(delivered.size() == 1);
   CHECK(delivered.insert({1, 10}));
-  // The erased values still hold their places in the order, so the cap may forget early (the
-  // cheap side for a cache of "already seen"), never late: at most `cap` values are kept.
-  for (int n = 0; n < 10; ++n) delivered.insert({3, n});
-  CHECK(delivered.size() <= 4);
+  // Inserted again, it is the newest: two more fill the set, and the next forgets the oldest,
+  // {2, 20}, not it (an erased value's old place in the order is gone too).
+  CHECK(delivered.insert({3, 0}));
+  CHECK(delivered.insert({3, 1}));
+  CHECK(delivered.size() == 4);
+  CHECK(delivered.insert({3, 2}));
+  CHECK(delivered.size() == 4);
+  CHECK_FALSE(delivered.contains({2, 20}));
+  CHECK(delivered.contains({1, 10}));
+  CHECK(delivered.contains({3, 0}));
+  for (int n = 3; n < 10; ++n) delivered.insert({3, n});
+  CHECK(delivered.size() == 4);
+  CHECK_FALSE(delivered.contains({1, 10}));
   CHECK(delivered.contains({3, 9}));
 }
