@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "common/coro.hpp"
+#include "strelay/kernel_queues.hpp"
 #include "strelay/rendezvous.hpp"
 
 namespace strelay {
@@ -39,16 +40,14 @@ const char* handshake_stage(std::error_code ec, AcceptStep step) {
 }
 
 // A listener's connection carries control frames only and never becomes a tunnel: its kernel
-// send queue is bounded (listener_send_queue_bytes), as a tunnel's are. Linux doubles the value
-// given (for its bookkeeping), so half is asked for. A Unix socket (a WebSocket bridge's end) is
-// bounded by its bridge already.
+// send queue is bounded (listener_send_queue_bytes), as a tunnel's are. A Unix socket (a
+// WebSocket bridge's end) is bounded by its bridge already.
 void bound_listener_send_queue(tcp::socket& socket) {
   const int fd = socket.native_handle();
   int domain = 0;
   socklen_t length = sizeof domain;
   if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) != 0 || domain == AF_UNIX) return;
-  const int size = static_cast<int>(listener_send_queue_bytes / 2);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);  // best effort, as for tunnels
+  bound_kernel_queue(fd, KernelQueue::send, listener_send_queue_bytes);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "common/coro.hpp"
+#include "strelay/kernel_queues.hpp"
 
 namespace strelay {
 
@@ -29,13 +30,11 @@ bool would_block(int e) {
   return e == EAGAIN || e == EWOULDBLOCK;
 }
 
-// Each kernel queue at most the direction's bound. Linux doubles the value given (the doubled
-// size covers its bookkeeping too), so asking for half caps each queue at the bound. Smaller
-// queues cost more than 5% of bulk throughput (docs/performance.md, issue 14.5).
+// Each kernel queue at most the direction's bound. Smaller queues cost more than 5% of bulk
+// throughput (docs/performance.md, issue 14.5).
 void clamp_socket_buffers(int fd, std::size_t buffer_bytes) {
-  const int size = static_cast<int>(std::max<std::size_t>(buffer_bytes / 2, 1024));
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  bound_kernel_queue(fd, KernelQueue::receive, buffer_bytes);
+  bound_kernel_queue(fd, KernelQueue::send, buffer_bytes);
 }
 
 }  // namespace

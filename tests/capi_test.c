@@ -60,6 +60,15 @@ static double now_s(void) {
   return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* An int that the library's thread writes and the program's thread reads, under its lock. */
+static int read_locked(pthread_mutex_t* lock, const int* value) {
+  int n;
+  pthread_mutex_lock(lock);
+  n = *value;
+  pthread_mutex_unlock(lock);
+  return n;
+}
+
 /* The stream's end events seen so far (set on the library's thread, read by the session). */
 static pthread_mutex_t ends_lock = PTHREAD_MUTEX_INITIALIZER;
 static int ends_seen;
@@ -78,9 +87,7 @@ static void await_end_events(void) {
   const struct timespec tick = {0, 10 * 1000 * 1000};
   int seen = 0, i;
   for (i = 0; i < 1000; ++i) {
-    pthread_mutex_lock(&ends_lock);
-    seen = ends_seen;
-    pthread_mutex_unlock(&ends_lock);
+    seen = read_locked(&ends_lock, &ends_seen);
     if (seen == (SEEN_PEER_GONE | SEEN_STREAM_ENDED)) return;
     nanosleep(&tick, NULL);
   }
@@ -273,11 +280,7 @@ static int refuse_all(void* context, const uint8_t peer[STRELAY_KEY_BYTES]) {
 }
 
 static int refused_count(void) {
-  int n;
-  pthread_mutex_lock(&refused_lock);
-  n = refused;
-  pthread_mutex_unlock(&refused_lock);
-  return n;
+  return read_locked(&refused_lock, &refused);
 }
 
 /* A friend's stream refused by the filter never reaches accept. */

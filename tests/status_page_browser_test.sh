@@ -76,7 +76,7 @@ grep -Eq '<polyline id="l2" class="l2" points="[0-9]' "$dom" || fail "the connec
 # when grep quit before the writer had finished, SIGPIPE.)
 foreign=$(grep -Eo '(src|href)="[^"]*"' "$dom" | grep -Ev '(src|href)="(/[^/][^"]*|#[^"]*)"' || true)
 if [[ -n $foreign ]]; then
-  fail "the page refers to something not on this relay: $(grep -Eo '(src|href)="[^"]*"' "$dom" | sort -u | tr '\n' ' ')"
+  fail "the page refers to something not on this relay: $(sort -u <<<"$foreign" | tr '\n' ' ')"
 fi
 echo "ok: with JavaScript the page shows the key, the ticket, the QR code and live counters"
 
