@@ -246,3 +246,21 @@ TEST_CASE(
   CHECK_FALSE(try_parse_identity_file("7777E777", "e.ident", error));
   CHECK(error == "e.ident: not valid JSON (a number out of range)");
 }
+
+TEST_CASE(
+    "regression inputs (fuzzing): a privateKey that reads like the refusal's own words is refused "
+    "as any value with that character would be") {
+  // identity_file_fuzz, CI run of 2026-12-05: the value "ase64url alphabet" is a piece of the
+  // message its own space earns, and the fuzz target took that for the secret leaking into the
+  // message. It was not: the refusal names the character and its offset, and reads the same for
+  // the value blanked (the fuzz target now compares the two).
+  std::string error;
+  CHECK_FALSE(
+      try_parse_identity_file("{\n  \"privateKey\": \"ase64url alphabet\"\n}", "e.ident", error));
+  CHECK(error ==
+        "e.ident: \"privateKey\": character ' ' at offset 8 is not in the base64url alphabet");
+  std::string blanked_error;
+  CHECK_FALSE(try_parse_identity_file("{\n  \"privateKey\": \"AAAAAAAA AAAAAAAt\"\n}", "e.ident",
+                                      blanked_error));
+  CHECK(blanked_error == error);
+}
