@@ -69,9 +69,10 @@ std::vector<Opened> open_silent(const WatchedRelay& relay, const std::vector<std
   std::vector<Opened> out;
   out.reserve(static_cast<std::size_t>(count));
   for (int i = 0; i < count; ++i) {
+    const auto at = Clock::now();  // before the relay can start its deadline
     RawSocket s(sources[static_cast<std::size_t>(i) % sources.size()], relay.address().endpoint);
     REQUIRE_MESSAGE(s.ok(), "connect failed: " << std::strerror(s.error()));
-    out.push_back({std::move(s), Clock::now()});
+    out.push_back({std::move(s), at});
   }
   REQUIRE(eventually(
       [&] {
@@ -156,9 +157,9 @@ TEST_CASE(
     bytes.push_back(static_cast<std::uint8_t>(msg3 & 0xff));
     bytes.resize(bytes.size() + 40, 0x5a);
   }
+  const auto start = Clock::now();  // before the relay can start its deadline
   RawSocket s("127.0.0.5", relay.address().endpoint);
   REQUIRE(s.ok());
-  const auto start = Clock::now();
   std::size_t sent = 0;
   if (quick > 0) {
     REQUIRE(s.send_some(std::span(bytes).first(quick)) == static_cast<std::int64_t>(quick));
@@ -355,9 +356,9 @@ TEST_CASE(
   Clock::duration lived{};
   run_task(
       [&]() -> asio::awaitable<void> {
+        const auto start = Clock::now();  // before the mute listener's last word to the relay
         auto mute = co_await open_connection(relay.address(), Identity::generate(), Listen{});
         auto live = co_await open_connection(relay.address(), Identity::generate(), Listen{});
-        const auto start = Clock::now();
         REQUIRE(is<ListenOk>(co_await next_message(*live.channel)));
         auto never_answer = [&]() -> asio::awaitable<void> {
           for (;;) {  // frames read directly: pings are seen, never answered
