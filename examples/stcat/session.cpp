@@ -356,6 +356,9 @@ asio::awaitable<SessionOutcome> run_session(Stream& stream, LocalFd& source, Loc
   while (running > 0) co_await wake.wait();
   *finished = true;
   if (!out.stream_error && !(up_done && down_done)) out.stream_error = closed;
+  // A write or read that found the stream closed says only that; the outcome says why (the
+  // peer's close reason: protocol_error when it found our data tampered with).
+  if (out.stream_error == errc::channel_closed && closed) out.stream_error = closed;
   if (!out.stream_error && !out.local_error && closed) out.stream_error = closed;
 
   const auto stats = stream.stats();
