@@ -2,11 +2,21 @@
 import { until } from './harness.mjs';
 
 // Scrolls the control to the middle of the screen first, as a person does: the tab bar at
-// the bottom would otherwise take a tap meant for a button beneath it.
+// the bottom would otherwise take a tap meant for a button beneath it. The app redraws a list
+// when a relay's state changes, so the control found can be replaced before the tap lands
+// ("Node is detached from document"); a person would tap the new one, and so does this.
 export async function tap(page, selector) {
-  await page.waitForSelector(selector, { visible: true });
-  await page.$eval(selector, (e) => e.scrollIntoView({ block: 'center' }));
-  await page.tap(selector);
+  await until(async () => {
+    try {
+      await page.waitForSelector(selector, { visible: true });
+      await page.$eval(selector, (e) => e.scrollIntoView({ block: 'center' }));
+      await page.tap(selector);
+      return true;
+    } catch (error) {
+      if (/detached/i.test(String(error?.message))) return false;
+      throw error;
+    }
+  }, `a tap on ${selector}`);
 }
 
 export async function screen(page, name) {
